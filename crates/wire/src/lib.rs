@@ -1,0 +1,73 @@
+//! Messages of the failoverd failover link.
+//!
+//! Every frame starts with an 8-byte header (magic `"FO"`, version, kind, total length). Frames
+//! are read through checked views ([`Frame::new_checked`], [`BatchView::new_checked`]): once a view
+//! exists no accessor can panic. Owned representations ([`Hello`], [`Ack`], [`Goodbye`],
+//! [`SessionRecord`]) parse from views and emit into buffers. A malformed, truncated or oversized
+//! frame is a [`WireError`], never a panic.
+//!
+//! ```text
+//! frame   = magic "FO" | version u8 | kind u8 | length u32 (whole frame) | body
+//! hello   = pair u32 | node u32 | priority u8 | backup u8 | state u8 | role u8 | flags u8 | 3 zero
+//!           | epoch u32 | hello_ms u32 | dead_ms u32 | tx_stamp u64 | echo_stamp u64
+//! ack     = epoch u32 | 4 zero | received u64 | applied u64
+//! goodbye = reason u8 | 3 zero
+//! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*
+//! section = kind u8 | 0 | record_len u16 | count u32 | count * record
+//! ```
+//! All integers are big-endian.
+
+mod message;
+mod session;
+
+pub use message::{
+    Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, Frame, Goodbye,
+    GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN, Message, MessageKind, Role,
+    Section, SectionKind, SyncState, VERSION, frame_len,
+};
+pub use session::{
+    HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,
+    SessionRecord, TcpInfo, TcpState, Tuple, proto_name,
+};
+
+/// Why bytes could not be read as a message. Every variant is the sender's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fewer bytes than the structure needs.
+    #[error("truncated message")]
+    Truncated,
+    /// The frame does not start with the failoverd magic.
+    #[error("bad magic: not a failoverd frame")]
+    BadMagic,
+    /// The frame's length field exceeds [`MAX_FRAME_LEN`].
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    Oversized(u32),
+    /// The length field disagrees with the bytes given.
+    #[error("length field {declared} but {actual} bytes present")]
+    LengthMismatch {
+        /// What the length field says.
+        declared: u32,
+        /// What was handed in.
+        actual: usize,
+    },
+    /// A protocol version this build does not speak.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    /// A field holds a value that is not allowed.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
+pub(crate) fn read_u16(buf: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([buf[at], buf[at + 1]])
+}
+
+pub(crate) fn read_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+pub(crate) fn read_u64(buf: &[u8], at: usize) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&buf[at..at + 8]);
+    u64::from_be_bytes(bytes)
+}

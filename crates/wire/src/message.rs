@@ -1,0 +1,883 @@
+//! Frames and the messages they carry.
+
+use std::fmt;
+
+use crate::session::{KEY_LEN, RECORD_LEN, SessionKey, SessionRecord};
+use crate::{WireError, read_u16, read_u32, read_u64};
+
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Length of the frame header.
+pub const HEADER_LEN: usize = 8;
+/// Largest frame accepted: bounds the memory a peer can make us allocate.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+const MAGIC: [u8; 2] = *b"FO";
+
+const HELLO_LEN: usize = 44;
+const ACK_LEN: usize = 24;
+const GOODBYE_LEN: usize = 4;
+/// Length of the session-batch header that follows the frame header.
+pub const BATCH_HEADER_LEN: usize = 20;
+const SECTION_HEADER_LEN: usize = 8;
+
+/// What a frame carries. Unknown kinds survive parsing (see [`Message::Unknown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Negotiation and liveness.
+    Hello,
+    /// The sender is leaving on purpose.
+    Goodbye,
+    /// Session records.
+    SessionBatch,
+    /// Cumulative acknowledgement of session batches.
+    Ack,
+    /// A kind this version does not know.
+    Unknown(u8),
+}
+
+impl MessageKind {
+    fn code(self) -> u8 {
+        match self {
+            Self::Hello => 1,
+            Self::Goodbye => 2,
+            Self::SessionBatch => 3,
+            Self::Ack => 4,
+            Self::Unknown(code) => code,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Hello,
+            2 => Self::Goodbye,
+            3 => Self::SessionBatch,
+            4 => Self::Ack,
+            other => Self::Unknown(other),
+        }
+    }
+}
+
+/// Reads the total frame length from the first [`HEADER_LEN`] bytes of a byte stream, so a
+/// stream reader knows how much to read (and can refuse before allocating).
+pub fn frame_len(header: &[u8]) -> Result<usize, WireError> {
+    if header.len() < HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    if header[..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let declared = read_u32(header, 4);
+    if declared as usize > MAX_FRAME_LEN {
+        return Err(WireError::Oversized(declared));
+    }
+    if (declared as usize) < HEADER_LEN {
+        return Err(WireError::Malformed("frame length"));
+    }
+    Ok(declared as usize)
+}
+
+/// A checked view of one whole frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Checks magic and length: `buffer` must hold exactly one frame.
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        let bytes = buffer.as_ref();
+        let declared = frame_len(bytes)?;
+        if declared != bytes.len() {
+            return Err(WireError::LengthMismatch {
+                declared: declared as u32,
+                actual: bytes.len(),
+            });
+        }
+        Ok(Self { buffer })
+    }
+
+    /// Protocol version of the sender.
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[2]
+    }
+
+    /// Message kind.
+    pub fn kind(&self) -> MessageKind {
+        MessageKind::from_code(self.buffer.as_ref()[3])
+    }
+
+    /// The bytes after the header.
+    pub fn body(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+}
+
+fn emit_header(buf: &mut Vec<u8>, kind: MessageKind, body_len: usize) {
+    buf.extend_from_slice(&MAGIC);
+    buf.push(VERSION);
+    buf.push(kind.code());
+    buf.extend_from_slice(&((HEADER_LEN + body_len) as u32).to_be_bytes());
+}
+
+/// The three failover states of the seed (H3C SecPath manual, "stateful failover states").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SyncState {
+    /// Just started, or just left Synchronization: a hold-down against flapping.
+    Silence,
+    /// The silence timer expired and no failover link is negotiated: the node works alone.
+    Independence,
+    /// Negotiation succeeded: service backup runs both ways.
+    Synchronization,
+}
+
+impl SyncState {
+    fn code(self) -> u8 {
+        match self {
+            Self::Silence => 0,
+            Self::Independence => 1,
+            Self::Synchronization => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<Self, WireError> {
+        match code {
+            0 => Ok(Self::Silence),
+            1 => Ok(Self::Independence),
+            2 => Ok(Self::Synchronization),
+            _ => Err(WireError::Malformed("failover state")),
+        }
+    }
+
+    /// Lower-case name, as the CLI and JSON show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Silence => "silence",
+            Self::Independence => "independence",
+            Self::Synchronization => "synchronization",
+        }
+    }
+}
+
+impl fmt::Display for SyncState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether a node forwards traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Does not forward; holds the peer's sessions ready.
+    Standby,
+    /// Forwards traffic.
+    Active,
+}
+
+impl Role {
+    fn code(self) -> u8 {
+        match self {
+            Self::Standby => 0,
+            Self::Active => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<Self, WireError> {
+        match code {
+            0 => Ok(Self::Standby),
+            1 => Ok(Self::Active),
+            _ => Err(WireError::Malformed("role")),
+        }
+    }
+
+    /// Lower-case name, as the CLI and JSON show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standby => "standby",
+            Self::Active => "active",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Backup type (seed: symmetric or asymmetric path). Kept raw so that a peer with a type this
+/// version does not know is reported as incompatible rather than as garbage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackupType(pub u8);
+
+impl BackupType {
+    /// Symmetric path: active/standby, traffic flows through one node at a time.
+    pub const SYMMETRIC: Self = Self(0);
+    /// Asymmetric path: both forward; a reply may come back through the other node.
+    pub const ASYMMETRIC: Self = Self(1);
+
+    /// Name as the config file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SYMMETRIC => "symmetric",
+            Self::ASYMMETRIC => "asymmetric",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Flag bits of a [`Hello`]. Unknown bits are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct HelloFlags(pub u8);
+
+impl HelloFlags {
+    /// The sender holds a complete copy of our sessions (its bulk sync of ours is done).
+    pub const READY: u8 = 0x01;
+    /// The sender wants to hand its active role over (switchover or maintenance).
+    pub const YIELDING: u8 = 0x02;
+
+    /// True if `bit` is set.
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// Negotiation and liveness message, sent every hello interval on the control path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// Identifies the pair; both nodes must agree.
+    pub pair_id: u32,
+    /// Sender's node id.
+    pub node_id: u32,
+    /// Election priority (higher wins).
+    pub priority: u8,
+    /// Configured backup type; both nodes must agree.
+    pub backup_type: BackupType,
+    /// Sender's failover state.
+    pub state: SyncState,
+    /// Sender's role.
+    pub role: Role,
+    /// Readiness and intent.
+    pub flags: HelloFlags,
+    /// Epoch of the sender's current outbound session stream.
+    pub epoch: u32,
+    /// Sender's hello interval in milliseconds.
+    pub hello_interval_ms: u32,
+    /// Sender's dead interval in milliseconds.
+    pub dead_interval_ms: u32,
+    /// Sender's clock when sending (microseconds), echoed back for RTT measurement.
+    pub tx_stamp: u64,
+    /// The last `tx_stamp` the sender received from us (0 if none).
+    pub echo_stamp: u64,
+}
+
+impl Hello {
+    /// Parses the body of a hello frame.
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        if body.len() < HELLO_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(Self {
+            pair_id: read_u32(body, 0),
+            node_id: read_u32(body, 4),
+            priority: body[8],
+            backup_type: BackupType(body[9]),
+            state: SyncState::from_code(body[10])?,
+            role: Role::from_code(body[11])?,
+            flags: HelloFlags(body[12]),
+            epoch: read_u32(body, 16),
+            hello_interval_ms: read_u32(body, 20),
+            dead_interval_ms: read_u32(body, 24),
+            tx_stamp: read_u64(body, 28),
+            echo_stamp: read_u64(body, 36),
+        })
+    }
+
+    /// Appends the whole frame to `buf`.
+    pub fn emit(&self, buf: &mut Vec<u8>) {
+        emit_header(buf, MessageKind::Hello, HELLO_LEN);
+        buf.extend_from_slice(&self.pair_id.to_be_bytes());
+        buf.extend_from_slice(&self.node_id.to_be_bytes());
+        buf.extend_from_slice(&[
+            self.priority,
+            self.backup_type.0,
+            self.state.code(),
+            self.role.code(),
+            self.flags.0,
+            0,
+            0,
+            0,
+        ]);
+        buf.extend_from_slice(&self.epoch.to_be_bytes());
+        buf.extend_from_slice(&self.hello_interval_ms.to_be_bytes());
+        buf.extend_from_slice(&self.dead_interval_ms.to_be_bytes());
+        buf.extend_from_slice(&self.tx_stamp.to_be_bytes());
+        buf.extend_from_slice(&self.echo_stamp.to_be_bytes());
+    }
+}
+
+/// Cumulative acknowledgement of one epoch's session batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The epoch acknowledged.
+    pub epoch: u32,
+    /// Highest batch sequence number received in order (drives retransmission).
+    pub received: u64,
+    /// Highest batch sequence number applied to the table (drives "replicated").
+    pub applied: u64,
+}
+
+impl Ack {
+    /// Parses the body of an ack frame.
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        if body.len() < ACK_LEN {
+            return Err(WireError::Truncated);
+        }
+        let ack = Self {
+            epoch: read_u32(body, 0),
+            received: read_u64(body, 8),
+            applied: read_u64(body, 16),
+        };
+        if ack.applied > ack.received {
+            return Err(WireError::Malformed("ack applies more than it received"));
+        }
+        Ok(ack)
+    }
+
+    /// Appends the whole frame to `buf`.
+    pub fn emit(&self, buf: &mut Vec<u8>) {
+        emit_header(buf, MessageKind::Ack, ACK_LEN);
+        buf.extend_from_slice(&self.epoch.to_be_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&self.received.to_be_bytes());
+        buf.extend_from_slice(&self.applied.to_be_bytes());
+    }
+}
+
+/// Why a node says goodbye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoodbyeReason {
+    /// The daemon is shutting down: take over now.
+    Shutdown,
+    /// A reason this version does not know; treated like shutdown.
+    Unknown(u8),
+}
+
+/// The sender is leaving on purpose, so the peer can take over without waiting a dead interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Goodbye {
+    /// Why.
+    pub reason: GoodbyeReason,
+}
+
+impl Goodbye {
+    /// Parses the body of a goodbye frame.
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        if body.len() < GOODBYE_LEN {
+            return Err(WireError::Truncated);
+        }
+        let reason = match body[0] {
+            0 => GoodbyeReason::Shutdown,
+            other => GoodbyeReason::Unknown(other),
+        };
+        Ok(Self { reason })
+    }
+
+    /// Appends the whole frame to `buf`.
+    pub fn emit(&self, buf: &mut Vec<u8>) {
+        emit_header(buf, MessageKind::Goodbye, GOODBYE_LEN);
+        let code = match self.reason {
+            GoodbyeReason::Shutdown => 0,
+            GoodbyeReason::Unknown(code) => code,
+        };
+        buf.extend_from_slice(&[code, 0, 0, 0]);
+    }
+}
+
+/// Flag bits of a session batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchFlags(pub u8);
+
+impl BatchFlags {
+    /// First batch of a bulk sync: the receiver starts a new epoch.
+    pub const BULK_BEGIN: u8 = 0x01;
+    /// Last batch of a bulk sync: the receiver sweeps what the bulk did not mention.
+    pub const BULK_END: u8 = 0x02;
+
+    /// True if `bit` is set.
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// Kind of a batch section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionKind {
+    /// Create or replace sessions ([`SessionRecord`]s).
+    Upsert,
+    /// Delete sessions ([`SessionKey`]s).
+    Remove,
+    /// A kind this version does not know: skipped, and counted by the receiver.
+    Unknown(u8),
+}
+
+impl SectionKind {
+    fn code(self) -> u8 {
+        match self {
+            Self::Upsert => 1,
+            Self::Remove => 2,
+            Self::Unknown(code) => code,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Upsert,
+            2 => Self::Remove,
+            other => Self::Unknown(other),
+        }
+    }
+
+    fn min_record_len(self) -> usize {
+        match self {
+            Self::Upsert => RECORD_LEN,
+            Self::Remove => KEY_LEN,
+            Self::Unknown(_) => 0,
+        }
+    }
+}
+
+/// A checked view of a session batch body: header and section layout are verified once, so
+/// iterating sections cannot go out of bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchView<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> BatchView<'a> {
+    /// Checks the batch header and that the sections exactly fill the body.
+    pub fn new_checked(body: &'a [u8]) -> Result<Self, WireError> {
+        if body.len() < BATCH_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let mut at = BATCH_HEADER_LEN;
+        for _ in 0..read_u16(body, 16) {
+            if body.len() < at + SECTION_HEADER_LEN {
+                return Err(WireError::Truncated);
+            }
+            let kind = SectionKind::from_code(body[at]);
+            let record_len = usize::from(read_u16(body, at + 2));
+            let count = read_u32(body, at + 4) as usize;
+            if record_len < kind.min_record_len() || (record_len == 0 && count != 0) {
+                return Err(WireError::Malformed("section record length"));
+            }
+            let len = record_len.checked_mul(count).ok_or(WireError::Truncated)?;
+            at += SECTION_HEADER_LEN;
+            if body.len() - at < len {
+                return Err(WireError::Truncated);
+            }
+            at += len;
+        }
+        if at != body.len() {
+            return Err(WireError::Malformed("trailing bytes after sections"));
+        }
+        Ok(Self { body })
+    }
+
+    /// Sender's epoch.
+    pub fn epoch(&self) -> u32 {
+        read_u32(self.body, 0)
+    }
+
+    /// Batch flags.
+    pub fn flags(&self) -> BatchFlags {
+        BatchFlags(self.body[4])
+    }
+
+    /// Sequence number within the epoch (the first batch of an epoch is 1).
+    pub fn seq(&self) -> u64 {
+        read_u64(self.body, 8)
+    }
+
+    /// The sections, in order.
+    pub fn sections(&self) -> impl Iterator<Item = Section<'a>> + 'a {
+        let body = self.body;
+        let mut at = BATCH_HEADER_LEN;
+        (0..read_u16(body, 16)).map(move |_| {
+            let kind = SectionKind::from_code(body[at]);
+            let record_len = usize::from(read_u16(body, at + 2));
+            let count = read_u32(body, at + 4) as usize;
+            at += SECTION_HEADER_LEN;
+            let records = &body[at..at + record_len * count];
+            at += record_len * count;
+            Section {
+                kind,
+                record_len,
+                count,
+                records,
+            }
+        })
+    }
+}
+
+/// One section of a batch: `count` records of `record_len` bytes each.
+#[derive(Debug, Clone, Copy)]
+pub struct Section<'a> {
+    /// What the records are.
+    pub kind: SectionKind,
+    /// Bytes per record (may exceed what this version reads).
+    pub record_len: usize,
+    /// Number of records.
+    pub count: usize,
+    records: &'a [u8],
+}
+
+impl<'a> Section<'a> {
+    /// The raw records, each `record_len` bytes.
+    pub fn raw_records(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.records.chunks_exact(self.record_len.max(1))
+    }
+
+    /// Records of an upsert section (empty for other kinds).
+    pub fn upserts(&self) -> impl Iterator<Item = Result<SessionRecord, WireError>> + 'a {
+        let is = self.kind == SectionKind::Upsert;
+        self.raw_records()
+            .filter(move |_| is)
+            .map(SessionRecord::parse)
+    }
+
+    /// Keys of a remove section (empty for other kinds).
+    pub fn removes(&self) -> impl Iterator<Item = Result<SessionKey, WireError>> + 'a {
+        let is = self.kind == SectionKind::Remove;
+        self.raw_records()
+            .filter(move |_| is)
+            .map(|raw| SessionKey::parse(raw).map(|(key, _)| key))
+    }
+}
+
+/// Builds one session-batch frame. Upserts and removes go into one section each.
+#[derive(Debug)]
+pub struct BatchWriter {
+    upserts: Vec<u8>,
+    removes: Vec<u8>,
+    upsert_count: u32,
+    remove_count: u32,
+}
+
+impl Default for BatchWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchWriter {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self {
+            upserts: Vec::new(),
+            removes: Vec::new(),
+            upsert_count: 0,
+            remove_count: 0,
+        }
+    }
+
+    /// Number of records added.
+    pub fn len(&self) -> usize {
+        (self.upsert_count + self.remove_count) as usize
+    }
+
+    /// True if no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Length of the frame [`BatchWriter::finish`] would produce.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN
+            + BATCH_HEADER_LEN
+            + 2 * SECTION_HEADER_LEN
+            + self.upserts.len()
+            + self.removes.len()
+    }
+
+    /// Adds a create-or-replace record.
+    pub fn push_upsert(&mut self, record: &SessionRecord) {
+        let at = self.upserts.len();
+        self.upserts.resize(at + RECORD_LEN, 0);
+        record.emit(&mut self.upserts[at..]);
+        self.upsert_count += 1;
+    }
+
+    /// Adds a delete record.
+    pub fn push_remove(&mut self, key: &SessionKey) {
+        let at = self.removes.len();
+        self.removes.resize(at + KEY_LEN, 0);
+        key.emit(&mut self.removes[at..]);
+        self.remove_count += 1;
+    }
+
+    /// Appends the whole frame to `buf` and empties the writer for reuse.
+    pub fn finish(&mut self, epoch: u32, seq: u64, flags: BatchFlags, buf: &mut Vec<u8>) {
+        let sections = [
+            (
+                SectionKind::Upsert,
+                RECORD_LEN,
+                self.upsert_count,
+                &self.upserts,
+            ),
+            (
+                SectionKind::Remove,
+                KEY_LEN,
+                self.remove_count,
+                &self.removes,
+            ),
+        ];
+        let present = sections.iter().filter(|s| s.2 > 0).count();
+        let body_len = BATCH_HEADER_LEN
+            + sections
+                .iter()
+                .filter(|s| s.2 > 0)
+                .map(|s| SECTION_HEADER_LEN + s.3.len())
+                .sum::<usize>();
+        buf.reserve(HEADER_LEN + body_len);
+        emit_header(buf, MessageKind::SessionBatch, body_len);
+        buf.extend_from_slice(&epoch.to_be_bytes());
+        buf.extend_from_slice(&[flags.0, 0, 0, 0]);
+        buf.extend_from_slice(&seq.to_be_bytes());
+        buf.extend_from_slice(&(present as u16).to_be_bytes());
+        buf.extend_from_slice(&[0, 0]);
+        for (kind, record_len, count, records) in sections {
+            if count > 0 {
+                buf.extend_from_slice(&[kind.code(), 0]);
+                buf.extend_from_slice(&(record_len as u16).to_be_bytes());
+                buf.extend_from_slice(&count.to_be_bytes());
+                buf.extend_from_slice(records);
+            }
+        }
+        self.upserts.clear();
+        self.removes.clear();
+        self.upsert_count = 0;
+        self.remove_count = 0;
+    }
+}
+
+/// A parsed frame. Session batches stay zero-copy views into the frame.
+#[derive(Debug, Clone, Copy)]
+pub enum Message<'a> {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// See [`Goodbye`].
+    Goodbye(Goodbye),
+    /// See [`BatchView`].
+    SessionBatch(BatchView<'a>),
+    /// See [`Ack`].
+    Ack(Ack),
+    /// A kind this version does not know; the receiver counts and skips it.
+    Unknown(u8),
+}
+
+impl<'a> Message<'a> {
+    /// Parses one whole frame.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let frame = Frame::new_checked(bytes)?;
+        if frame.version() != VERSION {
+            return Err(WireError::UnsupportedVersion(frame.version()));
+        }
+        let body = &bytes[HEADER_LEN..];
+        Ok(match frame.kind() {
+            MessageKind::Hello => Self::Hello(Hello::parse(body)?),
+            MessageKind::Goodbye => Self::Goodbye(Goodbye::parse(body)?),
+            MessageKind::SessionBatch => Self::SessionBatch(BatchView::new_checked(body)?),
+            MessageKind::Ack => Self::Ack(Ack::parse(body)?),
+            MessageKind::Unknown(code) => Self::Unknown(code),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::tests::arb_record;
+    use proptest::prelude::*;
+
+    fn hello() -> Hello {
+        Hello {
+            pair_id: 7,
+            node_id: 0x0102_0304,
+            priority: 200,
+            backup_type: BackupType::SYMMETRIC,
+            state: SyncState::Synchronization,
+            role: Role::Active,
+            flags: HelloFlags(HelloFlags::READY),
+            epoch: 3,
+            hello_interval_ms: 50,
+            dead_interval_ms: 150,
+            tx_stamp: 1_000_000,
+            echo_stamp: 999_000,
+        }
+    }
+
+    #[test]
+    fn hello_golden_bytes() {
+        let mut buf = Vec::new();
+        hello().emit(&mut buf);
+        let expected: &[u8] = &[
+            b'F', b'O', 1, 1, 0, 0, 0, 52, // header
+            0, 0, 0, 7, 1, 2, 3, 4, 200, 0, 2, 1, 1, 0, 0, 0, // pair, node, prio..flags
+            0, 0, 0, 3, 0, 0, 0, 50, 0, 0, 0, 150, // epoch, intervals
+            0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 0, 0, 0x0f, 0x3e, 0x58,
+        ];
+        assert_eq!(buf, expected);
+        match Message::parse(&buf).unwrap() {
+            Message::Hello(parsed) => assert_eq!(parsed, hello()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_version_magic_and_sizes_are_errors() {
+        let mut buf = Vec::new();
+        hello().emit(&mut buf);
+        let mut v2 = buf.clone();
+        v2[2] = 2;
+        assert_eq!(
+            Message::parse(&v2).unwrap_err(),
+            WireError::UnsupportedVersion(2)
+        );
+        let mut magic = buf.clone();
+        magic[0] = b'X';
+        assert_eq!(Message::parse(&magic).unwrap_err(), WireError::BadMagic);
+        assert!(matches!(
+            Message::parse(&buf[..20]),
+            Err(WireError::LengthMismatch { .. })
+        ));
+        let huge = [b'F', b'O', 1, 3, 0x7f, 0, 0, 0];
+        assert_eq!(
+            frame_len(&huge).unwrap_err(),
+            WireError::Oversized(0x7f00_0000)
+        );
+        assert_eq!(
+            frame_len(&[b'F', b'O', 1, 3, 0, 0, 0, 2]).unwrap_err(),
+            WireError::Malformed("frame length")
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_and_sections_survive_parsing() {
+        let frame = [b'F', b'O', 1, 99, 0, 0, 0, 8];
+        assert!(matches!(Message::parse(&frame), Ok(Message::Unknown(99))));
+
+        let mut buf = Vec::new();
+        emit_header(
+            &mut buf,
+            MessageKind::SessionBatch,
+            BATCH_HEADER_LEN + SECTION_HEADER_LEN + 6,
+        );
+        buf.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
+        buf.extend_from_slice(&[42, 0, 0, 3, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6]);
+        let Message::SessionBatch(batch) = Message::parse(&buf).unwrap() else {
+            panic!()
+        };
+        let sections: Vec<_> = batch.sections().collect();
+        assert_eq!(sections.len(), 1);
+        assert_eq!(sections[0].kind, SectionKind::Unknown(42));
+        assert_eq!(sections[0].raw_records().count(), 2);
+    }
+
+    #[test]
+    fn section_shorter_than_its_records_is_rejected() {
+        let mut writer = BatchWriter::new();
+        writer.push_remove(&SessionKey {
+            zone: 0,
+            l4proto: 17,
+            orig: crate::Tuple {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.0.0.2".parse().unwrap(),
+                src_port: 1,
+                dst_port: 2,
+            },
+        });
+        let mut buf = Vec::new();
+        writer.finish(1, 1, BatchFlags::default(), &mut buf);
+        // Claim a 4-byte record length for a remove section.
+        buf[HEADER_LEN + BATCH_HEADER_LEN + 2..HEADER_LEN + BATCH_HEADER_LEN + 4]
+            .copy_from_slice(&4u16.to_be_bytes());
+        assert!(Message::parse(&buf).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn batch_round_trips(
+            upserts in proptest::collection::vec(arb_record(), 0..20),
+            removes in proptest::collection::vec(arb_record(), 0..20),
+            epoch: u32, seq: u64, flags: u8,
+        ) {
+            let mut writer = BatchWriter::new();
+            for record in &upserts { writer.push_upsert(record); }
+            for record in &removes { writer.push_remove(&record.key); }
+            let expected_len = writer.frame_len();
+            let mut buf = Vec::new();
+            writer.finish(epoch, seq, BatchFlags(flags), &mut buf);
+            prop_assert!(buf.len() <= expected_len);
+            let Message::SessionBatch(batch) = Message::parse(&buf).unwrap() else { panic!("not a batch") };
+            prop_assert_eq!(batch.epoch(), epoch);
+            prop_assert_eq!(batch.seq(), seq);
+            prop_assert_eq!(batch.flags(), BatchFlags(flags));
+            let mut got_upserts = Vec::new();
+            let mut got_removes = Vec::new();
+            for section in batch.sections() {
+                got_upserts.extend(section.upserts().map(Result::unwrap));
+                got_removes.extend(section.removes().map(Result::unwrap));
+            }
+            prop_assert_eq!(got_upserts, upserts);
+            prop_assert_eq!(got_removes, removes.iter().map(|r| r.key).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn hello_and_ack_round_trip(h in any::<(u32, u32, u8, u8, u8, u32, u32, u32, u64, u64)>(), state in 0u8..3, role in 0u8..2, ack in any::<(u32, u64, u64)>()) {
+            let hello = Hello {
+                pair_id: h.0, node_id: h.1, priority: h.2, backup_type: BackupType(h.3),
+                state: SyncState::from_code(state).unwrap(), role: Role::from_code(role).unwrap(),
+                flags: HelloFlags(h.4), epoch: h.5, hello_interval_ms: h.6, dead_interval_ms: h.7,
+                tx_stamp: h.8, echo_stamp: h.9,
+            };
+            let mut buf = vec![];
+            hello.emit(&mut buf);
+            prop_assert!(matches!(Message::parse(&buf), Ok(Message::Hello(p)) if p == hello));
+            let ack = Ack { epoch: ack.0, received: ack.1.max(ack.2), applied: ack.1.min(ack.2) };
+            let mut buf = vec![];
+            ack.emit(&mut buf);
+            prop_assert!(matches!(Message::parse(&buf), Ok(Message::Ack(p)) if p == ack));
+        }
+
+        /// The same decoders the fuzz targets drive: arbitrary bytes are an error or a message.
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(Message::SessionBatch(batch)) = Message::parse(&bytes) {
+                for section in batch.sections() {
+                    let _ = section.upserts().count();
+                    let _ = section.removes().count();
+                }
+            }
+        }
+
+        /// Valid frames with mutated bytes: exercises deeper paths than random bytes reach.
+        #[test]
+        fn mutated_frames_never_panic(record in arb_record(), flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            let mut writer = BatchWriter::new();
+            writer.push_upsert(&record);
+            writer.push_remove(&record.key);
+            let mut buf = Vec::new();
+            writer.finish(1, 1, BatchFlags::default(), &mut buf);
+            for (index, value) in flips {
+                let at = index.index(buf.len());
+                buf[at] = value;
+            }
+            if let Ok(Message::SessionBatch(batch)) = Message::parse(&buf) {
+                for section in batch.sections() {
+                    let _ = section.upserts().count();
+                    let _ = section.removes().count();
+                }
+            }
+        }
+    }
+}
