@@ -1,1 +1,32 @@
-//! placeholder
+//! The sans-I/O core of failoverd: one node of a failover pair as a state machine.
+//!
+//! No sockets, threads or clocks: every input carries `now` ([`Instant`]), and outputs are
+//! polled ([`Node::poll_transmit`], [`Node::poll_action`], [`Node::poll_event`],
+//! [`Node::poll_timeout`]). The daemon drives it with real I/O, the simulation with a virtual
+//! clock and a faulty link; both see the same behaviour.
+//!
+//! - negotiation: Silence -> Independence -> Synchronization -> Silence (the seed's diagram);
+//! - roles: who forwards, by priority with an explicit tie-break, gated on readiness;
+//! - session sync: bulk sync with epochs, coalesced incremental changes, numbered batches
+//!   acknowledged once applied, bounded apply slices, sweep of stale entries.
+#![warn(missing_docs)]
+
+mod config;
+mod event;
+mod node;
+mod stats;
+mod sync;
+mod time;
+mod timer;
+
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
+pub use config::{ConfigError, NodeConfig};
+pub use event::{Election, Event, History, HistoryEntry, Incompatibility, Reason};
+pub use node::{
+    Action, ActionResult, Channel, CommandError, Node, NotReady, PeerStatus, Token, Transmit,
+};
+pub use stats::{LagHistogram, Stats};
+pub use time::Instant;
+
+pub use failoverd_wire as wire;

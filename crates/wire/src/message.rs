@@ -234,6 +234,8 @@ impl HelloFlags {
     pub const READY: u8 = 0x01;
     /// The sender wants to hand its active role over (switchover or maintenance).
     pub const YIELDING: u8 = 0x02;
+    /// The sender takes the active role from a lower-priority peer once it is ready.
+    pub const PREEMPT: u8 = 0x04;
 
     /// True if `bit` is set.
     pub fn has(self, bit: u8) -> bool {

@@ -430,14 +430,14 @@ pub(crate) mod tests {
             any::<[u8; 4]>(),
             any::<[u8; 4]>(),
         )
-            .prop_map(|(a, b, c, d)| [a, b, c, d].map(|o| IpAddr::from(o)));
+            .prop_map(|(a, b, c, d)| [a, b, c, d].map(IpAddr::from));
         let v6 = (
             any::<[u8; 16]>(),
             any::<[u8; 16]>(),
             any::<[u8; 16]>(),
             any::<[u8; 16]>(),
         )
-            .prop_map(|(a, b, c, d)| [a, b, c, d].map(|o| IpAddr::from(o)));
+            .prop_map(|(a, b, c, d)| [a, b, c, d].map(IpAddr::from));
         let addrs = prop_oneof![v4, v6];
         let helper = prop_oneof![
             Just(String::new()),

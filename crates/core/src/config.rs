@@ -1,0 +1,147 @@
+//! Settings of one node's core. The daemon builds this from the config file.
+
+use std::time::Duration;
+
+use failoverd_wire::{BackupType, NodeId};
+
+/// How one node negotiates and replicates.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (from its key).
+    pub node_id: NodeId,
+    /// The pair both nodes belong to; a peer announcing another pair is incompatible.
+    pub pair_id: u32,
+    /// Election priority when no takeover mechanism is configured: the higher is active.
+    pub priority: u8,
+    /// Symmetric (active/standby) or asymmetric (both forward).
+    pub backup_type: BackupType,
+    /// Take the active role back from a healthy peer of lower priority (once ready).
+    pub preempt: bool,
+    /// Interval between hellos.
+    pub hello_interval: Duration,
+    /// The peer is dead after this long without a hello.
+    pub dead_interval: Duration,
+    /// Hold-down after start and after leaving Synchronization.
+    pub silence_timer: Duration,
+    /// Resend unacknowledged batches after this long without progress.
+    pub retransmit_timeout: Duration,
+    /// Largest session-batch frame in bytes.
+    pub max_batch_bytes: usize,
+    /// Batches sent but not yet applied by the peer, at most.
+    pub max_in_flight: usize,
+    /// Records per apply action at most: bounds how long one apply holds the backend.
+    pub max_apply_slice: usize,
+    /// Entries kept in the event history.
+    pub history_len: usize,
+    /// Seed of the node's random number generator (epochs).
+    pub seed: u64,
+    /// A known bug to plant, so the simulation can prove it catches it.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Bugs the simulation plants to show its invariant checks can fail.
+#[cfg(feature = "planted-bugs")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Acknowledge a batch as applied as soon as it is received.
+    AckBeforeApply,
+    /// Do not sweep entries the bulk sync did not mention.
+    SkipSweep,
+    /// Preempt a healthy active peer before the bulk sync is complete.
+    TakeOverBeforeReady,
+}
+
+/// Defaults: sub-second detection (3 missed hellos) with room for a loaded 2-core machine.
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: NodeId(0),
+            pair_id: 1,
+            priority: 100,
+            backup_type: BackupType::SYMMETRIC,
+            preempt: true,
+            hello_interval: Duration::from_millis(50),
+            dead_interval: Duration::from_millis(150),
+            silence_timer: Duration::from_secs(1),
+            retransmit_timeout: Duration::from_millis(200),
+            max_batch_bytes: 64 * 1024,
+            max_in_flight: 128,
+            max_apply_slice: 4096,
+            history_len: 256,
+            seed: 0,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
+        }
+    }
+}
+
+/// A setting that cannot work, with what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Hellos faster than the scheduler can honour.
+    #[error("hello interval {0:?} is below the 10 ms minimum")]
+    HelloTooShort(Duration),
+    /// A dead interval that a single late hello would trip.
+    #[error("dead interval {dead:?} must be at least twice the hello interval {hello:?}")]
+    DeadTooShort {
+        /// Configured dead interval.
+        dead: Duration,
+        /// Configured hello interval.
+        hello: Duration,
+    },
+    /// A batch that cannot hold one record.
+    #[error("max batch size {0} bytes cannot hold a session record")]
+    BatchTooSmall(usize),
+    /// Nothing could ever be sent or applied.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl NodeConfig {
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hello_interval < Duration::from_millis(10) {
+            return Err(ConfigError::HelloTooShort(self.hello_interval));
+        }
+        if self.dead_interval < 2 * self.hello_interval {
+            return Err(ConfigError::DeadTooShort {
+                dead: self.dead_interval,
+                hello: self.hello_interval,
+            });
+        }
+        let smallest = failoverd_wire::HEADER_LEN
+            + failoverd_wire::BATCH_HEADER_LEN
+            + 8
+            + failoverd_wire::RECORD_LEN;
+        if self.max_batch_bytes < smallest || self.max_batch_bytes > failoverd_wire::MAX_FRAME_LEN {
+            return Err(ConfigError::BatchTooSmall(self.max_batch_bytes));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::Zero("max in-flight batches"));
+        }
+        if self.max_apply_slice == 0 {
+            return Err(ConfigError::Zero("max apply slice"));
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
+        self.planted_bug == Some(bug)
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    pub(crate) fn has_bug(&self, _bug: PlantedBug) -> bool {
+        false
+    }
+}
+
+/// Without the feature the bugs still name themselves, but no config can plant one.
+#[cfg(not(feature = "planted-bugs"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlantedBug {
+    AckBeforeApply,
+    SkipSweep,
+    TakeOverBeforeReady,
+}

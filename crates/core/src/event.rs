@@ -1,0 +1,275 @@
+//! What a node reports: transitions with their reasons, kept in a bounded history.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use failoverd_wire::{NodeId, Role, SyncState};
+
+use crate::time::Instant;
+
+/// Why a transition happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The node started.
+    Started,
+    /// The silence timer expired.
+    SilenceExpired,
+    /// Negotiation succeeded with this peer.
+    NegotiationSucceeded(NodeId),
+    /// No hello within the dead interval.
+    PeerDead(Duration),
+    /// The transport closed.
+    LinkClosed(String),
+    /// The peer said goodbye.
+    PeerLeft,
+    /// The peer reported that it left Synchronization.
+    PeerLeftSynchronization(SyncState),
+    /// The peer is not compatible.
+    Incompatible(Incompatibility),
+    /// No peer is alive.
+    NoPeer,
+    /// The peer is alive and active, and this node may not take over.
+    PeerIsActive,
+    /// Neither node was active; this one is preferred.
+    Elected(Election),
+    /// Both were active; this one yields to the preferred one.
+    Conflict(Election),
+    /// This node took over from a lower-priority active peer once ready.
+    Preempted,
+    /// A ready peer of higher priority takes over.
+    PreemptedByPeer,
+    /// The operator moved the active role (switchover).
+    Switchover,
+    /// The peer handed its active role over.
+    PeerYielded,
+    /// The daemon is shutting down.
+    ShuttingDown,
+}
+
+/// How the active node was chosen, so the log says which rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// Higher priority.
+    Priority {
+        /// Ours.
+        ours: u8,
+        /// The peer's.
+        theirs: u8,
+    },
+    /// Equal priority: the lower node id wins (explicit tie-break).
+    LowerNodeId,
+    /// The other node yields (switchover).
+    PeerYielding,
+}
+
+/// A reason the peer cannot be synchronized with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incompatibility {
+    /// A protocol version this build does not speak.
+    Version(u8),
+    /// Another pair id.
+    PairId {
+        /// Ours.
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
+    /// Another backup type.
+    BackupType {
+        /// Ours.
+        ours: &'static str,
+        /// The peer's.
+        theirs: &'static str,
+    },
+    /// The hello's node id differs from the authenticated key's.
+    NodeId {
+        /// From the authenticated key.
+        authenticated: NodeId,
+        /// From the hello.
+        claimed: NodeId,
+    },
+    /// The peer has our own node id: both nodes use the same key.
+    SameNodeId,
+}
+
+impl fmt::Display for Incompatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Version(v) => write!(
+                f,
+                "peer speaks protocol version {v}, we speak {}",
+                failoverd_wire::VERSION
+            ),
+            Self::PairId { ours, theirs } => {
+                write!(f, "peer is in pair {theirs}, we are in pair {ours}")
+            }
+            Self::BackupType { ours, theirs } => {
+                write!(f, "peer backup type is {theirs}, ours is {ours}")
+            }
+            Self::NodeId {
+                authenticated,
+                claimed,
+            } => {
+                write!(
+                    f,
+                    "peer authenticated as node {authenticated} but claims node {claimed}"
+                )
+            }
+            Self::SameNodeId => f.write_str("peer uses our own key (same node id)"),
+        }
+    }
+}
+
+impl fmt::Display for Election {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Priority { ours, theirs } => write!(f, "priority {ours} vs peer {theirs}"),
+            Self::LowerNodeId => f.write_str("equal priority, tie broken by lower node id"),
+            Self::PeerYielding => f.write_str("peer yields"),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Started => f.write_str("started"),
+            Self::SilenceExpired => f.write_str("silence timer expired"),
+            Self::NegotiationSucceeded(peer) => write!(f, "negotiation succeeded with node {peer}"),
+            Self::PeerDead(silent) => {
+                write!(f, "peer dead: no hello for {} ms", silent.as_millis())
+            }
+            Self::LinkClosed(why) => write!(f, "failover link closed: {why}"),
+            Self::PeerLeft => f.write_str("peer left (goodbye)"),
+            Self::PeerLeftSynchronization(state) => {
+                write!(f, "peer left synchronization (now {state})")
+            }
+            Self::Incompatible(why) => write!(f, "negotiation failed: {why}"),
+            Self::NoPeer => f.write_str("no live peer"),
+            Self::PeerIsActive => f.write_str("peer is active"),
+            Self::Elected(how) => write!(f, "elected ({how})"),
+            Self::Conflict(how) => write!(f, "both active, yielding ({how})"),
+            Self::Preempted => f.write_str("preempted lower-priority peer (ready)"),
+            Self::PreemptedByPeer => f.write_str("ready peer of higher priority takes over"),
+            Self::Switchover => f.write_str("switchover requested"),
+            Self::PeerYielded => f.write_str("peer handed over (switchover)"),
+            Self::ShuttingDown => f.write_str("shutting down"),
+        }
+    }
+}
+
+/// Something that happened, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The failover state changed.
+    StateChanged {
+        /// Previous state.
+        from: SyncState,
+        /// New state.
+        to: SyncState,
+        /// Why.
+        reason: Reason,
+    },
+    /// The role changed.
+    RoleChanged {
+        /// Previous role.
+        from: Role,
+        /// New role.
+        to: Role,
+        /// Why.
+        reason: Reason,
+    },
+    /// Negotiation with a live peer failed (reported once per distinct reason).
+    NegotiationFailed(Incompatibility),
+    /// Our bulk sync was applied by the peer.
+    BulkSent {
+        /// Epoch of the bulk.
+        epoch: u32,
+        /// Records in it.
+        records: u64,
+    },
+    /// The peer's bulk sync is applied here: this node holds its sessions (ready).
+    BulkReceived {
+        /// Epoch of the bulk.
+        epoch: u32,
+        /// Records received.
+        records: u64,
+        /// Stale entries removed.
+        swept: u64,
+    },
+    /// The backend lost change events; a resync follows.
+    ChangesLost,
+    /// The backend refused some of the peer's records.
+    ApplyFailed {
+        /// How many.
+        count: u64,
+        /// The first error.
+        first: String,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StateChanged { from, to, reason } => write!(f, "state {from} -> {to}: {reason}"),
+            Self::RoleChanged { from, to, reason } => write!(f, "role {from} -> {to}: {reason}"),
+            Self::NegotiationFailed(why) => write!(f, "negotiation failed: {why}"),
+            Self::BulkSent { epoch, records } => write!(
+                f,
+                "bulk sync of {records} sessions applied by peer (epoch {epoch})"
+            ),
+            Self::BulkReceived {
+                epoch,
+                records,
+                swept,
+            } => {
+                write!(
+                    f,
+                    "bulk sync of {records} peer sessions applied, {swept} stale swept (epoch {epoch}): ready"
+                )
+            }
+            Self::ChangesLost => f.write_str("backend lost change events: resynchronizing"),
+            Self::ApplyFailed { count, first } => {
+                write!(f, "{count} peer sessions could not be applied: {first}")
+            }
+        }
+    }
+}
+
+/// An event with the time it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: Instant,
+    /// What.
+    pub event: Event,
+}
+
+/// The last `capacity` events; the oldest go first.
+#[derive(Debug, Clone)]
+pub struct History {
+    entries: VecDeque<HistoryEntry>,
+    capacity: usize,
+}
+
+impl History {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: VecDeque::with_capacity(capacity.min(1024)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn push(&mut self, at: Instant, event: Event) {
+        if self.entries.len() == self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(HistoryEntry { at, event });
+    }
+
+    /// The entries, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &HistoryEntry> {
+        self.entries.iter()
+    }
+}

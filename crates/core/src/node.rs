@@ -1,0 +1,1101 @@
+//! One node of a failover pair, as a sans-I/O state machine.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use failoverd_wire::{
+    Goodbye, GoodbyeReason, Hello, HelloFlags, Message, NodeId, Role, SessionKey, SessionOp,
+    SessionRecord, SyncState, WireError,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{NodeConfig, PlantedBug};
+use crate::event::{Election, Event, History, Incompatibility, Reason};
+use crate::stats::Stats;
+use crate::sync::inbound::{Inbound, InboundWork};
+use crate::sync::outbound::Outbound;
+use crate::time::Instant;
+use crate::timer::{Timer, TimerTable};
+
+/// Which path of the failover link a frame takes. Control frames (hellos, acks, goodbye) must
+/// never wait behind data frames (session batches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Small and latency-critical.
+    Control,
+    /// Bulk session data.
+    Data,
+}
+
+/// A frame to send to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The path to send it on.
+    pub channel: Channel,
+    /// One whole frame.
+    pub payload: Vec<u8>,
+}
+
+/// Identifies a backend action so its result can be matched to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(u64);
+
+/// Work for the driver. Backend actions run one at a time: the next is polled only after the
+/// result of the previous one was handed back with [`Node::handle_action_done`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Read every entry of the local table (source of our bulk sync).
+    Dump {
+        /// Hand back with the result.
+        token: Token,
+    },
+    /// Apply the peer's ops, in order.
+    Apply {
+        /// Hand back with the result.
+        token: Token,
+        /// What to apply.
+        ops: Vec<SessionOp>,
+        /// This node is active: an upsert must not replace an entry the local node owns (after a
+        /// split brain the active node's copy is the truth).
+        protect_local: bool,
+    },
+    /// Delete every entry owned by `owner` whose key is not in `keep`.
+    Sweep {
+        /// Hand back with the result.
+        token: Token,
+        /// Whose entries.
+        owner: NodeId,
+        /// What the bulk sync mentioned.
+        keep: HashSet<SessionKey>,
+    },
+    /// Take ownership of every entry owned by `from` (the peer died; we carry its sessions now).
+    Adopt {
+        /// Hand back with the result.
+        token: Token,
+        /// The dead peer.
+        from: NodeId,
+    },
+    /// Drop the failover-link connection and reconnect (the peer went silent on it).
+    ResetLink,
+}
+
+/// The result of a backend [`Action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionResult {
+    /// Result of [`Action::Dump`].
+    Dumped(Result<Vec<SessionRecord>, String>),
+    /// Result of [`Action::Apply`]: how many ops failed (e.g. table full), and the first error.
+    Applied {
+        /// Ops that took effect (including no-op removes).
+        applied: u64,
+        /// Ops the backend refused.
+        failed: u64,
+        /// The first refusal, for the log.
+        first_error: Option<String>,
+    },
+    /// Result of [`Action::Sweep`]: entries removed.
+    Swept(Result<u64, String>),
+    /// Result of [`Action::Adopt`]: entries adopted.
+    Adopted(Result<u64, String>),
+}
+
+/// Why this node is not ready to take over from a healthy active peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// Not in Synchronization with the peer.
+    NotSynchronized,
+    /// The peer's bulk sync is not yet applied.
+    BulkSyncIncomplete,
+    /// Some of the peer's sessions could not be applied.
+    ApplyFailed,
+}
+
+impl NotReady {
+    /// Stable name for the CLI and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotSynchronized => "not-synchronized",
+            Self::BulkSyncIncomplete => "bulk-sync-incomplete",
+            Self::ApplyFailed => "apply-failed",
+        }
+    }
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Switchover moves the active role away, so it runs on the active node.
+    #[error("this node is standby: run switchover on the active node")]
+    NotActive,
+    /// Nobody to hand over to.
+    #[error("no live peer to hand over to")]
+    NoPeer,
+    /// The peer would take over without our sessions.
+    #[error("the peer is not ready (its bulk sync of our sessions is incomplete)")]
+    PeerNotReady,
+}
+
+/// What this node knows of its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's node id.
+    pub node_id: NodeId,
+    /// Its failover state.
+    pub state: SyncState,
+    /// Its role.
+    pub role: Role,
+    /// Its priority.
+    pub priority: u8,
+    /// It holds our sessions.
+    pub ready: bool,
+    /// Negotiation problem, if any.
+    pub incompatibility: Option<Incompatibility>,
+    /// When we last heard a hello.
+    pub last_heard: Instant,
+}
+
+#[derive(Debug)]
+enum State {
+    /// `startup` holds the role back: a peer we have not heard yet may be active.
+    Silence {
+        startup: bool,
+    },
+    Independence,
+    Synchronization {
+        peer: NodeId,
+    },
+}
+
+impl State {
+    fn name(&self) -> SyncState {
+        match self {
+            Self::Silence { .. } => SyncState::Silence,
+            Self::Independence => SyncState::Independence,
+            Self::Synchronization { .. } => SyncState::Synchronization,
+        }
+    }
+}
+
+/// The live peer, as its last hello describes it.
+#[derive(Debug)]
+struct PeerView {
+    node: NodeId,
+    hello: Hello,
+    heard_at: Instant,
+    compatible: Result<(), Incompatibility>,
+}
+
+/// What an outstanding backend action was for.
+#[derive(Debug)]
+enum Work {
+    Dump {
+        epoch: u32,
+    },
+    Apply {
+        generation: u64,
+        last_seq: u64,
+        bulk_end: bool,
+    },
+    Sweep {
+        generation: u64,
+        last_seq: u64,
+    },
+    Adopt,
+}
+
+/// One node of a failover pair.
+///
+/// Methods, by group:
+/// - getters: [`state`](Self::state), [`role`](Self::role), [`is_ready`](Self::is_ready),
+///   [`peer`](Self::peer), [`stats`](Self::stats), [`history`](Self::history), replication queries;
+/// - input: `handle_link_up`, `handle_link_down`, `handle_frame`, `handle_timeout`,
+///   `handle_local_changes`, `handle_changes_lost`, `handle_action_done`;
+/// - commands: [`switchover`](Self::switchover), [`shutdown`](Self::shutdown);
+/// - output, polled after every input in this order: [`poll_action`](Self::poll_action),
+///   [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event), then sleep until
+///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    state: State,
+    role: Role,
+    timers: TimerTable,
+    /// The authenticated peer while the transport is up.
+    link: Option<NodeId>,
+    /// The live peer (heard within the dead interval).
+    peer: Option<PeerView>,
+    /// The last peer we synchronized with: whose entries to adopt when it dies.
+    last_peer: Option<NodeId>,
+    loss_reason: Option<Reason>,
+    reported_incompatibility: Option<Incompatibility>,
+    next_epoch: u32,
+    yielding: bool,
+    leaving: bool,
+    apply_failed: bool,
+    outbound: Outbound,
+    inbound: Inbound,
+    outstanding: Option<(Token, Work)>,
+    next_token: u64,
+    adopt_from: Option<NodeId>,
+    pending_sweep: Option<(HashSet<SessionKey>, u64, u64)>,
+    dump_blocked: bool,
+    resend: VecDeque<Vec<u8>>,
+    control: VecDeque<Vec<u8>>,
+    hello_due: bool,
+    peer_tx_stamp: u64,
+    rtt: Option<Duration>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    history: History,
+    stats: Stats,
+}
+
+impl Node {
+    /// A node that has just started: Silence, standby.
+    ///
+    /// Panics if `config` does not [`validate`](NodeConfig::validate) (a caller bug: the daemon
+    /// validates the config file first).
+    pub fn new(config: NodeConfig, now: Instant) -> Self {
+        if let Err(err) = config.validate() {
+            panic!("invalid node config: {err}");
+        }
+        let mut rng = SmallRng::seed_from_u64(config.seed ^ u64::from(config.node_id.0));
+        let mut node = Self {
+            state: State::Silence { startup: true },
+            role: Role::Standby,
+            timers: TimerTable::default(),
+            link: None,
+            peer: None,
+            last_peer: None,
+            loss_reason: None,
+            reported_incompatibility: None,
+            next_epoch: rng.random(),
+            yielding: false,
+            leaving: false,
+            apply_failed: false,
+            outbound: Outbound::new(config.node_id),
+            inbound: Inbound::new(),
+            outstanding: None,
+            next_token: 0,
+            adopt_from: None,
+            pending_sweep: None,
+            dump_blocked: false,
+            resend: VecDeque::new(),
+            control: VecDeque::new(),
+            hello_due: false,
+            peer_tx_stamp: 0,
+            rtt: None,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            history: History::new(config.history_len),
+            stats: Stats::default(),
+            config,
+        };
+        node.timers
+            .set(Timer::Silence, now + node.config.silence_timer);
+        node.timers.set(Timer::Hello, now);
+        node.emit(
+            now,
+            Event::StateChanged {
+                from: SyncState::Silence,
+                to: SyncState::Silence,
+                reason: Reason::Started,
+            },
+        );
+        node
+    }
+
+    // ---- getters ----
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The failover state.
+    pub fn state(&self) -> SyncState {
+        self.state.name()
+    }
+
+    /// Whether this node forwards.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Ready to take over from a healthy active peer: holds a complete copy of its sessions.
+    pub fn is_ready(&self) -> bool {
+        self.not_ready_reasons().is_empty()
+    }
+
+    /// Why this node is not ready (empty when it is).
+    pub fn not_ready_reasons(&self) -> Vec<NotReady> {
+        let mut reasons = Vec::new();
+        if !matches!(self.state, State::Synchronization { .. }) {
+            reasons.push(NotReady::NotSynchronized);
+        } else if !self.inbound.complete() {
+            reasons.push(NotReady::BulkSyncIncomplete);
+        }
+        if self.apply_failed {
+            reasons.push(NotReady::ApplyFailed);
+        }
+        reasons
+    }
+
+    /// The live peer, if any.
+    pub fn peer(&self) -> Option<PeerStatus> {
+        self.peer.as_ref().map(|p| PeerStatus {
+            node_id: p.node,
+            state: p.hello.state,
+            role: p.hello.role,
+            priority: p.hello.priority,
+            ready: p.hello.flags.has(HelloFlags::READY),
+            incompatibility: p.compatible.clone().err(),
+            last_heard: p.heard_at,
+        })
+    }
+
+    /// Round-trip time of the last hello exchange.
+    pub fn link_rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The bounded event history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Epoch of our current outbound stream.
+    pub fn epoch(&self) -> u32 {
+        self.outbound.epoch()
+    }
+
+    /// True if the peer has applied the latest state of our session `key`. Conservative: false
+    /// while our bulk sync is incomplete or after change events were lost.
+    pub fn is_replicated(&self, key: &SessionKey) -> bool {
+        self.outbound.is_replicated(key)
+    }
+
+    /// True if a change of `key` is queued or sent but not yet applied by the peer.
+    pub fn has_unacked_change(&self, key: &SessionKey) -> bool {
+        self.outbound.has_unacked_change(key)
+    }
+
+    /// Our bulk sync is applied by the peer and no change is queued or in flight.
+    pub fn is_replication_idle(&self) -> bool {
+        self.outbound.is_idle()
+    }
+
+    /// Changes queued, not yet sent.
+    pub fn pending_changes(&self) -> usize {
+        self.outbound.pending_len()
+    }
+
+    /// Batches sent, not yet applied by the peer.
+    pub fn in_flight_batches(&self) -> usize {
+        self.outbound.in_flight_len()
+    }
+
+    /// The peer's batches received here and not yet applied.
+    pub fn apply_backlog(&self) -> usize {
+        self.inbound.queued_batches()
+    }
+
+    // ---- input ----
+
+    /// The transport authenticated `peer` and is up.
+    pub fn handle_link_up(&mut self, now: Instant, peer: NodeId) {
+        self.link = Some(peer);
+        self.hello_due = true;
+        // A link that never carries a hello is as good as dead.
+        self.timers
+            .set(Timer::Dead, now + self.config.dead_interval);
+    }
+
+    /// The transport closed.
+    pub fn handle_link_down(&mut self, now: Instant, reason: &str) {
+        self.link = None;
+        self.control.clear();
+        self.resend.clear();
+        self.timers.stop(Timer::Dead);
+        self.peer_lost(now, Reason::LinkClosed(reason.to_owned()));
+        self.update_role(now);
+    }
+
+    /// A frame from the authenticated peer.
+    pub fn handle_frame(&mut self, now: Instant, bytes: &[u8]) {
+        let Some(authenticated) = self.link else {
+            self.stats.frames_without_link += 1;
+            return;
+        };
+        match Message::parse(bytes) {
+            Err(WireError::UnsupportedVersion(version)) => {
+                self.incompatible(now, Incompatibility::Version(version));
+            }
+            Err(_) => self.stats.malformed_frames += 1,
+            Ok(Message::Hello(hello)) => self.handle_hello(now, authenticated, hello),
+            Ok(Message::Goodbye(Goodbye {
+                reason: GoodbyeReason::Shutdown | GoodbyeReason::Unknown(_),
+            })) => {
+                self.timers.stop(Timer::Dead);
+                self.peer_lost(now, Reason::PeerLeft);
+            }
+            Ok(Message::SessionBatch(batch)) => {
+                if !matches!(self.state, State::Synchronization { .. }) {
+                    self.stats.stale_epoch_batches += 1;
+                    return;
+                }
+                let bug = self.config.has_bug(PlantedBug::AckBeforeApply);
+                if self
+                    .inbound
+                    .handle_batch(batch, bug, &mut self.stats)
+                    .is_err()
+                {
+                    self.stats.malformed_frames += 1;
+                }
+                self.drive_backend();
+            }
+            Ok(Message::Ack(ack)) => {
+                if !matches!(self.state, State::Synchronization { .. }) {
+                    return;
+                }
+                let outcome = self.outbound.handle_ack(ack, now, &mut self.stats);
+                if outcome.progress {
+                    self.arm_retransmit(now, true);
+                }
+                if let Some((epoch, records)) = outcome.bulk_applied {
+                    self.stats.bulk_syncs_sent += 1;
+                    self.emit(now, Event::BulkSent { epoch, records });
+                }
+            }
+            Ok(Message::Unknown(_)) => self.stats.unknown_messages += 1,
+        }
+        self.update_role(now);
+    }
+
+    /// Runs every timer that expired at `now`, each once; spurious calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in self.timers.expired(now) {
+            match timer {
+                Timer::Hello => {
+                    self.hello_due = self.link.is_some();
+                    self.timers
+                        .set(Timer::Hello, now + self.config.hello_interval);
+                }
+                Timer::Dead => {
+                    let silent = self
+                        .peer
+                        .as_ref()
+                        .map_or(self.config.dead_interval, |p| now - p.heard_at);
+                    self.peer_lost(now, Reason::PeerDead(silent));
+                    self.actions.push_back(Action::ResetLink);
+                }
+                Timer::Silence => {
+                    self.set_state(now, State::Independence, Reason::SilenceExpired);
+                    self.try_negotiate(now);
+                }
+                Timer::Retransmit => {
+                    if self.outbound.awaiting_receipt()
+                        && matches!(self.state, State::Synchronization { .. })
+                    {
+                        self.resend
+                            .extend(self.outbound.unreceived_frames().map(<[u8]>::to_vec));
+                        self.stats.retransmits += 1;
+                        self.timers
+                            .set(Timer::Retransmit, now + self.config.retransmit_timeout);
+                    }
+                }
+                Timer::DumpRetry => {
+                    self.dump_blocked = false;
+                    self.drive_backend();
+                }
+            }
+        }
+        self.update_role(now);
+    }
+
+    /// Changes of the local table reported by the backend, in order. Only entries this node
+    /// owns are replicated; the backend never reports what it applied for the peer.
+    pub fn handle_local_changes(&mut self, now: Instant, ops: impl IntoIterator<Item = SessionOp>) {
+        for op in ops {
+            self.outbound.record_change(op, now, &mut self.stats);
+        }
+    }
+
+    /// The backend lost change events: resynchronize with a new bulk sync.
+    pub fn handle_changes_lost(&mut self, now: Instant) {
+        self.stats.changes_lost += 1;
+        self.outbound.changes_lost();
+        self.emit(now, Event::ChangesLost);
+        if matches!(self.state, State::Synchronization { .. }) {
+            let epoch = self.take_epoch();
+            self.outbound.start(epoch);
+            self.drive_backend();
+        }
+    }
+
+    /// The result of the backend action identified by `token`.
+    pub fn handle_action_done(&mut self, now: Instant, token: Token, result: ActionResult) {
+        let Some((expected, work)) = self.outstanding.take() else {
+            return;
+        };
+        if expected != token {
+            self.outstanding = Some((expected, work));
+            return;
+        }
+        match (work, result) {
+            (Work::Dump { epoch }, ActionResult::Dumped(Ok(records)))
+                if epoch == self.outbound.epoch()
+                    && matches!(self.state, State::Synchronization { .. }) =>
+            {
+                self.outbound.handle_dump(records);
+            }
+            (Work::Dump { .. }, ActionResult::Dumped(Err(error))) => {
+                self.emit(
+                    now,
+                    Event::ApplyFailed {
+                        count: 0,
+                        first: format!("dump failed: {error}"),
+                    },
+                );
+                self.dump_blocked = true;
+                self.timers
+                    .set(Timer::DumpRetry, now + self.config.retransmit_timeout);
+            }
+            (
+                Work::Apply {
+                    generation,
+                    last_seq,
+                    bulk_end,
+                },
+                ActionResult::Applied {
+                    applied,
+                    failed,
+                    first_error,
+                },
+            ) => {
+                self.stats.records_applied += applied;
+                if failed > 0 {
+                    self.stats.apply_failures += failed;
+                    self.apply_failed = true;
+                    let first = first_error.unwrap_or_default();
+                    self.emit(
+                        now,
+                        Event::ApplyFailed {
+                            count: failed,
+                            first,
+                        },
+                    );
+                }
+                if generation == self.inbound.generation() {
+                    let skip = self.config.has_bug(PlantedBug::SkipSweep);
+                    if let Some(InboundWork::Sweep { keep, last_seq }) =
+                        self.inbound.applied(last_seq, bulk_end, skip)
+                    {
+                        self.pending_sweep = Some((keep, last_seq, generation));
+                    } else if bulk_end {
+                        self.bulk_received(now, 0);
+                    }
+                }
+            }
+            (
+                Work::Sweep {
+                    generation,
+                    last_seq,
+                },
+                ActionResult::Swept(result),
+            ) if generation == self.inbound.generation() => {
+                let swept = match result {
+                    Ok(swept) => swept,
+                    Err(error) => {
+                        self.apply_failed = true;
+                        self.emit(
+                            now,
+                            Event::ApplyFailed {
+                                count: 0,
+                                first: format!("sweep failed: {error}"),
+                            },
+                        );
+                        0
+                    }
+                };
+                self.stats.swept += swept;
+                self.inbound.swept(last_seq);
+                self.bulk_received(now, swept);
+            }
+            (Work::Adopt, ActionResult::Adopted(result)) => match result {
+                Ok(adopted) => self.stats.adopted += adopted,
+                Err(error) => self.emit(
+                    now,
+                    Event::ApplyFailed {
+                        count: 0,
+                        first: format!("adopt failed: {error}"),
+                    },
+                ),
+            },
+            // A stale result (the stream restarted meanwhile), or one of another kind than the
+            // action (a driver bug): nothing to do.
+            _ => {}
+        }
+        self.drive_backend();
+        self.update_role(now);
+    }
+
+    // ---- commands ----
+
+    /// Hands the active role to the peer (which must be ready). The peer becomes active once
+    /// this node has stepped down; this node then stays standby while the peer is healthy.
+    pub fn switchover(&mut self, now: Instant) -> Result<(), CommandError> {
+        if self.role != Role::Active {
+            return Err(CommandError::NotActive);
+        }
+        let peer = self.peer.as_ref().ok_or(CommandError::NoPeer)?;
+        if !peer.hello.flags.has(HelloFlags::READY) {
+            return Err(CommandError::PeerNotReady);
+        }
+        self.yielding = true;
+        self.update_role(now);
+        Ok(())
+    }
+
+    /// Leaves the pair on purpose: tells the peer (so it takes over at once) and steps down.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.leaving = true;
+        if self.link.is_some() {
+            let mut frame = Vec::new();
+            Goodbye {
+                reason: GoodbyeReason::Shutdown,
+            }
+            .emit(&mut frame);
+            self.control.push_back(frame);
+        }
+        if self.role == Role::Active {
+            self.set_role(now, Role::Standby, Reason::ShuttingDown);
+        }
+    }
+
+    // ---- output ----
+
+    /// The next backend action or link command.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next frame to send. Control frames come first; session batches only while the
+    /// window allows.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.link?;
+        if std::mem::take(&mut self.hello_due) {
+            let hello = self.make_hello(now);
+            let mut frame = Vec::new();
+            hello.emit(&mut frame);
+            self.control.push_back(frame);
+            self.stats.hellos_sent += 1;
+        }
+        if let Some(payload) = self.control.pop_front() {
+            return Some(Transmit {
+                channel: Channel::Control,
+                payload,
+            });
+        }
+        if !matches!(self.state, State::Synchronization { .. }) {
+            return None;
+        }
+        if let Some(ack) = self.inbound.take_ack() {
+            let mut payload = Vec::new();
+            ack.emit(&mut payload);
+            return Some(Transmit {
+                channel: Channel::Control,
+                payload,
+            });
+        }
+        if let Some(payload) = self.resend.pop_front() {
+            return Some(Transmit {
+                channel: Channel::Data,
+                payload,
+            });
+        }
+        // Send data only once the peer is in Synchronization too, so it can take it.
+        let peer_synchronizing = self
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.hello.state == SyncState::Synchronization);
+        if !peer_synchronizing {
+            return None;
+        }
+        let payload = self.outbound.next_batch(
+            now,
+            self.config.max_batch_bytes,
+            self.config.max_in_flight,
+            &mut self.stats,
+        )?;
+        self.arm_retransmit(now, false);
+        Some(Transmit {
+            channel: Channel::Data,
+            payload,
+        })
+    }
+
+    /// The next event (also kept in [`history`](Self::history)).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_timeout()
+    }
+
+    // ---- internals ----
+
+    fn emit(&mut self, now: Instant, event: Event) {
+        self.history.push(now, event.clone());
+        self.events.push_back(event);
+    }
+
+    fn take_epoch(&mut self) -> u32 {
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        self.next_epoch
+    }
+
+    /// The one place the failover state changes: re-arms the state's timer, starts or stops
+    /// the sync streams, and reports exactly one event per real transition.
+    fn set_state(&mut self, now: Instant, next: State, reason: Reason) {
+        let from = self.state.name();
+        let to = next.name();
+        if let State::Synchronization { .. } = self.state {
+            self.outbound.stop();
+            self.inbound.reset(NodeId(0));
+            self.pending_sweep = None;
+            self.resend.clear();
+            self.timers.stop(Timer::Retransmit);
+        }
+        match &next {
+            State::Silence { .. } => self
+                .timers
+                .set(Timer::Silence, now + self.config.silence_timer),
+            State::Independence => self.timers.stop(Timer::Silence),
+            State::Synchronization { peer } => {
+                self.last_peer = Some(*peer);
+                let epoch = self.take_epoch();
+                self.outbound.start(epoch);
+                self.inbound.reset(*peer);
+                self.apply_failed = false;
+            }
+        }
+        self.state = next;
+        self.hello_due = true;
+        self.emit(now, Event::StateChanged { from, to, reason });
+        self.drive_backend();
+    }
+
+    fn set_role(&mut self, now: Instant, role: Role, reason: Reason) {
+        let from = self.role;
+        self.role = role;
+        self.hello_due = true;
+        if role == Role::Active {
+            self.yielding = false;
+            if self.peer.is_none()
+                && let Some(peer) = self.last_peer
+            {
+                self.adopt_from = Some(peer);
+                self.drive_backend();
+            }
+        }
+        self.emit(
+            now,
+            Event::RoleChanged {
+                from,
+                to: role,
+                reason,
+            },
+        );
+    }
+
+    fn handle_hello(&mut self, now: Instant, authenticated: NodeId, hello: Hello) {
+        self.stats.hellos_received += 1;
+        self.peer_tx_stamp = hello.tx_stamp;
+        if hello.echo_stamp != 0 {
+            self.rtt = Some(Duration::from_micros(
+                now.as_micros().saturating_sub(hello.echo_stamp),
+            ));
+        }
+        let compatible = self.check(authenticated, &hello);
+        self.timers
+            .set(Timer::Dead, now + self.config.dead_interval);
+        self.loss_reason = None;
+        self.peer = Some(PeerView {
+            node: authenticated,
+            hello,
+            heard_at: now,
+            compatible: compatible.clone(),
+        });
+        match compatible {
+            Err(why) => self.incompatible(now, why),
+            Ok(()) => {
+                self.reported_incompatibility = None;
+                if let State::Synchronization { .. } = self.state
+                    && hello.state == SyncState::Silence
+                {
+                    self.set_state(
+                        now,
+                        State::Silence { startup: false },
+                        Reason::PeerLeftSynchronization(hello.state),
+                    );
+                }
+                self.try_negotiate(now);
+            }
+        }
+    }
+
+    fn check(&self, authenticated: NodeId, hello: &Hello) -> Result<(), Incompatibility> {
+        let claimed = NodeId(hello.node_id);
+        if authenticated == self.config.node_id {
+            return Err(Incompatibility::SameNodeId);
+        }
+        if claimed != authenticated {
+            return Err(Incompatibility::NodeId {
+                authenticated,
+                claimed,
+            });
+        }
+        if hello.pair_id != self.config.pair_id {
+            return Err(Incompatibility::PairId {
+                ours: self.config.pair_id,
+                theirs: hello.pair_id,
+            });
+        }
+        if hello.backup_type != self.config.backup_type {
+            return Err(Incompatibility::BackupType {
+                ours: self.config.backup_type.name(),
+                theirs: hello.backup_type.name(),
+            });
+        }
+        Ok(())
+    }
+
+    fn incompatible(&mut self, now: Instant, why: Incompatibility) {
+        if let State::Synchronization { .. } = self.state {
+            self.set_state(
+                now,
+                State::Silence { startup: false },
+                Reason::Incompatible(why.clone()),
+            );
+        }
+        if self.reported_incompatibility.as_ref() != Some(&why) {
+            self.reported_incompatibility = Some(why.clone());
+            self.emit(now, Event::NegotiationFailed(why));
+        }
+    }
+
+    fn try_negotiate(&mut self, now: Instant) {
+        if !matches!(self.state, State::Independence) {
+            return;
+        }
+        let Some(peer) = &self.peer else { return };
+        if peer.compatible.is_ok() && peer.hello.state != SyncState::Silence {
+            let node = peer.node;
+            self.set_state(
+                now,
+                State::Synchronization { peer: node },
+                Reason::NegotiationSucceeded(node),
+            );
+        }
+    }
+
+    fn peer_lost(&mut self, now: Instant, reason: Reason) {
+        if let Some(peer) = self.peer.take() {
+            self.last_peer = Some(peer.node);
+        }
+        if let State::Synchronization { .. } = self.state {
+            self.set_state(now, State::Silence { startup: false }, reason.clone());
+        }
+        self.loss_reason = Some(reason);
+    }
+
+    fn arm_retransmit(&mut self, now: Instant, restart: bool) {
+        if !self.outbound.awaiting_receipt() {
+            self.timers.stop(Timer::Retransmit);
+        } else if restart || !self.timers.is_set(Timer::Retransmit) {
+            self.timers
+                .set(Timer::Retransmit, now + self.config.retransmit_timeout);
+        }
+    }
+
+    fn make_hello(&self, now: Instant) -> Hello {
+        let mut flags = 0;
+        if self.is_ready() {
+            flags |= HelloFlags::READY;
+        }
+        if self.yielding || self.leaving {
+            flags |= HelloFlags::YIELDING;
+        }
+        if self.config.preempt {
+            flags |= HelloFlags::PREEMPT;
+        }
+        Hello {
+            pair_id: self.config.pair_id,
+            node_id: self.config.node_id.0,
+            priority: self.config.priority,
+            backup_type: self.config.backup_type,
+            state: self.state.name(),
+            role: self.role,
+            flags: HelloFlags(flags),
+            epoch: self.outbound.epoch(),
+            hello_interval_ms: self.config.hello_interval.as_millis() as u32,
+            dead_interval_ms: self.config.dead_interval.as_millis() as u32,
+            tx_stamp: now.as_micros().max(1),
+            echo_stamp: self.peer_tx_stamp,
+        }
+    }
+
+    /// Starts the next backend action if none is outstanding. Order: adopt (takeover), the
+    /// sweep that ends a bulk, our dump, then the peer's ops in bounded slices.
+    fn drive_backend(&mut self) {
+        if self.outstanding.is_some() {
+            return;
+        }
+        let token = Token(self.next_token);
+        let (action, work) = if let Some(from) = self.adopt_from.take() {
+            (Action::Adopt { token, from }, Work::Adopt)
+        } else if let Some((keep, last_seq, generation)) = self.pending_sweep.take() {
+            let owner = self.last_peer.unwrap_or_default();
+            (
+                Action::Sweep { token, owner, keep },
+                Work::Sweep {
+                    generation,
+                    last_seq,
+                },
+            )
+        } else if self.outbound.wants_dump() && !self.dump_blocked {
+            (
+                Action::Dump { token },
+                Work::Dump {
+                    epoch: self.outbound.epoch(),
+                },
+            )
+        } else if let Some(InboundWork::Apply {
+            ops,
+            last_seq,
+            bulk_end,
+        }) = self.inbound.next_work(self.config.max_apply_slice)
+        {
+            let protect_local = self.role == Role::Active;
+            let generation = self.inbound.generation();
+            (
+                Action::Apply {
+                    token,
+                    ops,
+                    protect_local,
+                },
+                Work::Apply {
+                    generation,
+                    last_seq,
+                    bulk_end,
+                },
+            )
+        } else {
+            return;
+        };
+        self.next_token += 1;
+        self.outstanding = Some((token, work));
+        self.actions.push_back(action);
+    }
+
+    fn bulk_received(&mut self, now: Instant, swept: u64) {
+        self.stats.bulk_syncs_received += 1;
+        let epoch = self.inbound.epoch().unwrap_or_default();
+        let records = self.inbound.bulk_records();
+        self.hello_due = true;
+        self.emit(
+            now,
+            Event::BulkReceived {
+                epoch,
+                records,
+                swept,
+            },
+        );
+    }
+
+    /// Applies the role rules; see `docs/ARCHITECTURE.md` ("Roles").
+    fn update_role(&mut self, now: Instant) {
+        if let Some((role, reason)) = self.decide_role() {
+            self.set_role(now, role, reason);
+        }
+    }
+
+    fn decide_role(&self) -> Option<(Role, Reason)> {
+        if self.leaving {
+            return None;
+        }
+        let Some(peer) = &self.peer else {
+            if self.role == Role::Active || matches!(self.state, State::Silence { startup: true }) {
+                return None;
+            }
+            return Some((
+                Role::Active,
+                self.loss_reason.clone().unwrap_or(Reason::NoPeer),
+            ));
+        };
+        let flags = peer.hello.flags;
+        let peer_ready = flags.has(HelloFlags::READY);
+        let peer_yielding = flags.has(HelloFlags::YIELDING);
+        let outranked = peer.hello.priority > self.config.priority;
+        match (self.role, peer.hello.role) {
+            (Role::Active, Role::Active) => {
+                let (preferred, how) = self.election(peer);
+                (!preferred).then_some((Role::Standby, Reason::Conflict(how)))
+            }
+            (Role::Active, Role::Standby) => {
+                if self.yielding && peer_ready {
+                    Some((Role::Standby, Reason::Switchover))
+                } else if outranked
+                    && peer_ready
+                    && !peer_yielding
+                    && flags.has(HelloFlags::PREEMPT)
+                {
+                    Some((Role::Standby, Reason::PreemptedByPeer))
+                } else {
+                    None
+                }
+            }
+            // The active node hands over first (arm above); the standby takes over only once
+            // both are standby, so the two are never active together.
+            (Role::Standby, Role::Active) => {
+                let planted = self.config.has_bug(PlantedBug::TakeOverBeforeReady)
+                    && self.config.preempt
+                    && self.config.priority > peer.hello.priority;
+                planted.then_some((Role::Active, Reason::Preempted))
+            }
+            (Role::Standby, Role::Standby) => {
+                let (preferred, how) = self.election(peer);
+                preferred.then_some((
+                    Role::Active,
+                    if peer_yielding {
+                        Reason::PeerYielded
+                    } else {
+                        Reason::Elected(how)
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Whether this node is preferred over the peer as the active one, and by which rule.
+    fn election(&self, peer: &PeerView) -> (bool, Election) {
+        let peer_yielding = peer.hello.flags.has(HelloFlags::YIELDING);
+        if self.yielding != peer_yielding {
+            return (!self.yielding, Election::PeerYielding);
+        }
+        let (ours, theirs) = (self.config.priority, peer.hello.priority);
+        if ours != theirs {
+            return (ours > theirs, Election::Priority { ours, theirs });
+        }
+        (self.config.node_id < peer.node, Election::LowerNodeId)
+    }
+}

@@ -1,0 +1,553 @@
+//! Sending our sessions: bulk sync on entering Synchronization, then incremental changes,
+//! coalesced per session, in numbered batches that the peer acknowledges once applied.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use failoverd_wire::{
+    Ack, BatchFlags, BatchWriter, NodeId, RECORD_LEN, SessionKey, SessionOp, SessionRecord,
+};
+
+use crate::stats::Stats;
+use crate::time::Instant;
+
+/// Where our bulk sync stands.
+#[derive(Debug)]
+enum Bulk {
+    /// Not synchronizing.
+    Idle,
+    /// Waiting for the backend's dump. Keys changed since the request are newer than the dump.
+    AwaitingDump { touched: HashSet<SessionKey> },
+    /// Sending the dump.
+    Feeding {
+        records: Vec<SessionRecord>,
+        next: usize,
+        touched: HashSet<SessionKey>,
+    },
+    /// Everything sent; waiting for the peer to apply the batch that ends the bulk.
+    Sent { end_seq: u64 },
+    /// The peer holds our sessions.
+    Complete,
+}
+
+/// A batch the peer has not yet applied.
+#[derive(Debug)]
+struct InFlight {
+    seq: u64,
+    frame: Vec<u8>,
+    keys: Vec<SessionKey>,
+    /// When the oldest change in the batch was reported: replication lag is measured from it.
+    oldest: Instant,
+}
+
+/// What an acknowledgement changed.
+#[derive(Debug, Default)]
+pub(crate) struct AckOutcome {
+    /// The peer received more batches in order: retransmission can wait again.
+    pub(crate) progress: bool,
+    /// The bulk sync of this epoch is now applied by the peer: (epoch, records).
+    pub(crate) bulk_applied: Option<(u32, u64)>,
+}
+
+/// Our side of the replication stream.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    local: NodeId,
+    epoch: u32,
+    next_seq: u64,
+    pending: HashMap<SessionKey, (SessionOp, Instant)>,
+    pending_order: VecDeque<SessionKey>,
+    bulk: Bulk,
+    bulk_records: u64,
+    in_flight: VecDeque<InFlight>,
+    in_flight_keys: HashMap<SessionKey, u32>,
+    received: u64,
+    /// Changes were lost (backend overrun) or sent when the link died: what the peer holds is
+    /// unknown until the next bulk sync completes.
+    unsure: HashSet<SessionKey>,
+    changes_lost: bool,
+    writer: BatchWriter,
+}
+
+impl Outbound {
+    pub(crate) fn new(local: NodeId) -> Self {
+        Self {
+            local,
+            epoch: 0,
+            next_seq: 1,
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            bulk: Bulk::Idle,
+            bulk_records: 0,
+            in_flight: VecDeque::new(),
+            in_flight_keys: HashMap::new(),
+            received: 0,
+            unsure: HashSet::new(),
+            changes_lost: false,
+            writer: BatchWriter::new(),
+        }
+    }
+
+    /// Starts a new epoch: everything is resent by a bulk sync, so queued changes are dropped.
+    pub(crate) fn start(&mut self, epoch: u32) {
+        self.epoch = epoch;
+        self.next_seq = 1;
+        self.pending.clear();
+        self.pending_order.clear();
+        self.in_flight.clear();
+        self.in_flight_keys.clear();
+        self.received = 0;
+        self.unsure.clear();
+        self.changes_lost = false;
+        self.bulk_records = 0;
+        self.bulk = Bulk::AwaitingDump {
+            touched: HashSet::new(),
+        };
+    }
+
+    /// Ends the epoch (link lost). Changes keep queuing so we know what the peer misses.
+    pub(crate) fn stop(&mut self) {
+        for batch in self.in_flight.drain(..) {
+            self.unsure.extend(batch.keys);
+        }
+        self.in_flight_keys.clear();
+        if !matches!(self.bulk, Bulk::Complete) {
+            self.changes_lost = true;
+        }
+        self.bulk = Bulk::Idle;
+    }
+
+    /// The current epoch.
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    pub(crate) fn wants_dump(&self) -> bool {
+        matches!(self.bulk, Bulk::AwaitingDump { .. })
+    }
+
+    pub(crate) fn bulk_complete(&self) -> bool {
+        matches!(self.bulk, Bulk::Complete)
+    }
+
+    /// Records a change of the local table. Only entries this node owns are replicated.
+    pub(crate) fn record_change(&mut self, op: SessionOp, now: Instant, stats: &mut Stats) {
+        if op.owner() != self.local {
+            return;
+        }
+        let key = *op.key();
+        if let Bulk::AwaitingDump { touched } | Bulk::Feeding { touched, .. } = &mut self.bulk {
+            touched.insert(key);
+        }
+        match self.pending.get_mut(&key) {
+            Some(slot) => {
+                slot.0 = op;
+                stats.coalesced += 1;
+            }
+            None => {
+                self.pending.insert(key, (op, now));
+                self.pending_order.push_back(key);
+            }
+        }
+    }
+
+    /// Backend events were lost: nothing can be claimed replicated until a bulk sync.
+    pub(crate) fn changes_lost(&mut self) {
+        self.changes_lost = true;
+    }
+
+    pub(crate) fn handle_dump(&mut self, records: Vec<SessionRecord>) {
+        if let Bulk::AwaitingDump { touched } = &mut self.bulk {
+            let touched = std::mem::take(touched);
+            let local = self.local;
+            let records: Vec<_> = records.into_iter().filter(|r| r.owner == local).collect();
+            self.bulk = Bulk::Feeding {
+                records,
+                next: 0,
+                touched,
+            };
+        }
+    }
+
+    /// Builds the next batch frame if there is something to send and room in the window.
+    pub(crate) fn next_batch(
+        &mut self,
+        now: Instant,
+        max_bytes: usize,
+        max_in_flight: usize,
+        stats: &mut Stats,
+    ) -> Option<Vec<u8>> {
+        if self.in_flight.len() >= max_in_flight {
+            return None;
+        }
+        let feeding = matches!(self.bulk, Bulk::Feeding { .. });
+        let must_begin = feeding && self.next_seq == 1;
+        if !feeding && !matches!(self.bulk, Bulk::Sent { .. } | Bulk::Complete) {
+            return None;
+        }
+        let mut keys = Vec::new();
+        let mut oldest = now;
+        while self.writer.frame_len() + RECORD_LEN <= max_bytes {
+            let Some(key) = self.pending_order.pop_front() else {
+                break;
+            };
+            // Invariant: every key in `pending_order` is in `pending`.
+            let Some((op, since)) = self.pending.remove(&key) else {
+                continue;
+            };
+            oldest = oldest.min(since);
+            match &op {
+                SessionOp::Upsert(record) => self.writer.push_upsert(record),
+                SessionOp::Remove { key, .. } => self.writer.push_remove(key),
+            }
+            keys.push(key);
+        }
+        let mut flags = BatchFlags(if must_begin {
+            BatchFlags::BULK_BEGIN
+        } else {
+            0
+        });
+        if let Bulk::Feeding {
+            records,
+            next,
+            touched,
+        } = &mut self.bulk
+        {
+            while *next < records.len() && self.writer.frame_len() + RECORD_LEN <= max_bytes {
+                let record = &records[*next];
+                *next += 1;
+                if touched.contains(&record.key) {
+                    continue;
+                }
+                self.writer.push_upsert(record);
+                keys.push(record.key);
+                self.bulk_records += 1;
+            }
+            if *next == records.len() {
+                flags.0 |= BatchFlags::BULK_END;
+                self.bulk = Bulk::Sent {
+                    end_seq: self.next_seq,
+                };
+            }
+        }
+        if self.writer.is_empty() && flags.0 == 0 {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut frame = Vec::with_capacity(self.writer.frame_len());
+        stats.records_sent += self.writer.len() as u64;
+        stats.batches_sent += 1;
+        self.writer.finish(self.epoch, seq, flags, &mut frame);
+        for key in &keys {
+            *self.in_flight_keys.entry(*key).or_insert(0) += 1;
+        }
+        self.in_flight.push_back(InFlight {
+            seq,
+            frame: frame.clone(),
+            keys,
+            oldest,
+        });
+        Some(frame)
+    }
+
+    pub(crate) fn handle_ack(&mut self, ack: Ack, now: Instant, stats: &mut Stats) -> AckOutcome {
+        let mut outcome = AckOutcome::default();
+        if ack.epoch != self.epoch || matches!(self.bulk, Bulk::Idle) {
+            return outcome;
+        }
+        let sent = self.next_seq - 1;
+        if ack.received > sent {
+            stats.bogus_acks += 1;
+            return outcome;
+        }
+        if ack.received > self.received {
+            self.received = ack.received;
+            outcome.progress = true;
+        }
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|batch| batch.seq <= ack.applied)
+        {
+            let Some(batch) = self.in_flight.pop_front() else {
+                break;
+            };
+            stats.lag.record(now.saturating_since(batch.oldest));
+            for key in batch.keys {
+                if let Some(count) = self.in_flight_keys.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.in_flight_keys.remove(&key);
+                    }
+                }
+            }
+        }
+        if let Bulk::Sent { end_seq } = self.bulk
+            && end_seq <= ack.applied
+        {
+            self.bulk = Bulk::Complete;
+            outcome.bulk_applied = Some((self.epoch, self.bulk_records));
+        }
+        outcome
+    }
+
+    /// True while batches the peer has not received are outstanding.
+    pub(crate) fn awaiting_receipt(&self) -> bool {
+        self.in_flight
+            .back()
+            .is_some_and(|batch| batch.seq > self.received)
+    }
+
+    /// Frames to send again: every batch after the last one the peer received (go-back-N).
+    pub(crate) fn unreceived_frames(&self) -> impl Iterator<Item = &[u8]> {
+        let received = self.received;
+        self.in_flight
+            .iter()
+            .filter(move |b| b.seq > received)
+            .map(|b| b.frame.as_slice())
+    }
+
+    /// True if the peer has applied the latest state of `key` (as far as this node knows).
+    pub(crate) fn is_replicated(&self, key: &SessionKey) -> bool {
+        self.bulk_complete()
+            && !self.changes_lost
+            && !self.has_unacked_change(key)
+            && !self.unsure.contains(key)
+    }
+
+    /// True if a change of `key` is queued or sent but not yet applied by the peer.
+    pub(crate) fn has_unacked_change(&self, key: &SessionKey) -> bool {
+        self.pending.contains_key(key) || self.in_flight_keys.contains_key(key)
+    }
+
+    /// Changes queued and not yet sent.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Batches sent and not yet applied.
+    pub(crate) fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Nothing queued or in flight, bulk sync applied.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.bulk_complete() && self.pending.is_empty() && self.in_flight.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use failoverd_wire::{HelperName, Message, TcpInfo, Tuple};
+
+    fn record(i: u16, owner: NodeId) -> SessionRecord {
+        let orig = Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "192.0.2.1".parse().unwrap(),
+            src_port: i,
+            dst_port: 80,
+        };
+        SessionRecord {
+            key: SessionKey {
+                zone: 0,
+                l4proto: 6,
+                orig,
+            },
+            reply: Tuple {
+                src: orig.dst,
+                dst: orig.src,
+                src_port: 80,
+                dst_port: i,
+            },
+            owner,
+            mark: 0,
+            status: 0,
+            timeout_secs: 100,
+            tcp: TcpInfo::default(),
+            seq_adj: Default::default(),
+            labels: [0; 16],
+            helper: HelperName::NONE,
+        }
+    }
+
+    fn batch_keys(frame: &[u8]) -> (BatchFlags, Vec<SessionRecord>) {
+        let Message::SessionBatch(batch) = Message::parse(frame).unwrap() else {
+            panic!()
+        };
+        let records = batch
+            .sections()
+            .flat_map(|s| s.upserts().map(Result::unwrap).collect::<Vec<_>>())
+            .collect();
+        (batch.flags(), records)
+    }
+
+    #[test]
+    fn a_change_after_the_dump_request_wins_over_the_dump() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(7);
+        let mut newer = record(1, me);
+        newer.mark = 42;
+        out.record_change(SessionOp::Upsert(newer.clone()), Instant::ZERO, &mut stats);
+        // The dump was read before the change reached us: it holds the old version.
+        out.handle_dump(vec![record(1, me), record(2, me), record(3, NodeId(2))]);
+        let frame = out
+            .next_batch(Instant::ZERO, 64 * 1024, 8, &mut stats)
+            .unwrap();
+        let (flags, records) = batch_keys(&frame);
+        assert!(flags.has(BatchFlags::BULK_BEGIN) && flags.has(BatchFlags::BULK_END));
+        assert_eq!(
+            records,
+            vec![newer, record(2, me)],
+            "old version skipped, peer-owned entry not sent"
+        );
+    }
+
+    #[test]
+    fn changes_coalesce_and_peer_owned_changes_are_not_replicated() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(1);
+        out.handle_dump(vec![]);
+        for mark in 0..5 {
+            let mut r = record(9, me);
+            r.mark = mark;
+            out.record_change(SessionOp::Upsert(r), Instant::ZERO, &mut stats);
+        }
+        out.record_change(
+            SessionOp::Upsert(record(10, NodeId(2))),
+            Instant::ZERO,
+            &mut stats,
+        );
+        assert_eq!(out.pending_len(), 1);
+        assert_eq!(stats.coalesced, 4);
+        let (_, records) = batch_keys(
+            &out.next_batch(Instant::ZERO, 64 * 1024, 8, &mut stats)
+                .unwrap(),
+        );
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].mark, 4);
+    }
+
+    #[test]
+    fn replicated_only_once_applied_and_window_limits_sending() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(3);
+        out.handle_dump((0..1000).map(|i| record(i, me)).collect());
+        let mut frames = Vec::new();
+        while let Some(frame) = out.next_batch(Instant::ZERO, 16 * 1024, 4, &mut stats) {
+            frames.push(frame);
+        }
+        assert_eq!(frames.len(), 4, "window of 4 batches");
+        let key = record(0, me).key;
+        assert!(!out.is_replicated(&key));
+        let outcome = out.handle_ack(
+            Ack {
+                epoch: 3,
+                received: 4,
+                applied: 0,
+            },
+            Instant::ZERO,
+            &mut stats,
+        );
+        assert!(outcome.progress);
+        assert!(!out.is_replicated(&key), "received is not applied");
+        out.handle_ack(
+            Ack {
+                epoch: 3,
+                received: 4,
+                applied: 4,
+            },
+            Instant::ZERO,
+            &mut stats,
+        );
+        assert!(!out.is_replicated(&key), "bulk not complete yet");
+        while let Some(frame) = out.next_batch(Instant::ZERO, 16 * 1024, 4, &mut stats) {
+            frames.push(frame);
+            let seq = frames.len() as u64;
+            out.handle_ack(
+                Ack {
+                    epoch: 3,
+                    received: seq,
+                    applied: seq,
+                },
+                Instant::ZERO,
+                &mut stats,
+            );
+        }
+        assert!(out.bulk_complete());
+        assert!(out.is_replicated(&key));
+        let total: usize = frames.iter().map(|f| batch_keys(f).1.len()).sum();
+        assert_eq!(total, 1000);
+    }
+
+    #[test]
+    fn acks_of_another_epoch_or_beyond_what_was_sent_are_ignored() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(5);
+        out.handle_dump(vec![record(1, me)]);
+        out.next_batch(Instant::ZERO, 64 * 1024, 8, &mut stats)
+            .unwrap();
+        assert!(
+            !out.handle_ack(
+                Ack {
+                    epoch: 4,
+                    received: 1,
+                    applied: 1
+                },
+                Instant::ZERO,
+                &mut stats
+            )
+            .progress
+        );
+        assert!(
+            !out.handle_ack(
+                Ack {
+                    epoch: 5,
+                    received: 9,
+                    applied: 9
+                },
+                Instant::ZERO,
+                &mut stats
+            )
+            .progress
+        );
+        assert_eq!(stats.bogus_acks, 1);
+        assert!(!out.bulk_complete());
+    }
+
+    #[test]
+    fn unreceived_batches_are_resent_in_order() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(5);
+        out.handle_dump((0..300).map(|i| record(i, me)).collect());
+        let first = out
+            .next_batch(Instant::ZERO, 8 * 1024, 8, &mut stats)
+            .unwrap();
+        let second = out
+            .next_batch(Instant::ZERO, 8 * 1024, 8, &mut stats)
+            .unwrap();
+        assert!(out.awaiting_receipt());
+        out.handle_ack(
+            Ack {
+                epoch: 5,
+                received: 1,
+                applied: 0,
+            },
+            Instant::ZERO,
+            &mut stats,
+        );
+        let resent: Vec<_> = out.unreceived_frames().map(<[u8]>::to_vec).collect();
+        assert_eq!(resent, vec![second]);
+        assert_ne!(resent[0], first);
+    }
+}

@@ -1,0 +1,93 @@
+//! Every deadline of a node lives in one table; `poll_timeout` is its minimum.
+
+use crate::time::Instant;
+
+/// The node's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// Send the next hello.
+    Hello,
+    /// The peer is dead if no hello arrives before this.
+    Dead,
+    /// Silence ends: move to Independence.
+    Silence,
+    /// No acknowledgement progress: resend unacknowledged batches.
+    Retransmit,
+    /// A failed dump may be tried again.
+    DumpRetry,
+}
+
+impl Timer {
+    const ALL: [Timer; 5] = [
+        Timer::Hello,
+        Timer::Dead,
+        Timer::Silence,
+        Timer::Retransmit,
+        Timer::DumpRetry,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Deadlines by timer; `None` is disarmed.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TimerTable {
+    deadlines: [Option<Instant>; Timer::ALL.len()],
+}
+
+impl TimerTable {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        self.deadlines[timer.index()] = Some(at);
+    }
+
+    pub(crate) fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer.index()] = None;
+    }
+
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer.index()]
+    }
+
+    pub(crate) fn is_set(&self, timer: Timer) -> bool {
+        self.get(timer).is_some()
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Disarms and returns the timers that expired at `now`, each once.
+    pub(crate) fn expired(&mut self, now: Instant) -> impl Iterator<Item = Timer> + use<> {
+        let mut fired = Vec::new();
+        for timer in Timer::ALL {
+            if self.get(timer).is_some_and(|at| at <= now) {
+                self.stop(timer);
+                fired.push(timer);
+            }
+        }
+        fired.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_timers_fire_once_and_next_is_the_minimum() {
+        let mut table = TimerTable::default();
+        table.set(Timer::Dead, Instant::from_nanos(300));
+        table.set(Timer::Hello, Instant::from_nanos(100));
+        assert_eq!(table.next_timeout(), Some(Instant::from_nanos(100)));
+        assert_eq!(table.expired(Instant::from_nanos(50)).count(), 0);
+        assert_eq!(
+            table.expired(Instant::from_nanos(100)).collect::<Vec<_>>(),
+            [Timer::Hello]
+        );
+        assert_eq!(table.expired(Instant::from_nanos(100)).count(), 0);
+        assert_eq!(table.next_timeout(), Some(Instant::from_nanos(300)));
+    }
+}
