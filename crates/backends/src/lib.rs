@@ -1,1 +1,26 @@
-//! placeholder
+//! failoverd backends: the tables and devices the daemon drives on the core's behalf, each behind
+//! a small trait so the core, the simulation and the daemon never depend on one implementation.
+//!
+//! # Sessions
+//!
+//! [`SessionBackend`] is the contract of a connection-tracking table: dump it, apply the peer's
+//! ops, report local changes, sweep stale entries, adopt a dead peer's entries. Its doc comment is
+//! the contract; `session::conformance` (behind the `conformance` feature) is the same contract
+//! as tests that every backend runs.
+//!
+//! | backend | table | status |
+//! |---|---|---|
+//! | [`MemoryBackend`] | a userspace hash map (demo, simulation, unprivileged use) | here |
+//! | `conntrack` | the Linux kernel table over ctnetlink | not implemented yet |
+//!
+//! Configuration backends (`files`, `nftables`) and takeover backends (`vrrp`, `script`, `frr`)
+//! are not implemented yet.
+
+#![warn(missing_docs)]
+
+pub mod session;
+
+pub use session::{
+    ApplyError, ApplyReport, BackendError, DEFAULT_QUEUE_LIMIT, LocalError, MemoryBackend,
+    MemoryStats, SessionBackend,
+};
