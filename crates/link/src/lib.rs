@@ -1,0 +1,104 @@
+//! The failover link of failoverd: an authenticated, encrypted connection between exactly two
+//! nodes, with a latency-critical **control** channel (hellos, acks, goodbye) that never waits
+//! behind the bulk **data** channel (session batches).
+//!
+//! - [`Identity`]: a node's key pair and self-signed certificate, stored as one PEM file;
+//!   [`Fingerprint`] pins a peer (`sha256:<hex>` of its SubjectPublicKeyInfo).
+//! - [`spawn`]: runs the link in tokio tasks and returns a [`LinkSender`] and a [`LinkEvents`].
+//!
+//! Transport (chosen by measurement, see `docs/TRANSPORT.md`): mutual TLS 1.3 (rustls, ring),
+//! each side accepting exactly the pinned key, over **two TCP connections**, one per channel, so
+//! a heartbeat never queues behind bulk data in a TCP send buffer. The node whose fingerprint
+//! sorts first dials; the other accepts. Both connections form one link: if either drops, both
+//! are closed and the link reports [`LinkEvent::Down`] once.
+//!
+//! Not provided: more than two nodes, TLS 1.2, certificate chains or expiry (keys are pinned, as
+//! with SSH host keys), and liveness detection (the core detects a dead peer by missed hellos and
+//! calls [`LinkSender::close`]).
+
+#![warn(missing_docs)]
+
+mod identity;
+mod link;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use identity::{Fingerprint, FingerprintParseError, Identity};
+pub use link::{
+    CONTROL_QUEUE_FRAMES, Channel, ChannelStats, DATA_QUEUE_FRAMES, DEFAULT_RECONNECT_MAX,
+    DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent, LinkEvents, LinkSender,
+    LinkStats, spawn,
+};
+
+/// Errors of the link crate, grouped by who has to act.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    // --- The operator's files and configuration. ---
+    /// The identity file does not exist.
+    #[error("identity file {}: not found (create one with `failoverctl keygen`)", .path.display())]
+    IdentityMissing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The identity file exists but cannot be read.
+    #[error("identity file {}: cannot be read: {source}", .path.display())]
+    IdentityUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The identity file holds a private key that group or others may read.
+    #[error(
+        "identity file {}: mode {mode:04o} lets other users read the private key; run `chmod 600 {}`",
+        .path.display(),
+        .path.display()
+    )]
+    IdentityPermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The identity file is not a usable key and certificate.
+    #[error("identity file {}: {reason}", .path.display())]
+    IdentityInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The link configuration cannot work.
+    #[error("invalid failover link configuration: {0}")]
+    Config(String),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Building a TLS configuration failed (an unusable key).
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+
+    // --- The caller's use of the API. ---
+    /// [`spawn`] was called outside a tokio runtime.
+    #[error("the failover link must be started inside a tokio runtime")]
+    NoRuntime,
+    /// The frame handed to [`LinkSender::send`] is not one well-formed wire frame.
+    #[error("refusing to send a malformed frame: {0}")]
+    InvalidFrame(failoverd_wire::WireError),
+
+    // --- The link's state: retry later. ---
+    /// No peer is connected.
+    #[error("the failover link is not connected")]
+    NotConnected,
+    /// The channel's outbound queue is full (backpressure: retry, or use
+    /// [`LinkSender::send_async`]).
+    #[error("the failover link's {0} queue is full")]
+    Full(Channel),
+}

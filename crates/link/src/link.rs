@@ -1,0 +1,1154 @@
+//! The link: two pinned TLS 1.3 connections (control, data) to the one peer, run in tokio tasks.
+//!
+//! Tasks: one accept loop (both nodes listen); on the node whose fingerprint sorts first a dial
+//! loop, on the other a pairing loop that joins an accepted control and data connection into a
+//! link. Each link runs four tasks (a reader and a batching writer per connection) under one
+//! supervisor that tears everything down when any of them ends and then reports `Down`.
+//!
+//! Ordering guarantees seen through [`LinkEvents::recv`]: `Up` precedes every frame of its link,
+//! frames of one channel arrive in order, `Down` follows every frame of its link and precedes the
+//! next `Up`. Control frames and state events overtake queued data frames.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use failoverd_wire::{HEADER_LEN, frame_len};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use tracing::{debug, info, warn};
+
+use crate::tls::{PinMismatch, peer_refused_our_key, pin_mismatch};
+use crate::{Fingerprint, Identity, LinkError, tls};
+
+/// Default shortest wait between two dial attempts.
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// Default longest wait between two dial attempts.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// Time allowed for TCP connect, TLS handshake and channel preamble together.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Outbound control frames that may wait to be written (hellos are tiny and rare).
+pub const CONTROL_QUEUE_FRAMES: usize = 1024;
+/// Outbound data frames that may wait to be written: the backpressure bound (256 frames of
+/// 64 KiB = 16 MiB).
+pub const DATA_QUEUE_FRAMES: usize = 256;
+
+/// Received data frames the daemon has not taken yet; small, so TCP pushes back on the sender
+/// instead of memory filling up here.
+const DATA_EVENTS: usize = 64;
+/// Received control frames and state events not taken yet.
+const CONTROL_EVENTS: usize = 1024;
+/// Bytes gathered from the queue into one write: many frames per syscall and TLS record run.
+const WRITE_BATCH: usize = 256 * 1024;
+const READ_BUFFER: usize = 64 * 1024;
+/// Data bytes a reader or writer handles before it lets other tasks run.
+const YIELD_EVERY: usize = 64 * 1024;
+/// Handshakes in progress at once; more are refused so a flood cannot exhaust memory.
+const MAX_PENDING_HANDSHAKES: usize = 64;
+/// At most one log line per reason in this interval; the others are counted.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the link listens, whom it talks to, and how it proves who it is.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Address to accept the peer's connections on (both nodes listen).
+    pub listen: SocketAddr,
+    /// The peer's listen address (dialled only if our fingerprint sorts first).
+    pub peer: SocketAddr,
+    /// This node's key and certificate.
+    pub identity: Identity,
+    /// The only key accepted from the peer.
+    pub peer_fingerprint: Fingerprint,
+    /// Shortest wait before redialling.
+    pub reconnect_min: Duration,
+    /// Longest wait before redialling (the backoff doubles up to this).
+    pub reconnect_max: Duration,
+}
+
+impl LinkConfig {
+    /// A configuration with the default reconnect backoff.
+    pub fn new(
+        listen: SocketAddr,
+        peer: SocketAddr,
+        identity: Identity,
+        peer_fingerprint: Fingerprint,
+    ) -> Self {
+        LinkConfig {
+            listen,
+            peer,
+            identity,
+            peer_fingerprint,
+            reconnect_min: DEFAULT_RECONNECT_MIN,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
+        }
+    }
+
+    /// Whether this node dials: the one whose fingerprint sorts first.
+    pub fn dials(&self) -> bool {
+        self.identity.fingerprint() < self.peer_fingerprint
+    }
+}
+
+/// Which of the two connections a frame travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Hellos, acks, goodbye: small and latency-critical.
+    Control,
+    /// Session batches and other bulk transfers.
+    Data,
+}
+
+impl Channel {
+    const ALL: [Channel; 2] = [Channel::Control, Channel::Data];
+
+    /// The first byte the dialler sends inside TLS, naming the connection's channel.
+    fn tag(self) -> u8 {
+        match self {
+            Channel::Control => b'C',
+            Channel::Data => b'D',
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.tag() == tag)
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Channel::Control => 0,
+            Channel::Data => 1,
+        }
+    }
+
+    fn other(self) -> Channel {
+        match self {
+            Channel::Control => Channel::Data,
+            Channel::Data => Channel::Control,
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Channel::Control => "control",
+            Channel::Data => "data",
+        })
+    }
+}
+
+/// What the link reports to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// Both connections to the authenticated peer are established.
+    Up {
+        /// The peer's (pinned) fingerprint.
+        peer: Fingerprint,
+        /// The peer's address (of the control connection).
+        remote: SocketAddr,
+    },
+    /// One whole frame from the peer; its length was checked with
+    /// [`failoverd_wire::frame_len`], its content was not.
+    Frame {
+        /// The connection it came on.
+        channel: Channel,
+        /// The frame, header included.
+        bytes: Vec<u8>,
+    },
+    /// The link is gone; reported exactly once per `Up`.
+    Down {
+        /// Why, for the log and the event history.
+        reason: String,
+    },
+    /// A connection failed authentication (or the handshake) and was dropped; an established
+    /// link is not affected.
+    Rejected {
+        /// Who connected (or whom we dialled).
+        remote: SocketAddr,
+        /// Why; a wrong key names both the presented and the pinned fingerprint.
+        reason: String,
+    },
+}
+
+/// Counters of one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Frames received and delivered.
+    pub frames_in: u64,
+    /// Bytes of those frames.
+    pub bytes_in: u64,
+    /// Frames written to the connection.
+    pub frames_out: u64,
+    /// Bytes of those frames.
+    pub bytes_out: u64,
+}
+
+/// Counters of the link since [`spawn`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Control channel.
+    pub control: ChannelStats,
+    /// Data channel.
+    pub data: ChannelStats,
+    /// Connections that failed the handshake or authentication, in either direction.
+    pub rejected_handshakes: u64,
+    /// Frames that failed [`failoverd_wire::frame_len`] (each closed its link).
+    pub malformed_frames: u64,
+    /// Links established after the first.
+    pub reconnects: u64,
+    /// Dial attempts that failed (peer unreachable, handshake failed).
+    pub dial_failures: u64,
+}
+
+/// Sends frames to the peer and controls the connection. Cheap to clone.
+#[derive(Clone)]
+pub struct LinkSender {
+    shared: Arc<Shared>,
+}
+
+impl LinkSender {
+    /// Queues one frame without waiting.
+    ///
+    /// `frame` must be exactly one wire frame (its header's length equal to `frame.len()`),
+    /// else [`LinkError::InvalidFrame`]. Fails with [`LinkError::NotConnected`] when no link is
+    /// up and with [`LinkError::Full`] when the channel's queue is full; a control frame is never
+    /// refused because of queued data.
+    pub fn send(&self, channel: Channel, frame: Vec<u8>) -> Result<(), LinkError> {
+        check_frame(&frame)?;
+        let slot = self.shared.slot();
+        let queue = slot.as_ref().ok_or(LinkError::NotConnected)?.queue(channel);
+        queue.try_send(frame).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => LinkError::Full(channel),
+            mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected,
+        })
+    }
+
+    /// Queues one frame, waiting while the channel's queue is full (backpressure for bulk
+    /// syncs). Fails like [`LinkSender::send`] except that it never returns `Full`; a link that
+    /// goes down while waiting gives [`LinkError::NotConnected`].
+    pub async fn send_async(&self, channel: Channel, frame: Vec<u8>) -> Result<(), LinkError> {
+        check_frame(&frame)?;
+        let queue = {
+            let slot = self.shared.slot();
+            slot.as_ref()
+                .ok_or(LinkError::NotConnected)?
+                .queue(channel)
+                .clone()
+        };
+        queue.send(frame).await.map_err(|_| LinkError::NotConnected)
+    }
+
+    /// Drops the current link, if any (e.g. after the core declared the peer dead). Frames
+    /// still queued are discarded. A `Down` follows; the dialling node then reconnects.
+    pub fn close(&self) {
+        if let Some(slot) = self.shared.slot().take() {
+            // The supervisor may already be gone; then there is nothing left to close.
+            let _ = slot.cancel.send("closed locally".to_string());
+        }
+    }
+
+    /// A snapshot of the link's counters.
+    pub fn stats(&self) -> LinkStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+}
+
+impl fmt::Debug for LinkSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkSender")
+            .field("local_addr", &self.shared.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_frame(frame: &[u8]) -> Result<(), LinkError> {
+    let declared = frame_len(frame).map_err(LinkError::InvalidFrame)?;
+    if declared != frame.len() {
+        return Err(LinkError::InvalidFrame(
+            failoverd_wire::WireError::LengthMismatch {
+                declared: declared as u32,
+                actual: frame.len(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// The events of the link, control first.
+///
+/// A separate type rather than a bare channel receiver so that control frames and state events
+/// overtake data frames already queued here: a backlog of session batches waiting to be applied
+/// must not delay a hello, on the receiving side either. Dropping it stops the link: the
+/// listener closes and the connections drop.
+pub struct LinkEvents {
+    control: mpsc::Receiver<Ordered>,
+    data: mpsc::Receiver<(u64, Vec<u8>)>,
+    data_open: bool,
+    /// The link whose `Up` was delivered and whose `Down` was not.
+    current: Option<u64>,
+    /// A `Down` taken from the control queue, held until its link's data frames are delivered.
+    pending_down: Option<(u64, String)>,
+    /// A data frame taken from the queue but not deliverable yet (its link's `Up` is still
+    /// queued behind other control events).
+    stashed: Option<(u64, Vec<u8>)>,
+}
+
+impl LinkEvents {
+    /// The next event; `None` once the link has stopped for good (its tasks ended).
+    ///
+    /// Cancel-safe: usable in `tokio::select!` without losing events.
+    pub async fn recv(&mut self) -> Option<LinkEvent> {
+        loop {
+            if let Some(event) = self.next_ready() {
+                return Some(event);
+            }
+            tokio::select! {
+                biased;
+                event = self.control.recv() => match event? {
+                    Ordered::Up { link, peer, remote } => {
+                        self.current = Some(link);
+                        return Some(LinkEvent::Up { peer, remote });
+                    }
+                    Ordered::Frame(bytes) => {
+                        return Some(LinkEvent::Frame { channel: Channel::Control, bytes });
+                    }
+                    Ordered::Down { link, reason } => self.pending_down = Some((link, reason)),
+                    Ordered::Rejected { remote, reason } => {
+                        return Some(LinkEvent::Rejected { remote, reason });
+                    }
+                },
+                frame = self.data.recv(), if self.data_open && self.stashed.is_none() => {
+                    match frame {
+                        Some(frame) => self.stashed = Some(frame),
+                        None => self.data_open = false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// An event that can be delivered without waiting, respecting the ordering guarantees.
+    fn next_ready(&mut self) -> Option<LinkEvent> {
+        if let Some((ending, _)) = self.pending_down {
+            // The supervisor sends Down only after the link's readers stopped, so every data
+            // frame of that link is already queued: deliver them, then the Down.
+            if self.stashed.is_none() {
+                self.stashed = self.data.try_recv().ok();
+            }
+            if let Some((link, _)) = self.stashed
+                && link <= ending
+            {
+                return self.take_stashed();
+            }
+            let (_, reason) = self.pending_down.take()?;
+            self.current = None;
+            return Some(LinkEvent::Down { reason });
+        }
+        match self.stashed {
+            Some((link, _)) if Some(link) == self.current => self.take_stashed(),
+            _ => None,
+        }
+    }
+
+    fn take_stashed(&mut self) -> Option<LinkEvent> {
+        let (_, bytes) = self.stashed.take()?;
+        Some(LinkEvent::Frame {
+            channel: Channel::Data,
+            bytes,
+        })
+    }
+}
+
+impl fmt::Debug for LinkEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkEvents")
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Events on the ordered (control) queue; data frames travel on their own queue.
+enum Ordered {
+    Up {
+        link: u64,
+        peer: Fingerprint,
+        remote: SocketAddr,
+    },
+    Frame(Vec<u8>),
+    Down {
+        link: u64,
+        reason: String,
+    },
+    Rejected {
+        remote: SocketAddr,
+        reason: String,
+    },
+}
+
+/// Starts the link: binds the listener (a bind error is returned here), then runs in tasks of
+/// the current tokio runtime until the returned [`LinkEvents`] is dropped.
+pub fn spawn(config: LinkConfig) -> Result<(LinkSender, LinkEvents), LinkError> {
+    let own = config.identity.fingerprint();
+    if own == config.peer_fingerprint {
+        return Err(LinkError::Config(format!(
+            "the peer's pinned fingerprint {own} is this node's own key: each node needs its own key (`failoverctl keygen`)"
+        )));
+    }
+    if config.reconnect_min.is_zero() || config.reconnect_min > config.reconnect_max {
+        return Err(LinkError::Config(format!(
+            "reconnect backoff must satisfy 0 < min <= max (min {:?}, max {:?})",
+            config.reconnect_min, config.reconnect_max
+        )));
+    }
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| LinkError::NoRuntime)?;
+    let server = TlsAcceptor::from(Arc::new(tls::server_config(
+        &config.identity,
+        config.peer_fingerprint,
+    )?));
+    let client = TlsConnector::from(Arc::new(tls::client_config(
+        &config.identity,
+        config.peer_fingerprint,
+    )?));
+
+    let bind_error = |source| LinkError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let listener = {
+        let _entered = runtime.enter();
+        TcpListener::from_std(listener).map_err(bind_error)?
+    };
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_EVENTS);
+    let (data_tx, data_rx) = mpsc::channel(DATA_EVENTS);
+    let shared = Arc::new(Shared {
+        slot: Mutex::new(None),
+        counters: Counters::default(),
+        local_addr,
+    });
+    let ctx = Arc::new(Ctx {
+        dials: config.dials(),
+        peer: config.peer,
+        own,
+        pin: config.peer_fingerprint,
+        reconnect: (config.reconnect_min, config.reconnect_max),
+        shared: shared.clone(),
+        events: control_tx,
+        data_events: data_tx,
+        next_link: AtomicU64::new(0),
+        log: RateLimiter::default(),
+    });
+    info!(
+        listen = %local_addr, peer = %config.peer, own = %own, pin = %config.peer_fingerprint,
+        role = if ctx.dials { "dialer" } else { "acceptor" },
+        "failover link starting"
+    );
+    let (halves_tx, halves_rx) = mpsc::channel(4);
+    runtime.spawn(accept_loop(ctx.clone(), listener, server, halves_tx));
+    if ctx.dials {
+        runtime.spawn(dial_loop(ctx, client));
+    } else {
+        runtime.spawn(pair_loop(ctx, halves_rx));
+    }
+    let events = LinkEvents {
+        control: control_rx,
+        data: data_rx,
+        data_open: true,
+        current: None,
+        pending_down: None,
+        stashed: None,
+    };
+    Ok((LinkSender { shared }, events))
+}
+
+/// What the sender side and the tasks share.
+struct Shared {
+    slot: Mutex<Option<Slot>>,
+    counters: Counters,
+    local_addr: SocketAddr,
+}
+
+impl Shared {
+    fn slot(&self) -> MutexGuard<'_, Option<Slot>> {
+        // A panic while holding this lock leaves only plain data behind: keep going.
+        self.slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// The outbound side of the current link.
+struct Slot {
+    link: u64,
+    control: mpsc::Sender<Vec<u8>>,
+    data: mpsc::Sender<Vec<u8>>,
+    cancel: oneshot::Sender<String>,
+}
+
+impl Slot {
+    fn queue(&self, channel: Channel) -> &mpsc::Sender<Vec<u8>> {
+        match channel {
+            Channel::Control => &self.control,
+            Channel::Data => &self.data,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    frames_in: [AtomicU64; 2],
+    bytes_in: [AtomicU64; 2],
+    frames_out: [AtomicU64; 2],
+    bytes_out: [AtomicU64; 2],
+    rejected: AtomicU64,
+    malformed: AtomicU64,
+    links: AtomicU64,
+    dial_failures: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> LinkStats {
+        let channel = |c: Channel| ChannelStats {
+            frames_in: self.frames_in[c.index()].load(Ordering::Relaxed),
+            bytes_in: self.bytes_in[c.index()].load(Ordering::Relaxed),
+            frames_out: self.frames_out[c.index()].load(Ordering::Relaxed),
+            bytes_out: self.bytes_out[c.index()].load(Ordering::Relaxed),
+        };
+        LinkStats {
+            control: channel(Channel::Control),
+            data: channel(Channel::Data),
+            rejected_handshakes: self.rejected.load(Ordering::Relaxed),
+            malformed_frames: self.malformed.load(Ordering::Relaxed),
+            reconnects: self.links.load(Ordering::Relaxed).saturating_sub(1),
+            dial_failures: self.dial_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What every task of one link instance needs.
+struct Ctx {
+    dials: bool,
+    peer: SocketAddr,
+    own: Fingerprint,
+    pin: Fingerprint,
+    reconnect: (Duration, Duration),
+    shared: Arc<Shared>,
+    events: mpsc::Sender<Ordered>,
+    data_events: mpsc::Sender<(u64, Vec<u8>)>,
+    next_link: AtomicU64,
+    log: RateLimiter,
+}
+
+impl Ctx {
+    /// Creates the outbound queues of a new link and makes them the current ones.
+    fn install(&self) -> Installed {
+        let link = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_FRAMES);
+        let (data, data_rx) = mpsc::channel(DATA_QUEUE_FRAMES);
+        let (cancel, cancel_rx) = oneshot::channel();
+        let old = self.shared.slot().replace(Slot {
+            link,
+            control,
+            data,
+            cancel,
+        });
+        // Callers end the previous link first; should one remain, end it rather than leak it.
+        if let Some(old) = old {
+            let _ = old.cancel.send("replaced".to_string());
+        }
+        Installed {
+            link,
+            queues: [control_rx, data_rx],
+            cancel: cancel_rx,
+        }
+    }
+
+    /// Ends the current link, if any.
+    fn cancel_current(&self, reason: String) {
+        if let Some(slot) = self.shared.slot().take() {
+            let _ = slot.cancel.send(reason);
+        }
+    }
+
+    fn reject(&self, remote: SocketAddr, kind: &'static str, reason: String) {
+        self.shared
+            .counters
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.log.allow(kind) {
+            warn!(%remote, suppressed, "failover link: rejected connection: {reason}");
+        }
+        // Never wait here: a flood of rejections must not stall the accept loop; when the
+        // daemon is behind, the counter still tells.
+        let _ = self.events.try_send(Ordered::Rejected { remote, reason });
+    }
+}
+
+struct Installed {
+    link: u64,
+    queues: [mpsc::Receiver<Vec<u8>>; 2],
+    cancel: oneshot::Receiver<String>,
+}
+
+type Stream = TlsStream<TcpStream>;
+
+/// Runs one established link until a connection fails, it is cancelled, or the link stops.
+async fn run_link(
+    ctx: Arc<Ctx>,
+    installed: Installed,
+    control: Stream,
+    data: Stream,
+    remote: SocketAddr,
+) {
+    let Installed {
+        link,
+        queues: [control_queue, data_queue],
+        cancel,
+    } = installed;
+    ctx.shared.counters.links.fetch_add(1, Ordering::Relaxed);
+    info!(%remote, peer = %ctx.pin, "failover link up");
+    if ctx
+        .events
+        .send(Ordered::Up {
+            link,
+            peer: ctx.pin,
+            remote,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (control_read, control_write) = tokio::io::split(control);
+    let (data_read, data_write) = tokio::io::split(data);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(read_frames(
+        ctx.clone(),
+        Channel::Control,
+        link,
+        control_read,
+        remote,
+    ));
+    tasks.spawn(read_frames(
+        ctx.clone(),
+        Channel::Data,
+        link,
+        data_read,
+        remote,
+    ));
+    tasks.spawn(write_frames(
+        ctx.clone(),
+        Channel::Control,
+        control_queue,
+        control_write,
+    ));
+    tasks.spawn(write_frames(
+        ctx.clone(),
+        Channel::Data,
+        data_queue,
+        data_write,
+    ));
+    let reason = tokio::select! {
+        Some(done) = tasks.join_next() => {
+            done.unwrap_or_else(|err| format!("link task failed: {err}"))
+        }
+        reason = cancel => reason.unwrap_or_else(|_| "closed locally".to_string()),
+        () = ctx.events.closed() => "link stopped".to_string(),
+    };
+    // Stop the other three before reporting Down, so no frame of this link follows it.
+    tasks.shutdown().await;
+    {
+        let mut slot = ctx.shared.slot();
+        if slot.as_ref().is_some_and(|s| s.link == link) {
+            *slot = None;
+        }
+    }
+    info!(%remote, "failover link down: {reason}");
+    let _ = ctx.events.send(Ordered::Down { link, reason }).await;
+}
+
+/// Reads frames until the connection ends; returns why it ended.
+async fn read_frames<R: AsyncRead + Unpin>(
+    ctx: Arc<Ctx>,
+    channel: Channel,
+    link: u64,
+    reader: R,
+    remote: SocketAddr,
+) -> String {
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    let counters = &ctx.shared.counters;
+    let mut since_yield = 0;
+    loop {
+        let mut header = [0; HEADER_LEN];
+        if let Err(err) = reader.read_exact(&mut header).await {
+            return if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                format!("peer closed the {channel} connection")
+            } else {
+                format!("{channel} connection failed: {err}")
+            };
+        }
+        // Checked before allocating: a frame is never larger than MAX_FRAME_LEN.
+        let len = match frame_len(&header) {
+            Ok(len) => len,
+            Err(err) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("malformed frame on the {channel} connection: {err}");
+                warn!(%remote, "failover link: {reason}; closing the link");
+                return reason;
+            }
+        };
+        let mut frame = vec![0; len];
+        frame[..HEADER_LEN].copy_from_slice(&header);
+        if let Err(err) = reader.read_exact(&mut frame[HEADER_LEN..]).await {
+            return format!("{channel} connection ended inside a frame: {err}");
+        }
+        counters.frames_in[channel.index()].fetch_add(1, Ordering::Relaxed);
+        counters.bytes_in[channel.index()].fetch_add(len as u64, Ordering::Relaxed);
+        let delivered = match channel {
+            Channel::Control => ctx.events.send(Ordered::Frame(frame)).await.is_ok(),
+            Channel::Data => ctx.data_events.send((link, frame)).await.is_ok(),
+        };
+        if !delivered {
+            return "link stopped".to_string();
+        }
+        if channel == Channel::Data {
+            since_yield += len;
+            if since_yield >= YIELD_EVERY {
+                // As in the writer: decrypting keeps the reader ready; let control run.
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+/// Writes queued frames, many per write; returns why it stopped.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    ctx: Arc<Ctx>,
+    channel: Channel,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    mut writer: W,
+) -> String {
+    let counters = &ctx.shared.counters;
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while let Some(frame) = queue.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&frame);
+        let mut frames = 1;
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(frame) => {
+                    batch.extend_from_slice(&frame);
+                    frames += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let written = async {
+            writer.write_all(&batch).await?;
+            writer.flush().await
+        };
+        if let Err(err) = written.await {
+            return format!("{channel} connection failed: {err}");
+        }
+        counters.frames_out[channel.index()].fetch_add(frames, Ordering::Relaxed);
+        counters.bytes_out[channel.index()].fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if channel == Channel::Data {
+            // Encrypting a batch is ~100 us of CPU and the queue and socket stay ready under
+            // load, so without this the task would run many batches per poll and keep the
+            // control tasks off the (two) cores for milliseconds.
+            tokio::task::yield_now().await;
+        }
+    }
+    "link closed".to_string()
+}
+
+/// One authenticated connection of the pinned peer, not yet paired with its sibling.
+struct Half {
+    channel: Channel,
+    /// Chosen by the dialler per attempt, so halves of different attempts are never paired.
+    attempt: u64,
+    stream: Stream,
+    remote: SocketAddr,
+}
+
+/// Why an incoming or outgoing connection did not become part of a link.
+struct Refusal {
+    /// Rate-limiting key for the log.
+    kind: &'static str,
+    reason: String,
+    /// Whether it counts as a rejected handshake (authentication or protocol), as opposed to a
+    /// peer that is merely unreachable.
+    rejected: bool,
+}
+
+impl Refusal {
+    fn new(kind: &'static str, reason: String) -> Self {
+        Refusal {
+            kind,
+            reason,
+            rejected: true,
+        }
+    }
+
+    /// Classifies an I/O error of the TLS handshake or the preamble.
+    fn from_io(ctx: &Ctx, remote: SocketAddr, err: &std::io::Error) -> Self {
+        if let Some(PinMismatch {
+            presented,
+            expected,
+        }) = pin_mismatch(err)
+        {
+            return Refusal::new(
+                "wrong key",
+                format!("peer {remote} presented key {presented} but {expected} is pinned"),
+            );
+        }
+        if peer_refused_our_key(err) {
+            return Refusal::new(
+                "key refused by peer",
+                format!(
+                    "peer {remote} refused our key {}: is it pinned in the peer's configuration?",
+                    ctx.own
+                ),
+            );
+        }
+        if err.kind() == std::io::ErrorKind::InvalidData {
+            return Refusal::new(
+                "tls error",
+                format!("TLS handshake with {remote} failed: {err}"),
+            );
+        }
+        Refusal {
+            kind: "io error",
+            reason: format!("connection with {remote} failed during the handshake: {err}"),
+            rejected: true,
+        }
+    }
+}
+
+async fn accept_loop(
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    halves: mpsc::Sender<Half>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = ctx.events.closed() => return,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // E.g. out of file descriptors: wait a little rather than spin.
+                if let Some(suppressed) = ctx.log.allow("accept failed") {
+                    warn!(suppressed, "failover link: accept failed: {err}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            ctx.reject(
+                remote,
+                "too many handshakes",
+                format!("{MAX_PENDING_HANDSHAKES} handshakes already in progress"),
+            );
+            continue;
+        };
+        let ctx = ctx.clone();
+        let acceptor = acceptor.clone();
+        let halves = halves.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let accepted = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                accept_half(&ctx, &acceptor, tcp, remote),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Refusal::new(
+                    "handshake timeout",
+                    format!(
+                        "no TLS handshake and preamble from {remote} within {HANDSHAKE_TIMEOUT:?}"
+                    ),
+                ))
+            });
+            match accepted {
+                Ok(_) if ctx.dials => ctx.reject(
+                    remote,
+                    "unexpected dial",
+                    format!(
+                        "the pinned peer {remote} dialled, but this node dials (its key {} sorts first)",
+                        ctx.own
+                    ),
+                ),
+                Ok(half) => {
+                    // The pairing loop only stops when the link stops.
+                    let _ = halves.send(half).await;
+                }
+                Err(refusal) => ctx.reject(remote, refusal.kind, refusal.reason),
+            }
+        });
+    }
+}
+
+/// TLS handshake (the verifier checks the pin), then the preamble: the dialler sends its
+/// channel tag and attempt id, we echo the tag. The echo tells the dialler that we accepted its
+/// key: in TLS 1.3 the client finishes its handshake before the server has checked its
+/// certificate.
+async fn accept_half(
+    ctx: &Ctx,
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    remote: SocketAddr,
+) -> Result<Half, Refusal> {
+    let _ = tcp.set_nodelay(true);
+    let mut stream = acceptor
+        .accept(tcp)
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    let mut preamble = [0; 9];
+    stream
+        .read_exact(&mut preamble)
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    let channel = Channel::from_tag(preamble[0]).ok_or_else(|| {
+        Refusal::new(
+            "bad preamble",
+            format!(
+                "peer {remote} sent unknown channel tag {:#04x}",
+                preamble[0]
+            ),
+        )
+    })?;
+    let mut attempt = [0; 8];
+    attempt.copy_from_slice(&preamble[1..]);
+    stream
+        .write_all(&[channel.tag()])
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    stream
+        .flush()
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    Ok(Half {
+        channel,
+        attempt: u64::from_be_bytes(attempt),
+        stream: TlsStream::Server(stream),
+        remote,
+    })
+}
+
+/// On the accepting node: joins a control and a data half of the same attempt into a link. A
+/// new complete pair replaces the current link (the peer restarted).
+async fn pair_loop(ctx: Arc<Ctx>, mut halves: mpsc::Receiver<Half>) {
+    let mut waiting: [Option<Half>; 2] = [None, None];
+    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let half = tokio::select! {
+            half = halves.recv() => match half {
+                Some(half) => half,
+                None => return,
+            },
+            () = ctx.events.closed() => return,
+        };
+        let sibling = waiting[half.channel.other().index()].take();
+        match sibling {
+            Some(sibling) if sibling.attempt == half.attempt => {
+                if let Some(previous) = current.take() {
+                    ctx.cancel_current(format!(
+                        "replaced by a new connection from {}",
+                        half.remote
+                    ));
+                    // Its Down must be queued before the new link's Up.
+                    let _ = previous.await;
+                }
+                let (control, data) = match half.channel {
+                    Channel::Control => (half, sibling),
+                    Channel::Data => (sibling, half),
+                };
+                let installed = ctx.install();
+                current = Some(tokio::spawn(run_link(
+                    ctx.clone(),
+                    installed,
+                    control.stream,
+                    data.stream,
+                    control.remote,
+                )));
+            }
+            // A sibling from another attempt is stale: that attempt failed half-way.
+            _ => {
+                let slot = half.channel.index();
+                waiting[slot] = Some(half);
+            }
+        }
+    }
+}
+
+/// On the dialling node: connect, run the link until it ends, back off, repeat.
+async fn dial_loop(ctx: Arc<Ctx>, connector: TlsConnector) {
+    let (min, max) = ctx.reconnect;
+    let mut backoff = min;
+    loop {
+        let attempt = random_u64();
+        let dialled = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            tokio::try_join!(
+                dial_half(&ctx, &connector, Channel::Control, attempt),
+                dial_half(&ctx, &connector, Channel::Data, attempt),
+            )
+        });
+        let result = tokio::select! {
+            result = dialled => result,
+            () = ctx.events.closed() => return,
+        };
+        match result {
+            Ok(Ok((control, data))) => {
+                let installed = ctx.install();
+                run_link(ctx.clone(), installed, control, data, ctx.peer).await;
+                backoff = min;
+            }
+            Ok(Err(refusal)) => {
+                ctx.shared
+                    .counters
+                    .dial_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if refusal.rejected {
+                    ctx.reject(ctx.peer, refusal.kind, refusal.reason);
+                } else if let Some(suppressed) = ctx.log.allow(refusal.kind) {
+                    debug!(suppressed, "failover link: {}", refusal.reason);
+                }
+            }
+            Err(_) => {
+                ctx.shared
+                    .counters
+                    .dial_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = ctx.log.allow("dial timeout") {
+                    warn!(
+                        suppressed,
+                        "failover link: no handshake with {} within {HANDSHAKE_TIMEOUT:?}",
+                        ctx.peer
+                    );
+                }
+            }
+        }
+        // Jitter in [backoff/2, backoff], never under min: two restarted pairs do not dial in
+        // lockstep.
+        let half = backoff / 2;
+        let jitter = half.mul_f64((random_u64() >> 11) as f64 / (1u64 << 53) as f64);
+        let delay = (half + jitter).max(min);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = ctx.events.closed() => return,
+        }
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+async fn dial_half(
+    ctx: &Ctx,
+    connector: &TlsConnector,
+    channel: Channel,
+    attempt: u64,
+) -> Result<Stream, Refusal> {
+    let remote = ctx.peer;
+    let tcp = TcpStream::connect(remote).await.map_err(|err| Refusal {
+        kind: "connect failed",
+        reason: format!("cannot connect to peer {remote}: {err}"),
+        rejected: false,
+    })?;
+    let _ = tcp.set_nodelay(true);
+    // The name is not checked (the key is pinned); an IP address also keeps SNI out of the
+    // ClientHello.
+    let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
+    let mut stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    let mut preamble = [0; 9];
+    preamble[0] = channel.tag();
+    preamble[1..].copy_from_slice(&attempt.to_be_bytes());
+    stream
+        .write_all(&preamble)
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    stream
+        .flush()
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    let mut echo = [0; 1];
+    stream
+        .read_exact(&mut echo)
+        .await
+        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    if echo[0] != channel.tag() {
+        return Err(Refusal::new(
+            "bad preamble",
+            format!(
+                "peer {remote} answered the {channel} preamble with {:#04x}",
+                echo[0]
+            ),
+        ));
+    }
+    Ok(TlsStream::Client(stream))
+}
+
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0; 8];
+    // Only jitter and attempt ids depend on this; the clock is an acceptable fallback.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        return u64::from(nanos);
+    }
+    u64::from_be_bytes(bytes)
+}
+
+/// At most one log line per key and [`LOG_INTERVAL`]; counts what it suppressed.
+#[derive(Default)]
+struct RateLimiter {
+    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl RateLimiter {
+    /// `Some(suppressed since the last line)` if a line may be logged now.
+    fn allow(&self, key: &'static str) -> Option<u64> {
+        let now = Instant::now();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match last.get_mut(key) {
+            Some((at, suppressed)) if now.duration_since(*at) < LOG_INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                *at = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                last.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}

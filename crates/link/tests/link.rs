@@ -1,0 +1,457 @@
+//! Two links on loopback with ephemeral ports. Timeouts are failure bounds only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use failoverd_link::{
+    Channel, Fingerprint, Identity, LinkConfig, LinkError, LinkEvent, LinkEvents, LinkSender,
+    spawn, tls,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous: a failing test should fail, not hang; a passing one never waits this long.
+const BOUND: Duration = Duration::from_secs(20);
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("address")
+}
+
+/// An address nobody listens on; acceptors never dial it.
+fn unused_peer() -> SocketAddr {
+    "127.0.0.1:9".parse().expect("address")
+}
+
+/// Identities sorted by fingerprint: `ids[0]` dials whoever it pins if that sorts after it.
+fn identities(n: usize) -> Vec<Identity> {
+    let mut ids: Vec<Identity> = (0..n).map(|_| Identity::generate()).collect();
+    ids.sort_by_key(|id| id.fingerprint());
+    ids
+}
+
+/// A frame of an unassigned kind: the link checks only the header.
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u32;
+    let mut out = vec![b'F', b'O', failoverd_wire::VERSION, kind];
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[derive(Debug)]
+struct Node {
+    tx: LinkSender,
+    rx: LinkEvents,
+}
+
+fn start(id: &Identity, pin: Fingerprint, peer: SocketAddr) -> Node {
+    start_on(any_port(), id, pin, peer).expect("spawn")
+}
+
+fn start_on(
+    listen: SocketAddr,
+    id: &Identity,
+    pin: Fingerprint,
+    peer: SocketAddr,
+) -> Result<Node, LinkError> {
+    let mut config = LinkConfig::new(listen, peer, id.clone(), pin);
+    config.reconnect_min = Duration::from_millis(20);
+    config.reconnect_max = Duration::from_millis(200);
+    let (tx, rx) = spawn(config)?;
+    Ok(Node { tx, rx })
+}
+
+/// A connected pair: (dialer, acceptor).
+async fn connected_pair() -> (Node, Node, [Identity; 2]) {
+    let ids = identities(2);
+    let mut acceptor = start(&ids[1], ids[0].fingerprint(), unused_peer());
+    let mut dialer = start(&ids[0], ids[1].fingerprint(), acceptor.tx.local_addr());
+    expect_up(&mut dialer.rx).await;
+    expect_up(&mut acceptor.rx).await;
+    let [a, b]: [Identity; 2] = ids.try_into().expect("two");
+    (dialer, acceptor, [a, b])
+}
+
+async fn next(rx: &mut LinkEvents) -> LinkEvent {
+    tokio::time::timeout(BOUND, rx.recv())
+        .await
+        .expect("no event within the bound")
+        .expect("link stopped")
+}
+
+async fn expect_up(rx: &mut LinkEvents) -> SocketAddr {
+    match next(rx).await {
+        LinkEvent::Up { remote, .. } => remote,
+        other => panic!("expected Up, got {other:?}"),
+    }
+}
+
+async fn expect_down(rx: &mut LinkEvents) -> String {
+    loop {
+        match next(rx).await {
+            LinkEvent::Down { reason } => return reason,
+            LinkEvent::Frame { .. } => {}
+            other => panic!("expected Down, got {other:?}"),
+        }
+    }
+}
+
+async fn expect_frame(rx: &mut LinkEvents) -> (Channel, Vec<u8>) {
+    match next(rx).await {
+        LinkEvent::Frame { channel, bytes } => (channel, bytes),
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+/// Sends a control and a data frame and checks both arrive.
+async fn ping(from: &LinkSender, to: &mut LinkEvents, n: u8) {
+    from.send(Channel::Control, frame(1, &[n]))
+        .expect("send control");
+    from.send(Channel::Data, frame(2, &[n; 100]))
+        .expect("send data");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match next(to).await {
+            LinkEvent::Frame { channel, bytes } => got.push((channel, bytes)),
+            LinkEvent::Rejected { .. } => {}
+            other => panic!("expected frames, got {other:?}"),
+        }
+    }
+    got.sort_by_key(|(c, _)| *c == Channel::Data);
+    assert_eq!(got[0], (Channel::Control, frame(1, &[n])));
+    assert_eq!(got[1], (Channel::Data, frame(2, &[n; 100])));
+}
+
+#[tokio::test]
+async fn frames_flow_in_order_on_both_channels() {
+    let (mut dialer, mut acceptor, _ids) = connected_pair().await;
+    for (from, to) in [
+        (&dialer.tx, &mut acceptor.rx),
+        (&acceptor.tx, &mut dialer.rx),
+    ] {
+        for i in 0..200u32 {
+            from.send(Channel::Control, frame(1, &i.to_be_bytes()))
+                .expect("control");
+            from.send_async(Channel::Data, frame(2, &[i as u8; 1000]))
+                .await
+                .expect("data");
+        }
+        let (mut control, mut data) = (0u32, 0u32);
+        while control < 200 || data < 200 {
+            match expect_frame(to).await {
+                (Channel::Control, bytes) => {
+                    assert_eq!(bytes, frame(1, &control.to_be_bytes()));
+                    control += 1;
+                }
+                (Channel::Data, bytes) => {
+                    assert_eq!(bytes, frame(2, &[data as u8; 1000]));
+                    data += 1;
+                }
+            }
+        }
+    }
+    let stats = dialer.tx.stats();
+    assert_eq!(stats.control.frames_out, 200);
+    assert_eq!(stats.data.frames_out, 200);
+    assert_eq!(stats.control.frames_in, 200);
+    assert_eq!(stats.data.bytes_in, 200 * 1008);
+    assert_eq!(stats.rejected_handshakes, 0);
+
+    // Malformed frames are refused locally, never sent.
+    assert!(matches!(
+        dialer.tx.send(Channel::Data, vec![1, 2, 3]),
+        Err(LinkError::InvalidFrame(_))
+    ));
+    let mut short = frame(2, &[0; 10]);
+    short.pop();
+    assert!(matches!(
+        dialer.tx.send(Channel::Data, short),
+        Err(LinkError::InvalidFrame(_))
+    ));
+}
+
+#[tokio::test]
+async fn wrong_pin_on_either_side_is_rejected_naming_both_keys() {
+    let [x, y, z]: [Identity; 3] = identities(3).try_into().expect("three");
+
+    // The dialler (x) pins z, but y answers.
+    let mut acceptor = start(&y, x.fingerprint(), unused_peer());
+    let mut dialer = start(&x, z.fingerprint(), acceptor.tx.local_addr());
+    match next(&mut dialer.rx).await {
+        LinkEvent::Rejected { remote, reason } => {
+            assert_eq!(remote, acceptor.tx.local_addr());
+            let expected = format!(
+                "peer {remote} presented key {} but {} is pinned",
+                y.fingerprint(),
+                z.fingerprint()
+            );
+            assert_eq!(reason, expected);
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    match next(&mut acceptor.rx).await {
+        LinkEvent::Rejected { .. } => {}
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert!(dialer.tx.stats().rejected_handshakes >= 1);
+    drop(dialer);
+
+    // The acceptor (z) pins x, but y dials.
+    let mut acceptor2 = start(&z, x.fingerprint(), unused_peer());
+    let mut dialer2 = start(&y, z.fingerprint(), acceptor2.tx.local_addr());
+    match next(&mut acceptor2.rx).await {
+        LinkEvent::Rejected { reason, .. } => {
+            assert!(reason.contains(&y.fingerprint().to_string()), "{reason}");
+            assert!(reason.contains(&x.fingerprint().to_string()), "{reason}");
+            assert!(reason.contains("but"), "{reason}");
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    match next(&mut dialer2.rx).await {
+        LinkEvent::Rejected { reason, .. } => {
+            assert!(reason.contains("refused our key"), "{reason}");
+            assert!(reason.contains(&y.fingerprint().to_string()), "{reason}");
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    drop(dialer2);
+
+    // Positive control: the same acceptors with the right dialler reach Up.
+    let mut good = start(&x, y.fingerprint(), acceptor.tx.local_addr());
+    expect_up(&mut good.rx).await;
+    loop {
+        match next(&mut acceptor.rx).await {
+            LinkEvent::Up { .. } => break,
+            LinkEvent::Rejected { .. } => {}
+            other => panic!("expected Up, got {other:?}"),
+        }
+    }
+    ping(&good.tx, &mut acceptor.rx, 7).await;
+    let mut good2 = start(&x, z.fingerprint(), acceptor2.tx.local_addr());
+    expect_up(&mut good2.rx).await;
+}
+
+#[tokio::test]
+async fn garbage_and_silent_clients_do_not_disturb_the_link() {
+    let (dialer, mut acceptor, _ids) = connected_pair().await;
+    let addr = acceptor.tx.local_addr();
+
+    // Random bytes, then a connection that never says anything.
+    let mut garbage = TcpStream::connect(addr).await.expect("connect");
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    garbage.write_all(&noise).await.expect("write");
+    let _silent = TcpStream::connect(addr).await.expect("connect");
+
+    let started = Instant::now();
+    let mut rejected = 0;
+    let mut n = 0u8;
+    while rejected < 2 {
+        n = n.wrapping_add(1);
+        dialer
+            .tx
+            .send(Channel::Control, frame(1, &[n]))
+            .expect("link still up");
+        match next(&mut acceptor.rx).await {
+            LinkEvent::Rejected { remote, reason } => {
+                assert_ne!(remote.port(), 0);
+                assert!(!reason.is_empty());
+                rejected += 1;
+                // The control frame sent above is still due.
+                assert_eq!(expect_frame(&mut acceptor.rx).await.1, frame(1, &[n]));
+            }
+            LinkEvent::Frame { channel, bytes } => {
+                assert_eq!((channel, bytes), (Channel::Control, frame(1, &[n])));
+            }
+            other => panic!("link disturbed: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The silent one can only have been rejected by the handshake timeout.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(acceptor.tx.stats().rejected_handshakes, 2);
+    ping(&dialer.tx, &mut acceptor.rx, 200).await;
+}
+
+/// Connects to `addr` as `id` pinning `pin`, sends the channel preamble, and waits for the echo.
+async fn raw_half(
+    addr: SocketAddr,
+    id: &Identity,
+    pin: Fingerprint,
+    tag: u8,
+    attempt: u64,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let config = Arc::new(tls::client_config(id, pin).expect("client config"));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let mut preamble = vec![tag];
+    preamble.extend_from_slice(&attempt.to_be_bytes());
+    stream.write_all(&preamble).await.expect("preamble");
+    stream.flush().await.expect("flush");
+    let mut echo = [0];
+    stream.read_exact(&mut echo).await.expect("echo");
+    assert_eq!(echo[0], tag);
+    stream
+}
+
+#[tokio::test]
+async fn malformed_frames_close_the_link_and_nothing_after_is_delivered() {
+    let ids = identities(2);
+    let mut acceptor = start(&ids[1], ids[0].fingerprint(), unused_peer());
+    let addr = acceptor.tx.local_addr();
+    let oversized = {
+        let mut header = frame(2, &[]);
+        header[4..8].copy_from_slice(&((2u32 << 20) + 8).to_be_bytes());
+        header
+    };
+    let bad_magic = b"GARBAGE!".to_vec();
+    for (attempt, bad) in [(1u64, oversized), (2, bad_magic)] {
+        let mut control = raw_half(addr, &ids[0], ids[1].fingerprint(), b'C', attempt).await;
+        let mut data = raw_half(addr, &ids[0], ids[1].fingerprint(), b'D', attempt).await;
+        expect_up(&mut acceptor.rx).await;
+        let mut bytes = frame(2, b"before");
+        bytes.extend_from_slice(&bad);
+        bytes.extend_from_slice(&frame(2, b"after"));
+        data.write_all(&bytes).await.expect("write");
+        data.flush().await.expect("flush");
+        assert_eq!(
+            expect_frame(&mut acceptor.rx).await,
+            (Channel::Data, frame(2, b"before"))
+        );
+        match next(&mut acceptor.rx).await {
+            LinkEvent::Down { reason } => assert!(reason.contains("malformed"), "{reason}"),
+            other => panic!("expected Down, got {other:?}"),
+        }
+        // Both connections were closed.
+        let mut buf = [0; 16];
+        let read = tokio::time::timeout(BOUND, control.read(&mut buf))
+            .await
+            .expect("control closed within the bound");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert_eq!(acceptor.tx.stats().malformed_frames, 2);
+    assert!(matches!(
+        acceptor.tx.send(Channel::Control, frame(1, &[])),
+        Err(LinkError::NotConnected)
+    ));
+}
+
+#[tokio::test]
+async fn reconnects_after_restart_and_close() {
+    let (dialer, mut acceptor, [a, b]) = connected_pair().await;
+    let addr = acceptor.tx.local_addr();
+    ping(&dialer.tx, &mut acceptor.rx, 1).await;
+
+    // The dialling peer restarts.
+    drop(dialer);
+    expect_down(&mut acceptor.rx).await;
+    let mut dialer = start(&a, b.fingerprint(), addr);
+    expect_up(&mut dialer.rx).await;
+    expect_up(&mut acceptor.rx).await;
+    ping(&dialer.tx, &mut acceptor.rx, 2).await;
+
+    // The accepting peer restarts on the same port; the dialler keeps trying.
+    drop(acceptor);
+    expect_down(&mut dialer.rx).await;
+    let deadline = Instant::now() + BOUND;
+    let mut acceptor = loop {
+        match start_on(addr, &b, a.fingerprint(), unused_peer()) {
+            Ok(node) => break node,
+            // The old listener closes as its task notices the drop.
+            Err(LinkError::Bind { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    };
+    expect_up(&mut acceptor.rx).await;
+    expect_up(&mut dialer.rx).await;
+    ping(&acceptor.tx, &mut dialer.rx, 3).await;
+    assert_eq!(dialer.tx.stats().reconnects, 1);
+
+    // close() on either side: both see Down once, then the dialler reconnects.
+    for closer in 0..2 {
+        if closer == 0 {
+            acceptor.tx.close();
+        } else {
+            dialer.tx.close();
+        }
+        expect_down(&mut acceptor.rx).await;
+        expect_down(&mut dialer.rx).await;
+        expect_up(&mut dialer.rx).await;
+        expect_up(&mut acceptor.rx).await;
+        ping(&dialer.tx, &mut acceptor.rx, 4 + closer).await;
+    }
+}
+
+#[tokio::test]
+async fn spawn_reports_configuration_errors() {
+    let ids = identities(2);
+    let node = start(&ids[1], ids[0].fingerprint(), unused_peer());
+    let taken = node.tx.local_addr();
+    let err = start_on(taken, &ids[1], ids[0].fingerprint(), unused_peer()).expect_err("bound");
+    assert!(matches!(err, LinkError::Bind { .. }), "{err}");
+    let err =
+        start_on(any_port(), &ids[0], ids[0].fingerprint(), unused_peer()).expect_err("own key");
+    assert!(matches!(err, LinkError::Config(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_overtakes_a_bulk_transfer() {
+    const FRAME: usize = 64 * 1024;
+    const FRAMES: usize = 3200; // 200 MiB
+    let (dialer, mut acceptor, _ids) = connected_pair().await;
+    let tx = dialer.tx.clone();
+    let sent_at = tokio::spawn(async move {
+        let bulk = frame(2, &[0xa5; FRAME - 8]);
+        let mut sent_at = None;
+        for i in 0..FRAMES {
+            tx.send_async(Channel::Data, bulk.clone())
+                .await
+                .expect("data");
+            if i == 2 * failoverd_link::DATA_QUEUE_FRAMES {
+                // The data queue is (about) full and the connection busy: now a heartbeat.
+                sent_at = Some(Instant::now());
+                tx.send(Channel::Control, frame(1, b"hello"))
+                    .expect("control is never blocked by data");
+            }
+        }
+        sent_at.expect("sent")
+    });
+    let mut data_frames = 0;
+    let (arrived, frames_before) = loop {
+        match expect_frame(&mut acceptor.rx).await {
+            (Channel::Data, bytes) => {
+                assert_eq!(bytes.len(), FRAME);
+                data_frames += 1;
+            }
+            (Channel::Control, bytes) => {
+                assert_eq!(bytes, frame(1, b"hello"));
+                break (Instant::now(), data_frames);
+            }
+        }
+    };
+    while data_frames < FRAMES {
+        assert_eq!(expect_frame(&mut acceptor.rx).await.0, Channel::Data);
+        data_frames += 1;
+    }
+    let done = Instant::now();
+    let sent_at = sent_at.await.expect("sender");
+    let latency = arrived.duration_since(sent_at);
+    eprintln!(
+        "control frame: {latency:?} after send, after {frames_before} of {FRAMES} data frames; bulk finished {:?} later",
+        done.duration_since(arrived)
+    );
+    assert!(frames_before < FRAMES, "the heartbeat waited for the bulk");
+    // On one shared connection it would follow every data frame queued before it.
+    assert!(
+        frames_before <= 2 * failoverd_link::DATA_QUEUE_FRAMES,
+        "the heartbeat queued behind {frames_before} data frames"
+    );
+}
