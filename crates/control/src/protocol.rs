@@ -1,0 +1,832 @@
+//! The control protocol between the daemon and `failoverctl`: JSON lines over a Unix socket.
+//!
+//! A client writes one [`Request`] object per line and reads one [`Response`] per line, in
+//! order; a connection may carry several requests. A request names its command in `cmd`:
+//!
+//! ```text
+//! {"cmd":"status"}
+//! {"ok":true,"data":{"node":{"name":"fw-a",...},...}}
+//! {"cmd":"sessions","filter":{"proto":"tcp","owner":"peer"},"limit":100}
+//! {"ok":true,"data":{"total":1200,"matched":400,"sessions":[...]}}
+//! {"cmd":"frobnicate"}
+//! {"ok":false,"error":"bad request: unknown variant `frobnicate`, ..."}
+//! ```
+//!
+//! The data types below are the `data` of successful responses. Their field names are a
+//! stable contract (`failoverctl --json` prints them as they are, and scripts rely on them):
+//! fields are added, never renamed or removed, so clients must ignore fields they do not
+//! know. The reference is in this crate's `README.md`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use failoverd_wire::{NodeId, SessionRecord, Tuple, proto_name};
+use serde::{Deserialize, Serialize};
+
+/// A command from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// This node's state; answered with [`Status`].
+    Status,
+    /// The peer as this node sees it; answered with [`PeerInfo`].
+    Peer,
+    /// Sessions in the table; answered with [`SessionList`].
+    Sessions {
+        /// Which sessions; all when absent.
+        #[serde(default)]
+        filter: SessionFilter,
+        /// At most this many; all when absent.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Session counts; answered with [`SessionCounts`].
+    SessionsCount,
+    /// Creates synthetic local sessions (memory backend only): for trying failoverd out and
+    /// for tests. Answered with [`Generated`].
+    SessionsGenerate {
+        /// How many.
+        count: u32,
+    },
+    /// Recent events, oldest first; answered with [`EventList`].
+    Events {
+        /// At most this many of the newest; all kept ones when absent.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Hands the active role to the peer; answered with [`SwitchoverDone`].
+    Switchover,
+}
+
+/// The answer to one request: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ResponseRepr", try_from = "ResponseRepr")]
+pub enum Response {
+    /// The command succeeded; the data type depends on the command.
+    Ok(serde_json::Value),
+    /// The command failed; the message is for the operator.
+    Error(String),
+}
+
+impl Response {
+    /// A successful response carrying `data`.
+    pub fn ok(data: &impl Serialize) -> Response {
+        match serde_json::to_value(data) {
+            Ok(value) => Response::Ok(value),
+            // Only maps with non-string keys fail to serialize; no protocol type has one.
+            Err(err) => Response::Error(format!("internal error: cannot encode response: {err}")),
+        }
+    }
+
+    /// A failed response.
+    pub fn error(message: impl Into<String>) -> Response {
+        Response::Error(message.into())
+    }
+}
+
+/// The JSON shape of [`Response`]: a flag and either field, which an enum cannot express
+/// directly with serde's attributes.
+#[derive(Serialize, Deserialize)]
+struct ResponseRepr {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl From<Response> for ResponseRepr {
+    fn from(response: Response) -> Self {
+        match response {
+            Response::Ok(data) => Self {
+                ok: true,
+                data: Some(data),
+                error: None,
+            },
+            Response::Error(error) => Self {
+                ok: false,
+                data: None,
+                error: Some(error),
+            },
+        }
+    }
+}
+
+impl TryFrom<ResponseRepr> for Response {
+    type Error = &'static str;
+
+    fn try_from(repr: ResponseRepr) -> Result<Self, &'static str> {
+        match repr {
+            ResponseRepr {
+                ok: true,
+                data: Some(data),
+                ..
+            } => Ok(Response::Ok(data)),
+            ResponseRepr {
+                ok: false,
+                error: Some(error),
+                ..
+            } => Ok(Response::Error(error)),
+            ResponseRepr { ok: true, .. } => Err("\"ok\":true without \"data\""),
+            ResponseRepr { ok: false, .. } => Err("\"ok\":false without \"error\""),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// status and peer
+
+/// The answer to `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    pub node: NodeInfo,
+    /// The failover state.
+    pub state: FailoverState,
+    /// Milliseconds since the last state change.
+    pub state_since_ms: u64,
+    /// Whether this node forwards.
+    pub role: Role,
+    /// Whether this node is ready to take over: [`Status::not_ready`] is empty.
+    pub ready: bool,
+    /// Why this node is not ready (e.g. the peer's bulk sync is incomplete); empty when ready.
+    pub not_ready: Vec<String>,
+    /// The peer; `None` before the daemon knows anything about it.
+    pub peer: Option<PeerInfo>,
+    /// Session counts.
+    pub sessions: SessionCounts,
+    /// Replication progress and lag.
+    pub replication: Replication,
+    /// Every counter of the core, the link and the backend, flat, with snake_case names
+    /// (e.g. `hellos_sent`, `link_reconnects`, `backend_apply_errors`).
+    pub counters: BTreeMap<String, u64>,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
+}
+
+/// This node's identity and settings, as `status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// `node.name` from the configuration.
+    pub name: String,
+    /// The node id, 8 hex digits (from the key's fingerprint).
+    pub node_id: String,
+    /// The key's fingerprint, `sha256:<64 hex>`: what the peer pins.
+    pub fingerprint: String,
+    /// `pair.id`.
+    pub pair_id: u32,
+    /// `node.priority`.
+    pub priority: u8,
+    /// `pair.backup`: "symmetric" or "asymmetric".
+    pub backup: String,
+    /// `node.preempt`.
+    pub preempt: bool,
+}
+
+/// A node's failover state, as the negotiation defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverState {
+    /// Just started, or just left Synchronization (a hold-down against flapping).
+    Silence,
+    /// No failover link negotiated: the node works alone.
+    Independence,
+    /// Negotiation done: sessions are backed up both ways.
+    Synchronization,
+}
+
+impl FailoverState {
+    /// The name used in JSON and in human output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Silence => "silence",
+            Self::Independence => "independence",
+            Self::Synchronization => "synchronization",
+        }
+    }
+}
+
+/// Whether a node forwards traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Forwards traffic.
+    Active,
+    /// Holds the peer's sessions, ready to take over.
+    Standby,
+}
+
+impl Role {
+    /// The name used in JSON and in human output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Standby => "standby",
+        }
+    }
+}
+
+/// Whether the failover link to the peer is established (authenticated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Connected and authenticated.
+    Up,
+    /// Not connected.
+    Down,
+}
+
+impl LinkState {
+    /// The name used in JSON and in human output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// The peer as this node sees it: the answer to `peer`, and part of [`Status`]. The fields the
+/// peer reports in its hellos are `None` until a hello has been received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// `link.peer` from the configuration.
+    pub address: String,
+    /// The failover link.
+    pub link: LinkState,
+    /// The peer's node id, 8 hex digits.
+    pub node_id: Option<String>,
+    /// The peer's failover state, from its last hello.
+    pub state: Option<FailoverState>,
+    /// The peer's role, from its last hello.
+    pub role: Option<Role>,
+    /// The peer's priority.
+    pub priority: Option<u8>,
+    /// Whether the peer is ready to take over.
+    pub ready: Option<bool>,
+    /// Milliseconds since the last hello.
+    pub last_hello_ms_ago: Option<u64>,
+    /// Round-trip time of the failover link in microseconds.
+    pub rtt_us: Option<u64>,
+    /// Why negotiation with this peer fails (e.g. "peer is in pair 2, we are in pair 1").
+    pub incompatibility: Option<String>,
+}
+
+/// How many sessions the table holds and how many changes are on their way: the answer to
+/// `sessions-count`, and part of [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SessionCounts {
+    /// All sessions in the table.
+    pub total: u64,
+    /// Sessions this node owns (its kernel created them).
+    pub owned: u64,
+    /// Sessions the peer owns (backed up here).
+    pub peer_owned: u64,
+    /// Local changes queued and not yet sent.
+    pub pending_changes: u64,
+    /// Batches sent and not yet acknowledged by the peer.
+    pub in_flight_batches: u64,
+}
+
+/// Replication progress and lag, part of [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Replication {
+    /// The current bulk-sync epoch.
+    pub epoch: u64,
+    /// The peer has applied this node's bulk sync.
+    pub bulk_sent: bool,
+    /// This node has applied the peer's bulk sync (it holds the peer's sessions).
+    pub bulk_received: bool,
+    /// Median lag, microseconds: from a change reaching the core to the peer acknowledging it.
+    pub lag_p50_us: u64,
+    /// 99th percentile lag, microseconds.
+    pub lag_p99_us: u64,
+    /// Largest lag seen, microseconds.
+    pub lag_max_us: u64,
+    /// Number of lag samples.
+    pub lag_samples: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// sessions
+
+/// The answer to `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionList {
+    /// Sessions in the table.
+    pub total: usize,
+    /// Sessions that match the filter (may exceed `sessions.len()` when limited).
+    pub matched: usize,
+    /// The matching sessions, at most the request's limit.
+    pub sessions: Vec<SessionView>,
+}
+
+impl SessionList {
+    /// Filters `records` and keeps at most `limit` (all when `None`) of the matches; `local` is
+    /// this node, which tells local from peer-owned sessions.
+    pub fn select<'a>(
+        records: impl IntoIterator<Item = &'a SessionRecord>,
+        filter: &SessionFilter,
+        limit: Option<usize>,
+        local: NodeId,
+    ) -> SessionList {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut list = SessionList {
+            total: 0,
+            matched: 0,
+            sessions: Vec::new(),
+        };
+        for record in records {
+            list.total += 1;
+            if filter.matches(record, local) {
+                list.matched += 1;
+                if list.sessions.len() < limit {
+                    list.sessions.push(SessionView::from_record(record, local));
+                }
+            }
+        }
+        list
+    }
+}
+
+/// One session as the control protocol shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    /// Protocol name ("tcp", "udp", "icmp", "icmpv6", "sctp"), or its number for others.
+    pub proto: String,
+    /// Address family.
+    pub family: Family,
+    /// The original direction.
+    pub orig: TupleView,
+    /// The reply direction; differs from the inverted original under NAT.
+    pub reply: TupleView,
+    /// The owner's node id, 8 hex digits.
+    pub owner: String,
+    /// Owned by this node.
+    pub local: bool,
+    /// Conntrack zone.
+    pub zone: u16,
+    /// Connection mark.
+    pub mark: u32,
+    /// `IPS_*` status bits.
+    pub status: u32,
+    /// Remaining lifetime, seconds.
+    pub timeout: u32,
+    /// TCP tracking state (e.g. "ESTABLISHED"); TCP only.
+    pub tcp_state: Option<String>,
+    /// Conntrack helper (e.g. "ftp"), when one is attached.
+    pub helper: Option<String>,
+    /// Connection labels, 32 hex digits, when any bit is set.
+    pub labels: Option<String>,
+}
+
+/// TCP's IP protocol number: only TCP sessions have a tracking state.
+const IPPROTO_TCP: u8 = 6;
+
+impl SessionView {
+    /// The view of `record`; `local` is this node.
+    pub fn from_record(record: &SessionRecord, local: NodeId) -> SessionView {
+        let proto = match proto_name(record.key.l4proto) {
+            "other" => record.key.l4proto.to_string(),
+            name => name.to_string(),
+        };
+        let labels = (record.labels != [0; 16])
+            .then(|| record.labels.iter().map(|b| format!("{b:02x}")).collect());
+        SessionView {
+            proto,
+            family: Family::of(record.key.orig.src),
+            orig: TupleView::from(&record.key.orig),
+            reply: TupleView::from(&record.reply),
+            owner: record.owner.to_string(),
+            local: record.owner == local,
+            zone: record.key.zone,
+            mark: record.mark,
+            status: record.status,
+            timeout: record.timeout_secs,
+            tcp_state: (record.key.l4proto == IPPROTO_TCP)
+                .then(|| record.tcp.state.name().to_string()),
+            helper: Some(record.helper.as_str())
+                .filter(|name| !name.is_empty())
+                .map(str::to_string),
+            labels,
+        }
+    }
+}
+
+/// One direction of a session. For ICMP, `sport` is the echo id and `dport` is
+/// `type << 8 | code`, as conntrack reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TupleView {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+impl From<&Tuple> for TupleView {
+    fn from(tuple: &Tuple) -> Self {
+        TupleView {
+            src: tuple.src,
+            dst: tuple.dst,
+            sport: tuple.src_port,
+            dport: tuple.dst_port,
+        }
+    }
+}
+
+/// An address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(addr: IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+}
+
+/// Whose sessions to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerFilter {
+    /// Owned by this node.
+    Local,
+    /// Owned by another node (backed up here).
+    Peer,
+}
+
+/// Which sessions `sessions` lists: every given criterion must match; absent ones match all.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionFilter {
+    /// Protocol name ("tcp", case-insensitive) or number ("6").
+    pub proto: Option<String>,
+    /// Matches any of the four addresses (both directions, so NAT addresses match too).
+    pub addr: Option<IpAddr>,
+    /// Matches any of the four ports.
+    pub port: Option<u16>,
+    /// Local or peer-owned sessions.
+    pub owner: Option<OwnerFilter>,
+    /// Address family.
+    pub family: Option<Family>,
+}
+
+impl SessionFilter {
+    /// Whether `record` matches; `local` is this node.
+    pub fn matches(&self, record: &SessionRecord, local: NodeId) -> bool {
+        let tuples = [&record.key.orig, &record.reply];
+        let proto = self.proto.as_deref().is_none_or(|proto| {
+            let number = record.key.l4proto;
+            proto.eq_ignore_ascii_case(proto_name(number)) || proto.parse() == Ok(number)
+        });
+        let addr = self
+            .addr
+            .is_none_or(|addr| tuples.iter().any(|t| t.src == addr || t.dst == addr));
+        let port = self.port.is_none_or(|port| {
+            tuples
+                .iter()
+                .any(|t| t.src_port == port || t.dst_port == port)
+        });
+        let owner = self.owner.is_none_or(|owner| match owner {
+            OwnerFilter::Local => record.owner == local,
+            OwnerFilter::Peer => record.owner != local,
+        });
+        let family = self
+            .family
+            .is_none_or(|family| Family::of(record.key.orig.src) == family);
+        proto && addr && port && owner && family
+    }
+}
+
+/// The answer to `sessions-generate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generated {
+    /// Sessions created.
+    pub created: u32,
+    /// Sessions not created because the table is full.
+    pub table_full: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// events and switchover
+
+/// The answer to `events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventList {
+    /// Oldest first.
+    pub events: Vec<EventView>,
+}
+
+/// One entry of the event history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    /// Milliseconds since the daemon started.
+    pub at_ms: u64,
+    /// What kind of event.
+    pub kind: EventKind,
+    /// The previous state or role (state and role events).
+    pub from: Option<String>,
+    /// The new state or role (state and role events).
+    pub to: Option<String>,
+    /// Why it happened, when the event has a reason.
+    pub reason: Option<String>,
+    /// The whole event in one line, for people.
+    pub message: String,
+}
+
+/// Kinds of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// The failover state changed.
+    State,
+    /// The role changed.
+    Role,
+    /// Negotiation with a live peer failed.
+    Negotiation,
+    /// The peer applied this node's bulk sync.
+    BulkSent,
+    /// This node applied the peer's bulk sync.
+    BulkReceived,
+    /// The backend lost change events; a resync follows.
+    ChangesLost,
+    /// The backend refused some of the peer's sessions.
+    ApplyFailed,
+    /// The failover link went up or down.
+    Link,
+}
+
+impl EventKind {
+    /// The name used in JSON and in human output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::State => "state",
+            Self::Role => "role",
+            Self::Negotiation => "negotiation",
+            Self::BulkSent => "bulk-sent",
+            Self::BulkReceived => "bulk-received",
+            Self::ChangesLost => "changes-lost",
+            Self::ApplyFailed => "apply-failed",
+            Self::Link => "link",
+        }
+    }
+}
+
+/// The answer to `switchover`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverDone {
+    /// What happened, for people (e.g. "handed the active role to node 2000abcd").
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use failoverd_wire::{HelperName, TcpInfo, TcpState};
+    use serde_json::json;
+
+    use super::*;
+
+    const LOCAL: NodeId = NodeId(0x1000_abcd);
+    const PEER: NodeId = NodeId(0x2000_abcd);
+
+    fn record(
+        proto: u8,
+        orig: (&str, u16, &str, u16),
+        reply_src: &str,
+        owner: NodeId,
+    ) -> SessionRecord {
+        let (src, sport, dst, dport) = orig;
+        SessionRecord {
+            key: failoverd_wire::SessionKey {
+                zone: 0,
+                l4proto: proto,
+                orig: Tuple {
+                    src: src.parse().unwrap(),
+                    dst: dst.parse().unwrap(),
+                    src_port: sport,
+                    dst_port: dport,
+                },
+            },
+            reply: Tuple {
+                src: dst.parse().unwrap(),
+                dst: reply_src.parse().unwrap(),
+                src_port: dport,
+                dst_port: 61000,
+            },
+            owner,
+            mark: 0,
+            status: 0x18e,
+            timeout_secs: 120,
+            tcp: TcpInfo {
+                state: TcpState::ESTABLISHED,
+                ..TcpInfo::default()
+            },
+            seq_adj: Default::default(),
+            labels: [0; 16],
+            helper: HelperName::NONE,
+        }
+    }
+
+    fn tcp() -> SessionRecord {
+        record(
+            6,
+            ("10.0.0.1", 40000, "192.0.2.80", 80),
+            "198.51.100.1",
+            LOCAL,
+        )
+    }
+
+    fn udp6() -> SessionRecord {
+        record(
+            17,
+            ("2001:db8::1", 5353, "2001:db8::2", 53),
+            "2001:db8::1",
+            PEER,
+        )
+    }
+
+    #[test]
+    fn requests_have_a_stable_json_form() {
+        let cases = [
+            (Request::Status, json!({"cmd": "status"})),
+            (Request::Peer, json!({"cmd": "peer"})),
+            (Request::SessionsCount, json!({"cmd": "sessions-count"})),
+            (
+                Request::SessionsGenerate { count: 5 },
+                json!({"cmd": "sessions-generate", "count": 5}),
+            ),
+            (
+                Request::Events { limit: Some(3) },
+                json!({"cmd": "events", "limit": 3}),
+            ),
+            (Request::Switchover, json!({"cmd": "switchover"})),
+            (
+                Request::Sessions {
+                    filter: SessionFilter {
+                        proto: Some("tcp".into()),
+                        owner: Some(OwnerFilter::Peer),
+                        ..SessionFilter::default()
+                    },
+                    limit: Some(100),
+                },
+                json!({"cmd": "sessions", "limit": 100, "filter": {
+                    "proto": "tcp", "addr": null, "port": null, "owner": "peer", "family": null}}),
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(serde_json::to_value(&request).unwrap(), expected);
+            assert_eq!(
+                serde_json::from_value::<Request>(expected).unwrap(),
+                request
+            );
+        }
+        // Optional fields may be left out.
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"sessions"}"#).unwrap(),
+            Request::Sessions {
+                filter: SessionFilter::default(),
+                limit: None
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"events"}"#).unwrap(),
+            Request::Events { limit: None }
+        );
+        // A misspelt filter must not silently match everything.
+        assert!(
+            serde_json::from_str::<Request>(r#"{"cmd":"sessions","filter":{"protocol":"tcp"}}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn responses_have_a_stable_json_form() {
+        let ok = Response::ok(&Generated {
+            created: 3,
+            table_full: 0,
+        });
+        let text = serde_json::to_string(&ok).unwrap();
+        assert_eq!(text, r#"{"ok":true,"data":{"created":3,"table_full":0}}"#);
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), ok);
+        let err = Response::error("no peer");
+        let text = serde_json::to_string(&err).unwrap();
+        assert_eq!(text, r#"{"ok":false,"error":"no peer"}"#);
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), err);
+        assert!(serde_json::from_str::<Response>(r#"{"ok":true}"#).is_err());
+        assert!(serde_json::from_str::<Response>(r#"{"ok":false}"#).is_err());
+    }
+
+    #[test]
+    fn session_views() {
+        let mut ftp = tcp();
+        ftp.labels[15] = 1;
+        ftp.helper = HelperName::new("ftp").unwrap();
+        ftp.key.zone = 2;
+        let view = SessionView::from_record(&ftp, LOCAL);
+        assert_eq!(
+            serde_json::to_value(&view).unwrap(),
+            json!({
+                "proto": "tcp", "family": "ipv4",
+                "orig": {"src": "10.0.0.1", "dst": "192.0.2.80", "sport": 40000, "dport": 80},
+                "reply": {"src": "192.0.2.80", "dst": "198.51.100.1", "sport": 80, "dport": 61000},
+                "owner": "1000abcd", "local": true, "zone": 2, "mark": 0, "status": 0x18e,
+                "timeout": 120, "tcp_state": "ESTABLISHED", "helper": "ftp",
+                "labels": "00000000000000000000000000000001",
+            })
+        );
+        let view = SessionView::from_record(&udp6(), LOCAL);
+        assert_eq!(view.family, Family::Ipv6);
+        assert!(!view.local);
+        assert_eq!(view.owner, "2000abcd");
+        assert_eq!(
+            (view.tcp_state, view.helper, view.labels),
+            (None, None, None)
+        );
+        let gre = record(47, ("10.0.0.1", 0, "10.0.0.2", 0), "10.0.0.1", LOCAL);
+        assert_eq!(SessionView::from_record(&gre, LOCAL).proto, "47");
+    }
+
+    #[test]
+    fn filters() {
+        let (tcp, udp6) = (tcp(), udp6());
+        let matching = |filter: SessionFilter| {
+            [&tcp, &udp6]
+                .into_iter()
+                .filter(|r| filter.matches(r, LOCAL))
+                .map(|r| proto_name(r.key.l4proto))
+                .collect::<Vec<_>>()
+        };
+        let filter = |f: fn(&mut SessionFilter)| {
+            let mut filter = SessionFilter::default();
+            f(&mut filter);
+            matching(filter)
+        };
+        assert_eq!(filter(|_| {}), ["tcp", "udp"]);
+        assert_eq!(filter(|f| f.proto = Some("TCP".into())), ["tcp"]);
+        assert_eq!(filter(|f| f.proto = Some("17".into())), ["udp"]);
+        assert_eq!(filter(|f| f.proto = Some("icmp".into())), [] as [&str; 0]);
+        // The NAT address appears only in the reply tuple.
+        assert_eq!(
+            filter(|f| f.addr = Some("198.51.100.1".parse().unwrap())),
+            ["tcp"]
+        );
+        assert_eq!(
+            filter(|f| f.addr = Some("2001:db8::2".parse().unwrap())),
+            ["udp"]
+        );
+        assert_eq!(filter(|f| f.port = Some(61000)), ["tcp", "udp"]);
+        assert_eq!(filter(|f| f.port = Some(53)), ["udp"]);
+        assert_eq!(filter(|f| f.owner = Some(OwnerFilter::Local)), ["tcp"]);
+        assert_eq!(filter(|f| f.owner = Some(OwnerFilter::Peer)), ["udp"]);
+        assert_eq!(filter(|f| f.family = Some(Family::Ipv6)), ["udp"]);
+        assert_eq!(
+            filter(|f| {
+                f.proto = Some("tcp".into());
+                f.owner = Some(OwnerFilter::Peer);
+            }),
+            [] as [&str; 0]
+        );
+    }
+
+    #[test]
+    fn select_counts_and_limits() {
+        let records = [tcp(), udp6(), tcp()];
+        let all = SessionList::select(&records, &SessionFilter::default(), Some(2), LOCAL);
+        assert_eq!((all.total, all.matched, all.sessions.len()), (3, 3, 2));
+        let filter = SessionFilter {
+            owner: Some(OwnerFilter::Peer),
+            ..SessionFilter::default()
+        };
+        let peer = SessionList::select(&records, &filter, None, LOCAL);
+        assert_eq!((peer.total, peer.matched, peer.sessions.len()), (3, 1, 1));
+    }
+
+    #[test]
+    fn event_kinds_are_kebab_case() {
+        for kind in [
+            EventKind::State,
+            EventKind::Role,
+            EventKind::Negotiation,
+            EventKind::BulkSent,
+            EventKind::BulkReceived,
+            EventKind::ChangesLost,
+            EventKind::ApplyFailed,
+            EventKind::Link,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.name()));
+        }
+    }
+}
