@@ -261,12 +261,12 @@ impl FromStr for PeerKey {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read {}: {}", .path.display(), io_reason(.source))]
+    #[error("cannot read {}: {}", .path.display(), io_reason(.error))]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why; its reason is part of the message, so it is not reported as a `source`.
+        error: io::Error,
     },
     /// The file is not valid TOML, or a key or value is wrong.
     #[error("{}:{line}:{column}: {}", .path.display(), Located::new(.key, .value, .problem))]
@@ -318,9 +318,9 @@ impl fmt::Display for Located<'_> {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }

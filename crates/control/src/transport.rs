@@ -40,20 +40,20 @@ pub type RequestSender = mpsc::Sender<(Request, oneshot::Sender<Response>)>;
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// The client cannot reach the daemon.
-    #[error("cannot connect to {}: {}({})", .path.display(), connect_hint(.source), io_reason(.source))]
+    #[error("cannot connect to {}: {}({})", .path.display(), connect_hint(.error), io_reason(.error))]
     Connect {
         /// The socket.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why; its reason is part of the message, so it is not reported as a `source`.
+        error: io::Error,
     },
     /// The connection failed while a request was under way.
-    #[error("control connection to {}: {}", .path.display(), io_reason(.source))]
+    #[error("control connection to {}: {}", .path.display(), io_reason(.error))]
     Io {
         /// The socket.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why; its reason is part of the message, so it is not reported as a `source`.
+        error: io::Error,
     },
     /// The daemon closed the connection without answering.
     #[error("failoverd closed the control connection without answering")]
@@ -77,12 +77,12 @@ pub enum ControlError {
         path: PathBuf,
     },
     /// Creating the socket failed.
-    #[error("cannot listen on {}: {}", .path.display(), io_reason(.source))]
+    #[error("cannot listen on {}: {}", .path.display(), io_reason(.error))]
     Bind {
         /// The socket.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why; its reason is part of the message, so it is not reported as a `source`.
+        error: io::Error,
     },
 }
 
@@ -113,9 +113,9 @@ impl Client {
     pub async fn connect(path: &Path) -> Result<Client, ControlError> {
         let stream = UnixStream::connect(path)
             .await
-            .map_err(|source| ControlError::Connect {
+            .map_err(|error| ControlError::Connect {
                 path: path.to_path_buf(),
-                source,
+                error,
             })?;
         let (reader, writer) = stream.into_split();
         Ok(Client {
@@ -128,9 +128,9 @@ impl Client {
     /// Sends `request` and returns the `data` of a successful response; a failed response
     /// is [`ControlError::Daemon`].
     pub async fn call(&mut self, request: &Request) -> Result<serde_json::Value, ControlError> {
-        let io = |source| ControlError::Io {
+        let io = |error| ControlError::Io {
             path: self.path.clone(),
-            source,
+            error,
         };
         // Invariant: a `Request` always serializes (no maps with non-string keys).
         let mut line = serde_json::to_vec(request).expect("a request serializes");
@@ -164,9 +164,9 @@ pub async fn request(socket: &Path, request: &Request) -> Result<serde_json::Val
 /// A socket file left by a daemon that died is removed first; a socket that a live process
 /// listens on, and a path that is not a socket, are left alone and reported.
 pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
-    let bind_error = |source| ControlError::Bind {
+    let bind_error = |error| ControlError::Bind {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {

@@ -1,0 +1,292 @@
+//! End to end: the real `failoverctl` binary against a fake daemon built on the control
+//! crate's own `serve`, checking output, requests and exit codes.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use failoverd_control::protocol::{
+    EventKind, EventList, EventView, FailoverState, NodeInfo, Replication, Request, Response, Role,
+    SessionCounts, SessionList, Status,
+};
+use failoverd_control::transport;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+fn status() -> Status {
+    Status {
+        node: NodeInfo {
+            name: "fw-a".into(),
+            node_id: "1000abcd".into(),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
+            pair_id: 1,
+            priority: 100,
+            backup: "symmetric".into(),
+            preempt: true,
+        },
+        state: FailoverState::Synchronization,
+        state_since_ms: 12_345,
+        role: Role::Active,
+        ready: true,
+        not_ready: vec![],
+        peer: None,
+        sessions: SessionCounts::default(),
+        replication: Replication::default(),
+        counters: BTreeMap::from([("hellos_sent".to_string(), 7)]),
+        uptime_ms: 60_000,
+    }
+}
+
+/// A daemon stand-in on a socket in a temporary directory; records the requests it gets.
+struct FakeDaemon {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl FakeDaemon {
+    fn start() -> FakeDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("failoverd.sock");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let socket = socket.clone();
+            let requests = requests.clone();
+            thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = transport::bind(&socket).unwrap();
+                    ready_tx.send(()).unwrap();
+                    let (handler, mut incoming): (transport::RequestSender, _) = mpsc::channel(8);
+                    tokio::spawn(async move {
+                        while let Some((request, answer)) = incoming.recv().await {
+                            requests.lock().unwrap().push(request.clone());
+                            let _ = answer.send(respond(request));
+                        }
+                    });
+                    transport::serve(listener, handler, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                });
+            })
+        };
+        ready_rx.recv().unwrap();
+        FakeDaemon {
+            dir,
+            socket,
+            requests,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn respond(request: Request) -> Response {
+    match request {
+        Request::Status => Response::ok(&status()),
+        Request::Sessions { .. } => Response::ok(&SessionList {
+            total: 3,
+            matched: 0,
+            sessions: vec![],
+        }),
+        Request::Events { .. } => Response::ok(&EventList {
+            events: vec![EventView {
+                at_ms: 1500,
+                kind: EventKind::State,
+                from: Some("silence".into()),
+                to: Some("independence".into()),
+                reason: Some("silence timer expired".into()),
+                message: "state silence -> independence: silence timer expired".into(),
+            }],
+        }),
+        Request::Switchover => Response::error("switchover refused: the peer is not ready"),
+        other => Response::error(format!("not in this test: {other:?}")),
+    }
+}
+
+fn failoverctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_failoverctl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn with_socket<'a>(daemon: &'a FakeDaemon, args: &[&'a str]) -> Output {
+    let mut all = vec!["--socket", daemon.socket.to_str().unwrap()];
+    all.extend_from_slice(args);
+    failoverctl(&all)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn status_json_is_the_data_on_one_line() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["status", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let printed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(printed, serde_json::to_value(status()).unwrap());
+    assert_eq!(printed["node"]["name"], json!("fw-a"));
+    assert_eq!(printed["state"], json!("synchronization"));
+    assert_eq!(daemon.requests(), [Request::Status]);
+}
+
+#[test]
+fn human_status_and_events() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with(
+            "node          fw-a (1000abcd)  state synchronization (12.3 s)  role active  ready yes\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\ncounters      hellos_sent  7\n"), "{text}");
+    let output = with_socket(&daemon, &["events", "--limit", "5"]);
+    assert_eq!(
+        stdout(&output),
+        "1.500 s  state          state silence -> independence: silence timer expired\n"
+    );
+    assert_eq!(daemon.requests()[1], Request::Events { limit: Some(5) });
+}
+
+#[test]
+fn sessions_filters_reach_the_daemon() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["sessions", "--proto", "udp", "--owner", "peer"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "no matching sessions (3 in the table)\n");
+    let Request::Sessions { filter, limit } = &daemon.requests()[0] else {
+        panic!("{:?}", daemon.requests());
+    };
+    assert_eq!(filter.proto.as_deref(), Some("udp"));
+    assert_eq!(*limit, Some(100));
+}
+
+#[test]
+fn daemon_errors_exit_1() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["switchover"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        "failoverctl: failoverd: switchover refused: the peer is not ready\n"
+    );
+}
+
+#[test]
+fn no_daemon_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    let output = failoverctl(&["--socket", socket.to_str().unwrap(), "status"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "failoverctl: cannot connect to {}: is failoverd running? (No such file or directory)\n",
+            socket.display()
+        )
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = failoverctl(&["sessions", "--port", "http"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
+    assert_eq!(failoverctl(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn the_socket_comes_from_the_config_file() {
+    let daemon = FakeDaemon::start();
+    let config = daemon.dir.path().join("failoverd.toml");
+    let text = failoverd_control::Config::example()
+        .replace("/run/failoverd/failoverd.sock", "failoverd.sock");
+    std::fs::write(&config, text).unwrap();
+    let output = failoverctl(&["--config", config.to_str().unwrap(), "--json", "status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    std::fs::write(&config, "[node]\nname = 5\n").unwrap();
+    let output = failoverctl(&["--config", config.to_str().unwrap(), "status"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "failoverctl: {}:2:8: node.name = 5: must be a name of 1 to 64 characters\n",
+            config.display()
+        )
+    );
+}
+
+#[test]
+fn keygen_writes_a_private_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("node.pem");
+    let out_arg = out.to_str().unwrap();
+    let output = failoverctl(&["keygen", "--out", out_arg, "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(info["path"], json!(out_arg));
+    let fingerprint = info["fingerprint"].as_str().unwrap();
+    assert!(fingerprint.starts_with("sha256:") && fingerprint.len() == 71);
+    assert_eq!(info["node_id"].as_str().unwrap(), &fingerprint[7..15]);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key = std::fs::read(&out).unwrap();
+
+    let output = failoverctl(&["keygen", "--out", out_arg]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("exists; pass --force"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), key);
+
+    let output = failoverctl(&["keygen", "--out", out_arg, "--force"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with(&format!("wrote {out_arg} (mode 0600)\n")),
+        "{text}"
+    );
+    assert!(text.contains("\npeer_key = \"sha256:"), "{text}");
+    assert_ne!(std::fs::read(&out).unwrap(), key);
+    assert!(Path::new(&out).exists());
+}
