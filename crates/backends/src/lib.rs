@@ -22,5 +22,5 @@ pub mod session;
 
 pub use session::{
     ApplyError, ApplyReport, BackendError, DEFAULT_QUEUE_LIMIT, LocalError, MemoryBackend,
-    MemoryStats, SessionBackend,
+    MemoryStats, SessionBackend, perform, sample_record,
 };

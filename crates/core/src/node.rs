@@ -37,9 +37,10 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
-/// Identifies a backend action so its result can be matched to it.
+/// Identifies a backend action so its result can be matched to it. The core only accepts the
+/// token of the action it has outstanding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Token(u64);
+pub struct Token(pub u64);
 
 /// Work for the driver. Backend actions run one at a time: the next is polled only after the
 /// result of the previous one was handed back with [`Node::handle_action_done`].
@@ -56,9 +57,6 @@ pub enum Action {
         token: Token,
         /// What to apply.
         ops: Vec<SessionOp>,
-        /// This node is active: an upsert must not replace an entry the local node owns (after a
-        /// split brain the active node's copy is the truth).
-        protect_local: bool,
     },
     /// Delete every entry owned by `owner` whose key is not in `keep`.
     Sweep {
@@ -233,6 +231,10 @@ pub struct Node {
     yielding: bool,
     leaving: bool,
     apply_failed: bool,
+    /// We asked the peer for a new bulk sync; the inbound epoch we asked to replace.
+    resync_requested: Option<Option<u32>>,
+    /// We restarted our stream for the peer's current request.
+    resync_answered: bool,
     outbound: Outbound,
     inbound: Inbound,
     outstanding: Option<(Token, Work)>,
@@ -274,6 +276,8 @@ impl Node {
             yielding: false,
             leaving: false,
             apply_failed: false,
+            resync_requested: None,
+            resync_answered: false,
             outbound: Outbound::new(config.node_id),
             inbound: Inbound::new(),
             outstanding: None,
@@ -458,6 +462,13 @@ impl Node {
                 {
                     self.stats.malformed_frames += 1;
                 }
+                if self
+                    .resync_requested
+                    .is_some_and(|asked| asked != self.inbound.epoch())
+                {
+                    self.resync_requested = None;
+                    self.hello_due = true;
+                }
                 self.drive_backend();
             }
             Ok(Message::Ack(ack)) => {
@@ -500,11 +511,10 @@ impl Node {
                     self.try_negotiate(now);
                 }
                 Timer::Retransmit => {
-                    if self.outbound.awaiting_receipt()
+                    if self.outbound.awaiting_ack()
                         && matches!(self.state, State::Synchronization { .. })
                     {
-                        self.resend
-                            .extend(self.outbound.unreceived_frames().map(<[u8]>::to_vec));
+                        self.resend.extend(self.outbound.frames_to_resend());
                         self.stats.retransmits += 1;
                         self.timers
                             .set(Timer::Retransmit, now + self.config.retransmit_timeout);
@@ -519,11 +529,17 @@ impl Node {
         self.update_role(now);
     }
 
-    /// Changes of the local table reported by the backend, in order. Only entries this node
-    /// owns are replicated; the backend never reports what it applied for the peer.
+    /// Changes of the local table reported by the backend, in order (the backend never reports
+    /// what it applied for the peer). Creates and updates of entries this node owns are
+    /// replicated. A delete is replicated if this node owns the entry, or if this node is active:
+    /// the session ended in the traffic it forwards, so the peer's copy goes too. A peer-owned
+    /// entry that disappears on the standby merely expired there (it sees none of its packets)
+    /// and must not delete the owner's live session.
     pub fn handle_local_changes(&mut self, now: Instant, ops: impl IntoIterator<Item = SessionOp>) {
+        let active = self.role == Role::Active;
         for op in ops {
-            self.outbound.record_change(op, now, &mut self.stats);
+            self.outbound
+                .record_change(op, active, now, &mut self.stats);
         }
     }
 
@@ -533,10 +549,19 @@ impl Node {
         self.outbound.changes_lost();
         self.emit(now, Event::ChangesLost);
         if matches!(self.state, State::Synchronization { .. }) {
-            let epoch = self.take_epoch();
-            self.outbound.start(epoch);
-            self.drive_backend();
+            self.restart_outbound();
+            self.resync_requested = Some(self.inbound.epoch());
+            self.hello_due = true;
         }
+    }
+
+    /// A new epoch of our stream: everything is sent again by a bulk sync.
+    fn restart_outbound(&mut self) {
+        let epoch = self.take_epoch();
+        self.outbound.start(epoch);
+        self.resend.clear();
+        self.timers.stop(Timer::Retransmit);
+        self.drive_backend();
     }
 
     /// The result of the backend action identified by `token`.
@@ -774,6 +799,9 @@ impl Node {
             self.pending_sweep = None;
             self.resend.clear();
             self.timers.stop(Timer::Retransmit);
+            // The next synchronization resends everything both ways anyway.
+            self.resync_requested = None;
+            self.resync_answered = false;
         }
         match &next {
             State::Silence { .. } => self
@@ -849,7 +877,18 @@ impl Node {
                     );
                 }
                 self.try_negotiate(now);
+                self.answer_resync(hello.flags.has(HelloFlags::RESYNC));
             }
+        }
+    }
+
+    /// The peer asks for a new bulk sync of ours (it lost events): one per request.
+    fn answer_resync(&mut self, requested: bool) {
+        if !requested {
+            self.resync_answered = false;
+        } else if !self.resync_answered && matches!(self.state, State::Synchronization { .. }) {
+            self.resync_answered = true;
+            self.restart_outbound();
         }
     }
 
@@ -919,7 +958,7 @@ impl Node {
     }
 
     fn arm_retransmit(&mut self, now: Instant, restart: bool) {
-        if !self.outbound.awaiting_receipt() {
+        if !self.outbound.awaiting_ack() {
             self.timers.stop(Timer::Retransmit);
         } else if restart || !self.timers.is_set(Timer::Retransmit) {
             self.timers
@@ -937,6 +976,9 @@ impl Node {
         }
         if self.config.preempt {
             flags |= HelloFlags::PREEMPT;
+        }
+        if self.resync_requested.is_some() {
+            flags |= HelloFlags::RESYNC;
         }
         Hello {
             pair_id: self.config.pair_id,
@@ -985,14 +1027,9 @@ impl Node {
             bulk_end,
         }) = self.inbound.next_work(self.config.max_apply_slice)
         {
-            let protect_local = self.role == Role::Active;
             let generation = self.inbound.generation();
             (
-                Action::Apply {
-                    token,
-                    ops,
-                    protect_local,
-                },
+                Action::Apply { token, ops },
                 Work::Apply {
                     generation,
                     last_seq,

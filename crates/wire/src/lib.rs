@@ -14,6 +14,7 @@
 //! goodbye = reason u8 | 3 zero
 //! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*
 //! section = kind u8 | 0 | record_len u16 | count u32 | count * record
+//! record  = upsert: session record (156) | remove: session key (40) | owner u32
 //! ```
 //! All integers are big-endian.
 

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use crate::session::{KEY_LEN, RECORD_LEN, SessionKey, SessionRecord};
+use crate::session::{KEY_LEN, NodeId, RECORD_LEN, SessionKey, SessionOp, SessionRecord};
+
+/// Length of a remove record: the key, then the owner whose copy the delete speaks for.
+pub const REMOVE_LEN: usize = KEY_LEN + 4;
 use crate::{WireError, read_u16, read_u32, read_u64};
 
 /// The protocol version this build speaks.
@@ -236,6 +239,10 @@ impl HelloFlags {
     pub const YIELDING: u8 = 0x02;
     /// The sender takes the active role from a lower-priority peer once it is ready.
     pub const PREEMPT: u8 = 0x04;
+    /// The sender lost track of its table (backend events lost) and asks for a new bulk sync of
+    /// ours too: a delete it missed may concern an entry we own. Set until a new epoch of ours
+    /// begins.
+    pub const RESYNC: u8 = 0x08;
 
     /// True if `bit` is set.
     pub fn has(self, bit: u8) -> bool {
@@ -416,8 +423,10 @@ impl BatchFlags {
 pub enum SectionKind {
     /// Create or replace sessions ([`SessionRecord`]s).
     Upsert,
-    /// Delete sessions ([`SessionKey`]s).
+    /// Delete the sender's sessions ([`SessionKey`] and owner).
     Remove,
+    /// Delete sessions whoever owns them ([`SessionKey`]s).
+    RemoveAny,
     /// A kind this version does not know: skipped, and counted by the receiver.
     Unknown(u8),
 }
@@ -427,6 +436,7 @@ impl SectionKind {
         match self {
             Self::Upsert => 1,
             Self::Remove => 2,
+            Self::RemoveAny => 3,
             Self::Unknown(code) => code,
         }
     }
@@ -435,6 +445,7 @@ impl SectionKind {
         match code {
             1 => Self::Upsert,
             2 => Self::Remove,
+            3 => Self::RemoveAny,
             other => Self::Unknown(other),
         }
     }
@@ -442,7 +453,8 @@ impl SectionKind {
     fn min_record_len(self) -> usize {
         match self {
             Self::Upsert => RECORD_LEN,
-            Self::Remove => KEY_LEN,
+            Self::Remove => REMOVE_LEN,
+            Self::RemoveAny => KEY_LEN,
             Self::Unknown(_) => 0,
         }
     }
@@ -535,34 +547,62 @@ pub struct Section<'a> {
 
 impl<'a> Section<'a> {
     /// The raw records, each `record_len` bytes.
-    pub fn raw_records(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub fn raw_records(self) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.records.chunks_exact(self.record_len.max(1))
     }
 
-    /// Records of an upsert section (empty for other kinds).
-    pub fn upserts(&self) -> impl Iterator<Item = Result<SessionRecord, WireError>> + 'a {
-        let is = self.kind == SectionKind::Upsert;
+    /// The ops of the section, decoded; empty for a kind this version does not know.
+    pub fn ops(self) -> impl Iterator<Item = Result<SessionOp, WireError>> + 'a {
+        let kind = self.kind;
         self.raw_records()
-            .filter(move |_| is)
-            .map(SessionRecord::parse)
-    }
-
-    /// Keys of a remove section (empty for other kinds).
-    pub fn removes(&self) -> impl Iterator<Item = Result<SessionKey, WireError>> + 'a {
-        let is = self.kind == SectionKind::Remove;
-        self.raw_records()
-            .filter(move |_| is)
-            .map(|raw| SessionKey::parse(raw).map(|(key, _)| key))
+            .filter(move |_| !matches!(kind, SectionKind::Unknown(_)))
+            .map(move |raw| match kind {
+                SectionKind::Upsert => SessionRecord::parse(raw).map(SessionOp::Upsert),
+                SectionKind::Remove => {
+                    let (key, _) = SessionKey::parse(raw)?;
+                    Ok(SessionOp::Remove {
+                        key,
+                        owner: NodeId(read_u32(raw, KEY_LEN)),
+                    })
+                }
+                SectionKind::RemoveAny | SectionKind::Unknown(_) => {
+                    SessionKey::parse(raw).map(|(key, _)| SessionOp::RemoveAny { key })
+                }
+            })
     }
 }
 
-/// Builds one session-batch frame. Upserts and removes go into one section each.
+/// Builds one session-batch frame: one section per kind of op.
 #[derive(Debug)]
 pub struct BatchWriter {
-    upserts: Vec<u8>,
-    removes: Vec<u8>,
-    upsert_count: u32,
-    remove_count: u32,
+    sections: [SectionBuf; 3],
+}
+
+#[derive(Debug)]
+struct SectionBuf {
+    kind: SectionKind,
+    record_len: usize,
+    count: u32,
+    bytes: Vec<u8>,
+}
+
+impl SectionBuf {
+    fn new(kind: SectionKind, record_len: usize) -> Self {
+        Self {
+            kind,
+            record_len,
+            count: 0,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Room for one more record, zeroed.
+    fn next_record(&mut self) -> &mut [u8] {
+        let at = self.bytes.len();
+        self.bytes.resize(at + self.record_len, 0);
+        self.count += 1;
+        &mut self.bytes[at..]
+    }
 }
 
 impl Default for BatchWriter {
@@ -575,16 +615,17 @@ impl BatchWriter {
     /// An empty batch.
     pub fn new() -> Self {
         Self {
-            upserts: Vec::new(),
-            removes: Vec::new(),
-            upsert_count: 0,
-            remove_count: 0,
+            sections: [
+                SectionBuf::new(SectionKind::Upsert, RECORD_LEN),
+                SectionBuf::new(SectionKind::Remove, REMOVE_LEN),
+                SectionBuf::new(SectionKind::RemoveAny, KEY_LEN),
+            ],
         }
     }
 
     /// Number of records added.
     pub fn len(&self) -> usize {
-        (self.upsert_count + self.remove_count) as usize
+        self.sections.iter().map(|s| s.count as usize).sum()
     }
 
     /// True if no record was added.
@@ -592,73 +633,60 @@ impl BatchWriter {
         self.len() == 0
     }
 
-    /// Length of the frame [`BatchWriter::finish`] would produce.
+    /// Length of the frame [`BatchWriter::finish`] would produce, at most.
     pub fn frame_len(&self) -> usize {
         HEADER_LEN
             + BATCH_HEADER_LEN
-            + 2 * SECTION_HEADER_LEN
-            + self.upserts.len()
-            + self.removes.len()
+            + self
+                .sections
+                .iter()
+                .map(|s| SECTION_HEADER_LEN + s.bytes.len())
+                .sum::<usize>()
     }
 
-    /// Adds a create-or-replace record.
+    /// Adds one op.
+    pub fn push(&mut self, op: &SessionOp) {
+        match op {
+            SessionOp::Upsert(record) => self.push_upsert(record),
+            SessionOp::Remove { key, owner } => {
+                let record = self.sections[1].next_record();
+                key.emit(record);
+                record[KEY_LEN..REMOVE_LEN].copy_from_slice(&owner.0.to_be_bytes());
+            }
+            SessionOp::RemoveAny { key } => key.emit(self.sections[2].next_record()),
+        }
+    }
+
+    /// Adds an upsert of `record` (what [`push`](Self::push) does with
+    /// `SessionOp::Upsert`, without owning the record).
     pub fn push_upsert(&mut self, record: &SessionRecord) {
-        let at = self.upserts.len();
-        self.upserts.resize(at + RECORD_LEN, 0);
-        record.emit(&mut self.upserts[at..]);
-        self.upsert_count += 1;
-    }
-
-    /// Adds a delete record.
-    pub fn push_remove(&mut self, key: &SessionKey) {
-        let at = self.removes.len();
-        self.removes.resize(at + KEY_LEN, 0);
-        key.emit(&mut self.removes[at..]);
-        self.remove_count += 1;
+        record.emit(self.sections[0].next_record());
     }
 
     /// Appends the whole frame to `buf` and empties the writer for reuse.
     pub fn finish(&mut self, epoch: u32, seq: u64, flags: BatchFlags, buf: &mut Vec<u8>) {
-        let sections = [
-            (
-                SectionKind::Upsert,
-                RECORD_LEN,
-                self.upsert_count,
-                &self.upserts,
-            ),
-            (
-                SectionKind::Remove,
-                KEY_LEN,
-                self.remove_count,
-                &self.removes,
-            ),
-        ];
-        let present = sections.iter().filter(|s| s.2 > 0).count();
+        let present = || self.sections.iter().filter(|s| s.count > 0);
         let body_len = BATCH_HEADER_LEN
-            + sections
-                .iter()
-                .filter(|s| s.2 > 0)
-                .map(|s| SECTION_HEADER_LEN + s.3.len())
+            + present()
+                .map(|s| SECTION_HEADER_LEN + s.bytes.len())
                 .sum::<usize>();
         buf.reserve(HEADER_LEN + body_len);
         emit_header(buf, MessageKind::SessionBatch, body_len);
         buf.extend_from_slice(&epoch.to_be_bytes());
         buf.extend_from_slice(&[flags.0, 0, 0, 0]);
         buf.extend_from_slice(&seq.to_be_bytes());
-        buf.extend_from_slice(&(present as u16).to_be_bytes());
+        buf.extend_from_slice(&(present().count() as u16).to_be_bytes());
         buf.extend_from_slice(&[0, 0]);
-        for (kind, record_len, count, records) in sections {
-            if count > 0 {
-                buf.extend_from_slice(&[kind.code(), 0]);
-                buf.extend_from_slice(&(record_len as u16).to_be_bytes());
-                buf.extend_from_slice(&count.to_be_bytes());
-                buf.extend_from_slice(records);
-            }
+        for section in present() {
+            buf.extend_from_slice(&[section.kind.code(), 0]);
+            buf.extend_from_slice(&(section.record_len as u16).to_be_bytes());
+            buf.extend_from_slice(&section.count.to_be_bytes());
+            buf.extend_from_slice(&section.bytes);
         }
-        self.upserts.clear();
-        self.removes.clear();
-        self.upsert_count = 0;
-        self.remove_count = 0;
+        for section in &mut self.sections {
+            section.bytes.clear();
+            section.count = 0;
+        }
     }
 }
 
@@ -788,7 +816,7 @@ mod tests {
     #[test]
     fn section_shorter_than_its_records_is_rejected() {
         let mut writer = BatchWriter::new();
-        writer.push_remove(&SessionKey {
+        let key = SessionKey {
             zone: 0,
             l4proto: 17,
             orig: crate::Tuple {
@@ -797,6 +825,10 @@ mod tests {
                 src_port: 1,
                 dst_port: 2,
             },
+        };
+        writer.push(&SessionOp::Remove {
+            key,
+            owner: NodeId(3),
         });
         let mut buf = Vec::new();
         writer.finish(1, 1, BatchFlags::default(), &mut buf);
@@ -809,13 +841,16 @@ mod tests {
     proptest! {
         #[test]
         fn batch_round_trips(
-            upserts in proptest::collection::vec(arb_record(), 0..20),
-            removes in proptest::collection::vec(arb_record(), 0..20),
+            records in proptest::collection::vec((arb_record(), 0..3u8), 0..40),
             epoch: u32, seq: u64, flags: u8,
         ) {
+            let ops: Vec<_> = records.into_iter().map(|(record, kind)| match kind {
+                0 => SessionOp::Upsert(record),
+                1 => SessionOp::Remove { key: record.key, owner: record.owner },
+                _ => SessionOp::RemoveAny { key: record.key },
+            }).collect();
             let mut writer = BatchWriter::new();
-            for record in &upserts { writer.push_upsert(record); }
-            for record in &removes { writer.push_remove(&record.key); }
+            for op in &ops { writer.push(op); }
             let expected_len = writer.frame_len();
             let mut buf = Vec::new();
             writer.finish(epoch, seq, BatchFlags(flags), &mut buf);
@@ -824,14 +859,16 @@ mod tests {
             prop_assert_eq!(batch.epoch(), epoch);
             prop_assert_eq!(batch.seq(), seq);
             prop_assert_eq!(batch.flags(), BatchFlags(flags));
-            let mut got_upserts = Vec::new();
-            let mut got_removes = Vec::new();
-            for section in batch.sections() {
-                got_upserts.extend(section.upserts().map(Result::unwrap));
-                got_removes.extend(section.removes().map(Result::unwrap));
-            }
-            prop_assert_eq!(got_upserts, upserts);
-            prop_assert_eq!(got_removes, removes.iter().map(|r| r.key).collect::<Vec<_>>());
+            let got: Vec<_> = batch.sections().flat_map(|s| s.ops()).map(Result::unwrap).collect();
+            // Sections group ops by kind; within a kind the order is kept.
+            let rank = |op: &SessionOp| match op {
+                SessionOp::Upsert(_) => 0,
+                SessionOp::Remove { .. } => 1,
+                SessionOp::RemoveAny { .. } => 2,
+            };
+            let mut want = ops.clone();
+            want.sort_by_key(rank);
+            prop_assert_eq!(got, want);
         }
 
         #[test]
@@ -856,8 +893,7 @@ mod tests {
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(Message::SessionBatch(batch)) = Message::parse(&bytes) {
                 for section in batch.sections() {
-                    let _ = section.upserts().count();
-                    let _ = section.removes().count();
+                    let _ = section.ops().count();
                 }
             }
         }
@@ -866,8 +902,9 @@ mod tests {
         #[test]
         fn mutated_frames_never_panic(record in arb_record(), flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
             let mut writer = BatchWriter::new();
-            writer.push_upsert(&record);
-            writer.push_remove(&record.key);
+            writer.push(&SessionOp::RemoveAny { key: record.key });
+            writer.push(&SessionOp::Remove { key: record.key, owner: record.owner });
+            writer.push(&SessionOp::Upsert(record));
             let mut buf = Vec::new();
             writer.finish(1, 1, BatchFlags::default(), &mut buf);
             for (index, value) in flips {
@@ -876,8 +913,7 @@ mod tests {
             }
             if let Ok(Message::SessionBatch(batch)) = Message::parse(&buf) {
                 for section in batch.sections() {
-                    let _ = section.upserts().count();
-                    let _ = section.removes().count();
+                    let _ = section.ops().count();
                 }
             }
         }

@@ -233,13 +233,20 @@ pub struct SessionRecord {
 pub enum SessionOp {
     /// Create the entry, or replace it if the key exists.
     Upsert(SessionRecord),
-    /// Delete the entry with this key if `owner` owns it: a node never deletes an entry that
-    /// another node owns.
+    /// Delete the entry with this key if `owner` owns it. A backend reports its local deletes
+    /// this way, with the owner the entry had; from the peer it speaks only for the peer's own
+    /// entries, so an entry that expired on the standby never deletes the owner's live session.
     Remove {
         /// The entry to delete.
         key: SessionKey,
         /// Its owner.
         owner: NodeId,
+    },
+    /// Delete the entry with this key whoever owns it: the session ended in the traffic of the
+    /// active node, so every copy goes.
+    RemoveAny {
+        /// The entry to delete.
+        key: SessionKey,
     },
 }
 
@@ -248,15 +255,7 @@ impl SessionOp {
     pub fn key(&self) -> &SessionKey {
         match self {
             Self::Upsert(record) => &record.key,
-            Self::Remove { key, .. } => key,
-        }
-    }
-
-    /// The owner the op is about.
-    pub fn owner(&self) -> NodeId {
-        match self {
-            Self::Upsert(record) => record.owner,
-            Self::Remove { owner, .. } => *owner,
+            Self::Remove { key, .. } | Self::RemoveAny { key } => key,
         }
     }
 }

@@ -15,15 +15,14 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::pin::pin;
 use std::task::{Context, Waker};
 
-use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord, TcpInfo, TcpState, Tuple};
+use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord, TcpState};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use super::{ApplyError, ApplyReport, BackendError, LocalError, SessionBackend};
+use super::{ApplyError, ApplyReport, BackendError, LocalError, SessionBackend, sample_record};
 
 /// What a backend's tests provide so the rules can drive it.
 pub trait Harness {
@@ -92,6 +91,7 @@ macro_rules! session_backend_conformance {
             apply_never_removes_another_owners_entry,
             apply_remove_of_a_missing_key_is_not_found,
             apply_is_not_echoed,
+            apply_remove_any_deletes_whoever_owns,
             local_changes_are_reported_in_order,
             local_activity_takes_ownership,
             failed_local_commands_change_nothing,
@@ -112,120 +112,6 @@ macro_rules! session_backend_conformance {
             }
         )+
     };
-}
-
-/// The `i`-th test record, owned by `owner`: IPv4 for even `i`, IPv6 for odd, cycling through
-/// TCP, UDP and ICMP every two records; source NAT (the reply tuple's destination is a NAT
-/// address), mark `i`, zone 0.
-///
-/// Keys and reply tuples are distinct for distinct `i` below 2^22. Status carries
-/// `IPS_ASSURED`, so a full kernel table refuses new entries instead of early-dropping these.
-/// Labels, helper and sequence adjustment are left empty: a kernel refuses labels without a
-/// ruleset that uses them, and a helper that is not loaded.
-pub fn sample_record(i: u32, owner: NodeId) -> SessionRecord {
-    const IPS_SEEN_REPLY: u32 = 1 << 1;
-    const IPS_ASSURED: u32 = 1 << 2;
-    const IPS_CONFIRMED: u32 = 1 << 3;
-    const IPS_SRC_NAT: u32 = 1 << 4;
-    const IPS_SRC_NAT_DONE: u32 = 1 << 7;
-    const IPS_DST_NAT_DONE: u32 = 1 << 8;
-    // IP_CT_TCP_FLAG_WINDOW_SCALE | IP_CT_TCP_FLAG_SACK_PERM | IP_CT_TCP_FLAG_BE_LIBERAL.
-    const TCP_FLAGS: u8 = 0x01 | 0x02 | 0x08;
-
-    let ipv6 = i % 2 == 1;
-    // Client and NAT addresses carry `i`: private (10/8), shared (100.64/10) and documentation
-    // prefixes, never a routable address.
-    let (client, server, nat) = if ipv6 {
-        (
-            IpAddr::V6(Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                1,
-                0,
-                0,
-                0,
-                (i >> 16) as u16,
-                i as u16,
-            )),
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1)),
-            IpAddr::V6(Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                3,
-                0,
-                0,
-                0,
-                (i >> 16) as u16,
-                i as u16,
-            )),
-        )
-    } else {
-        (
-            IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i & 0x00ff_ffff))),
-            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
-            IpAddr::V4(Ipv4Addr::from(0x6440_0000 | (i & 0x003f_ffff))),
-        )
-    };
-    let nat_port = 20_000 + (i % 1000) as u16;
-    let (l4proto, orig_ports, reply_ports, tcp, timeout_secs) = match (i / 2) % 3 {
-        0 => (
-            6,
-            (40_000, 443),
-            (443, nat_port),
-            TcpInfo {
-                state: TcpState::ESTABLISHED,
-                wscale_orig: 7,
-                wscale_reply: 7,
-                flags_orig: TCP_FLAGS,
-                flags_reply: TCP_FLAGS,
-            },
-            3600,
-        ),
-        1 => (17, (40_000, 53), (53, nat_port), TcpInfo::default(), 120),
-        _ => {
-            // ICMP echo: ports hold the id and `type << 8 | code`; the reply tuple carries the
-            // echo reply type.
-            let (proto, request, reply) = if ipv6 { (58, 128, 129) } else { (1, 8, 0) };
-            (
-                proto,
-                (7, request << 8),
-                (nat_port, reply << 8),
-                TcpInfo::default(),
-                30,
-            )
-        }
-    };
-    SessionRecord {
-        key: SessionKey {
-            zone: 0,
-            l4proto,
-            orig: Tuple {
-                src: client,
-                dst: server,
-                src_port: orig_ports.0,
-                dst_port: orig_ports.1,
-            },
-        },
-        reply: Tuple {
-            src: server,
-            dst: nat,
-            src_port: reply_ports.0,
-            dst_port: reply_ports.1,
-        },
-        owner,
-        mark: i,
-        status: IPS_SEEN_REPLY
-            | IPS_ASSURED
-            | IPS_CONFIRMED
-            | IPS_SRC_NAT
-            | IPS_SRC_NAT_DONE
-            | IPS_DST_NAT_DONE,
-        timeout_secs,
-        tcp,
-        seq_adj: Default::default(),
-        labels: [0; 16],
-        helper: Default::default(),
-    }
 }
 
 /// The node the rules play the peer of the backend's local node.
@@ -393,6 +279,24 @@ pub fn apply_never_removes_another_owners_entry<H: Harness>(mut make: impl FnMut
     assert_eq!(dump(&mut h), expect(&h, [ours, theirs]));
 }
 
+/// `RemoveAny` deletes the entry whoever owns it (a session that ended on the active peer); a
+/// missing key is `not_found`.
+pub fn apply_remove_any_deletes_whoever_owns<H: Harness>(mut make: impl FnMut() -> H) {
+    let mut h = make();
+    let local = h.backend().local_node();
+    let peer = peer_of(local);
+    let ours = h.sample_record(0, local);
+    h.local_create(ours.clone()).expect("local create");
+    drain(&mut h);
+    let theirs = h.sample_record(1, peer);
+    apply(&mut h, &[SessionOp::Upsert(theirs.clone())]);
+    let missing = h.sample_record(2, peer);
+    let ops = [ours.key, theirs.key, missing.key].map(|key| SessionOp::RemoveAny { key });
+    assert_eq!(apply(&mut h, &ops), report(2, 1, 0));
+    assert_eq!(count(&mut h), 0);
+    assert_eq!(drain(&mut h), [], "not echoed");
+}
+
 /// A `Remove` of a key that is not in the table counts as `not_found`, not as a failure, and
 /// the rest of the batch is applied.
 pub fn apply_remove_of_a_missing_key_is_not_found<H: Harness>(mut make: impl FnMut() -> H) {
@@ -432,7 +336,7 @@ pub fn apply_is_not_echoed<H: Harness>(mut make: impl FnMut() -> H) {
 
 /// Local creates, updates and deletes are reported in the order they happened, creates and
 /// updates as `Upsert` of the whole record owned by the local node, deletes as
-/// `Remove { key, owner: local }`; `max` bounds each poll and `Ok(0)` means nothing is pending.
+/// `Remove { key, owner }` with the entry's owner; `max` bounds each poll and `Ok(0)` means nothing is pending.
 pub fn local_changes_are_reported_in_order<H: Harness>(mut make: impl FnMut() -> H) {
     let mut h = make();
     let local = h.backend().local_node();
@@ -472,8 +376,8 @@ pub fn local_changes_are_reported_in_order<H: Harness>(mut make: impl FnMut() ->
 }
 
 /// Local activity on an entry the peer owns makes it locally owned (ownership follows traffic):
-/// an update stores and reports it with the local owner; a delete is reported as
-/// `Remove { key, owner: local }`, which leaves the peer's own copy alone.
+/// an update stores and reports it with the local owner; a delete is reported with the owner the
+/// entry had, so the core can tell an expiring copy from a session that ended.
 pub fn local_activity_takes_ownership<H: Harness>(mut make: impl FnMut() -> H) {
     let mut h = make();
     let local = h.backend().local_node();
@@ -490,8 +394,8 @@ pub fn local_activity_takes_ownership<H: Harness>(mut make: impl FnMut() -> H) {
     h.local_update(touched.clone()).expect("local update");
     h.local_delete(&deleted.key).expect("local delete");
     let touched = owned_by(touched, local);
-    let want = [SessionOp::Upsert(touched.clone()), remove(&deleted, local)]
-        .map(|op| normalize_op(&h, op));
+    let want =
+        [SessionOp::Upsert(touched.clone()), remove(&deleted, peer)].map(|op| normalize_op(&h, op));
     assert_eq!(drain(&mut h), want);
     assert_eq!(dump(&mut h), expect(&h, [touched.clone()]));
     // The entry is ours now: the peer's remove no longer deletes it.
@@ -751,10 +655,10 @@ impl Model {
     }
 
     fn delete(&mut self, key: &SessionKey) -> Result<SessionOp, LocalError> {
-        self.table.remove(key).ok_or(LocalError::NotFound)?;
+        let entry = self.table.remove(key).ok_or(LocalError::NotFound)?;
         Ok(SessionOp::Remove {
             key: *key,
-            owner: self.local,
+            owner: entry.owner,
         })
     }
 
@@ -778,6 +682,10 @@ impl Model {
                         self.table.remove(key);
                         report.applied += 1;
                     }
+                },
+                SessionOp::RemoveAny { key } => match self.table.remove(key) {
+                    Some(_) => report.applied += 1,
+                    None => report.not_found += 1,
                 },
             }
         }
@@ -914,7 +822,18 @@ fn check_history<H: Harness>(
         capacity: None,
         table: BTreeMap::new(),
     };
-    replayed.apply(&events);
+    // Replayed as an active node's stream: its deletes speak for every copy, whoever owned it.
+    let authoritative: Vec<_> = events
+        .iter()
+        .map(|op| match op {
+            SessionOp::Remove { key, .. } => SessionOp::Remove {
+                key: *key,
+                owner: local,
+            },
+            upsert => upsert.clone(),
+        })
+        .collect();
+    replayed.apply(&authoritative);
     let replayed = replayed
         .table
         .into_values()

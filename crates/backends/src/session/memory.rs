@@ -1,9 +1,8 @@
 //! The memory backend: a userspace session table, failoverd's embedded default.
 
-use std::collections::hash_map::{Entry, RandomState};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord};
@@ -180,14 +179,13 @@ impl MemoryBackend {
         Ok(())
     }
 
-    /// Local activity ended a connection: deletes the entry, reports
-    /// `Remove { key, owner: local }` (so an entry the peer owns survives on the peer), and
-    /// returns the entry as it was.
+    /// Local activity ended a connection: deletes the entry, reports `Remove { key, owner }`
+    /// with the entry's owner, and returns the entry as it was.
     pub fn delete_local(&mut self, key: &SessionKey) -> Result<SessionRecord, LocalError> {
         let record = self.table.remove(key).ok_or(LocalError::NotFound)?;
         self.emit(SessionOp::Remove {
             key: *key,
-            owner: self.local,
+            owner: record.owner,
         });
         Ok(record)
     }
@@ -254,6 +252,13 @@ impl SessionBackend for MemoryBackend {
                     }
                     RemoveOutcome::NotOwner => report.skipped_not_owner += 1,
                     RemoveOutcome::NotFound => report.not_found += 1,
+                },
+                SessionOp::RemoveAny { key } => match self.table.remove(key) {
+                    Some(_) => {
+                        report.applied += 1;
+                        removed += 1;
+                    }
+                    None => report.not_found += 1,
                 },
             }
         }
@@ -344,7 +349,7 @@ impl fmt::Debug for MemoryBackend {
 #[derive(Default)]
 struct Table {
     /// Invariant: `index` maps the key of every record, and only those, to its position.
-    index: HashMap<SessionKey, u32, KeyHasherBuilder>,
+    index: HashMap<SessionKey, u32, foldhash::fast::RandomState>,
     records: Vec<SessionRecord>,
 }
 
@@ -460,83 +465,6 @@ impl Table {
     }
 }
 
-/// Hashes session keys for the table's index: a multiply-fold hash (the construction of
-/// foldhash and aHash's fallback) seeded per table from the standard library's random keys.
-///
-/// Several times cheaper than the default SipHash on a key's dozen small fields, which made
-/// hashing a fifth of `apply`. It is keyed but, unlike SipHash, not designed to resist an
-/// attacker who can observe timings; the memory table holds the demo's and the simulation's
-/// sessions, not a production firewall's.
-#[derive(Clone)]
-struct KeyHasherBuilder {
-    seed: u64,
-}
-
-impl Default for KeyHasherBuilder {
-    fn default() -> Self {
-        Self {
-            seed: RandomState::new().hash_one(0_u64),
-        }
-    }
-}
-
-impl BuildHasher for KeyHasherBuilder {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher { state: self.seed }
-    }
-}
-
-struct KeyHasher {
-    state: u64,
-}
-
-impl KeyHasher {
-    /// The PCG multiplier: odd, with well-mixed bits.
-    const MULTIPLIER: u64 = 0x5851_f42d_4c95_7f2d;
-
-    fn mix(&mut self, word: u64) {
-        let product = u128::from(self.state ^ word) * u128::from(Self::MULTIPLIER);
-        // Folding the high half in makes every input bit reach every output bit.
-        self.state = (product as u64) ^ ((product >> 64) as u64);
-    }
-}
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.mix(u64::from(i));
-    }
-
-    fn write_u16(&mut self, i: u16) {
-        self.mix(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.mix(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.mix(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.mix(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.state
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::pin::pin;
@@ -547,7 +475,7 @@ mod tests {
     use failoverd_wire::{HelperName, SeqAdj};
 
     use super::*;
-    use crate::session::conformance::{self, Harness};
+    use crate::session::conformance::Harness;
 
     const LOCAL: NodeId = NodeId(0xa);
     const PEER: NodeId = NodeId(0xb);
@@ -589,7 +517,7 @@ mod tests {
         // The memory table stores every field, so the records exercise the ones a kernel may
         // refuse without a matching ruleset or helper module.
         fn sample_record(&self, i: u32, owner: NodeId) -> SessionRecord {
-            let mut record = conformance::sample_record(i, owner);
+            let mut record = crate::session::sample_record(i, owner);
             record.labels = [i as u8; 16];
             record.helper = HelperName::new("ftp").unwrap();
             record.seq_adj = [
@@ -607,7 +535,7 @@ mod tests {
     crate::session_backend_conformance!(harness);
 
     fn record(i: u32) -> SessionRecord {
-        conformance::sample_record(i, PEER)
+        crate::session::sample_record(i, PEER)
     }
 
     #[test]
@@ -779,7 +707,7 @@ mod tests {
         const BATCH: usize = 400;
         for sessions in [1_000_000, 100_000] {
             let ops: Vec<_> = (0..sessions)
-                .map(|i| SessionOp::Upsert(conformance::sample_record(i, PEER)))
+                .map(|i| SessionOp::Upsert(crate::session::sample_record(i, PEER)))
                 .collect();
             let removes: Vec<_> = ops
                 .iter()

@@ -10,8 +10,12 @@ use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord};
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod memory;
+mod perform;
+mod sample;
 
 pub use memory::{DEFAULT_QUEUE_LIMIT, MemoryBackend, MemoryStats};
+pub use perform::perform;
+pub use sample::sample_record;
 
 /// A connection-tracking table that failoverd replicates.
 ///
@@ -24,10 +28,10 @@ pub use memory::{DEFAULT_QUEUE_LIMIT, MemoryBackend, MemoryStats};
 /// - entries created by local activity are owned by [`local_node`](Self::local_node);
 /// - a local update of an entry another node owns makes it locally owned (ownership follows the
 ///   node whose traffic touches the entry), and the change is reported with the local owner;
-/// - a local delete of an entry another node owns is reported as
-///   `Remove { key, owner: local }`, which the owner's table skips: an entry that merely expired
-///   on the standby (which sees none of its packets), or that a dying node flushed, must not
-///   delete the owner's live copy;
+/// - a local delete is reported as `Remove { key, owner }` with the entry's owner at the time;
+///   the core decides whether it speaks for the peer's copy: a delete on the active node (the
+///   session ended in the traffic it forwards) does, a peer-owned entry that merely expired on
+///   the standby (which sees none of its packets) does not;
 /// - [`apply`](Self::apply) stores each record with the owner it carries, and its `Remove` deletes
 ///   an entry only if the owner it names is the entry's owner.
 ///
@@ -72,6 +76,8 @@ pub trait SessionBackend {
     /// - `Remove { key, owner }` deletes the entry only if its owner is `owner`: a node never
     ///   deletes an entry another node owns ([`ApplyReport::skipped_not_owner`]). A missing entry
     ///   counts as [`ApplyReport::not_found`], not as an error (it expired, or was never synced).
+    /// - `RemoveAny { key }` deletes the entry whoever owns it (the session ended on the active
+    ///   peer); a missing entry counts as [`ApplyReport::not_found`].
     /// - A failing op (table full, refused by the table) is recorded in [`ApplyReport::failed`]
     ///   with its index, and the rest of the batch is still applied.
     ///
@@ -83,7 +89,8 @@ pub trait SessionBackend {
     /// the order they happened, at most `max` of them, and returns how many it appended.
     ///
     /// Creates and updates are reported as `Upsert` of the whole record (owned by the local
-    /// node), deletes as `Remove { key, owner: local }` (see the trait's ownership rules).
+    /// node), deletes as `Remove { key, owner }` with the owner the entry had (see the trait's
+    /// ownership rules).
     /// `Ok(0)` means nothing is pending now. Only observable changes are reported: a kernel emits
     /// no event when a packet merely refreshes an entry's timeout.
     ///

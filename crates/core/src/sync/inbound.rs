@@ -1,13 +1,18 @@
 //! Receiving the peer's sessions: batches accepted strictly in order, applied in bounded slices,
 //! acknowledged once applied; a bulk sync ends with a sweep of what it did not mention.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
-use failoverd_wire::{Ack, BatchFlags, BatchView, NodeId, SessionKey, SessionOp, WireError};
+use failoverd_wire::{
+    Ack, BatchFlags, BatchView, NodeId, SectionKind, SessionKey, SessionOp, WireError,
+};
 
 use crate::stats::Stats;
 
-/// A batch received in order and not yet applied.
+/// Batches held ahead of a gap, at most: bounds what a peer can make us buffer.
+const MAX_REORDERED: u64 = 1024;
+
+/// A batch received and not yet applied.
 #[derive(Debug)]
 struct Received {
     seq: u64,
@@ -52,6 +57,8 @@ pub(crate) struct Inbound {
     received: u64,
     applied: u64,
     queue: VecDeque<Received>,
+    /// Batches that arrived ahead of a gap, by sequence number.
+    reordered: BTreeMap<u64, Received>,
     /// Keys the current bulk mentioned: what survives its sweep.
     keep: Option<HashSet<SessionKey>>,
     bulk_records: u64,
@@ -69,6 +76,7 @@ impl Inbound {
             received: 0,
             applied: 0,
             queue: VecDeque::new(),
+            reordered: BTreeMap::new(),
             keep: None,
             bulk_records: 0,
             complete: false,
@@ -84,6 +92,7 @@ impl Inbound {
         self.received = 0;
         self.applied = 0;
         self.queue.clear();
+        self.reordered.clear();
         self.keep = None;
         self.bulk_records = 0;
         self.complete = false;
@@ -127,62 +136,85 @@ impl Inbound {
             stats.stale_epoch_batches += 1;
             return Ok(Receipt::StaleEpoch);
         }
-        if seq <= self.received {
+        if seq <= self.received || self.reordered.contains_key(&seq) {
             stats.duplicate_batches += 1;
             self.ack_due = true;
             return Ok(Receipt::Duplicate);
         }
-        if seq != self.received + 1 {
+        if seq > self.received + MAX_REORDERED {
             stats.out_of_order_batches += 1;
             self.ack_due = true;
             return Ok(Receipt::OutOfOrder);
         }
+        let ops = self.parse_ops(&batch, stats)?;
+        let received = Received {
+            seq,
+            ops,
+            bulk_end: flags.has(BatchFlags::BULK_END),
+        };
+        self.ack_due = true;
+        if seq != self.received + 1 {
+            // Held until the gap before it is filled: resending is then only for what was lost.
+            stats.out_of_order_batches += 1;
+            self.reordered.insert(seq, received);
+            return Ok(Receipt::OutOfOrder);
+        }
+        self.accept(received, ack_before_apply, stats);
+        while let Some(next) = self.reordered.remove(&(self.received + 1)) {
+            self.accept(next, ack_before_apply, stats);
+        }
+        Ok(Receipt::Accepted)
+    }
+
+    fn parse_ops(
+        &self,
+        batch: &BatchView<'_>,
+        stats: &mut Stats,
+    ) -> Result<Vec<SessionOp>, WireError> {
         let mut ops = Vec::new();
         for section in batch.sections() {
-            match section.kind {
-                failoverd_wire::SectionKind::Upsert => {
-                    for record in section.upserts() {
-                        let record = record?;
-                        if record.owner == self.peer {
-                            ops.push(SessionOp::Upsert(record));
-                        } else {
-                            // The peer replicates only what it owns; anything else is not its to give.
-                            stats.foreign_records += 1;
-                        }
-                    }
+            if let SectionKind::Unknown(_) = section.kind {
+                stats.unknown_sections += 1;
+            }
+            for op in section.ops() {
+                let op = op?;
+                // The peer replicates what it owns, and a delete that ends a session everywhere
+                // (it is active); a record of a third node's is not its to give.
+                let from_owner = match &op {
+                    SessionOp::Upsert(record) => record.owner == self.peer,
+                    SessionOp::Remove { owner, .. } => *owner == self.peer,
+                    SessionOp::RemoveAny { .. } => true,
+                };
+                if from_owner {
+                    ops.push(op);
+                } else {
+                    stats.foreign_records += 1;
                 }
-                failoverd_wire::SectionKind::Remove => {
-                    for key in section.removes() {
-                        ops.push(SessionOp::Remove {
-                            key: key?,
-                            owner: self.peer,
-                        });
-                    }
-                }
-                failoverd_wire::SectionKind::Unknown(_) => stats.unknown_sections += 1,
             }
         }
+        Ok(ops)
+    }
+
+    /// Takes the next batch in sequence.
+    fn accept(&mut self, received: Received, ack_before_apply: bool, stats: &mut Stats) {
         if let Some(keep) = &mut self.keep {
-            for op in &ops {
+            for op in &received.ops {
                 match op {
                     SessionOp::Upsert(record) => keep.insert(record.key),
-                    SessionOp::Remove { key, .. } => keep.remove(key),
+                    SessionOp::Remove { key, .. } | SessionOp::RemoveAny { key } => {
+                        keep.remove(key)
+                    }
                 };
             }
-        }
-        let bulk_end = flags.has(BatchFlags::BULK_END);
-        if self.keep.is_some() {
-            self.bulk_records += ops.len() as u64;
+            self.bulk_records += received.ops.len() as u64;
         }
         stats.batches_received += 1;
-        stats.records_received += ops.len() as u64;
-        self.received = seq;
-        self.ack_due = true;
+        stats.records_received += received.ops.len() as u64;
+        self.received = received.seq;
         if ack_before_apply {
-            self.applied = seq;
+            self.applied = received.seq;
         }
-        self.queue.push_back(Received { seq, ops, bulk_end });
-        Ok(Receipt::Accepted)
+        self.queue.push_back(received);
     }
 
     /// The next slice of backend work: consecutive batches merged up to `max_ops`, never past
@@ -327,9 +359,15 @@ mod tests {
         );
         assert_eq!(receive(&mut inbound, &b1, &mut stats), Receipt::Accepted);
         assert_eq!(receive(&mut inbound, &b3, &mut stats), Receipt::OutOfOrder);
+        assert_eq!(
+            inbound.take_ack().map(|a| a.received),
+            Some(1),
+            "held, not received"
+        );
+        // Filling the gap takes the held batch too.
         assert_eq!(receive(&mut inbound, &b2, &mut stats), Receipt::Accepted);
         assert_eq!(receive(&mut inbound, &b2, &mut stats), Receipt::Duplicate);
-        assert_eq!(receive(&mut inbound, &b3, &mut stats), Receipt::Accepted);
+        assert_eq!(receive(&mut inbound, &b3, &mut stats), Receipt::Duplicate);
         assert_eq!(stats.foreign_records, 1);
         assert_eq!(
             inbound.take_ack(),

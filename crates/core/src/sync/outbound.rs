@@ -42,7 +42,7 @@ struct InFlight {
 /// What an acknowledgement changed.
 #[derive(Debug, Default)]
 pub(crate) struct AckOutcome {
-    /// The peer received more batches in order: retransmission can wait again.
+    /// The peer received or applied more batches: retransmission can wait again.
     pub(crate) progress: bool,
     /// The bulk sync of this epoch is now applied by the peer: (epoch, records).
     pub(crate) bulk_applied: Option<(u32, u64)>,
@@ -129,11 +129,27 @@ impl Outbound {
         matches!(self.bulk, Bulk::Complete)
     }
 
-    /// Records a change of the local table. Only entries this node owns are replicated.
-    pub(crate) fn record_change(&mut self, op: SessionOp, now: Instant, stats: &mut Stats) {
-        if op.owner() != self.local {
-            return;
-        }
+    /// Records a change of the local table: see [`crate::Node::handle_local_changes`] for
+    /// which changes are replicated.
+    pub(crate) fn record_change(
+        &mut self,
+        op: SessionOp,
+        active: bool,
+        now: Instant,
+        stats: &mut Stats,
+    ) {
+        let op = match op {
+            SessionOp::Upsert(record) if record.owner == self.local => SessionOp::Upsert(record),
+            // The session ended in our traffic: every copy goes, whoever owned it.
+            SessionOp::Remove { key, .. } | SessionOp::RemoveAny { key } if active => {
+                SessionOp::RemoveAny { key }
+            }
+            SessionOp::Remove { key, owner } if owner == self.local => {
+                SessionOp::Remove { key, owner }
+            }
+            // A copy of a peer-owned entry changed or expired here, on the standby: not news.
+            _ => return,
+        };
         let key = *op.key();
         if let Bulk::AwaitingDump { touched } | Bulk::Feeding { touched, .. } = &mut self.bulk {
             touched.insert(key);
@@ -195,10 +211,7 @@ impl Outbound {
                 continue;
             };
             oldest = oldest.min(since);
-            match &op {
-                SessionOp::Upsert(record) => self.writer.push_upsert(record),
-                SessionOp::Remove { key, .. } => self.writer.push_remove(key),
-            }
+            self.writer.push(&op);
             keys.push(key);
         }
         let mut flags = BatchFlags(if must_begin {
@@ -272,6 +285,7 @@ impl Outbound {
             let Some(batch) = self.in_flight.pop_front() else {
                 break;
             };
+            outcome.progress = true;
             stats.lag.record(now.saturating_since(batch.oldest));
             for key in batch.keys {
                 if let Some(count) = self.in_flight_keys.get_mut(&key) {
@@ -291,20 +305,31 @@ impl Outbound {
         outcome
     }
 
-    /// True while batches the peer has not received are outstanding.
-    pub(crate) fn awaiting_receipt(&self) -> bool {
-        self.in_flight
-            .back()
-            .is_some_and(|batch| batch.seq > self.received)
+    /// True while batches the peer has not applied are outstanding.
+    pub(crate) fn awaiting_ack(&self) -> bool {
+        !self.in_flight.is_empty()
     }
 
-    /// Frames to send again: every batch after the last one the peer received (go-back-N).
-    pub(crate) fn unreceived_frames(&self) -> impl Iterator<Item = &[u8]> {
+    /// Frames to send again after no progress: every batch after the last one the peer
+    /// received (go-back-N); if it received them all, the newest one alone, as a probe: the peer
+    /// answers a duplicate with a fresh acknowledgement, so a lost one is not waited for forever.
+    pub(crate) fn frames_to_resend(&self) -> Vec<Vec<u8>> {
         let received = self.received;
-        self.in_flight
+        let unreceived: Vec<_> = self
+            .in_flight
             .iter()
-            .filter(move |b| b.seq > received)
-            .map(|b| b.frame.as_slice())
+            .filter(|b| b.seq > received)
+            .map(|b| b.frame.clone())
+            .collect();
+        if unreceived.is_empty() {
+            return self
+                .in_flight
+                .back()
+                .map(|b| b.frame.clone())
+                .into_iter()
+                .collect();
+        }
+        unreceived
     }
 
     /// True if the peer has applied the latest state of `key` (as far as this node knows).
@@ -377,7 +402,11 @@ mod tests {
         };
         let records = batch
             .sections()
-            .flat_map(|s| s.upserts().map(Result::unwrap).collect::<Vec<_>>())
+            .flat_map(|s| s.ops().map(Result::unwrap).collect::<Vec<_>>())
+            .filter_map(|op| match op {
+                SessionOp::Upsert(record) => Some(record),
+                _ => None,
+            })
             .collect();
         (batch.flags(), records)
     }
@@ -390,7 +419,12 @@ mod tests {
         out.start(7);
         let mut newer = record(1, me);
         newer.mark = 42;
-        out.record_change(SessionOp::Upsert(newer.clone()), Instant::ZERO, &mut stats);
+        out.record_change(
+            SessionOp::Upsert(newer.clone()),
+            true,
+            Instant::ZERO,
+            &mut stats,
+        );
         // The dump was read before the change reached us: it holds the old version.
         out.handle_dump(vec![record(1, me), record(2, me), record(3, NodeId(2))]);
         let frame = out
@@ -415,20 +449,37 @@ mod tests {
         for mark in 0..5 {
             let mut r = record(9, me);
             r.mark = mark;
-            out.record_change(SessionOp::Upsert(r), Instant::ZERO, &mut stats);
+            out.record_change(SessionOp::Upsert(r), true, Instant::ZERO, &mut stats);
         }
+        let peer = NodeId(2);
         out.record_change(
-            SessionOp::Upsert(record(10, NodeId(2))),
+            SessionOp::Upsert(record(10, peer)),
+            true,
             Instant::ZERO,
             &mut stats,
         );
-        assert_eq!(out.pending_len(), 1);
+        let expired = SessionOp::Remove {
+            key: record(11, peer).key,
+            owner: peer,
+        };
+        out.record_change(expired.clone(), false, Instant::ZERO, &mut stats);
+        assert_eq!(
+            out.pending_len(),
+            1,
+            "a peer-owned copy expiring on the standby is not news"
+        );
+        out.record_change(expired, true, Instant::ZERO, &mut stats);
+        assert_eq!(
+            out.pending_len(),
+            2,
+            "a session ending on the active node is"
+        );
         assert_eq!(stats.coalesced, 4);
         let (_, records) = batch_keys(
             &out.next_batch(Instant::ZERO, 64 * 1024, 8, &mut stats)
                 .unwrap(),
         );
-        assert_eq!(records.len(), 1);
+        assert_eq!(records.len(), 1, "one upsert (and one remove)");
         assert_eq!(records[0].mark, 4);
     }
 
@@ -524,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn unreceived_batches_are_resent_in_order() {
+    fn unreceived_batches_are_resent_and_a_lost_ack_is_probed_for() {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me);
@@ -536,18 +587,17 @@ mod tests {
         let second = out
             .next_batch(Instant::ZERO, 8 * 1024, 8, &mut stats)
             .unwrap();
-        assert!(out.awaiting_receipt());
-        out.handle_ack(
-            Ack {
-                epoch: 5,
-                received: 1,
-                applied: 0,
-            },
-            Instant::ZERO,
-            &mut stats,
-        );
-        let resent: Vec<_> = out.unreceived_frames().map(<[u8]>::to_vec).collect();
-        assert_eq!(resent, vec![second]);
-        assert_ne!(resent[0], first);
+        assert!(out.awaiting_ack());
+        let ack = |received, applied| Ack {
+            epoch: 5,
+            received,
+            applied,
+        };
+        out.handle_ack(ack(1, 0), Instant::ZERO, &mut stats);
+        assert_eq!(out.frames_to_resend(), vec![second.clone()]);
+        assert_ne!(second, first);
+        // Everything received, nothing acknowledged as applied: probe with the newest batch.
+        out.handle_ack(ack(2, 0), Instant::ZERO, &mut stats);
+        assert_eq!(out.frames_to_resend(), vec![second]);
     }
 }

@@ -1,0 +1,89 @@
+//! Carries out the core's backend actions on a session backend: the one adapter between
+//! [`failoverd_core::Action`] and [`SessionBackend`], shared by the daemon and the simulation.
+
+use failoverd_core::{Action, ActionResult, Token};
+
+use super::SessionBackend;
+
+/// Performs `action` on `backend` and returns the result to hand back to the core with
+/// [`failoverd_core::Node::handle_action_done`]. `None` for actions that are not the backend's
+/// ([`Action::ResetLink`]).
+pub fn perform<B: SessionBackend>(
+    backend: &mut B,
+    action: Action,
+) -> Option<(Token, ActionResult)> {
+    Some(match action {
+        Action::Dump { token } => (
+            token,
+            ActionResult::Dumped(backend.dump().map_err(|e| e.to_string())),
+        ),
+        Action::Apply { token, ops } => {
+            let report = backend.apply(&ops);
+            let result = ActionResult::Applied {
+                applied: (ops.len() - report.failed.len()) as u64,
+                failed: report.failed.len() as u64,
+                first_error: report
+                    .failed
+                    .first()
+                    .map(|(index, error)| format!("{error} ({})", ops[*index].key())),
+            };
+            (token, result)
+        }
+        Action::Sweep { token, owner, keep } => {
+            let swept = backend
+                .sweep(owner, &keep)
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string());
+            (token, ActionResult::Swept(swept))
+        }
+        Action::Adopt { token, from } => {
+            let local = backend.local_node();
+            let adopted = backend
+                .adopt(from, local)
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string());
+            (token, ActionResult::Adopted(adopted))
+        }
+        Action::ResetLink => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBackend;
+    use crate::session::sample_record;
+    use failoverd_wire::{NodeId, SessionOp};
+
+    #[test]
+    fn apply_reports_refusals_with_the_session() {
+        let mut backend = MemoryBackend::new(NodeId(1)).with_capacity_limit(1);
+        let ops = vec![
+            SessionOp::Upsert(sample_record(1, NodeId(2))),
+            SessionOp::Upsert(sample_record(2, NodeId(2))),
+        ];
+        let second = ops[1].key().to_string();
+        let Some((
+            _,
+            ActionResult::Applied {
+                applied,
+                failed,
+                first_error,
+            },
+        )) = perform(
+            &mut backend,
+            Action::Apply {
+                token: Token(0),
+                ops,
+            },
+        )
+        else {
+            panic!("not an apply result");
+        };
+        assert_eq!((applied, failed), (1, 1));
+        assert_eq!(
+            first_error,
+            Some(format!("session table full: new entry refused ({second})"))
+        );
+    }
+}

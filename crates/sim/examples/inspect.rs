@@ -1,0 +1,94 @@
+//! Replays one schedule and prints both nodes' events and where their tables differ.
+//! `cargo run -p failoverd-sim --example inspect -- <seed>`
+
+fn main() {
+    let seed: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("usage: inspect <seed>");
+    let outcome = failoverd_sim::schedule::run_inspect(seed, None, |pair| {
+        for (i, node) in pair.nodes.iter().enumerate() {
+            println!(
+                "node {i} ({}): {:?} {:?} ready={} table={}",
+                node.id(),
+                node.core.state(),
+                node.core.role(),
+                node.core.is_ready(),
+                node.table.len()
+            );
+            for (at, event) in &node.events {
+                println!("  {:>9.3}s {event}", at.as_nanos() as f64 / 1e9);
+            }
+        }
+        if let Ok(needle) = std::env::var("GREP") {
+            for (at, node, line) in pair
+                .trace
+                .iter()
+                .flatten()
+                .filter(|(_, _, l)| l.contains(&needle))
+            {
+                let i = line.find(&needle).unwrap_or(0);
+                println!(
+                    "  {:>9.3}s node {node}: {} ... {}",
+                    at.as_nanos() as f64 / 1e9,
+                    &line[..line.len().min(60)],
+                    &line[i.saturating_sub(120)..(i + 60).min(line.len())]
+                );
+            }
+        }
+        let print_trace = |key: &failoverd_wire::SessionKey| {
+            let needle = format!("{:?}", key.orig);
+            for (at, node, line) in pair
+                .trace
+                .iter()
+                .flatten()
+                .filter(|(_, _, l)| l.contains(&needle))
+            {
+                let line: String = line.chars().take(140).collect();
+                println!("  {:>9.3}s node {node}: {line}", at.as_nanos() as f64 / 1e9);
+            }
+        };
+        for x in 0..2 {
+            let (a, b) = (&pair.nodes[x], &pair.nodes[1 - x]);
+            for stale in b
+                .table
+                .iter()
+                .filter(|r| r.owner == a.id() && a.table.get(&r.key).is_none())
+            {
+                println!(
+                    "node {}'s copy of node {x}'s {} is stale; its trace:",
+                    1 - x,
+                    stale.key
+                );
+                print_trace(&stale.key);
+            }
+            for record in a.owned() {
+                let key = record.key;
+                let mentions = |line: &str| line.contains(&format!("{:?}", key.orig));
+                match b.table.get(&record.key) {
+                    None => {
+                        println!(
+                            "node {x}'s {} is missing on the peer; its trace:",
+                            record.key
+                        );
+                        for (at, node, line) in
+                            pair.trace.iter().flatten().filter(|(_, _, l)| mentions(l))
+                        {
+                            let line: String = line.chars().take(160).collect();
+                            println!("  {:>9.3}s node {node}: {line}", at.as_nanos() as f64 / 1e9);
+                        }
+                    }
+                    Some(copy) if copy != &record => println!(
+                        "node {x}'s {} differs on the peer: owner {} vs {}",
+                        record.key, record.owner, copy.owner
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    });
+    println!(
+        "faults: {:?}\nviolations: {:#?}",
+        outcome.faults, outcome.violations
+    );
+}

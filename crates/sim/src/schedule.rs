@@ -1,0 +1,246 @@
+//! Randomized, seeded fault schedules: every seed is one reproducible run.
+
+use std::time::Duration;
+
+use failoverd_core::{Instant, NodeConfig, PlantedBug};
+use failoverd_wire::{NodeId, Role};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::link::LinkFaults;
+use crate::pair::Pair;
+
+/// One fault the schedule injects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// The link drops everything for a while.
+    Partition(Duration),
+    /// The node dies silently, and restarts (empty) after `down`.
+    #[allow(missing_docs)]
+    Crash { node: Who, down: Duration },
+    /// The node shuts down gracefully, and restarts after `down`.
+    #[allow(missing_docs)]
+    Shutdown { node: Who, down: Duration },
+    /// The node's backend loses its queued change events.
+    LoseEvents(Who),
+    /// The operator moves the active role.
+    Switchover,
+    /// The link loses a share `loss` of its frames for `length`.
+    #[allow(missing_docs)]
+    LossBurst { loss: f64, length: Duration },
+}
+
+/// Which node a fault hits, chosen when it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// Whichever node is active then.
+    Active,
+    /// Whichever node is standby then.
+    Standby,
+}
+
+/// The outcome of one schedule.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The seed that replays it.
+    pub seed: u64,
+    /// Invariant violations (empty when the run passed).
+    pub violations: Vec<String>,
+    /// What was injected, for the report.
+    pub faults: Vec<(Duration, Fault)>,
+    /// Sessions on the nodes at the end.
+    pub sessions: [usize; 2],
+    /// A split brain happened, so the settled tables were not compared.
+    pub split_brain: bool,
+}
+
+/// The configuration of both nodes for a seed.
+fn configs(rng: &mut SmallRng, bug: Option<PlantedBug>) -> [NodeConfig; 2] {
+    let (pa, pb) = [(200, 100), (100, 200), (100, 100)][rng.random_range(0..3)];
+    let preempt = rng.random_bool(0.8);
+    let fast = rng.random_bool(0.3);
+    let base = NodeConfig {
+        pair_id: 7,
+        preempt,
+        hello_interval: Duration::from_millis(if fast { 10 } else { 50 }),
+        dead_interval: Duration::from_millis(if fast { 40 } else { 150 }),
+        silence_timer: Duration::from_millis(rng.random_range(200..1000)),
+        max_batch_bytes: [2048, 16 * 1024, 64 * 1024][rng.random_range(0..3)],
+        max_in_flight: [2, 16, 128][rng.random_range(0..3)],
+        max_apply_slice: [10, 4096][rng.random_range(0..2)],
+        seed: rng.random(),
+        planted_bug: bug,
+        ..NodeConfig::default()
+    };
+    [
+        NodeConfig {
+            node_id: NodeId(0x1000_0001),
+            priority: pa,
+            ..base.clone()
+        },
+        NodeConfig {
+            node_id: NodeId(0x2000_0002),
+            priority: pb,
+            ..base
+        },
+    ]
+}
+
+fn random_fault(rng: &mut SmallRng) -> Fault {
+    let who = if rng.random_bool(0.7) {
+        Who::Active
+    } else {
+        Who::Standby
+    };
+    let down = Duration::from_millis(rng.random_range(100..3000));
+    match rng.random_range(0..6) {
+        0 => Fault::Partition(Duration::from_millis(rng.random_range(50..2500))),
+        1 => Fault::Crash { node: who, down },
+        2 => Fault::Shutdown { node: who, down },
+        3 => Fault::LoseEvents(who),
+        4 => Fault::Switchover,
+        _ => Fault::LossBurst {
+            loss: rng.random_range(0.2..0.7),
+            length: Duration::from_millis(rng.random_range(50..1000)),
+        },
+    }
+}
+
+/// Runs the schedule of `seed`, optionally with a planted bug, and checks every invariant.
+pub fn run(seed: u64, bug: Option<PlantedBug>) -> Outcome {
+    run_inspect(seed, bug, |_| {})
+}
+
+/// [`run`], then hands the settled pair to `inspect` (for debugging a failing seed).
+pub fn run_inspect(seed: u64, bug: Option<PlantedBug>, inspect: impl FnOnce(&Pair)) -> Outcome {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let configs = configs(&mut rng, bug);
+    let faults = LinkFaults {
+        loss: if rng.random_bool(0.5) {
+            0.0
+        } else {
+            rng.random_range(0.0..0.08)
+        },
+        duplicate: if rng.random_bool(0.7) {
+            0.0
+        } else {
+            rng.random_range(0.0..0.05)
+        },
+        delay: Duration::from_micros(rng.random_range(50..2000)),
+        jitter: Duration::from_micros(rng.random_range(0..3000)),
+    };
+    let silence = configs[0].silence_timer;
+    let mut pair = Pair::new(configs, faults, rng.random());
+    if std::env::var_os("FAILOVERD_SIM_TRACE").is_some() {
+        pair.trace = Some(Vec::new());
+    }
+    let length = Duration::from_millis(rng.random_range(3000..8000));
+    let mut schedule: Vec<(Duration, Fault)> = (0..rng.random_range(1..=4))
+        .map(|_| {
+            (
+                Duration::from_millis(rng.random_range(300..length.as_millis() as u64)),
+                random_fault(&mut rng),
+            )
+        })
+        .collect();
+    schedule.sort_by_key(|(at, _)| *at);
+    let mut restarts: Vec<(Instant, usize)> = Vec::new();
+    let mut heal_at: Vec<Instant> = Vec::new();
+    let mut next_fault = 0;
+    let end = Instant::ZERO + length;
+    let traffic_gap = Duration::from_micros(rng.random_range(500..10_000));
+
+    while pair.now < end {
+        pair.run_for(traffic_gap.mul_f64(rng.random_range(0.5..1.5)));
+        pair.traffic_step();
+        let now = pair.now;
+        restarts.retain(|&(at, node)| {
+            if at <= now {
+                pair.restart(node);
+                false
+            } else {
+                true
+            }
+        });
+        heal_at.retain(|&at| {
+            if at <= now {
+                pair.set_partitioned(false);
+                pair.link.faults = faults;
+                false
+            } else {
+                true
+            }
+        });
+        while next_fault < schedule.len() && Instant::ZERO + schedule[next_fault].0 <= now {
+            let fault = schedule[next_fault].1;
+            next_fault += 1;
+            let target = |pair: &Pair, who: Who| {
+                let want = if who == Who::Active {
+                    Role::Active
+                } else {
+                    Role::Standby
+                };
+                (0..2).find(|&i| pair.nodes[i].alive && pair.nodes[i].core.role() == want)
+            };
+            match fault {
+                Fault::Partition(length) => {
+                    pair.set_partitioned(true);
+                    heal_at.push(now + length);
+                }
+                Fault::Crash { node, down } | Fault::Shutdown { node, down } => {
+                    if let Some(i) = target(&pair, node) {
+                        if matches!(fault, Fault::Crash { .. }) {
+                            pair.crash(i);
+                        } else {
+                            pair.shutdown(i);
+                        }
+                        restarts.push((now + down, i));
+                    }
+                }
+                Fault::LoseEvents(node) => {
+                    if let Some(i) = target(&pair, node) {
+                        pair.lose_events(i);
+                        // Traffic ends sessions on the active node; the first delete's event
+                        // is lost with the overrun, and the peer learns of it only through the
+                        // resync (and its sweep).
+                        if node == Who::Active {
+                            for _ in 0..3 {
+                                pair.delete_random(i);
+                            }
+                        }
+                    }
+                }
+                Fault::Switchover => {
+                    if let Some(i) = target(&pair, Who::Active) {
+                        pair.switchover(i);
+                    }
+                }
+                Fault::LossBurst { loss, length } => {
+                    pair.link.faults.loss = loss;
+                    heal_at.push(now + length);
+                }
+            }
+        }
+    }
+
+    // Heal everything, let the pair settle without traffic, then demand a mirrored pair.
+    pair.set_partitioned(false);
+    pair.link.faults = LinkFaults {
+        loss: 0.0,
+        duplicate: 0.0,
+        ..faults
+    };
+    for i in 0..2 {
+        pair.restart(i);
+    }
+    pair.run_for(2 * silence + Duration::from_secs(3));
+    pair.check_settled();
+    inspect(&pair);
+    Outcome {
+        seed,
+        violations: std::mem::take(&mut pair.violations),
+        faults: schedule,
+        sessions: [pair.nodes[0].table.len(), pair.nodes[1].table.len()],
+        split_brain: pair.unchecked_split_brain,
+    }
+}

@@ -1,0 +1,448 @@
+//! Deterministic two-node scenarios in virtual time.
+
+use std::time::Duration;
+
+use failoverd_core::{Event, NodeConfig, Reason};
+use failoverd_sim::{LinkFaults, Pair};
+use failoverd_wire::{NodeId, Role, SyncState};
+
+const A: usize = 0;
+const B: usize = 1;
+
+fn configs(priority_a: u8, priority_b: u8) -> [NodeConfig; 2] {
+    let base = NodeConfig {
+        pair_id: 7,
+        ..NodeConfig::default()
+    };
+    [
+        NodeConfig {
+            node_id: NodeId(0xa),
+            priority: priority_a,
+            seed: 1,
+            ..base.clone()
+        },
+        NodeConfig {
+            node_id: NodeId(0xb),
+            priority: priority_b,
+            seed: 2,
+            ..base
+        },
+    ]
+}
+
+fn pair() -> Pair {
+    Pair::new(
+        configs(200, 100),
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    )
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn states(pair: &Pair, i: usize) -> Vec<(SyncState, SyncState, String)> {
+    pair.nodes[i]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::StateChanged { from, to, reason } => Some((*from, *to, reason.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_clean(pair: &Pair) {
+    assert!(pair.violations.is_empty(), "{:#?}", pair.violations);
+}
+
+/// Both nodes settle: synchronized, ready, the higher priority active.
+fn settle(pair: &mut Pair) {
+    pair.run_for(ms(2000));
+    for i in [A, B] {
+        assert_eq!(
+            pair.nodes[i].core.state(),
+            SyncState::Synchronization,
+            "node {i}"
+        );
+        assert!(
+            pair.nodes[i].core.is_ready(),
+            "node {i}: {:?}",
+            pair.nodes[i].core.not_ready_reasons()
+        );
+    }
+}
+
+#[test]
+fn negotiation_follows_the_seed_diagram_and_the_higher_priority_is_active() {
+    let mut pair = pair();
+    settle(&mut pair);
+    let seen: Vec<_> = states(&pair, B)
+        .into_iter()
+        .map(|(from, to, _)| (from, to))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (SyncState::Silence, SyncState::Silence),
+            (SyncState::Silence, SyncState::Independence),
+            (SyncState::Independence, SyncState::Synchronization)
+        ]
+    );
+    assert_eq!(pair.nodes[A].core.role(), Role::Active);
+    assert_eq!(pair.nodes[B].core.role(), Role::Standby);
+    assert_clean(&pair);
+}
+
+#[test]
+fn equal_priorities_are_broken_by_the_lower_node_id_and_logged() {
+    let mut pair = Pair::new(configs(100, 100), LinkFaults::clean(ms(1)), 3);
+    settle(&mut pair);
+    assert_eq!(pair.nodes[A].core.role(), Role::Active, "node id 0xa < 0xb");
+    let reason = pair.nodes[A].events.iter().find_map(|(_, e)| match e {
+        Event::RoleChanged {
+            to: Role::Active,
+            reason,
+            ..
+        } => Some(reason.to_string()),
+        _ => None,
+    });
+    assert_eq!(
+        reason.as_deref(),
+        Some("elected (equal priority, tie broken by lower node id)")
+    );
+}
+
+#[test]
+fn sessions_replicate_and_deletes_propagate_without_echo() {
+    let mut pair = pair();
+    settle(&mut pair);
+    let keys: Vec<_> = (0..1000).map(|_| pair.create_session(A)).collect();
+    pair.run_for(ms(100));
+    assert_eq!(pair.nodes[B].table.len(), 1000);
+    for key in &keys {
+        assert_eq!(pair.nodes[B].table.get(key), pair.nodes[A].table.get(key));
+        assert!(pair.nodes[A].core.is_replicated(key));
+    }
+    for _ in 0..100 {
+        pair.delete_random(A);
+    }
+    pair.run_for(ms(100));
+    assert_eq!(pair.nodes[B].table.len(), 900);
+    assert_eq!(
+        pair.nodes[B].core.stats().records_sent,
+        0,
+        "the standby echoes nothing back"
+    );
+    assert_clean(&pair);
+}
+
+#[test]
+fn a_silent_active_is_detected_by_missed_hellos_and_the_standby_takes_over_with_every_acked_session()
+ {
+    let mut pair = pair();
+    settle(&mut pair);
+    let keys: Vec<_> = (0..500).map(|_| pair.create_session(A)).collect();
+    pair.run_for(ms(50));
+    let acked: Vec<_> = keys
+        .iter()
+        .filter(|k| pair.nodes[A].core.is_replicated(k))
+        .copied()
+        .collect();
+    assert_eq!(acked.len(), 500);
+    let killed_at = pair.now;
+    pair.crash(A);
+    pair.run_for(ms(400));
+    let (at, reason) = pair.nodes[B]
+        .events
+        .iter()
+        .find_map(|(at, e)| match e {
+            Event::RoleChanged {
+                to: Role::Active,
+                reason,
+                ..
+            } => Some((*at, reason.clone())),
+            _ => None,
+        })
+        .expect("standby took over");
+    let took = at - killed_at;
+    let config = pair.nodes[B].core.config().clone();
+    assert!(matches!(reason, Reason::PeerDead(_)), "{reason}");
+    assert!(
+        took >= config.dead_interval - config.hello_interval,
+        "not before the dead interval: {took:?}"
+    );
+    assert!(
+        took <= config.dead_interval + config.hello_interval,
+        "within dead + hello: {took:?}"
+    );
+    for key in &acked {
+        let record = pair.nodes[B]
+            .table
+            .get(key)
+            .expect("acked session survives");
+        assert_eq!(record.owner, pair.nodes[B].id(), "adopted by the survivor");
+    }
+    assert_eq!(pair.nodes[B].core.state(), SyncState::Silence);
+    assert_clean(&pair);
+}
+
+#[test]
+fn a_partition_makes_both_sides_leave_synchronization_within_the_dead_interval() {
+    let mut pair = pair();
+    settle(&mut pair);
+    let cut = pair.now;
+    pair.set_partitioned(true);
+    pair.run_for(ms(300));
+    for i in [A, B] {
+        let left = pair.nodes[i]
+            .events
+            .iter()
+            .find_map(|(at, e)| {
+                matches!(
+                    e,
+                    Event::StateChanged {
+                        to: SyncState::Silence,
+                        ..
+                    }
+                )
+                .then_some(*at)
+            })
+            .expect("left synchronization");
+        assert!(
+            left - cut <= ms(200),
+            "node {i} left after {:?}",
+            left - cut
+        );
+    }
+    pair.set_partitioned(false);
+    pair.run_for(ms(3000));
+    pair.check_settled();
+    assert_clean(&pair);
+}
+
+#[test]
+fn a_peer_of_another_pair_never_synchronizes_and_is_reported_once() {
+    let [a, mut b] = configs(200, 100);
+    b.pair_id = 8;
+    let mut pair = Pair::new([a, b], LinkFaults::clean(ms(1)), 4);
+    pair.run_for(ms(3000));
+    for i in [A, B] {
+        assert_ne!(pair.nodes[i].core.state(), SyncState::Synchronization);
+        let reports = pair.nodes[i]
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::NegotiationFailed(_)))
+            .count();
+        assert_eq!(reports, 1, "node {i}");
+    }
+    // Still one active: roles are coordinated with a live peer even when sync is impossible.
+    let active = (0..2)
+        .filter(|&i| pair.nodes[i].core.role() == Role::Active)
+        .count();
+    assert_eq!(active, 1);
+}
+
+#[test]
+fn a_graceful_shutdown_hands_over_at_once() {
+    let mut pair = pair();
+    settle(&mut pair);
+    let at = pair.now;
+    pair.shutdown(A);
+    pair.run_for(ms(20));
+    assert_eq!(
+        pair.nodes[B].core.role(),
+        Role::Active,
+        "no dead interval to wait for"
+    );
+    let reason = pair.nodes[B]
+        .events
+        .iter()
+        .rev()
+        .find_map(|(t, e)| match e {
+            Event::RoleChanged {
+                to: Role::Active,
+                reason,
+                ..
+            } => Some((*t - at, reason.clone())),
+            _ => None,
+        });
+    assert!(
+        matches!(reason, Some((took, Reason::PeerLeft)) if took < ms(5)),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn switchover_moves_the_active_role_without_both_active_and_sticks() {
+    let mut pair = pair();
+    settle(&mut pair);
+    for _ in 0..200 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(50));
+    assert!(pair.switchover(A));
+    pair.run_for(ms(20));
+    assert_eq!(pair.nodes[A].core.role(), Role::Standby);
+    assert_eq!(pair.nodes[B].core.role(), Role::Active);
+    pair.run_for(ms(2000));
+    assert_eq!(
+        pair.nodes[B].core.role(),
+        Role::Active,
+        "the higher-priority node does not preempt back"
+    );
+    assert!(pair.switchover(B));
+    pair.run_for(ms(20));
+    assert_eq!(pair.nodes[A].core.role(), Role::Active);
+    assert!(pair.split_brain_at.is_none(), "never both active");
+    assert_clean(&pair);
+}
+
+#[test]
+fn switchover_is_refused_on_the_standby_and_without_a_ready_peer() {
+    let mut pair = pair();
+    pair.run_for(ms(100));
+    assert!(!pair.switchover(B), "standby");
+    settle(&mut pair);
+    assert!(!pair.switchover(B), "standby");
+    pair.set_partitioned(true);
+    pair.run_for(ms(300));
+    assert!(!pair.switchover(A), "no peer");
+}
+
+#[test]
+fn a_returning_higher_priority_node_preempts_only_once_ready() {
+    let mut pair = pair();
+    settle(&mut pair);
+    pair.crash(A);
+    pair.run_for(ms(400));
+    assert_eq!(pair.nodes[B].core.role(), Role::Active);
+    for _ in 0..3000 {
+        pair.create_session(B);
+    }
+    pair.restart(A);
+    pair.run_for(ms(3000));
+    assert_eq!(pair.nodes[A].core.role(), Role::Active);
+    let ready_at = pair.nodes[A]
+        .events
+        .iter()
+        .find_map(|(t, e)| matches!(e, Event::BulkReceived { .. }).then_some(*t));
+    let active_at = pair.nodes[A].events.iter().find_map(|(t, e)| {
+        matches!(
+            e,
+            Event::RoleChanged {
+                to: Role::Active,
+                ..
+            }
+        )
+        .then_some(*t)
+    });
+    assert!(
+        ready_at.unwrap() <= active_at.unwrap(),
+        "ready {ready_at:?} before active {active_at:?}"
+    );
+    assert_eq!(pair.nodes[A].table.len(), 3000);
+    assert_clean(&pair);
+}
+
+#[test]
+fn a_lossy_duplicating_reordering_link_still_replicates_everything() {
+    let faults = LinkFaults {
+        loss: 0.1,
+        duplicate: 0.05,
+        delay: ms(1),
+        jitter: ms(4),
+    };
+    let [mut a, mut b] = configs(200, 100);
+    // 10 % loss: three lost hellos in a row are likely over a long run; a longer dead
+    // interval keeps this test about replication, not about false failovers.
+    a.dead_interval = ms(400);
+    b.dead_interval = ms(400);
+    a.max_batch_bytes = 4096;
+    b.max_batch_bytes = 4096;
+    let mut pair = Pair::new([a, b], faults, 5);
+    settle(&mut pair);
+    for round in 0..50 {
+        for _ in 0..40 {
+            pair.create_session(A);
+        }
+        pair.update_random(A);
+        if round % 3 == 0 {
+            pair.delete_random(A);
+        }
+        pair.run_for(ms(10));
+    }
+    pair.run_for(ms(2000));
+    pair.check_settled();
+    assert!(
+        pair.nodes[A].core.stats().retransmits > 0,
+        "loss was exercised"
+    );
+    assert!(
+        pair.nodes[B].core.stats().duplicate_batches
+            + pair.nodes[B].core.stats().out_of_order_batches
+            > 0
+    );
+    assert_clean(&pair);
+}
+
+#[test]
+fn a_large_bulk_sync_applies_in_bounded_slices_without_delaying_hellos() {
+    let mut pair = pair();
+    settle(&mut pair);
+    pair.crash(B);
+    pair.run_for(ms(300));
+    for _ in 0..200_000 {
+        pair.create_session(A);
+    }
+    // Each slice takes the backend 0.2-3 ms: the bulk takes a while, hellos must not.
+    pair.restart(B);
+    pair.run_for(ms(6000));
+    assert_eq!(pair.nodes[B].table.len(), 200_000);
+    assert!(pair.nodes[B].core.is_ready());
+    let left_sync = pair.nodes[A]
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Event::StateChanged {
+                    from: SyncState::Synchronization,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        left_sync, 1,
+        "only the crash; the bulk never looked like a dead peer"
+    );
+    let slices = pair.nodes[B].core.stats().records_applied;
+    assert_eq!(slices, 200_000);
+    assert_clean(&pair);
+}
+
+#[test]
+fn lost_backend_events_are_repaired_by_a_resync_that_sweeps_stale_entries() {
+    let mut pair = pair();
+    settle(&mut pair);
+    for _ in 0..100 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(50));
+    pair.lose_events(A);
+    for _ in 0..10 {
+        pair.delete_random(A);
+    }
+    pair.run_for(ms(500));
+    assert_eq!(pair.nodes[A].core.stats().changes_lost, 1);
+    assert_eq!(
+        pair.nodes[B].table.len(),
+        90,
+        "the lost delete was swept after the resync"
+    );
+    assert!(pair.nodes[B].core.stats().swept >= 1);
+    pair.check_settled();
+    assert_clean(&pair);
+}
