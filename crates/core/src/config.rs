@@ -25,6 +25,10 @@ pub struct NodeConfig {
     pub silence_timer: Duration,
     /// Resend unacknowledged batches after this long without progress.
     pub retransmit_timeout: Duration,
+    /// The link delivers in order and loses nothing while it is up (TLS over TCP): after no
+    /// progress, only probe for a lost acknowledgement instead of resending what is still on
+    /// its way (which, under load, would only deepen the queue).
+    pub reliable_link: bool,
     /// Largest session-batch frame in bytes.
     pub max_batch_bytes: usize,
     /// Batches sent but not yet applied by the peer, at most.
@@ -65,6 +69,7 @@ impl Default for NodeConfig {
             dead_interval: Duration::from_millis(150),
             silence_timer: Duration::from_secs(1),
             retransmit_timeout: Duration::from_millis(200),
+            reliable_link: false,
             max_batch_bytes: 64 * 1024,
             max_in_flight: 128,
             max_apply_slice: 4096,

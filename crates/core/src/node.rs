@@ -18,6 +18,9 @@ use crate::sync::outbound::Outbound;
 use crate::time::Instant;
 use crate::timer::{Timer, TimerTable};
 
+/// Most the retransmit timeout grows by while nothing is acknowledged.
+const MAX_BACKOFF: u32 = 8;
+
 /// Which path of the failover link a frame takes. Control frames (hellos, acks, goodbye) must
 /// never wait behind data frames (session batches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +216,8 @@ enum Work {
 /// - output, polled after every input in this order: [`poll_action`](Self::poll_action),
 ///   [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event), then sleep until
 ///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`.
+///
+/// See the crate documentation and `docs/ARCHITECTURE.md` for the protocol.
 #[derive(Debug)]
 pub struct Node {
     config: NodeConfig,
@@ -235,6 +240,8 @@ pub struct Node {
     resync_requested: Option<Option<u32>>,
     /// We restarted our stream for the peer's current request.
     resync_answered: bool,
+    /// Multiplier of the retransmit timeout: doubles while nothing is acknowledged.
+    retransmit_backoff: u32,
     outbound: Outbound,
     inbound: Inbound,
     outstanding: Option<(Token, Work)>,
@@ -278,6 +285,7 @@ impl Node {
             apply_failed: false,
             resync_requested: None,
             resync_answered: false,
+            retransmit_backoff: 1,
             outbound: Outbound::new(config.node_id),
             inbound: Inbound::new(),
             outstanding: None,
@@ -514,10 +522,14 @@ impl Node {
                     if self.outbound.awaiting_ack()
                         && matches!(self.state, State::Synchronization { .. })
                     {
-                        self.resend.extend(self.outbound.frames_to_resend());
+                        let reliable = self.config.reliable_link;
+                        self.resend.extend(self.outbound.frames_to_resend(reliable));
                         self.stats.retransmits += 1;
-                        self.timers
-                            .set(Timer::Retransmit, now + self.config.retransmit_timeout);
+                        // Back off while nothing moves: a peer busy applying a bulk sync
+                        // is not helped by more copies.
+                        self.retransmit_backoff = (self.retransmit_backoff * 2).min(MAX_BACKOFF);
+                        let wait = self.config.retransmit_timeout * self.retransmit_backoff;
+                        self.timers.set(Timer::Retransmit, now + wait);
                     }
                 }
                 Timer::DumpRetry => {
@@ -712,8 +724,9 @@ impl Node {
     }
 
     /// The next frame to send. Control frames come first; session batches only while the
-    /// window allows.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+    /// window allows and `data_ready` says the data path has room (a full bulk queue must not
+    /// hold back the hellos behind it).
+    pub fn poll_transmit(&mut self, now: Instant, data_ready: bool) -> Option<Transmit> {
         self.link?;
         if std::mem::take(&mut self.hello_due) {
             let hello = self.make_hello(now);
@@ -738,6 +751,9 @@ impl Node {
                 channel: Channel::Control,
                 payload,
             });
+        }
+        if !data_ready {
+            return None;
         }
         if let Some(payload) = self.resend.pop_front() {
             return Some(Transmit {
@@ -958,6 +974,9 @@ impl Node {
     }
 
     fn arm_retransmit(&mut self, now: Instant, restart: bool) {
+        if restart {
+            self.retransmit_backoff = 1;
+        }
         if !self.outbound.awaiting_ack() {
             self.timers.stop(Timer::Retransmit);
         } else if restart || !self.timers.is_set(Timer::Retransmit) {

@@ -220,7 +220,7 @@ impl Pair {
                     other => self.start_work(i, other),
                 }
             }
-            while let Some(transmit) = self.nodes[i].core.poll_transmit(now) {
+            while let Some(transmit) = self.nodes[i].core.poll_transmit(now, true) {
                 progressed = true;
                 if self.nodes[i].connected {
                     self.link.send(now, 1 - i, transmit.payload, &mut self.rng);

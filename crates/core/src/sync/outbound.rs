@@ -311,10 +311,12 @@ impl Outbound {
     }
 
     /// Frames to send again after no progress: every batch after the last one the peer
-    /// received (go-back-N); if it received them all, the newest one alone, as a probe: the peer
-    /// answers a duplicate with a fresh acknowledgement, so a lost one is not waited for forever.
-    pub(crate) fn frames_to_resend(&self) -> Vec<Vec<u8>> {
-        let received = self.received;
+    /// received (go-back-N); if it received them all, or the link neither loses nor reorders
+    /// (`reliable`: what is unacknowledged there is still on its way), the newest one alone, as
+    /// a probe: the peer answers a duplicate with a fresh acknowledgement, so a lost one is not
+    /// waited for forever.
+    pub(crate) fn frames_to_resend(&self, reliable: bool) -> Vec<Vec<u8>> {
+        let received = if reliable { u64::MAX } else { self.received };
         let unreceived: Vec<_> = self
             .in_flight
             .iter()
@@ -594,10 +596,15 @@ mod tests {
             applied,
         };
         out.handle_ack(ack(1, 0), Instant::ZERO, &mut stats);
-        assert_eq!(out.frames_to_resend(), vec![second.clone()]);
+        assert_eq!(out.frames_to_resend(false), vec![second.clone()]);
+        assert_eq!(
+            out.frames_to_resend(true),
+            vec![second.clone()],
+            "only a probe"
+        );
         assert_ne!(second, first);
         // Everything received, nothing acknowledged as applied: probe with the newest batch.
         out.handle_ack(ack(2, 0), Instant::ZERO, &mut stats);
-        assert_eq!(out.frames_to_resend(), vec![second]);
+        assert_eq!(out.frames_to_resend(false), vec![second]);
     }
 }

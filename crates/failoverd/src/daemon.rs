@@ -1,0 +1,149 @@
+//! `failoverd` with a config file: load and check everything, then wire the node and serve
+//! `failoverctl` until SIGTERM or SIGINT.
+
+use std::path::Path;
+
+use anyhow::Context;
+use failoverd_backends::MemoryBackend;
+use failoverd_control::config::{BackupType, Config, LogFormat};
+use failoverd_control::transport;
+use failoverd_core::NodeConfig;
+use failoverd_link::{Fingerprint, Identity, LinkConfig};
+use failoverd_wire::NodeId;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use crate::backend;
+use crate::driver::{self, NodeRequest, NodeSetup};
+
+/// Runs the daemon described by the config file at `path`.
+pub async fn run(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    init_logging(&config)?;
+    let identity = Identity::load(&config.node.key)?;
+    let fingerprint = identity.fingerprint();
+    let peer_fingerprint = Fingerprint::from_bytes(config.link.peer_key.0);
+    if fingerprint == peer_fingerprint {
+        anyhow::bail!(
+            "{}: link.peer_key is this node's own key ({fingerprint}); it must be the peer's",
+            path.display()
+        );
+    }
+    let core = core_config(&config, NodeId(fingerprint.node_id()));
+    core.validate()
+        .with_context(|| format!("{}: invalid timers", path.display()))?;
+
+    let link = failoverd_link::spawn(LinkConfig {
+        reconnect_min: config.link.reconnect_min,
+        reconnect_max: config.link.reconnect_max,
+        ..LinkConfig::new(
+            config.link.listen,
+            config.link.peer,
+            identity,
+            peer_fingerprint,
+        )
+    })?;
+    let backend = backend::spawn(&config.node.name, MemoryBackend::new(core.node_id))?;
+    let listener = transport::bind(&config.control.socket)?;
+    info!(
+        node = %config.node.name,
+        node_id = %core.node_id,
+        %fingerprint,
+        listen = %config.link.listen,
+        peer = %config.link.peer,
+        control = %config.control.socket.display(),
+        "failoverd started"
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let (requests, request_rx) = mpsc::channel(64);
+    let (control, mut control_rx) = mpsc::channel(64);
+    tokio::spawn(transport::serve(listener, control, until(stopped.clone())));
+    tokio::spawn(async move {
+        while let Some((request, reply)) = control_rx.recv().await {
+            if requests
+                .send(NodeRequest::Control(request, reply))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let setup = NodeSetup {
+        name: config.node.name.clone(),
+        core,
+        fingerprint,
+        peer_address: config.link.peer.to_string(),
+        link,
+        backend,
+    };
+    driver::run(setup, request_rx, None, until(stopped)).await;
+    let _ = std::fs::remove_file(&config.control.socket);
+    Ok(())
+}
+
+/// The core's settings from the config file.
+pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
+    NodeConfig {
+        node_id,
+        pair_id: config.pair.id,
+        priority: config.node.priority,
+        backup_type: match config.pair.backup {
+            BackupType::Symmetric => failoverd_wire::BackupType::SYMMETRIC,
+            BackupType::Asymmetric => failoverd_wire::BackupType::ASYMMETRIC,
+        },
+        preempt: config.node.preempt,
+        hello_interval: config.timers.hello_interval,
+        dead_interval: config.timers.dead_interval,
+        silence_timer: config.timers.silence,
+        seed: seed(),
+        reliable_link: true,
+        ..NodeConfig::default()
+    }
+}
+
+/// Epochs must differ across restarts; the clock is a good enough source for that.
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("log.level {:?} is not a valid filter", config.log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|err| anyhow::anyhow!("cannot set up logging: {err}"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves once `stopped` turns true.
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,573 @@
+//! The driver: one task owns the core and wires it to the failover link, the backend thread,
+//! control requests and the clock. It decides nothing itself.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use failoverd_control::protocol::{
+    EventKind, EventList, EventView, FailoverState, LinkState, NodeInfo, PeerInfo, Replication,
+    Request, Response, Role as RoleView, SessionCounts, Status, SwitchoverDone,
+};
+use failoverd_core::{Action, Channel, Event, Instant, Node, NodeConfig, Reason};
+use failoverd_link::{Fingerprint, LinkEvent, LinkEvents, LinkSender};
+use failoverd_wire::{NodeId, Role, SessionKey, SessionRecord, SyncState};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::backend::{self, BackendHandle, Command};
+
+/// Link events kept for `failoverctl events` (the core keeps its own history).
+const LINK_HISTORY: usize = 64;
+
+/// Everything one node needs.
+pub struct NodeSetup {
+    /// Name for logs and status.
+    pub name: String,
+    /// The core's settings.
+    pub core: NodeConfig,
+    /// Our key's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The peer's failover-link address (for status).
+    pub peer_address: String,
+    /// The failover link, already spawned.
+    pub link: (LinkSender, LinkEvents),
+    /// The session table's thread, already spawned.
+    pub backend: (BackendHandle, mpsc::Receiver<backend::Event>),
+}
+
+/// A request to a running node.
+pub enum NodeRequest {
+    /// A `failoverctl` request.
+    Control(Request, oneshot::Sender<Response>),
+    /// The node's sessions and which of them the peer has applied (the demo's measurement).
+    Replication(oneshot::Sender<ReplicationSnapshot>),
+}
+
+/// What the demo measures on the active node at the kill.
+#[derive(Debug)]
+pub struct ReplicationSnapshot {
+    /// Every session in the table.
+    pub sessions: Vec<SessionRecord>,
+    /// The sessions this node owns whose latest state the peer has acknowledged as applied.
+    pub acknowledged: Vec<SessionKey>,
+}
+
+/// What a node reports to an observer (the demo): core events and its counters, as they happen.
+#[derive(Debug, Clone)]
+pub enum Observation {
+    /// A core event, with the node's clock.
+    Event(Instant, Event),
+    /// A backend action finished (`"adopt"`, `"apply"`, ...), with the node's clock.
+    ActionDone(Instant, &'static str),
+}
+
+/// The node's clock: nanoseconds since the driver started, read from the monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: tokio::time::Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The core's `now`.
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// The monotonic instant of a core deadline.
+    pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        self.origin + Duration::from_nanos(at.as_nanos())
+    }
+}
+
+type SendFuture = Pin<Box<dyn Future<Output = Result<(), failoverd_link::LinkError>> + Send>>;
+
+/// Runs one node until `shutdown` resolves, then says goodbye to the peer and returns.
+pub async fn run(
+    setup: NodeSetup,
+    mut requests: mpsc::Receiver<NodeRequest>,
+    observer: Option<mpsc::UnboundedSender<Observation>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let clock = Clock::start();
+    let NodeSetup {
+        name,
+        core,
+        fingerprint,
+        peer_address,
+        link: (link, mut link_events),
+        backend: (backend, mut backend_events),
+    } = setup;
+    let mut driver = Driver {
+        node: Node::new(core, clock.now()),
+        clock,
+        name,
+        fingerprint,
+        peer_address,
+        link,
+        backend,
+        observer,
+        link_up: false,
+        link_history: VecDeque::new(),
+        snapshot_waiters: VecDeque::new(),
+        blocked_data: None,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        driver.flush();
+        let deadline = driver
+            .node
+            .poll_timeout()
+            .map(|at| driver.clock.deadline(at));
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            () = sleep => driver.node.handle_timeout(driver.clock.now()),
+            Some(event) = link_events.recv() => driver.on_link(event),
+            sent = async { driver.blocked_data.as_mut().expect("guarded").await }, if driver.blocked_data.is_some() => {
+                driver.blocked_data = None;
+                if let Err(err) = sent {
+                    tracing::debug!(node = %driver.name, "data frame not sent: {err}");
+                }
+            }
+            Some(event) = backend_events.recv() => driver.on_backend(event),
+            Some(request) = requests.recv() => driver.on_request(request),
+        }
+    }
+    driver.node.shutdown(driver.clock.now());
+    driver.flush();
+    // The goodbye is queued on the control connection; give the writer a moment to send it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    info!(node = %driver.name, "stopped");
+}
+
+struct Driver {
+    node: Node,
+    clock: Clock,
+    name: String,
+    fingerprint: Fingerprint,
+    peer_address: String,
+    link: LinkSender,
+    backend: BackendHandle,
+    observer: Option<mpsc::UnboundedSender<Observation>>,
+    link_up: bool,
+    link_history: VecDeque<(Instant, String)>,
+    snapshot_waiters: VecDeque<oneshot::Sender<ReplicationSnapshot>>,
+    /// A data frame waiting for room on the data connection; session batches wait with it,
+    /// control frames do not.
+    blocked_data: Option<SendFuture>,
+}
+
+impl Driver {
+    /// Hands every output of the core to whom it concerns.
+    fn flush(&mut self) {
+        let now = self.clock.now();
+        while let Some(action) = self.node.poll_action() {
+            match action {
+                Action::ResetLink => self.link.close(),
+                action => {
+                    self.backend.send(Command::Perform(action));
+                }
+            }
+        }
+        while let Some(transmit) = self.node.poll_transmit(now, self.blocked_data.is_none()) {
+            match transmit.channel {
+                // Hellos and acks never wait: if the link is down or its control queue is full,
+                // dropping is right (hellos repeat, a lost ack is probed for).
+                Channel::Control => {
+                    if let Err(err) = self
+                        .link
+                        .send(failoverd_link::Channel::Control, transmit.payload)
+                    {
+                        tracing::debug!(node = %self.name, "control frame dropped: {err}");
+                    }
+                }
+                // Batches wait for room on the data connection, one at a time; meanwhile the
+                // core holds the rest back (`data_ready` false) and control keeps flowing.
+                Channel::Data => {
+                    let link = self.link.clone();
+                    let mut send: SendFuture = Box::pin(async move {
+                        link.send_async(failoverd_link::Channel::Data, transmit.payload)
+                            .await
+                    });
+                    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+                    if send.as_mut().poll(&mut context).is_pending() {
+                        self.blocked_data = Some(send);
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.log(&event);
+            if let Some(observer) = &self.observer {
+                let _ = observer.send(Observation::Event(now, event));
+            }
+        }
+    }
+
+    fn log(&self, event: &Event) {
+        let node = &self.name;
+        match event {
+            Event::NegotiationFailed(_) | Event::ApplyFailed { .. } | Event::ChangesLost => {
+                warn!(%node, "{event}")
+            }
+            _ => info!(%node, "{event}"),
+        }
+    }
+
+    fn on_link(&mut self, event: LinkEvent) {
+        let now = self.clock.now();
+        match event {
+            LinkEvent::Up { peer, remote } => {
+                self.link_up = true;
+                self.record_link(now, format!("failover link up to {remote} ({peer})"));
+                self.node.handle_link_up(now, NodeId(peer.node_id()));
+            }
+            LinkEvent::Frame { bytes, .. } => self.node.handle_frame(now, &bytes),
+            LinkEvent::Down { reason } => {
+                self.link_up = false;
+                self.record_link(now, format!("failover link down: {reason}"));
+                self.node.handle_link_down(now, &reason);
+            }
+            LinkEvent::Rejected { remote, reason } => {
+                self.record_link(now, format!("rejected connection from {remote}: {reason}"));
+            }
+        }
+    }
+
+    fn record_link(&mut self, now: Instant, message: String) {
+        info!(node = %self.name, "{message}");
+        if self.link_history.len() == LINK_HISTORY {
+            self.link_history.pop_front();
+        }
+        self.link_history.push_back((now, message));
+    }
+
+    fn on_backend(&mut self, event: backend::Event) {
+        let now = self.clock.now();
+        match event {
+            backend::Event::Done(token, result) => {
+                let kind = match &result {
+                    failoverd_core::ActionResult::Dumped(_) => "dump",
+                    failoverd_core::ActionResult::Applied { .. } => "apply",
+                    failoverd_core::ActionResult::Swept(_) => "sweep",
+                    failoverd_core::ActionResult::Adopted(_) => "adopt",
+                };
+                self.node.handle_action_done(now, token, result);
+                if let Some(observer) = &self.observer {
+                    let _ = observer.send(Observation::ActionDone(now, kind));
+                }
+            }
+            backend::Event::Changes(changes) => self.node.handle_local_changes(now, changes),
+            backend::Event::ChangesLost => self.node.handle_changes_lost(now),
+            backend::Event::Snapshot(sessions) => {
+                if let Some(waiter) = self.snapshot_waiters.pop_front() {
+                    let local = self.node.config().node_id;
+                    let acknowledged = sessions
+                        .iter()
+                        .filter(|r| r.owner == local && self.node.is_replicated(&r.key))
+                        .map(|r| r.key)
+                        .collect();
+                    let _ = waiter.send(ReplicationSnapshot {
+                        sessions,
+                        acknowledged,
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: NodeRequest) {
+        match request {
+            NodeRequest::Replication(reply) => {
+                self.snapshot_waiters.push_back(reply);
+                self.backend.send(Command::Snapshot);
+            }
+            NodeRequest::Control(request, reply) => self.control(request, reply),
+        }
+    }
+
+    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        match request {
+            Request::Status => {
+                let status = self.status();
+                let (tx, rx) = oneshot::channel();
+                self.backend.send(Command::Counts { reply: tx });
+                // The counts come from the backend thread; answer from a task so the driver
+                // never waits for it.
+                tokio::spawn(async move {
+                    let mut status = status;
+                    if let Ok(counts) = rx.await {
+                        status.sessions.total = counts.total;
+                        status.sessions.owned = counts.owned;
+                        status.sessions.peer_owned = counts.total - counts.owned;
+                    }
+                    let _ = reply.send(Response::ok(&status));
+                });
+            }
+            Request::Peer => {
+                let peer = self.peer_info();
+                let _ = reply.send(Response::ok(&peer));
+            }
+            Request::Sessions { filter, limit } => {
+                let (tx, rx) = oneshot::channel();
+                self.backend.send(Command::List {
+                    filter,
+                    limit,
+                    reply: tx,
+                });
+                answer_later(rx, reply);
+            }
+            Request::SessionsCount => {
+                let (tx, rx) = oneshot::channel();
+                self.backend.send(Command::Counts { reply: tx });
+                tokio::spawn(async move {
+                    let response = match rx.await {
+                        Ok(counts) => Response::ok(&serde_json::json!({
+                            "total": counts.total,
+                            "owned": counts.owned,
+                            "peer_owned": counts.total - counts.owned,
+                        })),
+                        Err(_) => Response::error("the session table is not available"),
+                    };
+                    let _ = reply.send(response);
+                });
+            }
+            Request::SessionsGenerate { count } => {
+                let (tx, rx) = oneshot::channel();
+                self.backend.send(Command::Generate { count, reply: tx });
+                answer_later(rx, reply);
+            }
+            Request::Events { limit } => {
+                let _ = reply.send(Response::ok(&self.events(limit)));
+            }
+            Request::Switchover => {
+                let response = match self.node.switchover(self.clock.now()) {
+                    Ok(()) => Response::ok(&SwitchoverDone {
+                        message: "handing the active role to the peer".to_string(),
+                    }),
+                    Err(err) => Response::error(err.to_string()),
+                };
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let now = self.clock.now();
+        let node = &self.node;
+        let config = node.config();
+        let since = node
+            .history()
+            .iter()
+            .rev()
+            .find(|e| matches!(e.event, Event::StateChanged { .. }))
+            .map_or(Instant::ZERO, |e| e.at);
+        let stats = node.stats();
+        let link = self.link.stats();
+        let mut counters = std::collections::BTreeMap::new();
+        for (name, value) in core_counters(stats).into_iter().chain([
+            ("link_control_frames_in", link.control.frames_in),
+            ("link_control_frames_out", link.control.frames_out),
+            ("link_data_frames_in", link.data.frames_in),
+            ("link_data_frames_out", link.data.frames_out),
+            ("link_data_bytes_in", link.data.bytes_in),
+            ("link_data_bytes_out", link.data.bytes_out),
+            ("link_rejected_handshakes", link.rejected_handshakes),
+            ("link_malformed_frames", link.malformed_frames),
+            ("link_reconnects", link.reconnects),
+            ("link_dial_failures", link.dial_failures),
+        ]) {
+            counters.insert(name.to_string(), value);
+        }
+        Status {
+            node: NodeInfo {
+                name: self.name.clone(),
+                node_id: config.node_id.to_string(),
+                fingerprint: self.fingerprint.to_string(),
+                pair_id: config.pair_id,
+                priority: config.priority,
+                backup: config.backup_type.name().to_string(),
+                preempt: config.preempt,
+            },
+            state: state_view(node.state()),
+            state_since_ms: (now - since).as_millis() as u64,
+            role: role_view(node.role()),
+            ready: node.is_ready(),
+            not_ready: node
+                .not_ready_reasons()
+                .iter()
+                .map(|r| r.name().to_string())
+                .collect(),
+            peer: Some(self.peer_info()),
+            sessions: SessionCounts {
+                total: 0,
+                owned: 0,
+                peer_owned: 0,
+                pending_changes: node.pending_changes() as u64,
+                in_flight_batches: node.in_flight_batches() as u64,
+            },
+            replication: Replication {
+                epoch: u64::from(node.epoch()),
+                bulk_sent: node.history().iter().any(
+                    |e| matches!(e.event, Event::BulkSent { epoch, .. } if epoch == node.epoch()),
+                ),
+                bulk_received: node.is_ready(),
+                lag_p50_us: stats.lag.quantile(0.5).as_micros() as u64,
+                lag_p99_us: stats.lag.quantile(0.99).as_micros() as u64,
+                lag_max_us: stats.lag.max().as_micros() as u64,
+                lag_samples: stats.lag.count(),
+            },
+            counters,
+            uptime_ms: now.as_nanos() / 1_000_000,
+        }
+    }
+
+    fn peer_info(&self) -> PeerInfo {
+        let now = self.clock.now();
+        let peer = self.node.peer();
+        PeerInfo {
+            address: self.peer_address.clone(),
+            link: if self.link_up {
+                LinkState::Up
+            } else {
+                LinkState::Down
+            },
+            node_id: peer.as_ref().map(|p| p.node_id.to_string()),
+            state: peer.as_ref().map(|p| state_view(p.state)),
+            role: peer.as_ref().map(|p| role_view(p.role)),
+            priority: peer.as_ref().map(|p| p.priority),
+            ready: peer.as_ref().map(|p| p.ready),
+            last_hello_ms_ago: peer
+                .as_ref()
+                .map(|p| (now - p.last_heard).as_millis() as u64),
+            rtt_us: self.node.link_rtt().map(|rtt| rtt.as_micros() as u64),
+            incompatibility: peer.and_then(|p| p.incompatibility).map(|i| i.to_string()),
+        }
+    }
+
+    fn events(&self, limit: Option<usize>) -> EventList {
+        let mut events: Vec<EventView> = self
+            .node
+            .history()
+            .iter()
+            .map(|entry| event_view(entry.at, &entry.event))
+            .chain(self.link_history.iter().map(|(at, message)| EventView {
+                at_ms: at.as_nanos() / 1_000_000,
+                kind: EventKind::Link,
+                from: None,
+                to: None,
+                reason: None,
+                message: message.clone(),
+            }))
+            .collect();
+        events.sort_by_key(|e| e.at_ms);
+        let keep = limit.unwrap_or(events.len()).min(events.len());
+        EventList {
+            events: events.split_off(events.len() - keep),
+        }
+    }
+}
+
+fn answer_later<T: serde::Serialize + Send + 'static>(
+    rx: oneshot::Receiver<T>,
+    reply: oneshot::Sender<Response>,
+) {
+    tokio::spawn(async move {
+        let response = match rx.await {
+            Ok(value) => Response::ok(&value),
+            Err(_) => Response::error("the session table is not available"),
+        };
+        let _ = reply.send(response);
+    });
+}
+
+fn state_view(state: SyncState) -> FailoverState {
+    match state {
+        SyncState::Silence => FailoverState::Silence,
+        SyncState::Independence => FailoverState::Independence,
+        SyncState::Synchronization => FailoverState::Synchronization,
+    }
+}
+
+fn role_view(role: Role) -> RoleView {
+    match role {
+        Role::Active => RoleView::Active,
+        Role::Standby => RoleView::Standby,
+    }
+}
+
+/// An event as `failoverctl events` shows it.
+pub fn event_view(at: Instant, event: &Event) -> EventView {
+    let (kind, from, to, reason) = match event {
+        Event::StateChanged { from, to, reason } => (
+            EventKind::State,
+            Some(from.name().to_string()),
+            Some(to.name().to_string()),
+            Some(reason),
+        ),
+        Event::RoleChanged { from, to, reason } => (
+            EventKind::Role,
+            Some(from.name().to_string()),
+            Some(to.name().to_string()),
+            Some(reason),
+        ),
+        Event::NegotiationFailed(_) => (EventKind::Negotiation, None, None, None),
+        Event::BulkSent { .. } => (EventKind::BulkSent, None, None, None),
+        Event::BulkReceived { .. } => (EventKind::BulkReceived, None, None, None),
+        Event::ChangesLost => (EventKind::ChangesLost, None, None, None),
+        Event::ApplyFailed { .. } => (EventKind::ApplyFailed, None, None, None),
+    };
+    EventView {
+        at_ms: at.as_nanos() / 1_000_000,
+        kind,
+        from,
+        to,
+        reason: reason.map(Reason::to_string),
+        message: event.to_string(),
+    }
+}
+
+/// Every counter of the core, by its stable name.
+fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
+    vec![
+        ("hellos_sent", stats.hellos_sent),
+        ("hellos_received", stats.hellos_received),
+        ("batches_sent", stats.batches_sent),
+        ("batches_received", stats.batches_received),
+        ("records_sent", stats.records_sent),
+        ("records_received", stats.records_received),
+        ("records_applied", stats.records_applied),
+        ("retransmits", stats.retransmits),
+        ("duplicate_batches", stats.duplicate_batches),
+        ("out_of_order_batches", stats.out_of_order_batches),
+        ("stale_epoch_batches", stats.stale_epoch_batches),
+        ("malformed_frames", stats.malformed_frames),
+        ("unknown_messages", stats.unknown_messages),
+        ("unknown_sections", stats.unknown_sections),
+        ("foreign_records", stats.foreign_records),
+        ("bogus_acks", stats.bogus_acks),
+        ("frames_without_link", stats.frames_without_link),
+        ("coalesced", stats.coalesced),
+        ("apply_failures", stats.apply_failures),
+        ("changes_lost", stats.changes_lost),
+        ("bulk_syncs_sent", stats.bulk_syncs_sent),
+        ("bulk_syncs_received", stats.bulk_syncs_received),
+        ("swept", stats.swept),
+        ("adopted", stats.adopted),
+    ]
+}

@@ -1,0 +1,14 @@
+//! The failoverd daemon: wiring only. The decisions are in `failoverd-core`; this crate connects
+//! the core to the failover link (`failoverd-link`), the session table (`failoverd-backends`),
+//! the control socket (`failoverd-control`) and the clock.
+//!
+//! - [`driver`]: the task that owns a node's core;
+//! - [`backend`]: the session table's own thread;
+//! - [`daemon`]: `failoverd` with a config file;
+//! - [`demo`]: `failoverd demo`, two nodes on loopback.
+
+pub mod backend;
+pub mod daemon;
+pub mod demo;
+pub mod driver;
+mod proxy;
