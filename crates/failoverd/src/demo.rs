@@ -49,7 +49,16 @@ impl Default for Options {
     }
 }
 
-/// One state change of the surviving node.
+fn change(at_ms: u64, from: &str, to: &str, reason: &Reason) -> StateChange {
+    StateChange {
+        at_ms,
+        from: from.to_string(),
+        to: to.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// One state (or role) change of the surviving node.
 #[derive(Debug, Clone, Serialize)]
 pub struct StateChange {
     /// Milliseconds since the demo started.
@@ -84,6 +93,8 @@ pub struct Report {
     pub takeover_ms: f64,
     /// The survivor's state changes, with reasons.
     pub states: Vec<StateChange>,
+    /// The survivor's role changes, with reasons.
+    pub roles: Vec<StateChange>,
     /// Session events the stream generated.
     pub events_generated: u64,
     /// Seconds the stream ran.
@@ -222,16 +233,20 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     );
 
     let mut states = Vec::new();
+    let mut roles = Vec::new();
     let mut detected = None;
     let mut active = None;
     let mut took_over = None;
+    let mut independent = false;
+    // Until the survivor took over, and then left Silence again (the seed's diagram, whole).
     let deadline = killed + Duration::from_secs(10);
-    while took_over.is_none() {
+    while took_over.is_none() || !independent {
         let timeout = deadline.saturating_duration_since(WallInstant::now());
         let Ok(Some((at, observation))) = tokio::time::timeout(timeout, stamped.recv()).await
         else {
-            bail!("node B did not take over within 10 s of the kill");
+            bail!("node B did not take over and leave silence within 10 s of the kill");
         };
+        let at_ms = at.duration_since(started).as_millis() as u64;
         match observation {
             Observation::Event(_, Event::StateChanged { from, to, reason }) => {
                 if at >= killed
@@ -240,20 +255,14 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
                 {
                     detected.get_or_insert(at);
                 }
-                states.push(StateChange {
-                    at_ms: at.duration_since(started).as_millis() as u64,
-                    from: from.name().to_string(),
-                    to: to.name().to_string(),
-                    reason: reason.to_string(),
-                });
+                independent |= detected.is_some() && to == SyncState::Independence;
+                states.push(change(at_ms, from.name(), to.name(), &reason));
             }
-            Observation::Event(
-                _,
-                Event::RoleChanged {
-                    to: Role::Active, ..
-                },
-            ) if at >= killed => {
-                active = Some(at);
+            Observation::Event(_, Event::RoleChanged { from, to, reason }) => {
+                if at >= killed && to == Role::Active {
+                    active = Some(at);
+                }
+                roles.push(change(at_ms, from.name(), to.name(), &reason));
             }
             Observation::ActionDone(_, "adopt") if active.is_some() => took_over = Some(at),
             _ => {}
@@ -296,6 +305,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         detection_ms: ms(detected),
         takeover_ms: ms(took_over),
         states,
+        roles,
         events_generated,
         stream_seconds,
         replicated_events_per_sec: applied as f64 / stream_seconds,
@@ -511,12 +521,14 @@ pub fn summary(report: &Report) -> String {
         "after the takeover: {} sessions on the survivor; acknowledged sessions lost: {}, different: {}\n",
         report.sessions_on_standby_after_takeover, report.sessions_lost, report.sessions_different
     ));
-    out.push_str("survivor's states:\n");
-    for change in &report.states {
-        out.push_str(&format!(
-            "  {:>6} ms  {} -> {}: {}\n",
-            change.at_ms, change.from, change.to, change.reason
-        ));
+    for (what, changes) in [("states", &report.states), ("roles", &report.roles)] {
+        out.push_str(&format!("survivor's {what}:\n"));
+        for change in changes {
+            out.push_str(&format!(
+                "  {:>6} ms  {} -> {}: {}\n",
+                change.at_ms, change.from, change.to, change.reason
+            ));
+        }
     }
     out.trim_end().to_string()
 }

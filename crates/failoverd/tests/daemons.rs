@@ -1,0 +1,362 @@
+//! Two real `failoverd` processes on loopback, with the secure failover link, driven through
+//! their control sockets as `failoverctl` drives them.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use failoverd_control::protocol::{EventList, FailoverState, Request, Role, Status};
+use failoverd_control::transport;
+use failoverd_link::{Fingerprint, Identity};
+use serde_json::Value;
+
+/// A `failoverd` process; killed and reaped when dropped, whatever happened.
+struct Daemon {
+    name: &'static str,
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Daemon {
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{} did not exit within {within:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One node's files: key, config, socket, log.
+struct NodeFiles {
+    dir: PathBuf,
+    identity: Identity,
+    listen: SocketAddr,
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl NodeFiles {
+    fn new(root: &Path, name: &str) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let identity = Identity::generate();
+        let key = dir.join("node.pem");
+        std::fs::write(&key, identity.to_pem()).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Self {
+            dir,
+            identity,
+            listen: free_port(),
+        }
+    }
+
+    fn start(
+        &self,
+        name: &'static str,
+        priority: u8,
+        peer: &NodeFiles,
+        peer_key: Fingerprint,
+    ) -> Daemon {
+        let config = self.dir.join("failoverd.toml");
+        let socket = self.dir.join("failoverd.sock");
+        let log = self.dir.join(format!("{name}.log"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[node]
+name = "{name}"
+key = "node.pem"
+priority = {priority}
+
+[pair]
+id = 7
+
+[link]
+listen = "{listen}"
+peer = "{peer}"
+peer_key = "{peer_key}"
+
+[timers]
+silence_ms = 300
+
+[control]
+socket = "{socket}"
+
+[log]
+level = "info"
+"#,
+                listen = self.listen,
+                peer = peer.listen,
+                socket = socket.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_failoverd"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start failoverd");
+        Daemon {
+            name,
+            child: Some(child),
+            socket,
+            log,
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn call(daemon: &Daemon, request: Request) -> Result<Value, String> {
+    runtime()
+        .block_on(transport::request(&daemon.socket, &request))
+        .map_err(|e| e.to_string())
+}
+
+fn status(daemon: &Daemon) -> Option<Status> {
+    call(daemon, Request::Status)
+        .ok()
+        .map(|v| serde_json::from_value(v).unwrap())
+}
+
+/// Polls until `done` holds; the timeout only bounds a failure.
+fn wait_for(daemon: &Daemon, what: &str, done: impl Fn(&Status) -> bool) -> Status {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = status(daemon)
+            && done(&status)
+        {
+            return status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            panic!(
+                "{}: {what} did not happen; last status {:?}\nlog:\n{}",
+                daemon.name,
+                status(daemon),
+                daemon.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn synchronized(status: &Status) -> bool {
+    status.state == FailoverState::Synchronization && status.ready
+}
+
+fn events(daemon: &Daemon) -> EventList {
+    serde_json::from_value(call(daemon, Request::Events { limit: None }).unwrap()).unwrap()
+}
+
+/// A pair with the right keys, synchronized.
+fn pair(root: &Path) -> (NodeFiles, NodeFiles, Daemon, Daemon) {
+    let (fa, fb) = (NodeFiles::new(root, "a"), NodeFiles::new(root, "b"));
+    let a = fa.start("a", 200, &fb, fb.identity.fingerprint());
+    let b = fb.start("b", 100, &fa, fa.identity.fingerprint());
+    wait_for(&a, "synchronization", synchronized);
+    wait_for(&b, "synchronization", synchronized);
+    (fa, fb, a, b)
+}
+
+#[test]
+fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
+    let root = tempfile::tempdir().unwrap();
+    let (_fa, _fb, mut a, b) = pair(root.path());
+    assert_eq!(status(&a).unwrap().role, Role::Active, "priority 200");
+    assert_eq!(status(&b).unwrap().role, Role::Standby);
+
+    let generated = call(&a, Request::SessionsGenerate { count: 5000 }).unwrap();
+    assert_eq!(generated["created"], 5000);
+    wait_for(&b, "replication of 5000 sessions", |s| {
+        s.sessions.total == 5000 && s.sessions.peer_owned == 5000
+    });
+    let before = wait_for(&a, "every change acknowledged", |s| {
+        s.sessions.pending_changes == 0 && s.sessions.in_flight_batches == 0
+    });
+    assert_eq!(before.sessions.owned, 5000);
+
+    // Silent: a stopped process sends nothing (its kernel still holds the connection open), then
+    // it dies.
+    let silenced = Instant::now();
+    a.signal("STOP");
+    let after = wait_for(&b, "takeover", |s| {
+        s.role == Role::Active && s.sessions.owned == 5000
+    });
+    let took = silenced.elapsed();
+    a.signal("KILL");
+    a.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        after.sessions.total, 5000,
+        "every acknowledged session survives"
+    );
+    assert_eq!(after.state, FailoverState::Silence);
+    assert!(
+        took >= Duration::from_millis(100),
+        "not before the dead interval: {took:?}"
+    );
+    let reasons: Vec<_> = events(&b)
+        .events
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("peer dead: no hello for")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn sigterm_hands_over_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let (_fa, _fb, mut a, b) = pair(root.path());
+    let stopping = Instant::now();
+    a.signal("TERM");
+    let status = a.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "graceful exit: {status:?}");
+    wait_for(&b, "takeover", |s| s.role == Role::Active);
+    let reasons: Vec<_> = events(&b)
+        .events
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "peer left (goodbye)"),
+        "took over because told, not by timeout: {reasons:?}"
+    );
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_wrong_peer_key_never_synchronizes_and_the_right_one_does() {
+    let root = tempfile::tempdir().unwrap();
+    let (fa, fb) = (
+        NodeFiles::new(root.path(), "a"),
+        NodeFiles::new(root.path(), "b"),
+    );
+    let stranger = Identity::generate().fingerprint();
+    let a = fa.start("a", 200, &fb, stranger);
+    let b = fb.start("b", 100, &fa, fa.identity.fingerprint());
+    // Both sides keep trying: B dials or accepts A, and A refuses B's key (or B refuses A's
+    // certificate for not being what A expects); either way nothing gets through.
+    wait_for(&a, "a rejected handshake", |s| {
+        s.counters["link_rejected_handshakes"] > 0 || s.counters["link_dial_failures"] > 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for daemon in [&a, &b] {
+        let s = status(daemon).unwrap();
+        assert_ne!(s.state, FailoverState::Synchronization, "{}", daemon.name);
+        assert_eq!(
+            s.counters["hellos_received"], 0,
+            "{}: nothing from an unauthenticated peer",
+            daemon.name
+        );
+    }
+    let log = a.log();
+    assert!(
+        log.contains(&stranger.to_string()) || b.log().contains(&stranger.to_string()),
+        "the rejection names the pinned key\nA:\n{log}\nB:\n{}",
+        b.log()
+    );
+    drop(a);
+
+    // Positive control: the same setup with the right key.
+    let a = fa.start("a", 200, &fb, fb.identity.fingerprint());
+    wait_for(&a, "synchronization", synchronized);
+    wait_for(&b, "synchronization", synchronized);
+}
+
+#[test]
+fn garbage_and_unauthenticated_clients_do_not_disturb_a_synchronized_pair() {
+    let root = tempfile::tempdir().unwrap();
+    let (fa, _fb, a, b) = pair(root.path());
+    let before = status(&b).unwrap();
+    let state_changes = |d: &Daemon| events(d).events.iter().filter(|e| e.from.is_some()).count();
+    let changes_before = (state_changes(&a), state_changes(&b));
+
+    let mut garbage = TcpStream::connect(fa.listen).unwrap();
+    let _ = garbage.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, b'F', b'O', 1, 1, 0, 0, 0, 8]);
+    let _ = garbage.write_all(&vec![0xa5; 64 * 1024]);
+    let _silent = TcpStream::connect(fa.listen).unwrap();
+    // A stranger with a valid TLS key of its own, pinning A correctly.
+    let rt = runtime();
+    let stranger = rt.block_on(async {
+        failoverd_link::spawn(failoverd_link::LinkConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            fa.listen,
+            Identity::generate(),
+            fa.identity.fingerprint(),
+        ))
+    });
+    wait_for(&a, "rejections counted", |s| {
+        s.counters["link_rejected_handshakes"] >= 2
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(stranger);
+    drop(rt);
+
+    let after = status(&b).unwrap();
+    assert!(synchronized(&after) && synchronized(&status(&a).unwrap()));
+    assert!(
+        after.counters["hellos_received"] > before.counters["hellos_received"] + 20,
+        "hellos kept flowing"
+    );
+    assert_eq!(
+        (state_changes(&a), state_changes(&b)),
+        changes_before,
+        "no state or role change"
+    );
+}
