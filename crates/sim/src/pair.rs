@@ -280,6 +280,9 @@ impl Pair {
         let Some((_, token, action)) = self.nodes[i].work.take() else {
             return;
         };
+        if let Some(trace) = &mut self.trace {
+            trace.push((self.now, i, format!("perform {action:?}")));
+        }
         let node = &mut self.nodes[i];
         let result = perform(&mut node.table, action).map(|(_, result)| result);
         if let Some(mut result) = result {
