@@ -35,6 +35,10 @@ pub struct NodeConfig {
     pub max_in_flight: usize,
     /// Records per apply action at most: bounds how long one apply holds the backend.
     pub max_apply_slice: usize,
+    /// Local changes queued for the peer (coalesced, not yet sent) above which the node stops
+    /// asking for more while synchronizing (see [`crate::Node::wants_local_changes`]): past what
+    /// the link carries, the backend's own change queue is the buffer.
+    pub max_pending_changes: usize,
     /// Entries kept in the event history.
     pub history_len: usize,
     /// Seed of the node's random number generator (epochs).
@@ -73,6 +77,7 @@ impl Default for NodeConfig {
             max_batch_bytes: 64 * 1024,
             max_in_flight: 128,
             max_apply_slice: 4096,
+            max_pending_changes: 32 * 1024,
             history_len: 256,
             seed: 0,
             #[cfg(feature = "planted-bugs")]
@@ -127,6 +132,9 @@ impl NodeConfig {
         }
         if self.max_apply_slice == 0 {
             return Err(ConfigError::Zero("max apply slice"));
+        }
+        if self.max_pending_changes == 0 {
+            return Err(ConfigError::Zero("max pending changes"));
         }
         Ok(())
     }

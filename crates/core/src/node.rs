@@ -215,7 +215,8 @@ enum Work {
 /// - commands: [`switchover`](Self::switchover), [`shutdown`](Self::shutdown);
 /// - output, polled after every input in this order: [`poll_action`](Self::poll_action),
 ///   [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event), then sleep until
-///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`.
+///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`; flow control:
+///   [`wants_local_changes`](Self::wants_local_changes) says whether to feed more local changes.
 ///
 /// See the crate documentation and `docs/ARCHITECTURE.md` for the protocol.
 #[derive(Debug)]
@@ -401,6 +402,16 @@ impl Node {
     /// Our bulk sync is applied by the peer and no change is queued or in flight.
     pub fn is_replication_idle(&self) -> bool {
         self.outbound.is_idle()
+    }
+
+    /// Whether the driver should hand over more local changes now (flow control). False while
+    /// synchronizing with more than [`max_pending_changes`](NodeConfig::max_pending_changes)
+    /// queued: the link is the bottleneck, and changes wait in the backend's own queue (which
+    /// coalesces nothing but costs nothing here) until batches drain the queue. Outside
+    /// Synchronization nothing is sent, so nothing is held back either.
+    pub fn wants_local_changes(&self) -> bool {
+        !matches!(self.state, State::Synchronization { .. })
+            || self.outbound.pending_len() < self.config.max_pending_changes
     }
 
     /// Changes queued, not yet sent.

@@ -1,17 +1,34 @@
 //! The session table's own thread. It owns the backend, so a long dump or apply never holds up
 //! the driver's timers (hellos keep their schedule during a million-session bulk sync).
+//!
+//! Local changes flow to the driver under credit: the thread sends a chunk of changes only with
+//! a permit the driver granted, and the driver grants permits back only while the core wants
+//! more ([`failoverd_core::Node::wants_local_changes`]). Past what the failover link carries,
+//! changes wait in the backend's own queue (a netlink socket's buffer, for the kernel), not in
+//! channels or the core; the thread never waits for the driver, so it answers commands (status
+//! counts, listings, applies) at once whatever the load.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::thread;
 
 use failoverd_backends::{MemoryBackend, SessionBackend, perform, sample_record};
 use failoverd_control::protocol::{Generated, SessionFilter, SessionList};
 use failoverd_core::{Action, ActionResult, Token};
 use failoverd_wire::{SessionOp, SessionRecord};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Changes handed to the driver per message: bounds one message, not the rate.
 const CHANGE_CHUNK: usize = 4096;
+
+/// Chunks of changes that may be on their way to the driver or in its hands at once (the
+/// permits of the credit).
+pub const CHANGE_CREDIT: usize = 4;
+
+/// Demo traffic is acknowledged only once the backend's change queue is below this: the demo's
+/// generator runs at the rate the node takes its changes, as traffic shaped by the firewall's
+/// capacity would, instead of overrunning the queue.
+const TRAFFIC_BACKLOG: usize = CHANGE_CREDIT * CHANGE_CHUNK;
 
 /// Work for the backend thread.
 #[derive(Debug)]
@@ -24,7 +41,8 @@ pub enum Command {
         reply: oneshot::Sender<Generated>,
     },
     /// Demo traffic: sessions created, updated and ended by local activity; `done` answers
-    /// once they happened, so the generator never queues more than the table can take.
+    /// once they happened and the node has taken most of the changes they made, so the generator
+    /// never queues more than the node can take.
     Traffic {
         creates: u32,
         updates: u32,
@@ -48,10 +66,19 @@ pub enum Command {
 pub enum Event {
     /// The result of a [`Command::Perform`].
     Done(Token, ActionResult),
-    /// Local changes, in the order they happened.
-    Changes(Vec<SessionOp>),
-    /// Local change events were lost: resynchronize.
-    ChangesLost,
+    /// Local changes, in the order they happened. `credited`: sent with a permit of the credit,
+    /// to be granted back ([`BackendHandle::grant`]) once the core wants more.
+    Changes {
+        /// The changes.
+        ops: Vec<SessionOp>,
+        /// Whether it used a permit.
+        credited: bool,
+    },
+    /// Local change events were lost: resynchronize. Uses a permit when `credited`.
+    ChangesLost {
+        /// Whether it used a permit.
+        credited: bool,
+    },
     /// The answer to [`Command::Snapshot`].
     Snapshot(Vec<SessionRecord>),
 }
@@ -69,6 +96,7 @@ pub struct Counts {
 #[derive(Debug, Clone)]
 pub struct BackendHandle {
     commands: mpsc::UnboundedSender<Command>,
+    credit: Arc<Semaphore>,
 }
 
 impl BackendHandle {
@@ -76,18 +104,26 @@ impl BackendHandle {
     pub fn send(&self, command: Command) -> bool {
         self.commands.send(command).is_ok()
     }
+
+    /// Gives back `permits` of the change credit: the thread may send that many more chunks.
+    pub fn grant(&self, permits: usize) {
+        self.credit.add_permits(permits);
+    }
 }
 
-/// Starts the backend thread. Its events arrive on the returned receiver; when the driver is
-/// slow to take them, the thread waits and the backend's own change queue absorbs the rest
-/// (and overruns, reported as [`Event::ChangesLost`], rather than growing without bound).
+/// Starts the backend thread with [`CHANGE_CREDIT`] permits. Its events arrive on the returned
+/// receiver; the credit bounds the changes among them, and when the driver holds the credit back
+/// the backend's own change queue absorbs the rest (and overruns, reported as
+/// [`Event::ChangesLost`], rather than growing without bound).
 pub fn spawn(
     name: &str,
     backend: MemoryBackend,
-) -> std::io::Result<(BackendHandle, mpsc::Receiver<Event>)> {
+) -> std::io::Result<(BackendHandle, mpsc::UnboundedReceiver<Event>)> {
     let (commands, command_rx) = mpsc::unbounded_channel();
-    let (events, event_rx) = mpsc::channel(64);
+    let (events, event_rx) = mpsc::unbounded_channel();
+    let credit = Arc::new(Semaphore::new(CHANGE_CREDIT));
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let thread_credit = Arc::clone(&credit);
     thread::Builder::new()
         .name(format!("{name}-sessions"))
         .spawn(move || {
@@ -97,49 +133,70 @@ pub fn spawn(
                     backend,
                     events,
                     traffic,
+                    traffic_waiting: Vec::new(),
                 }
-                .run(command_rx),
+                .run(command_rx, thread_credit),
             );
         })?;
-    Ok((BackendHandle { commands }, event_rx))
+    Ok((BackendHandle { commands, credit }, event_rx))
 }
 
 struct Worker {
     backend: MemoryBackend,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
     traffic: Traffic,
+    /// Demo traffic applied, acknowledged once the change queue is short enough.
+    traffic_waiting: Vec<oneshot::Sender<()>>,
 }
 
 impl Worker {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, credit: Arc<Semaphore>) {
         loop {
-            tokio::select! {
-                biased;
-                command = commands.recv() => match command {
-                    Some(command) => {
-                        if self.handle(command).await.is_err() {
-                            return;
-                        }
-                    }
-                    None => return,
-                },
-                () = self.backend.changed() => {
-                    if self.drain_changes().await.is_err() {
-                        return;
+            // Commands first: a status request never waits behind a stream of changes.
+            let changes = {
+                let changed = self.backend.changed();
+                let credit = Arc::clone(&credit);
+                async move {
+                    changed.await;
+                    // The semaphore is never closed.
+                    if let Ok(permit) = credit.acquire_owned().await {
+                        permit.forget();
                     }
                 }
+            };
+            let sent = tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => return,
+                },
+                () = changes => {
+                    let sent = self.send_chunk(true);
+                    if let Ok(false) = sent {
+                        // Nothing was pending after all: the permit goes back.
+                        credit.add_permits(1);
+                    }
+                    sent.map(drop)
+                }
+            };
+            if sent.is_err() {
+                return;
             }
+            self.release_traffic();
         }
     }
 
     /// Err when the driver is gone.
-    async fn handle(&mut self, command: Command) -> Result<(), Closed> {
+    fn handle(&mut self, command: Command) -> Result<(), Closed> {
         match command {
             Command::Perform(action) => {
-                // Changes that happened before this action reach the core before its result.
-                self.drain_changes().await?;
+                // A dump must not overtake the changes before it: they are older than it, and an
+                // overrun among them is covered by it.
+                if matches!(action, Action::Dump { .. }) {
+                    self.drain_changes()?;
+                }
                 if let Some((token, result)) = perform(&mut self.backend, action) {
-                    self.send(Event::Done(token, result)).await?;
+                    self.send(Event::Done(token, result))?;
                 }
             }
             Command::Generate { count, reply } => {
@@ -170,7 +227,7 @@ impl Worker {
                 for _ in 0..deletes {
                     self.traffic.delete(&mut self.backend);
                 }
-                let _ = done.send(());
+                self.traffic_waiting.push(done);
             }
             Command::List {
                 filter,
@@ -194,32 +251,42 @@ impl Worker {
                 });
             }
             Command::Snapshot => {
-                self.drain_changes().await?;
+                // The snapshot is compared with what the core knows: every change first.
+                self.drain_changes()?;
                 let records = self.backend.iter().cloned().collect();
-                self.send(Event::Snapshot(records)).await?;
+                self.send(Event::Snapshot(records))?;
             }
         }
-        self.drain_changes().await
+        Ok(())
     }
 
-    async fn drain_changes(&mut self) -> Result<(), Closed> {
-        loop {
-            let mut changes = Vec::new();
-            match self.backend.poll_changes(&mut changes, CHANGE_CHUNK) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
-                    self.send(Event::Changes(changes)).await?;
-                    if n < CHANGE_CHUNK {
-                        return Ok(());
-                    }
-                }
-                Err(_) => self.send(Event::ChangesLost).await?,
+    /// Sends every pending change, outside the credit (before a dump or a snapshot, rare).
+    fn drain_changes(&mut self) -> Result<(), Closed> {
+        while self.send_chunk(false)? {}
+        Ok(())
+    }
+
+    /// Sends one chunk of pending changes, or the overrun; Ok(false) if nothing was pending.
+    fn send_chunk(&mut self, credited: bool) -> Result<bool, Closed> {
+        let mut ops = Vec::new();
+        match self.backend.poll_changes(&mut ops, CHANGE_CHUNK) {
+            Ok(0) => Ok(false),
+            Ok(_) => self.send(Event::Changes { ops, credited }).map(|()| true),
+            Err(_) => self.send(Event::ChangesLost { credited }).map(|()| true),
+        }
+    }
+
+    /// Acknowledges demo traffic once the node has taken most of its changes.
+    fn release_traffic(&mut self) {
+        if self.backend.pending_changes() <= TRAFFIC_BACKLOG {
+            for done in self.traffic_waiting.drain(..) {
+                let _ = done.send(());
             }
         }
     }
 
-    async fn send(&self, event: Event) -> Result<(), Closed> {
-        self.events.send(event).await.map_err(|_| Closed)
+    fn send(&self, event: Event) -> Result<(), Closed> {
+        self.events.send(event).map_err(|_| Closed)
     }
 }
 

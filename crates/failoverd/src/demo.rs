@@ -109,6 +109,11 @@ pub struct Report {
     pub hello_interval_ms: u64,
     /// Dead interval, milliseconds.
     pub dead_interval_ms: u64,
+    /// How late a timer (hello, dead, retransmit) ran at most on either node until the kill,
+    /// microseconds: the hellos' schedule under the load.
+    pub timer_late_max_us: u64,
+    /// The longest turn of either node's driver loop until the kill, microseconds.
+    pub driver_turn_max_us: u64,
 }
 
 /// A node of the demo, seen from the outside.
@@ -313,6 +318,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         lag_p99_us: status_a.replication.lag_p99_us,
         hello_interval_ms: options.hello_interval.as_millis() as u64,
         dead_interval_ms: options.dead_interval.as_millis() as u64,
+        timer_late_max_us: counter(&status_a, "driver_timer_late_max_us")
+            .max(counter(&status_b, "driver_timer_late_max_us")),
+        driver_turn_max_us: counter(&status_a, "driver_turn_max_us")
+            .max(counter(&status_b, "driver_turn_max_us")),
     })
 }
 
@@ -508,6 +517,11 @@ pub fn summary(report: &Report) -> String {
         report.replicated_events_per_sec,
         report.lag_p50_us,
         report.lag_p99_us
+    ));
+    out.push_str(&format!(
+        "under the load: timers at most {:.1} ms late, longest driver turn {:.1} ms\n",
+        report.timer_late_max_us as f64 / 1e3,
+        report.driver_turn_max_us as f64 / 1e3
     ));
     out.push_str(&format!(
         "at the kill: {} sessions on the active node, {} acknowledged as applied by the standby, {} not yet\n",

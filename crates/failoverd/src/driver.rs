@@ -21,6 +21,11 @@ use crate::backend::{self, BackendHandle, Command};
 /// Link events kept for `failoverctl events` (the core keeps its own history).
 const LINK_HISTORY: usize = 64;
 
+/// Session batches built per turn of the driver loop at most (a batch is up to 64 KiB, some 400
+/// records): bounds a turn, so timers, control frames and requests never wait behind a whole
+/// window of batches.
+const DATA_FRAMES_PER_TURN: usize = 8;
+
 /// Everything one node needs.
 pub struct NodeSetup {
     /// Name for logs and status.
@@ -34,7 +39,7 @@ pub struct NodeSetup {
     /// The failover link, already spawned.
     pub link: (LinkSender, LinkEvents),
     /// The session table's thread, already spawned.
-    pub backend: (BackendHandle, mpsc::Receiver<backend::Event>),
+    pub backend: (BackendHandle, mpsc::UnboundedReceiver<backend::Event>),
 }
 
 /// A request to a running node.
@@ -119,10 +124,17 @@ pub async fn run(
         link_history: VecDeque::new(),
         snapshot_waiters: VecDeque::new(),
         blocked_data: None,
+        owed_credit: 0,
+        turns: Turns::default(),
     };
     tokio::pin!(shutdown);
     loop {
-        driver.flush();
+        // Timers first, on every turn: a hello is at most one bounded turn late, whatever
+        // else is ready.
+        driver.run_timers();
+        let more_data = driver.flush();
+        driver.grant_credit();
+        driver.turns.end();
         let deadline = driver
             .node
             .poll_timeout()
@@ -133,10 +145,12 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        // Not biased: under load every source is ready all the time, and a fixed order would
+        // starve the last ones (status requests behind session data). Each branch does a
+        // bounded amount of work.
         tokio::select! {
-            biased;
             () = &mut shutdown => break,
-            () = sleep => driver.node.handle_timeout(driver.clock.now()),
+            () = sleep => {}
             Some(event) = link_events.recv() => driver.on_link(event),
             sent = async { driver.blocked_data.as_mut().expect("guarded").await }, if driver.blocked_data.is_some() => {
                 driver.blocked_data = None;
@@ -146,7 +160,9 @@ pub async fn run(
             }
             Some(event) = backend_events.recv() => driver.on_backend(event),
             Some(request) = requests.recv() => driver.on_request(request),
+            () = std::future::ready(()), if more_data => {}
         }
+        driver.turns.start();
     }
     driver.node.shutdown(driver.clock.now());
     driver.flush();
@@ -170,11 +186,56 @@ struct Driver {
     /// A data frame waiting for room on the data connection; session batches wait with it,
     /// control frames do not.
     blocked_data: Option<SendFuture>,
+    /// Permits of the backend's change credit used and not yet granted back: held while the
+    /// core has enough changes queued.
+    owed_credit: usize,
+    /// How promptly the loop runs (status counters).
+    turns: Turns,
+}
+
+/// The loop's own latency: the longest turn and the latest timer, since the start.
+#[derive(Default)]
+struct Turns {
+    started: Option<std::time::Instant>,
+    longest: Duration,
+    timer_late: Duration,
+}
+
+impl Turns {
+    fn start(&mut self) {
+        self.started = Some(std::time::Instant::now());
+    }
+
+    fn end(&mut self) {
+        if let Some(started) = self.started.take() {
+            self.longest = self.longest.max(started.elapsed());
+        }
+    }
 }
 
 impl Driver {
-    /// Hands every output of the core to whom it concerns.
-    fn flush(&mut self) {
+    /// Runs the core's expired timers.
+    fn run_timers(&mut self) {
+        let now = self.clock.now();
+        if let Some(at) = self.node.poll_timeout()
+            && at <= now
+        {
+            self.turns.timer_late = self.turns.timer_late.max(now - at);
+            self.node.handle_timeout(now);
+        }
+    }
+
+    /// Gives the backend thread its change credit back once the core wants more changes.
+    fn grant_credit(&mut self) {
+        if self.owed_credit > 0 && self.node.wants_local_changes() {
+            self.backend.grant(std::mem::take(&mut self.owed_credit));
+        }
+    }
+
+    /// Hands the outputs of the core to whom they concern: every action, control frame and
+    /// event, and up to [`DATA_FRAMES_PER_TURN`] session batches. True if it stopped at that
+    /// bound (more batches may be ready).
+    fn flush(&mut self) -> bool {
         let now = self.clock.now();
         while let Some(action) = self.node.poll_action() {
             match action {
@@ -184,7 +245,15 @@ impl Driver {
                 }
             }
         }
-        while let Some(transmit) = self.node.poll_transmit(now, self.blocked_data.is_none()) {
+        let mut data_frames = 0;
+        loop {
+            let data_ready = self.blocked_data.is_none() && data_frames < DATA_FRAMES_PER_TURN;
+            let Some(transmit) = self.node.poll_transmit(now, data_ready) else {
+                break;
+            };
+            if transmit.channel == Channel::Data {
+                data_frames += 1;
+            }
             match transmit.channel {
                 // Hellos and acks never wait: if the link is down or its control queue is full,
                 // dropping is right (hellos repeat, a lost ack is probed for).
@@ -217,6 +286,7 @@ impl Driver {
                 let _ = observer.send(Observation::Event(now, event));
             }
         }
+        data_frames == DATA_FRAMES_PER_TURN && self.blocked_data.is_none()
     }
 
     fn log(&self, event: &Event) {
@@ -272,8 +342,14 @@ impl Driver {
                     let _ = observer.send(Observation::ActionDone(now, kind));
                 }
             }
-            backend::Event::Changes(changes) => self.node.handle_local_changes(now, changes),
-            backend::Event::ChangesLost => self.node.handle_changes_lost(now),
+            backend::Event::Changes { ops, credited } => {
+                self.node.handle_local_changes(now, ops);
+                self.owed_credit += usize::from(credited);
+            }
+            backend::Event::ChangesLost { credited } => {
+                self.node.handle_changes_lost(now);
+                self.owed_credit += usize::from(credited);
+            }
             backend::Event::Snapshot(sessions) => {
                 if let Some(waiter) = self.snapshot_waiters.pop_front() {
                     let local = self.node.config().node_id;
@@ -391,6 +467,11 @@ impl Driver {
             ("link_malformed_frames", link.malformed_frames),
             ("link_reconnects", link.reconnects),
             ("link_dial_failures", link.dial_failures),
+            ("driver_turn_max_us", self.turns.longest.as_micros() as u64),
+            (
+                "driver_timer_late_max_us",
+                self.turns.timer_late.as_micros() as u64,
+            ),
         ]) {
             counters.insert(name.to_string(), value);
         }

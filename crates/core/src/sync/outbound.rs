@@ -202,23 +202,15 @@ impl Outbound {
         }
         let mut keys = Vec::new();
         let mut oldest = now;
-        while self.writer.frame_len() + RECORD_LEN <= max_bytes {
-            let Some(key) = self.pending_order.pop_front() else {
-                break;
-            };
-            // Invariant: every key in `pending_order` is in `pending`.
-            let Some((op, since)) = self.pending.remove(&key) else {
-                continue;
-            };
-            oldest = oldest.min(since);
-            self.writer.push(&op);
-            keys.push(key);
-        }
         let mut flags = BatchFlags(if must_begin {
             BatchFlags::BULK_BEGIN
         } else {
             0
         });
+        // The bulk goes first: it has an end, while changes may keep coming as fast as the link
+        // carries them, and a bulk behind them would never complete (nor the resync that an
+        // overrun started). The order does not matter to the peer: a key changed since the dump
+        // was requested is skipped here and sent with the changes.
         if let Bulk::Feeding {
             records,
             next,
@@ -241,6 +233,18 @@ impl Outbound {
                     end_seq: self.next_seq,
                 };
             }
+        }
+        while self.writer.frame_len() + RECORD_LEN <= max_bytes {
+            let Some(key) = self.pending_order.pop_front() else {
+                break;
+            };
+            // Invariant: every key in `pending_order` is in `pending`.
+            let Some((op, since)) = self.pending.remove(&key) else {
+                continue;
+            };
+            oldest = oldest.min(since);
+            self.writer.push(&op);
+            keys.push(key);
         }
         if self.writer.is_empty() && flags.0 == 0 {
             return None;
@@ -436,9 +440,50 @@ mod tests {
         assert!(flags.has(BatchFlags::BULK_BEGIN) && flags.has(BatchFlags::BULK_END));
         assert_eq!(
             records,
-            vec![newer, record(2, me)],
+            vec![record(2, me), newer],
             "old version skipped, peer-owned entry not sent"
         );
+    }
+
+    #[test]
+    fn a_bulk_sync_completes_while_changes_keep_coming_faster_than_batches_go() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(4);
+        out.handle_dump((0..1000).map(|i| record(i, me)).collect());
+        let per_batch = (16 * 1024) / RECORD_LEN;
+        let mut next_key = 1000;
+        let mut batches = 0;
+        while !out.bulk_complete() {
+            // More new sessions than one batch holds, before every batch.
+            for _ in 0..2 * per_batch {
+                next_key += 1;
+                out.record_change(
+                    SessionOp::Upsert(record(next_key, me)),
+                    true,
+                    Instant::ZERO,
+                    &mut stats,
+                );
+            }
+            out.next_batch(Instant::ZERO, 16 * 1024, 4, &mut stats)
+                .unwrap();
+            batches += 1;
+            out.handle_ack(
+                Ack {
+                    epoch: 4,
+                    received: batches,
+                    applied: batches,
+                },
+                Instant::ZERO,
+                &mut stats,
+            );
+            assert!(
+                batches as usize <= 1000 / per_batch + 2,
+                "the bulk is not starved by the changes"
+            );
+        }
+        assert!(out.pending_len() > 0, "the changes wait for the bulk");
     }
 
     #[test]
