@@ -77,7 +77,7 @@ impl Default for NodeConfig {
             max_batch_bytes: 64 * 1024,
             max_in_flight: 128,
             max_apply_slice: 4096,
-            max_pending_changes: 32 * 1024,
+            max_pending_changes: 8 * 1024,
             history_len: 256,
             seed: 0,
             #[cfg(feature = "planted-bugs")]

@@ -491,9 +491,13 @@ impl Generator {
                     done,
                 });
                 sent += n;
-                // Backpressure: past what the table takes, the rate is what it takes.
-                if applied.await.is_err() {
-                    return sent;
+                // Backpressure: past what the node takes, the rate is what it takes. A stop is
+                // not held up by it (the node may be waiting for a peer that just died).
+                tokio::select! {
+                    _ = &mut stopped => return sent,
+                    applied = applied => if applied.is_err() {
+                        return sent;
+                    }
                 }
             }
         });
