@@ -237,10 +237,8 @@ pub struct Node {
     yielding: bool,
     leaving: bool,
     apply_failed: bool,
-    /// We asked the peer for a new bulk sync; the inbound epoch we asked to replace.
-    resync_requested: Option<Option<u32>>,
-    /// We restarted our stream for the peer's current request.
-    resync_answered: bool,
+    /// We asked the peer for a new bulk sync: the epoch of its stream to replace.
+    resync_requested: Option<u32>,
     /// Multiplier of the retransmit timeout: doubles while nothing is acknowledged.
     retransmit_backoff: u32,
     outbound: Outbound,
@@ -254,6 +252,7 @@ pub struct Node {
     control: VecDeque<Vec<u8>>,
     hello_due: bool,
     peer_tx_stamp: u64,
+    peer_tx_received_at: Instant,
     rtt: Option<Duration>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -285,7 +284,6 @@ impl Node {
             leaving: false,
             apply_failed: false,
             resync_requested: None,
-            resync_answered: false,
             retransmit_backoff: 1,
             outbound: Outbound::new(config.node_id),
             inbound: Inbound::new(),
@@ -298,6 +296,7 @@ impl Node {
             control: VecDeque::new(),
             hello_due: false,
             peer_tx_stamp: 0,
+            peer_tx_received_at: now,
             rtt: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -481,13 +480,6 @@ impl Node {
                 {
                     self.stats.malformed_frames += 1;
                 }
-                if self
-                    .resync_requested
-                    .is_some_and(|asked| asked != self.inbound.epoch())
-                {
-                    self.resync_requested = None;
-                    self.hello_due = true;
-                }
                 self.drive_backend();
             }
             Ok(Message::Ack(ack)) => {
@@ -573,7 +565,9 @@ impl Node {
         self.emit(now, Event::ChangesLost);
         if matches!(self.state, State::Synchronization { .. }) {
             self.restart_outbound();
-            self.resync_requested = Some(self.inbound.epoch());
+            // The peer's stream may hold an entry we deleted without telling it: ask for a new
+            // one too, naming the epoch to replace, so a repeated request restarts it once.
+            self.resync_requested = self.peer.as_ref().map(|p| p.hello.epoch);
             self.hello_due = true;
         }
     }
@@ -828,7 +822,6 @@ impl Node {
             self.timers.stop(Timer::Retransmit);
             // The next synchronization resends everything both ways anyway.
             self.resync_requested = None;
-            self.resync_answered = false;
         }
         match &next {
             State::Silence { .. } => self
@@ -875,6 +868,7 @@ impl Node {
     fn handle_hello(&mut self, now: Instant, authenticated: NodeId, hello: Hello) {
         self.stats.hellos_received += 1;
         self.peer_tx_stamp = hello.tx_stamp;
+        self.peer_tx_received_at = now;
         if hello.echo_stamp != 0 {
             self.rtt = Some(Duration::from_micros(
                 now.as_micros().saturating_sub(hello.echo_stamp),
@@ -904,17 +898,25 @@ impl Node {
                     );
                 }
                 self.try_negotiate(now);
-                self.answer_resync(hello.flags.has(HelloFlags::RESYNC));
+                if self
+                    .resync_requested
+                    .is_some_and(|asked| asked != hello.epoch)
+                {
+                    // The peer's stream restarted: what we asked for is on its way.
+                    self.resync_requested = None;
+                    self.hello_due = true;
+                }
+                if hello.flags.has(HelloFlags::RESYNC) {
+                    self.answer_resync(hello.resync_epoch);
+                }
             }
         }
     }
 
-    /// The peer asks for a new bulk sync of ours (it lost events): one per request.
-    fn answer_resync(&mut self, requested: bool) {
-        if !requested {
-            self.resync_answered = false;
-        } else if !self.resync_answered && matches!(self.state, State::Synchronization { .. }) {
-            self.resync_answered = true;
+    /// The peer asks for a new bulk sync of ours (it lost events). Only the epoch it names is
+    /// replaced: repeated, late or reordered requests for an epoch already replaced do nothing.
+    fn answer_resync(&mut self, epoch: u32) {
+        if epoch == self.outbound.epoch() && matches!(self.state, State::Synchronization { .. }) {
             self.restart_outbound();
         }
     }
@@ -1010,6 +1012,8 @@ impl Node {
         if self.resync_requested.is_some() {
             flags |= HelloFlags::RESYNC;
         }
+        // The peer measures the round trip from its stamp; our holding time is not part of it.
+        let held = now.saturating_since(self.peer_tx_received_at).as_micros() as u64;
         Hello {
             pair_id: self.config.pair_id,
             node_id: self.config.node_id.0,
@@ -1022,7 +1026,12 @@ impl Node {
             hello_interval_ms: self.config.hello_interval.as_millis() as u32,
             dead_interval_ms: self.config.dead_interval.as_millis() as u32,
             tx_stamp: now.as_micros().max(1),
-            echo_stamp: self.peer_tx_stamp,
+            echo_stamp: if self.peer_tx_stamp == 0 {
+                0
+            } else {
+                self.peer_tx_stamp + held
+            },
+            resync_epoch: self.resync_requested.unwrap_or(0),
         }
     }
 

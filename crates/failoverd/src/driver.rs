@@ -380,17 +380,11 @@ impl Driver {
     fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
         match request {
             Request::Status => {
-                let status = self.status();
-                let (tx, rx) = oneshot::channel();
-                self.backend.send(Command::Counts { reply: tx });
-                // The counts come from the backend thread; answer from a task so the driver
-                // never waits for it.
+                let mut status = self.status();
+                let counts = self.session_counts();
                 tokio::spawn(async move {
-                    let mut status = status;
-                    if let Ok(counts) = rx.await {
-                        status.sessions.total = counts.total;
-                        status.sessions.owned = counts.owned;
-                        status.sessions.peer_owned = counts.total - counts.owned;
+                    if let Some(counts) = counts.await {
+                        status.sessions = counts;
                     }
                     let _ = reply.send(Response::ok(&status));
                 });
@@ -409,16 +403,11 @@ impl Driver {
                 answer_later(rx, reply);
             }
             Request::SessionsCount => {
-                let (tx, rx) = oneshot::channel();
-                self.backend.send(Command::Counts { reply: tx });
+                let counts = self.session_counts();
                 tokio::spawn(async move {
-                    let response = match rx.await {
-                        Ok(counts) => Response::ok(&serde_json::json!({
-                            "total": counts.total,
-                            "owned": counts.owned,
-                            "peer_owned": counts.total - counts.owned,
-                        })),
-                        Err(_) => Response::error("the session table is not available"),
+                    let response = match counts.await {
+                        Some(counts) => Response::ok(&counts),
+                        None => Response::error("the session table is not available"),
                     };
                     let _ = reply.send(response);
                 });
@@ -495,13 +484,8 @@ impl Driver {
                 .map(|r| r.name().to_string())
                 .collect(),
             peer: Some(self.peer_info()),
-            sessions: SessionCounts {
-                total: 0,
-                owned: 0,
-                peer_owned: 0,
-                pending_changes: node.pending_changes() as u64,
-                in_flight_batches: node.in_flight_batches() as u64,
-            },
+            // Filled in from the session-table thread: see `session_counts`.
+            sessions: SessionCounts::default(),
             replication: Replication {
                 epoch: u64::from(node.epoch()),
                 bulk_sent: node.history().iter().any(
@@ -515,6 +499,25 @@ impl Driver {
             },
             counters,
             uptime_ms: now.as_nanos() / 1_000_000,
+        }
+    }
+
+    /// The table's counts come from the session-table thread, the queue's from the core; the
+    /// future resolves without the driver waiting for it.
+    fn session_counts(&self) -> impl Future<Output = Option<SessionCounts>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.backend.send(Command::Counts { reply: tx });
+        let pending_changes = self.node.pending_changes() as u64;
+        let in_flight_batches = self.node.in_flight_batches() as u64;
+        async move {
+            let counts = rx.await.ok()?;
+            Some(SessionCounts {
+                total: counts.total,
+                owned: counts.owned,
+                peer_owned: counts.total - counts.owned,
+                pending_changes,
+                in_flight_batches,
+            })
         }
     }
 

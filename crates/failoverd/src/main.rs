@@ -92,6 +92,7 @@ async fn run_demo(options: demo::Options, json: bool) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let report = demo::run(options).await?;
     println!("{}", demo::summary(&report));

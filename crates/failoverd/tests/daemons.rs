@@ -225,6 +225,12 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
     let before = wait_for(&a, "every change acknowledged", |s| {
         s.sessions.pending_changes == 0 && s.sessions.in_flight_batches == 0
     });
+    let counts: failoverd_control::protocol::SessionCounts =
+        serde_json::from_value(call(&b, Request::SessionsCount).unwrap()).unwrap();
+    assert_eq!(
+        (counts.total, counts.owned, counts.peer_owned),
+        (5000, 0, 5000)
+    );
     assert_eq!(before.sessions.owned, 5000);
 
     // Silent: a stopped process sends nothing (its kernel still holds the connection open), then

@@ -92,6 +92,12 @@ fn negotiation_follows_the_seed_diagram_and_the_higher_priority_is_active() {
     );
     assert_eq!(pair.nodes[A].core.role(), Role::Active);
     assert_eq!(pair.nodes[B].core.role(), Role::Standby);
+    // 100 us each way; the time a hello waits for the next one to echo it is not part of it.
+    let rtt = pair.nodes[B].core.link_rtt().expect("measured");
+    assert!(
+        rtt >= Duration::from_micros(200) && rtt < Duration::from_millis(1),
+        "{rtt:?}"
+    );
     assert_clean(&pair);
 }
 

@@ -10,6 +10,7 @@
 //! frame   = magic "FO" | version u8 | kind u8 | length u32 (whole frame) | body
 //! hello   = pair u32 | node u32 | priority u8 | backup u8 | state u8 | role u8 | flags u8 | 3 zero
 //!           | epoch u32 | hello_ms u32 | dead_ms u32 | tx_stamp u64 | echo_stamp u64
+//!           | resync_epoch u32
 //! ack     = epoch u32 | 4 zero | received u64 | applied u64
 //! goodbye = reason u8 | 3 zero
 //! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*

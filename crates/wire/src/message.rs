@@ -16,7 +16,7 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 const MAGIC: [u8; 2] = *b"FO";
 
-const HELLO_LEN: usize = 44;
+const HELLO_LEN: usize = 48;
 const ACK_LEN: usize = 24;
 const GOODBYE_LEN: usize = 4;
 /// Length of the session-batch header that follows the frame header.
@@ -240,8 +240,8 @@ impl HelloFlags {
     /// The sender takes the active role from a lower-priority peer once it is ready.
     pub const PREEMPT: u8 = 0x04;
     /// The sender lost track of its table (backend events lost) and asks for a new bulk sync of
-    /// ours too: a delete it missed may concern an entry we own. Set until a new epoch of ours
-    /// begins.
+    /// ours too (the epoch in [`Hello::resync_epoch`]): a delete it missed may concern an entry
+    /// we own. Set until a new epoch of ours begins.
     pub const RESYNC: u8 = 0x08;
 
     /// True if `bit` is set.
@@ -275,8 +275,11 @@ pub struct Hello {
     pub dead_interval_ms: u32,
     /// Sender's clock when sending (microseconds), echoed back for RTT measurement.
     pub tx_stamp: u64,
-    /// The last `tx_stamp` the sender received from us (0 if none).
+    /// The last `tx_stamp` the sender received from us plus how long it held it before this
+    /// hello (0 if none): the round trip is the receiver's clock minus this.
     pub echo_stamp: u64,
+    /// With [`HelloFlags::RESYNC`]: the epoch of the receiver's stream to replace.
+    pub resync_epoch: u32,
 }
 
 impl Hello {
@@ -298,6 +301,7 @@ impl Hello {
             dead_interval_ms: read_u32(body, 24),
             tx_stamp: read_u64(body, 28),
             echo_stamp: read_u64(body, 36),
+            resync_epoch: read_u32(body, 44),
         })
     }
 
@@ -321,6 +325,7 @@ impl Hello {
         buf.extend_from_slice(&self.dead_interval_ms.to_be_bytes());
         buf.extend_from_slice(&self.tx_stamp.to_be_bytes());
         buf.extend_from_slice(&self.echo_stamp.to_be_bytes());
+        buf.extend_from_slice(&self.resync_epoch.to_be_bytes());
     }
 }
 
@@ -743,6 +748,7 @@ mod tests {
             dead_interval_ms: 150,
             tx_stamp: 1_000_000,
             echo_stamp: 999_000,
+            resync_epoch: 0x0a0b_0c0d,
         }
     }
 
@@ -751,10 +757,11 @@ mod tests {
         let mut buf = Vec::new();
         hello().emit(&mut buf);
         let expected: &[u8] = &[
-            b'F', b'O', 1, 1, 0, 0, 0, 52, // header
+            b'F', b'O', 1, 1, 0, 0, 0, 56, // header
             0, 0, 0, 7, 1, 2, 3, 4, 200, 0, 2, 1, 1, 0, 0, 0, // pair, node, prio..flags
             0, 0, 0, 3, 0, 0, 0, 50, 0, 0, 0, 150, // epoch, intervals
-            0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 0, 0, 0x0f, 0x3e, 0x58,
+            0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 0, 0, 0x0f, 0x3e, 0x58, // stamps
+            0x0a, 0x0b, 0x0c, 0x0d, // resync epoch
         ];
         assert_eq!(buf, expected);
         match Message::parse(&buf).unwrap() {
@@ -877,7 +884,7 @@ mod tests {
                 pair_id: h.0, node_id: h.1, priority: h.2, backup_type: BackupType(h.3),
                 state: SyncState::from_code(state).unwrap(), role: Role::from_code(role).unwrap(),
                 flags: HelloFlags(h.4), epoch: h.5, hello_interval_ms: h.6, dead_interval_ms: h.7,
-                tx_stamp: h.8, echo_stamp: h.9,
+                tx_stamp: h.8, echo_stamp: h.9, resync_epoch: h.5 ^ 1,
             };
             let mut buf = vec![];
             hello.emit(&mut buf);
