@@ -196,6 +196,15 @@ fn synchronized(status: &Status) -> bool {
     status.state == FailoverState::Synchronization && status.ready
 }
 
+/// The reasons of the daemon's events, oldest first.
+fn reasons(daemon: &Daemon) -> Vec<String> {
+    events(daemon)
+        .events
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
 fn events(daemon: &Daemon) -> EventList {
     serde_json::from_value(call(daemon, Request::Events { limit: None }).unwrap()).unwrap()
 }
@@ -252,11 +261,7 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
         took >= Duration::from_millis(100),
         "not before the dead interval: {took:?}"
     );
-    let reasons: Vec<_> = events(&b)
-        .events
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = reasons(&b);
     assert!(
         reasons
             .iter()
@@ -274,11 +279,7 @@ fn sigterm_hands_over_at_once() {
     let status = a.wait_exit(Duration::from_secs(5));
     assert!(status.success(), "graceful exit: {status:?}");
     wait_for(&b, "takeover", |s| s.role == Role::Active);
-    let reasons: Vec<_> = events(&b)
-        .events
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = reasons(&b);
     assert!(
         reasons.iter().any(|r| r == "peer left (goodbye)"),
         "took over because told, not by timeout: {reasons:?}"

@@ -289,37 +289,8 @@ impl Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use failoverd_wire::{BatchWriter, HelperName, Message, SessionRecord, TcpInfo, Tuple};
-
-    fn record(i: u16, owner: NodeId) -> SessionRecord {
-        let orig = Tuple {
-            src: "10.0.0.1".parse().unwrap(),
-            dst: "192.0.2.1".parse().unwrap(),
-            src_port: i,
-            dst_port: 53,
-        };
-        SessionRecord {
-            key: SessionKey {
-                zone: 0,
-                l4proto: 17,
-                orig,
-            },
-            reply: Tuple {
-                src: orig.dst,
-                dst: orig.src,
-                src_port: 53,
-                dst_port: i,
-            },
-            owner,
-            mark: 0,
-            status: 0,
-            timeout_secs: 30,
-            tcp: TcpInfo::default(),
-            seq_adj: Default::default(),
-            labels: [0; 16],
-            helper: HelperName::NONE,
-        }
-    }
+    use crate::sync::test_record as record;
+    use failoverd_wire::{BatchWriter, Message, SessionRecord};
 
     fn frame(epoch: u32, seq: u64, flags: u8, records: &[SessionRecord]) -> Vec<u8> {
         let mut writer = BatchWriter::new();

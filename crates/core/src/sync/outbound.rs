@@ -370,37 +370,8 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use failoverd_wire::{HelperName, Message, TcpInfo, Tuple};
-
-    fn record(i: u16, owner: NodeId) -> SessionRecord {
-        let orig = Tuple {
-            src: "10.0.0.1".parse().unwrap(),
-            dst: "192.0.2.1".parse().unwrap(),
-            src_port: i,
-            dst_port: 80,
-        };
-        SessionRecord {
-            key: SessionKey {
-                zone: 0,
-                l4proto: 6,
-                orig,
-            },
-            reply: Tuple {
-                src: orig.dst,
-                dst: orig.src,
-                src_port: 80,
-                dst_port: i,
-            },
-            owner,
-            mark: 0,
-            status: 0,
-            timeout_secs: 100,
-            tcp: TcpInfo::default(),
-            seq_adj: Default::default(),
-            labels: [0; 16],
-            helper: HelperName::NONE,
-        }
-    }
+    use crate::sync::test_record as record;
+    use failoverd_wire::Message;
 
     fn batch_keys(frame: &[u8]) -> (BatchFlags, Vec<SessionRecord>) {
         let Message::SessionBatch(batch) = Message::parse(frame).unwrap() else {
