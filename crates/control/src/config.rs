@@ -18,9 +18,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
+use failoverd_wire::Fingerprint;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -119,7 +119,7 @@ pub struct LinkConfig {
     /// `peer`: the peer's failover-link address.
     pub peer: SocketAddr,
     /// `peer_key`: the fingerprint the peer's key must have; nothing else is trusted.
-    pub peer_key: PeerKey,
+    pub peer_key: Fingerprint,
     /// `reconnect_min_ms` (default 100): the first delay before dialling again.
     pub reconnect_min: Duration,
     /// `reconnect_max_ms` (default 2000): the delay doubles up to this.
@@ -190,71 +190,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
-}
-
-/// The pinned fingerprint of the peer's key: SHA-256 of its SubjectPublicKeyInfo.
-///
-/// Text form `sha256:` followed by 64 hex digits, as `failoverctl keygen` prints it. Kept as
-/// plain bytes so this crate does not depend on the TLS stack.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerKey(pub [u8; 32]);
-
-/// The prefix of a fingerprint's text form.
-const FINGERPRINT_PREFIX: &str = "sha256:";
-
-impl fmt::Display for PeerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(FINGERPRINT_PREFIX)?;
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
-    }
-}
-
-impl fmt::Debug for PeerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Why a text is not a fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PeerKeyError {
-    /// It does not start with `sha256:`.
-    #[error("does not start with \"sha256:\"")]
-    MissingPrefix,
-    /// Not 64 digits after the prefix.
-    #[error("has {0} characters after \"sha256:\", not 64")]
-    Length(usize),
-    /// A character that is not a hex digit.
-    #[error("{found:?} at position {position} is not a hex digit")]
-    NotHex {
-        /// Byte position in the text, prefix included.
-        position: usize,
-        /// The character.
-        found: char,
-    },
-}
-
-impl FromStr for PeerKey {
-    type Err = PeerKeyError;
-
-    /// Accepts upper- and lower-case hex: a fingerprint pasted from another tool should work.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let hex = text
-            .strip_prefix(FINGERPRINT_PREFIX)
-            .ok_or(PeerKeyError::MissingPrefix)?;
-        if hex.len() != 64 {
-            return Err(PeerKeyError::Length(hex.chars().count()));
-        }
-        let mut bytes = [0; 32];
-        for (at, c) in hex.char_indices() {
-            let nibble = c.to_digit(16).ok_or(PeerKeyError::NotHex {
-                position: FINGERPRINT_PREFIX.len() + at,
-                found: c,
-            })? as u8;
-            bytes[at / 2] |= nibble << if at % 2 == 0 { 4 } else { 0 };
-        }
-        Ok(Self(bytes))
-    }
 }
 
 /// A configuration file that cannot be used.
@@ -884,7 +819,7 @@ impl RawLink {
                 "must differ from link.listen: it is the other node's address",
             ));
         }
-        let key = peer_key.get_ref().parse::<PeerKey>().map_err(|err| {
+        let key = peer_key.get_ref().parse::<Fingerprint>().map_err(|err| {
             source.bad_value(
                 "link",
                 "peer_key",
@@ -1258,31 +1193,6 @@ mod tests {
     }
 
     #[test]
-    fn peer_key_text_round_trips() {
-        let key: PeerKey = KEY.parse().unwrap();
-        assert_eq!(key.0[0], 0x00);
-        assert_eq!(key.0[1], 0x11);
-        assert_eq!(key.0[31], 0xff);
-        assert_eq!(key.to_string(), KEY);
-        assert_eq!(
-            KEY.to_uppercase().replace("SHA256", "sha256").parse(),
-            Ok(key)
-        );
-        assert_eq!(
-            "md5:00".parse::<PeerKey>(),
-            Err(PeerKeyError::MissingPrefix)
-        );
-        assert_eq!("sha256:00".parse::<PeerKey>(), Err(PeerKeyError::Length(2)));
-        assert_eq!(
-            KEY.replace("ee", "eg").parse::<PeerKey>(),
-            Err(PeerKeyError::NotHex {
-                position: 36,
-                found: 'g'
-            })
-        );
-    }
-
-    #[test]
     fn missing_file() {
         let err = Config::load(Path::new("/nonexistent/failoverd.toml")).unwrap_err();
         assert_eq!(
@@ -1428,7 +1338,11 @@ mod tests {
         );
         let text = minimal().replace(KEY, &KEY.replace("sha256", "sha1"));
         assert!(error(&text).contains("link.peer_key = \"sha1:0011"));
-        assert!(error(&text).contains("does not start with \"sha256:\""));
+        assert!(
+            error(&text).contains("a fingerprint starts with \"sha256:\""),
+            "{}",
+            error(&text)
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ mod tests {
         let line = format!("peer_key = \"{}\"\n", info.fingerprint);
         assert!(text.ends_with(&line), "{text}");
         // The snippet is valid configuration.
-        let pinned: failoverd_control::config::PeerKey = info.fingerprint.parse().unwrap();
-        assert_eq!(&pinned.0, identity.fingerprint().as_bytes());
+        let pinned: failoverd_link::Fingerprint = info.fingerprint.parse().unwrap();
+        assert_eq!(pinned, identity.fingerprint());
     }
 }

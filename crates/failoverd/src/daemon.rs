@@ -8,7 +8,7 @@ use failoverd_backends::MemoryBackend;
 use failoverd_control::config::{BackupType, Config, LogFormat};
 use failoverd_control::transport;
 use failoverd_core::NodeConfig;
-use failoverd_link::{Fingerprint, Identity, LinkConfig};
+use failoverd_link::{Identity, LinkConfig};
 use failoverd_wire::NodeId;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -22,7 +22,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     init_logging(&config)?;
     let identity = Identity::load(&config.node.key)?;
     let fingerprint = identity.fingerprint();
-    let peer_fingerprint = Fingerprint::from_bytes(config.link.peer_key.0);
+    let peer_fingerprint = config.link.peer_key;
     if fingerprint == peer_fingerprint {
         anyhow::bail!(
             "{}: link.peer_key is this node's own key ({fingerprint}); it must be the peer's",

@@ -294,7 +294,11 @@ fn a_wrong_peer_key_never_synchronizes_and_the_right_one_does() {
         NodeFiles::new(root.path(), "a"),
         NodeFiles::new(root.path(), "b"),
     );
-    let stranger = Identity::generate().fingerprint();
+    // The node whose fingerprint sorts first dials; pick the wrong pin so that A dials (with a
+    // wrong pin on the accepting side only, neither node would dial: see the README).
+    let stranger = std::iter::repeat_with(|| Identity::generate().fingerprint())
+        .find(|f| fa.identity.fingerprint() < *f)
+        .unwrap();
     let a = fa.start("a", 200, &fb, stranger);
     let b = fb.start("b", 100, &fa, fa.identity.fingerprint());
     // Both sides keep trying: B dials or accepts A, and A refuses B's key (or B refuses A's

@@ -7,16 +7,12 @@
 
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
 use rustls::server::ParsedCertificate;
-use subtle::ConstantTimeEq;
 
 use crate::LinkError;
-
-/// The prefix of a fingerprint's text form.
-const FINGERPRINT_PREFIX: &str = "sha256:";
+pub use failoverd_wire::{Fingerprint, FingerprintParseError};
 
 /// A node's key pair and self-signed certificate.
 ///
@@ -47,8 +43,8 @@ impl Identity {
             .expect("signing a certificate for a freshly generated Ed25519 key cannot fail");
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let cert = cert.der().clone();
-        let fingerprint = Fingerprint::of_certificate(&cert)
-            .expect("rcgen produces a certificate that webpki can parse");
+        let fingerprint =
+            fingerprint_of(&cert).expect("rcgen produces a certificate that webpki can parse");
         Identity {
             cert,
             key,
@@ -107,7 +103,7 @@ impl Identity {
             key.ok_or("no PRIVATE KEY block (expected the output of `failoverctl keygen`)")?;
         let cert =
             cert.ok_or("no CERTIFICATE block (expected the output of `failoverctl keygen`)")?;
-        let fingerprint = Fingerprint::of_certificate(&cert)
+        let fingerprint = fingerprint_of(&cert)
             .map_err(|err| format!("the certificate cannot be parsed: {err}"))?;
         // Loading through the provider proves the key is usable for TLS and matches the
         // certificate, so a broken file fails here rather than at the first handshake.
@@ -192,110 +188,16 @@ fn open_error(path: &Path, source: std::io::Error) -> LinkError {
     }
 }
 
-/// SHA-256 of a certificate's SubjectPublicKeyInfo: what a peer is pinned by.
-///
-/// Text form `sha256:` followed by 64 lowercase hex digits. Ordered bytewise, which is the
-/// order of the text form: the node with the smaller fingerprint dials.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint([u8; 32]);
-
-impl Fingerprint {
-    /// Wraps a raw SHA-256 digest.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Fingerprint(bytes)
-    }
-
-    /// The raw digest.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// The node id used on the wire ([`failoverd_wire::NodeId`]): the first four bytes,
-    /// big-endian.
-    pub fn node_id(&self) -> u32 {
-        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
-    }
-
-    /// Fingerprint of the public key in a DER certificate.
-    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, rustls::Error> {
-        let parsed = ParsedCertificate::try_from(cert)?;
-        Ok(Self::of_spki(parsed.subject_public_key_info().as_ref()))
-    }
-
-    fn of_spki(spki_der: &[u8]) -> Self {
-        let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
-        let mut bytes = [0; 32];
-        bytes.copy_from_slice(digest.as_ref());
-        Fingerprint(bytes)
-    }
-
-    /// Compares in constant time, so a probing peer learns nothing from timing.
-    pub fn ct_eq(&self, other: &Fingerprint) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(FINGERPRINT_PREFIX)?;
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for Fingerprint {
-    type Err = FingerprintParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let hex = text
-            .strip_prefix(FINGERPRINT_PREFIX)
-            .ok_or(FingerprintParseError::MissingPrefix)?;
-        if hex.len() != 64 {
-            return Err(FingerprintParseError::Length(hex.chars().count()));
-        }
-        let mut bytes = [0; 32];
-        for (at, c) in hex.char_indices() {
-            let nibble = match c {
-                '0'..='9' => c as u8 - b'0',
-                'a'..='f' => c as u8 - b'a' + 10,
-                _ => {
-                    return Err(FingerprintParseError::NotHex {
-                        position: FINGERPRINT_PREFIX.len() + at,
-                        found: c,
-                    });
-                }
-            };
-            bytes[at / 2] |= nibble << if at % 2 == 0 { 4 } else { 0 };
-        }
-        Ok(Fingerprint(bytes))
-    }
-}
-
-/// Why a text is not a fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FingerprintParseError {
-    /// The text does not start with `sha256:`.
-    #[error("a fingerprint starts with \"sha256:\" (e.g. the line `failoverctl keygen` prints)")]
-    MissingPrefix,
-    /// Not 64 digits after the prefix.
-    #[error("expected 64 hex digits after \"sha256:\", found {0} characters")]
-    Length(usize),
-    /// A character that is not a lowercase hex digit.
-    #[error("character {found:?} at position {position} is not a lowercase hex digit")]
-    NotHex {
-        /// Byte offset in the whole text.
-        position: usize,
-        /// The offending character.
-        found: char,
-    },
+/// The fingerprint of the public key in a DER certificate: what a peer is pinned by.
+pub fn fingerprint_of(cert: &CertificateDer<'_>) -> Result<Fingerprint, rustls::Error> {
+    let parsed = ParsedCertificate::try_from(cert)?;
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        parsed.subject_public_key_info().as_ref(),
+    );
+    let mut bytes = [0; 32];
+    bytes.copy_from_slice(digest.as_ref());
+    Ok(Fingerprint::from_bytes(bytes))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use identity::{Fingerprint, FingerprintParseError, Identity};
+pub use identity::{Fingerprint, FingerprintParseError, Identity, fingerprint_of};
 pub use link::{
     CONTROL_QUEUE_FRAMES, Channel, ChannelStats, DATA_QUEUE_FRAMES, DEFAULT_RECONNECT_MAX,
     DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent, LinkEvents, LinkSender,

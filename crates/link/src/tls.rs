@@ -94,7 +94,7 @@ impl PinnedVerifier {
     }
 
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let presented = Fingerprint::of_certificate(end_entity)?;
+        let presented = crate::identity::fingerprint_of(end_entity)?;
         if presented.ct_eq(&self.pin) {
             Ok(())
         } else {

@@ -19,9 +19,11 @@
 //! ```
 //! All integers are big-endian.
 
+mod fingerprint;
 mod message;
 mod session;
 
+pub use fingerprint::{Fingerprint, FingerprintParseError};
 pub use message::{
     Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, Frame, Goodbye,
     GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN, Message, MessageKind, Role,
