@@ -1333,7 +1333,7 @@ mod tests {
         assert_eq!(
             error(&text),
             format!(
-                "{PATH}:8:12: link.peer_key = \"sha256:1234\": has 4 characters after \"sha256:\", not 64; must be \"sha256:\" and 64 hex digits, the fingerprint `failoverctl keygen` printed on the peer"
+                "{PATH}:8:12: link.peer_key = \"sha256:1234\": expected 64 hex digits after \"sha256:\", found 4 characters; must be \"sha256:\" and 64 hex digits, the fingerprint `failoverctl keygen` printed on the peer"
             )
         );
         let text = minimal().replace(KEY, &KEY.replace("sha256", "sha1"));
