@@ -2,7 +2,7 @@
 //! re-encodes to a frame that parses to an equal value.
 #![no_main]
 
-use failoverd_wire::{BatchView, BatchWriter, Message, SessionOp};
+use failoverd_wire::{BatchView, BatchWriter, DigestView, Message, SessionOp, SettingsView};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
             decoded_ops(&batch).iter().for_each(|op| writer.push(op));
             writer.finish(batch.epoch(), batch.seq(), batch.flags(), &mut buf);
         }
+        Message::Settings(settings) => {
+            let entries: Vec<_> = settings.entries().collect();
+            SettingsView::emit(entries.into_iter(), &mut buf);
+        }
+        Message::Digest(digest) => DigestView::emit(digest.round(), &digest.buckets(), &mut buf),
         Message::Unknown(_) => return, // no encoder: the receiver counts and skips it
     }
     let again = Message::parse(&buf).expect("re-encoded frame parses");
@@ -26,6 +31,12 @@ fuzz_target!(|data: &[u8]| {
         (Message::Hello(a), Message::Hello(b)) => assert_eq!(a, b),
         (Message::Ack(a), Message::Ack(b)) => assert_eq!(a, b),
         (Message::Goodbye(a), Message::Goodbye(b)) => assert_eq!(a, b),
+        (Message::Settings(a), Message::Settings(b)) => {
+            assert!(a.entries().eq(b.entries()));
+        }
+        (Message::Digest(a), Message::Digest(b)) => {
+            assert_eq!((a.round(), a.buckets()), (b.round(), b.buckets()));
+        }
         (Message::SessionBatch(a), Message::SessionBatch(b)) => {
             assert_eq!(
                 (a.epoch(), a.seq(), a.flags()),

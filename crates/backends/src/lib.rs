@@ -11,7 +11,7 @@
 //! | backend | table | status |
 //! |---|---|---|
 //! | [`MemoryBackend`] | a userspace hash map (demo, simulation, unprivileged use) | here |
-//! | `conntrack` | the Linux kernel table over ctnetlink | not implemented yet |
+//! | [`ConntrackBackend`] | the Linux kernel table over ctnetlink | here (Linux) |
 //!
 //! Configuration backends (`files`, `nftables`) and takeover backends (`vrrp`, `script`, `frr`)
 //! are not implemented yet.
@@ -24,3 +24,5 @@ pub use session::{
     ApplyError, ApplyReport, BackendError, DEFAULT_QUEUE_LIMIT, LocalError, MemoryBackend,
     MemoryStats, SessionBackend, perform, sample_record,
 };
+#[cfg(target_os = "linux")]
+pub use session::{ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats};

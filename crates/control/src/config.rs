@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use failoverd_wire::Fingerprint;
+pub use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -144,16 +145,57 @@ pub struct TimersConfig {
 pub struct SessionsConfig {
     /// `backend` (default memory).
     pub backend: SessionBackend,
+    /// `digest_interval_ms` (default 60000; 0 turns it off): how often each node sends a
+    /// digest of its sessions for the peer to compare with its copies (anti-entropy). Each
+    /// costs a dump of the table on both nodes.
+    pub digest_interval: Duration,
+    /// `[sessions.conntrack]`: settings of the kernel backend (read only with `backend =
+    /// "conntrack"`).
+    pub conntrack: ConntrackConfig,
+}
+
+/// `[sessions.conntrack]`: the Linux kernel's connection-tracking table over ctnetlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConntrackConfig {
+    /// `event_buffer_bytes` (default 64 MiB): the receive buffer of the event socket; a burst
+    /// larger than it overruns, which costs a resynchronization.
+    pub event_buffer_bytes: usize,
+    /// `peer_entry_timeout_secs` (default 3600): the least timeout of the peer's entries in
+    /// this node's kernel, re-armed while the peer holds them (they see no packets here).
+    pub peer_entry_timeout_secs: u32,
+    /// `zones` (default all): replicate only entries of these conntrack zones.
+    pub zones: Vec<u16>,
+    /// `protocols` (default all): replicate only these IP protocols.
+    pub protocols: Vec<u8>,
+    /// `include` (default everything): replicate only entries whose original source or
+    /// destination is inside one of these networks.
+    pub include: Vec<IpNet>,
+    /// `exclude`: never replicate entries whose original source or destination is inside one
+    /// of these networks (loopback and the failover link's own addresses always are).
+    pub exclude: Vec<IpNet>,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        Self {
+            event_buffer_bytes: 64 << 20,
+            peer_entry_timeout_secs: 3600,
+            zones: Vec::new(),
+            protocols: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
 }
 
 /// Which session table the daemon replicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionBackend {
-    /// A userspace table: for the demo, simulation and unprivileged use. The kernel's
-    /// conntrack backend is added as a variant when it exists, so the parser never accepts a
-    /// backend the daemon cannot run.
+    /// A userspace table: for the demo, simulation and unprivileged use.
     Memory,
+    /// The Linux kernel's connection-tracking table, over ctnetlink (needs CAP_NET_ADMIN).
+    Conntrack,
 }
 
 impl SessionBackend {
@@ -161,6 +203,7 @@ impl SessionBackend {
     pub fn name(self) -> &'static str {
         match self {
             Self::Memory => "memory",
+            Self::Conntrack => "conntrack",
         }
     }
 }
@@ -316,8 +359,25 @@ dead_interval_ms = 150
 silence_ms = 1000
 
 [sessions]
-# "memory": a userspace session table (the kernel conntrack backend is not available yet).
+# "memory" (a userspace table: the demo, trying it out) or "conntrack" (the kernel's table).
 backend = "memory"
+# Anti-entropy: how often each node sends a digest of its sessions for the peer to compare with
+# its copies; drift no event reported is resynchronized. Each costs a dump on both nodes. 0: off.
+digest_interval_ms = 60000
+
+# Used only with backend = "conntrack".
+[sessions.conntrack]
+# Receive buffer of the kernel event socket, in bytes (65536..=1073741824).
+event_buffer_bytes = 67108864
+# The least timeout of the peer's entries in this kernel, re-armed while the peer holds them
+# (they see no packets here), corrected to the real timeout at takeover (60..=2592000).
+peer_entry_timeout_secs = 3600
+# Replicate only these zones, protocols and networks; empty lists mean all.
+zones = []
+protocols = []
+include = []
+# Never replicated (loopback and the failover link's addresses always are), e.g. ["192.0.2.0/24"].
+exclude = []
 
 [control]
 # The Unix socket failoverctl talks to; mode 0660.
@@ -388,6 +448,19 @@ struct RawTimers {
 #[serde(deny_unknown_fields)]
 struct RawSessions {
     backend: Option<SessionBackend>,
+    digest_interval_ms: Option<Spanned<i64>>,
+    conntrack: Option<RawConntrack>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConntrack {
+    event_buffer_bytes: Option<Spanned<i64>>,
+    peer_entry_timeout_secs: Option<Spanned<i64>>,
+    zones: Option<Vec<Spanned<i64>>>,
+    protocols: Option<Vec<Spanned<String>>>,
+    include: Option<Vec<Spanned<String>>>,
+    exclude: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -469,10 +542,42 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "sessions",
-        &[(
-            "backend",
-            "\"memory\" (the only backend so far; conntrack is not available yet)",
-        )],
+        &[
+            ("backend", "\"memory\" or \"conntrack\""),
+            (
+                "digest_interval_ms",
+                "milliseconds, 0 (off) or an integer from 1000 to 86400000",
+            ),
+        ],
+    ),
+    (
+        "sessions.conntrack",
+        &[
+            (
+                "event_buffer_bytes",
+                "bytes, an integer from 65536 to 1073741824",
+            ),
+            (
+                "peer_entry_timeout_secs",
+                "seconds, an integer from 60 to 2592000",
+            ),
+            (
+                "zones",
+                "a list of conntrack zones, integers from 0 to 65535",
+            ),
+            (
+                "protocols",
+                "a list of IP protocols: names (tcp, udp, icmp, icmpv6, sctp, dccp, gre, udplite) or numbers from 0 to 255 as strings",
+            ),
+            (
+                "include",
+                "a list of networks, e.g. [\"10.0.0.0/8\", \"2001:db8::/32\"]",
+            ),
+            (
+                "exclude",
+                "a list of networks, e.g. [\"10.0.0.0/8\", \"2001:db8::/32\"]",
+            ),
+        ],
     ),
     ("control", &[("socket", "the path of the control socket")]),
     (
@@ -695,9 +800,7 @@ impl RawConfig {
             None => return Err(source.missing("link", "listen", None)),
         };
         let timers = self.timers.validate(source)?;
-        let sessions = SessionsConfig {
-            backend: self.sessions.backend.unwrap_or(SessionBackend::Memory),
-        };
+        let sessions = self.sessions.validate(source)?;
         let control = ControlConfig {
             socket: match self.control.socket {
                 Some(socket) => base.join(non_empty_path(source, "control", "socket", &socket)?),
@@ -726,6 +829,138 @@ impl RawConfig {
             log,
         })
     }
+}
+
+impl RawSessions {
+    fn validate(self, source: &Source<'_>) -> Result<SessionsConfig, ConfigError> {
+        let backend = self.backend.unwrap_or(SessionBackend::Memory);
+        // Read whatever the backend, so the example can show every key: a memory backend
+        // ignores it.
+        let conntrack = match self.conntrack {
+            Some(raw) => raw.validate(source)?,
+            None => ConntrackConfig::default(),
+        };
+        let digest = int(
+            source,
+            "sessions",
+            "digest_interval_ms",
+            self.digest_interval_ms.as_ref(),
+            60_000,
+            0,
+            86_400_000,
+        )?;
+        if digest.value != 0 && digest.value < 1000 {
+            return Err(source.bad_value(
+                "sessions",
+                "digest_interval_ms",
+                &digest.span.unwrap_or(0..0),
+                format!("must be {}", expected("sessions", "digest_interval_ms")),
+            ));
+        }
+        Ok(SessionsConfig {
+            backend,
+            digest_interval: millis(digest.value),
+            conntrack,
+        })
+    }
+}
+
+impl RawConntrack {
+    fn validate(self, source: &Source<'_>) -> Result<ConntrackConfig, ConfigError> {
+        const TABLE: &str = "sessions.conntrack";
+        let defaults = ConntrackConfig::default();
+        let buffer = int(
+            source,
+            TABLE,
+            "event_buffer_bytes",
+            self.event_buffer_bytes.as_ref(),
+            defaults.event_buffer_bytes as i64,
+            65_536,
+            1 << 30,
+        )?;
+        let timeout = int(
+            source,
+            TABLE,
+            "peer_entry_timeout_secs",
+            self.peer_entry_timeout_secs.as_ref(),
+            i64::from(defaults.peer_entry_timeout_secs),
+            60,
+            2_592_000,
+        )?;
+        let zones = self
+            .zones
+            .unwrap_or_default()
+            .iter()
+            .map(|zone| {
+                u16::try_from(*zone.get_ref()).map_err(|_| {
+                    source.bad_value(
+                        TABLE,
+                        "zones",
+                        &zone.span(),
+                        format!("must be {}", expected(TABLE, "zones")),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let protocols = self
+            .protocols
+            .unwrap_or_default()
+            .iter()
+            .map(|name| {
+                protocol_number(name.get_ref()).ok_or_else(|| {
+                    source.bad_value(
+                        TABLE,
+                        "protocols",
+                        &name.span(),
+                        format!("must be {}", expected(TABLE, "protocols")),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let networks = |key: &str, raw: Option<Vec<Spanned<String>>>| {
+            raw.unwrap_or_default()
+                .iter()
+                .map(|net| {
+                    net.get_ref().parse::<IpNet>().map_err(|_| {
+                        source.bad_value(
+                            TABLE,
+                            key,
+                            &net.span(),
+                            format!(
+                                "not a network (address/prefix length); must be {}",
+                                expected(TABLE, key)
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(ConntrackConfig {
+            // Invariant: `int` checked the ranges, which fit both types.
+            event_buffer_bytes: buffer.value as usize,
+            peer_entry_timeout_secs: timeout.value as u32,
+            zones,
+            protocols,
+            include: networks("include", self.include)?,
+            exclude: networks("exclude", self.exclude)?,
+        })
+    }
+}
+
+/// An IP protocol by name or number (`"tcp"`, `"6"`).
+fn protocol_number(text: &str) -> Option<u8> {
+    let number = match text.to_ascii_lowercase().as_str() {
+        "icmp" => 1,
+        "tcp" => 6,
+        "udp" => 17,
+        "dccp" => 33,
+        "gre" => 47,
+        "icmpv6" | "ipv6-icmp" => 58,
+        "sctp" => 132,
+        "udplite" => 136,
+        other => return other.parse().ok(),
+    };
+    Some(number)
 }
 
 impl RawNode {
@@ -1156,7 +1391,9 @@ mod tests {
                     silence: Duration::from_millis(1000),
                 },
                 sessions: SessionsConfig {
-                    backend: SessionBackend::Memory
+                    backend: SessionBackend::Memory,
+                    digest_interval: Duration::from_secs(60),
+                    conntrack: ConntrackConfig::default(),
                 },
                 control: ControlConfig {
                     socket: PathBuf::from(DEFAULT_SOCKET)
@@ -1271,12 +1508,56 @@ mod tests {
                 "{PATH}:10:10: pair.backup = \"both\": must be \"symmetric\" or \"asymmetric\""
             )
         );
-        let text = minimal() + "[sessions]\nbackend = \"conntrack\"\n";
+        let text = minimal() + "[sessions]\nbackend = \"kernel\"\n";
         assert_eq!(
             error(&text),
             format!(
-                "{PATH}:10:11: sessions.backend = \"conntrack\": must be \"memory\" (the only backend so far; conntrack is not available yet)"
+                "{PATH}:10:11: sessions.backend = \"kernel\": must be \"memory\" or \"conntrack\""
             )
+        );
+        assert_eq!(
+            error(&(minimal() + "[sessions]\ndigest_interval_ms = 500\n")),
+            format!(
+                "{PATH}:10:22: sessions.digest_interval_ms = 500: must be milliseconds, 0 (off) or an integer from 1000 to 86400000"
+            )
+        );
+        let conntrack = minimal() + "[sessions]\nbackend = \"conntrack\"\n[sessions.conntrack]\n";
+        assert_eq!(
+            error(&(conntrack.clone() + "protocols = [\"tcp\", \"quic\"]\n")),
+            format!(
+                "{PATH}:12:21: sessions.conntrack.protocols = \"quic\": must be a list of IP protocols: names (tcp, udp, icmp, icmpv6, sctp, dccp, gre, udplite) or numbers from 0 to 255 as strings"
+            )
+        );
+        assert_eq!(
+            error(&(conntrack.clone() + "exclude = [\"10.0.0.0/33\"]\n")),
+            format!(
+                "{PATH}:12:12: sessions.conntrack.exclude = \"10.0.0.0/33\": not a network (address/prefix length); must be a list of networks, e.g. [\"10.0.0.0/8\", \"2001:db8::/32\"]"
+            )
+        );
+        assert_eq!(
+            error(&(conntrack.clone() + "zones = [70000]\n")),
+            format!(
+                "{PATH}:12:10: sessions.conntrack.zones = 70000: must be a list of conntrack zones, integers from 0 to 65535"
+            )
+        );
+        let config = parse(
+            &(conntrack
+                + "zones = [0, 7]\nprotocols = [\"tcp\", \"UDP\", \"132\"]\ninclude = [\"10.0.0.0/8\", \"2001:db8::/32\"]\npeer_entry_timeout_secs = 600\n"),
+        )
+        .unwrap();
+        assert_eq!(config.sessions.backend, SessionBackend::Conntrack);
+        assert_eq!(
+            config.sessions.conntrack,
+            ConntrackConfig {
+                zones: vec![0, 7],
+                protocols: vec![6, 17, 132],
+                include: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap()
+                ],
+                peer_entry_timeout_secs: 600,
+                ..ConntrackConfig::default()
+            }
         );
         let text = format!("pair = 5\n{}", minimal());
         assert_eq!(

@@ -181,6 +181,8 @@ pub struct NodeInfo {
     pub backup: String,
     /// `node.preempt`.
     pub preempt: bool,
+    /// `sessions.backend`: `"memory"` or `"conntrack"`.
+    pub backend: String,
 }
 
 /// A node's failover state, as the negotiation defines it.
@@ -565,6 +567,10 @@ pub enum EventKind {
     ChangesLost,
     /// The backend refused some of the peer's sessions.
     ApplyFailed,
+    /// A setting that should be equal on both nodes differs.
+    SettingDiffers,
+    /// The digest comparison found drift; a resync follows.
+    Drift,
     /// The failover link went up or down.
     Link,
 }
@@ -580,6 +586,8 @@ impl EventKind {
             Self::BulkReceived => "bulk-received",
             Self::ChangesLost => "changes-lost",
             Self::ApplyFailed => "apply-failed",
+            Self::SettingDiffers => "setting-differs",
+            Self::Drift => "drift",
             Self::Link => "link",
         }
     }
@@ -824,6 +832,8 @@ mod tests {
             EventKind::BulkReceived,
             EventKind::ChangesLost,
             EventKind::ApplyFailed,
+            EventKind::SettingDiffers,
+            EventKind::Drift,
             EventKind::Link,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.name()));

@@ -23,6 +23,16 @@ pub struct NodeConfig {
     pub dead_interval: Duration,
     /// Hold-down after start and after leaving Synchronization.
     pub silence_timer: Duration,
+    /// How long a delete from the peer waits before it is applied; dropped if this node takes
+    /// over meanwhile, so a failing peer's last burst of deletes (a flush as its interfaces go
+    /// down) does not wipe the sessions the survivor is about to carry. Longer than the peer's
+    /// failure takes to detect (the daemon uses twice the dead interval); zero applies deletes
+    /// at once. A dropped delete leaves a stale copy that the table's own ageing removes.
+    pub remove_hold: Duration,
+    /// The configured peer (from its pinned key), if known before it is heard: entries a
+    /// backend finds at start are attributed to it, and a node that becomes active without
+    /// having synchronized adopts them.
+    pub peer: Option<NodeId>,
     /// Resend unacknowledged batches after this long without progress.
     pub retransmit_timeout: Duration,
     /// The link delivers in order and loses nothing while it is up (TLS over TCP): after no
@@ -39,6 +49,14 @@ pub struct NodeConfig {
     /// asking for more while synchronizing (see [`crate::Node::wants_local_changes`]): past what
     /// the link carries, the backend's own change queue is the buffer.
     pub max_pending_changes: usize,
+    /// How often each node sends a digest of its sessions for the peer to compare with its
+    /// copies (anti-entropy: drift that no event reported is found and resynchronized); zero
+    /// turns it off. Each digest costs a dump of the table on both nodes.
+    pub digest_interval: Duration,
+    /// Settings that should be equal on both nodes (the kernel's conntrack table size and
+    /// tracking options), sent to the peer when synchronization begins; each difference is
+    /// reported as [`crate::Event::SettingDiffers`].
+    pub settings: Vec<(String, u64)>,
     /// Entries kept in the event history.
     pub history_len: usize,
     /// Seed of the node's random number generator (epochs).
@@ -72,12 +90,16 @@ impl Default for NodeConfig {
             hello_interval: Duration::from_millis(50),
             dead_interval: Duration::from_millis(150),
             silence_timer: Duration::from_secs(1),
+            remove_hold: Duration::from_millis(300),
+            peer: None,
             retransmit_timeout: Duration::from_millis(200),
             reliable_link: false,
             max_batch_bytes: 64 * 1024,
             max_in_flight: 128,
             max_apply_slice: 4096,
             max_pending_changes: 8 * 1024,
+            digest_interval: Duration::from_secs(60),
+            settings: Vec::new(),
             history_len: 256,
             seed: 0,
             #[cfg(feature = "planted-bugs")]
@@ -103,6 +125,9 @@ pub enum ConfigError {
     /// A batch that cannot hold one record.
     #[error("max batch size {0} bytes cannot hold a session record")]
     BatchTooSmall(usize),
+    /// More settings than one frame carries.
+    #[error("{0} settings to compare; at most {max}", max = failoverd_wire::MAX_SETTINGS)]
+    TooManySettings(usize),
     /// Nothing could ever be sent or applied.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -132,6 +157,9 @@ impl NodeConfig {
         }
         if self.max_apply_slice == 0 {
             return Err(ConfigError::Zero("max apply slice"));
+        }
+        if self.settings.len() > failoverd_wire::MAX_SETTINGS {
+            return Err(ConfigError::TooManySettings(self.settings.len()));
         }
         if self.max_pending_changes == 0 {
             return Err(ConfigError::Zero("max pending changes"));

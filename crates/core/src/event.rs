@@ -207,6 +207,21 @@ pub enum Event {
         /// The first error.
         first: String,
     },
+    /// The digest comparison found the peer's sessions and our copies different, twice with
+    /// neither side changing: a resync of the peer's sessions follows.
+    DriftFound {
+        /// Digest buckets that differ.
+        buckets: usize,
+    },
+    /// A setting that should be equal on both nodes differs (see `NodeConfig::settings`).
+    SettingDiffers {
+        /// The setting's name.
+        name: String,
+        /// This node's value; `None` if it has no such setting.
+        local: Option<u64>,
+        /// The peer's value; `None` if it has no such setting.
+        peer: Option<u64>,
+    },
 }
 
 impl fmt::Display for Event {
@@ -232,6 +247,19 @@ impl fmt::Display for Event {
             Self::ChangesLost => f.write_str("backend lost change events: resynchronizing"),
             Self::ApplyFailed { count, first } => {
                 write!(f, "{count} peer sessions could not be applied: {first}")
+            }
+            Self::DriftFound { buckets } => write!(
+                f,
+                "our copy of the peer's sessions drifted ({buckets} digest buckets differ): resynchronizing"
+            ),
+            Self::SettingDiffers { name, local, peer } => {
+                let show = |v: &Option<u64>| v.map_or("unset".to_string(), |v| v.to_string());
+                write!(
+                    f,
+                    "setting {name} differs: {} here, {} on the peer; a takeover may behave differently",
+                    show(local),
+                    show(peer)
+                )
             }
         }
     }

@@ -1,11 +1,11 @@
 //! One node of a failover pair, as a sans-I/O state machine.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 use failoverd_wire::{
-    Goodbye, GoodbyeReason, Hello, HelloFlags, Message, NodeId, Role, SessionKey, SessionOp,
-    SessionRecord, SyncState, WireError,
+    DIGEST_BUCKETS, DigestView, Goodbye, GoodbyeReason, Hello, HelloFlags, Message, NodeId, Role,
+    SessionKey, SessionOp, SessionRecord, SettingsView, SyncState, WireError,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -77,6 +77,14 @@ pub enum Action {
         /// The dead peer.
         from: NodeId,
     },
+    /// Compute the digest of every entry owned by `owner` (anti-entropy): this node's own, to
+    /// send to the peer, or the peer's, to compare with the digest the peer sent.
+    Digest {
+        /// Hand back with the result.
+        token: Token,
+        /// Whose entries.
+        owner: NodeId,
+    },
     /// Drop the failover-link connection and reconnect (the peer went silent on it).
     ResetLink,
 }
@@ -99,7 +107,12 @@ pub enum ActionResult {
     Swept(Result<u64, String>),
     /// Result of [`Action::Adopt`]: entries adopted.
     Adopted(Result<u64, String>),
+    /// Result of [`Action::Digest`] (see [`failoverd_wire::digest`]).
+    Digested(Result<Box<Digest>, String>),
 }
+
+/// Per-bucket sums of session digest hashes (see [`failoverd_wire::digest`]).
+pub type Digest = [u64; DIGEST_BUCKETS];
 
 /// Why this node is not ready to take over from a healthy active peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +121,8 @@ pub enum NotReady {
     NotSynchronized,
     /// The peer's bulk sync is not yet applied.
     BulkSyncIncomplete,
+    /// We asked the peer to resend its sessions (our copy is known to be incomplete).
+    ResyncPending,
     /// Some of the peer's sessions could not be applied.
     ApplyFailed,
 }
@@ -118,6 +133,7 @@ impl NotReady {
         match self {
             Self::NotSynchronized => "not-synchronized",
             Self::BulkSyncIncomplete => "bulk-sync-incomplete",
+            Self::ResyncPending => "resync-pending",
             Self::ApplyFailed => "apply-failed",
         }
     }
@@ -203,6 +219,10 @@ enum Work {
         last_seq: u64,
     },
     Adopt,
+    Digest {
+        /// The peer's digest to compare ours with; `None` for our own, to send.
+        peer_digest: Option<Box<Digest>>,
+    },
 }
 
 /// One node of a failover pair.
@@ -248,6 +268,14 @@ pub struct Node {
     adopt_from: Option<NodeId>,
     pending_sweep: Option<(HashSet<SessionKey>, u64, u64)>,
     dump_blocked: bool,
+    /// Anti-entropy: our digest is due to be computed and sent.
+    digest_due: bool,
+    digest_round: u32,
+    /// The peer's latest digest, waiting for ours of its sessions to compare with.
+    peer_digest: Option<Box<Digest>>,
+    /// The previous comparison (the peer's digest, ours): a bucket that differs twice with
+    /// neither side changed in between is drift, not sessions on their way.
+    last_comparison: Option<(Box<Digest>, Box<Digest>)>,
     resend: VecDeque<Vec<u8>>,
     control: VecDeque<Vec<u8>>,
     hello_due: bool,
@@ -276,7 +304,7 @@ impl Node {
             timers: TimerTable::default(),
             link: None,
             peer: None,
-            last_peer: None,
+            last_peer: config.peer,
             loss_reason: None,
             reported_incompatibility: None,
             next_epoch: rng.random(),
@@ -286,12 +314,16 @@ impl Node {
             resync_requested: None,
             retransmit_backoff: 1,
             outbound: Outbound::new(config.node_id),
-            inbound: Inbound::new(),
+            inbound: Inbound::new(config.remove_hold),
             outstanding: None,
             next_token: 0,
             adopt_from: None,
             pending_sweep: None,
             dump_blocked: false,
+            digest_due: false,
+            digest_round: 0,
+            peer_digest: None,
+            last_comparison: None,
             resend: VecDeque::new(),
             control: VecDeque::new(),
             hello_due: false,
@@ -345,7 +377,16 @@ impl Node {
         let mut reasons = Vec::new();
         if !matches!(self.state, State::Synchronization { .. }) {
             reasons.push(NotReady::NotSynchronized);
-        } else if !self.inbound.complete() {
+        } else if self.resync_requested.is_some() {
+            reasons.push(NotReady::ResyncPending);
+        } else if !self.inbound.complete()
+            || self
+                .peer
+                .as_ref()
+                .is_some_and(|p| self.inbound.epoch() != Some(p.hello.epoch))
+        {
+            // A stream the peer restarted (its hello names the new epoch) is not complete here
+            // until its own bulk sync is.
             reasons.push(NotReady::BulkSyncIncomplete);
         }
         if self.apply_failed {
@@ -396,6 +437,12 @@ impl Node {
     /// True if a change of `key` is queued or sent but not yet applied by the peer.
     pub fn has_unacked_change(&self, key: &SessionKey) -> bool {
         self.outbound.has_unacked_change(key)
+    }
+
+    /// True if the peer's delete of `key` has arrived but is held or queued, not yet applied
+    /// (see [`NodeConfig::remove_hold`]).
+    pub fn has_pending_remove(&self, key: &SessionKey) -> bool {
+        self.inbound.has_pending_remove(key)
     }
 
     /// Our bulk sync is applied by the peer and no change is queued or in flight.
@@ -475,11 +522,12 @@ impl Node {
                 let bug = self.config.has_bug(PlantedBug::AckBeforeApply);
                 if self
                     .inbound
-                    .handle_batch(batch, bug, &mut self.stats)
+                    .handle_batch(now, batch, bug, &mut self.stats)
                     .is_err()
                 {
                     self.stats.malformed_frames += 1;
                 }
+                self.arm_remove_hold();
                 self.drive_backend();
             }
             Ok(Message::Ack(ack)) => {
@@ -493,6 +541,14 @@ impl Node {
                 if let Some((epoch, records)) = outcome.bulk_applied {
                     self.stats.bulk_syncs_sent += 1;
                     self.emit(now, Event::BulkSent { epoch, records });
+                }
+            }
+            Ok(Message::Settings(settings)) => self.compare_settings(now, settings),
+            Ok(Message::Digest(digest)) => {
+                // Compared only against a complete copy of the peer's sessions.
+                if matches!(self.state, State::Synchronization { .. }) && self.inbound.complete() {
+                    self.peer_digest = Some(Box::new(digest.buckets()));
+                    self.drive_backend();
                 }
             }
             Ok(Message::Unknown(_)) => self.stats.unknown_messages += 1,
@@ -537,6 +593,19 @@ impl Node {
                 }
                 Timer::DumpRetry => {
                     self.dump_blocked = false;
+                    self.drive_backend();
+                }
+                Timer::Digest => {
+                    if matches!(self.state, State::Synchronization { .. }) {
+                        self.digest_due = true;
+                        self.drive_backend();
+                    }
+                    self.timers
+                        .set(Timer::Digest, now + self.config.digest_interval);
+                }
+                Timer::RemoveHold => {
+                    self.inbound.release_held(now);
+                    self.arm_remove_hold();
                     self.drive_backend();
                 }
             }
@@ -621,19 +690,7 @@ impl Node {
                     first_error,
                 },
             ) => {
-                self.stats.records_applied += applied;
-                if failed > 0 {
-                    self.stats.apply_failures += failed;
-                    self.apply_failed = true;
-                    let first = first_error.unwrap_or_default();
-                    self.emit(
-                        now,
-                        Event::ApplyFailed {
-                            count: failed,
-                            first,
-                        },
-                    );
-                }
+                self.count_applied(now, applied, failed, first_error);
                 if generation == self.inbound.generation() {
                     let skip = self.config.has_bug(PlantedBug::SkipSweep);
                     if let Some(InboundWork::Sweep { keep, last_seq }) =
@@ -670,6 +727,18 @@ impl Node {
                 self.inbound.swept(last_seq);
                 self.bulk_received(now, swept);
             }
+            (Work::Digest { peer_digest }, ActionResult::Digested(Ok(ours))) => {
+                if !matches!(self.state, State::Synchronization { .. }) {
+                } else if let Some(theirs) = peer_digest {
+                    self.compare_digests(now, theirs, ours);
+                } else {
+                    let mut frame = Vec::new();
+                    DigestView::emit(self.digest_round, &ours, &mut frame);
+                    self.digest_round = self.digest_round.wrapping_add(1);
+                    self.stats.digests_sent += 1;
+                    self.control.push_back(frame);
+                }
+            }
             (Work::Adopt, ActionResult::Adopted(result)) => match result {
                 Ok(adopted) => self.stats.adopted += adopted,
                 Err(error) => self.emit(
@@ -686,6 +755,21 @@ impl Node {
         }
         self.drive_backend();
         self.update_role(now);
+    }
+
+    fn count_applied(&mut self, now: Instant, applied: u64, failed: u64, first: Option<String>) {
+        self.stats.records_applied += applied;
+        if failed > 0 {
+            self.stats.apply_failures += failed;
+            self.apply_failed = true;
+            self.emit(
+                now,
+                Event::ApplyFailed {
+                    count: failed,
+                    first: first.unwrap_or_default(),
+                },
+            );
+        }
     }
 
     // ---- commands ----
@@ -809,6 +893,56 @@ impl Node {
         self.next_epoch
     }
 
+    /// Anti-entropy: a bucket whose sums differ in two comparisons in a row, with neither
+    /// node's sum changed in between, holds drift that no event reported (a change lost, an
+    /// entry changed behind the daemon's back); buckets that keep changing hold sessions on
+    /// their way and are left to the stream. Drift is repaired by a resync of the peer's
+    /// sessions (bulk sync and sweep).
+    fn compare_digests(&mut self, now: Instant, theirs: Box<Digest>, ours: Box<Digest>) {
+        self.stats.digests_compared += 1;
+        let drifted = match &self.last_comparison {
+            Some((last_theirs, last_ours)) => (0..DIGEST_BUCKETS)
+                .filter(|&b| {
+                    theirs[b] != ours[b] && last_theirs[b] == theirs[b] && last_ours[b] == ours[b]
+                })
+                .count(),
+            None => 0,
+        };
+        if drifted == 0 {
+            self.last_comparison = Some((theirs, ours));
+            return;
+        }
+        self.last_comparison = None;
+        self.stats.drift_repairs += 1;
+        self.emit(now, Event::DriftFound { buckets: drifted });
+        self.resync_requested = self.peer.as_ref().map(|p| p.hello.epoch);
+        self.hello_due = true;
+    }
+
+    fn compare_settings(&mut self, now: Instant, settings: SettingsView<'_>) {
+        let peer: BTreeMap<&str, u64> = settings.entries().collect();
+        let local: BTreeMap<&str, u64> = self
+            .config
+            .settings
+            .iter()
+            .map(|(n, v)| (n.as_str(), *v))
+            .collect();
+        let mut differ = Vec::new();
+        for name in local.keys().chain(peer.keys()).collect::<BTreeSet<_>>() {
+            let (local, peer) = (local.get(name).copied(), peer.get(name).copied());
+            if local != peer {
+                differ.push(Event::SettingDiffers {
+                    name: name.to_string(),
+                    local,
+                    peer,
+                });
+            }
+        }
+        for event in differ {
+            self.emit(now, event);
+        }
+    }
+
     /// The one place the failover state changes: re-arms the state's timer, starts or stops
     /// the sync streams, and reports exactly one event per real transition.
     fn set_state(&mut self, now: Instant, next: State, reason: Reason) {
@@ -816,7 +950,9 @@ impl Node {
         let to = next.name();
         if let State::Synchronization { .. } = self.state {
             self.outbound.stop();
-            self.inbound.reset(NodeId(0));
+            self.inbound.reset(NodeId(0), &mut self.stats);
+            self.timers.stop(Timer::RemoveHold);
+            self.timers.stop(Timer::Digest);
             self.pending_sweep = None;
             self.resend.clear();
             self.timers.stop(Timer::Retransmit);
@@ -830,9 +966,24 @@ impl Node {
             State::Independence => self.timers.stop(Timer::Silence),
             State::Synchronization { peer } => {
                 self.last_peer = Some(*peer);
+                self.digest_due = false;
+                self.peer_digest = None;
+                self.last_comparison = None;
+                if !self.config.digest_interval.is_zero() {
+                    self.timers
+                        .set(Timer::Digest, now + self.config.digest_interval);
+                }
+                if !self.config.settings.is_empty() {
+                    let mut frame = Vec::new();
+                    SettingsView::emit(
+                        self.config.settings.iter().map(|(n, v)| (n.as_str(), *v)),
+                        &mut frame,
+                    );
+                    self.control.push_back(frame);
+                }
                 let epoch = self.take_epoch();
                 self.outbound.start(epoch);
-                self.inbound.reset(*peer);
+                self.inbound.reset(*peer, &mut self.stats);
                 self.apply_failed = false;
             }
         }
@@ -848,6 +999,17 @@ impl Node {
         self.hello_due = true;
         if role == Role::Active {
             self.yielding = false;
+            if self.peer.is_some() {
+                // The live peer handed over: its deletes were real, and this node now decides
+                // what ends.
+                self.inbound.release_all_held();
+            } else {
+                // The peer died: its last deletes may be a flush of the sessions this node
+                // now carries.
+                self.inbound.discard_held(&mut self.stats);
+            }
+            self.timers.stop(Timer::RemoveHold);
+            self.drive_backend();
             if self.peer.is_none()
                 && let Some(peer) = self.last_peer
             {
@@ -1035,6 +1197,13 @@ impl Node {
         }
     }
 
+    fn arm_remove_hold(&mut self) {
+        match self.inbound.next_held_due() {
+            Some(at) => self.timers.set(Timer::RemoveHold, at),
+            None => self.timers.stop(Timer::RemoveHold),
+        }
+    }
+
     /// Starts the next backend action if none is outstanding. Order: adopt (takeover), the
     /// sweep that ends a bulk, our dump, then the peer's ops in bounded slices.
     fn drive_backend(&mut self) {
@@ -1060,23 +1229,45 @@ impl Node {
                     epoch: self.outbound.epoch(),
                 },
             )
-        } else if let Some(InboundWork::Apply {
-            ops,
-            last_seq,
-            bulk_end,
-        }) = self.inbound.next_work(self.config.max_apply_slice)
-        {
-            let generation = self.inbound.generation();
-            (
-                Action::Apply { token, ops },
-                Work::Apply {
-                    generation,
+        } else {
+            match self.inbound.next_work(self.config.max_apply_slice) {
+                Some(InboundWork::Apply {
+                    ops,
                     last_seq,
                     bulk_end,
-                },
-            )
-        } else {
-            return;
+                }) => {
+                    let generation = self.inbound.generation();
+                    (
+                        Action::Apply { token, ops },
+                        Work::Apply {
+                            generation,
+                            last_seq,
+                            bulk_end,
+                        },
+                    )
+                }
+                Some(InboundWork::Sweep { .. }) => return,
+                // Digests come after everything received before them is applied.
+                None => {
+                    if let Some(theirs) = self.peer_digest.take() {
+                        let owner = self.last_peer.unwrap_or_default();
+                        (
+                            Action::Digest { token, owner },
+                            Work::Digest {
+                                peer_digest: Some(theirs),
+                            },
+                        )
+                    } else if std::mem::take(&mut self.digest_due) {
+                        let owner = self.config.node_id;
+                        (
+                            Action::Digest { token, owner },
+                            Work::Digest { peer_digest: None },
+                        )
+                    } else {
+                        return;
+                    }
+                }
+            }
         };
         self.next_token += 1;
         self.outstanding = Some((token, work));

@@ -53,6 +53,16 @@ pub struct Stats {
     pub swept: u64,
     /// Peer entries adopted at takeover.
     pub adopted: u64,
+    /// Deletes from the peer held before they were applied (see `NodeConfig::remove_hold`).
+    pub removes_held: u64,
+    /// Held deletes dropped because this node took over or the stream restarted.
+    pub removes_discarded: u64,
+    /// Digests of our sessions sent to the peer (anti-entropy).
+    pub digests_sent: u64,
+    /// The peer's digests compared with our copies of its sessions.
+    pub digests_compared: u64,
+    /// Resyncs requested because the comparison found drift.
+    pub drift_repairs: u64,
     /// Replication lag: from a change reaching the core to the peer acknowledging it applied.
     pub lag: LagHistogram,
 }

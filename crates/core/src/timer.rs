@@ -15,15 +15,21 @@ pub(crate) enum Timer {
     Retransmit,
     /// A failed dump may be tried again.
     DumpRetry,
+    /// The next delete from the peer is due (see `NodeConfig::remove_hold`).
+    RemoveHold,
+    /// Time to send a digest of our sessions (anti-entropy).
+    Digest,
 }
 
 impl Timer {
-    const ALL: [Timer; 5] = [
+    const ALL: [Timer; 7] = [
         Timer::Hello,
         Timer::Dead,
         Timer::Silence,
         Timer::Retransmit,
         Timer::DumpRetry,
+        Timer::RemoveHold,
+        Timer::Digest,
     ];
 
     fn index(self) -> usize {

@@ -87,8 +87,13 @@ pub fn status(status: &Status) -> String {
         &mut out,
         "sessions",
         format_args!(
-            "{} total  {} owned  {} peer-owned  {} pending changes  {} batches in flight",
-            s.total, s.owned, s.peer_owned, s.pending_changes, s.in_flight_batches
+            "{} total  {} owned  {} peer-owned  {} pending changes  {} batches in flight  ({} table)",
+            s.total,
+            s.owned,
+            s.peer_owned,
+            s.pending_changes,
+            s.in_flight_batches,
+            status.node.backend
         ),
     );
     let r = &status.replication;
@@ -390,6 +395,7 @@ mod tests {
                 priority: 100,
                 backup: "symmetric".into(),
                 preempt: true,
+                backend: "memory".into(),
             },
             state: FailoverState::Synchronization,
             state_since_ms: 12_345,
@@ -446,7 +452,7 @@ fingerprint   sha256:{}
 uptime        1 h 02 min
 peer          192.0.2.2:7701  link up  node 2000abcd  state synchronization  role standby  priority 90  ready yes
               last hello 12 ms ago  rtt 180 µs
-sessions      1200 total  800 owned  400 peer-owned  0 pending changes  1 batches in flight
+sessions      1200 total  800 owned  400 peer-owned  0 pending changes  1 batches in flight  (memory table)
 replication   epoch 3  bulk sent yes  bulk received yes
 lag           p50 120 µs  p99 800 µs  max 2.1 ms  (1234 samples)
 counters      batches_received    12

@@ -26,6 +26,7 @@ fn status() -> Status {
             priority: 100,
             backup: "symmetric".into(),
             preempt: true,
+            backend: "memory".into(),
         },
         state: FailoverState::Synchronization,
         state_since_ms: 12_345,

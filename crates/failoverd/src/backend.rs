@@ -17,6 +17,10 @@ use failoverd_control::protocol::{Generated, SessionFilter, SessionList};
 use failoverd_core::{Action, ActionResult, Token};
 use failoverd_wire::{SessionOp, SessionRecord};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tracing::{info, warn};
+
+use crate::table::Table;
 
 /// Changes handed to the driver per message: bounds one message, not the rate.
 const CHANGE_CHUNK: usize = 4096;
@@ -38,7 +42,7 @@ pub enum Command {
     /// Create `count` synthetic local sessions (memory backend: trying it out, tests).
     Generate {
         count: u32,
-        reply: oneshot::Sender<Generated>,
+        reply: oneshot::Sender<Result<Generated, String>>,
     },
     /// Demo traffic: sessions created, updated and ended by local activity; `done` answers
     /// once they happened and the node has taken most of the changes they made, so the generator
@@ -53,10 +57,12 @@ pub enum Command {
     List {
         filter: SessionFilter,
         limit: Option<usize>,
-        reply: oneshot::Sender<SessionList>,
+        reply: oneshot::Sender<Result<SessionList, String>>,
     },
-    /// Entries by owner.
-    Counts { reply: oneshot::Sender<Counts> },
+    /// Entries by owner, and the table's counters.
+    Counts {
+        reply: oneshot::Sender<Result<Counts, String>>,
+    },
     /// Every entry, delivered as [`Event::Snapshot`] after the changes that precede it.
     Snapshot,
 }
@@ -83,23 +89,34 @@ pub enum Event {
     Snapshot(Vec<SessionRecord>),
 }
 
-/// Entries of the table by owner.
-#[derive(Debug, Clone, Copy, Default)]
+/// Entries of the table by owner, and its counters.
+#[derive(Debug, Clone, Default)]
 pub struct Counts {
     /// All entries.
     pub total: u64,
     /// Entries this node owns.
     pub owned: u64,
+    /// The table's own counters (events in, batches out, overruns, ...), unprefixed.
+    pub counters: TableCounters,
 }
+
+/// Named counters of a session table.
+pub type TableCounters = Vec<(&'static str, u64)>;
 
 /// Sends work to the backend thread. The thread ends when every handle is dropped.
 #[derive(Debug, Clone)]
 pub struct BackendHandle {
     commands: mpsc::UnboundedSender<Command>,
     credit: Arc<Semaphore>,
+    kind: &'static str,
 }
 
 impl BackendHandle {
+    /// The table's backend name in the config file.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// Queues `command`; false if the backend thread is gone.
     pub fn send(&self, command: Command) -> bool {
         self.commands.send(command).is_ok()
@@ -115,15 +132,18 @@ impl BackendHandle {
 /// receiver; the credit bounds the changes among them, and when the driver holds the credit back
 /// the backend's own change queue absorbs the rest (and overruns, reported as
 /// [`Event::ChangesLost`], rather than growing without bound).
-pub fn spawn(
+pub fn spawn<T: Table>(
     name: &str,
-    backend: MemoryBackend,
+    backend: T,
 ) -> std::io::Result<(BackendHandle, mpsc::UnboundedReceiver<Event>)> {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::unbounded_channel();
     let credit = Arc::new(Semaphore::new(CHANGE_CREDIT));
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
     let thread_credit = Arc::clone(&credit);
+    let kind = backend.kind();
     thread::Builder::new()
         .name(format!("{name}-sessions"))
         .spawn(move || {
@@ -138,19 +158,28 @@ pub fn spawn(
                 .run(command_rx, thread_credit),
             );
         })?;
-    Ok((BackendHandle { commands, credit }, event_rx))
+    Ok((
+        BackendHandle {
+            commands,
+            credit,
+            kind,
+        },
+        event_rx,
+    ))
 }
 
-struct Worker {
-    backend: MemoryBackend,
+struct Worker<T> {
+    backend: T,
     events: mpsc::UnboundedSender<Event>,
     traffic: Traffic,
     /// Demo traffic applied, acknowledged once the change queue is short enough.
     traffic_waiting: Vec<oneshot::Sender<()>>,
 }
 
-impl Worker {
+impl<T: Table> Worker<T> {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, credit: Arc<Semaphore>) {
+        let upkeep_every = self.backend.upkeep_interval();
+        let mut next_upkeep = upkeep_every.map(|every| Instant::now() + every);
         loop {
             // Commands first: a status request never waits behind a stream of changes.
             let changes = {
@@ -164,12 +193,23 @@ impl Worker {
                     }
                 }
             };
+            let upkeep = async move {
+                match next_upkeep {
+                    Some(at) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let sent = tokio::select! {
                 biased;
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command),
                     None => return,
                 },
+                () = upkeep => {
+                    self.upkeep();
+                    next_upkeep = upkeep_every.map(|every| Instant::now() + every);
+                    Ok(())
+                }
                 () = changes => {
                     let sent = self.send_chunk(true);
                     if let Ok(false) = sent {
@@ -190,9 +230,9 @@ impl Worker {
     fn handle(&mut self, command: Command) -> Result<(), Closed> {
         match command {
             Command::Perform(action) => {
-                // A dump must not overtake the changes before it: they are older than it, and an
-                // overrun among them is covered by it.
-                if matches!(action, Action::Dump { .. }) {
+                // A dump (or digest) must not overtake the changes before it: they are older
+                // than it, and an overrun among them is covered by it.
+                if matches!(action, Action::Dump { .. } | Action::Digest { .. }) {
                     self.drain_changes()?;
                 }
                 if let Some((token, result)) = perform(&mut self.backend, action) {
@@ -200,17 +240,20 @@ impl Worker {
                 }
             }
             Command::Generate { count, reply } => {
-                let mut generated = Generated {
-                    created: 0,
-                    table_full: 0,
-                };
-                for _ in 0..count {
-                    match self.traffic.create(&mut self.backend) {
-                        true => generated.created += 1,
-                        false => generated.table_full += 1,
+                let result = self.synthetic().map(|(table, traffic)| {
+                    let mut generated = Generated {
+                        created: 0,
+                        table_full: 0,
+                    };
+                    for _ in 0..count {
+                        match traffic.create(table) {
+                            true => generated.created += 1,
+                            false => generated.table_full += 1,
+                        }
                     }
-                }
-                let _ = reply.send(generated);
+                    generated
+                });
+                let _ = reply.send(result);
             }
             Command::Traffic {
                 creates,
@@ -218,42 +261,44 @@ impl Worker {
                 deletes,
                 done,
             } => {
-                for _ in 0..creates {
-                    self.traffic.create(&mut self.backend);
+                // Only the demo sends traffic, and it runs the memory table.
+                if let Ok((table, traffic)) = self.synthetic() {
+                    for _ in 0..creates {
+                        traffic.create(table);
+                    }
+                    for _ in 0..updates {
+                        traffic.update(table);
+                    }
+                    for _ in 0..deletes {
+                        traffic.delete(table);
+                    }
+                    self.traffic_waiting.push(done);
                 }
-                for _ in 0..updates {
-                    self.traffic.update(&mut self.backend);
-                }
-                for _ in 0..deletes {
-                    self.traffic.delete(&mut self.backend);
-                }
-                self.traffic_waiting.push(done);
             }
             Command::List {
                 filter,
                 limit,
                 reply,
             } => {
-                let local = self.backend.local_node();
-                let _ = reply.send(SessionList::select(
-                    self.backend.iter(),
-                    &filter,
-                    limit,
-                    local,
-                ));
+                let _ = reply.send(
+                    self.backend
+                        .list(&filter, limit)
+                        .map_err(|err| err.to_string()),
+                );
             }
             Command::Counts { reply } => {
-                let local = self.backend.local_node();
-                let owned = self.backend.iter().filter(|r| r.owner == local).count() as u64;
-                let _ = reply.send(Counts {
-                    total: self.backend.len() as u64,
-                    owned,
-                });
+                let _ = reply.send(self.backend.counts().map_err(|err| err.to_string()));
             }
             Command::Snapshot => {
                 // The snapshot is compared with what the core knows: every change first.
                 self.drain_changes()?;
-                let records = self.backend.iter().cloned().collect();
+                let records = match self.backend.dump() {
+                    Ok(records) => records,
+                    Err(err) => {
+                        warn!(error = %err, "snapshot of the session table failed");
+                        Vec::new()
+                    }
+                };
                 self.send(Event::Snapshot(records))?;
             }
         }
@@ -276,12 +321,35 @@ impl Worker {
         }
     }
 
+    /// The memory table and its traffic generator; an error naming the backend otherwise.
+    fn synthetic(&mut self) -> Result<(&mut MemoryBackend, &mut Traffic), String> {
+        let kind = self.backend.kind();
+        match self.backend.synthetic() {
+            Some(table) => Ok((table, &mut self.traffic)),
+            None => Err(format!(
+                "synthetic sessions need the memory backend; the {kind} table's sessions come from traffic"
+            )),
+        }
+    }
+
     /// Acknowledges demo traffic once the node has taken most of its changes.
     fn release_traffic(&mut self) {
-        if self.backend.pending_changes() <= TRAFFIC_BACKLOG {
+        let backlog = self
+            .backend
+            .synthetic()
+            .map_or(0, |table| table.pending_changes());
+        if backlog <= TRAFFIC_BACKLOG {
             for done in self.traffic_waiting.drain(..) {
                 let _ = done.send(());
             }
+        }
+    }
+
+    fn upkeep(&mut self) {
+        match self.backend.upkeep() {
+            Ok(0) => {}
+            Ok(refreshed) => info!(refreshed, "re-armed the timeouts of the peer's sessions"),
+            Err(err) => warn!(error = %err, "session table upkeep failed"),
         }
     }
 

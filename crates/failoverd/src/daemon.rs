@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use failoverd_backends::MemoryBackend;
-use failoverd_control::config::{BackupType, Config, LogFormat};
+use failoverd_control::config::{BackupType, Config, LogFormat, SessionBackend};
 use failoverd_control::transport;
 use failoverd_core::NodeConfig;
 use failoverd_link::{Identity, LinkConfig};
@@ -13,8 +13,8 @@ use failoverd_wire::NodeId;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use crate::backend;
 use crate::driver::{self, NodeRequest, NodeSetup};
+use crate::{backend, kernel};
 
 /// Runs the daemon described by the config file at `path`.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
@@ -29,7 +29,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let core = core_config(&config, NodeId(fingerprint.node_id()));
+    let mut core = core_config(&config, NodeId(fingerprint.node_id()));
+    core.peer = Some(NodeId(peer_fingerprint.node_id()));
     core.validate()
         .with_context(|| format!("{}: invalid timers", path.display()))?;
 
@@ -43,7 +44,16 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             peer_fingerprint,
         )
     })?;
-    let backend = backend::spawn(&config.node.name, MemoryBackend::new(core.node_id))?;
+    let backend = match config.sessions.backend {
+        SessionBackend::Memory => {
+            backend::spawn(&config.node.name, MemoryBackend::new(core.node_id))?
+        }
+        SessionBackend::Conntrack => {
+            let table = kernel::open_conntrack(&config, core.node_id, core.peer)?;
+            core.settings = kernel::settings_to_compare();
+            backend::spawn(&config.node.name, table)?
+        }
+    };
     let listener = transport::bind(&config.control.socket)?;
     info!(
         node = %config.node.name,
@@ -102,6 +112,9 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
         hello_interval: config.timers.hello_interval,
         dead_interval: config.timers.dead_interval,
         silence_timer: config.timers.silence,
+        // A failing peer's last deletes wait until its death would have been detected.
+        remove_hold: 2 * config.timers.dead_interval,
+        digest_interval: config.sessions.digest_interval,
         seed: seed(),
         reliable_link: true,
         ..NodeConfig::default()

@@ -198,7 +198,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         count: options.sessions,
         reply,
     });
-    let generated = rx.await.context("node A stopped")?;
+    let generated = rx
+        .await
+        .context("node A stopped")?
+        .map_err(anyhow::Error::msg)?;
     eprintln!("  {} sessions created on A", generated.created);
 
     let generator = Generator::start(a.backend.clone(), options.rate);

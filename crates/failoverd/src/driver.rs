@@ -16,7 +16,7 @@ use failoverd_wire::{NodeId, Role, SessionKey, SessionRecord, SyncState};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::backend::{self, BackendHandle, Command};
+use crate::backend::{self, BackendHandle, Command, TableCounters};
 
 /// Link events kept for `failoverctl events` (the core keeps its own history).
 const LINK_HISTORY: usize = 64;
@@ -292,7 +292,11 @@ impl Driver {
     fn log(&self, event: &Event) {
         let node = &self.name;
         match event {
-            Event::NegotiationFailed(_) | Event::ApplyFailed { .. } | Event::ChangesLost => {
+            Event::NegotiationFailed(_)
+            | Event::ApplyFailed { .. }
+            | Event::ChangesLost
+            | Event::SettingDiffers { .. }
+            | Event::DriftFound { .. } => {
                 warn!(%node, "{event}")
             }
             _ => info!(%node, "{event}"),
@@ -336,6 +340,7 @@ impl Driver {
                     failoverd_core::ActionResult::Applied { .. } => "apply",
                     failoverd_core::ActionResult::Swept(_) => "sweep",
                     failoverd_core::ActionResult::Adopted(_) => "adopt",
+                    failoverd_core::ActionResult::Digested(_) => "digest",
                 };
                 self.node.handle_action_done(now, token, result);
                 if let Some(observer) = &self.observer {
@@ -383,8 +388,11 @@ impl Driver {
                 let mut status = self.status();
                 let counts = self.session_counts();
                 tokio::spawn(async move {
-                    if let Some(counts) = counts.await {
+                    if let Ok((counts, counters)) = counts.await {
                         status.sessions = counts;
+                        for (name, value) in counters {
+                            status.counters.insert(format!("backend_{name}"), value);
+                        }
                     }
                     let _ = reply.send(Response::ok(&status));
                 });
@@ -406,8 +414,8 @@ impl Driver {
                 let counts = self.session_counts();
                 tokio::spawn(async move {
                     let response = match counts.await {
-                        Some(counts) => Response::ok(&counts),
-                        None => Response::error("the session table is not available"),
+                        Ok((counts, _)) => Response::ok(&counts),
+                        Err(error) => Response::error(error),
                     };
                     let _ = reply.send(response);
                 });
@@ -473,6 +481,7 @@ impl Driver {
                 priority: config.priority,
                 backup: config.backup_type.name().to_string(),
                 preempt: config.preempt,
+                backend: self.backend.kind().to_string(),
             },
             state: state_view(node.state()),
             state_since_ms: (now - since).as_millis() as u64,
@@ -502,22 +511,27 @@ impl Driver {
         }
     }
 
-    /// The table's counts come from the session-table thread, the queue's from the core; the
-    /// future resolves without the driver waiting for it.
-    fn session_counts(&self) -> impl Future<Output = Option<SessionCounts>> + use<> {
+    /// The table's counts and counters come from the session-table thread, the queue's from
+    /// the core; the future resolves without the driver waiting for it.
+    fn session_counts(
+        &self,
+    ) -> impl Future<Output = Result<(SessionCounts, TableCounters), String>> + use<> {
         let (tx, rx) = oneshot::channel();
         self.backend.send(Command::Counts { reply: tx });
         let pending_changes = self.node.pending_changes() as u64;
         let in_flight_batches = self.node.in_flight_batches() as u64;
         async move {
-            let counts = rx.await.ok()?;
-            Some(SessionCounts {
+            let counts = rx
+                .await
+                .map_err(|_| "the session table is not available".to_string())??;
+            let sessions = SessionCounts {
                 total: counts.total,
                 owned: counts.owned,
                 peer_owned: counts.total - counts.owned,
                 pending_changes,
                 in_flight_batches,
-            })
+            };
+            Ok((sessions, counts.counters))
         }
     }
 
@@ -568,12 +582,13 @@ impl Driver {
 }
 
 fn answer_later<T: serde::Serialize + Send + 'static>(
-    rx: oneshot::Receiver<T>,
+    rx: oneshot::Receiver<Result<T, String>>,
     reply: oneshot::Sender<Response>,
 ) {
     tokio::spawn(async move {
         let response = match rx.await {
-            Ok(value) => Response::ok(&value),
+            Ok(Ok(value)) => Response::ok(&value),
+            Ok(Err(error)) => Response::error(error),
             Err(_) => Response::error("the session table is not available"),
         };
         let _ = reply.send(response);
@@ -615,6 +630,8 @@ pub fn event_view(at: Instant, event: &Event) -> EventView {
         Event::BulkReceived { .. } => (EventKind::BulkReceived, None, None, None),
         Event::ChangesLost => (EventKind::ChangesLost, None, None, None),
         Event::ApplyFailed { .. } => (EventKind::ApplyFailed, None, None, None),
+        Event::SettingDiffers { .. } => (EventKind::SettingDiffers, None, None, None),
+        Event::DriftFound { .. } => (EventKind::Drift, None, None, None),
     };
     EventView {
         at_ms: at.as_nanos() / 1_000_000,
@@ -653,5 +670,10 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("bulk_syncs_received", stats.bulk_syncs_received),
         ("swept", stats.swept),
         ("adopted", stats.adopted),
+        ("removes_held", stats.removes_held),
+        ("removes_discarded", stats.removes_discarded),
+        ("digests_sent", stats.digests_sent),
+        ("digests_compared", stats.digests_compared),
+        ("drift_repairs", stats.drift_repairs),
     ]
 }

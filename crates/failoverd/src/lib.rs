@@ -3,12 +3,16 @@
 //! the control socket (`failoverd-control`) and the clock.
 //!
 //! - [`driver`]: the task that owns a node's core;
-//! - [`backend`]: the session table's own thread;
+//! - [`backend`]: the session table's own thread, running a [`table::Table`];
 //! - [`daemon`]: `failoverd` with a config file;
+//! - [`kernel`]: the kernel's conntrack table, opened with the start-up checks;
 //! - [`demo`]: `failoverd demo`, two nodes on loopback.
 
 pub mod backend;
 pub mod daemon;
 pub mod demo;
 pub mod driver;
+#[cfg(target_os = "linux")]
+pub mod kernel;
 mod proxy;
+pub mod table;

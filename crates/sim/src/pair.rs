@@ -265,7 +265,8 @@ impl Pair {
             Action::Dump { token }
             | Action::Apply { token, .. }
             | Action::Sweep { token, .. }
-            | Action::Adopt { token, .. } => *token,
+            | Action::Adopt { token, .. }
+            | Action::Digest { token, .. } => *token,
             Action::ResetLink => return,
         };
         debug_assert!(
@@ -526,13 +527,15 @@ impl Pair {
         }
         let holder = &self.nodes[i];
         // A change on its way either way explains a difference: ours (we ended the session and
-        // the delete is in flight) or the peer's.
+        // the delete is in flight, or held by the peer) or the peer's.
         let missing: Vec<_> = peer
             .table
             .iter()
             .filter(|r| r.owner == peer.id() && holder.table.get(&r.key).is_none())
             .filter(|r| {
-                !peer.core.has_unacked_change(&r.key) && !holder.core.has_unacked_change(&r.key)
+                !peer.core.has_unacked_change(&r.key)
+                    && !holder.core.has_unacked_change(&r.key)
+                    && !peer.core.has_pending_remove(&r.key)
             })
             .map(|r| r.key)
             .collect();
@@ -665,8 +668,10 @@ impl Pair {
                 .iter()
                 // A copy labelled with the other node's id while the other node labels its own
                 // copy ours is a crossed label: both hold the session, and the active node's
-                // delete removes every copy whatever its label. Stale is a copy of nothing.
+                // delete removes every copy whatever its label. Stale is a copy of nothing
+                // that no delete on its way (held by the holder, see `remove_hold`) removes.
                 .filter(|r| r.owner == owner.id() && owner.table.get(&r.key).is_none())
+                .filter(|r| !holder.core.has_pending_remove(&r.key))
                 .map(|r| r.key)
                 .collect();
             let resurrected = stale

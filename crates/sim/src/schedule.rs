@@ -68,6 +68,8 @@ fn configs(rng: &mut SmallRng, bug: Option<PlantedBug>) -> [NodeConfig; 2] {
         max_batch_bytes: [2048, 16 * 1024, 64 * 1024][rng.random_range(0..3)],
         max_in_flight: [2, 16, 128][rng.random_range(0..3)],
         max_apply_slice: [10, 4096][rng.random_range(0..2)],
+        // Several digest rounds per schedule, so anti-entropy runs under every fault.
+        digest_interval: Duration::from_secs(1),
         seed: rng.random(),
         planted_bug: bug,
         ..NodeConfig::default()

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use failoverd_backends::SessionBackend;
 use failoverd_core::{Event, NodeConfig, Reason};
 use failoverd_sim::{LinkFaults, Pair};
 use failoverd_wire::{NodeId, Role, SyncState};
@@ -135,6 +136,12 @@ fn sessions_replicate_and_deletes_propagate_without_echo() {
         pair.delete_random(A);
     }
     pair.run_for(ms(100));
+    assert_eq!(
+        pair.nodes[B].table.len(),
+        1000,
+        "deletes from the peer are held (NodeConfig::remove_hold)"
+    );
+    pair.run_for(ms(300));
     assert_eq!(pair.nodes[B].table.len(), 900);
     assert_eq!(
         pair.nodes[B].core.stats().records_sent,
@@ -449,6 +456,119 @@ fn lost_backend_events_are_repaired_by_a_resync_that_sweeps_stale_entries() {
         "the lost delete was swept after the resync"
     );
     assert!(pair.nodes[B].core.stats().swept >= 1);
+    pair.check_settled();
+    assert_clean(&pair);
+}
+
+/// A failing node often deletes many sessions just before it dies (the kernel flushes the
+/// masquerade entries of an interface going down): those deletes must not wipe the copies the
+/// survivor is about to carry. The survivor holds the peer's deletes until the peer's death
+/// would have been detected, and drops them when it takes over.
+#[test]
+fn a_dying_peers_burst_of_deletes_does_not_wipe_the_survivor() {
+    let mut pair = pair();
+    settle(&mut pair);
+    let keys: Vec<_> = (0..1000).map(|_| pair.create_session(A)).collect();
+    pair.run_for(ms(100));
+    assert!(keys.iter().all(|k| pair.nodes[A].core.is_replicated(k)));
+    for _ in 0..600 {
+        pair.delete_random(A);
+    }
+    pair.run_for(ms(20));
+    assert_eq!(
+        pair.nodes[B].table.len(),
+        1000,
+        "the deletes arrived and are held"
+    );
+    pair.crash(A);
+    pair.run_for(ms(1000));
+    let survivor = &pair.nodes[B];
+    assert_eq!(survivor.core.role(), Role::Active);
+    for key in &keys {
+        assert!(
+            survivor.table.get(key).is_some(),
+            "the flushed session survives"
+        );
+    }
+    assert!(survivor.core.stats().removes_discarded >= 600);
+}
+
+/// Settings that should match (the kernel's table size, TCP tracking options) are compared
+/// when synchronization begins, and each difference is reported on both nodes.
+#[test]
+fn differing_settings_are_reported_on_both_nodes() {
+    let mut configs = configs(200, 100);
+    configs[A].settings = vec![
+        ("nf_conntrack_max".into(), 262_144),
+        ("nf_conntrack_tcp_loose".into(), 1),
+    ];
+    configs[B].settings = vec![
+        ("nf_conntrack_max".into(), 65_536),
+        ("nf_conntrack_tcp_loose".into(), 1),
+        ("nf_conntrack_helper".into(), 0),
+    ];
+    let mut pair = Pair::new(configs, LinkFaults::clean(Duration::from_micros(100)), 1);
+    settle(&mut pair);
+    let differences = |i: usize| -> Vec<String> {
+        pair.nodes[i]
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::SettingDiffers { .. }))
+            .map(|(_, e)| e.to_string())
+            .collect()
+    };
+    assert_eq!(
+        differences(A),
+        [
+            "setting nf_conntrack_helper differs: unset here, 0 on the peer; a takeover may behave differently",
+            "setting nf_conntrack_max differs: 262144 here, 65536 on the peer; a takeover may behave differently",
+        ]
+    );
+    assert_eq!(differences(B).len(), 2);
+}
+
+/// Anti-entropy: an entry that changes behind the daemon's back (no event reports it) is found
+/// by the digest comparison and repaired by a resync, while sessions that are merely on their
+/// way are not mistaken for drift.
+#[test]
+fn drift_no_event_reported_is_found_and_repaired() {
+    let mut configs = configs(200, 100);
+    for config in &mut configs {
+        config.digest_interval = ms(500);
+    }
+    let mut pair = Pair::new(configs, LinkFaults::clean(Duration::from_micros(100)), 1);
+    settle(&mut pair);
+    let keys: Vec<_> = (0..200).map(|_| pair.create_session(A)).collect();
+    // Steady traffic through several digest rounds: no false drift.
+    for _ in 0..300 {
+        pair.create_session(A);
+        pair.update_random(A);
+        pair.run_for(ms(10));
+    }
+    assert_eq!(pair.nodes[B].core.stats().drift_repairs, 0);
+    assert!(pair.nodes[B].core.stats().digests_compared >= 4);
+    // The standby's copy of one session disappears without an event.
+    let lost = keys[7];
+    let report = pair.nodes[B]
+        .table
+        .apply(&[failoverd_wire::SessionOp::RemoveAny { key: lost }]);
+    assert_eq!(report.applied, 1);
+    assert_clean(&pair);
+    pair.run_for(ms(3000));
+    assert_eq!(pair.nodes[B].core.stats().drift_repairs, 1);
+    assert_eq!(
+        pair.nodes[B].table.get(&lost),
+        pair.nodes[A].table.get(&lost)
+    );
+    // The invariant checks saw the drift until it was repaired, and nothing else.
+    let lost_text = lost.to_string();
+    assert!(!pair.violations.is_empty());
+    assert!(
+        pair.violations.iter().all(|v| v.contains(&lost_text)),
+        "{:#?}",
+        pair.violations
+    );
+    pair.violations.clear();
     pair.check_settled();
     assert_clean(&pair);
 }

@@ -25,9 +25,10 @@ mod session;
 
 pub use fingerprint::{Fingerprint, FingerprintParseError};
 pub use message::{
-    Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, Frame, Goodbye,
-    GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN, Message, MessageKind, Role,
-    Section, SectionKind, SyncState, VERSION, frame_len,
+    Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS,
+    DigestView, Frame, Goodbye, GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN,
+    MAX_SETTINGS, Message, MessageKind, Role, Section, SectionKind, SettingsIter, SettingsView,
+    SyncState, VERSION, digest, frame_len,
 };
 pub use session::{
     HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,

@@ -34,6 +34,10 @@ pub enum MessageKind {
     SessionBatch,
     /// Cumulative acknowledgement of session batches.
     Ack,
+    /// Settings both nodes should share, for comparison.
+    Settings,
+    /// A digest of the sender's sessions, for anti-entropy.
+    Digest,
     /// A kind this version does not know.
     Unknown(u8),
 }
@@ -45,6 +49,8 @@ impl MessageKind {
             Self::Goodbye => 2,
             Self::SessionBatch => 3,
             Self::Ack => 4,
+            Self::Settings => 5,
+            Self::Digest => 6,
             Self::Unknown(code) => code,
         }
     }
@@ -55,6 +61,8 @@ impl MessageKind {
             2 => Self::Goodbye,
             3 => Self::SessionBatch,
             4 => Self::Ack,
+            5 => Self::Settings,
+            6 => Self::Digest,
             other => Self::Unknown(other),
         }
     }
@@ -407,6 +415,184 @@ impl Goodbye {
     }
 }
 
+/// The most settings one frame carries.
+pub const MAX_SETTINGS: usize = 64;
+
+/// Settings that should be equal on both nodes (the kernel's conntrack table size, TCP
+/// tracking options, helpers), as named numbers: the receiver compares them with its own and
+/// warns of differences. Sent once when synchronization begins.
+///
+/// Body: `count: u16`, then `count` times `name_len: u8`, `name` (printable ASCII),
+/// `value: u64`.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsView<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> SettingsView<'a> {
+    /// Checks every entry of a settings body.
+    pub fn new_checked(body: &'a [u8]) -> Result<Self, WireError> {
+        let view = Self { body };
+        let count = view.count()?;
+        if count > MAX_SETTINGS {
+            return Err(WireError::Malformed("too many settings"));
+        }
+        let mut entries = view.entries();
+        for _ in 0..count {
+            entries.next_entry()?;
+        }
+        Ok(view)
+    }
+
+    fn count(&self) -> Result<usize, WireError> {
+        let raw = self.body.get(..2).ok_or(WireError::Truncated)?;
+        Ok(usize::from(u16::from_be_bytes([raw[0], raw[1]])))
+    }
+
+    /// The settings, in the sender's order.
+    pub fn entries(&self) -> SettingsIter<'a> {
+        SettingsIter {
+            rest: self.body.get(2..).unwrap_or(&[]),
+            left: self.count().unwrap_or(0),
+        }
+    }
+
+    /// Appends a settings frame to `buf`. Panics if there are more than [`MAX_SETTINGS`] or a
+    /// name is longer than 255 bytes or not printable ASCII (the caller's own constants).
+    pub fn emit<'n>(entries: impl ExactSizeIterator<Item = (&'n str, u64)>, buf: &mut Vec<u8>) {
+        let entries: Vec<_> = entries.collect();
+        assert!(entries.len() <= MAX_SETTINGS, "too many settings");
+        let len = 2 + entries.iter().map(|(n, _)| 1 + n.len() + 8).sum::<usize>();
+        emit_header(buf, MessageKind::Settings, len);
+        buf.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+        for (name, value) in entries {
+            assert!(
+                name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic()),
+                "bad setting name {name:?}"
+            );
+            buf.push(name.len() as u8);
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(&value.to_be_bytes());
+        }
+    }
+}
+
+/// Iterator over a checked settings body.
+#[derive(Debug, Clone)]
+pub struct SettingsIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> SettingsIter<'a> {
+    fn next_entry(&mut self) -> Result<(&'a str, u64), WireError> {
+        let (&len, rest) = self.rest.split_first().ok_or(WireError::Truncated)?;
+        let len = usize::from(len);
+        let name = rest.get(..len).ok_or(WireError::Truncated)?;
+        let value = rest.get(len..len + 8).ok_or(WireError::Truncated)?;
+        if !name.iter().all(u8::is_ascii_graphic) {
+            return Err(WireError::Malformed("setting name is not printable ASCII"));
+        }
+        self.rest = &rest[len + 8..];
+        self.left -= 1;
+        // Invariant: checked as printable ASCII just above.
+        let name = std::str::from_utf8(name).map_err(|_| WireError::Malformed("setting name"))?;
+        let value = u64::from_be_bytes(value.try_into().map_err(|_| WireError::Truncated)?);
+        Ok((name, value))
+    }
+}
+
+impl<'a> Iterator for SettingsIter<'a> {
+    type Item = (&'a str, u64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        // A view made by `new_checked` parses; an error ends the iteration.
+        self.next_entry().ok()
+    }
+}
+
+/// Buckets of a session digest: sessions are spread over them by the top bits of their
+/// [`SessionRecord::digest_hash`](crate::SessionRecord::digest_hash), so a difference points at
+/// a few buckets and a bucket that keeps changing (sessions still on their way) is told apart
+/// from one that is quietly wrong.
+pub const DIGEST_BUCKETS: usize = 256;
+
+const DIGEST_HEADER_LEN: usize = 8;
+
+/// A digest of the sessions the sender owns: per bucket, the wrapping sum of the sessions'
+/// digest hashes. The receiver compares it with the same digest of its copies (anti-entropy).
+///
+/// Body: `round: u32`, `buckets: u16`, 2 reserved bytes, then `buckets` times `u64`.
+#[derive(Debug, Clone, Copy)]
+pub struct DigestView<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> DigestView<'a> {
+    /// Checks a digest body: [`DIGEST_BUCKETS`] buckets, nothing missing.
+    pub fn new_checked(body: &'a [u8]) -> Result<Self, WireError> {
+        if body.len() < DIGEST_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if usize::from(u16::from_be_bytes([body[4], body[5]])) != DIGEST_BUCKETS {
+            return Err(WireError::Malformed("digest bucket count"));
+        }
+        if body.len() < DIGEST_HEADER_LEN + 8 * DIGEST_BUCKETS {
+            return Err(WireError::Truncated);
+        }
+        Ok(Self { body })
+    }
+
+    /// The sender's digest round, counting up.
+    pub fn round(&self) -> u32 {
+        u32::from_be_bytes([self.body[0], self.body[1], self.body[2], self.body[3]])
+    }
+
+    /// The buckets.
+    pub fn buckets(&self) -> [u64; DIGEST_BUCKETS] {
+        let mut buckets = [0; DIGEST_BUCKETS];
+        for (i, bucket) in buckets.iter_mut().enumerate() {
+            let at = DIGEST_HEADER_LEN + 8 * i;
+            let mut raw = [0; 8];
+            raw.copy_from_slice(&self.body[at..at + 8]);
+            *bucket = u64::from_be_bytes(raw);
+        }
+        buckets
+    }
+
+    /// Appends a digest frame to `buf`.
+    pub fn emit(round: u32, buckets: &[u64; DIGEST_BUCKETS], buf: &mut Vec<u8>) {
+        emit_header(
+            buf,
+            MessageKind::Digest,
+            DIGEST_HEADER_LEN + 8 * DIGEST_BUCKETS,
+        );
+        buf.extend_from_slice(&round.to_be_bytes());
+        buf.extend_from_slice(&(DIGEST_BUCKETS as u16).to_be_bytes());
+        buf.extend_from_slice(&[0, 0]);
+        for bucket in buckets {
+            buf.extend_from_slice(&bucket.to_be_bytes());
+        }
+    }
+}
+
+/// The digest of `records`: each one's [`digest_hash`](crate::SessionRecord::digest_hash) added
+/// into its bucket.
+pub fn digest<'r>(
+    records: impl IntoIterator<Item = &'r crate::SessionRecord>,
+) -> [u64; DIGEST_BUCKETS] {
+    let mut buckets = [0u64; DIGEST_BUCKETS];
+    for record in records {
+        let hash = record.digest_hash();
+        let bucket = (hash >> 56) as usize % DIGEST_BUCKETS;
+        buckets[bucket] = buckets[bucket].wrapping_add(hash);
+    }
+    buckets
+}
+
 /// Flag bits of a session batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BatchFlags(pub u8);
@@ -706,6 +892,10 @@ pub enum Message<'a> {
     SessionBatch(BatchView<'a>),
     /// See [`Ack`].
     Ack(Ack),
+    /// See [`SettingsView`].
+    Settings(SettingsView<'a>),
+    /// See [`DigestView`].
+    Digest(DigestView<'a>),
     /// A kind this version does not know; the receiver counts and skips it.
     Unknown(u8),
 }
@@ -723,6 +913,8 @@ impl<'a> Message<'a> {
             MessageKind::Goodbye => Self::Goodbye(Goodbye::parse(body)?),
             MessageKind::SessionBatch => Self::SessionBatch(BatchView::new_checked(body)?),
             MessageKind::Ack => Self::Ack(Ack::parse(body)?),
+            MessageKind::Settings => Self::Settings(SettingsView::new_checked(body)?),
+            MessageKind::Digest => Self::Digest(DigestView::new_checked(body)?),
             MessageKind::Unknown(code) => Self::Unknown(code),
         })
     }
@@ -922,6 +1114,63 @@ mod tests {
                 for section in batch.sections() {
                     let _ = section.ops().count();
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn settings_round_trip_and_bad_bodies_are_errors() {
+        let mut buf = Vec::new();
+        let sent = [
+            ("nf_conntrack_max", 262_144u64),
+            ("nf_conntrack_tcp_loose", 0),
+        ];
+        SettingsView::emit(sent.iter().copied(), &mut buf);
+        let Message::Settings(view) = Message::parse(&buf).unwrap() else {
+            panic!("not settings")
+        };
+        assert_eq!(view.entries().collect::<Vec<_>>(), sent);
+        let body = &buf[HEADER_LEN..];
+        for cut in 0..body.len() {
+            assert!(
+                SettingsView::new_checked(&body[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut bad = body.to_vec();
+        bad[3] = b' ';
+        assert!(SettingsView::new_checked(&bad).is_err(), "space in a name");
+    }
+
+    proptest! {
+        #[test]
+        fn digests_round_trip_and_ignore_what_tables_change_on_their_own(
+            records in proptest::collection::vec(arb_record(), 1..40),
+            round in any::<u32>(),
+        ) {
+            let sums = digest(&records);
+            let mut buf = Vec::new();
+            DigestView::emit(round, &sums, &mut buf);
+            let Message::Digest(view) = Message::parse(&buf).unwrap() else {
+                panic!("not a digest")
+            };
+            prop_assert_eq!((view.round(), view.buckets()), (round, sums));
+            prop_assert!(DigestView::new_checked(&buf[HEADER_LEN..buf.len() - 1]).is_err());
+            let mut aged = records.clone();
+            for r in &mut aged {
+                r.timeout_secs /= 2;
+                r.status |= 1 << 3;
+                r.tcp.flags_orig |= 0x08;
+            }
+            prop_assert_eq!(digest(&aged), sums, "timeouts, status and TCP flags are not compared");
+            aged[0].mark = aged[0].mark.wrapping_add(1);
+            prop_assert_ne!(digest(&aged), sums, "a different mark is a difference");
+        }
+
+        #[test]
+        fn settings_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(view) = SettingsView::new_checked(&body) {
+                let _ = view.entries().count();
             }
         }
     }

@@ -379,6 +379,24 @@ impl SessionRecord {
         buf[140..156].copy_from_slice(&self.helper.0);
     }
 
+    /// A 64-bit hash of what must be equal in both nodes' copies of the session for a takeover
+    /// to forward it, for digest comparison (anti-entropy): key, reply tuple (the NAT), owner,
+    /// mark and TCP state. Not the fields a table changes on its own or may not hold (a kernel
+    /// counts timeouts down, sets status bits, marks the peer's TCP entries "be liberal", and
+    /// keeps labels, helpers and sequence adjustment only where its ruleset and modules allow):
+    /// a difference there would look like drift forever. FNV-1a, so both nodes (and versions)
+    /// compute the same value.
+    pub fn digest_hash(&self) -> u64 {
+        let mut buf = [0; RECORD_LEN];
+        self.emit(&mut buf);
+        buf[..84]
+            .iter()
+            .chain(&buf[92..93])
+            .fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            })
+    }
+
     /// Parses a record from the first [`RECORD_LEN`] bytes of `buf`; later bytes (fields of a
     /// newer version) are ignored.
     pub fn parse(buf: &[u8]) -> Result<Self, WireError> {

@@ -9,10 +9,14 @@ use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord};
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(target_os = "linux")]
+pub mod conntrack;
 mod memory;
 mod perform;
 mod sample;
 
+#[cfg(target_os = "linux")]
+pub use conntrack::{ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats};
 pub use memory::{DEFAULT_QUEUE_LIMIT, MemoryBackend, MemoryStats};
 pub use perform::perform;
 pub use sample::sample_record;

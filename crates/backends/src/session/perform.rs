@@ -2,6 +2,7 @@
 //! [`failoverd_core::Action`] and [`SessionBackend`], shared by the daemon and the simulation.
 
 use failoverd_core::{Action, ActionResult, Token};
+use failoverd_wire::digest;
 
 use super::SessionBackend;
 
@@ -43,6 +44,13 @@ pub fn perform<B: SessionBackend>(
                 .map(|n| n as u64)
                 .map_err(|e| e.to_string());
             (token, ActionResult::Adopted(adopted))
+        }
+        Action::Digest { token, owner } => {
+            let digest = backend
+                .dump()
+                .map(|records| Box::new(digest(records.iter().filter(|r| r.owner == owner))))
+                .map_err(|e| e.to_string());
+            (token, ActionResult::Digested(digest))
         }
         Action::ResetLink => return None,
     })

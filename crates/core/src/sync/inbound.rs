@@ -2,12 +2,15 @@
 //! acknowledged once applied; a bulk sync ends with a sweep of what it did not mention.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use failoverd_wire::{
     Ack, BatchFlags, BatchView, NodeId, SectionKind, SessionKey, SessionOp, WireError,
 };
 
+use super::hold::RemoveHold;
 use crate::stats::Stats;
+use crate::time::Instant;
 
 /// Batches held ahead of a gap, at most: bounds what a peer can make us buffer.
 const MAX_REORDERED: u64 = 1024;
@@ -66,10 +69,11 @@ pub(crate) struct Inbound {
     ack_due: bool,
     /// Changes whenever the stream restarts, so results of older work are recognised.
     generation: u64,
+    hold: RemoveHold,
 }
 
 impl Inbound {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(remove_hold: Duration) -> Self {
         Self {
             peer: NodeId(0),
             epoch: None,
@@ -82,11 +86,14 @@ impl Inbound {
             complete: false,
             ack_due: false,
             generation: 0,
+            hold: RemoveHold::new(remove_hold),
         }
     }
 
-    /// Forgets the stream (link lost, or a new one begins). Applied entries stay in the table.
-    pub(crate) fn reset(&mut self, peer: NodeId) {
+    /// Forgets the stream (link lost, or a new one begins). Applied entries stay in the table;
+    /// held deletes are dropped (a new bulk sync's sweep covers what they would have deleted).
+    pub(crate) fn reset(&mut self, peer: NodeId, stats: &mut Stats) {
+        stats.removes_discarded += self.hold.discard() as u64;
         self.peer = peer;
         self.epoch = None;
         self.received = 0;
@@ -98,6 +105,51 @@ impl Inbound {
         self.complete = false;
         self.ack_due = false;
         self.generation += 1;
+    }
+
+    /// Drops the held deletes (this node takes over).
+    pub(crate) fn discard_held(&mut self, stats: &mut Stats) {
+        stats.removes_discarded += self.hold.discard() as u64;
+    }
+
+    /// Queues every held delete for the backend, due or not.
+    pub(crate) fn release_all_held(&mut self) {
+        let ops = self.hold.release_all();
+        self.queue_released(ops);
+    }
+
+    /// Queues the held deletes due at `now` for the backend.
+    pub(crate) fn release_held(&mut self, now: Instant) {
+        let ops = self.hold.release(now);
+        self.queue_released(ops);
+    }
+
+    /// Released deletes go behind every batch received before them: a batch still waiting
+    /// may hold an earlier upsert of the same session, which must not overtake its delete.
+    fn queue_released(&mut self, ops: Vec<SessionOp>) {
+        if !ops.is_empty() {
+            self.queue.push_back(Received {
+                seq: self.received,
+                ops,
+                bulk_end: false,
+            });
+        }
+    }
+
+    /// Whether a delete of `key` from the peer is held or queued, not yet applied.
+    pub(crate) fn has_pending_remove(&self, key: &SessionKey) -> bool {
+        self.hold.is_held(key)
+            || self.queue.iter().any(|received| {
+                received
+                    .ops
+                    .iter()
+                    .any(|op| !matches!(op, SessionOp::Upsert(_)) && op.key() == key)
+            })
+    }
+
+    /// When the next held delete is due.
+    pub(crate) fn next_held_due(&self) -> Option<Instant> {
+        self.hold.next_due()
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -120,6 +172,7 @@ impl Inbound {
     /// Takes in one batch. Errors (a record that does not parse) reject the whole batch.
     pub(crate) fn handle_batch(
         &mut self,
+        now: Instant,
         batch: BatchView<'_>,
         ack_before_apply: bool,
         stats: &mut Stats,
@@ -128,7 +181,7 @@ impl Inbound {
         let seq = batch.seq();
         if flags.has(BatchFlags::BULK_BEGIN) && seq == 1 && self.epoch != Some(batch.epoch()) {
             let peer = self.peer;
-            self.reset(peer);
+            self.reset(peer, stats);
             self.epoch = Some(batch.epoch());
             self.keep = Some(HashSet::new());
         }
@@ -159,9 +212,9 @@ impl Inbound {
             self.reordered.insert(seq, received);
             return Ok(Receipt::OutOfOrder);
         }
-        self.accept(received, ack_before_apply, stats);
+        self.accept(now, received, ack_before_apply, stats);
         while let Some(next) = self.reordered.remove(&(self.received + 1)) {
-            self.accept(next, ack_before_apply, stats);
+            self.accept(now, next, ack_before_apply, stats);
         }
         Ok(Receipt::Accepted)
     }
@@ -196,7 +249,13 @@ impl Inbound {
     }
 
     /// Takes the next batch in sequence.
-    fn accept(&mut self, received: Received, ack_before_apply: bool, stats: &mut Stats) {
+    fn accept(
+        &mut self,
+        now: Instant,
+        mut received: Received,
+        ack_before_apply: bool,
+        stats: &mut Stats,
+    ) {
         if let Some(keep) = &mut self.keep {
             for op in &received.ops {
                 match op {
@@ -210,6 +269,9 @@ impl Inbound {
         }
         stats.batches_received += 1;
         stats.records_received += received.ops.len() as u64;
+        let count = received.ops.len();
+        received.ops = self.hold.split(now, received.ops);
+        stats.removes_held += (count - received.ops.len()) as u64;
         self.received = received.seq;
         if ack_before_apply {
             self.applied = received.seq;
@@ -306,15 +368,17 @@ mod tests {
         let Message::SessionBatch(batch) = Message::parse(bytes).unwrap() else {
             panic!()
         };
-        inbound.handle_batch(batch, false, stats).unwrap()
+        inbound
+            .handle_batch(Instant::ZERO, batch, false, stats)
+            .unwrap()
     }
 
     #[test]
     fn batches_are_taken_in_order_and_acked_only_when_applied() {
         let peer = NodeId(2);
         let mut stats = Stats::default();
-        let mut inbound = Inbound::new();
-        inbound.reset(peer);
+        let mut inbound = Inbound::new(Duration::ZERO);
+        inbound.reset(peer, &mut stats);
         let b1 = frame(9, 1, BatchFlags::BULK_BEGIN, &[record(1, peer)]);
         let b2 = frame(9, 2, 0, &[record(2, peer)]);
         let b3 = frame(
@@ -387,8 +451,8 @@ mod tests {
     fn a_new_bulk_restarts_the_stream() {
         let peer = NodeId(2);
         let mut stats = Stats::default();
-        let mut inbound = Inbound::new();
-        inbound.reset(peer);
+        let mut inbound = Inbound::new(Duration::ZERO);
+        inbound.reset(peer, &mut stats);
         receive(
             &mut inbound,
             &frame(1, 1, BatchFlags::BULK_BEGIN | BatchFlags::BULK_END, &[]),

@@ -1,0 +1,167 @@
+//! Deletes from the peer wait a moment before they are applied.
+//!
+//! A node that is failing often deletes many sessions just before it dies: the kernel flushes
+//! the masquerade entries of an interface that goes down, and a node losing its links sees its
+//! sessions end. Replicated at once, such a burst would wipe the survivor's copies of the very
+//! sessions it is about to carry. So a delete from the peer is held for a short time (longer
+//! than the peer's failure takes to detect), and dropped if this node becomes active meanwhile:
+//! the survivor keeps the sessions, and a session that really ended merely lingers until its
+//! own timeout. An upsert of the same key cancels the held delete, so a session that was ended
+//! and begun again with the same tuple is not deleted late.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use failoverd_wire::{SessionKey, SessionOp};
+
+use crate::time::Instant;
+
+/// Deletes from the peer, waiting until they are due.
+#[derive(Debug)]
+pub(crate) struct RemoveHold {
+    hold: Duration,
+    /// Held deletes in arrival order, with when they are due and their ticket.
+    queue: VecDeque<(Instant, u64, SessionOp)>,
+    /// The ticket of the latest held delete of each key; a queued delete whose ticket is no
+    /// longer here was cancelled (or superseded by a later delete of the same key).
+    latest: HashMap<SessionKey, u64>,
+    next_ticket: u64,
+}
+
+impl RemoveHold {
+    pub(crate) fn new(hold: Duration) -> Self {
+        Self {
+            hold,
+            queue: VecDeque::new(),
+            latest: HashMap::new(),
+            next_ticket: 0,
+        }
+    }
+
+    /// Takes the deletes out of `ops` (in stream order) into the hold, and returns the rest. An
+    /// upsert cancels a held delete of its key.
+    pub(crate) fn split(&mut self, now: Instant, ops: Vec<SessionOp>) -> Vec<SessionOp> {
+        if self.hold.is_zero() {
+            return ops;
+        }
+        let mut now_ops = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                SessionOp::Upsert(ref record) => {
+                    self.latest.remove(&record.key);
+                    now_ops.push(op);
+                }
+                SessionOp::Remove { key, .. } | SessionOp::RemoveAny { key } => {
+                    let ticket = self.next_ticket;
+                    self.next_ticket += 1;
+                    self.latest.insert(key, ticket);
+                    self.queue.push_back((now + self.hold, ticket, op));
+                }
+            }
+        }
+        now_ops
+    }
+
+    /// The held deletes that are due at `now`, in arrival order.
+    pub(crate) fn release(&mut self, now: Instant) -> Vec<SessionOp> {
+        let mut due = Vec::new();
+        while let Some((at, ..)) = self.queue.front()
+            && *at <= now
+        {
+            let Some((_, ticket, op)) = self.queue.pop_front() else {
+                break;
+            };
+            if self.latest.get(op.key()) == Some(&ticket) {
+                self.latest.remove(op.key());
+                due.push(op);
+            }
+        }
+        due
+    }
+
+    /// Every held delete, due or not, in arrival order.
+    pub(crate) fn release_all(&mut self) -> Vec<SessionOp> {
+        match self.queue.back() {
+            Some((last, ..)) => {
+                let last = *last;
+                self.release(last)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Drops every held delete (this node takes over: the peer's last deletes may be a flush)
+    /// and returns how many were still live.
+    pub(crate) fn discard(&mut self) -> usize {
+        self.queue.clear();
+        std::mem::take(&mut self.latest).len()
+    }
+
+    /// Whether a delete of `key` is held.
+    pub(crate) fn is_held(&self, key: &SessionKey) -> bool {
+        self.latest.contains_key(key)
+    }
+
+    /// When the next held delete is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.queue.front().map(|(at, ..)| *at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::test_record as record;
+    use failoverd_wire::NodeId;
+
+    const HOLD: Duration = Duration::from_millis(300);
+
+    fn remove(i: u16) -> SessionOp {
+        SessionOp::Remove {
+            key: record(i, NodeId(2)).key,
+            owner: NodeId(2),
+        }
+    }
+
+    fn upsert(i: u16) -> SessionOp {
+        SessionOp::Upsert(record(i, NodeId(2)))
+    }
+
+    #[test]
+    fn deletes_wait_until_due_and_upserts_pass_at_once() {
+        let t0 = Instant::ZERO;
+        let mut hold = RemoveHold::new(HOLD);
+        assert_eq!(hold.split(t0, vec![upsert(1), remove(2)]), vec![upsert(1)]);
+        assert_eq!(hold.next_due(), Some(t0 + HOLD));
+        assert_eq!(hold.release(t0 + HOLD / 2), vec![]);
+        assert_eq!(hold.release(t0 + HOLD), vec![remove(2)]);
+        assert_eq!(hold.next_due(), None);
+    }
+
+    #[test]
+    fn an_upsert_of_the_key_cancels_its_held_delete() {
+        let t0 = Instant::ZERO;
+        let mut hold = RemoveHold::new(HOLD);
+        assert_eq!(hold.split(t0, vec![remove(1), remove(2)]), vec![]);
+        assert_eq!(hold.split(t0, vec![upsert(1)]), vec![upsert(1)]);
+        // Ended again after it began again: the later delete stands.
+        assert_eq!(hold.split(t0, vec![remove(2)]), vec![]);
+        assert_eq!(hold.release(t0 + HOLD), vec![remove(2)]);
+    }
+
+    #[test]
+    fn a_takeover_discards_what_is_held() {
+        let t0 = Instant::ZERO;
+        let mut hold = RemoveHold::new(HOLD);
+        hold.split(t0, (0..10).map(remove).collect());
+        assert_eq!(hold.discard(), 10);
+        assert_eq!(hold.release(t0 + HOLD), vec![]);
+    }
+
+    #[test]
+    fn no_hold_passes_everything() {
+        let mut hold = RemoveHold::new(Duration::ZERO);
+        let ops = vec![remove(1), upsert(2)];
+        assert_eq!(hold.split(Instant::ZERO, ops.clone()), ops);
+    }
+}

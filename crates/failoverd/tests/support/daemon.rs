@@ -1,0 +1,275 @@
+//! `failoverd` processes inside the lab's firewall namespaces, driven through their control
+//! sockets (the same requests and JSON as `failoverctl --json`).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use failoverd_control::protocol::{FailoverState, Request, Status};
+use failoverd_control::transport;
+use serde_json::Value;
+
+use super::lab::{Firewall, LINK_SUBNET};
+
+/// What a daemon's configuration file says beyond the lab's fixed parts (names, keys, link
+/// addresses, control socket).
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// `node.priority`; default: A 200 (preferred as active), B 100.
+    pub priority: Option<u8>,
+    /// The lines of `[sessions.conntrack]`; default: exclude the failover link's subnet.
+    pub conntrack: Vec<String>,
+    /// `log.level`.
+    pub log_level: String,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            priority: None,
+            conntrack: vec![format!("exclude = [\"{LINK_SUBNET}\"]")],
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+impl DaemonOptions {
+    /// Adds a line to `[sessions.conntrack]`, e.g. `protocols = ["tcp", "udp"]`.
+    pub fn conntrack(mut self, line: &str) -> Self {
+        self.conntrack.push(line.to_string());
+        self
+    }
+
+    /// The configuration file of `fw`'s daemon, whose files are in `dir`.
+    pub fn render(&self, fw: Firewall, peer_key: &str, dir: &Path) -> String {
+        let priority = self.priority.unwrap_or(match fw {
+            Firewall::A => 200,
+            Firewall::B => 100,
+        });
+        format!(
+            r#"# written by crates/failoverd/tests/support/daemon.rs
+[node]
+name = "{name}"
+key = "node.pem"
+priority = {priority}
+
+[pair]
+id = 7
+
+[link]
+listen = "{listen}"
+peer = "{peer}"
+peer_key = "{peer_key}"
+reconnect_max_ms = 500
+
+[timers]
+silence_ms = 300
+
+[sessions]
+backend = "conntrack"
+
+[sessions.conntrack]
+{conntrack}
+
+[control]
+socket = "{socket}"
+
+[log]
+level = "{level}"
+"#,
+            name = fw.name(),
+            listen = fw.link_addr(),
+            peer = fw.other().link_addr(),
+            conntrack = self.conntrack.join("\n"),
+            socket = dir.join("failoverd.sock").display(),
+            level = self.log_level,
+        )
+    }
+}
+
+/// A `failoverd` process in a namespace; killed (SIGKILL, by PID) and reaped when dropped.
+pub struct Daemon {
+    name: String,
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "---- {}: last lines of its log\n{}",
+                self.name,
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+}
+
+impl Daemon {
+    /// Writes `config` to `dir/failoverd.toml` and runs `failoverd --config` on it inside
+    /// namespace `ns` (`ip netns exec` executes the daemon in place: the child's PID is the
+    /// daemon's). Its standard error goes to `dir/failoverd.log`, appended across restarts.
+    pub fn spawn(ns: &str, fw: Firewall, dir: &Path, config: &str) -> Daemon {
+        let path = dir.join("failoverd.toml");
+        std::fs::write(&path, config).unwrap();
+        let socket = dir.join("failoverd.sock");
+        let _ = std::fs::remove_file(&socket);
+        let log = dir.join("failoverd.log");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(file, "---- start in {ns}").unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(env!("CARGO_BIN_EXE_failoverd"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start failoverd");
+        Daemon {
+            name: format!("failoverd {} ({ns})", fw.name().to_uppercase()),
+            child: Some(child),
+            socket,
+            log,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, then reap; nothing if it is not running.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// How it exited, if it has.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn call(&self, request: Request) -> Result<Value, String> {
+        self.runtime
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    transport::request(&self.socket, &request),
+                )
+                .await
+            })
+            .map_err(|_| "no answer within 5 s".to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        self.call(Request::Status)
+            .ok()
+            .map(|v| serde_json::from_value(v).expect("a Status"))
+    }
+
+    /// Polls the status until `done` holds, for at most `within`; panics (with the log) when
+    /// the daemon exits or the time is up.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Status) -> bool,
+    ) -> Status {
+        let started = Instant::now();
+        loop {
+            if let Some(exit) = self.exited() {
+                self.child = None;
+                panic!(
+                    "{}: exited ({exit}) while waiting for {what}\nlog:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            let status = self.status();
+            if let Some(status) = &status
+                && done(status)
+            {
+                return status.clone();
+            }
+            if started.elapsed() > within {
+                panic!(
+                    "{}: {what} did not happen within {within:?}; last status {status:?}\nlog:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls until the daemon is up: it has answered a status request.
+    pub fn wait_running(&mut self, within: Duration) -> Status {
+        self.wait_for("answering on its control socket", within, |_| true)
+    }
+}
+
+/// In Synchronization and ready to take over (holds the peer's sessions).
+pub fn synchronized(status: &Status) -> bool {
+    status.state == FailoverState::Synchronization && status.ready
+}
+
+/// Every local change sent and acknowledged.
+pub fn quiescent(status: &Status) -> bool {
+    synchronized(status)
+        && status.sessions.pending_changes == 0
+        && status.sessions.in_flight_batches == 0
+}
+
+/// Waits until both daemons are synchronized.
+pub fn wait_synchronized(a: &mut Daemon, b: &mut Daemon, within: Duration) {
+    a.wait_for("synchronization", within, synchronized);
+    b.wait_for("synchronization", within, synchronized);
+}
+
+/// Counters that count replicated records: if the standby sent back what it installed, or the
+/// two nodes kept bouncing changes, these would keep growing without traffic.
+pub const REPLICATION_COUNTERS: &[&str] = &[
+    "batches_sent",
+    "batches_received",
+    "records_sent",
+    "records_received",
+    "records_applied",
+    "retransmits",
+    "bulk_syncs_sent",
+    "bulk_syncs_received",
+    "changes_lost",
+    "apply_failures",
+];
+
+/// The [`REPLICATION_COUNTERS`] of a status (0 for a counter it does not report).
+pub fn replication_counters(status: &Status) -> Vec<(&'static str, u64)> {
+    REPLICATION_COUNTERS
+        .iter()
+        .map(|&name| (name, status.counters.get(name).copied().unwrap_or(0)))
+        .collect()
+}
