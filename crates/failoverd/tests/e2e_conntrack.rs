@@ -605,3 +605,84 @@ fn ipv6_flows_replicate() {
     let (first, gap) = move_and_measure(&lab, &probe, Duration::from_secs(8));
     println!("IPv6 TCP through B: first echo {first:?} after the move, longest gap {gap:?}");
 }
+
+/// Anti-entropy: B's copy of a live session, deleted behind the daemons' backs (the delete on
+/// the standby is not replicated, and no event tells A), comes back from the digest comparison.
+#[test]
+fn anti_entropy_restores_a_copy_deleted_on_the_standby() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up();
+    let options = DaemonOptions::default().sessions("digest_interval_ms = 1000");
+    let (_a, b) = daemons(&lab, &options);
+    let server = TcpEchoServer::start(&lab, sock(SERVER4, ECHO_PORT));
+    let (probe, _on_a) = tcp_probe_through_a(&lab, &server);
+    let flow = probe.flow();
+    wait_entry(
+        &lab,
+        Firewall::B,
+        &flow,
+        Duration::from_secs(10),
+        |_| Ok(()),
+    );
+    let sport = flow.orig.sport.to_string();
+    let deleted = lab.conntrack_delete(
+        Firewall::B,
+        &[
+            "-p",
+            "tcp",
+            "--orig-src",
+            &CLIENT4.to_string(),
+            "--orig-port-src",
+            &sport,
+            "--orig-port-dst",
+            &ECHO_PORT.to_string(),
+        ],
+    );
+    assert_eq!(deleted, 1, "B's copy deleted");
+    let deleted_at = Instant::now();
+    // Two digest rounds find it; the resync writes it back.
+    wait_entry(
+        &lab,
+        Firewall::B,
+        &flow,
+        Duration::from_secs(10),
+        |_| Ok(()),
+    );
+    let repaired_in = deleted_at.elapsed();
+    let status = b.status().expect("B's status");
+    assert!(
+        status.counters["drift_repairs"] >= 1,
+        "{:?}",
+        status.counters
+    );
+    assert_eq!(probe.failure(), None);
+    println!("B's deleted copy restored by anti-entropy in {repaired_in:?}");
+}
+
+/// Conntrack settings that should match are compared at negotiation, and a difference is an
+/// event (and a warning in the log) on both nodes.
+#[test]
+fn differing_conntrack_settings_are_reported() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up();
+    lab.set_sysctl(Firewall::B, "net.netfilter.nf_conntrack_tcp_loose", "0");
+    let (a, b) = daemons(&lab, &DaemonOptions::default());
+    for daemon in [&a, &b] {
+        let events = daemon
+            .call(failoverd_control::protocol::Request::Events { limit: None })
+            .expect("events");
+        let text = events.to_string();
+        assert!(
+            text.contains("setting-differs") && text.contains("nf_conntrack_tcp_loose"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("nf_conntrack_max"),
+            "equal settings are not reported: {text}"
+        );
+    }
+}

@@ -19,6 +19,8 @@ use super::lab::{Firewall, LINK_SUBNET};
 pub struct DaemonOptions {
     /// `node.priority`; default: A 200 (preferred as active), B 100.
     pub priority: Option<u8>,
+    /// Lines added to `[sessions]` (after `backend`).
+    pub sessions: Vec<String>,
     /// The lines of `[sessions.conntrack]`; default: exclude the failover link's subnet.
     pub conntrack: Vec<String>,
     /// `log.level`.
@@ -29,6 +31,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             priority: None,
+            sessions: Vec::new(),
             conntrack: vec![format!("exclude = [\"{LINK_SUBNET}\"]")],
             log_level: "info".to_string(),
         }
@@ -36,6 +39,12 @@ impl Default for DaemonOptions {
 }
 
 impl DaemonOptions {
+    /// Adds a line to `[sessions]`, e.g. `digest_interval_ms = 1000`.
+    pub fn sessions(mut self, line: &str) -> Self {
+        self.sessions.push(line.to_string());
+        self
+    }
+
     /// Adds a line to `[sessions.conntrack]`, e.g. `protocols = ["tcp", "udp"]`.
     pub fn conntrack(mut self, line: &str) -> Self {
         self.conntrack.push(line.to_string());
@@ -69,6 +78,7 @@ silence_ms = 300
 
 [sessions]
 backend = "conntrack"
+{sessions}
 
 [sessions.conntrack]
 {conntrack}
@@ -82,6 +92,7 @@ level = "{level}"
             name = fw.name(),
             listen = fw.link_addr(),
             peer = fw.other().link_addr(),
+            sessions = self.sessions.join("\n"),
             conntrack = self.conntrack.join("\n"),
             socket = dir.join("failoverd.sock").display(),
             level = self.log_level,

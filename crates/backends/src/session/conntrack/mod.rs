@@ -798,7 +798,6 @@ impl fmt::Debug for ConntrackBackend {
         f.debug_struct("ConntrackBackend")
             .field("local", &self.local)
             .field("command_port", &self.command.port_id())
-            .field("peer_owned", &self.shared.lock().owners.len())
             .field("stats", &self.stats())
             .finish()
     }
