@@ -51,7 +51,15 @@ pub fn open_conntrack(
             "net.netfilter.nf_conntrack_events was {was}: the kernel reported no conntrack events, set it to {now}"
         );
     }
-    let settings: Vec<String> = ConntrackBackend::kernel_settings()
+    let kernel = ConntrackBackend::kernel_settings();
+    if kernel.contains(&("nf_conntrack_events", Some(2))) {
+        info!(
+            "net.netfilter.nf_conntrack_events is 2: entries created while no listener ran report \
+             no later events; the bulk sync at start and the digest comparison cover them, and 1 \
+             (set at boot) avoids the gap"
+        );
+    }
+    let settings: Vec<String> = kernel
         .into_iter()
         .map(|(name, value)| match value {
             Some(value) => format!("{name}={value}"),

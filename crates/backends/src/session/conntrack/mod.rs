@@ -15,7 +15,8 @@
 //! The kernel stores no owners: the backend keeps the entries other nodes own in a map, and every
 //! entry not in it is local. ctnetlink stamps an event with the port id of the socket whose
 //! request caused it (0 for the kernel's own changes), so events carrying the command socket's
-//! port id are our own writes: they are dropped (no echo). Any other event is local activity: a
+//! port id are our own writes: they are dropped (no echo), in the kernel by a socket filter on the
+//! event socket, so a bulk sync's writes cost the reader nothing. Any other event is local activity: a
 //! NEW or UPDATE makes the entry local, a DESTROY is reported with the owner the entry had.
 //! At [`open`](ConntrackBackend::open) with a peer, every entry already in the table is taken as
 //! the peer's: after a restart the peer is authoritative (it adopted our sessions when we
@@ -167,7 +168,9 @@ pub struct ConntrackStats {
     /// Local changes the kernel reported (events of other sockets and of the kernel that pass
     /// the filter), including those an overrun discarded.
     pub events_in: u64,
-    /// Events caused by our own writes, dropped (no echo).
+    /// Events caused by our own writes that reached the reader and were dropped there (no
+    /// echo). The event socket's filter drops them in the kernel, so this stays 0 unless a
+    /// message ever slips past it.
     pub events_own: u64,
     /// Local changes not replicated because of the filter.
     pub events_filtered: u64,
@@ -277,6 +280,7 @@ impl ConntrackBackend {
         let mut dumper = Dumper::open()?;
         let events = NlSocket::open()?;
         events.set_receive_buffer(config.event_buffer_bytes)?;
+        events.drop_port(command.port_id())?;
         events.subscribe(&CONNTRACK_GROUPS)?;
         let shared = Arc::new(Shared::new());
         if let Some(peer) = peer.filter(|&peer| peer != local) {
