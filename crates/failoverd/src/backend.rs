@@ -362,8 +362,10 @@ impl<T: Table> Worker<T> {
 /// Lowers this thread's scheduling priority (nice 10). Bulk work (a million-entry apply or dump
 /// in the kernel) would otherwise take as much CPU as the driver and link threads, and on a
 /// loaded 2-core machine hellos then went out late enough for the peer to declare this node
-/// dead (measured: timers up to 0.6 s late during a 1M-entry bulk sync). Best effort: without
-/// the permission the thread keeps its priority.
+/// dead (measured: timers up to 0.6 s late during a 1M-entry bulk sync, which restarted it
+/// several times). At nice 5 a full benchmark run still saw 2-4 false "peer dead" there; at
+/// nice 10 none. The cost: replication slows behind busy processes of normal priority
+/// (`docs/BENCHMARKS.md`). Best effort: without the permission the thread keeps its priority.
 fn yield_to_timers() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on the calling thread.
