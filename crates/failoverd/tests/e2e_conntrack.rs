@@ -539,21 +539,7 @@ fn standby_delete_of_peer_entry_keeps_owner_session() {
         |_| Ok(()),
     );
 
-    let sport = flow.orig.sport.to_string();
-    let deleted = lab.conntrack_delete(
-        Firewall::B,
-        &[
-            "-p",
-            "tcp",
-            "--orig-src",
-            &CLIENT4.to_string(),
-            "--orig-port-src",
-            &sport,
-            "--orig-port-dst",
-            &ECHO_PORT.to_string(),
-        ],
-    );
-    assert_eq!(deleted, 1, "B's copy deleted");
+    delete_copy_on_b(&lab, &flow);
     let deleted_at = Instant::now();
     let seq = probe.sent();
     // For 1.5 s A keeps its entry, the same one, and the connection keeps working through it.
@@ -626,21 +612,7 @@ fn anti_entropy_restores_a_copy_deleted_on_the_standby() {
         Duration::from_secs(10),
         |_| Ok(()),
     );
-    let sport = flow.orig.sport.to_string();
-    let deleted = lab.conntrack_delete(
-        Firewall::B,
-        &[
-            "-p",
-            "tcp",
-            "--orig-src",
-            &CLIENT4.to_string(),
-            "--orig-port-src",
-            &sport,
-            "--orig-port-dst",
-            &ECHO_PORT.to_string(),
-        ],
-    );
-    assert_eq!(deleted, 1, "B's copy deleted");
+    delete_copy_on_b(&lab, &flow);
     let deleted_at = Instant::now();
     // Two digest rounds find it; the resync writes it back.
     wait_entry(
@@ -685,4 +657,24 @@ fn differing_conntrack_settings_are_reported() {
             "equal settings are not reported: {text}"
         );
     }
+}
+
+/// Deletes B's copy of the probe connection `flow` (client to the echo port) behind the daemons'
+/// backs, as an operator's `conntrack -D` would.
+fn delete_copy_on_b(lab: &Lab, flow: &Flow) {
+    let sport = flow.orig.sport.to_string();
+    let deleted = lab.conntrack_delete(
+        Firewall::B,
+        &[
+            "-p",
+            "tcp",
+            "--orig-src",
+            &CLIENT4.to_string(),
+            "--orig-port-src",
+            &sport,
+            "--orig-port-dst",
+            &ECHO_PORT.to_string(),
+        ],
+    );
+    assert_eq!(deleted, 1, "B's copy deleted");
 }
