@@ -33,6 +33,11 @@ pub struct NodeConfig {
     /// backend finds at start are attributed to it, and a node that becomes active without
     /// having synchronized adopts them.
     pub peer: Option<NodeId>,
+    /// A node that has not heard its peer since it started and becomes active alone adopts the
+    /// entries attributed to [`peer`](Self::peer) only after this long without the peer: a
+    /// restarted standby whose failover link is still coming up must not claim the active
+    /// peer's sessions (its bulk sync and sweep would then leave stale entries behind).
+    pub adopt_alone_after: Duration,
     /// Resend unacknowledged batches after this long without progress.
     pub retransmit_timeout: Duration,
     /// The link delivers in order and loses nothing while it is up (TLS over TCP): after no
@@ -92,6 +97,7 @@ impl Default for NodeConfig {
             silence_timer: Duration::from_secs(1),
             remove_hold: Duration::from_millis(300),
             peer: None,
+            adopt_alone_after: Duration::from_secs(10),
             retransmit_timeout: Duration::from_millis(200),
             reliable_link: false,
             max_batch_bytes: 64 * 1024,

@@ -251,6 +251,9 @@ pub struct Node {
     peer: Option<PeerView>,
     /// The last peer we synchronized with: whose entries to adopt when it dies.
     last_peer: Option<NodeId>,
+    /// Whether `last_peer` is a peer heard since start (else it is only the configured peer,
+    /// whose entries are those found at start).
+    peer_heard: bool,
     loss_reason: Option<Reason>,
     reported_incompatibility: Option<Incompatibility>,
     next_epoch: u32,
@@ -305,6 +308,7 @@ impl Node {
             link: None,
             peer: None,
             last_peer: config.peer,
+            peer_heard: false,
             loss_reason: None,
             reported_incompatibility: None,
             next_epoch: rng.random(),
@@ -602,6 +606,12 @@ impl Node {
                     }
                     self.timers
                         .set(Timer::Digest, now + self.config.digest_interval);
+                }
+                Timer::AdoptAlone => {
+                    if self.role == Role::Active && self.peer.is_none() {
+                        self.adopt_from = self.last_peer;
+                        self.drive_backend();
+                    }
                 }
                 Timer::RemoveHold => {
                     self.inbound.release_held(now);
@@ -966,6 +976,8 @@ impl Node {
             State::Independence => self.timers.stop(Timer::Silence),
             State::Synchronization { peer } => {
                 self.last_peer = Some(*peer);
+                self.peer_heard = true;
+                self.timers.stop(Timer::AdoptAlone);
                 self.digest_due = false;
                 self.peer_digest = None;
                 self.last_comparison = None;
@@ -1013,8 +1025,13 @@ impl Node {
             if self.peer.is_none()
                 && let Some(peer) = self.last_peer
             {
-                self.adopt_from = Some(peer);
-                self.drive_backend();
+                if self.peer_heard {
+                    self.adopt_from = Some(peer);
+                    self.drive_backend();
+                } else {
+                    self.timers
+                        .set(Timer::AdoptAlone, now + self.config.adopt_alone_after);
+                }
             }
         }
         self.emit(
@@ -1141,6 +1158,7 @@ impl Node {
     fn peer_lost(&mut self, now: Instant, reason: Reason) {
         if let Some(peer) = self.peer.take() {
             self.last_peer = Some(peer.node);
+            self.peer_heard = true;
         }
         if let State::Synchronization { .. } = self.state {
             self.set_state(now, State::Silence { startup: false }, reason.clone());

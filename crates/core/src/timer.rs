@@ -19,10 +19,12 @@ pub(crate) enum Timer {
     RemoveHold,
     /// Time to send a digest of our sessions (anti-entropy).
     Digest,
+    /// Active alone since start for long enough: adopt the entries found at start.
+    AdoptAlone,
 }
 
 impl Timer {
-    const ALL: [Timer; 7] = [
+    const ALL: [Timer; 8] = [
         Timer::Hello,
         Timer::Dead,
         Timer::Silence,
@@ -30,6 +32,7 @@ impl Timer {
         Timer::DumpRetry,
         Timer::RemoveHold,
         Timer::Digest,
+        Timer::AdoptAlone,
     ];
 
     fn index(self) -> usize {
