@@ -700,7 +700,18 @@ impl Node {
                     first_error,
                 },
             ) => {
-                self.count_applied(now, applied, failed, first_error);
+                self.stats.records_applied += applied;
+                if failed > 0 {
+                    self.stats.apply_failures += failed;
+                    self.apply_failed = true;
+                    self.emit(
+                        now,
+                        Event::ApplyFailed {
+                            count: failed,
+                            first: first_error.unwrap_or_default(),
+                        },
+                    );
+                }
                 if generation == self.inbound.generation() {
                     let skip = self.config.has_bug(PlantedBug::SkipSweep);
                     if let Some(InboundWork::Sweep { keep, last_seq }) =
@@ -765,21 +776,6 @@ impl Node {
         }
         self.drive_backend();
         self.update_role(now);
-    }
-
-    fn count_applied(&mut self, now: Instant, applied: u64, failed: u64, first: Option<String>) {
-        self.stats.records_applied += applied;
-        if failed > 0 {
-            self.stats.apply_failures += failed;
-            self.apply_failed = true;
-            self.emit(
-                now,
-                Event::ApplyFailed {
-                    count: failed,
-                    first: first.unwrap_or_default(),
-                },
-            );
-        }
     }
 
     // ---- commands ----

@@ -49,8 +49,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             backend::spawn(&config.node.name, MemoryBackend::new(core.node_id))?
         }
         SessionBackend::Conntrack => {
-            let table = kernel::open_conntrack(&config, core.node_id, core.peer)?;
-            core.settings = kernel::settings_to_compare();
+            let (table, settings) = kernel::open_conntrack(&config, core.node_id, core.peer)?;
+            core.settings = settings;
             backend::spawn(&config.node.name, table)?
         }
     };

@@ -15,13 +15,15 @@ use tracing::{info, warn};
 use crate::backend::Counts;
 use crate::table::Table;
 
-/// Opens the kernel table with the config's filter; the failover link's own addresses are never
-/// replicated (its connections are this node's, not the pair's).
+/// Opens the kernel table with the config's filter (the failover link's own addresses are never
+/// replicated: its connections are this node's, not the pair's), and returns it with the kernel
+/// settings the two nodes should share, to compare with the peer's at negotiation (a smaller
+/// table or stricter TCP tracking on the standby breaks a takeover).
 pub fn open_conntrack(
     config: &Config,
     local: NodeId,
     peer: Option<NodeId>,
-) -> anyhow::Result<ConntrackBackend> {
+) -> anyhow::Result<(ConntrackBackend, Vec<(String, u64)>)> {
     let settings = &config.sessions.conntrack;
     let mut exclude = settings.exclude.clone();
     for address in [config.link.listen.ip(), config.link.peer.ip()] {
@@ -59,25 +61,20 @@ pub fn open_conntrack(
              (set at boot) avoids the gap"
         );
     }
-    let settings: Vec<String> = kernel
-        .into_iter()
+    let shown: Vec<String> = kernel
+        .iter()
         .map(|(name, value)| match value {
             Some(value) => format!("{name}={value}"),
             None => format!("{name}=absent"),
         })
         .collect();
-    info!(settings = %settings.join(" "), "kernel conntrack settings");
+    info!(settings = %shown.join(" "), "kernel conntrack settings");
     warn_of_masquerade();
-    Ok(table)
-}
-
-/// The kernel settings the two nodes should share, compared with the peer's at negotiation
-/// (a smaller table or stricter TCP tracking on the standby breaks a takeover).
-pub fn settings_to_compare() -> Vec<(String, u64)> {
-    ConntrackBackend::kernel_settings()
+    let shared = kernel
         .into_iter()
         .filter_map(|(name, value)| Some((name.to_string(), value?)))
-        .collect()
+        .collect();
+    Ok((table, shared))
 }
 
 /// Masquerade translates to each node's own address, so a replicated translation points at an
