@@ -14,5 +14,8 @@ pub mod demo;
 pub mod driver;
 #[cfg(target_os = "linux")]
 pub mod kernel;
+#[cfg(target_os = "linux")]
+pub mod net;
 mod proxy;
 pub mod table;
+pub mod takeover;

@@ -19,9 +19,11 @@
 //! ```
 //! All integers are big-endian.
 
+pub mod announce;
 mod fingerprint;
 mod message;
 mod session;
+pub mod vrrp;
 
 pub use fingerprint::{Fingerprint, FingerprintParseError};
 pub use message::{
