@@ -18,6 +18,7 @@ mod stats;
 mod sync;
 mod time;
 mod timer;
+pub mod vrrp;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;

@@ -1,0 +1,239 @@
+//! One virtual router: the RFC 5798 section 6.4 state machine, without the group's decisions
+//! (the group decides when a backup becomes master, and moves every instance together).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use failoverd_wire::vrrp::{Advert, MAX_INTERVAL_CS, MULTICAST_V4, MULTICAST_V6};
+
+use crate::time::Instant;
+
+/// One virtual router of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// Name for status and logs (`lan`).
+    pub name: String,
+    /// Virtual router id, 1..=255.
+    pub vrid: u8,
+    /// Configured priority, 1..=254 (255 is for the owner of the addresses, which failoverd
+    /// never is: both nodes must be able to hold them).
+    pub priority: u8,
+    /// How often the master advertises; a multiple of 10 ms (the field counts centiseconds).
+    pub advert_interval: Duration,
+    /// The virtual addresses (one family).
+    pub addresses: Vec<IpAddr>,
+    /// This node's primary address on the network: the adverts' source, and the tie-break
+    /// between equal priorities (the higher address wins).
+    pub source: IpAddr,
+    /// Send adverts to these instead of the multicast group, and accept adverts only from them.
+    pub unicast_peers: Vec<IpAddr>,
+    /// Preempt a lower-priority master (RFC 5798 `Preempt_Mode`), when the group allows it.
+    pub preempt: bool,
+}
+
+impl InstanceConfig {
+    /// Where adverts go.
+    pub fn destinations(&self) -> Vec<IpAddr> {
+        if !self.unicast_peers.is_empty() {
+            return self.unicast_peers.clone();
+        }
+        vec![match self.source {
+            IpAddr::V4(_) => IpAddr::V4(MULTICAST_V4),
+            IpAddr::V6(_) => IpAddr::V6(MULTICAST_V6),
+        }]
+    }
+}
+
+/// An instance's RFC 5798 state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Not started, or shut down.
+    Initialize,
+    /// Listening to the master.
+    Backup,
+    /// Holding the addresses and advertising.
+    Master,
+}
+
+impl InstanceState {
+    /// Stable name for status and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initialize => "initialize",
+            Self::Backup => "backup",
+            Self::Master => "master",
+        }
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an advert means for the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Heard {
+    /// Nothing changes state.
+    Nothing,
+    /// We are master and must answer at once (a leaving master's priority 0 reached us).
+    AdvertiseNow,
+    /// We were master and a better master exists.
+    Outranked {
+        /// Its address.
+        by: IpAddr,
+        /// Its priority.
+        priority: u8,
+    },
+}
+
+/// Counters of one instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Adverts sent (each destination counts).
+    pub adverts_sent: u64,
+    /// Valid adverts for this instance received.
+    pub adverts_received: u64,
+    /// Adverts dropped: bad TTL, checksum, version, type, length, unknown unicast source.
+    pub malformed_dropped: u64,
+    /// Valid adverts whose address list differs from ours (RFC 5798 says to log them).
+    pub address_mismatches: u64,
+    /// Times this instance became master.
+    pub became_master: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub(crate) config: InstanceConfig,
+    pub(crate) state: InstanceState,
+    /// Configured priority less the tracking penalty, at least 1.
+    pub(crate) priority: u8,
+    /// The master's advertised interval (RFC `Master_Adver_Interval`).
+    master_adver_interval: Duration,
+    pub(crate) adver_timer: Option<Instant>,
+    pub(crate) master_down_timer: Option<Instant>,
+    /// The master last heard: address and priority.
+    pub(crate) master: Option<(IpAddr, u8)>,
+    pub(crate) stats: InstanceStats,
+}
+
+impl Instance {
+    pub(crate) fn new(config: InstanceConfig) -> Self {
+        Self {
+            priority: config.priority,
+            master_adver_interval: config.advert_interval,
+            config,
+            state: InstanceState::Initialize,
+            adver_timer: None,
+            master_down_timer: None,
+            master: None,
+            stats: InstanceStats::default(),
+        }
+    }
+
+    /// `Skew_Time`: a lower priority waits longer, so the best backup takes over first.
+    pub(crate) fn skew_time(&self) -> Duration {
+        self.master_adver_interval * (256 - u32::from(self.priority)) / 256
+    }
+
+    /// `Master_Down_Interval`: three missed adverts and the skew.
+    pub(crate) fn master_down_interval(&self) -> Duration {
+        3 * self.master_adver_interval + self.skew_time()
+    }
+
+    /// The advert this instance sends now (priority 0 when leaving the master role).
+    pub(crate) fn advert(&self, priority: u8) -> Advert {
+        let cs = (self.config.advert_interval.as_millis() / 10).clamp(1, MAX_INTERVAL_CS.into());
+        Advert {
+            vrid: self.config.vrid,
+            priority,
+            max_advert_interval_cs: cs as u16,
+            addresses: self.config.addresses.clone(),
+        }
+    }
+
+    /// Startup in a router that does not own the addresses: backup, waiting for a master.
+    pub(crate) fn start(&mut self, now: Instant) {
+        self.state = InstanceState::Backup;
+        self.master_adver_interval = self.config.advert_interval;
+        self.master_down_timer = Some(now + self.master_down_interval());
+        self.adver_timer = None;
+    }
+
+    pub(crate) fn become_master(&mut self, now: Instant) {
+        self.state = InstanceState::Master;
+        self.master_down_timer = None;
+        self.adver_timer = Some(now + self.config.advert_interval);
+        self.master = Some((self.config.source, self.priority));
+        self.stats.became_master += 1;
+    }
+
+    pub(crate) fn become_backup(&mut self, now: Instant) {
+        self.state = InstanceState::Backup;
+        self.adver_timer = None;
+        self.master_down_timer = Some(now + self.master_down_interval());
+        if self.master.is_some_and(|(address, _)| address == self.config.source) {
+            self.master = None;
+        }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        self.state = InstanceState::Initialize;
+        self.adver_timer = None;
+        self.master_down_timer = None;
+    }
+
+    /// RFC 5798 6.4.2 and 6.4.3 for a valid advert from `src`. `may_preempt`: whether this
+    /// backup may take over from a lower-priority master now.
+    pub(crate) fn heard(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        advert: &Advert,
+        may_preempt: bool,
+    ) -> Heard {
+        self.stats.adverts_received += 1;
+        if advert.addresses != self.config.addresses {
+            self.stats.address_mismatches += 1;
+        }
+        let interval = Duration::from_millis(10 * u64::from(advert.max_advert_interval_cs.max(1)));
+        match self.state {
+            InstanceState::Initialize => Heard::Nothing,
+            InstanceState::Backup => {
+                if advert.priority == 0 {
+                    // The master leaves: the best backup takes over after its skew alone.
+                    self.master = None;
+                    self.master_down_timer = Some(now + self.skew_time());
+                } else if !(self.config.preempt && may_preempt) || advert.priority >= self.priority
+                {
+                    self.master_adver_interval = interval;
+                    self.master_down_timer = Some(now + self.master_down_interval());
+                    self.master = Some((src, advert.priority));
+                } else {
+                    // Preempting: the lower-priority master is ignored, so the master-down
+                    // timer runs out.
+                    self.master = Some((src, advert.priority));
+                }
+                Heard::Nothing
+            }
+            InstanceState::Master => {
+                if advert.priority == 0 {
+                    Heard::AdvertiseNow
+                } else if advert.priority > self.priority
+                    || (advert.priority == self.priority && src > self.config.source)
+                {
+                    self.master_adver_interval = interval;
+                    self.master = Some((src, advert.priority));
+                    Heard::Outranked {
+                        by: src,
+                        priority: advert.priority,
+                    }
+                } else {
+                    Heard::Nothing
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! A native VRRPv3 speaker (RFC 5798), sans-I/O: the virtual routers of one node, moving
+//! together as a group.
+//!
+//! Every input carries `now`; outputs are polled: adverts to send ([`Group::poll_transmit`]),
+//! address work for the adapter ([`Group::poll_action`]) and state changes
+//! ([`Group::poll_event`]). The group adds what a firewall pair needs on top of the RFC
+//! (docs/TAKEOVER.md):
+//!
+//! - all instances move together: one becoming master makes all master, one losing to a better
+//!   master or failing makes all step down (the others with priority 0, so the peer takes over
+//!   on those networks after its skew time instead of three missed adverts);
+//! - a backup preempts a lower-priority master only while the failover core says it is ready
+//!   (it holds the peer's sessions), for `preempt_delay`, and not after handing over; with no
+//!   master at all it takes over at once, ready or not;
+//! - tracking lowers every instance's priority, or puts the group in fault (never master);
+//! - maintenance: hand over and stay backup.
+
+mod instance;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use failoverd_wire::vrrp::{Advert, TTL, VrrpPacket};
+
+use crate::time::Instant;
+pub use instance::{InstanceConfig, InstanceState, InstanceStats};
+use instance::{Heard, Instance};
+
+/// The group's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// The virtual routers; at least one.
+    pub instances: Vec<InstanceConfig>,
+    /// Once ready, how long to wait before preempting a lower-priority master.
+    pub preempt_delay: Duration,
+    /// Gratuitous ARPs / unsolicited NAs per address on becoming master.
+    pub announce_repeat: u32,
+    /// Between those.
+    pub announce_interval: Duration,
+}
+
+/// The group's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    /// Not started, or shut down.
+    Initialize,
+    /// Every instance is backup.
+    Backup,
+    /// Every instance is master: this node forwards.
+    Master,
+    /// A tracked object with weight 0 failed: never master.
+    Fault,
+}
+
+impl GroupState {
+    /// Stable name for status and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initialize => "initialize",
+            Self::Backup => "backup",
+            Self::Master => "master",
+            Self::Fault => "fault",
+        }
+    }
+}
+
+impl fmt::Display for GroupState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An advert to send: `payload` is the VRRP message (checksum included) for an IP packet from
+/// the instance's source to `dst`, TTL 255.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpTransmit {
+    /// Index of the instance in [`GroupConfig::instances`].
+    pub instance: usize,
+    /// The multicast group or a unicast peer.
+    pub dst: IpAddr,
+    /// The message.
+    pub payload: Vec<u8>,
+}
+
+/// Work for the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrrpAction {
+    /// Add the instance's virtual addresses (becoming master).
+    AddAddresses {
+        /// Index of the instance.
+        instance: usize,
+    },
+    /// Remove them (leaving the master role).
+    RemoveAddresses {
+        /// Index of the instance.
+        instance: usize,
+    },
+    /// Send a gratuitous ARP / unsolicited NA for each of its addresses.
+    Announce {
+        /// Index of the instance.
+        instance: usize,
+    },
+}
+
+/// A state change, for the daemon (the core's role follows the group) and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VrrpEvent {
+    /// The group changed state.
+    GroupChanged {
+        /// Before.
+        from: GroupState,
+        /// After.
+        to: GroupState,
+        /// Why, for the log and status.
+        reason: String,
+    },
+    /// An advert was dropped; `why` names the check that failed.
+    Dropped {
+        /// Index of the instance whose socket got it.
+        instance: usize,
+        /// Its source.
+        src: IpAddr,
+        /// Which check failed.
+        why: String,
+    },
+}
+
+impl fmt::Display for VrrpEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::GroupChanged { from, to, reason } => {
+                write!(f, "VRRP group {from} -> {to}: {reason}")
+            }
+            Self::Dropped { src, why, .. } => write!(f, "VRRP advert from {src} dropped: {why}"),
+        }
+    }
+}
+
+/// One instance as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceView {
+    /// Its settings.
+    pub config: InstanceConfig,
+    /// Its state.
+    pub state: InstanceState,
+    /// Its priority now (configured less the tracking penalty).
+    pub priority: u8,
+    /// The master last heard (or this node): address and priority.
+    pub master: Option<(IpAddr, u8)>,
+    /// Its counters.
+    pub stats: InstanceStats,
+}
+
+/// Why a ready backup would still not preempt, for status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotPreempting {
+    /// The failover core does not hold the peer's sessions yet.
+    NotReady,
+    /// Ready, but not yet for `preempt_delay`.
+    PreemptDelay,
+    /// This node handed over (switchover) and stays backup while the peer is master.
+    HandedOver,
+    /// Maintenance mode.
+    Maintenance,
+    /// In fault.
+    Fault,
+}
+
+impl NotPreempting {
+    /// Stable name for status and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotReady => "not-ready",
+            Self::PreemptDelay => "preempt-delay",
+            Self::HandedOver => "handed-over",
+            Self::Maintenance => "maintenance",
+            Self::Fault => "fault",
+        }
+    }
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VrrpCommandError {
+    /// Only a master can hand over.
+    #[error("this node is not the VRRP master")]
+    NotMaster,
+}
+
+/// The virtual routers of one node.
+#[derive(Debug)]
+pub struct Group {
+    config: GroupConfig,
+    instances: Vec<Instance>,
+    state: GroupState,
+    reason: String,
+    /// The failover core holds the peer's sessions, since this instant.
+    ready_since: Option<Instant>,
+    /// Handed over on purpose: no preemption until this node is master again.
+    handed_over: bool,
+    maintenance: bool,
+    penalty: u8,
+    fault: Option<String>,
+    announce_at: Option<Instant>,
+    announces_left: u32,
+    transmits: VecDeque<VrrpTransmit>,
+    actions: VecDeque<VrrpAction>,
+    events: VecDeque<VrrpEvent>,
+}
+
+impl Group {
+    /// A group in Initialize; [`Group::start`] starts it.
+    pub fn new(config: GroupConfig) -> Self {
+        let instances = config.instances.iter().cloned().map(Instance::new).collect();
+        Self {
+            config,
+            instances,
+            state: GroupState::Initialize,
+            reason: "not started".to_string(),
+            ready_since: None,
+            handed_over: false,
+            maintenance: false,
+            penalty: 0,
+            fault: None,
+            announce_at: None,
+            announces_left: 0,
+            transmits: VecDeque::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Every instance starts as backup and waits for a master (RFC 5798 6.4.1); a stale address
+    /// left by an earlier run is removed.
+    pub fn start(&mut self, now: Instant) {
+        for (index, instance) in self.instances.iter_mut().enumerate() {
+            instance.start(now);
+            self.actions
+                .push_back(VrrpAction::RemoveAddresses { instance: index });
+        }
+        let to = if self.fault.is_some() {
+            GroupState::Fault
+        } else {
+            GroupState::Backup
+        };
+        self.set_state(to, "started".to_string());
+    }
+
+    /// The group's state.
+    pub fn state(&self) -> GroupState {
+        self.state
+    }
+
+    /// Why it is in that state.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Every instance, for status.
+    pub fn instances(&self) -> Vec<InstanceView> {
+        self.instances
+            .iter()
+            .map(|i| InstanceView {
+                config: i.config.clone(),
+                state: i.state,
+                priority: i.priority,
+                master: i.master,
+                stats: i.stats,
+            })
+            .collect()
+    }
+
+    /// Whether maintenance mode is on.
+    pub fn maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    /// The tracking penalty and fault, as last set.
+    pub fn tracking(&self) -> (u8, Option<&str>) {
+        (self.penalty, self.fault.as_deref())
+    }
+
+    /// Why this node would not preempt a lower-priority master now, if it would not.
+    pub fn not_preempting(&self, now: Instant) -> Option<NotPreempting> {
+        if self.fault.is_some() {
+            Some(NotPreempting::Fault)
+        } else if self.maintenance {
+            Some(NotPreempting::Maintenance)
+        } else if self.handed_over {
+            Some(NotPreempting::HandedOver)
+        } else {
+            match self.ready_since {
+                None => Some(NotPreempting::NotReady),
+                Some(since) if now < since + self.config.preempt_delay => {
+                    Some(NotPreempting::PreemptDelay)
+                }
+                Some(_) => None,
+            }
+        }
+    }
+
+    // ---- inputs ----
+
+    /// A packet from instance `index`'s socket: the VRRP message, with the IP source,
+    /// destination and TTL it came with. Everything is checked here (RFC 5798 7.1); what fails
+    /// is counted and dropped.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        index: usize,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        bytes: &[u8],
+    ) {
+        let Some(instance) = self.instances.get_mut(index) else {
+            return;
+        };
+        if src == instance.config.source || instance.state == InstanceState::Initialize {
+            return;
+        }
+        let advert = match check(instance, src, dst, ttl, bytes) {
+            Ok(Some(advert)) => advert,
+            // Another virtual router on the same network: not ours, not an error.
+            Ok(None) => return,
+            Err(why) => {
+                instance.stats.malformed_dropped += 1;
+                self.events.push_back(VrrpEvent::Dropped {
+                    instance: index,
+                    src,
+                    why,
+                });
+                return;
+            }
+        };
+        let may_preempt = self.not_preempting(now).is_none();
+        match self.instances[index].heard(now, src, &advert, may_preempt) {
+            Heard::Nothing => {}
+            Heard::AdvertiseNow => {
+                self.advertise(index, None);
+                let interval = self.instances[index].config.advert_interval;
+                self.instances[index].adver_timer = Some(now + interval);
+            }
+            Heard::Outranked { by, priority } => {
+                let name = self.instances[index].config.name.clone();
+                self.step_down(
+                    now,
+                    GroupState::Backup,
+                    format!("{name}: master {by} has priority {priority}"),
+                    Some(index),
+                );
+            }
+        }
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for index in 0..self.instances.len() {
+            let instance = &mut self.instances[index];
+            if instance.adver_timer.is_some_and(|at| at <= now) {
+                instance.adver_timer = Some(now + instance.config.advert_interval);
+                self.advertise(index, None);
+            }
+            let instance = &mut self.instances[index];
+            if instance.master_down_timer.is_some_and(|at| at <= now) {
+                if self.state == GroupState::Backup && !self.maintenance {
+                    let name = instance.config.name.clone();
+                    self.take_over(now, format!("master down timer expired on {name}"));
+                } else {
+                    // In fault or maintenance: keep listening, never take over.
+                    instance.master = None;
+                    instance.master_down_timer = Some(now + instance.master_down_interval());
+                }
+            }
+        }
+        if self.announce_at.is_some_and(|at| at <= now) {
+            self.announce(now);
+        }
+    }
+
+    /// What the failover core says: whether it holds the peer's sessions.
+    pub fn set_ready(&mut self, now: Instant, ready: bool) {
+        match (ready, self.ready_since) {
+            (true, None) => self.ready_since = Some(now),
+            (false, Some(_)) => self.ready_since = None,
+            _ => {}
+        }
+    }
+
+    /// The trackers' verdict: a priority penalty, or a fault (never master).
+    pub fn set_tracking(&mut self, now: Instant, penalty: u8, fault: Option<String>) {
+        self.penalty = penalty;
+        for instance in &mut self.instances {
+            instance.priority = instance.config.priority.saturating_sub(penalty).max(1);
+        }
+        let was_fault = self.fault.is_some();
+        self.fault = fault.clone();
+        match (self.state, fault) {
+            (GroupState::Initialize, _) => {}
+            (GroupState::Master, Some(why)) => {
+                self.step_down(now, GroupState::Fault, format!("fault: {why}"), None)
+            }
+            (GroupState::Backup, Some(why)) => self.set_state(GroupState::Fault, why),
+            (GroupState::Fault, None) if was_fault => {
+                self.set_state(GroupState::Backup, "tracked objects recovered".to_string())
+            }
+            _ => {}
+        }
+    }
+
+    // ---- commands ----
+
+    /// Switchover: leave the master role with priority 0 (the peer takes over after its skew
+    /// time) and stay backup while the peer is master.
+    pub fn hand_over(&mut self, now: Instant) -> Result<(), VrrpCommandError> {
+        if self.state != GroupState::Master {
+            return Err(VrrpCommandError::NotMaster);
+        }
+        self.handed_over = true;
+        self.step_down(now, GroupState::Backup, "switchover".to_string(), None);
+        Ok(())
+    }
+
+    /// Maintenance on: hand over if master and never become master; off: back to normal.
+    pub fn set_maintenance(&mut self, now: Instant, on: bool) {
+        self.maintenance = on;
+        if on && self.state == GroupState::Master {
+            self.step_down(now, GroupState::Backup, "maintenance".to_string(), None);
+        }
+    }
+
+    /// Leaving: a master sends priority 0 and removes its addresses; then nothing runs.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.state == GroupState::Master {
+            self.step_down(now, GroupState::Backup, "shutting down".to_string(), None);
+        }
+        for instance in &mut self.instances {
+            instance.stop();
+        }
+        self.announce_at = None;
+        self.set_state(GroupState::Initialize, "shut down".to_string());
+    }
+
+    // ---- outputs ----
+
+    /// The next advert to send.
+    pub fn poll_transmit(&mut self) -> Option<VrrpTransmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next address work.
+    pub fn poll_action(&mut self) -> Option<VrrpAction> {
+        self.actions.pop_front()
+    }
+
+    /// The next state change.
+    pub fn poll_event(&mut self) -> Option<VrrpEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.instances
+            .iter()
+            .flat_map(|i| [i.adver_timer, i.master_down_timer])
+            .chain([self.announce_at])
+            .flatten()
+            .min()
+    }
+
+    // ---- internals ----
+
+    fn take_over(&mut self, now: Instant, reason: String) {
+        self.handed_over = false;
+        for index in 0..self.instances.len() {
+            self.instances[index].become_master(now);
+            self.advertise(index, None);
+            self.actions
+                .push_back(VrrpAction::AddAddresses { instance: index });
+        }
+        self.announces_left = self.config.announce_repeat;
+        self.announce(now);
+        self.set_state(GroupState::Master, reason);
+    }
+
+    /// Every master instance becomes backup and removes its addresses; all but `outranked`
+    /// (which lost to a better master on its network) first send priority 0.
+    fn step_down(&mut self, now: Instant, to: GroupState, reason: String, outranked: Option<usize>) {
+        for index in 0..self.instances.len() {
+            if self.instances[index].state != InstanceState::Master {
+                continue;
+            }
+            if outranked != Some(index) {
+                self.advertise(index, Some(0));
+            }
+            self.instances[index].become_backup(now);
+            self.actions
+                .push_back(VrrpAction::RemoveAddresses { instance: index });
+        }
+        self.announce_at = None;
+        self.set_state(to, reason);
+    }
+
+    fn advertise(&mut self, index: usize, priority: Option<u8>) {
+        let instance = &mut self.instances[index];
+        let advert = instance.advert(priority.unwrap_or(instance.priority));
+        for dst in instance.config.destinations() {
+            let mut payload = Vec::new();
+            advert.emit(instance.config.source, dst, &mut payload);
+            instance.stats.adverts_sent += 1;
+            self.transmits.push_back(VrrpTransmit {
+                instance: index,
+                dst,
+                payload,
+            });
+        }
+    }
+
+    fn announce(&mut self, now: Instant) {
+        if self.announces_left == 0 {
+            self.announce_at = None;
+            return;
+        }
+        self.announces_left -= 1;
+        for index in 0..self.instances.len() {
+            self.actions
+                .push_back(VrrpAction::Announce { instance: index });
+        }
+        self.announce_at =
+            (self.announces_left > 0).then_some(now + self.config.announce_interval);
+    }
+
+    fn set_state(&mut self, to: GroupState, reason: String) {
+        let from = self.state;
+        self.state = to;
+        self.reason = reason.clone();
+        if from != to {
+            self.events
+                .push_back(VrrpEvent::GroupChanged { from, to, reason });
+        }
+    }
+}
+
+/// RFC 5798 7.1: the checks of a received advert. `Ok(None)`: valid, for another virtual
+/// router.
+fn check(
+    instance: &Instance,
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    bytes: &[u8],
+) -> Result<Option<Advert>, String> {
+    if src.is_ipv6() != instance.config.source.is_ipv6() {
+        return Err("wrong address family".to_string());
+    }
+    if ttl != TTL {
+        return Err(format!("TTL {ttl}, not {TTL}"));
+    }
+    let packet = VrrpPacket::new_checked(bytes, src.is_ipv6()).map_err(|e| e.to_string())?;
+    if !packet.checksum_ok(src, dst) {
+        return Err("bad checksum".to_string());
+    }
+    if packet.vrid() != instance.config.vrid {
+        return Ok(None);
+    }
+    if !instance.config.unicast_peers.is_empty() && !instance.config.unicast_peers.contains(&src) {
+        return Err("source is not a configured unicast peer".to_string());
+    }
+    Ok(Some(Advert::parse(&packet)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+//! The VRRP state machine on a virtual clock: two groups (nodes A and B) joined by a perfect
+//! network.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use failoverd_wire::vrrp::{Advert, MULTICAST_V4};
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn addr(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, last))
+}
+
+fn wan(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 2, last))
+}
+
+fn config(host: u8, priority: u8) -> GroupConfig {
+    GroupConfig {
+        instances: vec![
+            InstanceConfig {
+                name: "lan".into(),
+                vrid: 51,
+                priority,
+                advert_interval: 100 * MS,
+                addresses: vec![addr(1)],
+                source: addr(host),
+                unicast_peers: vec![],
+                preempt: true,
+            },
+            InstanceConfig {
+                name: "wan".into(),
+                vrid: 52,
+                priority,
+                advert_interval: 100 * MS,
+                addresses: vec![wan(1)],
+                source: wan(host),
+                unicast_peers: vec![],
+                preempt: true,
+            },
+        ],
+        preempt_delay: Duration::ZERO,
+        announce_repeat: 2,
+        announce_interval: 50 * MS,
+    }
+}
+
+/// Two nodes; `down[n]` is a dead node (it sends and hears nothing).
+struct Net {
+    nodes: [Group; 2],
+    now: Instant,
+    down: [bool; 2],
+    /// (time, node, event)
+    log: Vec<(Instant, usize, VrrpEvent)>,
+    /// Per node: which instances hold their addresses.
+    holds: [[bool; 2]; 2],
+    announces: [u32; 2],
+}
+
+impl Net {
+    fn new(a: GroupConfig, b: GroupConfig) -> Self {
+        let mut net = Self {
+            nodes: [Group::new(a), Group::new(b)],
+            now: Instant::ZERO,
+            down: [false; 2],
+            log: Vec::new(),
+            holds: [[false; 2]; 2],
+            announces: [0; 2],
+        };
+        for node in &mut net.nodes {
+            node.set_ready(Instant::ZERO, true);
+            node.start(Instant::ZERO);
+        }
+        net.deliver();
+        net
+    }
+
+    fn deliver(&mut self) {
+        loop {
+            let mut moved = false;
+            for from in 0..2 {
+                while let Some(t) = self.nodes[from].poll_transmit() {
+                    moved = true;
+                    if self.down[from] || self.down[1 - from] {
+                        continue;
+                    }
+                    let src = self.nodes[from].config().instances[t.instance].source;
+                    let now = self.now;
+                    self.nodes[1 - from].handle_packet(now, t.instance, src, t.dst, 255, &t.payload);
+                }
+                while let Some(action) = self.nodes[from].poll_action() {
+                    moved = true;
+                    match action {
+                        VrrpAction::AddAddresses { instance } => self.holds[from][instance] = true,
+                        VrrpAction::RemoveAddresses { instance } => {
+                            self.holds[from][instance] = false
+                        }
+                        VrrpAction::Announce { .. } => self.announces[from] += 1,
+                    }
+                }
+                while let Some(event) = self.nodes[from].poll_event() {
+                    moved = true;
+                    self.log.push((self.now, from, event));
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Advances to `until`, firing every timer on the way, in order.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            let next = (0..2)
+                .filter(|&n| !self.down[n])
+                .filter_map(|n| self.nodes[n].poll_timeout())
+                .min();
+            match next {
+                Some(at) if at <= until => {
+                    self.now = self.now.max(at);
+                    for n in 0..2 {
+                        if !self.down[n] {
+                            self.nodes[n].handle_timeout(self.now);
+                        }
+                    }
+                    self.deliver();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    fn states(&self) -> [GroupState; 2] {
+        [self.nodes[0].state(), self.nodes[1].state()]
+    }
+
+    fn became_master_at(&self, node: usize) -> Option<Instant> {
+        self.log.iter().rev().find_map(|(at, n, e)| {
+            matches!(e, VrrpEvent::GroupChanged { to: GroupState::Master, .. } if *n == node)
+                .then_some(*at)
+        })
+    }
+}
+
+fn settled(a: u8, b: u8) -> Net {
+    let mut net = Net::new(config(2, a), config(3, b));
+    net.run_for(2000 * MS);
+    net
+}
+
+#[test]
+fn timers_follow_the_rfc() {
+    let instance = Instance::new(config(2, 100).instances[0].clone());
+    // Skew_Time = (256 - 100) * 100 ms / 256; Master_Down_Interval = 3 * 100 ms + skew.
+    assert_eq!(instance.skew_time(), Duration::from_nanos(60_937_500));
+    assert_eq!(instance.master_down_interval(), Duration::from_nanos(360_937_500));
+}
+
+#[test]
+fn higher_priority_is_elected_after_its_master_down_interval() {
+    let net = settled(200, 100);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    // A's master-down interval at priority 200: 300 ms + 56 * 100 / 256 ms.
+    assert_eq!(
+        net.became_master_at(0),
+        Some(Instant::ZERO + Duration::from_micros(321_875))
+    );
+    assert_eq!(net.holds, [[true, true], [false, false]]);
+    assert_eq!(net.announces[0], 2 * 2, "two announcements per instance");
+}
+
+#[test]
+fn equal_priorities_elect_the_higher_address() {
+    let net = settled(100, 100);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+}
+
+#[test]
+fn backup_takes_over_one_master_down_interval_after_the_last_advert() {
+    let mut net = settled(200, 100);
+    let last_advert = net.now;
+    net.down[0] = true;
+    net.run_for(1000 * MS);
+    assert_eq!(net.nodes[1].state(), GroupState::Master);
+    let took = net.became_master_at(1).unwrap() - last_advert;
+    // The last advert was at most one interval before the kill; B waits 3 * 100 ms + 60.9 ms.
+    assert!(
+        took >= 260 * MS && took <= 361 * MS,
+        "took over after {took:?}"
+    );
+}
+
+#[test]
+fn priority_zero_hands_over_after_the_skew_time() {
+    let mut net = settled(200, 100);
+    let at = net.now;
+    net.nodes[0].hand_over(at).unwrap();
+    net.deliver();
+    assert_eq!(net.holds[0], [false, false], "A dropped its addresses at once");
+    net.run_for(100 * MS);
+    assert_eq!(net.became_master_at(1), Some(at + Duration::from_nanos(60_937_500)));
+    // A handed over: it does not preempt back although its priority is higher.
+    net.run_for(3000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    assert_eq!(
+        net.nodes[0].not_preempting(net.now),
+        Some(NotPreempting::HandedOver)
+    );
+    // When B fails, A takes over again, and preempts again afterwards.
+    net.down[1] = true;
+    net.run_for(1000 * MS);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
+    assert_eq!(net.nodes[0].not_preempting(net.now), None);
+}
+
+#[test]
+fn a_backup_that_is_not_ready_never_preempts() {
+    let mut net = Net::new(config(2, 100), config(3, 200));
+    net.nodes[1].set_ready(Instant::ZERO, false);
+    net.run_for(2000 * MS);
+    // Nobody was master: B took over although not ready, then A listened.
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+
+    // Failback: B (higher priority) returns and finds A master; not ready, it waits.
+    let mut net = Net::new(config(2, 100), config(3, 200));
+    net.down[1] = true;
+    net.run_for(2000 * MS);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
+    net.down[1] = false;
+    net.nodes[1] = Group::new(config(3, 200));
+    net.nodes[1].start(net.now);
+    net.run_for(5000 * MS);
+    assert_eq!(
+        net.states(),
+        [GroupState::Master, GroupState::Backup],
+        "B is not ready: it must not preempt"
+    );
+    assert_eq!(
+        net.nodes[1].not_preempting(net.now),
+        Some(NotPreempting::NotReady)
+    );
+    let ready_at = net.now;
+    net.nodes[1].set_ready(ready_at, true);
+    net.run_for(1000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    let took = net.became_master_at(1).unwrap() - ready_at;
+    // It ignores A's adverts from then on: A's last accepted advert was at most one interval
+    // before, and the master-down interval at priority 200 is 321.9 ms.
+    assert!(took <= 322 * MS, "preempted {took:?} after becoming ready");
+}
+
+#[test]
+fn preempt_delay_counts_from_readiness() {
+    let mut a = config(2, 100);
+    let mut b = config(3, 200);
+    b.preempt_delay = 2000 * MS;
+    a.preempt_delay = 2000 * MS;
+    let mut net = Net::new(a, b.clone());
+    net.down[1] = true;
+    net.run_for(1000 * MS);
+    net.down[1] = false;
+    net.nodes[1] = Group::new(b);
+    net.nodes[1].start(net.now);
+    let ready_at = net.now;
+    net.nodes[1].set_ready(ready_at, true);
+    net.run_for(1900 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    assert_eq!(
+        net.nodes[1].not_preempting(net.now),
+        Some(NotPreempting::PreemptDelay)
+    );
+    net.run_for(1000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+}
+
+#[test]
+fn nopreempt_keeps_the_current_master() {
+    let mut b = config(3, 200);
+    for instance in &mut b.instances {
+        instance.preempt = false;
+    }
+    let mut net = Net::new(config(2, 100), b.clone());
+    net.down[1] = true;
+    net.run_for(1000 * MS);
+    net.down[1] = false;
+    net.nodes[1] = Group::new(b);
+    net.nodes[1].set_ready(net.now, true);
+    net.nodes[1].start(net.now);
+    net.run_for(5000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+}
+
+#[test]
+fn one_lost_network_moves_the_whole_group() {
+    let mut net = settled(200, 100);
+    // A's LAN interface fails (a tracked interface, weight 0): A's group goes to fault and
+    // steps down on both networks with priority 0, and B takes both over.
+    let fault_at = net.now;
+    net.nodes[0].set_tracking(fault_at, 0, Some("interface lan down".into()));
+    net.deliver();
+    assert_eq!(net.nodes[0].state(), GroupState::Fault);
+    assert_eq!(net.holds[0], [false, false]);
+    net.run_for(200 * MS);
+    assert_eq!(net.nodes[1].state(), GroupState::Master);
+    assert_eq!(net.holds[1], [true, true]);
+    // Priority 0 from A: B took over after the skew, not three intervals.
+    let took = net.became_master_at(1).unwrap() - fault_at;
+    assert!(took <= 61 * MS, "{took:?}");
+    // In fault A never takes over, even with no master.
+    net.down[1] = true;
+    net.run_for(2000 * MS);
+    assert_eq!(net.nodes[0].state(), GroupState::Fault);
+    // Recovered: backup, then master (B is gone).
+    net.nodes[0].set_tracking(net.now, 0, None);
+    net.run_for(1000 * MS);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
+}
+
+#[test]
+fn an_outranked_instance_takes_its_group_down() {
+    let mut net = settled(200, 100);
+    // B's priority rises above A's on its own: B preempts on both networks; when A's first
+    // instance hears the better master, all of A's step down together.
+    for instance in &mut net.nodes[1].instances {
+        instance.priority = 250;
+    }
+    net.run_for(1000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    assert_eq!(net.holds, [[false, false], [true, true]]);
+}
+
+#[test]
+fn a_tracking_penalty_lets_the_peer_preempt() {
+    let mut net = settled(200, 150);
+    net.nodes[0].set_tracking(net.now, 60, None);
+    net.run_for(1000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    assert_eq!(net.nodes[0].instances()[0].priority, 140);
+}
+
+#[test]
+fn maintenance_hands_over_and_stays_backup() {
+    let mut net = settled(200, 100);
+    net.nodes[0].set_maintenance(net.now, true);
+    net.run_for(500 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    net.down[1] = true;
+    net.run_for(2000 * MS);
+    assert_eq!(net.nodes[0].state(), GroupState::Backup, "maintenance: never master");
+    net.nodes[0].set_maintenance(net.now, false);
+    net.run_for(1000 * MS);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
+}
+
+#[test]
+fn shutdown_sends_priority_zero() {
+    let mut net = settled(200, 100);
+    let at = net.now;
+    net.nodes[0].shutdown(at);
+    net.deliver();
+    net.down[0] = true;
+    net.run_for(200 * MS);
+    assert_eq!(net.became_master_at(1), Some(at + Duration::from_nanos(60_937_500)));
+    assert_eq!(net.holds[0], [false, false]);
+}
+
+#[test]
+fn malformed_adverts_are_counted_and_dropped() {
+    let mut net = settled(200, 100);
+    let now = net.now;
+    let src = addr(3);
+    let dst = IpAddr::V4(MULTICAST_V4);
+    let mut good = Vec::new();
+    Advert {
+        vrid: 51,
+        priority: 254,
+        max_advert_interval_cs: 10,
+        addresses: vec![addr(1)],
+    }
+    .emit(src, dst, &mut good);
+    let node = &mut net.nodes[0];
+    node.handle_packet(now, 0, src, dst, 254, &good);
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 1;
+    node.handle_packet(now, 0, src, dst, 255, &bad_sum);
+    node.handle_packet(now, 0, src, dst, 255, &good[..9]);
+    node.handle_packet(now, 0, wan(3), dst, 255, &good);
+    assert_eq!(node.instances()[0].stats.malformed_dropped, 4);
+    assert_eq!(node.state(), GroupState::Master, "none of them counted");
+    // Another virtual router on the same network is ignored without counting.
+    let mut other = Vec::new();
+    Advert {
+        vrid: 99,
+        priority: 254,
+        max_advert_interval_cs: 10,
+        addresses: vec![addr(1)],
+    }
+    .emit(src, dst, &mut other);
+    node.handle_packet(now, 0, src, dst, 255, &other);
+    assert_eq!(node.instances()[0].stats.malformed_dropped, 4);
+    // The valid one outranks A.
+    node.handle_packet(now, 0, src, dst, 255, &good);
+    assert_eq!(node.state(), GroupState::Backup);
+}
+
+#[test]
+fn unicast_peers_only() {
+    let mut a = config(2, 200);
+    a.instances[0].unicast_peers = vec![addr(3)];
+    let mut net = Net::new(a, config(3, 100));
+    net.run_for(1000 * MS);
+    let src = addr(9);
+    let dst = addr(2);
+    let mut advert = Vec::new();
+    Advert {
+        vrid: 51,
+        priority: 254,
+        max_advert_interval_cs: 10,
+        addresses: vec![addr(1)],
+    }
+    .emit(src, dst, &mut advert);
+    net.nodes[0].handle_packet(net.now, 0, src, dst, 255, &advert);
+    assert_eq!(net.nodes[0].instances()[0].stats.malformed_dropped, 1);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
+    let dests = net.nodes[0].config().instances[0].destinations();
+    assert_eq!(dests, vec![addr(3)]);
+}
