@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,6 +60,15 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[takeover]`: who decides which node forwards.
+    pub takeover: TakeoverConfig,
+    /// `[vrrp]`, `[[vrrp.instance]]` and `[[vrrp.track_*]]`: the VRRPv3 speaker (used with
+    /// `takeover.mode = "vrrp"`; without it the lists are empty).
+    pub vrrp: VrrpConfig,
+    /// `[routing]`: FRR follows the role by OSPF costs; `None` when the table is absent.
+    pub routing: Option<RoutingConfig>,
+    /// `[hooks]`: commands run on role changes.
+    pub hooks: HooksConfig,
 }
 
 /// `[node]`: this node.
@@ -235,6 +244,195 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[takeover]`: who decides which node forwards, and so what moves the traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TakeoverConfig {
+    /// `mode` (default election).
+    pub mode: TakeoverMode,
+}
+
+/// Who decides which node is active (`takeover.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeoverMode {
+    /// The core decides over the failover link (priority, preempt, readiness); `[routing]`
+    /// and `[hooks]` move the traffic.
+    #[default]
+    Election,
+    /// failoverd's own VRRPv3 speaker decides: its group's master is active, and the
+    /// virtual addresses move with it.
+    Vrrp,
+}
+
+impl TakeoverMode {
+    /// The name used in the file and in status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Election => "election",
+            Self::Vrrp => "vrrp",
+        }
+    }
+}
+
+impl fmt::Display for TakeoverMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `[vrrp]` with its instances and trackers. All instances of a node form one group: they
+/// move together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpConfig {
+    /// `preempt_delay_ms` (default 0, 0..=3600000): once ready, wait this long before
+    /// preempting a lower-priority master.
+    pub preempt_delay: Duration,
+    /// `announce_repeat` (default 3, 1..=100): gratuitous ARPs / unsolicited neighbour
+    /// advertisements per address on becoming master.
+    pub announce_repeat: u32,
+    /// `announce_interval_ms` (default 100, 10..=10000): the time between those.
+    pub announce_interval: Duration,
+    /// `[[vrrp.instance]]`: the virtual routers (at least one with `takeover.mode = "vrrp"`).
+    pub instances: Vec<VrrpInstanceConfig>,
+    /// `[[vrrp.track_interface]]`.
+    pub track_interfaces: Vec<TrackInterface>,
+    /// `[[vrrp.track_route]]`.
+    pub track_routes: Vec<TrackRoute>,
+    /// `[[vrrp.track_script]]`.
+    pub track_scripts: Vec<TrackScript>,
+}
+
+impl Default for VrrpConfig {
+    fn default() -> Self {
+        Self {
+            preempt_delay: Duration::ZERO,
+            announce_repeat: 3,
+            announce_interval: Duration::from_millis(100),
+            instances: Vec::new(),
+            track_interfaces: Vec::new(),
+            track_routes: Vec::new(),
+            track_scripts: Vec::new(),
+        }
+    }
+}
+
+/// `[[vrrp.instance]]`: one VRRPv3 virtual router (RFC 5798).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpInstanceConfig {
+    /// `name`: unique, 1..=15 characters `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// `interface`: where advertisements go and the addresses are added.
+    pub interface: String,
+    /// `vrid` (1..=255): unique per interface and family.
+    pub vrid: u8,
+    /// `priority` (1..=254, default `node.priority`).
+    pub priority: u8,
+    /// `advert_interval_ms` (10..=40950, a multiple of 10; default `vrrp.advert_interval_ms`).
+    pub advert_interval: Duration,
+    /// `addresses`: 1..=255 virtual addresses with their prefix length, all of one family;
+    /// for IPv6 the first is link-local (RFC 5798 5.2.9).
+    pub addresses: Vec<IpNet>,
+    /// `accept` (default true): the master answers for its virtual addresses.
+    pub accept: bool,
+    /// `preempt` (default `node.preempt`).
+    pub preempt: bool,
+    /// `unicast_peers` (default none: multicast): adverts go to these, of the instance's family.
+    pub unicast_peers: Vec<IpAddr>,
+    /// `source`: the adverts' source address, of the instance's family; `None`: the
+    /// interface's first address of the family (IPv6: its link-local address).
+    pub source: Option<IpAddr>,
+    /// `vmac` (default false): a virtual MAC on a macvlan over the interface.
+    pub vmac: bool,
+}
+
+impl VrrpInstanceConfig {
+    /// Whether the instance is IPv6 (its addresses are all of one family, and there is at
+    /// least one).
+    pub fn is_ipv6(&self) -> bool {
+        self.addresses
+            .first()
+            .is_some_and(|net| net.addr().is_ipv6())
+    }
+}
+
+/// `[[vrrp.track_interface]]`: the group's priority falls by `weight` while the interface is
+/// down; weight 0 means fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInterface {
+    /// `name`: the interface.
+    pub name: String,
+    /// `weight` (0..=253, default 0: fault).
+    pub weight: u8,
+}
+
+/// `[[vrrp.track_route]]`: a route to exactly this prefix must exist in the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackRoute {
+    /// `destination`: the prefix (no host bits set).
+    pub destination: IpNet,
+    /// `weight` (0..=253, default 0: fault).
+    pub weight: u8,
+}
+
+/// `[[vrrp.track_script]]`: a command run periodically; its exit status is the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackScript {
+    /// `name`: unique, shown in status and logs.
+    pub name: String,
+    /// `command`: argv, run without a shell; never empty.
+    pub command: Vec<String>,
+    /// `interval_ms` (default 1000, 100..=3600000).
+    pub interval: Duration,
+    /// `timeout_ms` (default `interval_ms`, at most `interval_ms`): then the command is killed
+    /// and counts as a failure.
+    pub timeout: Duration,
+    /// `fall` (default 2, 1..=100): failures in a row that mark it down.
+    pub fall: u32,
+    /// `rise` (default 2, 1..=100): successes in a row that mark it up.
+    pub rise: u32,
+    /// `weight` (0..=253, default 0: fault).
+    pub weight: u8,
+}
+
+/// `[routing]`: FRR; the active node advertises the better OSPF cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// `vtysh` (default `["vtysh"]`): the argv prefix that reaches FRR; never empty.
+    pub vtysh: Vec<String>,
+    /// `ospf_interfaces`: `ip ospf cost` is set on these.
+    pub ospf_interfaces: Vec<String>,
+    /// `ospf6_interfaces`: `ipv6 ospf6 cost` is set on these. At least one of the two lists
+    /// is not empty.
+    pub ospf6_interfaces: Vec<String>,
+    /// `active_cost` (default 10, 1..=65535).
+    pub active_cost: u16,
+    /// `standby_cost` (default 1000, 1..=65535): more than `active_cost`.
+    pub standby_cost: u16,
+    /// `timeout_ms` (default 5000, 100..=3600000): a vtysh call taking longer is killed.
+    pub timeout: Duration,
+}
+
+/// `[hooks]`: commands run on role changes (argv, no shell).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HooksConfig {
+    /// `on_active`: run on becoming active; never an empty list.
+    pub on_active: Option<Vec<String>>,
+    /// `on_standby`: run on becoming standby; never an empty list.
+    pub on_standby: Option<Vec<String>>,
+    /// `timeout_ms` (default 5000, 100..=3600000): then the command is killed.
+    pub timeout: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            on_active: None,
+            on_standby: None,
+            timeout: Duration::from_millis(5000),
+        }
+    }
+}
+
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -388,6 +586,96 @@ socket = "/run/failoverd/failoverd.sock"
 format = "text"
 # A tracing filter directive, e.g. "info" or "warn,failoverd=debug".
 level = "info"
+
+[takeover]
+# Who decides which node forwards (docs/TAKEOVER.md): "election" (the nodes agree over the
+# failover link; [routing] and [hooks] move the traffic) or "vrrp" (failoverd's own VRRPv3
+# speaker: its master is active and the virtual addresses move with it; needs a [[vrrp.instance]]).
+mode = "election"
+
+# VRRP, used with takeover.mode = "vrrp": defaults for every instance, and the announcements.
+[vrrp]
+# Advertisement interval (10..=40950, a multiple of 10: VRRPv3 counts centiseconds).
+advert_interval_ms = 50
+# Once this node is ready (it holds the peer's sessions), wait this long before preempting a
+# lower-priority master (0..=3600000). A node with no master to preempt takes over at once.
+preempt_delay_ms = 0
+# Gratuitous ARPs / unsolicited neighbour advertisements per address on becoming master
+# (1..=100), and the time between them (10..=10000).
+announce_repeat = 3
+announce_interval_ms = 100
+
+# The sections below are examples, not defaults: a line that starts with # and no space
+# is a setting to uncomment. All instances of a node move together (one group).
+#[[vrrp.instance]]
+# Unique, 1..=15 characters: letters, digits, _ and -. Required.
+#name = "lan"
+# Where adverts go and the addresses are added. Required.
+#interface = "lan"
+# 1..=255, unique per interface and family. Required.
+#vrid = 51
+# 1..=254; default node.priority.
+#priority = 200
+# Default vrrp.advert_interval_ms.
+#advert_interval_ms = 50
+# 1..=255 addresses with prefix length, one family; IPv6: the first must be link-local
+# (fe80::/10), e.g. ["fe80::1/64", "2001:db8:1::1/64"]. Required.
+#addresses = ["10.0.1.1/24"]
+# Accept mode: the master answers for its virtual addresses.
+#accept = true
+# Default node.preempt.
+#preempt = true
+# Non-empty: adverts go to these addresses (the instance's family) instead of multicast.
+#unicast_peers = []
+# The adverts' source; default: the interface's first address of the family (IPv6: link-local).
+#source = "10.0.1.2"
+# A virtual MAC on a macvlan "vrrp<vrid>" ("vrrp6-<vrid>" for IPv6) over the interface.
+#vmac = false
+
+# Tracking: while down, the group's priority falls by `weight` (0..=253); weight 0 means fault
+# (never master; a master steps down).
+#[[vrrp.track_interface]]
+#name = "wan"
+#weight = 0
+
+# A route to exactly this prefix must exist in the main table.
+#[[vrrp.track_route]]
+#destination = "0.0.0.0/0"
+#weight = 0
+
+# A command (argv, no shell), up while it exits 0.
+#[[vrrp.track_script]]
+#name = "upstream"
+#command = ["/usr/bin/ping", "-c1", "-W1", "10.0.2.100"]
+# 100..=3600000.
+#interval_ms = 1000
+# Then the command is killed and counts as a failure; default and at most interval_ms.
+#timeout_ms = 1000
+# Failures in a row that mark it down, successes in a row that mark it up (1..=100).
+#fall = 2
+#rise = 2
+#weight = 0
+
+# FRR follows the role: the active node advertises the better OSPF cost. Absent: no routing.
+#[routing]
+# The argv prefix that reaches FRR, e.g. ["vtysh", "--vty_socket", "/run/frr/x"].
+#vtysh = ["vtysh"]
+# `ip ospf cost` is set on these, `ipv6 ospf6 cost` on those; at least one interface in all.
+#ospf_interfaces = ["wan"]
+#ospf6_interfaces = []
+# 1..=65535; standby_cost must be more than active_cost.
+#active_cost = 10
+#standby_cost = 1000
+# A vtysh call taking longer is killed (100..=3600000).
+#timeout_ms = 5000
+
+# Commands (argv, no shell) run on role changes, with FAILOVERD_ROLE, FAILOVERD_FROM,
+# FAILOVERD_REASON and FAILOVERD_NODE in their environment; their output goes to the log.
+[hooks]
+#on_active = ["/etc/failoverd/active.sh"]
+#on_standby = ["/etc/failoverd/standby.sh"]
+# Then the command is killed, and that is logged (100..=3600000).
+timeout_ms = 5000
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -408,6 +696,13 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    takeover: RawTakeover,
+    #[serde(default)]
+    vrrp: RawVrrp,
+    routing: Option<Spanned<RawRouting>>,
+    #[serde(default)]
+    hooks: RawHooks,
 }
 
 #[derive(Deserialize)]
@@ -475,6 +770,102 @@ struct RawLog {
     format: Option<LogFormat>,
     level: Option<Spanned<String>>,
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTakeover {
+    mode: Option<Spanned<TakeoverMode>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVrrp {
+    advert_interval_ms: Option<Spanned<i64>>,
+    preempt_delay_ms: Option<Spanned<i64>>,
+    announce_repeat: Option<Spanned<i64>>,
+    announce_interval_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    instance: Vec<Spanned<RawInstance>>,
+    #[serde(default)]
+    track_interface: Vec<Spanned<RawTrackInterface>>,
+    #[serde(default)]
+    track_route: Vec<Spanned<RawTrackRoute>>,
+    #[serde(default)]
+    track_script: Vec<Spanned<RawTrackScript>>,
+}
+
+/// A list as written in the file: the whole list's span and each element's.
+type RawList = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    name: Option<Spanned<String>>,
+    interface: Option<Spanned<String>>,
+    vrid: Option<Spanned<i64>>,
+    priority: Option<Spanned<i64>>,
+    advert_interval_ms: Option<Spanned<i64>>,
+    addresses: Option<RawList>,
+    accept: Option<bool>,
+    preempt: Option<bool>,
+    unicast_peers: Option<RawList>,
+    source: Option<Spanned<String>>,
+    vmac: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrackInterface {
+    name: Option<Spanned<String>>,
+    weight: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrackRoute {
+    destination: Option<Spanned<String>>,
+    weight: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrackScript {
+    name: Option<Spanned<String>>,
+    command: Option<RawList>,
+    interval_ms: Option<Spanned<i64>>,
+    timeout_ms: Option<Spanned<i64>>,
+    fall: Option<Spanned<i64>>,
+    rise: Option<Spanned<i64>>,
+    weight: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    vtysh: Option<RawList>,
+    ospf_interfaces: Option<RawList>,
+    ospf6_interfaces: Option<RawList>,
+    active_cost: Option<Spanned<i64>>,
+    standby_cost: Option<Spanned<i64>>,
+    timeout_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    on_active: Option<RawList>,
+    on_standby: Option<RawList>,
+    timeout_ms: Option<Spanned<i64>>,
+}
+
+/// What a VRRP advertisement interval accepts.
+const ADVERT_INTERVAL: &str = "milliseconds, a multiple of 10 from 10 to 40950";
+/// What a tracker's weight accepts.
+const WEIGHT: &str = "an integer from 0 (fault: never master) to 253";
+/// What an interface name accepts (Linux: IFNAMSIZ - 1 bytes, no '/', ':' or white space).
+const INTERFACE: &str = "an interface name of 1 to 15 characters without /, : or spaces";
+/// What a list of interfaces accepts.
+const INTERFACES: &str = "a list of interface names, e.g. [\"wan\"]";
 
 /// Every table and its keys, with what each key accepts: the text of "unknown key", "wrong
 /// type" and "missing key" errors. A test checks that the example file has all of them.
@@ -590,7 +981,137 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
             ),
         ],
     ),
+    ("takeover", &[("mode", "\"election\" or \"vrrp\"")]),
+    (
+        "vrrp",
+        &[
+            ("advert_interval_ms", ADVERT_INTERVAL),
+            (
+                "preempt_delay_ms",
+                "milliseconds, an integer from 0 to 3600000",
+            ),
+            ("announce_repeat", "an integer from 1 to 100"),
+            (
+                "announce_interval_ms",
+                "milliseconds, an integer from 10 to 10000",
+            ),
+        ],
+    ),
+    (
+        "vrrp.instance",
+        &[
+            (
+                "name",
+                "a name of 1 to 15 characters: letters, digits, _ and -",
+            ),
+            ("interface", INTERFACE),
+            ("vrid", "an integer from 1 to 255"),
+            ("priority", "an integer from 1 to 254"),
+            ("advert_interval_ms", ADVERT_INTERVAL),
+            (
+                "addresses",
+                "a list of 1 to 255 addresses with prefix length, all IPv4 or all IPv6, e.g. [\"10.0.1.1/24\"] or [\"fe80::1/64\", \"2001:db8::1/64\"] (IPv6: the first link-local)",
+            ),
+            ("accept", "true or false"),
+            ("preempt", "true or false"),
+            (
+                "unicast_peers",
+                "a list of the peers' IP addresses, of the instance's family",
+            ),
+            (
+                "source",
+                "an IP address of this node, of the instance's family",
+            ),
+            ("vmac", "true or false"),
+        ],
+    ),
+    (
+        "vrrp.track_interface",
+        &[("name", INTERFACE), ("weight", WEIGHT)],
+    ),
+    (
+        "vrrp.track_route",
+        &[
+            (
+                "destination",
+                "a network, e.g. \"0.0.0.0/0\" or \"2001:db8::/32\"",
+            ),
+            ("weight", WEIGHT),
+        ],
+    ),
+    (
+        "vrrp.track_script",
+        &[
+            (
+                "name",
+                "a name of 1 to 64 characters: letters, digits, _, - and .",
+            ),
+            (
+                "command",
+                "a command and its arguments, run without a shell, e.g. [\"/usr/bin/ping\", \"-c1\", \"10.0.2.100\"]",
+            ),
+            (
+                "interval_ms",
+                "milliseconds, an integer from 100 to 3600000",
+            ),
+            (
+                "timeout_ms",
+                "milliseconds, an integer from 10 to 3600000, at most interval_ms",
+            ),
+            ("fall", "an integer from 1 to 100"),
+            ("rise", "an integer from 1 to 100"),
+            ("weight", WEIGHT),
+        ],
+    ),
+    (
+        "routing",
+        &[
+            (
+                "vtysh",
+                "the command and arguments that reach FRR's vtysh, e.g. [\"vtysh\"]",
+            ),
+            ("ospf_interfaces", INTERFACES),
+            ("ospf6_interfaces", INTERFACES),
+            ("active_cost", "an integer from 1 to 65535"),
+            (
+                "standby_cost",
+                "an integer from 1 to 65535, more than active_cost",
+            ),
+            ("timeout_ms", "milliseconds, an integer from 100 to 3600000"),
+        ],
+    ),
+    (
+        "hooks",
+        &[
+            (
+                "on_active",
+                "a command and its arguments, run without a shell, e.g. [\"/etc/failoverd/active.sh\"]",
+            ),
+            (
+                "on_standby",
+                "a command and its arguments, run without a shell, e.g. [\"/etc/failoverd/standby.sh\"]",
+            ),
+            ("timeout_ms", "milliseconds, an integer from 100 to 3600000"),
+        ],
+    ),
 ];
+
+/// The tables written as `[[name]]`: arrays of tables.
+const ARRAY_TABLES: &[&str] = &[
+    "vrrp.instance",
+    "vrrp.track_interface",
+    "vrrp.track_route",
+    "vrrp.track_script",
+];
+
+/// How a table's header is written: `[name]`, or `[[name]]` for an array of tables.
+fn header(table: &str) -> String {
+    if ARRAY_TABLES.contains(&table) {
+        format!("[[{table}]]")
+    } else {
+        format!("[{table}]")
+    }
+}
 
 /// What `table.key` accepts.
 fn expected(table: &str, key: &str) -> &'static str {
@@ -598,19 +1119,42 @@ fn expected(table: &str, key: &str) -> &'static str {
         .iter()
         .find(|(name, _)| *name == table)
         .and_then(|(_, keys)| keys.iter().find(|(name, _)| *name == key))
-        .map_or("(not a known key)", |(_, what)| what)
+        .map_or_else(
+            || {
+                // A sub-table written with the wrong type (`vrrp.instance = 5`).
+                let dotted = format!("{table}.{key}");
+                if ARRAY_TABLES.contains(&dotted.as_str()) {
+                    "an array of tables (sections written [[...]])"
+                } else if SCHEMA.iter().any(|(name, _)| *name == dotted) {
+                    "a table"
+                } else {
+                    "(not a known key)"
+                }
+            },
+            |(_, what)| what,
+        )
 }
 
 /// The keys a table accepts (the tables, for the top level), for "unknown key" errors.
 fn allowed_keys(table: &str) -> String {
     if table.is_empty() {
-        let tables: Vec<String> = SCHEMA.iter().map(|(name, _)| format!("[{name}]")).collect();
+        let tables: Vec<String> = SCHEMA.iter().map(|(name, _)| header(name)).collect();
         return format!("the file has the tables {}", tables.join(", "));
     }
     match SCHEMA.iter().find(|(name, _)| *name == table) {
         Some((_, keys)) => {
             let keys: Vec<&str> = keys.iter().map(|(name, _)| *name).collect();
-            format!("[{table}] has the keys {}", keys.join(", "))
+            let prefix = format!("{table}.");
+            let tables: Vec<String> = SCHEMA
+                .iter()
+                .filter(|(name, _)| name.strip_prefix(&prefix).is_some_and(|n| !n.contains('.')))
+                .map(|(name, _)| header(name))
+                .collect();
+            let mut text = format!("{} has the keys {}", header(table), keys.join(", "));
+            if !tables.is_empty() {
+                text.push_str(&format!(" and the tables {}", tables.join(", ")));
+            }
+            text
         }
         None => format!("[{table}] is not a known table"),
     }
@@ -773,6 +1317,17 @@ fn find_key(
         {
             return Some(found);
         }
+        // The same for each table of an array of tables (`[[vrrp.instance]]`); the key path
+        // has no index, the line tells which one.
+        if let toml::de::DeValue::Array(items) = value.get_ref() {
+            for item in items.iter() {
+                if let toml::de::DeValue::Table(inner) = item.get_ref()
+                    && let Some(found) = find_key(inner, span, &path)
+                {
+                    return Some(found);
+                }
+            }
+        }
         if inside {
             return Some(here());
         }
@@ -819,6 +1374,18 @@ impl RawConfig {
                 None => "info".to_string(),
             },
         };
+        let (takeover, mode_span) = self.takeover.validate();
+        let vrrp = self
+            .vrrp
+            .validate(source, &node, takeover.mode, mode_span.as_ref())?;
+        let routing = match self.routing {
+            Some(raw) => {
+                let span = raw.span();
+                Some(raw.into_inner().validate(source, &span)?)
+            }
+            None => None,
+        };
+        let hooks = self.hooks.validate(source)?;
         Ok(Config {
             node,
             pair,
@@ -827,6 +1394,10 @@ impl RawConfig {
             sessions,
             control,
             log,
+            takeover,
+            vrrp,
+            routing,
+            hooks,
         })
     }
 }
@@ -1158,6 +1729,782 @@ impl RawTimers {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Takeover: [takeover], [vrrp] and its arrays, [routing], [hooks].
+
+/// The longest VRRP instance name: it names macvlans and log fields, so it follows the
+/// interface-name limit.
+const MAX_INSTANCE_CHARS: usize = 15;
+
+/// The longest track script name.
+const MAX_SCRIPT_CHARS: usize = 64;
+
+/// The default VRRP advertisement interval, milliseconds.
+const DEFAULT_ADVERT_MS: i64 = 50;
+
+/// The line of a span, to point from one error at a related key elsewhere in the file.
+fn line_of(source: &Source<'_>, span: &Range<usize>) -> usize {
+    source.line_column(span.start).0
+}
+
+/// A required key of an element of an array of tables (or of a table), located at the
+/// element's header when absent.
+fn required<T>(
+    source: &Source<'_>,
+    table: &str,
+    key: &str,
+    raw: Option<Spanned<T>>,
+    table_span: &Range<usize>,
+) -> Result<Spanned<T>, ConfigError> {
+    raw.ok_or_else(|| source.missing(table, key, Some(table_span)))
+}
+
+/// A VRRP advertisement interval: VRRPv3 carries it in centiseconds in 12 bits.
+fn advert_interval(
+    source: &Source<'_>,
+    table: &str,
+    raw: Option<&Spanned<i64>>,
+    default: i64,
+) -> Result<i64, ConfigError> {
+    let value = int(
+        source,
+        table,
+        "advert_interval_ms",
+        raw,
+        default,
+        10,
+        40_950,
+    )?;
+    if value.value % 10 != 0 {
+        return Err(source.bad_value(
+            table,
+            "advert_interval_ms",
+            &value.span.unwrap_or(0..0),
+            "must be a multiple of 10 (VRRPv3 counts centiseconds)",
+        ));
+    }
+    Ok(value.value)
+}
+
+/// A tracker's weight (0..=253, default 0).
+fn weight(source: &Source<'_>, table: &str, raw: Option<&Spanned<i64>>) -> Result<u8, ConfigError> {
+    // Invariant: the range fits a u8.
+    Ok(int(source, table, "weight", raw, 0, 0, 253)?.value as u8)
+}
+
+/// A name of `1..=max` characters from `[A-Za-z0-9_-]` (and `.` when `dot`).
+fn simple_name(
+    source: &Source<'_>,
+    table: &str,
+    key: &str,
+    raw: &Spanned<String>,
+    max: usize,
+    dot: bool,
+) -> Result<String, ConfigError> {
+    let name = raw.get_ref();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dot && c == '.');
+    if name.is_empty() || name.chars().count() > max || !name.chars().all(allowed) {
+        return Err(source.bad_value(
+            table,
+            key,
+            &raw.span(),
+            format!("must be {}", expected(table, key)),
+        ));
+    }
+    Ok(name.clone())
+}
+
+/// A Linux interface name: what the kernel's `dev_valid_name` accepts.
+fn interface_name(
+    source: &Source<'_>,
+    table: &str,
+    key: &str,
+    raw: &Spanned<String>,
+) -> Result<String, ConfigError> {
+    let name = raw.get_ref();
+    let valid = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if !valid {
+        return Err(source.bad_value(table, key, &raw.span(), format!("must be {INTERFACE}")));
+    }
+    Ok(name.clone())
+}
+
+/// A list of interface names, without repeats.
+fn interface_list(
+    source: &Source<'_>,
+    table: &str,
+    key: &str,
+    raw: Option<&RawList>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut names: Vec<String> = Vec::new();
+    for raw in raw.map_or(&[][..], |list| list.get_ref()) {
+        let name = interface_name(source, table, key, raw)?;
+        if names.contains(&name) {
+            return Err(source.bad_value(table, key, &raw.span(), "is listed twice"));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// A command line: argv, run without a shell.
+fn argv(
+    source: &Source<'_>,
+    table: &str,
+    key: &str,
+    raw: &RawList,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(program) = raw.get_ref().first() else {
+        return Err(source.bad_value(
+            table,
+            key,
+            &raw.span(),
+            format!("must not be empty: must be {}", expected(table, key)),
+        ));
+    };
+    if program.get_ref().is_empty() {
+        return Err(source.bad_value(
+            table,
+            key,
+            &program.span(),
+            "the program (the first element) must not be empty",
+        ));
+    }
+    if let Some(bad) = raw
+        .get_ref()
+        .iter()
+        .find(|arg| arg.get_ref().contains('\0'))
+    {
+        return Err(source.bad_value(table, key, &bad.span(), "must not contain NUL characters"));
+    }
+    Ok(raw
+        .get_ref()
+        .iter()
+        .map(|arg| arg.get_ref().clone())
+        .collect())
+}
+
+/// An IP network (`"10.0.1.1/24"`).
+fn ip_net(
+    source: &Source<'_>,
+    table: &str,
+    key: &str,
+    raw: &Spanned<String>,
+) -> Result<IpNet, ConfigError> {
+    raw.get_ref().parse::<IpNet>().map_err(|_| {
+        source.bad_value(
+            table,
+            key,
+            &raw.span(),
+            format!(
+                "not a network (address/prefix length); must be {}",
+                expected(table, key)
+            ),
+        )
+    })
+}
+
+/// "IPv4" or "IPv6", for messages.
+fn family_name(ipv6: bool) -> &'static str {
+    if ipv6 { "IPv6" } else { "IPv4" }
+}
+
+/// An address a VRRP peer or source can have: of the instance's family and unicast.
+fn peer_address(
+    source: &Source<'_>,
+    table: &str,
+    key: &str,
+    raw: &Spanned<String>,
+    ipv6: bool,
+) -> Result<IpAddr, ConfigError> {
+    let bad = |problem: String| source.bad_value(table, key, &raw.span(), problem);
+    let addr: IpAddr = raw.get_ref().parse().map_err(|_| {
+        bad(format!(
+            "not an IP address (host names are not resolved); must be {}",
+            expected(table, key)
+        ))
+    })?;
+    if addr.is_ipv6() != ipv6 {
+        return Err(bad(format!(
+            "is {} but the instance's addresses are {}; must be {}",
+            family_name(addr.is_ipv6()),
+            family_name(ipv6),
+            expected(table, key)
+        )));
+    }
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || is_broadcast(addr) {
+        return Err(bad("must be a unicast address".to_string()));
+    }
+    Ok(addr)
+}
+
+fn is_broadcast(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V4(v4) if v4.is_broadcast())
+}
+
+/// IPv6 link-local unicast, fe80::/10.
+fn is_link_local_v6(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// What the cross-instance checks need to point at.
+struct InstanceSpans {
+    name: Range<usize>,
+    vrid: Range<usize>,
+    addresses: Vec<Range<usize>>,
+}
+
+/// The defaults an instance inherits.
+struct InstanceDefaults {
+    priority: u8,
+    preempt: bool,
+    advert_ms: i64,
+}
+
+impl RawTakeover {
+    fn validate(self) -> (TakeoverConfig, Option<Range<usize>>) {
+        match self.mode {
+            Some(mode) => (
+                TakeoverConfig {
+                    mode: *mode.get_ref(),
+                },
+                Some(mode.span()),
+            ),
+            None => (TakeoverConfig::default(), None),
+        }
+    }
+}
+
+impl RawVrrp {
+    fn validate(
+        self,
+        source: &Source<'_>,
+        node: &NodeConfig,
+        mode: TakeoverMode,
+        mode_span: Option<&Range<usize>>,
+    ) -> Result<VrrpConfig, ConfigError> {
+        const TABLE: &str = "vrrp";
+        let defaults = VrrpConfig::default();
+        let advert_ms = advert_interval(
+            source,
+            TABLE,
+            self.advert_interval_ms.as_ref(),
+            DEFAULT_ADVERT_MS,
+        )?;
+        let delay = int(
+            source,
+            TABLE,
+            "preempt_delay_ms",
+            self.preempt_delay_ms.as_ref(),
+            0,
+            0,
+            MAX_MS,
+        )?;
+        let repeat = int(
+            source,
+            TABLE,
+            "announce_repeat",
+            self.announce_repeat.as_ref(),
+            i64::from(defaults.announce_repeat),
+            1,
+            100,
+        )?;
+        let announce = int(
+            source,
+            TABLE,
+            "announce_interval_ms",
+            self.announce_interval_ms.as_ref(),
+            defaults.announce_interval.as_millis() as i64,
+            10,
+            10_000,
+        )?;
+        match mode {
+            TakeoverMode::Election => {
+                let given = [
+                    ("vrrp.instance", self.instance.first().map(Spanned::span)),
+                    (
+                        "vrrp.track_interface",
+                        self.track_interface.first().map(Spanned::span),
+                    ),
+                    (
+                        "vrrp.track_route",
+                        self.track_route.first().map(Spanned::span),
+                    ),
+                    (
+                        "vrrp.track_script",
+                        self.track_script.first().map(Spanned::span),
+                    ),
+                ];
+                if let Some((table, Some(span))) =
+                    given.into_iter().find(|(_, span)| span.is_some())
+                {
+                    return Err(source.error(
+                        &span,
+                        Some(table.to_string()),
+                        None,
+                        format!(
+                            "VRRP instances and trackers are used only with takeover.mode = \"vrrp\", and the mode is \"election\"{}; set takeover.mode = \"vrrp\" or remove the {} sections",
+                            if mode_span.is_none() { " (the default)" } else { "" },
+                            header(table),
+                        ),
+                    ));
+                }
+            }
+            TakeoverMode::Vrrp if self.instance.is_empty() => {
+                return Err(source.error(
+                    mode_span.unwrap_or(&(0..0)),
+                    Some("takeover.mode".to_string()),
+                    Some("\"vrrp\"".to_string()),
+                    "needs at least one [[vrrp.instance]]: the virtual router(s) whose mastership makes this node active",
+                ));
+            }
+            TakeoverMode::Vrrp => {}
+        }
+        let inherited = InstanceDefaults {
+            priority: node.priority,
+            preempt: node.preempt,
+            advert_ms,
+        };
+        let mut instances: Vec<VrrpInstanceConfig> = Vec::new();
+        let mut spans: Vec<InstanceSpans> = Vec::new();
+        for raw in self.instance {
+            let span = raw.span();
+            let (instance, here) = raw.into_inner().validate(source, &span, &inherited)?;
+            check_instance_against_others(source, &instance, &here, &instances, &spans)?;
+            instances.push(instance);
+            spans.push(here);
+        }
+        let mut track_interfaces: Vec<TrackInterface> = Vec::new();
+        for raw in self.track_interface {
+            const TABLE: &str = "vrrp.track_interface";
+            let span = raw.span();
+            let raw = raw.into_inner();
+            let name = required(source, TABLE, "name", raw.name, &span)?;
+            let track = TrackInterface {
+                name: interface_name(source, TABLE, "name", &name)?,
+                weight: weight(source, TABLE, raw.weight.as_ref())?,
+            };
+            if let Some(other) = track_interfaces.iter().find(|t| t.name == track.name) {
+                return Err(source.bad_value(
+                    TABLE,
+                    "name",
+                    &name.span(),
+                    format!(
+                        "interface {} is already tracked; track each once",
+                        other.name
+                    ),
+                ));
+            }
+            track_interfaces.push(track);
+        }
+        let mut track_routes: Vec<TrackRoute> = Vec::new();
+        for raw in self.track_route {
+            const TABLE: &str = "vrrp.track_route";
+            let span = raw.span();
+            let raw = raw.into_inner();
+            let destination = required(source, TABLE, "destination", raw.destination, &span)?;
+            let net = ip_net(source, TABLE, "destination", &destination)?;
+            if net.trunc() != net {
+                return Err(source.bad_value(
+                    TABLE,
+                    "destination",
+                    &destination.span(),
+                    format!(
+                        "has host bits set; a route's destination is a prefix: did you mean \"{}\"?",
+                        net.trunc()
+                    ),
+                ));
+            }
+            if track_routes.iter().any(|t| t.destination == net) {
+                return Err(source.bad_value(
+                    TABLE,
+                    "destination",
+                    &destination.span(),
+                    "is already tracked; track each route once",
+                ));
+            }
+            track_routes.push(TrackRoute {
+                destination: net,
+                weight: weight(source, TABLE, raw.weight.as_ref())?,
+            });
+        }
+        let mut track_scripts: Vec<TrackScript> = Vec::new();
+        for raw in self.track_script {
+            let span = raw.span();
+            let script = raw.into_inner().validate(source, &span, &track_scripts)?;
+            track_scripts.push(script);
+        }
+        Ok(VrrpConfig {
+            preempt_delay: millis(delay.value),
+            // Invariant: `int` checked the ranges.
+            announce_repeat: repeat.value as u32,
+            announce_interval: millis(announce.value),
+            instances,
+            track_interfaces,
+            track_routes,
+            track_scripts,
+        })
+    }
+}
+
+impl RawInstance {
+    fn validate(
+        self,
+        source: &Source<'_>,
+        span: &Range<usize>,
+        inherited: &InstanceDefaults,
+    ) -> Result<(VrrpInstanceConfig, InstanceSpans), ConfigError> {
+        const TABLE: &str = "vrrp.instance";
+        let name = required(source, TABLE, "name", self.name, span)?;
+        let interface = required(source, TABLE, "interface", self.interface, span)?;
+        let vrid = required(source, TABLE, "vrid", self.vrid, span)?;
+        let addresses = required(source, TABLE, "addresses", self.addresses, span)?;
+        let checked_name = simple_name(source, TABLE, "name", &name, MAX_INSTANCE_CHARS, false)?;
+        let checked_interface = interface_name(source, TABLE, "interface", &interface)?;
+        let checked_vrid = int(source, TABLE, "vrid", Some(&vrid), 0, 1, 255)?;
+        let priority = int(
+            source,
+            TABLE,
+            "priority",
+            self.priority.as_ref(),
+            i64::from(inherited.priority),
+            1,
+            254,
+        )?;
+        let advert_ms = advert_interval(
+            source,
+            TABLE,
+            self.advert_interval_ms.as_ref(),
+            inherited.advert_ms,
+        )?;
+        let count = addresses.get_ref().len();
+        if count == 0 || count > 255 {
+            return Err(source.bad_value(
+                TABLE,
+                "addresses",
+                &addresses.span(),
+                format!(
+                    "has {count} addresses; must be {}",
+                    expected(TABLE, "addresses")
+                ),
+            ));
+        }
+        let mut nets: Vec<IpNet> = Vec::with_capacity(count);
+        for raw in addresses.get_ref() {
+            let net = ip_net(source, TABLE, "addresses", raw)?;
+            let addr = net.addr();
+            let bad = |problem: String| source.bad_value(TABLE, "addresses", &raw.span(), problem);
+            if addr.is_unspecified()
+                || addr.is_multicast()
+                || addr.is_loopback()
+                || is_broadcast(addr)
+            {
+                return Err(bad("must be a unicast address".to_string()));
+            }
+            if let Some(first) = nets.first()
+                && first.addr().is_ipv6() != addr.is_ipv6()
+            {
+                return Err(bad(format!(
+                    "is {} but the instance's first address ({first}) is {}; an instance's addresses are all one family (use another instance for the other family)",
+                    family_name(addr.is_ipv6()),
+                    family_name(first.addr().is_ipv6()),
+                )));
+            }
+            if nets.iter().any(|other| other.addr() == addr) {
+                return Err(bad("is listed twice".to_string()));
+            }
+            if nets.is_empty() && addr.is_ipv6() && !is_link_local_v6(addr) {
+                return Err(bad(
+                    "the first address of an IPv6 instance must be link-local (fe80::/10, RFC 5798 5.2.9), e.g. \"fe80::1/64\"; the others may be global".to_string(),
+                ));
+            }
+            nets.push(net);
+        }
+        let ipv6 = nets[0].addr().is_ipv6();
+        let mut unicast_peers: Vec<IpAddr> = Vec::new();
+        for raw in self.unicast_peers.as_ref().map_or(&[][..], |l| l.get_ref()) {
+            let peer = peer_address(source, TABLE, "unicast_peers", raw, ipv6)?;
+            if unicast_peers.contains(&peer) {
+                return Err(source.bad_value(
+                    TABLE,
+                    "unicast_peers",
+                    &raw.span(),
+                    "is listed twice",
+                ));
+            }
+            unicast_peers.push(peer);
+        }
+        let source_addr = match &self.source {
+            Some(raw) => Some(peer_address(source, TABLE, "source", raw, ipv6)?),
+            None => None,
+        };
+        let spans = InstanceSpans {
+            name: name.span(),
+            vrid: vrid.span(),
+            addresses: addresses.get_ref().iter().map(Spanned::span).collect(),
+        };
+        Ok((
+            VrrpInstanceConfig {
+                name: checked_name,
+                interface: checked_interface,
+                // Invariant: `int` checked the ranges.
+                vrid: checked_vrid.value as u8,
+                priority: priority.value as u8,
+                advert_interval: millis(advert_ms),
+                addresses: nets,
+                accept: self.accept.unwrap_or(true),
+                preempt: self.preempt.unwrap_or(inherited.preempt),
+                unicast_peers,
+                source: source_addr,
+                vmac: self.vmac.unwrap_or(false),
+            },
+            spans,
+        ))
+    }
+}
+
+/// Names, (interface, vrid, family) and addresses are unique across instances.
+fn check_instance_against_others(
+    source: &Source<'_>,
+    instance: &VrrpInstanceConfig,
+    here: &InstanceSpans,
+    others: &[VrrpInstanceConfig],
+    spans: &[InstanceSpans],
+) -> Result<(), ConfigError> {
+    const TABLE: &str = "vrrp.instance";
+    for (other, there) in others.iter().zip(spans) {
+        if other.name == instance.name {
+            return Err(source.bad_value(
+                TABLE,
+                "name",
+                &here.name,
+                format!(
+                    "the instance on line {} has this name too; names must be unique",
+                    line_of(source, &there.name)
+                ),
+            ));
+        }
+        if other.interface == instance.interface
+            && other.vrid == instance.vrid
+            && other.is_ipv6() == instance.is_ipv6()
+        {
+            return Err(source.bad_value(
+                TABLE,
+                "vrid",
+                &here.vrid,
+                format!(
+                    "instance \"{}\" (line {}) has this vrid on interface {} for {} too; (interface, vrid, family) must be unique",
+                    other.name,
+                    line_of(source, &there.vrid),
+                    other.interface,
+                    family_name(other.is_ipv6()),
+                ),
+            ));
+        }
+        for (net, span) in instance.addresses.iter().zip(&here.addresses) {
+            if other.addresses.iter().any(|o| o.addr() == net.addr()) {
+                return Err(source.bad_value(
+                    TABLE,
+                    "addresses",
+                    span,
+                    format!(
+                        "{} is an address of instance \"{}\" too; a virtual address belongs to one instance",
+                        net.addr(),
+                        other.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl RawTrackScript {
+    fn validate(
+        self,
+        source: &Source<'_>,
+        span: &Range<usize>,
+        others: &[TrackScript],
+    ) -> Result<TrackScript, ConfigError> {
+        const TABLE: &str = "vrrp.track_script";
+        let name = required(source, TABLE, "name", self.name, span)?;
+        let checked_name = simple_name(source, TABLE, "name", &name, MAX_SCRIPT_CHARS, true)?;
+        if others.iter().any(|other| other.name == checked_name) {
+            return Err(source.bad_value(
+                TABLE,
+                "name",
+                &name.span(),
+                "another track script has this name; names must be unique",
+            ));
+        }
+        let command = required(source, TABLE, "command", self.command, span)?;
+        let command = argv(source, TABLE, "command", &command)?;
+        let interval = int(
+            source,
+            TABLE,
+            "interval_ms",
+            self.interval_ms.as_ref(),
+            1000,
+            100,
+            MAX_MS,
+        )?;
+        let timeout = int(
+            source,
+            TABLE,
+            "timeout_ms",
+            self.timeout_ms.as_ref(),
+            interval.value,
+            10,
+            MAX_MS,
+        )?;
+        if timeout.value > interval.value {
+            return Err(blame(&timeout, &interval).relation_error(
+                source,
+                TABLE,
+                format!(
+                    "{TABLE}.timeout_ms ({}) must be at most {TABLE}.interval_ms ({}): one run at a time",
+                    timeout.value, interval.value
+                ),
+            ));
+        }
+        let fall = int(source, TABLE, "fall", self.fall.as_ref(), 2, 1, 100)?;
+        let rise = int(source, TABLE, "rise", self.rise.as_ref(), 2, 1, 100)?;
+        Ok(TrackScript {
+            name: checked_name,
+            command,
+            interval: millis(interval.value),
+            timeout: millis(timeout.value),
+            // Invariant: `int` checked the ranges.
+            fall: fall.value as u32,
+            rise: rise.value as u32,
+            weight: weight(source, TABLE, self.weight.as_ref())?,
+        })
+    }
+}
+
+impl RawRouting {
+    fn validate(
+        self,
+        source: &Source<'_>,
+        span: &Range<usize>,
+    ) -> Result<RoutingConfig, ConfigError> {
+        const TABLE: &str = "routing";
+        let vtysh = match &self.vtysh {
+            Some(raw) => argv(source, TABLE, "vtysh", raw)?,
+            None => vec!["vtysh".to_string()],
+        };
+        let ospf = interface_list(
+            source,
+            TABLE,
+            "ospf_interfaces",
+            self.ospf_interfaces.as_ref(),
+        )?;
+        let ospf6 = interface_list(
+            source,
+            TABLE,
+            "ospf6_interfaces",
+            self.ospf6_interfaces.as_ref(),
+        )?;
+        if ospf.is_empty() && ospf6.is_empty() {
+            let problem = "[routing] needs at least one interface in routing.ospf_interfaces or routing.ospf6_interfaces: where the OSPF cost follows the role";
+            // At an empty list if the file has one, else at the table's header.
+            let written = [
+                ("ospf_interfaces", self.ospf_interfaces.as_ref()),
+                ("ospf6_interfaces", self.ospf6_interfaces.as_ref()),
+            ];
+            return Err(
+                match written
+                    .iter()
+                    .find_map(|(key, list)| Some((*key, (*list)?)))
+                {
+                    Some((key, list)) => source.bad_value(TABLE, key, &list.span(), problem),
+                    None => source.error(
+                        span,
+                        Some("routing.ospf_interfaces".to_string()),
+                        None,
+                        problem,
+                    ),
+                },
+            );
+        }
+        let active = int(
+            source,
+            TABLE,
+            "active_cost",
+            self.active_cost.as_ref(),
+            10,
+            1,
+            65_535,
+        )?;
+        let standby = int(
+            source,
+            TABLE,
+            "standby_cost",
+            self.standby_cost.as_ref(),
+            1000,
+            1,
+            65_535,
+        )?;
+        if standby.value <= active.value {
+            return Err(blame(&standby, &active).relation_error(
+                source,
+                TABLE,
+                format!(
+                    "routing.standby_cost ({}) must be more than routing.active_cost ({}): the active node advertises the better (lower) cost",
+                    standby.value, active.value
+                ),
+            ));
+        }
+        let timeout = int(
+            source,
+            TABLE,
+            "timeout_ms",
+            self.timeout_ms.as_ref(),
+            5000,
+            100,
+            MAX_MS,
+        )?;
+        Ok(RoutingConfig {
+            vtysh,
+            ospf_interfaces: ospf,
+            ospf6_interfaces: ospf6,
+            // Invariant: `int` checked the ranges.
+            active_cost: active.value as u16,
+            standby_cost: standby.value as u16,
+            timeout: millis(timeout.value),
+        })
+    }
+}
+
+impl RawHooks {
+    fn validate(self, source: &Source<'_>) -> Result<HooksConfig, ConfigError> {
+        const TABLE: &str = "hooks";
+        let command = |key: &str, raw: Option<&RawList>| {
+            raw.map(|raw| argv(source, TABLE, key, raw)).transpose()
+        };
+        let timeout = int(
+            source,
+            TABLE,
+            "timeout_ms",
+            self.timeout_ms.as_ref(),
+            5000,
+            100,
+            MAX_MS,
+        )?;
+        Ok(HooksConfig {
+            on_active: command("on_active", self.on_active.as_ref())?,
+            on_standby: command("on_standby", self.on_standby.as_ref())?,
+            timeout: millis(timeout.value),
+        })
+    }
+}
+
 /// An integer after its range check, with where it came from (`None`: the default).
 struct Int {
     value: i64,
@@ -1343,22 +2690,95 @@ mod tests {
         assert_eq!(config.node.preempt, defaults.node.preempt);
         assert_eq!(config.link.reconnect_min, defaults.link.reconnect_min);
         assert_eq!(config.link.reconnect_max, defaults.link.reconnect_max);
+        assert_eq!(config.takeover, defaults.takeover);
+        assert_eq!(config.vrrp, defaults.vrrp);
+        assert_eq!(config.routing, None);
+        assert_eq!(config.hooks, defaults.hooks);
     }
 
     #[test]
     fn the_example_has_every_key() {
+        // Tables and keys without a default are there as settings to uncomment (`#key = `).
+        let example = Config::example();
         for (table, keys) in SCHEMA {
+            let header = header(table);
             assert!(
-                Config::example().contains(&format!("[{table}]\n")),
-                "[{table}]"
+                example.contains(&format!("\n{header}\n"))
+                    || example.contains(&format!("\n#{header}\n")),
+                "{header}"
             );
             for (key, _) in *keys {
                 assert!(
-                    Config::example().contains(&format!("\n{key} = ")),
+                    example.contains(&format!("\n{key} = "))
+                        || example.contains(&format!("\n#{key} = ")),
                     "{table}.{key} missing from the example"
                 );
             }
         }
+    }
+
+    /// The example with its settings to uncomment uncommented, in VRRP mode.
+    fn uncommented_example() -> String {
+        let lines: Vec<&str> = Config::example()
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if !rest.is_empty() && !rest.starts_with(' ') => rest,
+                _ => line,
+            })
+            .collect();
+        (lines.join("\n") + "\n").replace("mode = \"election\"", "mode = \"vrrp\"")
+    }
+
+    #[test]
+    fn the_examples_settings_to_uncomment_are_valid() {
+        let config = parse(&uncommented_example()).unwrap();
+        assert_eq!(config.takeover.mode, TakeoverMode::Vrrp);
+        assert_eq!(
+            config.vrrp.instances,
+            [VrrpInstanceConfig {
+                name: "lan".into(),
+                interface: "lan".into(),
+                vrid: 51,
+                priority: 200,
+                advert_interval: Duration::from_millis(50),
+                addresses: vec!["10.0.1.1/24".parse().unwrap()],
+                accept: true,
+                preempt: true,
+                unicast_peers: vec![],
+                source: Some("10.0.1.2".parse().unwrap()),
+                vmac: false,
+            }]
+        );
+        assert_eq!(
+            config.vrrp.track_interfaces,
+            [TrackInterface {
+                name: "wan".into(),
+                weight: 0
+            }]
+        );
+        assert_eq!(
+            config.vrrp.track_routes,
+            [TrackRoute {
+                destination: "0.0.0.0/0".parse().unwrap(),
+                weight: 0
+            }]
+        );
+        assert_eq!(config.vrrp.track_scripts.len(), 1);
+        assert_eq!(
+            config.routing,
+            Some(RoutingConfig {
+                vtysh: vec!["vtysh".into()],
+                ospf_interfaces: vec!["wan".into()],
+                ospf6_interfaces: vec![],
+                active_cost: 10,
+                standby_cost: 1000,
+                timeout: Duration::from_millis(5000),
+            })
+        );
+        assert_eq!(
+            config.hooks.on_standby,
+            Some(vec!["/etc/failoverd/standby.sh".to_string()])
+        );
     }
 
     #[test]
@@ -1401,6 +2821,24 @@ mod tests {
                 log: LogConfig {
                     format: LogFormat::Text,
                     level: "info".into()
+                },
+                takeover: TakeoverConfig {
+                    mode: TakeoverMode::Election
+                },
+                vrrp: VrrpConfig {
+                    preempt_delay: Duration::ZERO,
+                    announce_repeat: 3,
+                    announce_interval: Duration::from_millis(100),
+                    instances: vec![],
+                    track_interfaces: vec![],
+                    track_routes: vec![],
+                    track_scripts: vec![],
+                },
+                routing: None,
+                hooks: HooksConfig {
+                    on_active: None,
+                    on_standby: None,
+                    timeout: Duration::from_millis(5000),
                 },
             }
         );
@@ -1466,11 +2904,11 @@ mod tests {
                 "{PATH}:3:1: node.prio: unknown key; [node] has the keys name, key, priority, preempt"
             )
         );
-        let text = minimal() + "[vrrp]\nid = 1\n";
+        let text = minimal() + "[vrrrp]\nid = 1\n";
         let message = error(&text);
         assert!(
             message.starts_with(&format!(
-                "{PATH}:9:2: vrrp: unknown table; the file has the tables [node], [pair], [link]"
+                "{PATH}:9:2: vrrrp: unknown table; the file has the tables [node], [pair], [link]"
             )),
             "{message}"
         );
@@ -1716,6 +3154,655 @@ mod tests {
         assert!(
             message.contains(&format!("log.format = \"{}...: must be", &long[..39])),
             "{message}"
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Takeover: [takeover], [vrrp], [[vrrp.*]], [routing], [hooks].
+
+    /// `minimal()` in VRRP mode: `[takeover]` on lines 9-10, then `extra` from line 11.
+    fn vrrp_file(extra: &str) -> String {
+        minimal() + "[takeover]\nmode = \"vrrp\"\n" + extra
+    }
+
+    /// One valid instance, lines 11-15 of a `vrrp_file`.
+    const LAN: &str = "[[vrrp.instance]]\nname = \"lan\"\ninterface = \"lan\"\nvrid = 51\naddresses = [\"10.0.1.1/24\"]\n";
+
+    /// A `vrrp_file` with the `LAN` instance, `extra` added to it from line 16.
+    fn lan_with(extra: &str) -> String {
+        vrrp_file(&format!("{LAN}{extra}"))
+    }
+
+    #[test]
+    fn a_full_takeover_configuration() {
+        let text = minimal().replace(
+            "key = \"node.pem\"",
+            "key = \"node.pem\"\npriority = 150\npreempt = false",
+        ) + r#"
+[takeover]
+mode = "vrrp"
+
+[vrrp]
+advert_interval_ms = 100
+preempt_delay_ms = 2000
+announce_repeat = 5
+announce_interval_ms = 20
+
+[[vrrp.instance]]
+name = "lan"
+interface = "lan"
+vrid = 51
+addresses = ["10.0.1.1/24", "10.0.1.254/24"]
+unicast_peers = ["10.0.1.3"]
+source = "10.0.1.2"
+
+[[vrrp.instance]]
+name = "lan6"
+interface = "lan"
+vrid = 51
+priority = 200
+advert_interval_ms = 30
+addresses = ["fe80::1/64", "2001:db8:1::1/64"]
+accept = false
+preempt = true
+unicast_peers = ["fe80::3", "2001:db8:1::3"]
+vmac = true
+
+[[vrrp.instance]]
+name = "wan_1"
+interface = "eth1.100"
+vrid = 52
+addresses = ["192.0.2.10/32"]
+
+[[vrrp.track_interface]]
+name = "wan"
+weight = 50
+
+[[vrrp.track_interface]]
+name = "eth1.100"
+
+[[vrrp.track_route]]
+destination = "::/0"
+weight = 253
+
+[[vrrp.track_script]]
+name = "up.stream"
+command = ["/usr/bin/ping", "-c1", "10.0.2.100"]
+interval_ms = 2000
+fall = 3
+rise = 1
+weight = 10
+
+[[vrrp.track_script]]
+name = "quick"
+command = ["true"]
+timeout_ms = 500
+
+[routing]
+vtysh = ["vtysh", "--vty_socket", "/run/frr/x"]
+ospf6_interfaces = ["wan"]
+active_cost = 1
+standby_cost = 65535
+timeout_ms = 100
+
+[hooks]
+on_active = ["/etc/failoverd/active.sh", "up"]
+timeout_ms = 3000
+"#;
+        let config = parse(&text).unwrap();
+        assert_eq!(config.takeover.mode, TakeoverMode::Vrrp);
+        assert_eq!(config.takeover.mode.name(), "vrrp");
+        let instance = |name: &str, interface: &str, vrid, addresses: &[&str]| VrrpInstanceConfig {
+            name: name.into(),
+            interface: interface.into(),
+            vrid,
+            // node.priority, node.preempt and vrrp.advert_interval_ms.
+            priority: 150,
+            advert_interval: Duration::from_millis(100),
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            accept: true,
+            preempt: false,
+            unicast_peers: vec![],
+            source: None,
+            vmac: false,
+        };
+        assert_eq!(
+            config.vrrp,
+            VrrpConfig {
+                preempt_delay: Duration::from_secs(2),
+                announce_repeat: 5,
+                announce_interval: Duration::from_millis(20),
+                instances: vec![
+                    VrrpInstanceConfig {
+                        unicast_peers: vec!["10.0.1.3".parse().unwrap()],
+                        source: Some("10.0.1.2".parse().unwrap()),
+                        ..instance("lan", "lan", 51, &["10.0.1.1/24", "10.0.1.254/24"])
+                    },
+                    VrrpInstanceConfig {
+                        priority: 200,
+                        advert_interval: Duration::from_millis(30),
+                        accept: false,
+                        preempt: true,
+                        unicast_peers: vec![
+                            "fe80::3".parse().unwrap(),
+                            "2001:db8:1::3".parse().unwrap()
+                        ],
+                        vmac: true,
+                        ..instance("lan6", "lan", 51, &["fe80::1/64", "2001:db8:1::1/64"])
+                    },
+                    instance("wan_1", "eth1.100", 52, &["192.0.2.10/32"]),
+                ],
+                track_interfaces: vec![
+                    TrackInterface {
+                        name: "wan".into(),
+                        weight: 50
+                    },
+                    TrackInterface {
+                        name: "eth1.100".into(),
+                        weight: 0
+                    },
+                ],
+                track_routes: vec![TrackRoute {
+                    destination: "::/0".parse().unwrap(),
+                    weight: 253
+                }],
+                track_scripts: vec![
+                    TrackScript {
+                        name: "up.stream".into(),
+                        command: vec!["/usr/bin/ping".into(), "-c1".into(), "10.0.2.100".into()],
+                        interval: Duration::from_secs(2),
+                        // Default: the interval.
+                        timeout: Duration::from_secs(2),
+                        fall: 3,
+                        rise: 1,
+                        weight: 10,
+                    },
+                    TrackScript {
+                        name: "quick".into(),
+                        command: vec!["true".into()],
+                        interval: Duration::from_secs(1),
+                        timeout: Duration::from_millis(500),
+                        fall: 2,
+                        rise: 2,
+                        weight: 0,
+                    },
+                ],
+            }
+        );
+        assert!(!config.vrrp.instances[0].is_ipv6());
+        assert!(config.vrrp.instances[1].is_ipv6());
+        assert_eq!(
+            config.routing,
+            Some(RoutingConfig {
+                vtysh: vec!["vtysh".into(), "--vty_socket".into(), "/run/frr/x".into()],
+                ospf_interfaces: vec![],
+                ospf6_interfaces: vec!["wan".into()],
+                active_cost: 1,
+                standby_cost: 65535,
+                timeout: Duration::from_millis(100),
+            })
+        );
+        assert_eq!(
+            config.hooks,
+            HooksConfig {
+                on_active: Some(vec!["/etc/failoverd/active.sh".into(), "up".into()]),
+                on_standby: None,
+                timeout: Duration::from_secs(3),
+            }
+        );
+    }
+
+    #[test]
+    fn routing_and_hooks_work_in_election_mode() {
+        let text = minimal()
+            + "[routing]\nospf_interfaces = [\"wan\"]\n[hooks]\non_standby = [\"/bin/true\"]\n[vrrp]\nadvert_interval_ms = 100\n";
+        let config = parse(&text).unwrap();
+        assert_eq!(config.takeover.mode, TakeoverMode::Election);
+        assert_eq!(config.routing.unwrap().ospf_interfaces, ["wan"]);
+        assert_eq!(config.hooks.on_standby, Some(vec!["/bin/true".to_string()]));
+        assert!(config.vrrp.instances.is_empty());
+    }
+
+    #[test]
+    fn takeover_mode_errors() {
+        assert_eq!(
+            error(&vrrp_file("")),
+            format!(
+                "{PATH}:10:8: takeover.mode = \"vrrp\": needs at least one [[vrrp.instance]]: the virtual router(s) whose mastership makes this node active"
+            )
+        );
+        assert_eq!(
+            error(&(minimal() + LAN)),
+            format!(
+                "{PATH}:9:1: vrrp.instance: VRRP instances and trackers are used only with takeover.mode = \"vrrp\", and the mode is \"election\" (the default); set takeover.mode = \"vrrp\" or remove the [[vrrp.instance]] sections"
+            )
+        );
+        let text = minimal()
+            + "[takeover]\nmode = \"election\"\n[[vrrp.track_route]]\ndestination = \"0.0.0.0/0\"\n";
+        assert_eq!(
+            error(&text),
+            format!(
+                "{PATH}:11:1: vrrp.track_route: VRRP instances and trackers are used only with takeover.mode = \"vrrp\", and the mode is \"election\"; set takeover.mode = \"vrrp\" or remove the [[vrrp.track_route]] sections"
+            )
+        );
+        assert_eq!(
+            error(&(minimal() + "[takeover]\nmode = \"keepalived\"\n")),
+            format!(
+                "{PATH}:10:8: takeover.mode = \"keepalived\": must be \"election\" or \"vrrp\""
+            )
+        );
+    }
+
+    #[test]
+    fn advert_interval_errors() {
+        assert_eq!(
+            error(&lan_with("advert_interval_ms = 15\n")),
+            format!(
+                "{PATH}:16:22: vrrp.instance.advert_interval_ms = 15: must be a multiple of 10 (VRRPv3 counts centiseconds)"
+            )
+        );
+        assert_eq!(
+            error(&lan_with("advert_interval_ms = 5\n")),
+            format!("{PATH}:16:22: vrrp.instance.advert_interval_ms = 5: must be at least 10")
+        );
+        assert_eq!(
+            error(&vrrp_file(&format!(
+                "[vrrp]\nadvert_interval_ms = 40960\n{LAN}"
+            ))),
+            format!("{PATH}:12:22: vrrp.advert_interval_ms = 40960: must be at most 40950")
+        );
+        assert_eq!(
+            error(&vrrp_file(&format!("[vrrp]\nannounce_repeat = 0\n{LAN}"))),
+            format!("{PATH}:12:19: vrrp.announce_repeat = 0: must be at least 1")
+        );
+        let config = parse(&lan_with("advert_interval_ms = 40950\n")).unwrap();
+        assert_eq!(
+            config.vrrp.instances[0].advert_interval,
+            Duration::from_millis(40950)
+        );
+    }
+
+    #[test]
+    fn instance_name_errors() {
+        let named = |name: &str| {
+            vrrp_file(&LAN.replace("\"lan\"\ninterface", &format!("{name}\ninterface")))
+        };
+        assert_eq!(
+            error(&named("\"abcdefghijklmnop\"")),
+            format!(
+                "{PATH}:12:8: vrrp.instance.name = \"abcdefghijklmnop\": must be a name of 1 to 15 characters: letters, digits, _ and -"
+            )
+        );
+        assert!(
+            error(&named("\"la n\"")).contains("vrrp.instance.name = \"la n\": must be a name")
+        );
+        assert!(error(&named("\"\"")).contains("vrrp.instance.name = \"\": must be a name"));
+        assert!(parse(&named("\"abcdefghijklmno\"")).is_ok());
+        let second = LAN
+            .replace("vrid = 51", "vrid = 52")
+            .replace("10.0.1.1", "10.0.1.9");
+        assert_eq!(
+            error(&vrrp_file(&format!("{LAN}{second}"))),
+            format!(
+                "{PATH}:17:8: vrrp.instance.name = \"lan\": the instance on line 12 has this name too; names must be unique"
+            )
+        );
+    }
+
+    #[test]
+    fn instance_identity_errors() {
+        // Same interface and vrid: only for different families.
+        let second = LAN
+            .replace("name = \"lan\"", "name = \"lan2\"")
+            .replace("10.0.1.1", "10.0.1.9");
+        assert_eq!(
+            error(&vrrp_file(&format!("{LAN}{second}"))),
+            format!(
+                "{PATH}:19:8: vrrp.instance.vrid = 51: instance \"lan\" (line 14) has this vrid on interface lan for IPv4 too; (interface, vrid, family) must be unique"
+            )
+        );
+        let v6 = second.replace("[\"10.0.1.9/24\"]", "[\"fe80::1/64\"]");
+        assert!(parse(&vrrp_file(&format!("{LAN}{v6}"))).is_ok());
+        let other_interface = second.replace("interface = \"lan\"", "interface = \"dmz\"");
+        assert!(parse(&vrrp_file(&format!("{LAN}{other_interface}"))).is_ok());
+        // One virtual address, one instance.
+        let same_address = other_interface.replace("10.0.1.9/24", "10.0.1.1/32");
+        assert_eq!(
+            error(&vrrp_file(&format!("{LAN}{same_address}"))),
+            format!(
+                "{PATH}:20:14: vrrp.instance.addresses = \"10.0.1.1/32\": 10.0.1.1 is an address of instance \"lan\" too; a virtual address belongs to one instance"
+            )
+        );
+        let vrid = |value: &str| vrrp_file(&LAN.replace("vrid = 51", &format!("vrid = {value}")));
+        assert_eq!(
+            error(&vrid("0")),
+            format!("{PATH}:14:8: vrrp.instance.vrid = 0: must be at least 1")
+        );
+        assert_eq!(
+            error(&vrid("256")),
+            format!("{PATH}:14:8: vrrp.instance.vrid = 256: must be at most 255")
+        );
+        assert_eq!(
+            error(&vrid("\"51\"")),
+            format!("{PATH}:14:8: vrrp.instance.vrid = \"51\": must be an integer from 1 to 255")
+        );
+        assert_eq!(
+            error(&lan_with("priority = 255\n")),
+            format!("{PATH}:16:12: vrrp.instance.priority = 255: must be at most 254")
+        );
+        assert_eq!(
+            error(&vrrp_file(
+                &LAN.replace("interface = \"lan\"", "interface = \"eth0:1\"")
+            )),
+            format!(
+                "{PATH}:13:13: vrrp.instance.interface = \"eth0:1\": must be an interface name of 1 to 15 characters without /, : or spaces"
+            )
+        );
+    }
+
+    #[test]
+    fn missing_and_unknown_instance_keys() {
+        assert_eq!(
+            error(&vrrp_file(&LAN.replace("vrid = 51\n", ""))),
+            format!(
+                "{PATH}:11:1: vrrp.instance.vrid: missing required key: an integer from 1 to 255"
+            )
+        );
+        // The second instance's header.
+        let second = "[[vrrp.instance]]\nname = \"b\"\ninterface = \"b\"\nvrid = 1\n";
+        assert!(
+            error(&vrrp_file(&format!("{LAN}{second}")))
+                .starts_with(&format!("{PATH}:16:1: vrrp.instance.addresses: missing required key: a list of 1 to 255 addresses")),
+            "{}",
+            error(&vrrp_file(&format!("{LAN}{second}")))
+        );
+        assert_eq!(
+            error(&lan_with("vrrid = 5\n")),
+            format!(
+                "{PATH}:16:1: vrrp.instance.vrrid: unknown key; [[vrrp.instance]] has the keys name, interface, vrid, priority, advert_interval_ms, addresses, accept, preempt, unicast_peers, source, vmac"
+            )
+        );
+        assert_eq!(
+            error(&lan_with("accept = \"yes\"\n")),
+            format!("{PATH}:16:10: vrrp.instance.accept = \"yes\": must be true or false")
+        );
+        assert_eq!(
+            error(&vrrp_file("[vrrp]\ninstance = 5\n")),
+            format!(
+                "{PATH}:12:12: vrrp.instance = 5: must be an array of tables (sections written [[...]])"
+            )
+        );
+        let message = error(&vrrp_file(&format!("[vrrp]\nmode = 1\n{LAN}")));
+        assert_eq!(
+            message,
+            format!(
+                "{PATH}:12:1: vrrp.mode: unknown key; [vrrp] has the keys advert_interval_ms, preempt_delay_ms, announce_repeat, announce_interval_ms and the tables [[vrrp.instance]], [[vrrp.track_interface]], [[vrrp.track_route]], [[vrrp.track_script]]"
+            )
+        );
+    }
+
+    #[test]
+    fn instance_address_errors() {
+        let addresses = |list: &str| vrrp_file(&LAN.replace("[\"10.0.1.1/24\"]", list));
+        assert_eq!(
+            error(&addresses("[]")),
+            format!(
+                "{PATH}:15:13: vrrp.instance.addresses = []: has 0 addresses; must be a list of 1 to 255 addresses with prefix length, all IPv4 or all IPv6, e.g. [\"10.0.1.1/24\"] or [\"fe80::1/64\", \"2001:db8::1/64\"] (IPv6: the first link-local)"
+            )
+        );
+        let many: Vec<String> = (0..256)
+            .map(|i| format!("\"10.1.{}.{}/16\"", i / 200, i % 200 + 1))
+            .collect();
+        assert!(
+            error(&addresses(&format!("[{}]", many.join(", "))))
+                .contains("has 256 addresses; must be a list of 1 to 255")
+        );
+        assert!(parse(&addresses(&format!("[{}]", many[..255].join(", ")))).is_ok());
+        assert_eq!(
+            error(&addresses("[\"10.0.1.1/24\", \"2001:db8::1/64\"]")),
+            format!(
+                "{PATH}:15:29: vrrp.instance.addresses = \"2001:db8::1/64\": is IPv6 but the instance's first address (10.0.1.1/24) is IPv4; an instance's addresses are all one family (use another instance for the other family)"
+            )
+        );
+        assert_eq!(
+            error(&addresses("[\"2001:db8::1/64\", \"fe80::1/64\"]")),
+            format!(
+                "{PATH}:15:14: vrrp.instance.addresses = \"2001:db8::1/64\": the first address of an IPv6 instance must be link-local (fe80::/10, RFC 5798 5.2.9), e.g. \"fe80::1/64\"; the others may be global"
+            )
+        );
+        assert!(parse(&addresses("[\"febf::1/64\"]")).is_ok());
+        assert!(error(&addresses("[\"fec0::1/64\"]")).contains("must be link-local"));
+        assert_eq!(
+            error(&addresses("[\"10.0.1.1/24\", \"10.0.1.1/32\"]")),
+            format!("{PATH}:15:29: vrrp.instance.addresses = \"10.0.1.1/32\": is listed twice")
+        );
+        assert_eq!(
+            error(&addresses("[\"224.0.0.18/32\"]")),
+            format!(
+                "{PATH}:15:14: vrrp.instance.addresses = \"224.0.0.18/32\": must be a unicast address"
+            )
+        );
+        assert!(
+            error(&addresses("[\"10.0.1.1\"]")).contains(
+                "vrrp.instance.addresses = \"10.0.1.1\": not a network (address/prefix length); must be a list of 1 to 255"
+            )
+        );
+    }
+
+    #[test]
+    fn peer_and_source_errors() {
+        assert_eq!(
+            error(&lan_with(
+                "unicast_peers = [\"10.0.1.3\", \"2001:db8::3\"]\n"
+            )),
+            format!(
+                "{PATH}:16:30: vrrp.instance.unicast_peers = \"2001:db8::3\": is IPv6 but the instance's addresses are IPv4; must be a list of the peers' IP addresses, of the instance's family"
+            )
+        );
+        assert_eq!(
+            error(&lan_with("unicast_peers = [\"10.0.1.3\", \"10.0.1.3\"]\n")),
+            format!("{PATH}:16:30: vrrp.instance.unicast_peers = \"10.0.1.3\": is listed twice")
+        );
+        assert_eq!(
+            error(&lan_with("unicast_peers = [\"fw-b\"]\n")),
+            format!(
+                "{PATH}:16:18: vrrp.instance.unicast_peers = \"fw-b\": not an IP address (host names are not resolved); must be a list of the peers' IP addresses, of the instance's family"
+            )
+        );
+        assert_eq!(
+            error(&lan_with("source = \"fe80::2\"\n")),
+            format!(
+                "{PATH}:16:10: vrrp.instance.source = \"fe80::2\": is IPv6 but the instance's addresses are IPv4; must be an IP address of this node, of the instance's family"
+            )
+        );
+        assert_eq!(
+            error(&lan_with("source = \"0.0.0.0\"\n")),
+            format!("{PATH}:16:10: vrrp.instance.source = \"0.0.0.0\": must be a unicast address")
+        );
+    }
+
+    #[test]
+    fn tracker_errors() {
+        assert_eq!(
+            error(&lan_with(
+                "[[vrrp.track_interface]]\nname = \"wan\"\nweight = 254\n"
+            )),
+            format!("{PATH}:18:10: vrrp.track_interface.weight = 254: must be at most 253")
+        );
+        assert_eq!(
+            error(&lan_with(
+                "[[vrrp.track_interface]]\nname = \"wan\"\n[[vrrp.track_interface]]\nname = \"wan\"\n"
+            )),
+            format!(
+                "{PATH}:19:8: vrrp.track_interface.name = \"wan\": interface wan is already tracked; track each once"
+            )
+        );
+        assert_eq!(
+            error(&lan_with("[[vrrp.track_interface]]\nweight = 3\n")),
+            format!(
+                "{PATH}:16:1: vrrp.track_interface.name: missing required key: an interface name of 1 to 15 characters without /, : or spaces"
+            )
+        );
+        assert_eq!(
+            error(&lan_with(
+                "[[vrrp.track_route]]\ndestination = \"10.0.0.1/8\"\n"
+            )),
+            format!(
+                "{PATH}:17:15: vrrp.track_route.destination = \"10.0.0.1/8\": has host bits set; a route's destination is a prefix: did you mean \"10.0.0.0/8\"?"
+            )
+        );
+        assert_eq!(
+            error(&lan_with(
+                "[[vrrp.track_route]]\ndestination = \"::/0\"\n[[vrrp.track_route]]\ndestination = \"::/0\"\n"
+            )),
+            format!(
+                "{PATH}:19:15: vrrp.track_route.destination = \"::/0\": is already tracked; track each route once"
+            )
+        );
+    }
+
+    #[test]
+    fn track_script_errors() {
+        let script =
+            |extra: &str| lan_with(&format!("[[vrrp.track_script]]\nname = \"up\"\n{extra}"));
+        assert_eq!(
+            error(&script("command = []\n")),
+            format!(
+                "{PATH}:18:11: vrrp.track_script.command = []: must not be empty: must be a command and its arguments, run without a shell, e.g. [\"/usr/bin/ping\", \"-c1\", \"10.0.2.100\"]"
+            )
+        );
+        assert_eq!(
+            error(&script("command = [\"\", \"x\"]\n")),
+            format!(
+                "{PATH}:18:12: vrrp.track_script.command = \"\": the program (the first element) must not be empty"
+            )
+        );
+        assert_eq!(
+            error(&script("command = \"ping 10.0.2.100\"\n")),
+            format!(
+                "{PATH}:18:11: vrrp.track_script.command = \"ping 10.0.2.100\": must be a command and its arguments, run without a shell, e.g. [\"/usr/bin/ping\", \"-c1\", \"10.0.2.100\"]"
+            )
+        );
+        assert!(error(&script("")).starts_with(&format!(
+            "{PATH}:16:1: vrrp.track_script.command: missing required key"
+        )));
+        let with = |extra: &str| script(&format!("command = [\"true\"]\n{extra}"));
+        assert_eq!(
+            error(&with("interval_ms = 50\n")),
+            format!("{PATH}:19:15: vrrp.track_script.interval_ms = 50: must be at least 100")
+        );
+        assert_eq!(
+            error(&with("interval_ms = 500\ntimeout_ms = 600\n")),
+            format!(
+                "{PATH}:20:14: vrrp.track_script.timeout_ms = 600: vrrp.track_script.timeout_ms (600) must be at most vrrp.track_script.interval_ms (500): one run at a time"
+            )
+        );
+        // The default interval (1000) against a longer timeout: the timeout is what was set.
+        assert!(error(&with("timeout_ms = 1001\n")).starts_with(&format!(
+            "{PATH}:19:14: vrrp.track_script.timeout_ms = 1001:"
+        )));
+        assert_eq!(
+            error(&with("fall = 0\n")),
+            format!("{PATH}:19:8: vrrp.track_script.fall = 0: must be at least 1")
+        );
+        assert_eq!(
+            error(&with("rise = 101\n")),
+            format!("{PATH}:19:8: vrrp.track_script.rise = 101: must be at most 100")
+        );
+        assert_eq!(
+            error(&with("weight = -1\n")),
+            format!("{PATH}:19:10: vrrp.track_script.weight = -1: must be at least 0")
+        );
+        assert_eq!(
+            error(&with(
+                "[[vrrp.track_script]]\nname = \"up\"\ncommand = [\"true\"]\n"
+            )),
+            format!(
+                "{PATH}:20:8: vrrp.track_script.name = \"up\": another track script has this name; names must be unique"
+            )
+        );
+        let named = |name: &str| {
+            lan_with(&format!(
+                "[[vrrp.track_script]]\nname = {name}\ncommand = [\"true\"]\n"
+            ))
+        };
+        assert!(
+            error(&named("\"a b\"")).contains("vrrp.track_script.name = \"a b\": must be a name")
+        );
+        assert!(error(&named(&format!("\"{}\"", "a".repeat(65)))).contains("must be a name"));
+        assert!(
+            error(&named("\"a/b\""))
+                .contains("must be a name of 1 to 64 characters: letters, digits, _, - and .")
+        );
+        assert!(parse(&named(&format!("\"{}\"", "a".repeat(64)))).is_ok());
+    }
+
+    #[test]
+    fn routing_errors() {
+        assert_eq!(
+            error(&(minimal() + "[routing]\nvtysh = [\"vtysh\"]\n")),
+            format!(
+                "{PATH}:9:1: routing.ospf_interfaces: [routing] needs at least one interface in routing.ospf_interfaces or routing.ospf6_interfaces: where the OSPF cost follows the role"
+            )
+        );
+        assert_eq!(
+            error(&(minimal() + "[routing]\nospf_interfaces = []\n")),
+            format!(
+                "{PATH}:10:19: routing.ospf_interfaces = []: [routing] needs at least one interface in routing.ospf_interfaces or routing.ospf6_interfaces: where the OSPF cost follows the role"
+            )
+        );
+        let routing = |extra: &str| minimal() + "[routing]\nospf_interfaces = [\"wan\"]\n" + extra;
+        assert_eq!(
+            error(&routing("vtysh = []\n")),
+            format!(
+                "{PATH}:11:9: routing.vtysh = []: must not be empty: must be the command and arguments that reach FRR's vtysh, e.g. [\"vtysh\"]"
+            )
+        );
+        assert_eq!(
+            error(&routing("standby_cost = 10\n")),
+            format!(
+                "{PATH}:11:16: routing.standby_cost = 10: routing.standby_cost (10) must be more than routing.active_cost (10): the active node advertises the better (lower) cost"
+            )
+        );
+        // standby_cost is the default: active_cost is what was changed.
+        assert!(error(&routing("active_cost = 2000\n")).starts_with(&format!("{PATH}:11:15: routing.active_cost = 2000: routing.standby_cost (1000) must be more than")));
+        assert_eq!(
+            error(&routing("active_cost = 0\n")),
+            format!("{PATH}:11:15: routing.active_cost = 0: must be at least 1")
+        );
+        assert_eq!(
+            error(&routing("ospf6_interfaces = [\"wan\", \"wan\"]\n")),
+            format!("{PATH}:11:28: routing.ospf6_interfaces = \"wan\": is listed twice")
+        );
+        assert_eq!(
+            error(&routing("timeout_ms = 50\n")),
+            format!("{PATH}:11:14: routing.timeout_ms = 50: must be at least 100")
+        );
+    }
+
+    #[test]
+    fn hooks_errors() {
+        assert_eq!(
+            error(&(minimal() + "[hooks]\non_active = []\n")),
+            format!(
+                "{PATH}:10:13: hooks.on_active = []: must not be empty: must be a command and its arguments, run without a shell, e.g. [\"/etc/failoverd/active.sh\"]"
+            )
+        );
+        assert_eq!(
+            error(&(minimal() + "[hooks]\non_standby = [\"\"]\n")),
+            format!(
+                "{PATH}:10:15: hooks.on_standby = \"\": the program (the first element) must not be empty"
+            )
+        );
+        assert_eq!(
+            error(&(minimal() + "[hooks]\ntimeout_ms = 99\n")),
+            format!("{PATH}:10:14: hooks.timeout_ms = 99: must be at least 100")
+        );
+        assert_eq!(
+            error(&(minimal() + "[hooks]\non_active = [\"a\\u0000b\"]\n")),
+            format!(
+                "{PATH}:10:14: hooks.on_active = \"a\\u0000b\": must not contain NUL characters"
+            )
         );
     }
 }

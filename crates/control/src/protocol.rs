@@ -56,6 +56,12 @@ pub enum Request {
     },
     /// Hands the active role to the peer; answered with [`SwitchoverDone`].
     Switchover,
+    /// Turns maintenance on or off (`{"cmd":"maintenance","on":true}`); answered with
+    /// [`MaintenanceDone`]. A VRRP node in maintenance steps down and stays backup.
+    Maintenance {
+        /// On (true) or off (false).
+        on: bool,
+    },
 }
 
 /// The answer to one request: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
@@ -162,6 +168,10 @@ pub struct Status {
     pub counters: BTreeMap<String, u64>,
     /// Milliseconds since the daemon started.
     pub uptime_ms: u64,
+    /// How the traffic moves: the takeover mode, the VRRP group, FRR and hooks. A daemon
+    /// without it is in election mode.
+    #[serde(default)]
+    pub takeover: TakeoverStatus,
 }
 
 /// This node's identity and settings, as `status` shows them.
@@ -307,6 +317,130 @@ pub struct Replication {
     pub lag_max_us: u64,
     /// Number of lag samples.
     pub lag_samples: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// takeover
+
+/// How the traffic moves to the active node, part of [`Status`] (`docs/TAKEOVER.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverStatus {
+    /// `takeover.mode`: `"election"` or `"vrrp"`.
+    pub mode: String,
+    /// The VRRP group (mode `"vrrp"`); `None` otherwise.
+    pub group: Option<VrrpGroupView>,
+    /// FRR (`[routing]`); `None` when not configured.
+    pub routing: Option<RoutingView>,
+    /// Role-change commands (`[hooks]`); `None` when none is configured.
+    pub hooks: Option<HooksView>,
+}
+
+impl Default for TakeoverStatus {
+    /// Election mode, nothing else configured: what a daemon that does not report takeover
+    /// does.
+    fn default() -> Self {
+        Self {
+            mode: "election".to_string(),
+            group: None,
+            routing: None,
+            hooks: None,
+        }
+    }
+}
+
+/// The VRRP group: all of this node's instances, which move together.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VrrpGroupView {
+    /// The group's state: `"initialize"`, `"backup"`, `"master"` or `"fault"`.
+    pub state: String,
+    /// Why it is in that state (e.g. "master down timer expired on lan").
+    pub reason: String,
+    /// Whether the core allows preempting a healthy master (this node holds the peer's
+    /// sessions).
+    pub ready_to_preempt: bool,
+    /// Why this node does not preempt now, when it could want to (e.g. "preempt delay: 1.2 s
+    /// left"); `None` when nothing holds it back.
+    pub not_preempting: Option<String>,
+    /// Maintenance is on (`failoverctl maintenance on`).
+    pub maintenance: bool,
+    /// The sum of the weights of the trackers that are down, taken off every instance's
+    /// priority.
+    pub priority_penalty: u8,
+    /// Why the group is in fault (a weight-0 tracker is down); `None` when not.
+    pub fault: Option<String>,
+    /// Each instance.
+    pub instances: Vec<VrrpInstanceView>,
+    /// Each tracker.
+    pub tracks: Vec<TrackView>,
+}
+
+/// One VRRP instance (`[[vrrp.instance]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VrrpInstanceView {
+    /// `name`.
+    pub name: String,
+    /// `interface`.
+    pub interface: String,
+    /// `vrid`.
+    pub vrid: u8,
+    /// `"ipv4"` or `"ipv6"`.
+    pub family: String,
+    /// The instance's state: `"initialize"`, `"backup"` or `"master"`.
+    pub state: String,
+    /// The priority it advertises now: the configured one less the penalty.
+    pub priority: u8,
+    /// `priority` from the configuration.
+    pub configured_priority: u8,
+    /// The advertisement interval in use, milliseconds (a backup uses the master's).
+    pub advert_interval_ms: u64,
+    /// The current master's address (this node's when master); `None` when unknown.
+    pub master_address: Option<String>,
+    /// The current master's priority; `None` when unknown.
+    pub master_priority: Option<u8>,
+    /// The virtual addresses, `address/prefix`.
+    pub addresses: Vec<String>,
+    /// Whether this node has the virtual addresses on the interface now.
+    pub holds_addresses: bool,
+    /// `unicast_peers`; empty: multicast.
+    pub unicast_peers: Vec<String>,
+    /// Advertisements sent.
+    pub adverts_sent: u64,
+    /// Valid advertisements received.
+    pub adverts_received: u64,
+    /// Packets dropped as malformed or not for this instance (bad checksum, TTL, version...).
+    pub malformed_dropped: u64,
+    /// Times this instance became master.
+    pub became_master: u64,
+}
+
+/// One tracker (`[[vrrp.track_*]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TrackView {
+    /// `"interface"`, `"route"` or `"script"`.
+    pub kind: String,
+    /// The interface, the route's destination or the script's name.
+    pub name: String,
+    /// Whether it is up.
+    pub up: bool,
+    /// Its weight: the penalty while down; 0 means fault.
+    pub weight: u8,
+}
+
+/// FRR (`[routing]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoutingView {
+    /// `"active"` or `"standby"`: the role whose cost is set; `"applying"` while a change
+    /// runs or waits; `"failed"` after a failed run, until one succeeds.
+    pub state: String,
+    /// The most recent failure to apply a cost, kept after a later success; `None` if none.
+    pub last_error: Option<String>,
+}
+
+/// Role-change commands (`[hooks]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HooksView {
+    /// How the last run ended (e.g. "on_active exited 0 after 12 ms"); `None` before the first.
+    pub last: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -523,7 +657,7 @@ pub struct Generated {
 }
 
 // ---------------------------------------------------------------------------------------------
-// events and switchover
+// events, switchover and maintenance
 
 /// The answer to `events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -573,6 +707,14 @@ pub enum EventKind {
     Drift,
     /// The failover link went up or down.
     Link,
+    /// The VRRP group or one of its instances changed state.
+    Vrrp,
+    /// A tracker went up or down.
+    Track,
+    /// A role-change command ran (or failed, or timed out).
+    Hook,
+    /// FRR's costs were applied, or applying them failed.
+    Routing,
 }
 
 impl EventKind {
@@ -589,6 +731,10 @@ impl EventKind {
             Self::SettingDiffers => "setting-differs",
             Self::Drift => "drift",
             Self::Link => "link",
+            Self::Vrrp => "vrrp",
+            Self::Track => "track",
+            Self::Hook => "hook",
+            Self::Routing => "routing",
         }
     }
 }
@@ -597,6 +743,13 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchoverDone {
     /// What happened, for people (e.g. "handed the active role to node 2000abcd").
+    pub message: String,
+}
+
+/// The answer to `maintenance`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceDone {
+    /// What happened, for people (e.g. "maintenance on: stepping down").
     pub message: String,
 }
 
@@ -681,6 +834,14 @@ mod tests {
                 json!({"cmd": "events", "limit": 3}),
             ),
             (Request::Switchover, json!({"cmd": "switchover"})),
+            (
+                Request::Maintenance { on: true },
+                json!({"cmd": "maintenance", "on": true}),
+            ),
+            (
+                Request::Maintenance { on: false },
+                json!({"cmd": "maintenance", "on": false}),
+            ),
             (
                 Request::Sessions {
                     filter: SessionFilter {
@@ -835,8 +996,119 @@ mod tests {
             EventKind::SettingDiffers,
             EventKind::Drift,
             EventKind::Link,
+            EventKind::Vrrp,
+            EventKind::Track,
+            EventKind::Hook,
+            EventKind::Routing,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.name()));
+            assert_eq!(
+                serde_json::from_value::<EventKind>(json!(kind.name())).unwrap(),
+                kind
+            );
         }
+    }
+
+    /// The example of `docs/TAKEOVER.md`, field for field.
+    fn takeover_json() -> serde_json::Value {
+        json!({"mode": "vrrp",
+            "group": {"state": "master", "reason": "master down timer expired on lan",
+                "ready_to_preempt": true, "not_preempting": null, "maintenance": false,
+                "priority_penalty": 0, "fault": null,
+                "instances": [{"name": "lan", "interface": "lan", "vrid": 51, "family": "ipv4",
+                    "state": "master", "priority": 200, "configured_priority": 200,
+                    "advert_interval_ms": 50, "master_address": "10.0.1.2",
+                    "master_priority": 200, "addresses": ["10.0.1.1/24"],
+                    "holds_addresses": true, "unicast_peers": [], "adverts_sent": 123,
+                    "adverts_received": 4, "malformed_dropped": 0, "became_master": 1}],
+                "tracks": [{"kind": "interface", "name": "wan", "up": true, "weight": 0}]},
+            "routing": {"state": "active", "last_error": null},
+            "hooks": {"last": "on_active exited 0 after 12 ms"}})
+    }
+
+    #[test]
+    fn takeover_status_has_the_documented_json_form() {
+        let takeover = TakeoverStatus {
+            mode: "vrrp".into(),
+            group: Some(VrrpGroupView {
+                state: "master".into(),
+                reason: "master down timer expired on lan".into(),
+                ready_to_preempt: true,
+                not_preempting: None,
+                maintenance: false,
+                priority_penalty: 0,
+                fault: None,
+                instances: vec![VrrpInstanceView {
+                    name: "lan".into(),
+                    interface: "lan".into(),
+                    vrid: 51,
+                    family: "ipv4".into(),
+                    state: "master".into(),
+                    priority: 200,
+                    configured_priority: 200,
+                    advert_interval_ms: 50,
+                    master_address: Some("10.0.1.2".into()),
+                    master_priority: Some(200),
+                    addresses: vec!["10.0.1.1/24".into()],
+                    holds_addresses: true,
+                    unicast_peers: vec![],
+                    adverts_sent: 123,
+                    adverts_received: 4,
+                    malformed_dropped: 0,
+                    became_master: 1,
+                }],
+                tracks: vec![TrackView {
+                    kind: "interface".into(),
+                    name: "wan".into(),
+                    up: true,
+                    weight: 0,
+                }],
+            }),
+            routing: Some(RoutingView {
+                state: "active".into(),
+                last_error: None,
+            }),
+            hooks: Some(HooksView {
+                last: Some("on_active exited 0 after 12 ms".into()),
+            }),
+        };
+        assert_eq!(serde_json::to_value(&takeover).unwrap(), takeover_json());
+        assert_eq!(
+            serde_json::from_value::<TakeoverStatus>(takeover_json()).unwrap(),
+            takeover
+        );
+        assert_eq!(
+            serde_json::to_value(TakeoverStatus::default()).unwrap(),
+            json!({"mode": "election", "group": null, "routing": null, "hooks": null})
+        );
+    }
+
+    #[test]
+    fn status_without_takeover_is_election() {
+        let status = json!({
+            "node": {"name": "fw-a", "node_id": "1000abcd", "fingerprint": "sha256:00",
+                "pair_id": 1, "priority": 100, "backup": "symmetric", "preempt": true,
+                "backend": "memory"},
+            "state": "independence", "state_since_ms": 5, "role": "active", "ready": false,
+            "not_ready": ["no bulk sync from the peer yet"], "peer": null,
+            "sessions": SessionCounts::default(), "replication": Replication::default(),
+            "counters": {}, "uptime_ms": 5,
+        });
+        let mut parsed: Status = serde_json::from_value(status).unwrap();
+        assert_eq!(parsed.takeover, TakeoverStatus::default());
+        parsed.takeover = serde_json::from_value(takeover_json()).unwrap();
+        let round_trip = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(round_trip["takeover"], takeover_json());
+    }
+
+    #[test]
+    fn maintenance_done_is_a_message() {
+        let done = MaintenanceDone {
+            message: "maintenance on".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&done).unwrap(),
+            json!({"message": "maintenance on"})
+        );
     }
 }

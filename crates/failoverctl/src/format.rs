@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use failoverd_control::protocol::{
-    EventList, Generated, PeerInfo, SessionCounts, SessionList, SessionView, Status,
-    SwitchoverDone, TupleView,
+    EventList, Generated, MaintenanceDone, PeerInfo, SessionCounts, SessionList, SessionView,
+    Status, SwitchoverDone, TakeoverStatus, TrackView, TupleView, VrrpGroupView, VrrpInstanceView,
 };
 
 /// Width of the label column of `status` and `peer`: the longest label and two spaces.
@@ -82,6 +82,7 @@ pub fn status(status: &Status) -> String {
         Some(peer) => peer_summary(&mut out, peer),
         None => row(&mut out, "peer", "unknown"),
     }
+    takeover(&mut out, &status.takeover);
     let s = &status.sessions;
     row(
         &mut out,
@@ -139,6 +140,162 @@ pub fn status(status: &Status) -> String {
         );
     }
     out
+}
+
+/// How the traffic moves, in `status`: nothing for a plain election node; the VRRP group,
+/// FRR and hooks when there are any.
+fn takeover(out: &mut String, takeover: &TakeoverStatus) {
+    if takeover.mode == "election"
+        && takeover.group.is_none()
+        && takeover.routing.is_none()
+        && takeover.hooks.is_none()
+    {
+        return;
+    }
+    match &takeover.group {
+        Some(group) => vrrp_group(out, &takeover.mode, group),
+        None => row(out, "takeover", &takeover.mode),
+    }
+    if let Some(routing) = &takeover.routing {
+        let mut line = format!("FRR {}", routing.state);
+        if let Some(err) = &routing.last_error {
+            let _ = write!(line, "  last error: {err}");
+        }
+        row(out, "routing", line);
+    }
+    if let Some(hooks) = &takeover.hooks {
+        row(
+            out,
+            "hooks",
+            hooks.last.as_deref().unwrap_or("none run yet"),
+        );
+    }
+}
+
+/// The VRRP group: its state and why, preemption, then a row per instance and per tracker.
+fn vrrp_group(out: &mut String, mode: &str, group: &VrrpGroupView) {
+    row(
+        out,
+        "takeover",
+        format_args!("{mode}  group {} ({})", group.state, group.reason),
+    );
+    row(
+        out,
+        "",
+        format_args!(
+            "ready to preempt {}  maintenance {}  priority penalty {}",
+            yes_no(group.ready_to_preempt),
+            if group.maintenance { "on" } else { "off" },
+            group.priority_penalty
+        ),
+    );
+    if let Some(why) = &group.not_preempting {
+        row(out, "", format_args!("not preempting: {why}"));
+    }
+    if let Some(fault) = &group.fault {
+        row(out, "", format_args!("fault: {fault}"));
+    }
+    let instances: Vec<Vec<String>> = group.instances.iter().map(instance_cells).collect();
+    for (i, line) in columns(&instances).into_iter().enumerate() {
+        row(out, if i == 0 { "instances" } else { "" }, line);
+    }
+    let tracks: Vec<Vec<String>> = group.tracks.iter().map(track_cells).collect();
+    for (i, line) in columns(&tracks).into_iter().enumerate() {
+        row(out, if i == 0 { "tracks" } else { "" }, line);
+    }
+}
+
+/// At most this many virtual addresses are listed on an instance's row.
+const SHOWN_ADDRESSES: usize = 3;
+
+fn instance_cells(instance: &VrrpInstanceView) -> Vec<String> {
+    let priority = if instance.priority == instance.configured_priority {
+        format!("priority {}", instance.priority)
+    } else {
+        format!(
+            "priority {} ({} configured)",
+            instance.priority, instance.configured_priority
+        )
+    };
+    let master = match (&instance.master_address, instance.master_priority) {
+        (Some(address), Some(priority)) => format!("master {address} ({priority})"),
+        (Some(address), None) => format!("master {address}"),
+        (None, _) => "master unknown".to_string(),
+    };
+    let mut addresses = if instance.addresses.len() > SHOWN_ADDRESSES {
+        let shown = SHOWN_ADDRESSES - 1;
+        format!(
+            "{} +{} more",
+            instance.addresses[..shown].join(" "),
+            instance.addresses.len() - shown
+        )
+    } else {
+        instance.addresses.join(" ")
+    };
+    addresses.insert_str(
+        0,
+        if instance.holds_addresses {
+            "holds "
+        } else {
+            "not holding "
+        },
+    );
+    let unicast = if instance.unicast_peers.is_empty() {
+        String::new()
+    } else {
+        format!("unicast to {}", instance.unicast_peers.join(" "))
+    };
+    vec![
+        instance.name.clone(),
+        format!("on {}", instance.interface),
+        format!("vrid {}", instance.vrid),
+        instance.family.clone(),
+        instance.state.clone(),
+        priority,
+        master,
+        addresses,
+        format!(
+            "adverts every {}: {} sent {} received {} malformed",
+            millis(instance.advert_interval_ms),
+            instance.adverts_sent,
+            instance.adverts_received,
+            instance.malformed_dropped
+        ),
+        unicast,
+    ]
+}
+
+fn track_cells(track: &TrackView) -> Vec<String> {
+    vec![
+        track.kind.clone(),
+        track.name.clone(),
+        if track.up { "up" } else { "down" }.to_string(),
+        if track.weight == 0 {
+            "fault while down".to_string()
+        } else {
+            format!("priority -{} while down", track.weight)
+        },
+    ]
+}
+
+/// Rows of cells as lines with every column padded to its widest cell, two spaces apart.
+fn columns(rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        widths.resize(widths.len().max(row.len()), 0);
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (cell, width) in row.iter().zip(&widths) {
+                let _ = write!(line, "{cell:<width$}  ");
+            }
+            line.trim_end().to_string()
+        })
+        .collect()
 }
 
 /// The peer in two rows of `status`: what is known, then timing and problems.
@@ -360,12 +517,18 @@ pub fn switchover(done: &SwitchoverDone) -> String {
     format!("{}\n", done.message)
 }
 
+/// `failoverctl maintenance on|off`.
+pub fn maintenance(done: &MaintenanceDone) -> String {
+    format!("{}\n", done.message)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use failoverd_control::protocol::{
-        EventKind, EventView, FailoverState, Family, LinkState, NodeInfo, Replication, Role,
+        EventKind, EventView, FailoverState, Family, HooksView, LinkState, NodeInfo, Replication,
+        Role, RoutingView,
     };
 
     use super::*;
@@ -425,6 +588,77 @@ mod tests {
                 ("malformed_frames".to_string(), 0),
             ]),
             uptime_ms: 3_723_000,
+            takeover: TakeoverStatus::default(),
+        }
+    }
+
+    fn sample_instance() -> VrrpInstanceView {
+        VrrpInstanceView {
+            name: "lan".into(),
+            interface: "lan".into(),
+            vrid: 51,
+            family: "ipv4".into(),
+            state: "master".into(),
+            priority: 200,
+            configured_priority: 200,
+            advert_interval_ms: 50,
+            master_address: Some("10.0.1.2".into()),
+            master_priority: Some(200),
+            addresses: vec!["10.0.1.1/24".into()],
+            holds_addresses: true,
+            unicast_peers: vec![],
+            adverts_sent: 123,
+            adverts_received: 4,
+            malformed_dropped: 0,
+            became_master: 1,
+        }
+    }
+
+    fn sample_takeover() -> TakeoverStatus {
+        TakeoverStatus {
+            mode: "vrrp".into(),
+            group: Some(VrrpGroupView {
+                state: "master".into(),
+                reason: "master down timer expired on lan".into(),
+                ready_to_preempt: true,
+                not_preempting: None,
+                maintenance: false,
+                priority_penalty: 0,
+                fault: None,
+                instances: vec![
+                    sample_instance(),
+                    VrrpInstanceView {
+                        name: "lan6".into(),
+                        vrid: 7,
+                        family: "ipv6".into(),
+                        master_address: Some("fe80::2".into()),
+                        addresses: vec!["fe80::1/64".into(), "2001:db8::1/64".into()],
+                        adverts_sent: 1,
+                        ..sample_instance()
+                    },
+                ],
+                tracks: vec![
+                    TrackView {
+                        kind: "interface".into(),
+                        name: "wan".into(),
+                        up: true,
+                        weight: 0,
+                    },
+                    TrackView {
+                        kind: "route".into(),
+                        name: "0.0.0.0/0".into(),
+                        up: true,
+                        weight: 50,
+                    },
+                ],
+            }),
+            routing: Some(RoutingView {
+                state: "active".into(),
+                last_error: None,
+            }),
+            hooks: Some(HooksView {
+                last: Some("on_active exited 0 after 12 ms".into()),
+            }),
         }
     }
 
@@ -491,6 +725,87 @@ counters      batches_received    12
         assert!(text.contains("\npeer          192.0.2.2:7701  link down\n              incompatible: peer is in pair 2"), "{text}");
         assert!(text.contains("\nlag           no samples yet\n"), "{text}");
         assert!(!text.contains("counters"), "{text}");
+    }
+
+    #[test]
+    fn status_with_vrrp() {
+        let mut s = sample_status();
+        s.takeover = sample_takeover();
+        let text = status(&s);
+        let block = "\
+takeover      vrrp  group master (master down timer expired on lan)
+              ready to preempt yes  maintenance off  priority penalty 0
+instances     lan   on lan  vrid 51  ipv4  master  priority 200  master 10.0.1.2 (200)  holds 10.0.1.1/24                adverts every 50 ms: 123 sent 4 received 0 malformed
+              lan6  on lan  vrid 7   ipv6  master  priority 200  master fe80::2 (200)   holds fe80::1/64 2001:db8::1/64  adverts every 50 ms: 1 sent 4 received 0 malformed
+tracks        interface  wan        up  fault while down
+              route      0.0.0.0/0  up  priority -50 while down
+routing       FRR active
+hooks         on_active exited 0 after 12 ms
+";
+        // After the peer, before the sessions.
+        assert!(
+            text.contains(&format!("rtt 180 µs\n{block}sessions      1200 total")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_with_vrrp_held_back() {
+        let mut s = sample_status();
+        let mut takeover = sample_takeover();
+        let group = takeover.group.as_mut().unwrap();
+        group.state = "backup".into();
+        group.reason = "maintenance on".into();
+        group.ready_to_preempt = false;
+        group.not_preempting = Some("the peer's sessions are not all here yet".into());
+        group.maintenance = true;
+        group.priority_penalty = 50;
+        group.fault = Some("interface wan is down".into());
+        group.tracks.truncate(1);
+        group.tracks[0].up = false;
+        group.instances = vec![VrrpInstanceView {
+            state: "backup".into(),
+            priority: 150,
+            master_address: None,
+            master_priority: None,
+            addresses: (1..=5).map(|i| format!("10.0.1.{i}/24")).collect(),
+            holds_addresses: false,
+            unicast_peers: vec!["10.0.1.3".into()],
+            ..sample_instance()
+        }];
+        takeover.routing = Some(RoutingView {
+            state: "standby".into(),
+            last_error: Some("vtysh exited 1".into()),
+        });
+        takeover.hooks = Some(HooksView { last: None });
+        s.takeover = takeover;
+        let text = status(&s);
+        let block = "\
+takeover      vrrp  group backup (maintenance on)
+              ready to preempt no  maintenance on  priority penalty 50
+              not preempting: the peer's sessions are not all here yet
+              fault: interface wan is down
+instances     lan  on lan  vrid 51  ipv4  backup  priority 150 (200 configured)  master unknown  not holding 10.0.1.1/24 10.0.1.2/24 +3 more  adverts every 50 ms: 123 sent 4 received 0 malformed  unicast to 10.0.1.3
+tracks        interface  wan  down  fault while down
+routing       FRR standby  last error: vtysh exited 1
+hooks         none run yet
+";
+        assert!(text.contains(block), "{text}");
+    }
+
+    #[test]
+    fn status_of_election_with_routing() {
+        let mut s = sample_status();
+        assert!(!status(&s).contains("takeover"));
+        s.takeover.routing = Some(RoutingView {
+            state: "active".into(),
+            last_error: None,
+        });
+        let text = status(&s);
+        assert!(
+            text.contains("\ntakeover      election\nrouting       FRR active\nsessions "),
+            "{text}"
+        );
     }
 
     #[test]
@@ -634,5 +949,9 @@ udp    [2001:db8::1]:40000 -> [2001:db8::2]:80  [2001:db8::2]:80 -> [2001:db8::1
             message: "handed over".into(),
         };
         assert_eq!(switchover(&done), "handed over\n");
+        let done = MaintenanceDone {
+            message: "maintenance on".into(),
+        };
+        assert_eq!(maintenance(&done), "maintenance on\n");
     }
 }

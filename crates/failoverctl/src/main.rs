@@ -19,8 +19,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use failoverd_control::config::{self, Config, ConfigError};
 use failoverd_control::protocol::{
-    EventList, Family, Generated, OwnerFilter, PeerInfo, Request, SessionCounts, SessionFilter,
-    SessionList, Status, SwitchoverDone,
+    EventList, Family, Generated, MaintenanceDone, OwnerFilter, PeerInfo, Request, SessionCounts,
+    SessionFilter, SessionList, Status, SwitchoverDone,
 };
 use failoverd_control::transport::{self, ControlError};
 use serde::de::DeserializeOwned;
@@ -49,7 +49,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// This node: state, role, readiness, peer, sessions, replication lag, counters
+    /// This node: state, role, readiness, peer, takeover (VRRP, FRR, hooks), sessions,
+    /// replication lag, counters
     Status,
     /// The peer as this node sees it
     Peer,
@@ -63,6 +64,12 @@ enum Command {
     },
     /// Hand the active role to the peer
     Switchover,
+    /// Turn maintenance on (a VRRP node steps down and stays backup) or off
+    Maintenance {
+        /// on or off
+        #[arg(value_enum)]
+        state: OnOff,
+    },
     /// Generate this node's key and certificate (local; no daemon needed)
     Keygen {
         /// Where to write the key (PEM, mode 0600), e.g. /etc/failoverd/node.pem
@@ -117,6 +124,12 @@ struct ListArgs {
     /// Show at most N sessions; 0 shows all
     #[arg(long, value_name = "N", default_value_t = 100)]
     limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -224,6 +237,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Switchover => (Request::Switchover, |data| {
                 Ok(format::switchover(&decode::<SwitchoverDone>(data)?))
             }),
+            Command::Maintenance { state } => (
+                Request::Maintenance {
+                    on: *state == OnOff::On,
+                },
+                |data| Ok(format::maintenance(&decode::<MaintenanceDone>(data)?)),
+            ),
         };
     let socket = socket_path(cli.socket.as_deref(), cli.config.as_deref())?;
     let data = transport::request(&socket, &request).await?;
@@ -337,6 +356,19 @@ mod tests {
                 limit: Some(5),
             }
         );
+    }
+
+    #[test]
+    fn maintenance_takes_on_or_off() {
+        for (word, expected) in [("on", OnOff::On), ("off", OnOff::Off)] {
+            match parse(&["maintenance", word]).unwrap().command {
+                Command::Maintenance { state } => assert_eq!(state, expected),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(parse(&["maintenance"]).is_err());
+        assert!(parse(&["maintenance", "yes"]).is_err());
+        assert!(parse(&["maintenance", "on", "--json"]).is_ok());
     }
 
     #[test]

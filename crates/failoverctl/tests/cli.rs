@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use failoverd_control::protocol::{
-    EventKind, EventList, EventView, FailoverState, NodeInfo, Replication, Request, Response, Role,
-    SessionCounts, SessionList, Status,
+    EventKind, EventList, EventView, FailoverState, MaintenanceDone, NodeInfo, Replication,
+    Request, Response, Role, SessionCounts, SessionList, Status, TakeoverStatus, TrackView,
+    VrrpGroupView, VrrpInstanceView,
 };
 use failoverd_control::transport;
 use serde_json::json;
@@ -38,6 +39,45 @@ fn status() -> Status {
         replication: Replication::default(),
         counters: BTreeMap::from([("hellos_sent".to_string(), 7)]),
         uptime_ms: 60_000,
+        takeover: TakeoverStatus {
+            mode: "vrrp".into(),
+            group: Some(VrrpGroupView {
+                state: "backup".into(),
+                reason: "higher-priority master 10.0.1.3".into(),
+                ready_to_preempt: false,
+                not_preempting: Some("not ready: no bulk sync from the peer yet".into()),
+                maintenance: false,
+                priority_penalty: 0,
+                fault: None,
+                instances: vec![VrrpInstanceView {
+                    name: "lan".into(),
+                    interface: "eth1".into(),
+                    vrid: 51,
+                    family: "ipv4".into(),
+                    state: "backup".into(),
+                    priority: 100,
+                    configured_priority: 100,
+                    advert_interval_ms: 50,
+                    master_address: Some("10.0.1.3".into()),
+                    master_priority: Some(200),
+                    addresses: vec!["10.0.1.1/24".into()],
+                    holds_addresses: false,
+                    unicast_peers: vec![],
+                    adverts_sent: 0,
+                    adverts_received: 1200,
+                    malformed_dropped: 2,
+                    became_master: 0,
+                }],
+                tracks: vec![TrackView {
+                    kind: "script".into(),
+                    name: "upstream".into(),
+                    up: true,
+                    weight: 20,
+                }],
+            }),
+            routing: None,
+            hooks: None,
+        },
     }
 }
 
@@ -52,6 +92,11 @@ struct FakeDaemon {
 
 impl FakeDaemon {
     fn start() -> FakeDaemon {
+        Self::start_with(respond)
+    }
+
+    /// A daemon answering with `respond`.
+    fn start_with(respond: fn(Request) -> Response) -> FakeDaemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("failoverd.sock");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -125,6 +170,10 @@ fn respond(request: Request) -> Response {
             }],
         }),
         Request::Switchover => Response::error("switchover refused: the peer is not ready"),
+        Request::Maintenance { on: true } => Response::ok(&MaintenanceDone {
+            message: "maintenance on: stepping down; the peer takes over".into(),
+        }),
+        Request::Maintenance { on: false } => Response::error("maintenance is not on"),
         other => Response::error(format!("not in this test: {other:?}")),
     }
 }
@@ -183,6 +232,95 @@ fn human_status_and_events() {
         "1.500 s  state          state silence -> independence: silence timer expired\n"
     );
     assert_eq!(daemon.requests()[1], Request::Events { limit: Some(5) });
+}
+
+#[test]
+fn human_status_shows_the_vrrp_group() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "\
+takeover      vrrp  group backup (higher-priority master 10.0.1.3)
+              ready to preempt no  maintenance off  priority penalty 0
+              not preempting: not ready: no bulk sync from the peer yet
+instances     lan  on eth1  vrid 51  ipv4  backup  priority 100  master 10.0.1.3 (200)  not holding 10.0.1.1/24  adverts every 50 ms: 0 sent 1200 received 2 malformed
+tracks        script  upstream  up  priority -20 while down
+sessions "
+        ),
+        "{text}"
+    );
+    let output = with_socket(&daemon, &["status", "--json"]);
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        printed["takeover"]["group"]["instances"][0]["vrid"],
+        json!(51)
+    );
+    assert_eq!(printed["takeover"]["routing"], json!(null));
+}
+
+/// A daemon from before takeover: its status has no `takeover`.
+fn respond_without_takeover(request: Request) -> Response {
+    let mut data = serde_json::to_value(status()).unwrap();
+    data.as_object_mut().unwrap().remove("takeover");
+    match request {
+        Request::Status => Response::Ok(data),
+        other => respond(other),
+    }
+}
+
+#[test]
+fn status_from_a_daemon_without_takeover() {
+    let daemon = FakeDaemon::start_with(respond_without_takeover);
+    let output = with_socket(&daemon, &["status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains("takeover"), "{text}");
+    assert!(text.contains("\ncounters      hellos_sent  7\n"), "{text}");
+    // --json prints what the daemon sent: no takeover added.
+    let output = with_socket(&daemon, &["--json", "status"]);
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(printed.get("takeover"), None);
+}
+
+#[test]
+fn maintenance_on_and_off() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["maintenance", "on"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "maintenance on: stepping down; the peer takes over\n"
+    );
+    let output = with_socket(&daemon, &["maintenance", "on", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "{\"message\":\"maintenance on: stepping down; the peer takes over\"}\n"
+    );
+    let output = with_socket(&daemon, &["maintenance", "off"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "failoverctl: failoverd: maintenance is not on\n"
+    );
+    assert_eq!(
+        daemon.requests(),
+        [
+            Request::Maintenance { on: true },
+            Request::Maintenance { on: true },
+            Request::Maintenance { on: false }
+        ]
+    );
+    let output = failoverctl(&["maintenance", "maybe"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("possible values: on, off"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
