@@ -11,6 +11,9 @@ pub struct NodeConfig {
     pub node_id: NodeId,
     /// The pair both nodes belong to; a peer announcing another pair is incompatible.
     pub pair_id: u32,
+    /// Who decides the role: the election over the failover link, or a takeover mechanism
+    /// outside the core (VRRP) through [`crate::Node::set_forwarding`].
+    pub role_authority: RoleAuthority,
     /// Election priority when no takeover mechanism is configured: the higher is active.
     pub priority: u8,
     /// Symmetric (active/standby) or asymmetric (both forward).
@@ -71,6 +74,18 @@ pub struct NodeConfig {
     pub planted_bug: Option<PlantedBug>,
 }
 
+/// Who decides which node is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoleAuthority {
+    /// The core elects over the failover link: priority, preemption once ready, switchover.
+    #[default]
+    Election,
+    /// Whoever forwards is active: a takeover mechanism (VRRP) reports it with
+    /// [`crate::Node::set_forwarding`], and gates its own preemption on
+    /// [`crate::Node::is_ready`].
+    External,
+}
+
 /// Bugs the simulation plants to show its invariant checks can fail.
 #[cfg(feature = "planted-bugs")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +104,7 @@ impl Default for NodeConfig {
         Self {
             node_id: NodeId(0),
             pair_id: 1,
+            role_authority: RoleAuthority::Election,
             priority: 100,
             backup_type: BackupType::SYMMETRIC,
             preempt: true,

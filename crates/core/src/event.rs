@@ -45,6 +45,8 @@ pub enum Reason {
     PeerYielded,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// The takeover mechanism (VRRP) moved the forwarding here or away; why, in its words.
+    Takeover(String),
 }
 
 /// How the active node was chosen, so the log says which rule decided.
@@ -155,6 +157,7 @@ impl fmt::Display for Reason {
             Self::Switchover => f.write_str("switchover requested"),
             Self::PeerYielded => f.write_str("peer handed over (switchover)"),
             Self::ShuttingDown => f.write_str("shutting down"),
+            Self::Takeover(why) => write!(f, "takeover: {why}"),
         }
     }
 }

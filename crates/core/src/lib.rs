@@ -22,7 +22,7 @@ pub mod vrrp;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
-pub use config::{ConfigError, NodeConfig};
+pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use event::{Election, Event, History, HistoryEntry, Incompatibility, Reason};
 pub use node::{
     Action, ActionResult, Channel, CommandError, Node, NotReady, PeerStatus, Token, Transmit,

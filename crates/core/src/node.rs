@@ -4,13 +4,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 use failoverd_wire::{
-    DIGEST_BUCKETS, DigestView, Goodbye, GoodbyeReason, Hello, HelloFlags, Message, NodeId, Role,
+    BackupType, DIGEST_BUCKETS, DigestView, Goodbye, GoodbyeReason, Hello, HelloFlags, Message, NodeId, Role,
     SessionKey, SessionOp, SessionRecord, SettingsView, SyncState, WireError,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{NodeConfig, PlantedBug};
+use crate::config::{NodeConfig, PlantedBug, RoleAuthority};
 use crate::event::{Election, Event, History, Incompatibility, Reason};
 use crate::stats::Stats;
 use crate::sync::inbound::{Inbound, InboundWork};
@@ -213,6 +213,9 @@ enum Work {
         generation: u64,
         last_seq: u64,
         bulk_end: bool,
+        /// The peer's records applied as ours (we are active): announced back once applied,
+        /// so both copies carry the same owner.
+        claimed: Vec<SessionRecord>,
     },
     Sweep {
         generation: u64,
@@ -549,8 +552,13 @@ impl Node {
             }
             Ok(Message::Settings(settings)) => self.compare_settings(now, settings),
             Ok(Message::Digest(digest)) => {
-                // Compared only against a complete copy of the peer's sessions.
-                if matches!(self.state, State::Synchronization { .. }) && self.inbound.complete() {
+                // Compared only against a complete copy of the peer's sessions, and only by a
+                // standby: an active node holds the standby's changes as its own.
+                let copy_held = !(self.role == Role::Active && self.symmetric());
+                if copy_held
+                    && matches!(self.state, State::Synchronization { .. })
+                    && self.inbound.complete()
+                {
                     self.peer_digest = Some(Box::new(digest.buckets()));
                     self.drive_backend();
                 }
@@ -693,6 +701,7 @@ impl Node {
                     generation,
                     last_seq,
                     bulk_end,
+                    claimed,
                 },
                 ActionResult::Applied {
                     applied,
@@ -701,6 +710,10 @@ impl Node {
                 },
             ) => {
                 self.stats.records_applied += applied;
+                for record in claimed {
+                    self.outbound
+                        .record_change(SessionOp::Upsert(record), true, now, &mut self.stats);
+                }
                 if failed > 0 {
                     self.stats.apply_failures += failed;
                     self.apply_failed = true;
@@ -793,6 +806,15 @@ impl Node {
         self.yielding = true;
         self.update_role(now);
         Ok(())
+    }
+
+    /// What the takeover mechanism decided (only with [`RoleAuthority::External`]): this node
+    /// forwards (active) or not (standby), and why.
+    pub fn set_forwarding(&mut self, now: Instant, forwarding: bool, why: &str) {
+        let role = if forwarding { Role::Active } else { Role::Standby };
+        if self.config.role_authority == RoleAuthority::External && role != self.role {
+            self.set_role(now, role, Reason::Takeover(why.to_string()));
+        }
     }
 
     /// Leaves the pair on purpose: tells the peer (so it takes over at once) and steps down.
@@ -1007,10 +1029,19 @@ impl Node {
         self.hello_due = true;
         if role == Role::Active {
             self.yielding = false;
-            if self.peer.is_some() {
+            if let Some(peer) = &self.peer {
                 // The live peer handed over: its deletes were real, and this node now decides
                 // what ends.
                 self.inbound.release_all_held();
+                if self.symmetric() {
+                    // The active node owns what it forwards: its own expiry and deletes decide
+                    // now, and the peer's copies are resent as ours (so they age as a
+                    // standby's copies do, and a later failback finds them).
+                    self.adopt_from = Some(peer.node);
+                    if matches!(self.state, State::Synchronization { .. }) {
+                        self.restart_outbound();
+                    }
+                }
             } else {
                 // The peer died: its last deletes may be a flush of the sessions this node
                 // now carries.
@@ -1246,10 +1277,22 @@ impl Node {
         } else {
             match self.inbound.next_work(self.config.max_apply_slice) {
                 Some(InboundWork::Apply {
-                    ops,
+                    mut ops,
                     last_seq,
                     bulk_end,
                 }) => {
+                    let mut claimed = Vec::new();
+                    if self.role == Role::Active && self.symmetric() {
+                        // The active node owns what it holds: the peer's changes (made while it
+                        // forwarded and reaching us after we took over, or made after a split
+                        // brain) are applied as ours.
+                        for op in &mut ops {
+                            if let SessionOp::Upsert(record) = op {
+                                record.owner = self.config.node_id;
+                                claimed.push(record.clone());
+                            }
+                        }
+                    }
                     let generation = self.inbound.generation();
                     (
                         Action::Apply { token, ops },
@@ -1257,6 +1300,7 @@ impl Node {
                             generation,
                             last_seq,
                             bulk_end,
+                            claimed,
                         },
                     )
                 }
@@ -1303,6 +1347,11 @@ impl Node {
         );
     }
 
+    /// Active/standby: one node forwards at a time, and owns every session.
+    fn symmetric(&self) -> bool {
+        self.config.backup_type == BackupType::SYMMETRIC
+    }
+
     /// Applies the role rules; see `docs/ARCHITECTURE.md` ("Roles").
     fn update_role(&mut self, now: Instant) {
         if let Some((role, reason)) = self.decide_role() {
@@ -1311,7 +1360,7 @@ impl Node {
     }
 
     fn decide_role(&self) -> Option<(Role, Reason)> {
-        if self.leaving {
+        if self.leaving || self.config.role_authority == RoleAuthority::External {
             return None;
         }
         let Some(peer) = &self.peer else {

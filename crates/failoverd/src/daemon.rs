@@ -5,15 +5,16 @@ use std::path::Path;
 
 use anyhow::Context;
 use failoverd_backends::MemoryBackend;
-use failoverd_control::config::{BackupType, Config, LogFormat, SessionBackend};
+use failoverd_control::config::{BackupType, Config, LogFormat, SessionBackend, TakeoverMode};
 use failoverd_control::transport;
-use failoverd_core::NodeConfig;
+use failoverd_core::{NodeConfig, RoleAuthority};
 use failoverd_link::{Identity, LinkConfig};
 use failoverd_wire::NodeId;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::driver::{self, NodeRequest, NodeSetup};
+use crate::takeover::Takeover;
 use crate::{backend, kernel};
 
 /// Runs the daemon described by the config file at `path`.
@@ -54,6 +55,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             backend::spawn(&config.node.name, table)?
         }
     };
+    let takeover = Takeover::start(&config).await?;
     let listener = transport::bind(&config.control.socket)?;
     info!(
         node = %config.node.name,
@@ -92,6 +94,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         peer_address: config.link.peer.to_string(),
         link,
         backend,
+        takeover,
     };
     driver::run(setup, request_rx, None, until(stopped)).await;
     let _ = std::fs::remove_file(&config.control.socket);
@@ -109,6 +112,10 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
             BackupType::Asymmetric => failoverd_wire::BackupType::ASYMMETRIC,
         },
         preempt: config.node.preempt,
+        role_authority: match config.takeover.mode {
+            TakeoverMode::Election => RoleAuthority::Election,
+            TakeoverMode::Vrrp => RoleAuthority::External,
+        },
         hello_interval: config.timers.hello_interval,
         dead_interval: config.timers.dead_interval,
         silence_timer: config.timers.silence,

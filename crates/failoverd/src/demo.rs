@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::{self, BackendHandle, Command};
+use crate::takeover::Takeover;
 use crate::driver::{self, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
 use crate::proxy::Relay;
 
@@ -358,6 +359,7 @@ fn start_node(
         peer_address,
         link,
         backend: (backend.clone(), events),
+        takeover: Takeover::default(),
     };
     let task = tokio::spawn(driver::run(setup, request_rx, observer, async {
         let _ = stopped.await;

@@ -7,16 +7,18 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use failoverd_control::protocol::{
-    EventKind, EventList, EventView, FailoverState, LinkState, NodeInfo, PeerInfo, Replication,
-    Request, Response, Role as RoleView, SessionCounts, Status, SwitchoverDone,
+    EventKind, EventList, EventView, FailoverState, LinkState, MaintenanceDone, NodeInfo, PeerInfo,
+    Replication, Request, Response, Role as RoleView, SessionCounts, Status, SwitchoverDone,
+    TakeoverStatus,
 };
-use failoverd_core::{Action, Channel, Event, Instant, Node, NodeConfig, Reason};
+use failoverd_core::{Action, Channel, CommandError, Event, Instant, Node, NodeConfig, Reason};
 use failoverd_link::{Fingerprint, LinkEvent, LinkEvents, LinkSender};
 use failoverd_wire::{NodeId, Role, SessionKey, SessionRecord, SyncState};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::backend::{self, BackendHandle, Command, TableCounters};
+use crate::takeover::Takeover;
 
 /// Link events kept for `failoverctl events` (the core keeps its own history).
 const LINK_HISTORY: usize = 64;
@@ -40,6 +42,8 @@ pub struct NodeSetup {
     pub link: (LinkSender, LinkEvents),
     /// The session table's thread, already spawned.
     pub backend: (BackendHandle, mpsc::UnboundedReceiver<backend::Event>),
+    /// What moves the traffic (VRRP, FRR, hooks), already started.
+    pub takeover: Takeover,
 }
 
 /// A request to a running node.
@@ -110,6 +114,7 @@ pub async fn run(
         peer_address,
         link: (link, mut link_events),
         backend: (backend, mut backend_events),
+        takeover,
     } = setup;
     let mut driver = Driver {
         node: Node::new(core, clock.now()),
@@ -119,6 +124,7 @@ pub async fn run(
         peer_address,
         link,
         backend,
+        takeover,
         observer,
         link_up: false,
         link_history: VecDeque::new(),
@@ -134,6 +140,8 @@ pub async fn run(
         driver.run_timers();
         let more_data = driver.flush();
         driver.grant_credit();
+        let ready = driver.node.is_ready();
+        driver.takeover.set_ready(ready);
         driver.turns.end();
         let deadline = driver
             .node
@@ -160,12 +168,16 @@ pub async fn run(
             }
             Some(event) = backend_events.recv() => driver.on_backend(event),
             Some(request) = requests.recv() => driver.on_request(request),
+            Some((master, reason)) = driver.takeover.forwarding() => {
+                driver.node.set_forwarding(driver.clock.now(), master, &reason);
+            }
             () = std::future::ready(()), if more_data => {}
         }
         driver.turns.start();
     }
     driver.node.shutdown(driver.clock.now());
     driver.flush();
+    driver.takeover.shutdown().await;
     // The goodbye is queued on the control connection; give the writer a moment to send it.
     tokio::time::sleep(Duration::from_millis(20)).await;
     info!(node = %driver.name, "stopped");
@@ -179,6 +191,7 @@ struct Driver {
     peer_address: String,
     link: LinkSender,
     backend: BackendHandle,
+    takeover: Takeover,
     observer: Option<mpsc::UnboundedSender<Observation>>,
     link_up: bool,
     link_history: VecDeque<(Instant, String)>,
@@ -282,6 +295,10 @@ impl Driver {
         }
         while let Some(event) = self.node.poll_event() {
             self.log(&event);
+            if let Event::RoleChanged { from, to, reason } = &event {
+                self.takeover
+                    .role_changed(from.name(), to.name(), &reason.to_string());
+            }
             if let Some(observer) = &self.observer {
                 let _ = observer.send(Observation::Event(now, event));
             }
@@ -387,7 +404,9 @@ impl Driver {
             Request::Status => {
                 let mut status = self.status();
                 let counts = self.session_counts();
+                let takeover = self.takeover.status();
                 tokio::spawn(async move {
+                    status.takeover = takeover.await;
                     if let Ok((counts, counters)) = counts.await {
                         status.sessions = counts;
                         for (name, value) in counters {
@@ -429,13 +448,39 @@ impl Driver {
                 let _ = reply.send(Response::ok(&self.events(limit)));
             }
             Request::Switchover => {
-                let response = match self.node.switchover(self.clock.now()) {
-                    Ok(()) => Response::ok(&SwitchoverDone {
-                        message: "handing the active role to the peer".to_string(),
-                    }),
-                    Err(err) => Response::error(err.to_string()),
+                if let Err(err) = self.node.switchover(self.clock.now()) {
+                    let _ = reply.send(Response::error(err.to_string()));
+                    return;
+                }
+                let handed_over = self.takeover.hand_over();
+                tokio::spawn(async move {
+                    let response = match handed_over.await {
+                        Ok(()) => Response::ok(&SwitchoverDone {
+                            message: "handing the active role to the peer".to_string(),
+                        }),
+                        Err(err) => Response::error(err),
+                    };
+                    let _ = reply.send(response);
+                });
+            }
+            Request::Maintenance { on } => {
+                let peer_ready = self.node.peer().is_some_and(|p| p.ready);
+                let response = if on && self.node.role() == Role::Active && !peer_ready {
+                    Err(CommandError::PeerNotReady.to_string())
+                } else {
+                    self.takeover.set_maintenance(on)
                 };
-                let _ = reply.send(response);
+                let _ = reply.send(match response {
+                    Ok(()) => Response::ok(&MaintenanceDone {
+                        message: if on {
+                            "maintenance on: handing over if master, then staying backup"
+                        } else {
+                            "maintenance off"
+                        }
+                        .to_string(),
+                    }),
+                    Err(err) => Response::error(err),
+                });
             }
         }
     }
@@ -508,6 +553,8 @@ impl Driver {
             },
             counters,
             uptime_ms: now.as_nanos() / 1_000_000,
+            // Filled in from the VRRP task: see `Takeover::status`.
+            takeover: TakeoverStatus::default(),
         }
     }
 

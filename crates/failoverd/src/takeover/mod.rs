@@ -1,5 +1,171 @@
-//! Takeover: what moves the traffic when the role changes (docs/TAKEOVER.md).
+//! Takeover: who forwards, and what moves the traffic when that changes (docs/TAKEOVER.md).
+//!
+//! - [`vrrp`]: the VRRP task, driving the core's VRRP group with the sockets of `net`;
+//! - [`track`]: tracked interfaces, routes and scripts, lowering the group's priority;
+//! - [`frr`]: FRR follows the role (OSPF cost);
+//! - [`hooks`]: commands run on role changes;
+//! - [`command`]: how those commands run (timeouts, output to the log).
 
 pub mod command;
 pub mod frr;
 pub mod hooks;
+#[cfg(target_os = "linux")]
+pub mod track;
+#[cfg(target_os = "linux")]
+pub mod vrrp;
+
+use failoverd_control::config::{Config, TakeoverMode};
+use failoverd_control::protocol::{TakeoverStatus, VrrpGroupView};
+use tokio::sync::oneshot;
+
+/// What moves the traffic for one node: the VRRP task (mode `vrrp`), FRR and hooks. The driver
+/// tells it the core's role changes and readiness; in mode `vrrp` it tells the driver who
+/// forwards.
+#[derive(Default)]
+pub struct Takeover {
+    mode: TakeoverMode,
+    #[cfg(target_os = "linux")]
+    vrrp: Option<vrrp::VrrpHandle>,
+    frr: Option<frr::Frr>,
+    hooks: Option<hooks::Hooks>,
+    /// The readiness last told to the VRRP task.
+    ready: Option<bool>,
+}
+
+impl Takeover {
+    /// Starts what `config` asks for. Must be called within a tokio runtime.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let frr = config.routing.as_ref().map(|routing| {
+            let frr = frr::Frr::new(routing);
+            frr.start();
+            frr
+        });
+        let hooks = (config.hooks.on_active.is_some() || config.hooks.on_standby.is_some())
+            .then(|| hooks::Hooks::new(&config.hooks, &config.node.name));
+        #[cfg(target_os = "linux")]
+        let vrrp = match config.takeover.mode {
+            TakeoverMode::Vrrp => Some(vrrp::spawn(&config.vrrp).await?),
+            TakeoverMode::Election => None,
+        };
+        #[cfg(not(target_os = "linux"))]
+        if config.takeover.mode == TakeoverMode::Vrrp {
+            anyhow::bail!("takeover.mode = \"vrrp\" needs Linux");
+        }
+        Ok(Self {
+            mode: config.takeover.mode,
+            #[cfg(target_os = "linux")]
+            vrrp,
+            frr,
+            hooks,
+            ready: None,
+        })
+    }
+
+    /// Whether the VRRP group decides the role (the core follows [`Takeover::forwarding`]).
+    pub fn decides_role(&self) -> bool {
+        self.mode == TakeoverMode::Vrrp
+    }
+
+    /// The core's role changed: FRR and the hooks follow.
+    pub fn role_changed(&self, from: &str, to: &str, reason: &str) {
+        if let Some(frr) = &self.frr {
+            frr.role_changed(to == hooks::ACTIVE);
+        }
+        if let Some(hooks) = &self.hooks {
+            hooks.role_changed(from, to, reason);
+        }
+    }
+
+    /// The core's readiness, told to the VRRP group when it changes (it gates preemption).
+    pub fn set_ready(&mut self, ready: bool) {
+        if self.ready == Some(ready) {
+            return;
+        }
+        self.ready = Some(ready);
+        #[cfg(target_os = "linux")]
+        if let Some(vrrp) = &self.vrrp {
+            let _ = vrrp.requests.send(vrrp::Request::Ready(ready));
+        }
+    }
+
+    /// The next mastership change of the VRRP group; never resolves without one.
+    pub async fn forwarding(&mut self) -> Option<(bool, String)> {
+        #[cfg(target_os = "linux")]
+        if let Some(vrrp) = &mut self.vrrp {
+            return vrrp.forwarding.recv().await.map(|f| (f.master, f.reason));
+        }
+        std::future::pending().await
+    }
+
+    /// Switchover: the VRRP group hands mastership over (the core has checked the peer is
+    /// ready). Without VRRP there is nothing to do: the core's election moves the role. The
+    /// future does not borrow `self`.
+    pub fn hand_over(&self) -> impl Future<Output = Result<(), String>> + use<> {
+        #[cfg(target_os = "linux")]
+        let answer = self.vrrp.as_ref().map(|vrrp| {
+            let (reply, answer) = oneshot::channel();
+            let _ = vrrp.requests.send(vrrp::Request::HandOver(reply));
+            answer
+        });
+        #[cfg(not(target_os = "linux"))]
+        let answer: Option<oneshot::Receiver<Result<(), String>>> = None;
+        async move {
+            match answer {
+                Some(answer) => answer
+                    .await
+                    .unwrap_or_else(|_| Err("the VRRP task stopped".into())),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Maintenance mode (VRRP only).
+    pub fn set_maintenance(&self, on: bool) -> Result<(), String> {
+        #[cfg(target_os = "linux")]
+        if let Some(vrrp) = &self.vrrp {
+            let _ = vrrp.requests.send(vrrp::Request::Maintenance(on));
+            return Ok(());
+        }
+        let _ = on;
+        Err("maintenance mode needs takeover.mode = \"vrrp\"".to_string())
+    }
+
+    /// `status.takeover`, once the VRRP task answered; the future does not borrow `self`.
+    pub fn status(&self) -> impl Future<Output = TakeoverStatus> + use<> {
+        let mut status = TakeoverStatus {
+            mode: self.mode.name().to_string(),
+            group: None,
+            routing: self.frr.as_ref().map(frr::Frr::view),
+            hooks: self.hooks.as_ref().map(hooks::Hooks::view),
+        };
+        let group: Option<oneshot::Receiver<VrrpGroupView>> = {
+            #[cfg(target_os = "linux")]
+            {
+                self.vrrp.as_ref().map(|vrrp| {
+                    let (reply, answer) = oneshot::channel();
+                    let _ = vrrp.requests.send(vrrp::Request::View(reply));
+                    answer
+                })
+            }
+            #[cfg(not(target_os = "linux"))]
+            None
+        };
+        async move {
+            if let Some(group) = group {
+                status.group = group.await.ok();
+            }
+            status
+        }
+    }
+
+    /// Leaving: the VRRP group sends priority 0 and removes its addresses.
+    pub async fn shutdown(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(vrrp) = &self.vrrp {
+            let (done, wait) = oneshot::channel();
+            if vrrp.requests.send(vrrp::Request::Shutdown(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The VRRP task: drives the core's VRRP group ([`failoverd_core::vrrp::Group`]) with raw
+//! sockets, rtnetlink and ARP/NA, and tells the node's driver when this node forwards. It
+//! decides nothing itself.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
+use failoverd_control::protocol::{VrrpGroupView, VrrpInstanceView};
+use failoverd_core::vrrp::{
+    Group, GroupConfig, GroupState, InstanceConfig, VrrpAction, VrrpEvent, VrrpTransmit,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::driver::Clock;
+use crate::net::{Announcer, Netlink, Received, VrrpSocket};
+use crate::takeover::track::{self, Verdict};
+
+/// What the driver asks of the VRRP task.
+pub enum Request {
+    /// The failover core's readiness (it holds the peer's sessions): gates preemption.
+    Ready(bool),
+    /// Switchover: hand mastership to the peer.
+    HandOver(oneshot::Sender<Result<(), String>>),
+    /// Maintenance on or off.
+    Maintenance(bool),
+    /// The group for status.
+    View(oneshot::Sender<VrrpGroupView>),
+    /// Leave: priority 0, addresses removed; answered once done.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The group's mastership changed: this node forwards (`master`) or not.
+#[derive(Debug)]
+pub struct Forwarding {
+    /// Master: this node forwards.
+    pub master: bool,
+    /// Why, for the core's role history.
+    pub reason: String,
+}
+
+/// The running task's ends.
+pub struct VrrpHandle {
+    /// Requests to the task.
+    pub requests: mpsc::UnboundedSender<Request>,
+    /// Mastership changes, in order.
+    pub forwarding: mpsc::UnboundedReceiver<Forwarding>,
+}
+
+/// One instance's I/O: where it sends from and what it holds.
+struct Port {
+    interface: String,
+    socket: VrrpSocket,
+    /// The interface holding the addresses and sending the announcements (the macvlan with
+    /// `vmac`).
+    ifindex: u32,
+    mac: [u8; 6],
+    addresses: Vec<(IpAddr, u8)>,
+}
+
+/// Resolves interfaces and addresses, opens the sockets and starts the task.
+pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
+    let netlink = Netlink::connect().context("cannot open rtnetlink")?;
+    let announcer = Announcer::new().context("cannot open the ARP / neighbour advertisement sockets")?;
+    let mut instances = Vec::new();
+    let mut ports = Vec::new();
+    for instance in &config.instances {
+        let (core, port) = open(&netlink, instance)
+            .await
+            .with_context(|| format!("vrrp instance {:?}", instance.name))?;
+        instances.push(core);
+        ports.push(port);
+    }
+    let verdicts = track::start(config, &netlink).await?;
+    let group = Group::new(GroupConfig {
+        instances,
+        preempt_delay: config.preempt_delay,
+        announce_repeat: config.announce_repeat,
+        announce_interval: config.announce_interval,
+    });
+    let (requests, request_rx) = mpsc::unbounded_channel();
+    let (forwarding_tx, forwarding) = mpsc::unbounded_channel();
+    let (received_tx, received) = mpsc::unbounded_channel();
+    let ports: Vec<Arc<Port>> = ports.into_iter().map(Arc::new).collect();
+    for (index, port) in ports.iter().enumerate() {
+        let (port, received_tx) = (port.clone(), received_tx.clone());
+        tokio::spawn(async move {
+            loop {
+                match port.socket.recv().await {
+                    Ok(packet) => {
+                        if received_tx.send((index, packet)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(err) => debug!("VRRP socket of instance {index}: {err}"),
+                }
+            }
+        });
+    }
+    let task = Task {
+        clock: Clock::start(),
+        group,
+        holds: vec![false; ports.len()],
+        ports,
+        netlink,
+        announcer,
+        forwarding: forwarding_tx,
+        verdicts,
+    };
+    tokio::spawn(task.run(request_rx, received));
+    Ok(VrrpHandle {
+        requests,
+        forwarding,
+    })
+}
+
+/// The core's view of an instance, and its socket.
+async fn open(
+    netlink: &Netlink,
+    instance: &VrrpInstanceConfig,
+) -> anyhow::Result<(InstanceConfig, Port)> {
+    let link = netlink.link(&instance.interface).await?;
+    let ipv6 = instance.is_ipv6();
+    let source = match instance.source {
+        Some(source) => source,
+        None => netlink
+            .addresses(link.index)
+            .await?
+            .into_iter()
+            .map(|(address, _)| address)
+            .find(|address| match address {
+                IpAddr::V4(_) => !ipv6,
+                IpAddr::V6(a) => ipv6 && a.segments()[0] & 0xffc0 == 0xfe80,
+            })
+            .with_context(|| {
+                format!(
+                    "interface {} has no {} address to send adverts from (set `source`)",
+                    instance.interface,
+                    if ipv6 { "IPv6 link-local" } else { "IPv4" }
+                )
+            })?,
+    };
+    let (ifindex, mac) = if instance.vmac {
+        if ipv6 {
+            bail!("vmac is supported for IPv4 instances only");
+        }
+        let mac = [0x00, 0x00, 0x5e, 0x00, 0x01, instance.vrid];
+        let name = format!("vrrp.{}", instance.vrid);
+        let index = netlink.create_macvlan(link.index, &name, mac).await?;
+        (index, mac)
+    } else {
+        (link.index, link.mac)
+    };
+    let multicast = instance.unicast_peers.is_empty();
+    let socket = VrrpSocket::open(&instance.interface, link.index, source, multicast)
+        .with_context(|| format!("cannot open a VRRP socket on {}", instance.interface))?;
+    let core = InstanceConfig {
+        name: instance.name.clone(),
+        vrid: instance.vrid,
+        priority: instance.priority,
+        advert_interval: instance.advert_interval,
+        addresses: instance.addresses.iter().map(|net| net.addr()).collect(),
+        source,
+        unicast_peers: instance.unicast_peers.clone(),
+        preempt: instance.preempt,
+    };
+    let port = Port {
+        interface: instance.interface.clone(),
+        socket,
+        ifindex,
+        mac,
+        addresses: instance
+            .addresses
+            .iter()
+            .map(|net| (net.addr(), net.prefix_len()))
+            .collect(),
+    };
+    Ok((core, port))
+}
+
+struct Task {
+    clock: Clock,
+    group: Group,
+    ports: Vec<Arc<Port>>,
+    /// Per instance: whether its addresses are on the interface now.
+    holds: Vec<bool>,
+    netlink: Netlink,
+    announcer: Announcer,
+    forwarding: mpsc::UnboundedSender<Forwarding>,
+    verdicts: watch::Receiver<Verdict>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        mut received: mpsc::UnboundedReceiver<(usize, Received)>,
+    ) {
+        let now = self.clock.now();
+        let verdict = self.verdicts.borrow_and_update().clone();
+        self.group.set_tracking(now, verdict.penalty, verdict.fault);
+        self.group.start(now);
+        loop {
+            self.flush().await;
+            let deadline = self.group.poll_timeout().map(|at| self.clock.deadline(at));
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = sleep => self.group.handle_timeout(self.clock.now()),
+                Some((index, packet)) = received.recv() => {
+                    self.group.handle_packet(
+                        self.clock.now(),
+                        index,
+                        packet.src,
+                        packet.dst,
+                        packet.ttl,
+                        &packet.payload,
+                    );
+                }
+                Ok(()) = self.verdicts.changed() => {
+                    let verdict = self.verdicts.borrow_and_update().clone();
+                    self.group.set_tracking(self.clock.now(), verdict.penalty, verdict.fault);
+                }
+                request = requests.recv() => match request {
+                    Some(Request::Shutdown(done)) => {
+                        self.group.shutdown(self.clock.now());
+                        self.flush().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(request) => self.request(request),
+                    // The driver is gone without a shutdown: leave the same way.
+                    None => {
+                        self.group.shutdown(self.clock.now());
+                        self.flush().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn request(&mut self, request: Request) {
+        let now = self.clock.now();
+        match request {
+            Request::Ready(ready) => self.group.set_ready(now, ready),
+            Request::HandOver(reply) => {
+                let _ = reply.send(self.group.hand_over(now).map_err(|e| e.to_string()));
+            }
+            Request::Maintenance(on) => self.group.set_maintenance(now, on),
+            Request::View(reply) => {
+                let _ = reply.send(self.view());
+            }
+            Request::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Adverts first (they are what the peer waits for), then the addresses and their
+    /// announcements, then the events.
+    async fn flush(&mut self) {
+        while let Some(VrrpTransmit {
+            instance,
+            dst,
+            payload,
+        }) = self.group.poll_transmit()
+        {
+            if let Err(err) = self.ports[instance].socket.send(dst, &payload) {
+                debug!("VRRP advert to {dst} not sent: {err}");
+            }
+        }
+        while let Some(action) = self.group.poll_action() {
+            self.act(action).await;
+        }
+        while let Some(event) = self.group.poll_event() {
+            match &event {
+                VrrpEvent::GroupChanged { from, to, reason } => {
+                    info!("{event}");
+                    let master = *to == GroupState::Master;
+                    if master != (*from == GroupState::Master) {
+                        let _ = self.forwarding.send(Forwarding {
+                            master,
+                            reason: format!("VRRP {to}: {reason}"),
+                        });
+                    }
+                }
+                VrrpEvent::Dropped { .. } => debug!("{event}"),
+            }
+        }
+    }
+
+    async fn act(&mut self, action: VrrpAction) {
+        match action {
+            VrrpAction::AddAddresses { instance } => {
+                let port = self.ports[instance].clone();
+                for &(address, prefix) in &port.addresses {
+                    if let Err(err) = self.netlink.add_address(port.ifindex, address, prefix).await {
+                        warn!("cannot add virtual address {address}/{prefix}: {err:#}");
+                    }
+                }
+                self.holds[instance] = true;
+            }
+            VrrpAction::RemoveAddresses { instance } => {
+                let port = self.ports[instance].clone();
+                for &(address, prefix) in &port.addresses {
+                    if let Err(err) = self
+                        .netlink
+                        .remove_address(port.ifindex, address, prefix)
+                        .await
+                    {
+                        warn!("cannot remove virtual address {address}/{prefix}: {err:#}");
+                    }
+                }
+                self.holds[instance] = false;
+            }
+            VrrpAction::Announce { instance } => {
+                let port = &self.ports[instance];
+                for &(address, _) in &port.addresses {
+                    if let Err(err) = self.announcer.announce(port.ifindex, port.mac, address, true)
+                    {
+                        debug!("announcement of {address} not sent: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn view(&self) -> VrrpGroupView {
+        let now = self.clock.now();
+        let (penalty, fault) = self.group.tracking();
+        VrrpGroupView {
+            state: self.group.state().name().to_string(),
+            reason: self.group.reason().to_string(),
+            ready_to_preempt: self.group.not_preempting(now).is_none(),
+            not_preempting: self.group.not_preempting(now).map(|n| n.name().to_string()),
+            maintenance: self.group.maintenance(),
+            priority_penalty: penalty,
+            fault: fault.map(str::to_string),
+            instances: self
+                .group
+                .instances()
+                .into_iter()
+                .zip(&self.ports)
+                .zip(&self.holds)
+                .map(|((instance, port), holds)| VrrpInstanceView {
+                    name: instance.config.name.clone(),
+                    interface: port.interface.clone(),
+                    vrid: instance.config.vrid,
+                    family: if instance.config.source.is_ipv6() {
+                        "ipv6"
+                    } else {
+                        "ipv4"
+                    }
+                    .to_string(),
+                    state: instance.state.name().to_string(),
+                    priority: instance.priority,
+                    configured_priority: instance.config.priority,
+                    advert_interval_ms: instance.config.advert_interval.as_millis() as u64,
+                    master_address: instance.master.map(|(a, _)| a.to_string()),
+                    master_priority: instance.master.map(|(_, p)| p),
+                    addresses: port
+                        .addresses
+                        .iter()
+                        .map(|(a, p)| format!("{a}/{p}"))
+                        .collect(),
+                    holds_addresses: *holds,
+                    unicast_peers: instance
+                        .config
+                        .unicast_peers
+                        .iter()
+                        .map(IpAddr::to_string)
+                        .collect(),
+                    adverts_sent: instance.stats.adverts_sent,
+                    adverts_received: instance.stats.adverts_received,
+                    malformed_dropped: instance.stats.malformed_dropped,
+                    became_master: instance.stats.became_master,
+                })
+                .collect(),
+            tracks: self.verdicts.borrow().tracks.clone(),
+        }
+    }
+}
