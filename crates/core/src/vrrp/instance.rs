@@ -116,6 +116,9 @@ pub(crate) struct Instance {
     pub(crate) master_down_timer: Option<Instant>,
     /// The master last heard: address and priority.
     pub(crate) master: Option<(IpAddr, u8)>,
+    /// This backup accepted the master's last advert (and waits for it): false while it
+    /// ignores a lower-priority master to preempt it, or after the master left.
+    pub(crate) follows_master: bool,
     pub(crate) stats: InstanceStats,
 }
 
@@ -129,6 +132,7 @@ impl Instance {
             adver_timer: None,
             master_down_timer: None,
             master: None,
+            follows_master: false,
             stats: InstanceStats::default(),
         }
     }
@@ -202,6 +206,7 @@ impl Instance {
         match self.state {
             InstanceState::Initialize => Heard::Nothing,
             InstanceState::Backup => {
+                self.follows_master = false;
                 if advert.priority == 0 {
                     // The master leaves: the best backup takes over after its skew alone.
                     self.master = None;
@@ -211,6 +216,7 @@ impl Instance {
                     self.master_adver_interval = interval;
                     self.master_down_timer = Some(now + self.master_down_interval());
                     self.master = Some((src, advert.priority));
+                    self.follows_master = true;
                 } else {
                     // Preempting: the lower-priority master is ignored, so the master-down
                     // timer runs out.

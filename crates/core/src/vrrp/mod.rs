@@ -368,13 +368,17 @@ impl Group {
                 instance.adver_timer = Some(now + instance.config.advert_interval);
                 self.advertise(index, None);
             }
+            let heard_elsewhere = self.master_heard_elsewhere(index, now);
             let instance = &mut self.instances[index];
             if instance.master_down_timer.is_some_and(|at| at <= now) {
-                if self.state == GroupState::Backup && !self.maintenance {
+                if self.state == GroupState::Backup && !self.maintenance && !heard_elsewhere {
                     let name = instance.config.name.clone();
                     self.take_over(now, format!("master down timer expired on {name}"));
                 } else {
-                    // In fault or maintenance: keep listening, never take over.
+                    // In fault or maintenance: keep listening, never take over. With a live
+                    // master heard on another network, the peer is alive and only this
+                    // network lost its adverts: taking over would last until that master's
+                    // next advert outranks us there, and then again (a flapping group).
                     instance.master = None;
                     instance.master_down_timer = Some(now + instance.master_down_interval());
                 }
@@ -476,6 +480,16 @@ impl Group {
     }
 
     // ---- internals ----
+
+    /// Whether an instance other than `index` is backup and follows a live master.
+    fn master_heard_elsewhere(&self, index: usize, now: Instant) -> bool {
+        self.instances.iter().enumerate().any(|(other, i)| {
+            other != index
+                && i.state == InstanceState::Backup
+                && i.follows_master
+                && i.master_down_timer.is_some_and(|at| at > now)
+        })
+    }
 
     fn take_over(&mut self, now: Instant, reason: String) {
         self.handed_over = false;

@@ -48,11 +48,13 @@ fn config(host: u8, priority: u8) -> GroupConfig {
     }
 }
 
-/// Two nodes; `down[n]` is a dead node (it sends and hears nothing).
+/// Two nodes; `down[n]` is a dead node (it sends and hears nothing); `cut[i]` drops the
+/// adverts of instance `i` both ways (one network lost between the nodes).
 struct Net {
     nodes: [Group; 2],
     now: Instant,
     down: [bool; 2],
+    cut: [bool; 2],
     /// (time, node, event)
     log: Vec<(Instant, usize, VrrpEvent)>,
     /// Per node: which instances hold their addresses.
@@ -66,6 +68,7 @@ impl Net {
             nodes: [Group::new(a), Group::new(b)],
             now: Instant::ZERO,
             down: [false; 2],
+            cut: [false; 2],
             log: Vec::new(),
             holds: [[false; 2]; 2],
             announces: [0; 2],
@@ -84,7 +87,7 @@ impl Net {
             for from in 0..2 {
                 while let Some(t) = self.nodes[from].poll_transmit() {
                     moved = true;
-                    if self.down[from] || self.down[1 - from] {
+                    if self.down[from] || self.down[1 - from] || self.cut[t.instance] {
                         continue;
                     }
                     let src = self.nodes[from].config().instances[t.instance].source;
@@ -433,4 +436,33 @@ fn unicast_peers_only() {
     assert_eq!(net.nodes[0].state(), GroupState::Master);
     let dests = net.nodes[0].config().instances[0].destinations();
     assert_eq!(dests, vec![addr(3)]);
+}
+
+#[test]
+fn adverts_lost_on_one_network_do_not_flap_the_group() {
+    let mut net = settled(200, 100);
+    net.cut[1] = true;
+    net.run_for(5000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    let changes = net
+        .log
+        .iter()
+        .filter(|(_, n, e)| *n == 1 && matches!(e, VrrpEvent::GroupChanged { .. }))
+        .count();
+    assert_eq!(changes, 1, "B only went from initialize to backup: {:?}", net.log);
+}
+
+#[test]
+fn preemption_is_not_held_back_by_the_master_it_ignores() {
+    let mut net = Net::new(config(2, 100), config(3, 200));
+    net.down[1] = true;
+    net.run_for(1000 * MS);
+    net.down[1] = false;
+    net.nodes[1] = Group::new(config(3, 200));
+    net.nodes[1].start(net.now);
+    net.run_for(1000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    net.nodes[1].set_ready(net.now, true);
+    net.run_for(1000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
 }

@@ -88,6 +88,7 @@ mod wire;
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -144,7 +145,8 @@ pub struct ConntrackFilter {
     /// When not empty, the original source or destination must be inside one of these.
     pub include: Vec<IpNet>,
     /// A session whose original source or destination is inside one of these is not
-    /// replicated. Loopback (127.0.0.0/8, ::1/128) is always excluded.
+    /// replicated. Loopback (127.0.0.0/8, ::1/128) and multicast or broadcast destinations
+    /// are always excluded.
     pub exclude: Vec<IpNet>,
 }
 
@@ -155,6 +157,10 @@ impl ConntrackFilter {
         let inside = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&src) || n.contains(&dst));
         !src.is_loopback()
             && !dst.is_loopback()
+            // Multicast and broadcast (VRRP adverts, routing protocols) are the node's own
+            // chatter, never a session the peer could carry.
+            && !dst.is_multicast()
+            && dst != IpAddr::V4(Ipv4Addr::BROADCAST)
             && (self.zones.is_empty() || self.zones.contains(&key.zone))
             && (self.protocols.is_empty() || self.protocols.contains(&key.l4proto))
             && !inside(&self.exclude)
