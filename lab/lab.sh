@@ -2,7 +2,9 @@
 # A two-firewall lab made of network namespaces, for failoverd's end-to-end tests and for trying
 # failoverd by hand. See lab/README.md.
 #
-#   lab/lab.sh up PREFIX            build the lab (every namespace named PREFIX-...)
+#   lab/lab.sh up [--no-shared] PREFIX  build the lab (every namespace named PREFIX-...);
+#                                   --no-shared: the shared addresses on neither firewall (a
+#                                   VRRP speaker adds them)
 #   lab/lab.sh down PREFIX          remove it (never fails; kills what still runs inside it)
 #   lab/lab.sh status PREFIX        namespaces, addresses, who holds the shared addresses, conntrack
 #   lab/lab.sh move-to a|b PREFIX   move the virtual gateway and the SNAT address to that firewall
@@ -31,7 +33,7 @@ readonly GATEWAY4=10.0.1.1 GATEWAY6=fd00:1::1 SNAT4=10.0.2.1 SNAT6=fd00:2::1
 readonly FO_A=10.0.254.1 FO_B=10.0.254.2
 
 usage() {
-	sed -n '5,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '5,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -92,8 +94,9 @@ port() {
 	ip -n "$3" link set dev "$4" master br0
 }
 
+# cmd_up PREFIX [no-shared]
 cmd_up() {
-	local p=$1 n ns
+	local p=$1 shared=${2:-shared} n ns
 	check_prefix "$p"
 	command -v nft >/dev/null || die "nft is not installed"
 	[[ -r $RULESET ]] || die "cannot read $RULESET"
@@ -151,6 +154,11 @@ cmd_up() {
 		in_ns "$ns" nft -f "$RULESET"
 	done
 
+	if [[ $shared == no-shared ]]; then
+		BUILDING=""
+		echo "lab $p is up: neither firewall holds $GATEWAY4 $GATEWAY6 $SNAT4 $SNAT6"
+		return 0
+	fi
 	# A starts as the active firewall.
 	add_shared "$p-a"
 
@@ -404,6 +412,10 @@ main() {
 	shift
 	case "$cmd:$#" in
 	up:1) cmd_up "$1" ;;
+	up:2)
+		[[ $1 == --no-shared ]] || usage
+		cmd_up "$2" no-shared
+		;;
 	down:1) cmd_down "$1" ;;
 	status:1) cmd_status "$1" ;;
 	move-to:2) cmd_move_to "$1" "$2" ;;

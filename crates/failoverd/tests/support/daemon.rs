@@ -25,7 +25,32 @@ pub struct DaemonOptions {
     pub conntrack: Vec<String>,
     /// `log.level`.
     pub log_level: String,
+    /// The lines of `[timers]`; default `silence_ms = 300` (a short hold-down after start, so
+    /// that tests do not wait); empty: no `[timers]` section, the daemon's defaults.
+    pub timers: Vec<String>,
+    /// VRRP takeover (`[takeover] mode = "vrrp"` and the lab's two instances), see
+    /// [`DaemonOptions::vrrp`].
+    pub vrrp: Option<VrrpOptions>,
+    /// Raw TOML appended to the file as is (whole sections), see [`DaemonOptions::extra`].
+    pub extra: Vec<String>,
 }
+
+/// The `[takeover]`/`[vrrp]` part of a lab daemon's configuration (docs/TAKEOVER.md): mode
+/// `vrrp`, instance `lan` (interface `lan`, VRID 51, 10.0.1.1/24) and `wan` (interface `wan`,
+/// VRID 52, 10.0.2.1/24); priorities are `node.priority`'s.
+#[derive(Debug, Clone, Default)]
+pub struct VrrpOptions {
+    /// `vrrp.advert_interval_ms`; `None`: not written (the daemon's default).
+    pub advert_interval_ms: Option<u32>,
+    /// More lines of `[vrrp]`, e.g. `preempt_delay_ms = 0`.
+    pub lines: Vec<String>,
+}
+
+/// The lab's VRRP instances: (name, interface, VRID, addresses).
+pub const LAB_VRRP_INSTANCES: [(&str, &str, u8, &str); 2] = [
+    ("lan", "lan", 51, "10.0.1.1/24"),
+    ("wan", "wan", 52, "10.0.2.1/24"),
+];
 
 impl Default for DaemonOptions {
     fn default() -> Self {
@@ -34,6 +59,9 @@ impl Default for DaemonOptions {
             sessions: Vec::new(),
             conntrack: vec![format!("exclude = [\"{LINK_SUBNET}\"]")],
             log_level: "info".to_string(),
+            timers: vec!["silence_ms = 300".to_string()],
+            vrrp: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -51,13 +79,68 @@ impl DaemonOptions {
         self
     }
 
+    /// VRRP decides the role (`[takeover] mode = "vrrp"`), with the lab's instances `lan` and
+    /// `wan` (see [`VrrpOptions`]); `advert_interval_ms`: `Some(ms)` written as
+    /// `vrrp.advert_interval_ms`, `None` left to the daemon's default. Start such daemons in
+    /// a lab built by [`super::Lab::up_without_shared`].
+    pub fn vrrp(mut self, advert_interval_ms: impl Into<Option<u32>>) -> Self {
+        self.vrrp = Some(VrrpOptions {
+            advert_interval_ms: advert_interval_ms.into(),
+            lines: Vec::new(),
+        });
+        self
+    }
+
+    /// Adds a line to `[vrrp]` (after [`DaemonOptions::vrrp`], which it needs).
+    pub fn vrrp_line(mut self, line: &str) -> Self {
+        self.vrrp
+            .as_mut()
+            .expect("DaemonOptions::vrrp before vrrp_line")
+            .lines
+            .push(line.to_string());
+        self
+    }
+
+    /// Sets `timers.hello_interval_ms` and `timers.dead_interval_ms` (keeps the other lines of
+    /// `[timers]`).
+    pub fn hello_dead(mut self, hello_ms: u32, dead_ms: u32) -> Self {
+        self.timers
+            .retain(|l| !l.starts_with("hello_interval_ms") && !l.starts_with("dead_interval_ms"));
+        self.timers.push(format!("hello_interval_ms = {hello_ms}"));
+        self.timers.push(format!("dead_interval_ms = {dead_ms}"));
+        self
+    }
+
+    /// Adds a line to `[timers]`, e.g. `silence_ms = 100`.
+    pub fn timer(mut self, line: &str) -> Self {
+        self.timers.push(line.to_string());
+        self
+    }
+
+    /// No `[timers]` section at all: every timer is the daemon's default.
+    pub fn default_timers(mut self) -> Self {
+        self.timers.clear();
+        self
+    }
+
+    /// Appends raw TOML to the file (whole sections, e.g. `"[hooks]\non_active = [...]"`).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push(toml.to_string());
+        self
+    }
+
     /// The configuration file of `fw`'s daemon, whose files are in `dir`.
     pub fn render(&self, fw: Firewall, peer_key: &str, dir: &Path) -> String {
         let priority = self.priority.unwrap_or(match fw {
             Firewall::A => 200,
             Firewall::B => 100,
         });
-        format!(
+        let timers = if self.timers.is_empty() {
+            String::new()
+        } else {
+            format!("[timers]\n{}\n", self.timers.join("\n"))
+        };
+        let mut text = format!(
             r#"# written by crates/failoverd/tests/support/daemon.rs
 [node]
 name = "{name}"
@@ -73,9 +156,7 @@ peer = "{peer}"
 peer_key = "{peer_key}"
 reconnect_max_ms = 500
 
-[timers]
-silence_ms = 300
-
+{timers}
 [sessions]
 backend = "conntrack"
 {sessions}
@@ -96,8 +177,54 @@ level = "{level}"
             conntrack = self.conntrack.join("\n"),
             socket = dir.join("failoverd.sock").display(),
             level = self.log_level,
-        )
+        );
+        if let Some(vrrp) = &self.vrrp {
+            text.push_str("\n[takeover]\nmode = \"vrrp\"\n\n[vrrp]\n");
+            if let Some(ms) = vrrp.advert_interval_ms {
+                text.push_str(&format!("advert_interval_ms = {ms}\n"));
+            }
+            for line in &vrrp.lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            for (name, interface, vrid, address) in LAB_VRRP_INSTANCES {
+                text.push_str(&format!(
+                    "\n[[vrrp.instance]]\nname = \"{name}\"\ninterface = \"{interface}\"\n\
+                     vrid = {vrid}\naddresses = [\"{address}\"]\n"
+                ));
+            }
+        }
+        for extra in &self.extra {
+            text.push('\n');
+            text.push_str(extra);
+            text.push('\n');
+        }
+        text
     }
+}
+
+/// The `failoverd` binary: the one Cargo built for this test target, else `$FAILOVERD_BIN`,
+/// else `failoverd` next to the running program's directory (an example runs from
+/// `target/<profile>/examples/`, the binary is in `target/<profile>/`).
+pub fn failoverd_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_failoverd") {
+        return PathBuf::from(bin);
+    }
+    if let Some(bin) = std::env::var_os("FAILOVERD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the running program's path");
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("failoverd");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "no failoverd binary near {} (build it: cargo build --release -p failoverd --bins, or \
+         set FAILOVERD_BIN)",
+        exe.display()
+    );
 }
 
 /// A `failoverd` process in a namespace; killed (SIGKILL, by PID) and reaped when dropped.
@@ -142,7 +269,7 @@ impl Daemon {
         writeln!(file, "---- start in {ns}").unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
-            .arg(env!("CARGO_BIN_EXE_failoverd"))
+            .arg(failoverd_bin())
             .arg("--config")
             .arg(&path)
             .env("RUST_BACKTRACE", "1")
@@ -195,6 +322,12 @@ impl Daemon {
             })
             .map_err(|_| "no answer within 5 s".to_string())?
             .map_err(|e| e.to_string())
+    }
+
+    /// The status as the daemon sent it (JSON), with parts the typed [`Status`] may not model
+    /// yet (e.g. `takeover`).
+    pub fn status_json(&self) -> Option<Value> {
+        self.call(Request::Status).ok()
     }
 
     pub fn status(&self) -> Option<Status> {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use failoverd_link::Identity;
 
@@ -27,6 +28,13 @@ pub const SNAT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1);
 pub const LAB_MARK: u32 = 0x2a;
 /// The failover link's subnet, which the daemons are told to leave alone.
 pub const LINK_SUBNET: &str = "10.0.254.0/30";
+/// The virtual gateway (on the firewalls' `lan`).
+pub const GATEWAY4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+/// The IPv4 virtual addresses a VRRP speaker moves in the lab: the gateway and the SNAT
+/// address, each a /24 on its interface.
+pub const VIPS4: [(Ipv4Addr, &str); 2] = [(GATEWAY4, "lan"), (SNAT4, "wan")];
+/// Every link of a firewall (what [`Lab::hard_kill`] takes down).
+pub const FIREWALL_LINKS: [&str; 3] = ["lan", "wan", "fo"];
 
 /// The client's address in `family`'s.
 pub fn client(v6: bool) -> IpAddr {
@@ -118,15 +126,43 @@ pub fn script() -> PathBuf {
 /// restarted with [`Lab::spawn_daemon`] has the same identity.
 pub struct Lab {
     prefix: String,
-    files: tempfile::TempDir,
+    /// `None` only while dropping.
+    files: Option<tempfile::TempDir>,
+    /// Keep the files (logs, configurations) when the lab is dropped.
+    keep_files: bool,
     identities: [Identity; 2],
+}
+
+/// How [`Lab::up_with`] builds the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabOptions {
+    /// A holds the shared addresses (virtual gateway, SNAT address) after `up`; when false,
+    /// neither firewall does (`lab.sh up --no-shared`): a VRRP speaker adds them.
+    pub shared_on_a: bool,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions { shared_on_a: true }
+    }
 }
 
 static LABS: AtomicU32 = AtomicU32::new(0);
 
 impl Lab {
-    /// Builds a lab with a prefix unique to this process and lab: `fo<pid>x<n>`.
+    /// Builds a lab with a prefix unique to this process and lab: `fo<pid>x<n>`; A holds the
+    /// shared addresses.
     pub fn up() -> Lab {
+        Lab::up_with(LabOptions::default())
+    }
+
+    /// Builds a lab whose shared addresses are on neither firewall, for a VRRP speaker
+    /// (failoverd's or keepalived) to add.
+    pub fn up_without_shared() -> Lab {
+        Lab::up_with(LabOptions { shared_on_a: false })
+    }
+
+    pub fn up_with(options: LabOptions) -> Lab {
         static STALE: Once = Once::new();
         STALE.call_once(remove_stale_labs);
         let prefix = format!(
@@ -134,19 +170,37 @@ impl Lab {
             std::process::id(),
             LABS.fetch_add(1, Ordering::Relaxed)
         );
-        let out = lab_sh(&["up", &prefix]);
+        let mut args = vec!["up"];
+        if !options.shared_on_a {
+            args.push("--no-shared");
+        }
+        args.push(&prefix);
+        let out = lab_sh(&args);
         assert!(
             out.status.success(),
-            "lab.sh up {prefix} failed ({}):\n{}{}",
+            "lab.sh {} failed ({}):\n{}{}",
+            args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         Lab {
             prefix,
-            files: tempfile::tempdir().expect("a temporary directory"),
+            files: Some(tempfile::tempdir().expect("a temporary directory")),
+            keep_files: false,
             identities: [Identity::generate(), Identity::generate()],
         }
+    }
+
+    /// The lab's temporary directory (daemon files, logs).
+    pub fn files_dir(&self) -> &Path {
+        self.files.as_ref().expect("the lab's files").path()
+    }
+
+    /// Keeps the lab's files (see [`Lab::files_dir`]) when it is dropped, e.g. to read the
+    /// logs of a failed run.
+    pub fn keep_files(&mut self) {
+        self.keep_files = true;
     }
 
     pub fn prefix(&self) -> &str {
@@ -209,6 +263,139 @@ impl Lab {
         );
     }
 
+    /// The PIDs of every process whose network namespace is `ns` (`ip netns pids`).
+    pub fn ns_pids(&self, ns: impl Into<Ns>) -> Vec<u32> {
+        let ns = self.ns(ns);
+        let out = Command::new("ip")
+            .args(["netns", "pids", &ns])
+            .output()
+            .unwrap_or_else(|e| panic!("ip netns pids {ns}: {e}"));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect()
+    }
+
+    /// The hard kill of a firewall: all its links ([`FIREWALL_LINKS`]) down in one
+    /// `ip -n NS -batch -`, then SIGKILL of `pids` (by PID; the daemons running in its
+    /// namespace, e.g. from [`Lab::ns_pids`]). When `pids` are all of the namespace's processes
+    /// and some of them forked after the listing, use [`Lab::hard_kill_all`]. Panics if the
+    /// links could not be taken down.
+    pub fn hard_kill(&self, fw: Firewall, pids: &[u32]) -> HardKill {
+        let ns = self.ns(fw);
+        let batch: String = FIREWALL_LINKS
+            .iter()
+            .map(|link| format!("link set dev {link} down\n"))
+            .collect();
+        let mut child = Command::new("ip")
+            .args(["-n", &ns, "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("ip -n {ns} -batch -: {e}"));
+        let started = Instant::now();
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(batch.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let links_down = Instant::now();
+        let links_down_wall = SystemTime::now();
+        assert!(
+            out.status.success(),
+            "{ns}: ip -batch (links down) failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for &pid in pids {
+            sigkill(pid);
+        }
+        HardKill {
+            started,
+            links_down,
+            links_down_wall,
+            killed: Instant::now(),
+            pids: pids.to_vec(),
+        }
+    }
+
+    /// [`Lab::hard_kill`] of every process in `fw`'s namespace, then again of whatever still
+    /// runs there (a process forked meanwhile, e.g. a notify script), for at most 1 s; panics
+    /// if something survives that.
+    pub fn hard_kill_all(&self, fw: Firewall) -> HardKill {
+        let mut kill = self.hard_kill(fw, &self.ns_pids(fw));
+        let started = Instant::now();
+        loop {
+            // Zombies (our own children, not reaped yet) are dead already.
+            let left: Vec<u32> = self
+                .ns_pids(fw)
+                .into_iter()
+                .filter(|&pid| !is_zombie(pid))
+                .collect();
+            if left.is_empty() {
+                return kill;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{}: processes {left:?} survive SIGKILL",
+                self.ns(fw)
+            );
+            for &pid in &left {
+                sigkill(pid);
+                if !kill.pids.contains(&pid) {
+                    kill.pids.push(pid);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `fw`'s addresses: (interface, address, prefix length), from `ip -o addr show`.
+    pub fn addresses(&self, fw: Firewall) -> Vec<(String, IpAddr, u8)> {
+        let text = self.exec(fw, &["ip", "-o", "addr", "show"]);
+        let mut found = Vec::new();
+        for line in text.lines() {
+            // "3: lan    inet 10.0.1.1/24 scope global secondary lan\ ..."
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some(dev) = words.get(1) else { continue };
+            let dev = dev.split('@').next().unwrap_or(dev);
+            for pair in words.windows(2) {
+                if pair[0] == "inet" || pair[0] == "inet6" {
+                    let (addr, len) = pair[1].split_once('/').unwrap_or((pair[1], "128"));
+                    if let (Ok(addr), Ok(len)) = (addr.parse(), len.parse()) {
+                        found.push((dev.to_string(), addr, len));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether `fw` holds `addr` on any interface.
+    pub fn holds_address(&self, fw: Firewall, addr: impl Into<IpAddr>) -> bool {
+        let addr = addr.into();
+        self.addresses(fw).iter().any(|(_, a, _)| *a == addr)
+    }
+
+    /// Whether `fw` holds every address of [`VIPS4`], each on its interface.
+    pub fn holds_vips(&self, fw: Firewall) -> bool {
+        let held = self.addresses(fw);
+        VIPS4.iter().all(|(vip, dev)| {
+            held.iter()
+                .any(|(d, a, _)| d == dev && *a == IpAddr::V4(*vip))
+        })
+    }
+
+    /// Whether `fw` holds any address of [`VIPS4`].
+    pub fn holds_any_vip(&self, fw: Firewall) -> bool {
+        let held = self.addresses(fw);
+        VIPS4
+            .iter()
+            .any(|(vip, _)| held.iter().any(|(_, a, _)| *a == IpAddr::V4(*vip)))
+    }
+
     /// `fw`'s kernel conntrack table (both families), with [`Entry::snat`] set.
     pub fn conntrack(&self, fw: Firewall) -> Vec<Entry> {
         let list = |extra: &[&str]| {
@@ -248,7 +435,7 @@ impl Lab {
 
     /// The directory of `fw`'s daemon files.
     pub fn daemon_dir(&self, fw: Firewall) -> PathBuf {
-        self.files.path().join(fw.name())
+        self.files_dir().join(fw.name())
     }
 
     /// Starts `failoverd` inside `fw`'s namespace (`ip netns exec`), with a configuration
@@ -270,6 +457,15 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if self.keep_files
+            && let Some(files) = self.files.take()
+        {
+            eprintln!(
+                "lab {}: files kept in {}",
+                self.prefix,
+                files.keep().display()
+            );
+        }
         let out = lab_sh(&["down", &self.prefix]);
         if !out.status.success() {
             eprintln!(
@@ -278,6 +474,57 @@ impl Drop for Lab {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+}
+
+/// What [`Lab::hard_kill`] did, and when.
+#[derive(Debug, Clone)]
+pub struct HardKill {
+    /// When the `ip -batch` that takes the links down was started.
+    pub started: Instant,
+    /// When it returned: every link of the firewall is down. Takeover times count from here.
+    pub links_down: Instant,
+    /// [`HardKill::links_down`] on the wall clock, to compare with timestamps written by other
+    /// processes (e.g. keepalived's notify script).
+    pub links_down_wall: SystemTime,
+    /// When the last SIGKILL was sent.
+    pub killed: Instant,
+    /// The processes sent SIGKILL.
+    pub pids: Vec<u32>,
+}
+
+impl HardKill {
+    /// The wall-clock time `at` as an instant of this process's monotonic clock (both clocks
+    /// are read at [`HardKill::links_down`]; the wall clock is not stepped during a run).
+    pub fn instant_of(&self, at: SystemTime) -> Instant {
+        match at.duration_since(self.links_down_wall) {
+            Ok(after) => self.links_down + after,
+            Err(before) => self.links_down - before.duration(),
+        }
+    }
+}
+
+/// SIGKILL to `pid`; nothing if it is gone.
+fn sigkill(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid > 0 {
+        // SAFETY: kill(2) with a positive PID and a valid signal has no memory effects.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Whether `pid` is a zombie (dead, not reaped) or gone.
+fn is_zombie(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "PID (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
     }
 }
 

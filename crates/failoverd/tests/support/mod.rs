@@ -1,19 +1,24 @@
 //! Helpers for end-to-end tests in network namespaces: the lab of `lab/lab.sh` ([`Lab`]),
 //! sockets created inside a namespace ([`netns`]), kernel conntrack listings ([`conntrack`]),
-//! `failoverd` processes in the firewalls' namespaces ([`daemon`]) and traffic ([`traffic`]).
+//! `failoverd` processes in the firewalls' namespaces ([`daemon`]), traffic ([`traffic`]),
+//! keepalived + conntrackd as the incumbent to compare with ([`keepalived`]) and address
+//! changes as they happen ([`addrwatch`]).
 //!
 //! Each test target that uses it declares `mod support;`; not every target uses every helper.
 #![allow(dead_code)]
 
+pub mod addrwatch;
 pub mod conntrack;
 pub mod daemon;
+pub mod keepalived;
 pub mod lab;
 pub mod netns;
 pub mod traffic;
 
 use std::time::{Duration, Instant};
 
-pub use lab::{Firewall, Lab};
+#[allow(unused_imports)]
+pub use lab::{Firewall, HardKill, Lab, LabOptions};
 
 /// The programs the lab and the tests run.
 pub const TOOLS: &[&str] = &["bash", "ip", "nft", "conntrack", "sysctl"];

@@ -14,7 +14,7 @@ use super::conntrack::{Flow, by_flow};
 use super::lab::{Firewall, Lab, Ns};
 
 /// No traffic thread lives longer than this, whatever happens to its owner.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(120);
+pub const MAX_LIFETIME: Duration = Duration::from_secs(20 * 60);
 
 /// How often a blocked thread looks at its stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -250,6 +250,11 @@ impl Probe {
         threads.spawn("tcp probe writer", move |stop| {
             let started = Instant::now();
             let mut seq = 0u64;
+            // Deadline-paced: message n is due at start + n x interval, so that sleep overshoot
+            // does not add up (at 1 ms it would: each sleep oversleeps by ~0.05-0.1 ms). A
+            // writer that fell more than an interval behind (descheduled, or blocked on a full
+            // send buffer) starts again from now instead of sending a burst.
+            let mut due = Instant::now();
             while running(&stop, started) {
                 if let Err(e) = writer.write_all(&seq.to_be_bytes()) {
                     rec.lock()
@@ -260,7 +265,13 @@ impl Probe {
                 }
                 seq += 1;
                 rec.lock().unwrap().sent = seq;
-                std::thread::sleep(interval);
+                due += interval;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                } else if now - due > interval {
+                    due = now;
+                }
             }
         });
         let (mut reader, rec) = (stream.try_clone().unwrap(), record.clone());
@@ -405,6 +416,92 @@ impl Probe {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The number of echoes received within `[from, to]`.
+    pub fn echoes_between(&self, from: Instant, to: Instant) -> usize {
+        let rec = self.record.lock().unwrap();
+        rec.echoes
+            .iter()
+            .filter(|(_, at)| *at >= from && *at <= to)
+            .count()
+    }
+
+    /// When the last echo arrived.
+    pub fn last_echo(&self) -> Option<Instant> {
+        self.record.lock().unwrap().echoes.last().map(|&(_, at)| at)
+    }
+
+    /// The first echo received after `at` (any message number).
+    pub fn first_echo_after(&self, at: Instant) -> Option<Instant> {
+        let rec = self.record.lock().unwrap();
+        rec.echoes.iter().map(|&(_, t)| t).find(|&t| t > at)
+    }
+
+    /// The longest gap between consecutive echoes within `[from, to]` (the edges count: from
+    /// `from` to the first echo, from the last to `to`), and where it starts.
+    pub fn longest_gap_at(&self, from: Instant, to: Instant) -> (Duration, Instant) {
+        let rec = self.record.lock().unwrap();
+        let mut last = from;
+        let mut longest = (Duration::ZERO, from);
+        for &(_, at) in rec.echoes.iter().filter(|(_, at)| *at >= from && *at <= to) {
+            if at - last > longest.0 {
+                longest = (at - last, last);
+            }
+            last = at;
+        }
+        if to.saturating_duration_since(last) > longest.0 {
+            longest = (to.saturating_duration_since(last), last);
+        }
+        longest
+    }
+
+    /// Whether the stream survived past `from`: it has not failed, and for `hold` after its
+    /// first echo later than `from` it kept delivering, with no gap above `max_gap`. Waits (at
+    /// most `within` in all) for those echoes. Returns when the stream resumed after `from`.
+    pub fn wait_survives(
+        &self,
+        from: Instant,
+        hold: Duration,
+        max_gap: Duration,
+        within: Duration,
+    ) -> Result<Instant, String> {
+        let started = Instant::now();
+        let resumed = loop {
+            if let Some(failure) = self.failure() {
+                return Err(format!("the stream failed: {failure}"));
+            }
+            if let Some(at) = self.first_echo_after(from) {
+                break at;
+            }
+            if started.elapsed() >= within {
+                return Err(format!("no echo within {within:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let until = resumed + hold;
+        while Instant::now() < until {
+            if let Some(failure) = self.failure() {
+                return Err(format!("the stream failed after resuming: {failure}"));
+            }
+            if started.elapsed() >= within + hold {
+                break;
+            }
+            std::thread::sleep(
+                Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())),
+            );
+        }
+        if let Some(failure) = self.failure() {
+            return Err(format!("the stream failed after resuming: {failure}"));
+        }
+        let (gap, at) = self.longest_gap_at(resumed, until);
+        if gap > max_gap {
+            return Err(format!(
+                "after resuming, a gap of {gap:?} starting {:?} later",
+                at - resumed
+            ));
+        }
+        Ok(resumed)
     }
 
     /// The longest time without an echo within `[from, to]`.
