@@ -116,9 +116,9 @@ pub(crate) struct Instance {
     pub(crate) master_down_timer: Option<Instant>,
     /// The master last heard: address and priority.
     pub(crate) master: Option<(IpAddr, u8)>,
-    /// This backup accepted the master's last advert (and waits for it): false while it
-    /// ignores a lower-priority master to preempt it, or after the master left.
-    pub(crate) follows_master: bool,
+    /// When this backup last accepted a master's advert (and reset its master-down timer);
+    /// `None` while it ignores a lower-priority master to preempt it, or after the master left.
+    pub(crate) followed_at: Option<Instant>,
     pub(crate) stats: InstanceStats,
 }
 
@@ -132,7 +132,7 @@ impl Instance {
             adver_timer: None,
             master_down_timer: None,
             master: None,
-            follows_master: false,
+            followed_at: None,
             stats: InstanceStats::default(),
         }
     }
@@ -140,6 +140,15 @@ impl Instance {
     /// `Skew_Time`: a lower priority waits longer, so the best backup takes over first.
     pub(crate) fn skew_time(&self) -> Duration {
         self.master_adver_interval * (256 - u32::from(self.priority)) / 256
+    }
+
+    /// Whether this backup follows a master heard within the last two of its intervals: one
+    /// that is alive, as far as this network tells.
+    pub(crate) fn follows_live_master(&self, now: Instant) -> bool {
+        self.state == InstanceState::Backup
+            && self
+                .followed_at
+                .is_some_and(|at| now < at + 2 * self.master_adver_interval)
     }
 
     /// `Master_Down_Interval`: three missed adverts and the skew.
@@ -206,7 +215,7 @@ impl Instance {
         match self.state {
             InstanceState::Initialize => Heard::Nothing,
             InstanceState::Backup => {
-                self.follows_master = false;
+                self.followed_at = None;
                 if advert.priority == 0 {
                     // The master leaves: the best backup takes over after its skew alone.
                     self.master = None;
@@ -216,7 +225,7 @@ impl Instance {
                     self.master_adver_interval = interval;
                     self.master_down_timer = Some(now + self.master_down_interval());
                     self.master = Some((src, advert.priority));
-                    self.follows_master = true;
+                    self.followed_at = Some(now);
                 } else {
                     // Preempting: the lower-priority master is ignored, so the master-down
                     // timer runs out.

@@ -380,6 +380,7 @@ impl Group {
                     // network lost its adverts: taking over would last until that master's
                     // next advert outranks us there, and then again (a flapping group).
                     instance.master = None;
+                    instance.followed_at = None;
                     instance.master_down_timer = Some(now + instance.master_down_interval());
                 }
             }
@@ -481,14 +482,12 @@ impl Group {
 
     // ---- internals ----
 
-    /// Whether an instance other than `index` is backup and follows a live master.
+    /// Whether an instance other than `index` follows a live master.
     fn master_heard_elsewhere(&self, index: usize, now: Instant) -> bool {
-        self.instances.iter().enumerate().any(|(other, i)| {
-            other != index
-                && i.state == InstanceState::Backup
-                && i.follows_master
-                && i.master_down_timer.is_some_and(|at| at > now)
-        })
+        self.instances
+            .iter()
+            .enumerate()
+            .any(|(other, i)| other != index && i.follows_live_master(now))
     }
 
     fn take_over(&mut self, now: Instant, reason: String) {

@@ -466,3 +466,14 @@ fn preemption_is_not_held_back_by_the_master_it_ignores() {
     net.run_for(1000 * MS);
     assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
 }
+
+#[test]
+fn a_dead_master_is_replaced_at_the_first_master_down_timer() {
+    let mut net = settled(200, 100);
+    let killed = net.now;
+    net.down[0] = true;
+    net.run_for(1000 * MS);
+    let took = net.became_master_at(1).unwrap() - killed;
+    // The last adverts (both networks, same phase) were at most one interval before the kill.
+    assert!(took <= 361 * MS, "took over {took:?} after the kill");
+}

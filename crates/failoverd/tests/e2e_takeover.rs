@@ -1,0 +1,286 @@
+//! End to end, in network namespaces: failoverd's own VRRP moves the gateway and SNAT addresses
+//! (docs/TAKEOVER.md), with the conntrack backend replicating the sessions. The lab is built
+//! without the shared addresses (`lab.sh up --no-shared`): the VRRP speakers add them.
+//!
+//! The kill is abrupt: all of the active firewall's links down in one `ip -batch`, then
+//! SIGKILL of everything in its namespace.
+//!
+//! Needs root, `ip`, `nft` and `conntrack`; without them each test prints "skipped: ..." and
+//! passes, except under `CI=true`, where it fails.
+
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use failoverd_control::protocol::{Request, Status};
+use support::conntrack::by_flow;
+use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
+use support::lab::{SERVER4, VIPS4};
+use support::traffic::{Probe, TcpEchoServer};
+use support::{Firewall, Lab, require_root_and_tools, wait_until};
+
+const ECHO_PORT: u16 = 5000;
+/// A message every 10 ms on the TCP probes.
+const TCP_INTERVAL: Duration = Duration::from_millis(10);
+const POLL: Duration = Duration::from_millis(20);
+const LINKS: [&str; 3] = ["lan", "wan", "fo"];
+
+fn server_addr() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(SERVER4), ECHO_PORT)
+}
+
+fn group_state(status: &Status) -> &str {
+    status
+        .takeover
+        .group
+        .as_ref()
+        .map_or("none", |g| g.state.as_str())
+}
+
+fn is_master(status: &Status) -> bool {
+    group_state(status) == "master"
+}
+
+/// Both daemons with VRRP (A priority 200, B 100); waits until A is master holding the
+/// addresses, B backup, both synchronized and ready.
+fn vrrp_pair(lab: &Lab, options: &DaemonOptions) -> (Daemon, Daemon) {
+    let mut a = lab.spawn_daemon(Firewall::A, options);
+    let mut b = lab.spawn_daemon(Firewall::B, options);
+    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
+    a.wait_for("A is VRRP master", Duration::from_secs(5), is_master);
+    wait_until("A holds the addresses", Duration::from_secs(5), POLL, || {
+        (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
+            .then_some(())
+            .ok_or_else(|| format!("A: {:?}", lab.addresses(Firewall::A)))
+    });
+    (a, b)
+}
+
+/// A TCP stream through the virtual gateway and SNAT, echoing; waits until `fw` holds its
+/// entry (replicated from the active firewall when `fw` is the standby).
+fn stream(lab: &Lab, server: &TcpEchoServer, replicated_to: Option<Firewall>) -> Probe {
+    let probe = Probe::tcp(lab, server.addr, TCP_INTERVAL);
+    probe
+        .wait_echo_from(20, Duration::from_secs(5))
+        .expect("the stream works");
+    if let Some(fw) = replicated_to {
+        let flow = probe.flow();
+        wait_until(
+            &format!("{fw:?} holds the stream's entry"),
+            Duration::from_secs(5),
+            POLL,
+            || {
+                by_flow(&lab.conntrack(fw), |f| *f == flow)
+                    .into_values()
+                    .next()
+                    .ok_or_else(|| "no entry".to_string())
+            },
+        );
+    }
+    probe
+}
+
+/// Waits for an echo of a message sent from now on; returns when it came.
+fn resumes(probe: &Probe, within: Duration, what: &str) -> Instant {
+    let seq = probe.sent();
+    probe
+        .wait_echo_from(seq, within)
+        .unwrap_or_else(|why| panic!("{what}: the stream did not continue: {why}"))
+}
+
+fn links_up(lab: &Lab, fw: Firewall) {
+    for link in LINKS {
+        lab.exec(fw, &["ip", "link", "set", "dev", link, "up"]);
+    }
+}
+
+/// The takeover, the TCP stream across it, and the failback: A (active) is killed, B takes
+/// over with the stream's state; A returns, resynchronizes, and takes mastership back only
+/// once ready; the streams opened before and after the first takeover both survive.
+#[test]
+fn vrrp_takeover_keeps_tcp_streams_and_fails_back() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let options = DaemonOptions::default().vrrp(None);
+    let (_a, mut b) = vrrp_pair(&lab, &options);
+    let server = TcpEchoServer::start(&lab, server_addr());
+    let before = stream(&lab, &server, Some(Firewall::B));
+
+    let kill = lab.hard_kill_all(Firewall::A);
+    let (_, took) = wait_until(
+        "B takes over",
+        Duration::from_secs(5),
+        Duration::from_millis(2),
+        || {
+            lab.holds_vips(Firewall::B)
+                .then_some(())
+                .ok_or_else(|| "B does not hold the addresses".to_string())
+        },
+    );
+    let resumed = resumes(&before, Duration::from_secs(5), "after the takeover");
+    let gap = before.longest_gap(kill.links_down - Duration::from_millis(100), resumed);
+    println!(
+        "B holds the addresses {took:?} after the kill (polled every 2 ms); longest gap in the \
+         stream {gap:?} (a message every {TCP_INTERVAL:?})"
+    );
+    b.wait_for("B is active", Duration::from_secs(2), |s| {
+        is_master(s) && s.role == failoverd_control::protocol::Role::Active
+    });
+    let after = stream(&lab, &server, None);
+
+    // A returns: its daemon first, with its links still down (it removes the addresses an
+    // abrupt death left behind, and is in fault), then its links.
+    let mut a = lab.spawn_daemon(Firewall::A, &options);
+    a.wait_for("A is in fault", Duration::from_secs(5), |s| {
+        group_state(s) == "fault"
+    });
+    assert!(
+        !lab.holds_any_vip(Firewall::A),
+        "the returning A holds no virtual address: {:?}",
+        lab.addresses(Firewall::A)
+    );
+    links_up(&lab, Firewall::A);
+    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
+    a.wait_for("A takes mastership back", Duration::from_secs(10), |s| {
+        is_master(s) && s.ready
+    });
+    let events = a
+        .call(Request::Events { limit: None })
+        .expect("A's events")
+        .to_string();
+    let master_at = events.find("role standby -> active").expect("A became active");
+    let ready_at = events.find(": ready").expect("A became ready");
+    assert!(
+        ready_at < master_at,
+        "A took over only once ready: {events}"
+    );
+    wait_until("only A holds the addresses", Duration::from_secs(5), POLL, || {
+        (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    });
+    for (name, probe) in [("opened before the takeover", &before), ("opened after it", &after)] {
+        resumes(probe, Duration::from_secs(5), &format!("failback, stream {name}"));
+        assert_eq!(probe.failure(), None, "stream {name}");
+    }
+}
+
+/// The control: the same takeover without the stream's session (TCP is left out of the
+/// replication: VRRP moves the addresses, nothing carries the kernel's state) loses the stream.
+#[test]
+fn vrrp_takeover_without_session_sync_loses_the_stream() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let options = DaemonOptions::default()
+        .vrrp(None)
+        .conntrack(r#"protocols = ["udp"]"#);
+    let (_a, _b) = vrrp_pair(&lab, &options);
+    let server = TcpEchoServer::start(&lab, server_addr());
+    let probe = stream(&lab, &server, None);
+    lab.hard_kill_all(Firewall::A);
+    wait_until("B takes over", Duration::from_secs(5), POLL, || {
+        lab.holds_vips(Firewall::B).then_some(()).ok_or_else(|| "not yet".to_string())
+    });
+    let seq = probe.sent();
+    let outcome = probe.wait_echo_from(seq, Duration::from_secs(4));
+    assert!(
+        outcome.is_err(),
+        "without B holding the session the stream must stop, but it continued"
+    );
+}
+
+/// `failoverctl switchover` moves mastership on purpose: the stream keeps going, with at most
+/// about one retransmission of gap; A stays backup while B is healthy. Maintenance on B then
+/// hands back to A and keeps B backup even when A is killed.
+#[test]
+fn switchover_and_maintenance_hand_over_cleanly() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let options = DaemonOptions::default().vrrp(None);
+    let (mut a, mut b) = vrrp_pair(&lab, &options);
+    let server = TcpEchoServer::start(&lab, server_addr());
+    let probe = stream(&lab, &server, Some(Firewall::B));
+
+    let asked = Instant::now();
+    a.call(Request::Switchover).expect("switchover on A");
+    b.wait_for("B is master", Duration::from_secs(3), is_master);
+    let resumed = resumes(&probe, Duration::from_secs(3), "after the switchover");
+    let gap = probe.longest_gap(asked - Duration::from_millis(100), resumed);
+    println!("switchover: longest gap in the stream {gap:?}");
+    assert!(gap < Duration::from_secs(1), "gap {gap:?}");
+    assert!(lab.holds_vips(Firewall::B) && !lab.holds_any_vip(Firewall::A));
+    std::thread::sleep(Duration::from_secs(1));
+    let a_status = a.status().expect("A's status");
+    assert_eq!(group_state(&a_status), "backup", "A does not preempt back");
+    assert_eq!(
+        a_status.takeover.group.as_ref().unwrap().not_preempting.as_deref(),
+        Some("handed-over")
+    );
+
+    b.call(Request::Maintenance { on: true })
+        .expect("maintenance on B");
+    a.wait_for("A is master again", Duration::from_secs(3), is_master);
+    resumes(&probe, Duration::from_secs(3), "after maintenance");
+    let b_status = b.status().expect("B's status");
+    assert!(b_status.takeover.group.as_ref().unwrap().maintenance);
+    drop(a);
+    lab.hard_kill_all(Firewall::A);
+    std::thread::sleep(Duration::from_secs(1));
+    let b_status = b.status().expect("B's status");
+    assert_eq!(group_state(&b_status), "backup", "in maintenance B never takes over");
+    assert!(!lab.holds_any_vip(Firewall::B));
+    b.call(Request::Maintenance { on: false })
+        .expect("maintenance off on B");
+    b.wait_for("B takes over", Duration::from_secs(3), is_master);
+    b.wait_for("B is active", Duration::from_secs(2), |s| {
+        s.role == failoverd_control::protocol::Role::Active
+    });
+}
+
+/// Unicast peers (networks without multicast): the adverts go to the configured peer only, and
+/// election and takeover work as with multicast.
+#[test]
+fn unicast_peers_elect_and_take_over() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let instances = |host: u8| {
+        format!(
+            "[takeover]\nmode = \"vrrp\"\n\n\
+             [[vrrp.instance]]\nname = \"lan\"\ninterface = \"lan\"\nvrid = 51\n\
+             addresses = [\"10.0.1.1/24\"]\nunicast_peers = [\"10.0.1.{host}\"]\n\n\
+             [[vrrp.instance]]\nname = \"wan\"\ninterface = \"wan\"\nvrid = 52\n\
+             addresses = [\"10.0.2.1/24\"]\nunicast_peers = [\"10.0.2.{host}\"]\n"
+        )
+    };
+    let mut a = lab.spawn_daemon(Firewall::A, &DaemonOptions::default().extra(&instances(3)));
+    let mut b = lab.spawn_daemon(Firewall::B, &DaemonOptions::default().extra(&instances(2)));
+    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
+    a.wait_for("A is master", Duration::from_secs(5), is_master);
+    let b_status = b.wait_for("B hears A's unicast adverts", Duration::from_secs(5), |s| {
+        s.takeover.group.as_ref().is_some_and(|g| {
+            g.state == "backup"
+                && g.instances.iter().all(|i| {
+                    i.adverts_received > 5
+                        && i.master_address.as_deref()
+                            == Some(if i.name == "lan" { "10.0.1.2" } else { "10.0.2.2" })
+                        && i.unicast_peers.len() == 1
+                })
+        })
+    });
+    println!("B: {:?}", b_status.takeover.group);
+    let server = TcpEchoServer::start(&lab, server_addr());
+    let probe = stream(&lab, &server, Some(Firewall::B));
+    lab.hard_kill_all(Firewall::A);
+    b.wait_for("B takes over", Duration::from_secs(3), is_master);
+    resumes(&probe, Duration::from_secs(5), "after the unicast takeover");
+    assert!(VIPS4.iter().all(|(vip, _)| lab.holds_address(Firewall::B, *vip)));
+}
