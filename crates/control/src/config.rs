@@ -2308,7 +2308,10 @@ fn check_instance_against_others(
             ));
         }
         for (net, span) in instance.addresses.iter().zip(&here.addresses) {
-            if other.addresses.iter().any(|o| o.addr() == net.addr()) {
+            // A link-local address is one per link: the same one on two interfaces is two.
+            let link_local = matches!(net.addr(), IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+            let same_scope = !link_local || other.interface == instance.interface;
+            if same_scope && other.addresses.iter().any(|o| o.addr() == net.addr()) {
                 return Err(source.bad_value(
                     TABLE,
                     "addresses",
@@ -3465,6 +3468,10 @@ timeout_ms = 3000
         assert!(parse(&vrrp_file(&format!("{LAN}{v6}"))).is_ok());
         let other_interface = second.replace("interface = \"lan\"", "interface = \"dmz\"");
         assert!(parse(&vrrp_file(&format!("{LAN}{other_interface}"))).is_ok());
+        // A link-local address is per link: the same one on two interfaces is allowed.
+        let lan6 = "[[vrrp.instance]]\nname = \"lan6\"\ninterface = \"lan\"\nvrid = 61\naddresses = [\"fe80::1/64\"]\n";
+        let dmz6 = "[[vrrp.instance]]\nname = \"dmz6\"\ninterface = \"dmz\"\nvrid = 61\naddresses = [\"fe80::1/64\"]\n";
+        assert!(parse(&vrrp_file(&format!("{LAN}{lan6}{dmz6}"))).is_ok());
         // One virtual address, one instance.
         let same_address = other_interface.replace("10.0.1.9/24", "10.0.1.1/32");
         assert_eq!(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use failoverd_control::protocol::{Request, Status};
 use support::conntrack::by_flow;
 use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
-use support::lab::{SERVER4, VIPS4};
+use support::lab::{SERVER4, SERVER6, SNAT6, VIPS4};
 use support::traffic::{Probe, TcpEchoServer};
 use support::{Firewall, Lab, require_root_and_tools, wait_until};
 
@@ -283,4 +283,47 @@ fn unicast_peers_elect_and_take_over() {
     b.wait_for("B takes over", Duration::from_secs(3), is_master);
     resumes(&probe, Duration::from_secs(5), "after the unicast takeover");
     assert!(VIPS4.iter().all(|(vip, _)| lab.holds_address(Firewall::B, *vip)));
+}
+
+/// IPv6 (RFC 5798 with IPv6 done right): the instances' first virtual address is link-local,
+/// the addresses are usable at once (no duplicate address detection), and the new master's
+/// unsolicited neighbour advertisements (override flag) move the client's and the server's
+/// neighbour entries: an IPv6 TCP stream survives the kill.
+#[test]
+fn ipv6_vrrp_takeover_keeps_a_tcp_stream() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let options = DaemonOptions::default().vrrp(None).extra(
+        "[[vrrp.instance]]\nname = \"lan6\"\ninterface = \"lan\"\nvrid = 61\n\
+         addresses = [\"fe80::1/64\", \"fd00:1::1/64\"]\n\n\
+         [[vrrp.instance]]\nname = \"wan6\"\ninterface = \"wan\"\nvrid = 62\n\
+         addresses = [\"fe80::1/64\", \"fd00:2::1/64\"]\n",
+    );
+    let (_a, mut b) = vrrp_pair(&lab, &options);
+    let b_status = b.status().expect("B's status");
+    let group = b_status.takeover.group.expect("a VRRP group");
+    for instance in group.instances.iter().filter(|i| i.family == "ipv6") {
+        let master = instance.master_address.as_deref().unwrap_or_default();
+        assert!(
+            master.starts_with("fe80:"),
+            "{}: IPv6 adverts come from A's link-local address, not {master:?}",
+            instance.name
+        );
+    }
+    let server = TcpEchoServer::start(&lab, SocketAddr::new(IpAddr::V6(SERVER6), ECHO_PORT));
+    let probe = stream(&lab, &server, Some(Firewall::B));
+    let kill = lab.hard_kill_all(Firewall::A);
+    let resumed = resumes(&probe, Duration::from_secs(5), "after the IPv6 takeover");
+    println!(
+        "IPv6: longest gap in the stream {:?}",
+        probe.longest_gap(kill.links_down - Duration::from_millis(100), resumed)
+    );
+    let gateway6: std::net::Ipv6Addr = "fd00:1::1".parse().unwrap();
+    for vip in [gateway6, SNAT6] {
+        assert!(lab.holds_address(Firewall::B, vip), "B holds {vip}");
+    }
+    let tentative = lab.exec(Firewall::B, &["ip", "-6", "addr", "show", "tentative"]);
+    assert!(tentative.trim().is_empty(), "nothing tentative on B: {tentative}");
 }
