@@ -101,6 +101,18 @@ impl NodeFiles {
         peer: &NodeFiles,
         peer_key: Fingerprint,
     ) -> Daemon {
+        self.start_with(name, priority, peer, peer_key, "")
+    }
+
+    /// [`NodeFiles::start`] with `extra` (whole sections) appended to the config file.
+    fn start_with(
+        &self,
+        name: &'static str,
+        priority: u8,
+        peer: &NodeFiles,
+        peer_key: Fingerprint,
+        extra: &str,
+    ) -> Daemon {
         let config = self.dir.join("failoverd.toml");
         let socket = self.dir.join("failoverd.sock");
         let log = self.dir.join(format!("{name}.log"));
@@ -129,6 +141,8 @@ socket = "{socket}"
 
 [log]
 level = "info"
+
+{extra}
 "#,
                 listen = self.listen,
                 peer = peer.listen,
@@ -370,4 +384,56 @@ fn garbage_and_unauthenticated_clients_do_not_disturb_a_synchronized_pair() {
         changes_before,
         "no state or role change"
     );
+}
+
+/// Hooks run on every role change, in order, with the role in their environment; one that
+/// outlives its timeout is killed and that is logged.
+#[test]
+fn hooks_run_on_role_changes_with_their_environment_and_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let (fa, fb) = (NodeFiles::new(root.path(), "a"), NodeFiles::new(root.path(), "b"));
+    let record = |node: &NodeFiles| node.dir.join("hooks.txt");
+    let hooks = |node: &NodeFiles, standby: &str| {
+        format!(
+            "[hooks]\n\
+             on_active = [\"/bin/sh\", \"-c\", \"echo $FAILOVERD_NODE $FAILOVERD_FROM-$FAILOVERD_ROLE >> {file}\"]\n\
+             on_standby = [\"/bin/sh\", \"-c\", \"{standby}\"]\n\
+             timeout_ms = 300\n",
+            file = record(node).display()
+        )
+    };
+    let a = fa.start_with("a", 200, &fb, fb.identity.fingerprint(), &hooks(&fa, "sleep 10"));
+    let mut b = fb.start_with("b", 100, &fa, fa.identity.fingerprint(), &hooks(&fb, "true"));
+    wait_for(&a, "synchronization", synchronized);
+    wait_for(&b, "synchronization", synchronized);
+    let a_status = wait_for(&a, "A's hook ran", |s| {
+        s.takeover.hooks.as_ref().and_then(|h| h.last.as_deref()).is_some()
+    });
+    assert_eq!(
+        std::fs::read_to_string(record(&fa)).unwrap(),
+        "a standby-active\n"
+    );
+    println!("A: {:?}", a_status.takeover.hooks);
+
+    // A hands over: A's on_standby hangs and is killed at its timeout; B's on_active runs.
+    call(&a, Request::Switchover).expect("switchover");
+    wait_for(&b, "B is active", |s| s.role == Role::Active);
+    let a_status = wait_for(&a, "A's on_standby timed out", |s| {
+        s.takeover
+            .hooks
+            .as_ref()
+            .and_then(|h| h.last.as_deref())
+            .is_some_and(|last| last.starts_with("on_standby") && last.contains("timed out"))
+    });
+    println!("A: {:?}", a_status.takeover.hooks);
+    wait_for(&b, "B's hook ran", |s| {
+        s.takeover.hooks.as_ref().and_then(|h| h.last.as_deref()).is_some()
+    });
+    assert_eq!(
+        std::fs::read_to_string(record(&fb)).unwrap(),
+        "b standby-active\n"
+    );
+    assert!(a.log().contains("on_standby"), "the hook is in A's log");
+    b.signal("TERM");
+    b.wait_exit(Duration::from_secs(5));
 }
