@@ -45,8 +45,13 @@ fn is_master(status: &Status) -> bool {
 /// Both daemons with VRRP (A priority 200, B 100); waits until A is master holding the
 /// addresses, B backup, both synchronized and ready.
 fn vrrp_pair(lab: &Lab, options: &DaemonOptions) -> (Daemon, Daemon) {
-    let mut a = lab.spawn_daemon(Firewall::A, options);
-    let mut b = lab.spawn_daemon(Firewall::B, options);
+    vrrp_pair_with(lab, options, options)
+}
+
+/// [`vrrp_pair`] with different options for A and B.
+fn vrrp_pair_with(lab: &Lab, a: &DaemonOptions, b: &DaemonOptions) -> (Daemon, Daemon) {
+    let mut a = lab.spawn_daemon(Firewall::A, a);
+    let mut b = lab.spawn_daemon(Firewall::B, b);
     wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
     a.wait_for("A is VRRP master", Duration::from_secs(5), is_master);
     wait_until("A holds the addresses", Duration::from_secs(5), POLL, || {
@@ -326,4 +331,71 @@ fn ipv6_vrrp_takeover_keeps_a_tcp_stream() {
     }
     let tentative = lab.exec(Firewall::B, &["ip", "-6", "addr", "show", "tentative"]);
     assert!(tentative.trim().is_empty(), "nothing tentative on B: {tentative}");
+}
+
+/// One failed member moves the group: A's WAN link goes down (A is otherwise healthy), A's
+/// group goes to fault and steps down on the LAN too with priority 0, B takes both over and
+/// the stream continues through B. When the link returns, A resynchronizes and preempts back.
+#[test]
+fn a_failed_member_moves_the_whole_group() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let options = DaemonOptions::default().vrrp(None);
+    let (mut a, mut b) = vrrp_pair(&lab, &options);
+    let server = TcpEchoServer::start(&lab, server_addr());
+    let probe = stream(&lab, &server, Some(Firewall::B));
+
+    let failed = Instant::now();
+    lab.exec(Firewall::A, &["ip", "link", "set", "dev", "wan", "down"]);
+    b.wait_for("B is master", Duration::from_secs(3), is_master);
+    let resumed = resumes(&probe, Duration::from_secs(5), "after A's WAN failed");
+    println!(
+        "A's WAN down: B master, longest gap in the stream {:?}",
+        probe.longest_gap(failed - Duration::from_millis(100), resumed)
+    );
+    let a_status = a.wait_for("A is in fault", Duration::from_secs(2), |s| {
+        group_state(s) == "fault"
+    });
+    assert_eq!(
+        a_status.takeover.group.unwrap().fault.as_deref(),
+        Some("interface wan is down")
+    );
+    assert!(!lab.holds_any_vip(Firewall::A) && lab.holds_vips(Firewall::B));
+
+    lab.exec(Firewall::A, &["ip", "link", "set", "dev", "wan", "up"]);
+    a.wait_for("A preempts back once ready", Duration::from_secs(10), |s| {
+        is_master(s) && s.ready
+    });
+    resumes(&probe, Duration::from_secs(5), "after A's return");
+}
+
+/// A tracked script (on A only) lowers the priority by its weight: failing on A (200 - 150 = 50), it lets
+/// B (100) preempt; succeeding again, A preempts back.
+#[test]
+fn a_failing_track_script_lowers_the_priority() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let flag = lab.files_dir().join("upstream-ok");
+    std::fs::write(&flag, "").unwrap();
+    let plain = DaemonOptions::default().vrrp(None);
+    let tracked = plain.clone().extra(&format!(
+        "[[vrrp.track_script]]\nname = \"upstream\"\ncommand = [\"/usr/bin/test\", \"-e\", \"{}\"]\n\
+         interval_ms = 100\nfall = 2\nrise = 2\nweight = 150\n",
+        flag.display()
+    ));
+    let (mut a, mut b) = vrrp_pair_with(&lab, &tracked, &plain);
+    std::fs::remove_file(&flag).unwrap();
+    b.wait_for("B preempts", Duration::from_secs(5), is_master);
+    let a_status = a.wait_for("A is backup", Duration::from_secs(2), |s| {
+        group_state(s) == "backup"
+    });
+    let group = a_status.takeover.group.unwrap();
+    assert_eq!(group.priority_penalty, 150);
+    assert_eq!(group.instances[0].priority, 50);
+    std::fs::write(&flag, "").unwrap();
+    a.wait_for("A preempts back", Duration::from_secs(5), is_master);
 }
