@@ -1,0 +1,544 @@
+//! End to end with real FRR (zebra + ospfd) in network namespaces: [`Frr`] moves a router's
+//! route to the firewalls' LAN from one firewall to the other by OSPF costs.
+//!
+//! ```text
+//!                 R (10.0.0.1, br0)
+//!                 |  bridge br0 in R
+//!        +--------+---------+
+//!   A eth0 10.0.0.2    B eth0 10.0.0.3
+//!   A lan0 10.0.1.2/24 B lan0 10.0.1.3/24   (the same LAN prefix behind both)
+//! ```
+//!
+//! A and B advertise 10.0.1.0/24 (their `lan0`, a passive OSPF interface). R's cost to it is
+//! its own interface's cost plus the firewall's `lan0` cost, so the firewall with the lower
+//! `lan0` cost (the active one) gets R's traffic; with equal costs R has both as next hops.
+//!
+//! The namespaces (`frr<pid><n>-r`, `-a`, `-b`) and FRR daemons are the test's own: dropping
+//! the [`OspfLab`] kills the daemons (by PID) and deletes the namespaces.
+//!
+//! Needs root, `ip`, `vtysh` and FRR's `zebra` and `ospfd` (Debian package `frr`); without them
+//! the test prints "skipped: ..." and passes, except under `CI=true`, where it fails.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use failoverd::takeover::frr::Frr;
+use failoverd_control::config::RoutingConfig;
+
+/// Where Debian (and others) install FRR's daemons.
+const FRR_DIRS: &[&str] = &["/usr/lib/frr", "/usr/sbin", "/usr/local/sbin"];
+/// The shared segment.
+const SEGMENT: &str = "10.0.0.0/24";
+/// The LAN behind both firewalls.
+const LAN: &str = "10.0.1.0/24";
+const R_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const B_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+const ACTIVE_COST: u16 = 10;
+const STANDBY_COST: u16 = 1000;
+const POLL: Duration = Duration::from_millis(20);
+
+// ---------------------------------------------------------------------------------------------
+// the test
+
+#[test]
+fn ospf_cost_moves_the_route_with_the_role() {
+    let Some(frr_dir) = require_root_and_frr() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime = runtime.enter();
+    let lab = OspfLab::new(&frr_dir);
+
+    // Converged with the costs of the config files: R reaches the LAN through both.
+    let (_, took) = lab.wait_lan_next_hops(&[A_ADDR, B_ADDR], Duration::from_secs(60));
+    println!("OSPF converged (R has both next hops) after {took:?} of waiting");
+
+    let a = Frr::new(&routing(&lab.a));
+    let b = Frr::new(&routing(&lab.b));
+    a.start();
+    b.start();
+    wait_state(&a, "standby");
+    wait_state(&b, "standby");
+    assert_eq!(lab.a.interface_cost("lan0"), Some(STANDBY_COST));
+    assert_eq!(lab.b.interface_cost("lan0"), Some(STANDBY_COST));
+    // Both standby: equal costs, both next hops still.
+    lab.wait_lan_next_hops(&[A_ADDR, B_ADDR], Duration::from_secs(30));
+
+    a.role_changed(true);
+    wait_state(&a, "active");
+    assert_eq!(lab.a.interface_cost("lan0"), Some(ACTIVE_COST));
+    assert_eq!(lab.a.interface_cost("eth0"), Some(ACTIVE_COST));
+    let (_, took) = lab.wait_lan_next_hops(&[A_ADDR], Duration::from_secs(30));
+    println!("A active: R's route to {LAN} via A after {took:?}");
+
+    // The takeover: A standby, B active.
+    a.role_changed(false);
+    b.role_changed(true);
+    let (_, took) = lab.wait_lan_next_hops(&[B_ADDR], Duration::from_secs(30));
+    println!("roles flipped: R's route to {LAN} moved from A to B in {took:?}");
+    wait_state(&a, "standby");
+    wait_state(&b, "active");
+    assert_eq!(lab.b.interface_cost("lan0"), Some(ACTIVE_COST));
+    // R forwards that way too.
+    let route = lab.r.ip(&["-4", "route", "get", "10.0.1.9"]);
+    assert!(route.contains(&format!("via {B_ADDR} ")), "{route}");
+
+    // And back.
+    b.role_changed(false);
+    a.role_changed(true);
+    let (_, took) = lab.wait_lan_next_hops(&[A_ADDR], Duration::from_secs(30));
+    println!("roles flipped back: R's route to {LAN} moved from B to A in {took:?}");
+    assert_eq!(a.view().last_error, None);
+    assert_eq!(b.view().last_error, None);
+}
+
+/// The `[routing]` section for `router`'s FRR.
+fn routing(router: &Router) -> RoutingConfig {
+    RoutingConfig {
+        vtysh: router.vtysh_prefix(),
+        ospf_interfaces: vec!["lan0".into(), "eth0".into()],
+        ospf6_interfaces: Vec::new(),
+        active_cost: ACTIVE_COST,
+        standby_cost: STANDBY_COST,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+fn wait_state(frr: &Frr, state: &str) {
+    wait_until(
+        &format!("routing state {state}"),
+        Duration::from_secs(20),
+        || {
+            let view = frr.view();
+            if view.state == state {
+                Ok(())
+            } else {
+                Err(format!("{view:?}"))
+            }
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// the lab: reusable set-up
+
+/// Whether this process may build the lab: root, `ip`, `vtysh` and FRR's daemons. Returns the
+/// directory of `zebra` and `ospfd`. When not, prints `skipped: ...` and returns `None`; but
+/// when the environment variable `CI` is `true` it panics instead: CI must never skip.
+pub fn require_root_and_frr() -> Option<PathBuf> {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root".to_string());
+    }
+    for tool in ["ip", "vtysh", "chown"] {
+        if !on_path(tool) {
+            missing.push(format!("`{tool}`"));
+        }
+    }
+    let frr_dir = FRR_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .find(|dir| dir.join("zebra").is_file() && dir.join("ospfd").is_file());
+    if frr_dir.is_none() {
+        missing.push(format!(
+            "FRR's `zebra` and `ospfd` (in one of {FRR_DIRS:?})"
+        ));
+    }
+    if missing.is_empty() {
+        return frr_dir;
+    }
+    let why = format!(
+        "the FRR end-to-end test needs {} (network namespaces, FRR)",
+        missing.join(", ")
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}; CI=true, so this is a failure, not a skip");
+    }
+    println!("skipped: {why}");
+    None
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Polls `probe` every [`POLL`] until it returns `Ok`, for at most `within`; then panics with
+/// `what` and the last `Err`. Returns the value and the time it took.
+pub fn wait_until<T>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return (value, started.elapsed()),
+            Err(last) if started.elapsed() >= within => {
+                panic!("{what}: not within {within:?}; last: {last}")
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// Runs `program` with `args`; panics with its output if it fails. Returns its stdout.
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("{program} {args:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}: {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A network namespace of the test's own, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` with its loopback up.
+    pub fn new(name: &str) -> Netns {
+        run("ip", &["netns", "add", name]);
+        let netns = Netns {
+            name: name.to_string(),
+        };
+        netns.ip(&["link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n <name> args...`; panics if it fails.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let deleted = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !deleted.is_ok_and(|status| status.success()) {
+            eprintln!("could not delete network namespace {}", self.name);
+        }
+    }
+}
+
+/// An FRR daemon the test started, killed (by PID) and reaped on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // `ip netns exec` execs the daemon: the child's PID is the daemon's.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log ({}):\n{}",
+                self.name,
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// One router: a namespace running zebra and ospfd, with its own config files, pid files and
+/// vty sockets in `dir`.
+#[derive(Debug)]
+pub struct Router {
+    /// Declared before the namespace: the daemons stop before it is deleted.
+    daemons: Vec<Daemon>,
+    netns: Netns,
+    dir: PathBuf,
+}
+
+impl Router {
+    /// A namespace `netns_name` (not yet running FRR) whose FRR files go to `dir`.
+    pub fn new(netns_name: &str, dir: &Path) -> Router {
+        let netns = Netns::new(netns_name);
+        fs::create_dir_all(dir).unwrap();
+        Router {
+            daemons: Vec::new(),
+            netns,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// `ip -n <its namespace> args...`.
+    pub fn ip(&self, args: &[&str]) -> String {
+        self.netns.ip(args)
+    }
+
+    /// Starts zebra, then ospfd with `ospfd_conf`, as user frr (FRR's privileges need its vty
+    /// group), and waits for their vty sockets.
+    pub fn start_frr(&mut self, frr_dir: &Path, ospfd_conf: &str) {
+        let hostname = self.netns.name().to_string();
+        fs::write(
+            self.dir.join("zebra.conf"),
+            format!("hostname {hostname}\n"),
+        )
+        .unwrap();
+        fs::write(self.dir.join("ospfd.conf"), ospfd_conf).unwrap();
+        run("chown", &["-R", "frr:frr", &self.dir.display().to_string()]);
+        for name in ["zebra", "ospfd"] {
+            self.spawn_daemon(frr_dir, name);
+            let socket = self.dir.join(format!("{name}.vty"));
+            wait_until(
+                &format!("{hostname}: {name}'s vty socket"),
+                Duration::from_secs(20),
+                || {
+                    if socket.exists() {
+                        Ok(())
+                    } else {
+                        Err(self.daemons.last().map(Daemon::log).unwrap_or_default())
+                    }
+                },
+            );
+        }
+    }
+
+    fn spawn_daemon(&mut self, frr_dir: &Path, name: &'static str) {
+        let dir = &self.dir;
+        let path = |file: String| dir.join(file).display().to_string();
+        let log = dir.join(format!("{name}.log"));
+        let out = fs::File::create(dir.join(format!("{name}.out"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", self.netns.name()])
+            .arg(frr_dir.join(name))
+            .args(["-f", &path(format!("{name}.conf"))])
+            .args(["-i", &path(format!("{name}.pid"))])
+            .args(["-z", &path("zserv.api".into())])
+            .args(["--vty_socket", &dir.display().to_string()])
+            // No TCP vty.
+            .args(["-P", "0"])
+            .args(["-u", "frr", "-g", "frr"])
+            .arg(format!("--log=file:{}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {name}: {error}"));
+        self.daemons.push(Daemon { name, child, log });
+    }
+
+    /// The argv prefix that reaches this router's FRR (`[routing] vtysh`).
+    pub fn vtysh_prefix(&self) -> Vec<String> {
+        vec![
+            "vtysh".into(),
+            "--vty_socket".into(),
+            self.dir.display().to_string(),
+        ]
+    }
+
+    /// `vtysh -c command` on this router; panics if it fails.
+    pub fn vtysh(&self, command: &str) -> String {
+        let prefix = self.vtysh_prefix();
+        let mut args: Vec<&str> = prefix[1..].iter().map(String::as_str).collect();
+        args.extend(["-c", command]);
+        run(&prefix[0], &args)
+    }
+
+    /// The `ip ospf cost` of `interface` in the running config (`None`: the default).
+    pub fn interface_cost(&self, interface: &str) -> Option<u16> {
+        let config = self.vtysh("show running-config");
+        let mut inside = false;
+        for line in config.lines() {
+            if let Some(name) = line.strip_prefix("interface ") {
+                inside = name.trim() == interface;
+            } else if inside && let Some(cost) = line.trim().strip_prefix("ip ospf cost ") {
+                return cost.trim().parse().ok();
+            }
+        }
+        None
+    }
+}
+
+/// `ospfd.conf` for a router: hello 1 s, dead 3 s on `ospf_interfaces`; `passive` interfaces;
+/// `networks` in area 0; and no LSA or SPF throttling to speak of (a functional test).
+pub fn ospfd_conf(
+    router_id: Ipv4Addr,
+    networks: &[&str],
+    ospf_interfaces: &[&str],
+    passive: &[&str],
+) -> String {
+    let mut conf = String::new();
+    for interface in ospf_interfaces {
+        conf.push_str(&format!(
+            "interface {interface}\n ip ospf hello-interval 1\n ip ospf dead-interval 3\n \
+             ip ospf retransmit-interval 1\nexit\n"
+        ));
+    }
+    for interface in passive {
+        conf.push_str(&format!("interface {interface}\n ip ospf passive\nexit\n"));
+    }
+    conf.push_str(&format!(
+        "router ospf\n ospf router-id {router_id}\n timers throttle spf 0 50 1000\n \
+         timers throttle lsa all 0\n timers lsa min-arrival 0\n"
+    ));
+    for network in networks {
+        conf.push_str(&format!(" network {network} area 0\n"));
+    }
+    conf.push_str("exit\n");
+    conf
+}
+
+/// Three namespaces (router R, firewalls A and B) on one segment (a bridge in R), each
+/// firewall with the LAN on `lan0` (one end of a veth pair inside the firewall), all running
+/// zebra + ospfd. Dropped: daemons killed, namespaces deleted, files removed.
+#[derive(Debug)]
+pub struct OspfLab {
+    /// Router R.
+    pub r: Router,
+    /// Firewall A.
+    pub a: Router,
+    /// Firewall B.
+    pub b: Router,
+    /// Declared last: removed after the daemons stopped.
+    _files: tempfile::TempDir,
+}
+
+impl OspfLab {
+    /// Builds the lab with FRR's daemons from `frr_dir`; does not wait for OSPF.
+    pub fn new(frr_dir: &Path) -> OspfLab {
+        static LABS: AtomicUsize = AtomicUsize::new(0);
+        let prefix = format!(
+            "frr{}{}",
+            std::process::id(),
+            LABS.fetch_add(1, Ordering::Relaxed)
+        );
+        let files = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir()
+            .unwrap();
+        // The daemons run as frr: let them reach their directories.
+        run("chmod", &["755", &files.path().display().to_string()]);
+        let router =
+            |name: &str| Router::new(&format!("{prefix}-{name}"), &files.path().join(name));
+        let mut r = router("r");
+        let mut a = router("a");
+        let mut b = router("b");
+
+        r.ip(&["link", "add", "br0", "type", "bridge"]);
+        r.ip(&["link", "set", "br0", "up"]);
+        r.ip(&["addr", "add", &format!("{R_ADDR}/24"), "dev", "br0"]);
+        for (fw, port, addr, lan) in [
+            (&a, "fw-a", A_ADDR, "10.0.1.2/24"),
+            (&b, "fw-b", B_ADDR, "10.0.1.3/24"),
+        ] {
+            fw.ip(&[
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                port,
+                "netns",
+                r.netns.name(),
+            ]);
+            r.ip(&["link", "set", port, "master", "br0", "up"]);
+            fw.ip(&["link", "set", "eth0", "up"]);
+            fw.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            // The LAN: a veth pair inside the firewall, so that lan0 has a carrier.
+            fw.ip(&[
+                "link",
+                "add",
+                "lan0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "lan0-peer",
+            ]);
+            fw.ip(&["link", "set", "lan0-peer", "up"]);
+            fw.ip(&["link", "set", "lan0", "up"]);
+            fw.ip(&["addr", "add", lan, "dev", "lan0"]);
+        }
+
+        r.start_frr(frr_dir, &ospfd_conf(R_ADDR, &[SEGMENT], &["br0"], &[]));
+        for (fw, id) in [(&mut a, A_ADDR), (&mut b, B_ADDR)] {
+            fw.start_frr(
+                frr_dir,
+                &ospfd_conf(id, &[SEGMENT, LAN], &["eth0"], &["lan0"]),
+            );
+        }
+        OspfLab {
+            r,
+            a,
+            b,
+            _files: files,
+        }
+    }
+
+    /// R's next hops to [`LAN`] from OSPF, sorted.
+    pub fn lan_next_hops(&self) -> Vec<Ipv4Addr> {
+        let routes = self.r.ip(&["-4", "route", "show", LAN, "proto", "ospf"]);
+        let mut hops: Vec<Ipv4Addr> = routes
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|pair| pair[0] == "via")
+            .filter_map(|pair| pair[1].parse().ok())
+            .collect();
+        hops.sort();
+        hops
+    }
+
+    /// Waits until R's next hops to [`LAN`] are exactly `hops` (sorted).
+    pub fn wait_lan_next_hops(
+        &self,
+        hops: &[Ipv4Addr],
+        within: Duration,
+    ) -> (Vec<Ipv4Addr>, Duration) {
+        wait_until(&format!("R's route to {LAN} via {hops:?}"), within, || {
+            let now = self.lan_next_hops();
+            if now == hops {
+                Ok(now)
+            } else {
+                Err(format!("via {now:?}"))
+            }
+        })
+    }
+}
