@@ -416,7 +416,8 @@ impl Drop for Keepalived {
 }
 
 /// Runs `args` inside `ns`, standard output and error appended to `log`.
-fn spawn(ns: &str, args: &[&str], log: &Path) -> Child {
+/// Starts `args` inside namespace `ns` (`ip netns exec`), output appended to `log`.
+pub fn spawn(ns: &str, args: &[&str], log: &Path) -> Child {
     let file = File::options()
         .create(true)
         .append(true)
