@@ -402,6 +402,17 @@ impl Pair {
         ok
     }
 
+    /// The takeover mechanism (VRRP) says whether node `i` forwards (nodes configured with
+    /// `RoleAuthority::External`).
+    pub fn set_forwarding(&mut self, i: usize, forwarding: bool) {
+        if self.nodes[i].alive {
+            self.nodes[i]
+                .core
+                .set_forwarding(self.now, forwarding, "VRRP (simulated)");
+            self.flush(i);
+        }
+    }
+
     /// The node's backend overruns: its queued change events, and those until the overrun is
     /// reported, are lost (netlink ENOBUFS).
     pub fn lose_events(&mut self, i: usize) {

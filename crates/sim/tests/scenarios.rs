@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use failoverd_backends::SessionBackend;
-use failoverd_core::{Event, NodeConfig, Reason};
+use failoverd_core::{Event, NodeConfig, Reason, RoleAuthority};
 use failoverd_sim::{LinkFaults, Pair};
 use failoverd_wire::{NodeId, Role, SyncState};
 
@@ -571,4 +571,66 @@ fn drift_no_event_reported_is_found_and_repaired() {
     pair.violations.clear();
     pair.check_settled();
     assert_clean(&pair);
+}
+
+/// VRRP decides (RoleAuthority::External): the core's role follows it. At a handover with a
+/// live peer the new active node takes over every session (adopts, resends them as its own,
+/// claims the changes the old active sent just before), so the old active's later expiry of
+/// its idle copies deletes nothing the new active carries.
+#[test]
+fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
+    let [a, b] = configs(200, 100);
+    let external = |c: NodeConfig| NodeConfig {
+        role_authority: RoleAuthority::External,
+        digest_interval: ms(1000),
+        ..c
+    };
+    let mut pair = Pair::new(
+        [external(a), external(b)],
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    pair.run_for(ms(2000));
+    assert_eq!(pair.nodes[A].core.role(), Role::Standby, "nobody forwards yet");
+    pair.set_forwarding(A, true);
+    for _ in 0..300 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(500));
+    // Changes on their way at the handover, then VRRP moves: A steps down, B takes over.
+    for _ in 0..50 {
+        pair.update_random(A);
+        pair.create_session(A);
+    }
+    pair.set_forwarding(A, false);
+    pair.run_for(ms(1));
+    pair.set_forwarding(B, true);
+    pair.run_for(ms(2000));
+    let b = &pair.nodes[B];
+    assert_eq!(b.core.role(), Role::Active);
+    assert_eq!(b.owned().len(), b.table.len(), "B owns every session it holds");
+    assert_eq!(b.table.len(), 350);
+    // A's copies are B's now: A losing some of them (they see no traffic there) deletes
+    // nothing on B, and anti-entropy restores A's copies.
+    for _ in 0..100 {
+        pair.delete_random(A);
+    }
+    pair.run_for(ms(1000));
+    assert_eq!(pair.nodes[B].table.len(), 350, "A's expiries are not B's sessions ending");
+    for _ in 0..100 {
+        pair.traffic_step();
+        pair.run_for(ms(5));
+    }
+    pair.run_for(ms(5000));
+    pair.check_settled();
+    assert_clean(&pair);
+    let reasons: Vec<String> = pair.nodes[B]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::RoleChanged { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["takeover: VRRP (simulated)"]);
 }

@@ -141,7 +141,10 @@ pub async fn start(config: &VrrpConfig, netlink: &Netlink) -> anyhow::Result<wat
                 format!("track_script {}", script.name),
                 script.command.clone(),
                 script.timeout,
-            );
+            )
+            // Every `interval`: the summary and output go to debug; a change of state is
+            // logged below.
+            .quiet();
             // Start as up; `fall` failures in a row make it down, `rise` successes up.
             let (mut up, mut streak) = (true, 0u32);
             loop {
