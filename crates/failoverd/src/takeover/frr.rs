@@ -106,6 +106,11 @@ impl Frr {
         tokio::spawn(Arc::clone(&self.shared).work(wanted));
     }
 
+    /// How long one vtysh run may take.
+    pub fn timeout(&self) -> Duration {
+        self.shared.timeout
+    }
+
     /// The role changed: the cost for `active` (true) or standby is applied next, replacing
     /// a change still waiting. Does not wait; starts the worker as [`Frr::start`] does.
     pub fn role_changed(&self, active: bool) {

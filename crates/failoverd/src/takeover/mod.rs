@@ -158,8 +158,15 @@ impl Takeover {
         }
     }
 
-    /// Leaving: the VRRP group sends priority 0 and removes its addresses.
+    /// Leaving: the VRRP group sends priority 0 and removes its addresses, and FRR gets the
+    /// standby cost set before the process ends (within its timeout).
     pub async fn shutdown(&self) {
+        if let Some(frr) = &self.frr {
+            let deadline = tokio::time::Instant::now() + frr.timeout();
+            while frr.view().state == "applying" && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &self.vrrp {
             let (done, wait) = oneshot::channel();
