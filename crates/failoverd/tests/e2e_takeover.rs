@@ -18,6 +18,7 @@ use support::conntrack::by_flow;
 use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
 use support::lab::{SERVER4, SERVER6, SNAT6, VIPS4};
 use support::traffic::{Probe, TcpEchoServer};
+use support::lab::Ns;
 use support::{Firewall, Lab, require_root_and_tools, wait_until};
 
 const ECHO_PORT: u16 = 5000;
@@ -92,6 +93,17 @@ fn resumes(probe: &Probe, within: Duration, what: &str) -> Instant {
     probe
         .wait_echo_from(seq, within)
         .unwrap_or_else(|why| panic!("{what}: the stream did not continue: {why}"))
+}
+
+/// `[takeover]` and the lab's two instances, each with one more line.
+fn instances(lan: &str, wan: &str) -> String {
+    format!(
+        "[takeover]\nmode = \"vrrp\"\n\n\
+         [[vrrp.instance]]\nname = \"lan\"\ninterface = \"lan\"\nvrid = 51\n\
+         addresses = [\"10.0.1.1/24\"]\n{lan}\n\n\
+         [[vrrp.instance]]\nname = \"wan\"\ninterface = \"wan\"\nvrid = 52\n\
+         addresses = [\"10.0.2.1/24\"]\n{wan}\n"
+    )
 }
 
 fn links_up(lab: &Lab, fw: Firewall) {
@@ -257,17 +269,14 @@ fn unicast_peers_elect_and_take_over() {
         return;
     }
     let lab = Lab::up_without_shared();
-    let instances = |host: u8| {
-        format!(
-            "[takeover]\nmode = \"vrrp\"\n\n\
-             [[vrrp.instance]]\nname = \"lan\"\ninterface = \"lan\"\nvrid = 51\n\
-             addresses = [\"10.0.1.1/24\"]\nunicast_peers = [\"10.0.1.{host}\"]\n\n\
-             [[vrrp.instance]]\nname = \"wan\"\ninterface = \"wan\"\nvrid = 52\n\
-             addresses = [\"10.0.2.1/24\"]\nunicast_peers = [\"10.0.2.{host}\"]\n"
-        )
+    let unicast = |host: u8| {
+        DaemonOptions::default().extra(&instances(
+            &format!("unicast_peers = [\"10.0.1.{host}\"]"),
+            &format!("unicast_peers = [\"10.0.2.{host}\"]"),
+        ))
     };
-    let mut a = lab.spawn_daemon(Firewall::A, &DaemonOptions::default().extra(&instances(3)));
-    let mut b = lab.spawn_daemon(Firewall::B, &DaemonOptions::default().extra(&instances(2)));
+    let mut a = lab.spawn_daemon(Firewall::A, &unicast(3));
+    let mut b = lab.spawn_daemon(Firewall::B, &unicast(2));
     wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
     a.wait_for("A is master", Duration::from_secs(5), is_master);
     let b_status = b.wait_for("B hears A's unicast adverts", Duration::from_secs(5), |s| {
@@ -398,4 +407,30 @@ fn a_failing_track_script_lowers_the_priority() {
     assert_eq!(group.instances[0].priority, 50);
     std::fs::write(&flag, "").unwrap();
     a.wait_for("A preempts back", Duration::from_secs(5), is_master);
+}
+
+/// Accept mode: with `accept = false` the master forwards through the gateway address but does
+/// not answer packets addressed to it (a ping); with the default `accept = true` it does.
+#[test]
+fn accept_mode_off_drops_packets_to_the_virtual_address() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let ping = |lab: &Lab| {
+        lab.try_exec(Ns::Client, &["ping", "-c", "1", "-W", "1", "10.0.1.1"])
+            .status
+            .success()
+    };
+    let lab = Lab::up_without_shared();
+    let accepting = vrrp_pair(&lab, &DaemonOptions::default().vrrp(None));
+    assert!(ping(&lab), "accept mode on: the master answers 10.0.1.1");
+    drop(accepting);
+    drop(lab);
+
+    let lab = Lab::up_without_shared();
+    let options = DaemonOptions::default().extra(&instances("accept = false", ""));
+    let _pair = vrrp_pair(&lab, &options);
+    assert!(!ping(&lab), "accept mode off: the master does not answer 10.0.1.1");
+    let server = TcpEchoServer::start(&lab, server_addr());
+    stream(&lab, &server, None);
 }

@@ -4,8 +4,11 @@
 //! - [`track`]: tracked interfaces, routes and scripts, lowering the group's priority;
 //! - [`frr`]: FRR follows the role (OSPF cost);
 //! - [`hooks`]: commands run on role changes;
-//! - [`command`]: how those commands run (timeouts, output to the log).
+//! - [`command`]: how those commands run (timeouts, output to the log);
+//! - `accept`: accept mode off, as an nftables table.
 
+#[cfg(target_os = "linux")]
+mod accept;
 pub mod command;
 pub mod frr;
 pub mod hooks;

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::driver::Clock;
 use crate::net::{Announcer, Netlink, Received, VrrpSocket};
+use crate::takeover::accept;
 use crate::takeover::track::{self, Verdict};
 
 /// What the driver asks of the VRRP task.
@@ -73,6 +74,15 @@ pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
         instances.push(core);
         ports.push(port);
     }
+    let not_accepting: Vec<IpAddr> = config
+        .instances
+        .iter()
+        .filter(|i| !i.accept)
+        .flat_map(|i| i.addresses.iter().map(|net| net.addr()))
+        .collect();
+    if !not_accepting.is_empty() {
+        accept::install(&not_accepting)?;
+    }
     let verdicts = track::start(config, &netlink).await?;
     let group = Group::new(GroupConfig {
         instances,
@@ -108,6 +118,7 @@ pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
         announcer,
         forwarding: forwarding_tx,
         verdicts,
+        not_accepting: !not_accepting.is_empty(),
     };
     tokio::spawn(task.run(request_rx, received));
     Ok(VrrpHandle {
@@ -190,6 +201,8 @@ struct Task {
     announcer: Announcer,
     forwarding: mpsc::UnboundedSender<Forwarding>,
     verdicts: watch::Receiver<Verdict>,
+    /// The accept-mode table is installed (some instance has `accept = false`).
+    not_accepting: bool,
 }
 
 impl Task {
@@ -232,6 +245,9 @@ impl Task {
                     Some(Request::Shutdown(done)) => {
                         self.group.shutdown(self.clock.now());
                         self.flush().await;
+                        if self.not_accepting && let Err(err) = accept::remove() {
+                            warn!("{err:#}");
+                        }
                         let _ = done.send(());
                         return;
                     }
