@@ -434,3 +434,34 @@ fn accept_mode_off_drops_packets_to_the_virtual_address() {
     let server = TcpEchoServer::start(&lab, server_addr());
     stream(&lab, &server, None);
 }
+
+/// Virtual MAC: the gateway address lives on a macvlan with 00:00:5e:00:01:<vrid>, the client
+/// resolves it to that MAC, and after a takeover the MAC is the same.
+#[test]
+fn vmac_keeps_the_gateway_mac_across_a_takeover() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let options = DaemonOptions::default().extra(&instances("vmac = true", ""));
+    let mut a = lab.spawn_daemon(Firewall::A, &options);
+    let mut b = lab.spawn_daemon(Firewall::B, &options);
+    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
+    a.wait_for("A is VRRP master", Duration::from_secs(5), is_master);
+    let vmac = "00:00:5e:00:01:33";
+    let macvlan = |fw| lab.try_exec(fw, &["ip", "-o", "link", "show", "vrrp.51"]);
+    assert!(!macvlan(Firewall::B).status.success(), "no macvlan on the backup");
+    let link = String::from_utf8_lossy(&macvlan(Firewall::A).stdout).into_owned();
+    assert!(link.contains(vmac), "A's macvlan: {link}");
+    let gateway_mac = |lab: &Lab| {
+        // Whatever the ping's fate (the lab's ruleset names `lan`), ARP resolves the gateway.
+        lab.try_exec(Ns::Client, &["ping", "-c", "1", "-W", "1", "10.0.1.1"]);
+        lab.exec(Ns::Client, &["ip", "neigh", "show", "10.0.1.1"])
+    };
+    assert!(gateway_mac(&lab).contains(vmac), "{}", gateway_mac(&lab));
+    lab.hard_kill_all(Firewall::A);
+    b.wait_for("B takes over", Duration::from_secs(5), is_master);
+    let on_b = lab.exec(Firewall::B, &["ip", "-o", "addr", "show", "dev", "vrrp.51"]);
+    assert!(on_b.contains("10.0.1.1/24"), "on B's macvlan: {on_b}");
+    assert!(gateway_mac(&lab).contains(vmac));
+}

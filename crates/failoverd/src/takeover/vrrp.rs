@@ -54,11 +54,21 @@ pub struct VrrpHandle {
 struct Port {
     interface: String,
     socket: VrrpSocket,
-    /// The interface holding the addresses and sending the announcements (the macvlan with
-    /// `vmac`).
-    ifindex: u32,
-    mac: [u8; 6],
+    holder: Holder,
     addresses: Vec<(IpAddr, u8)>,
+}
+
+/// Where the virtual addresses live, and with which MAC they are announced.
+enum Holder {
+    /// On the instance's interface.
+    Interface { index: u32, mac: [u8; 6] },
+    /// On a macvlan with the virtual MAC (`vmac`), which exists only while this node is master:
+    /// a backup's macvlan with the same MAC would receive frames a bridge floods to it.
+    Vmac {
+        parent: u32,
+        name: String,
+        mac: [u8; 6],
+    },
 }
 
 /// Resolves interfaces and addresses, opens the sockets and starts the task.
@@ -127,6 +137,14 @@ pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
     })
 }
 
+fn action_instance(action: VrrpAction) -> usize {
+    match action {
+        VrrpAction::AddAddresses { instance }
+        | VrrpAction::RemoveAddresses { instance }
+        | VrrpAction::Announce { instance } => instance,
+    }
+}
+
 /// The core's view of an instance, and its socket.
 async fn open(
     netlink: &Netlink,
@@ -153,16 +171,24 @@ async fn open(
                 )
             })?,
     };
-    let (ifindex, mac) = if instance.vmac {
+    let holder = if instance.vmac {
         if ipv6 {
             bail!("vmac is supported for IPv4 instances only");
         }
-        let mac = [0x00, 0x00, 0x5e, 0x00, 0x01, instance.vrid];
-        let name = format!("vrrp.{}", instance.vrid);
-        let index = netlink.create_macvlan(link.index, &name, mac).await?;
-        (index, mac)
+        // Only the macvlan answers ARP for the virtual address (with the virtual MAC): the
+        // parent replies only for its own addresses.
+        let arp_ignore = format!("/proc/sys/net/ipv4/conf/{}/arp_ignore", instance.interface);
+        std::fs::write(&arp_ignore, "1").with_context(|| format!("cannot write {arp_ignore}"))?;
+        Holder::Vmac {
+            parent: link.index,
+            name: format!("vrrp.{}", instance.vrid),
+            mac: [0x00, 0x00, 0x5e, 0x00, 0x01, instance.vrid],
+        }
     } else {
-        (link.index, link.mac)
+        Holder::Interface {
+            index: link.index,
+            mac: link.mac,
+        }
     };
     let multicast = instance.unicast_peers.is_empty();
     let socket = VrrpSocket::open(&instance.interface, link.index, source, multicast)
@@ -180,8 +206,7 @@ async fn open(
     let port = Port {
         interface: instance.interface.clone(),
         socket,
-        ifindex,
-        mac,
+        holder,
         addresses: instance
             .addresses
             .iter()
@@ -312,37 +337,81 @@ impl Task {
     }
 
     async fn act(&mut self, action: VrrpAction) {
-        match action {
+        let port = self.ports[action_instance(action)].clone();
+        let result = match action {
             VrrpAction::AddAddresses { instance } => {
-                let port = self.ports[instance].clone();
-                for &(address, prefix) in &port.addresses {
-                    if let Err(err) = self.netlink.add_address(port.ifindex, address, prefix).await {
-                        warn!("cannot add virtual address {address}/{prefix}: {err:#}");
-                    }
-                }
-                self.holds[instance] = true;
+                let added = self.add_addresses(&port).await;
+                self.holds[instance] = added.is_ok();
+                added
             }
             VrrpAction::RemoveAddresses { instance } => {
-                let port = self.ports[instance].clone();
-                for &(address, prefix) in &port.addresses {
-                    if let Err(err) = self
-                        .netlink
-                        .remove_address(port.ifindex, address, prefix)
-                        .await
-                    {
-                        warn!("cannot remove virtual address {address}/{prefix}: {err:#}");
-                    }
-                }
                 self.holds[instance] = false;
+                self.remove_addresses(&port).await
             }
-            VrrpAction::Announce { instance } => {
-                let port = &self.ports[instance];
-                for &(address, _) in &port.addresses {
-                    if let Err(err) = self.announcer.announce(port.ifindex, port.mac, address, true)
-                    {
-                        debug!("announcement of {address} not sent: {err}");
-                    }
-                }
+            VrrpAction::Announce { .. } => {
+                self.announce(&port).await;
+                Ok(())
+            }
+        };
+        if let Err(err) = result {
+            warn!("VRRP instance on {}: {err:#}", port.interface);
+        }
+    }
+
+    /// The interface holding the addresses now, and its MAC; a vmac is created.
+    async fn holder(&self, port: &Port, create: bool) -> anyhow::Result<Option<(u32, [u8; 6])>> {
+        match &port.holder {
+            Holder::Interface { index, mac } => Ok(Some((*index, *mac))),
+            Holder::Vmac { parent, name, mac } if create => {
+                let index = self.netlink.create_macvlan(*parent, name, *mac).await?;
+                // IPv4 only: an IPv6 link-local derived from the shared MAC would collide.
+                let ipv6 = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+                std::fs::write(&ipv6, "1").with_context(|| format!("cannot write {ipv6}"))?;
+                Ok(Some((index, *mac)))
+            }
+            Holder::Vmac { name, mac, .. } => Ok(self
+                .netlink
+                .link(name)
+                .await
+                .ok()
+                .map(|link| (link.index, *mac))),
+        }
+    }
+
+    async fn add_addresses(&self, port: &Port) -> anyhow::Result<()> {
+        let (index, _) = self.holder(port, true).await?.expect("created");
+        for &(address, prefix) in &port.addresses {
+            self.netlink
+                .add_address(index, address, prefix)
+                .await
+                .with_context(|| format!("cannot add virtual address {address}/{prefix}"))?;
+        }
+        Ok(())
+    }
+
+    async fn remove_addresses(&self, port: &Port) -> anyhow::Result<()> {
+        let Some((index, _)) = self.holder(port, false).await? else {
+            return Ok(());
+        };
+        if let Holder::Vmac { .. } = port.holder {
+            return self.netlink.delete_link(index).await;
+        }
+        for &(address, prefix) in &port.addresses {
+            self.netlink
+                .remove_address(index, address, prefix)
+                .await
+                .with_context(|| format!("cannot remove virtual address {address}/{prefix}"))?;
+        }
+        Ok(())
+    }
+
+    async fn announce(&self, port: &Port) {
+        let Ok(Some((index, mac))) = self.holder(port, false).await else {
+            return;
+        };
+        for &(address, _) in &port.addresses {
+            if let Err(err) = self.announcer.announce(index, mac, address, true) {
+                debug!("announcement of {address} not sent: {err}");
             }
         }
     }
