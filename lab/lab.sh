@@ -8,8 +8,8 @@
 #   lab/lab.sh down PREFIX          remove it (never fails; kills what still runs inside it)
 #   lab/lab.sh status PREFIX        namespaces, addresses, who holds the shared addresses, conntrack
 #   lab/lab.sh move-to a|b PREFIX   move the virtual gateway and the SNAT address to that firewall
-#   lab/lab.sh demo [PREFIX]        build a lab (default prefix fodemo) and show how to watch a
-#                                   failover
+#   lab/lab.sh demo [PREFIX]        build a lab (default prefix fodemo), start failoverd with VRRP
+#                                   on A and B, and show how to watch a failover
 #
 # Topology (namespaces):
 #
@@ -33,7 +33,7 @@ readonly GATEWAY4=10.0.1.1 GATEWAY6=fd00:1::1 SNAT4=10.0.2.1 SNAT6=fd00:2::1
 readonly FO_A=10.0.254.1 FO_B=10.0.254.2
 
 usage() {
-	sed -n '5,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '5,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -301,7 +301,8 @@ find_bin_dir() {
 	return 1
 }
 
-# demo_daemons PREFIX BIN_DIR WORK_DIR: start failoverd (conntrack backend) in A and B.
+# demo_daemons PREFIX BIN_DIR WORK_DIR: start failoverd (conntrack backend, VRRP moving the
+# gateway and SNAT addresses) in A and B.
 demo_daemons() {
 	local p=$1 bin=$2 work=$3 fw peer priority listen peer_addr fpr_a fpr_b
 	mkdir -p "$work/a" "$work/b"
@@ -330,6 +331,33 @@ backend = "conntrack"
 [sessions.conntrack]
 exclude = ["10.0.254.0/30"]
 
+[takeover]
+mode = "vrrp"
+
+[[vrrp.instance]]
+name = "lan"
+interface = "lan"
+vrid = 51
+addresses = ["$GATEWAY4/24"]
+
+[[vrrp.instance]]
+name = "wan"
+interface = "wan"
+vrid = 52
+addresses = ["$SNAT4/24"]
+
+[[vrrp.instance]]
+name = "lan6"
+interface = "lan"
+vrid = 61
+addresses = ["fe80::1/64", "$GATEWAY6/64"]
+
+[[vrrp.instance]]
+name = "wan6"
+interface = "wan"
+vrid = 62
+addresses = ["fe80::1/64", "$SNAT6/64"]
+
 [control]
 socket = "failoverd.sock"
 EOF
@@ -353,47 +381,40 @@ cmd_demo() {
 	if [[ -n $(lab_namespaces "$p") ]]; then
 		cmd_down "$p"
 	fi
-	cmd_up "$p"
+	local bin work="/tmp/$p-failoverd"
+	if ! bin=$(find_bin_dir); then
+		# Without failoverd nobody would hold the gateway: the manual lab instead.
+		cmd_up "$p"
+		echo
+		echo "== no built failoverd found (cargo build --release, or set FAILOVERD_BIN_DIR):"
+		echo "   the shared addresses are on A; move them with: $LAB_DIR/lab.sh move-to b $p"
+		return 0
+	fi
+	cmd_up "$p" no-shared
+	echo
+	echo "== failoverd from $bin on A and B: conntrack backend, VRRP (A 200, B 100); files in $work"
+	demo_daemons "$p" "$bin" "$work" || return 1
+	sleep 1
 	echo
 	echo "== through A: the client pings the server; A tracks it, SNATed to $SNAT4, ct mark 0x2a"
 	in_ns "$p-client" ping -c 2 -i 0.2 -W 1 "$WAN4.100" | sed 's/^/    /'
 	in_ns "$p-a" conntrack -L -p icmp 2>/dev/null | sed 's/^/    A: /'
-
-	local bin work="/tmp/$p-failoverd" daemons=""
-	if bin=$(find_bin_dir); then
-		echo
-		echo "== failoverd from $bin, conntrack backend, files in $work"
-		if demo_daemons "$p" "$bin" "$work"; then
-			daemons=yes
-			sleep 1
-			"$bin/failoverctl" --socket "$work/a/failoverd.sock" status | head -n 8 | sed 's/^/    A: /' || true
-		fi
-	else
-		echo
-		echo "== no built failoverd found (cargo build --release, or set FAILOVERD_BIN_DIR)"
-	fi
+	"$bin/failoverctl" --socket "$work/a/failoverd.sock" status | head -n 8 | sed 's/^/    A: /' || true
 
 	cat <<EOF
 
 == watch a failover (each in its own terminal):
-    # a TCP stream from the client to the server (needs socat or similar in the namespaces), or a ping:
+    # a ping (or any TCP stream) from the client to the server:
     ip netns exec $p-client ping -i 0.2 $WAN4.100
     # B's conntrack table, as failoverd fills it:
     watch -n 0.5 "ip netns exec $p-b conntrack -L 2>/dev/null | tail -n 20"
-    # move the virtual gateway $GATEWAY4 and the SNAT address $SNAT4 to B, and back:
-    $LAB_DIR/lab.sh move-to b $p
-    $LAB_DIR/lab.sh move-to a $p
-EOF
-	if [[ -n $daemons ]]; then
-		cat <<EOF
-    # the daemons:
-    $bin/failoverctl --socket $work/a/failoverd.sock status
-    $bin/failoverctl --socket $work/b/failoverd.sock sessions --owner peer --limit 10
-EOF
-	fi
-	cat <<EOF
-    # ICMP echo survives a move even without failoverd (every echo may start a new entry);
-    # an established TCP connection does not: the ruleset accepts new TCP only as a bare SYN.
+    # the VRRP group, the trackers and the sessions:
+    $bin/failoverctl --socket $work/b/failoverd.sock status
+    # hand over on purpose, then back:
+    $bin/failoverctl --socket $work/a/failoverd.sock switchover
+    $bin/failoverctl --socket $work/b/failoverd.sock switchover
+    # or fail A's WAN link: A's group goes to fault and B takes over both networks:
+    ip -n $p-a link set wan down; ip -n $p-a link set wan up
     $LAB_DIR/lab.sh status $p
     $LAB_DIR/lab.sh down $p      # removes the lab and stops everything running inside it
 EOF
