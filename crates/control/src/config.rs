@@ -2309,7 +2309,8 @@ fn check_instance_against_others(
         }
         for (net, span) in instance.addresses.iter().zip(&here.addresses) {
             // A link-local address is one per link: the same one on two interfaces is two.
-            let link_local = matches!(net.addr(), IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+            let link_local =
+                matches!(net.addr(), IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
             let same_scope = !link_local || other.interface == instance.interface;
             if same_scope && other.addresses.iter().any(|o| o.addr() == net.addr()) {
                 return Err(source.bad_value(

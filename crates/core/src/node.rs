@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 use failoverd_wire::{
-    BackupType, DIGEST_BUCKETS, DigestView, Goodbye, GoodbyeReason, Hello, HelloFlags, Message, NodeId, Role,
-    SessionKey, SessionOp, SessionRecord, SettingsView, SyncState, WireError,
+    BackupType, DIGEST_BUCKETS, DigestView, Goodbye, GoodbyeReason, Hello, HelloFlags, Message,
+    NodeId, Role, SessionKey, SessionOp, SessionRecord, SettingsView, SyncState, WireError,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -711,8 +711,12 @@ impl Node {
             ) => {
                 self.stats.records_applied += applied;
                 for record in claimed {
-                    self.outbound
-                        .record_change(SessionOp::Upsert(record), true, now, &mut self.stats);
+                    self.outbound.record_change(
+                        SessionOp::Upsert(record),
+                        true,
+                        now,
+                        &mut self.stats,
+                    );
                 }
                 if failed > 0 {
                     self.stats.apply_failures += failed;
@@ -811,7 +815,11 @@ impl Node {
     /// What the takeover mechanism decided (only with [`RoleAuthority::External`]): this node
     /// forwards (active) or not (standby), and why.
     pub fn set_forwarding(&mut self, now: Instant, forwarding: bool, why: &str) {
-        let role = if forwarding { Role::Active } else { Role::Standby };
+        let role = if forwarding {
+            Role::Active
+        } else {
+            Role::Standby
+        };
         if self.config.role_authority == RoleAuthority::External && role != self.role {
             self.set_role(now, role, Reason::Takeover(why.to_string()));
         }

@@ -18,9 +18,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::{self, BackendHandle, Command};
-use crate::takeover::Takeover;
 use crate::driver::{self, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
 use crate::proxy::Relay;
+use crate::takeover::Takeover;
 
 /// How the demo runs.
 #[derive(Debug, Clone)]

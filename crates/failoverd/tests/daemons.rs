@@ -391,7 +391,10 @@ fn garbage_and_unauthenticated_clients_do_not_disturb_a_synchronized_pair() {
 #[test]
 fn hooks_run_on_role_changes_with_their_environment_and_timeout() {
     let root = tempfile::tempdir().unwrap();
-    let (fa, fb) = (NodeFiles::new(root.path(), "a"), NodeFiles::new(root.path(), "b"));
+    let (fa, fb) = (
+        NodeFiles::new(root.path(), "a"),
+        NodeFiles::new(root.path(), "b"),
+    );
     let record = |node: &NodeFiles| node.dir.join("hooks.txt");
     let hooks = |node: &NodeFiles, standby: &str| {
         format!(
@@ -402,12 +405,28 @@ fn hooks_run_on_role_changes_with_their_environment_and_timeout() {
             file = record(node).display()
         )
     };
-    let a = fa.start_with("a", 200, &fb, fb.identity.fingerprint(), &hooks(&fa, "sleep 10"));
-    let mut b = fb.start_with("b", 100, &fa, fa.identity.fingerprint(), &hooks(&fb, "true"));
+    let a = fa.start_with(
+        "a",
+        200,
+        &fb,
+        fb.identity.fingerprint(),
+        &hooks(&fa, "sleep 10"),
+    );
+    let mut b = fb.start_with(
+        "b",
+        100,
+        &fa,
+        fa.identity.fingerprint(),
+        &hooks(&fb, "true"),
+    );
     wait_for(&a, "synchronization", synchronized);
     wait_for(&b, "synchronization", synchronized);
     let a_status = wait_for(&a, "A's hook ran", |s| {
-        s.takeover.hooks.as_ref().and_then(|h| h.last.as_deref()).is_some()
+        s.takeover
+            .hooks
+            .as_ref()
+            .and_then(|h| h.last.as_deref())
+            .is_some()
     });
     assert_eq!(
         std::fs::read_to_string(record(&fa)).unwrap(),
@@ -427,7 +446,11 @@ fn hooks_run_on_role_changes_with_their_environment_and_timeout() {
     });
     println!("A: {:?}", a_status.takeover.hooks);
     wait_for(&b, "B's hook ran", |s| {
-        s.takeover.hooks.as_ref().and_then(|h| h.last.as_deref()).is_some()
+        s.takeover
+            .hooks
+            .as_ref()
+            .and_then(|h| h.last.as_deref())
+            .is_some()
     });
     assert_eq!(
         std::fs::read_to_string(record(&fb)).unwrap(),

@@ -30,7 +30,9 @@ struct Keepalived {
 
 impl Keepalived {
     fn start(lab: &Lab, fw: Firewall, priority: u8) -> Keepalived {
-        let dir = lab.files_dir().join(format!("{}-interop-keepalived", fw.name()));
+        let dir = lab
+            .files_dir()
+            .join(format!("{}-interop-keepalived", fw.name()));
         std::fs::create_dir_all(&dir).unwrap();
         let advert = advert_int_text(ADVERT);
         let instance = |name: &str, vrid: u8, vip: &str| {
@@ -102,7 +104,9 @@ fn holders(lab: &Lab) -> Vec<Firewall> {
         .into_iter()
         .filter(|&fw| {
             let up = lab.exec(fw, &["ip", "-o", "addr", "show", "up"]);
-            VIPS4.iter().any(|(vip, _)| up.contains(&format!("inet {vip}/")))
+            VIPS4
+                .iter()
+                .any(|(vip, _)| up.contains(&format!("inet {vip}/")))
         })
         .collect()
 }
@@ -130,7 +134,9 @@ impl Sampler {
                             .output()
                             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                             .unwrap_or_default();
-                        VIPS4.iter().any(|(vip, _)| out.contains(&format!("inet {vip}/")))
+                        VIPS4
+                            .iter()
+                            .any(|(vip, _)| out.contains(&format!("inet {vip}/")))
                     })
                     .collect();
                 assert!(held.len() < 2, "both firewalls hold a virtual address");
@@ -155,10 +161,17 @@ impl Sampler {
 }
 
 fn wait_holder(lab: &Lab, fw: Firewall, what: &str) {
-    wait_until(what, Duration::from_secs(10), Duration::from_millis(20), || {
-        let now = holders(lab);
-        (now == [fw]).then_some(()).ok_or_else(|| format!("held by {now:?}"))
-    });
+    wait_until(
+        what,
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let now = holders(lab);
+            (now == [fw])
+                .then_some(())
+                .ok_or_else(|| format!("held by {now:?}"))
+        },
+    );
 }
 
 fn require_keepalived() -> bool {
@@ -190,7 +203,9 @@ fn failoverd_master_keepalived_backup() {
     let lab = Lab::up_without_shared();
     let sampler = Sampler::start(&lab);
     let mut a = failoverd(&lab, Firewall::A);
-    a.wait_for("A is master", Duration::from_secs(10), |s| group(s).0 == "master");
+    a.wait_for("A is master", Duration::from_secs(10), |s| {
+        group(s).0 == "master"
+    });
     wait_holder(&lab, Firewall::A, "A holds the addresses");
     let keepalived = Keepalived::start(&lab, Firewall::B, 100);
     std::thread::sleep(Duration::from_secs(1));
@@ -208,7 +223,9 @@ fn failoverd_master_keepalived_backup() {
     // The killed daemon left its addresses behind: the restarted one removes them before the
     // links come back.
     let mut a = failoverd(&lab, Firewall::A);
-    a.wait_for("A is in fault", Duration::from_secs(5), |s| group(s).0 == "fault");
+    a.wait_for("A is in fault", Duration::from_secs(5), |s| {
+        group(s).0 == "fault"
+    });
     for link in ["lan", "wan", "fo"] {
         lab.exec(Firewall::A, &["ip", "link", "set", "dev", link, "up"]);
     }
@@ -217,11 +234,17 @@ fn failoverd_master_keepalived_backup() {
         state == "backup" && heard > 10 && master.as_deref() == Some("10.0.1.3")
     });
     assert!(!status.ready, "A has no session peer: never ready");
-    assert_eq!(holders(&lab), [Firewall::B], "A does not preempt while not ready");
+    assert_eq!(
+        holders(&lab),
+        [Firewall::B],
+        "A does not preempt while not ready"
+    );
 
     lab.hard_kill_all(Firewall::B);
     drop(keepalived);
-    a.wait_for("A takes over", Duration::from_secs(5), |s| group(s).0 == "master");
+    a.wait_for("A takes over", Duration::from_secs(5), |s| {
+        group(s).0 == "master"
+    });
     wait_holder(&lab, Firewall::A, "A holds the addresses again");
     println!("{} samples, never two holders", sampler.finish());
 }
@@ -252,7 +275,9 @@ fn keepalived_master_failoverd_backup() {
 
     let kill = lab.hard_kill_all(Firewall::A);
     drop(keepalived);
-    b.wait_for("B takes over", Duration::from_secs(5), |s| group(s).0 == "master");
+    b.wait_for("B takes over", Duration::from_secs(5), |s| {
+        group(s).0 == "master"
+    });
     wait_holder(&lab, Firewall::B, "B holds the addresses");
     println!(
         "B took over {:?} after keepalived's death; {} samples, never two holders",

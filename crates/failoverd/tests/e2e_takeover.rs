@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use failoverd_control::protocol::{Request, Status};
 use support::conntrack::by_flow;
 use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
+use support::lab::Ns;
 use support::lab::{SERVER4, SERVER6, SNAT6, VIPS4};
 use support::traffic::{Probe, TcpEchoServer};
-use support::lab::Ns;
 use support::{Firewall, Lab, require_root_and_tools, wait_until};
 
 const ECHO_PORT: u16 = 5000;
@@ -55,11 +55,16 @@ fn vrrp_pair_with(lab: &Lab, a: &DaemonOptions, b: &DaemonOptions) -> (Daemon, D
     let mut b = lab.spawn_daemon(Firewall::B, b);
     wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
     a.wait_for("A is VRRP master", Duration::from_secs(5), is_master);
-    wait_until("A holds the addresses", Duration::from_secs(5), POLL, || {
-        (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
-            .then_some(())
-            .ok_or_else(|| format!("A: {:?}", lab.addresses(Firewall::A)))
-    });
+    wait_until(
+        "A holds the addresses",
+        Duration::from_secs(5),
+        POLL,
+        || {
+            (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
+                .then_some(())
+                .ok_or_else(|| format!("A: {:?}", lab.addresses(Firewall::A)))
+        },
+    );
     (a, b)
 }
 
@@ -168,19 +173,33 @@ fn vrrp_takeover_keeps_tcp_streams_and_fails_back() {
         .call(Request::Events { limit: None })
         .expect("A's events")
         .to_string();
-    let master_at = events.find("role standby -> active").expect("A became active");
+    let master_at = events
+        .find("role standby -> active")
+        .expect("A became active");
     let ready_at = events.find(": ready").expect("A became ready");
     assert!(
         ready_at < master_at,
         "A took over only once ready: {events}"
     );
-    wait_until("only A holds the addresses", Duration::from_secs(5), POLL, || {
-        (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
-            .then_some(())
-            .ok_or_else(|| "not yet".to_string())
-    });
-    for (name, probe) in [("opened before the takeover", &before), ("opened after it", &after)] {
-        resumes(probe, Duration::from_secs(5), &format!("failback, stream {name}"));
+    wait_until(
+        "only A holds the addresses",
+        Duration::from_secs(5),
+        POLL,
+        || {
+            (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
+        },
+    );
+    for (name, probe) in [
+        ("opened before the takeover", &before),
+        ("opened after it", &after),
+    ] {
+        resumes(
+            probe,
+            Duration::from_secs(5),
+            &format!("failback, stream {name}"),
+        );
         assert_eq!(probe.failure(), None, "stream {name}");
     }
 }
@@ -201,7 +220,9 @@ fn vrrp_takeover_without_session_sync_loses_the_stream() {
     let probe = stream(&lab, &server, None);
     lab.hard_kill_all(Firewall::A);
     wait_until("B takes over", Duration::from_secs(5), POLL, || {
-        lab.holds_vips(Firewall::B).then_some(()).ok_or_else(|| "not yet".to_string())
+        lab.holds_vips(Firewall::B)
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
     });
     let seq = probe.sent();
     let outcome = probe.wait_echo_from(seq, Duration::from_secs(4));
@@ -237,7 +258,13 @@ fn switchover_and_maintenance_hand_over_cleanly() {
     let a_status = a.status().expect("A's status");
     assert_eq!(group_state(&a_status), "backup", "A does not preempt back");
     assert_eq!(
-        a_status.takeover.group.as_ref().unwrap().not_preempting.as_deref(),
+        a_status
+            .takeover
+            .group
+            .as_ref()
+            .unwrap()
+            .not_preempting
+            .as_deref(),
         Some("handed-over")
     );
 
@@ -251,7 +278,11 @@ fn switchover_and_maintenance_hand_over_cleanly() {
     lab.hard_kill_all(Firewall::A);
     std::thread::sleep(Duration::from_secs(1));
     let b_status = b.status().expect("B's status");
-    assert_eq!(group_state(&b_status), "backup", "in maintenance B never takes over");
+    assert_eq!(
+        group_state(&b_status),
+        "backup",
+        "in maintenance B never takes over"
+    );
     assert!(!lab.holds_any_vip(Firewall::B));
     b.call(Request::Maintenance { on: false })
         .expect("maintenance off on B");
@@ -285,7 +316,11 @@ fn unicast_peers_elect_and_take_over() {
                 && g.instances.iter().all(|i| {
                     i.adverts_received > 5
                         && i.master_address.as_deref()
-                            == Some(if i.name == "lan" { "10.0.1.2" } else { "10.0.2.2" })
+                            == Some(if i.name == "lan" {
+                                "10.0.1.2"
+                            } else {
+                                "10.0.2.2"
+                            })
                         && i.unicast_peers.len() == 1
                 })
         })
@@ -296,7 +331,11 @@ fn unicast_peers_elect_and_take_over() {
     lab.hard_kill_all(Firewall::A);
     b.wait_for("B takes over", Duration::from_secs(3), is_master);
     resumes(&probe, Duration::from_secs(5), "after the unicast takeover");
-    assert!(VIPS4.iter().all(|(vip, _)| lab.holds_address(Firewall::B, *vip)));
+    assert!(
+        VIPS4
+            .iter()
+            .all(|(vip, _)| lab.holds_address(Firewall::B, *vip))
+    );
 }
 
 /// IPv6 (RFC 5798 with IPv6 done right): the instances' first virtual address is link-local,
@@ -315,7 +354,7 @@ fn ipv6_vrrp_takeover_keeps_a_tcp_stream() {
          [[vrrp.instance]]\nname = \"wan6\"\ninterface = \"wan\"\nvrid = 62\n\
          addresses = [\"fe80::1/64\", \"fd00:2::1/64\"]\n",
     );
-    let (_a, mut b) = vrrp_pair(&lab, &options);
+    let (_a, b) = vrrp_pair(&lab, &options);
     let b_status = b.status().expect("B's status");
     let group = b_status.takeover.group.expect("a VRRP group");
     for instance in group.instances.iter().filter(|i| i.family == "ipv6") {
@@ -339,7 +378,10 @@ fn ipv6_vrrp_takeover_keeps_a_tcp_stream() {
         assert!(lab.holds_address(Firewall::B, vip), "B holds {vip}");
     }
     let tentative = lab.exec(Firewall::B, &["ip", "-6", "addr", "show", "tentative"]);
-    assert!(tentative.trim().is_empty(), "nothing tentative on B: {tentative}");
+    assert!(
+        tentative.trim().is_empty(),
+        "nothing tentative on B: {tentative}"
+    );
 }
 
 /// One failed member moves the group: A's WAN link goes down (A is otherwise healthy), A's
@@ -430,7 +472,10 @@ fn accept_mode_off_drops_packets_to_the_virtual_address() {
     let lab = Lab::up_without_shared();
     let options = DaemonOptions::default().extra(&instances("accept = false", ""));
     let _pair = vrrp_pair(&lab, &options);
-    assert!(!ping(&lab), "accept mode off: the master does not answer 10.0.1.1");
+    assert!(
+        !ping(&lab),
+        "accept mode off: the master does not answer 10.0.1.1"
+    );
     let server = TcpEchoServer::start(&lab, server_addr());
     stream(&lab, &server, None);
 }
@@ -450,7 +495,10 @@ fn vmac_keeps_the_gateway_mac_across_a_takeover() {
     a.wait_for("A is VRRP master", Duration::from_secs(5), is_master);
     let vmac = "00:00:5e:00:01:33";
     let macvlan = |fw| lab.try_exec(fw, &["ip", "-o", "link", "show", "vrrp.51"]);
-    assert!(!macvlan(Firewall::B).status.success(), "no macvlan on the backup");
+    assert!(
+        !macvlan(Firewall::B).status.success(),
+        "no macvlan on the backup"
+    );
     let link = String::from_utf8_lossy(&macvlan(Firewall::A).stdout).into_owned();
     assert!(link.contains(vmac), "A's macvlan: {link}");
     let gateway_mac = |lab: &Lab| {

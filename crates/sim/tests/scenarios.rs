@@ -591,7 +591,11 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
         1,
     );
     pair.run_for(ms(2000));
-    assert_eq!(pair.nodes[A].core.role(), Role::Standby, "nobody forwards yet");
+    assert_eq!(
+        pair.nodes[A].core.role(),
+        Role::Standby,
+        "nobody forwards yet"
+    );
     pair.set_forwarding(A, true);
     for _ in 0..300 {
         pair.create_session(A);
@@ -608,7 +612,11 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
     pair.run_for(ms(2000));
     let b = &pair.nodes[B];
     assert_eq!(b.core.role(), Role::Active);
-    assert_eq!(b.owned().len(), b.table.len(), "B owns every session it holds");
+    assert_eq!(
+        b.owned().len(),
+        b.table.len(),
+        "B owns every session it holds"
+    );
     assert_eq!(b.table.len(), 350);
     // A's copies are B's now: A losing some of them (they see no traffic there) deletes
     // nothing on B, and anti-entropy restores A's copies.
@@ -616,7 +624,11 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
         pair.delete_random(A);
     }
     pair.run_for(ms(1000));
-    assert_eq!(pair.nodes[B].table.len(), 350, "A's expiries are not B's sessions ending");
+    assert_eq!(
+        pair.nodes[B].table.len(),
+        350,
+        "A's expiries are not B's sessions ending"
+    );
     for _ in 0..100 {
         pair.traffic_step();
         pair.run_for(ms(5));

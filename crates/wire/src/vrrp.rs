@@ -306,9 +306,7 @@ mod tests {
 
     fn any_advert(ipv6: bool) -> impl Strategy<Value = Advert> {
         let address = if ipv6 {
-            any::<[u8; 16]>()
-                .prop_map(|o| IpAddr::V6(o.into()))
-                .boxed()
+            any::<[u8; 16]>().prop_map(|o| IpAddr::V6(o.into())).boxed()
         } else {
             any::<[u8; 4]>().prop_map(|o| IpAddr::V4(o.into())).boxed()
         };

@@ -187,7 +187,10 @@ impl Instance {
         self.state = InstanceState::Backup;
         self.adver_timer = None;
         self.master_down_timer = Some(now + self.master_down_interval());
-        if self.master.is_some_and(|(address, _)| address == self.config.source) {
+        if self
+            .master
+            .is_some_and(|(address, _)| address == self.config.source)
+        {
             self.master = None;
         }
     }

@@ -25,8 +25,8 @@ use std::time::Duration;
 use failoverd_wire::vrrp::{Advert, TTL, VrrpPacket};
 
 use crate::time::Instant;
-pub use instance::{InstanceConfig, InstanceState, InstanceStats};
 use instance::{Heard, Instance};
+pub use instance::{InstanceConfig, InstanceState, InstanceStats};
 
 /// The group's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,12 @@ pub struct Group {
 impl Group {
     /// A group in Initialize; [`Group::start`] starts it.
     pub fn new(config: GroupConfig) -> Self {
-        let instances = config.instances.iter().cloned().map(Instance::new).collect();
+        let instances = config
+            .instances
+            .iter()
+            .cloned()
+            .map(Instance::new)
+            .collect();
         Self {
             config,
             instances,
@@ -505,7 +510,13 @@ impl Group {
 
     /// Every master instance becomes backup and removes its addresses; all but `outranked`
     /// (which lost to a better master on its network) first send priority 0.
-    fn step_down(&mut self, now: Instant, to: GroupState, reason: String, outranked: Option<usize>) {
+    fn step_down(
+        &mut self,
+        now: Instant,
+        to: GroupState,
+        reason: String,
+        outranked: Option<usize>,
+    ) {
         for index in 0..self.instances.len() {
             if self.instances[index].state != InstanceState::Master {
                 continue;
@@ -546,8 +557,7 @@ impl Group {
             self.actions
                 .push_back(VrrpAction::Announce { instance: index });
         }
-        self.announce_at =
-            (self.announces_left > 0).then_some(now + self.config.announce_interval);
+        self.announce_at = (self.announces_left > 0).then_some(now + self.config.announce_interval);
     }
 
     fn set_state(&mut self, to: GroupState, reason: String) {

@@ -92,7 +92,8 @@ impl Net {
                     }
                     let src = self.nodes[from].config().instances[t.instance].source;
                     let now = self.now;
-                    self.nodes[1 - from].handle_packet(now, t.instance, src, t.dst, 255, &t.payload);
+                    self.nodes[1 - from]
+                        .handle_packet(now, t.instance, src, t.dst, 255, &t.payload);
                 }
                 while let Some(action) = self.nodes[from].poll_action() {
                     moved = true;
@@ -165,7 +166,10 @@ fn timers_follow_the_rfc() {
     let instance = Instance::new(config(2, 100).instances[0].clone());
     // Skew_Time = (256 - 100) * 100 ms / 256; Master_Down_Interval = 3 * 100 ms + skew.
     assert_eq!(instance.skew_time(), Duration::from_nanos(60_937_500));
-    assert_eq!(instance.master_down_interval(), Duration::from_nanos(360_937_500));
+    assert_eq!(
+        instance.master_down_interval(),
+        Duration::from_nanos(360_937_500)
+    );
 }
 
 #[test]
@@ -208,9 +212,16 @@ fn priority_zero_hands_over_after_the_skew_time() {
     let at = net.now;
     net.nodes[0].hand_over(at).unwrap();
     net.deliver();
-    assert_eq!(net.holds[0], [false, false], "A dropped its addresses at once");
+    assert_eq!(
+        net.holds[0],
+        [false, false],
+        "A dropped its addresses at once"
+    );
     net.run_for(100 * MS);
-    assert_eq!(net.became_master_at(1), Some(at + Duration::from_nanos(60_937_500)));
+    assert_eq!(
+        net.became_master_at(1),
+        Some(at + Duration::from_nanos(60_937_500))
+    );
     // A handed over: it does not preempt back although its priority is higher.
     net.run_for(3000 * MS);
     assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
@@ -358,7 +369,11 @@ fn maintenance_hands_over_and_stays_backup() {
     assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
     net.down[1] = true;
     net.run_for(2000 * MS);
-    assert_eq!(net.nodes[0].state(), GroupState::Backup, "maintenance: never master");
+    assert_eq!(
+        net.nodes[0].state(),
+        GroupState::Backup,
+        "maintenance: never master"
+    );
     net.nodes[0].set_maintenance(net.now, false);
     net.run_for(1000 * MS);
     assert_eq!(net.nodes[0].state(), GroupState::Master);
@@ -372,7 +387,10 @@ fn shutdown_sends_priority_zero() {
     net.deliver();
     net.down[0] = true;
     net.run_for(200 * MS);
-    assert_eq!(net.became_master_at(1), Some(at + Duration::from_nanos(60_937_500)));
+    assert_eq!(
+        net.became_master_at(1),
+        Some(at + Duration::from_nanos(60_937_500))
+    );
     assert_eq!(net.holds[0], [false, false]);
 }
 
@@ -449,7 +467,11 @@ fn adverts_lost_on_one_network_do_not_flap_the_group() {
         .iter()
         .filter(|(_, n, e)| *n == 1 && matches!(e, VrrpEvent::GroupChanged { .. }))
         .count();
-    assert_eq!(changes, 1, "B only went from initialize to backup: {:?}", net.log);
+    assert_eq!(
+        changes, 1,
+        "B only went from initialize to backup: {:?}",
+        net.log
+    );
 }
 
 #[test]

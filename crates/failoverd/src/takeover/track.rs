@@ -83,7 +83,10 @@ fn verdict(tracks: Vec<TrackView>) -> Verdict {
 
 /// Starts tracking; the first verdict (every object's current state) is in the receiver when
 /// this returns.
-pub async fn start(config: &VrrpConfig, netlink: &Netlink) -> anyhow::Result<watch::Receiver<Verdict>> {
+pub async fn start(
+    config: &VrrpConfig,
+    netlink: &Netlink,
+) -> anyhow::Result<watch::Receiver<Verdict>> {
     let mut tracks = objects(config);
     for track in tracks.iter_mut().filter(|t| t.kind == "interface") {
         track.up = netlink.link(&track.name).await?.up;

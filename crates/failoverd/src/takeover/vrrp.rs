@@ -74,7 +74,8 @@ enum Holder {
 /// Resolves interfaces and addresses, opens the sockets and starts the task.
 pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
     let netlink = Netlink::connect().context("cannot open rtnetlink")?;
-    let announcer = Announcer::new().context("cannot open the ARP / neighbour advertisement sockets")?;
+    let announcer =
+        Announcer::new().context("cannot open the ARP / neighbour advertisement sockets")?;
     let mut instances = Vec::new();
     let mut ports = Vec::new();
     for instance in &config.instances {

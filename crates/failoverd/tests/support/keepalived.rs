@@ -46,7 +46,7 @@ impl Default for KeepalivedOptions {
 /// `advert_int` as keepalived reads it: seconds, with up to two decimals (`1`, `0.05`).
 pub fn advert_int_text(interval: Duration) -> String {
     let centis = (interval.as_millis() / 10).max(1);
-    if centis % 100 == 0 {
+    if centis.is_multiple_of(100) {
         format!("{}", centis / 100)
     } else {
         format!("{}.{:02}", centis / 100, centis % 100)
