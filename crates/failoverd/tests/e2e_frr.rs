@@ -1,5 +1,7 @@
 //! End to end with real FRR (zebra + ospfd) in network namespaces: [`Frr`] moves a router's
-//! route to the firewalls' LAN from one firewall to the other by OSPF costs.
+//! route to the firewalls' LAN from one firewall to the other by OSPF costs; then two real
+//! `failoverd` processes (election mode, `[routing]`) do it as their roles change: a SIGTERM
+//! hands over at once, a restarted higher-priority node takes the role back once ready.
 //!
 //! ```text
 //!                 R (10.0.0.1, br0)
@@ -14,20 +16,28 @@
 //! `lan0` cost (the active one) gets R's traffic; with equal costs R has both as next hops.
 //!
 //! The namespaces (`frr<pid><n>-r`, `-a`, `-b`) and FRR daemons are the test's own: dropping
-//! the [`OspfLab`] kills the daemons (by PID) and deletes the namespaces.
+//! the [`OspfLab`] kills the daemons (by PID) and deletes the namespaces. The `failoverd`
+//! processes are [`support::daemon::Daemon`]s, killed (by PID) when dropped, before the lab.
 //!
 //! Needs root, `ip`, `vtysh` and FRR's `zebra` and `ospfd` (Debian package `frr`); without them
 //! the test prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
 use std::fs;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use failoverd::takeover::frr::Frr;
 use failoverd_control::config::RoutingConfig;
+use failoverd_control::protocol::{Request, Role, Status};
+use failoverd_link::Identity;
+use support::Firewall;
+use support::daemon::{self, Daemon};
+
+mod support;
 
 /// Where Debian (and others) install FRR's daemons.
 const FRR_DIRS: &[&str] = &["/usr/lib/frr", "/usr/sbin", "/usr/local/sbin"];
@@ -128,6 +138,192 @@ fn wait_state(frr: &Frr, state: &str) {
     );
 }
 
+#[test]
+fn failoverd_moves_the_ospf_route_with_the_role() {
+    let Some(frr_dir) = require_root_and_frr() else {
+        return;
+    };
+    let lab = OspfLab::new(&frr_dir);
+    // Declared after the lab: the daemons are killed, then their files removed, then the lab.
+    let files = tempfile::tempdir().unwrap();
+    let [node_a, node_b] = FailoverdNode::pair(&lab, files.path());
+    let (_, took) = lab.wait_lan_next_hops(&[A_ADDR, B_ADDR], Duration::from_secs(60));
+    println!("OSPF converged (R has both next hops) after {took:?} of waiting");
+
+    let started = Instant::now();
+    let mut a = node_a.spawn();
+    let mut b = node_b.spawn();
+    daemon::wait_synchronized(&mut a, &mut b, Duration::from_secs(30));
+    wait_role(&mut a, Role::Active);
+    wait_role(&mut b, Role::Standby);
+    lab.wait_lan_next_hops(&[A_ADDR], Duration::from_secs(30));
+    println!(
+        "failoverd started: A active, R's route to {LAN} via A {:?} after the start",
+        started.elapsed()
+    );
+
+    // A graceful stop: A becomes standby, sets its standby cost, says goodbye; B takes over.
+    let stopping = Instant::now();
+    sigterm(&a);
+    lab.wait_lan_next_hops(&[B_ADDR], Duration::from_secs(30));
+    println!(
+        "SIGTERM to A's failoverd: R's route to {LAN} moved to B {:?} after the signal",
+        stopping.elapsed()
+    );
+    let exit = wait_exit(&mut a);
+    assert!(exit.success(), "graceful exit: {exit}");
+    assert_eq!(
+        lab.a.interface_cost("lan0"),
+        Some(STANDBY_COST),
+        "A left standby"
+    );
+    wait_role(&mut b, Role::Active);
+    let events = b.call(Request::Events { limit: None }).unwrap();
+    assert!(
+        events.to_string().contains("peer left (goodbye)"),
+        "B took over because told, not by timeout: {events}"
+    );
+
+    // A again: it synchronizes and, ready, preempts (priority 200 over 100).
+    let restarted = Instant::now();
+    a = node_a.spawn();
+    a.wait_for(
+        "synchronization",
+        Duration::from_secs(30),
+        daemon::synchronized,
+    );
+    let statuses = [
+        wait_role(&mut a, Role::Active),
+        wait_role(&mut b, Role::Standby),
+    ];
+    lab.wait_lan_next_hops(&[A_ADDR], Duration::from_secs(30));
+    println!(
+        "A's failoverd restarted: R's route to {LAN} back via A {:?} after the start",
+        restarted.elapsed()
+    );
+    for status in statuses {
+        assert_eq!(status.takeover.routing.unwrap().last_error, None);
+    }
+}
+
+/// One firewall's `failoverd`: its namespace, its directory (key, configuration, control
+/// socket, log) and its configuration file.
+struct FailoverdNode {
+    fw: Firewall,
+    netns: String,
+    dir: PathBuf,
+    config: String,
+}
+
+impl FailoverdNode {
+    /// A and B of `lab`, each with a new key pair and pinning the other's, files under `root`.
+    fn pair(lab: &OspfLab, root: &Path) -> [FailoverdNode; 2] {
+        let keys = [Identity::generate(), Identity::generate()];
+        [(Firewall::A, 0), (Firewall::B, 1)].map(|(fw, me)| {
+            let dir = root.join(fw.name());
+            fs::create_dir_all(&dir).unwrap();
+            let key = dir.join("node.pem");
+            fs::write(&key, keys[me].to_pem()).unwrap();
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+            let peer_key = keys[1 - me].fingerprint().to_string();
+            let router = if fw == Firewall::A { &lab.a } else { &lab.b };
+            FailoverdNode {
+                fw,
+                netns: router.netns.name().to_string(),
+                config: failoverd_config(fw, router, &peer_key, &dir),
+                dir,
+            }
+        })
+    }
+
+    /// Starts `failoverd` in its namespace.
+    fn spawn(&self) -> Daemon {
+        Daemon::spawn(&self.netns, self.fw, &self.dir, &self.config)
+    }
+}
+
+/// `fw`'s configuration file: election mode, memory sessions, A preferred (200 over 100), the
+/// failover link over the segment, `[routing]` for `router`'s FRR; its files in `dir`.
+fn failoverd_config(fw: Firewall, router: &Router, peer_key: &str, dir: &Path) -> String {
+    let (priority, listen, peer) = match fw {
+        Firewall::A => (200, A_ADDR, B_ADDR),
+        Firewall::B => (100, B_ADDR, A_ADDR),
+    };
+    let routing = routing(router);
+    format!(
+        r#"[node]
+name = "{name}"
+key = "node.pem"
+priority = {priority}
+
+[pair]
+id = 7
+
+[link]
+listen = "{listen}:7500"
+peer = "{peer}:7500"
+peer_key = "{peer_key}"
+reconnect_max_ms = 500
+
+[timers]
+silence_ms = 300
+
+[sessions]
+backend = "memory"
+
+[control]
+socket = "{socket}"
+
+[log]
+level = "info"
+
+[routing]
+vtysh = {vtysh:?}
+ospf_interfaces = {interfaces:?}
+active_cost = {active}
+standby_cost = {standby}
+timeout_ms = {timeout}
+"#,
+        name = fw.name(),
+        socket = dir.join("failoverd.sock").display(),
+        vtysh = routing.vtysh,
+        interfaces = routing.ospf_interfaces,
+        active = routing.active_cost,
+        standby = routing.standby_cost,
+        timeout = routing.timeout.as_millis(),
+    )
+}
+
+/// Waits until `daemon` has `role` and FRR the cost of that role.
+fn wait_role(daemon: &mut Daemon, role: Role) -> Status {
+    let what = format!("{} with its OSPF cost set", role.name());
+    daemon.wait_for(&what, Duration::from_secs(30), |status| {
+        status.role == role
+            && (status.takeover.routing.as_ref()).is_some_and(|r| r.state == role.name())
+    })
+}
+
+/// SIGTERM to `daemon`'s process, by PID (`ip netns exec` executes failoverd in place).
+fn sigterm(daemon: &Daemon) {
+    let pid = daemon.pid().expect("running");
+    // SAFETY: kill has no memory-safety preconditions; the PID is our unreaped child's.
+    let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(
+        sent,
+        0,
+        "kill -TERM {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Waits until `daemon`'s process has exited; returns how.
+fn wait_exit(daemon: &mut Daemon) -> ExitStatus {
+    wait_until("failoverd exiting", Duration::from_secs(15), || {
+        daemon.exited().ok_or_else(|| "still running".to_string())
+    })
+    .0
+}
+
 // ---------------------------------------------------------------------------------------------
 // the lab: reusable set-up
 
@@ -173,23 +369,13 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
-/// Polls `probe` every [`POLL`] until it returns `Ok`, for at most `within`; then panics with
-/// `what` and the last `Err`. Returns the value and the time it took.
+/// [`support::wait_until`], polling every [`POLL`].
 pub fn wait_until<T>(
     what: &str,
     within: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
+    probe: impl FnMut() -> Result<T, String>,
 ) -> (T, Duration) {
-    let started = Instant::now();
-    loop {
-        match probe() {
-            Ok(value) => return (value, started.elapsed()),
-            Err(last) if started.elapsed() >= within => {
-                panic!("{what}: not within {within:?}; last: {last}")
-            }
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
+    support::wait_until(what, within, POLL, probe)
 }
 
 /// Runs `program` with `args`; panics with its output if it fails. Returns its stdout.
@@ -254,20 +440,20 @@ impl Drop for Netns {
 
 /// An FRR daemon the test started, killed (by PID) and reaped on drop.
 #[derive(Debug)]
-pub struct Daemon {
+pub struct FrrDaemon {
     name: &'static str,
     child: Child,
     log: PathBuf,
 }
 
-impl Daemon {
+impl FrrDaemon {
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
-impl Drop for Daemon {
+impl Drop for FrrDaemon {
     fn drop(&mut self) {
         // `ip netns exec` execs the daemon: the child's PID is the daemon's.
         let _ = self.child.kill();
@@ -288,7 +474,7 @@ impl Drop for Daemon {
 #[derive(Debug)]
 pub struct Router {
     /// Declared before the namespace: the daemons stop before it is deleted.
-    daemons: Vec<Daemon>,
+    daemons: Vec<FrrDaemon>,
     netns: Netns,
     dir: PathBuf,
 }
@@ -331,7 +517,7 @@ impl Router {
                     if socket.exists() {
                         Ok(())
                     } else {
-                        Err(self.daemons.last().map(Daemon::log).unwrap_or_default())
+                        Err(self.daemons.last().map(FrrDaemon::log).unwrap_or_default())
                     }
                 },
             );
@@ -359,7 +545,7 @@ impl Router {
             .stderr(out)
             .spawn()
             .unwrap_or_else(|error| panic!("starting {name}: {error}"));
-        self.daemons.push(Daemon { name, child, log });
+        self.daemons.push(FrrDaemon { name, child, log });
     }
 
     /// The argv prefix that reaches this router's FRR (`[routing] vtysh`).
