@@ -92,6 +92,31 @@ fn stream(lab: &Lab, server: &TcpEchoServer, replicated_to: Option<Firewall>) ->
     probe
 }
 
+/// A lab with the VRRP pair (A master) and a TCP stream through the gateway and SNAT whose
+/// entry B holds. Fields drop in order: the stream, the server, the daemons, then the lab;
+/// bind every field when destructuring (a field left to `..` is dropped at once).
+struct Streaming {
+    probe: Probe,
+    _server: TcpEchoServer,
+    a: Daemon,
+    b: Daemon,
+    lab: Lab,
+}
+
+fn streaming(options: &DaemonOptions) -> Streaming {
+    let lab = Lab::up_without_shared();
+    let (a, b) = vrrp_pair(&lab, options);
+    let server = TcpEchoServer::start(&lab, server_addr());
+    let probe = stream(&lab, &server, Some(Firewall::B));
+    Streaming {
+        probe,
+        _server: server,
+        a,
+        b,
+        lab,
+    }
+}
+
 /// Waits for an echo of a message sent from now on; returns when it came.
 fn resumes(probe: &Probe, within: Duration, what: &str) -> Instant {
     let seq = probe.sent();
@@ -125,11 +150,14 @@ fn vrrp_takeover_keeps_tcp_streams_and_fails_back() {
     if !require_root_and_tools() {
         return;
     }
-    let lab = Lab::up_without_shared();
     let options = DaemonOptions::default().vrrp(None);
-    let (_a, mut b) = vrrp_pair(&lab, &options);
-    let server = TcpEchoServer::start(&lab, server_addr());
-    let before = stream(&lab, &server, Some(Firewall::B));
+    let Streaming {
+        probe: before,
+        _server: server,
+        a: _a,
+        mut b,
+        lab,
+    } = streaming(&options);
 
     let kill = lab.hard_kill_all(Firewall::A);
     let (_, took) = wait_until(
@@ -240,11 +268,13 @@ fn switchover_and_maintenance_hand_over_cleanly() {
     if !require_root_and_tools() {
         return;
     }
-    let lab = Lab::up_without_shared();
-    let options = DaemonOptions::default().vrrp(None);
-    let (mut a, mut b) = vrrp_pair(&lab, &options);
-    let server = TcpEchoServer::start(&lab, server_addr());
-    let probe = stream(&lab, &server, Some(Firewall::B));
+    let Streaming {
+        probe,
+        _server,
+        mut a,
+        mut b,
+        lab,
+    } = streaming(&DaemonOptions::default().vrrp(None));
 
     let asked = Instant::now();
     a.call(Request::Switchover).expect("switchover on A");
@@ -392,11 +422,13 @@ fn a_failed_member_moves_the_whole_group() {
     if !require_root_and_tools() {
         return;
     }
-    let lab = Lab::up_without_shared();
-    let options = DaemonOptions::default().vrrp(None);
-    let (mut a, mut b) = vrrp_pair(&lab, &options);
-    let server = TcpEchoServer::start(&lab, server_addr());
-    let probe = stream(&lab, &server, Some(Firewall::B));
+    let Streaming {
+        probe,
+        _server,
+        mut a,
+        mut b,
+        lab,
+    } = streaming(&DaemonOptions::default().vrrp(None));
 
     let failed = Instant::now();
     lab.exec(Firewall::A, &["ip", "link", "set", "dev", "wan", "down"]);
