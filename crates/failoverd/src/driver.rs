@@ -91,6 +91,12 @@ impl Clock {
         Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
     }
 
+    /// The core's instant of a monotonic `at` (zero if before the start).
+    pub fn at(&self, at: std::time::Instant) -> Instant {
+        let since = tokio::time::Instant::from_std(at).saturating_duration_since(self.origin);
+        Instant::from_nanos(since.as_nanos() as u64)
+    }
+
     /// The monotonic instant of a core deadline.
     pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
         self.origin + Duration::from_nanos(at.as_nanos())
@@ -618,6 +624,14 @@ impl Driver {
                 to: None,
                 reason: None,
                 message: message.clone(),
+            }))
+            .chain(self.takeover.history().into_iter().map(|entry| EventView {
+                at_ms: self.clock.at(entry.at).as_nanos() / 1_000_000,
+                kind: entry.kind,
+                from: None,
+                to: None,
+                reason: None,
+                message: entry.message,
             }))
             .collect();
         events.sort_by_key(|e| e.at_ms);

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use failoverd::takeover::frr::Frr;
+use failoverd::takeover::history::History;
 use failoverd_control::config::RoutingConfig;
 use failoverd_control::protocol::{Request, Role, Status};
 use failoverd_link::Identity;
@@ -72,8 +73,8 @@ fn ospf_cost_moves_the_route_with_the_role() {
     let (_, took) = lab.wait_lan_next_hops(&[A_ADDR, B_ADDR], Duration::from_secs(60));
     println!("OSPF converged (R has both next hops) after {took:?} of waiting");
 
-    let a = Frr::new(&routing(&lab.a));
-    let b = Frr::new(&routing(&lab.b));
+    let a = Frr::new(&routing(&lab.a), History::default());
+    let b = Frr::new(&routing(&lab.b), History::default());
     a.start();
     b.start();
     wait_state(&a, "standby");

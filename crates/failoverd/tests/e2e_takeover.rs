@@ -446,6 +446,19 @@ fn a_failed_member_moves_the_whole_group() {
         Some("interface wan is down")
     );
     assert!(!lab.holds_any_vip(Firewall::A) && lab.holds_vips(Firewall::B));
+    let events = a
+        .call(Request::Events { limit: None })
+        .expect("A's events")
+        .to_string();
+    for (kind, message) in [
+        ("track", "tracked interface wan is down"),
+        ("vrrp", "VRRP group master -> fault: fault: interface wan is down"),
+    ] {
+        assert!(
+            events.contains(&format!(r#""kind":"{kind}""#)) && events.contains(message),
+            "A's events show {kind}: {message}: {events}"
+        );
+    }
 
     lab.exec(Firewall::A, &["ip", "link", "set", "dev", "wan", "up"]);
     a.wait_for("A preempts back once ready", Duration::from_secs(10), |s| {

@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failoverd_control::config::RoutingConfig;
-use failoverd_control::protocol::RoutingView;
+use failoverd_control::protocol::{EventKind, RoutingView};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::command::{Command, Outcome};
+use super::history::History;
 
 /// The first delay before a failed change is retried; it doubles up to [`RETRY_MAX`].
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -54,6 +55,8 @@ struct Shared {
     standby_cost: u16,
     timeout: Duration,
     status: Mutex<Status>,
+    /// Where each run is recorded for `failoverctl events`.
+    history: History,
 }
 
 #[derive(Debug)]
@@ -73,7 +76,7 @@ struct Status {
 
 impl Frr {
     /// FRR as `config` says. Nothing runs before [`Frr::start`] or [`Frr::role_changed`].
-    pub fn new(config: &RoutingConfig) -> Frr {
+    pub fn new(config: &RoutingConfig, history: History) -> Frr {
         let (wanted, idle) = watch::channel(false);
         Frr {
             shared: Arc::new(Shared {
@@ -90,6 +93,7 @@ impl Frr {
                     failed: false,
                     last_error: None,
                 }),
+                history,
             }),
             wanted,
             idle: Mutex::new(Some(idle)),
@@ -210,10 +214,13 @@ impl Shared {
             .run()
             .await;
         if outcome.success() {
+            self.history
+                .record(EventKind::Routing, format!("OSPF cost {cost} set ({role})"));
             return Ok(());
         }
         let error = failure(&outcome, role, cost);
         warn!("{error}");
+        self.history.record(EventKind::Routing, error.clone());
         Err(error)
     }
 }
@@ -364,7 +371,7 @@ mod tests {
     #[tokio::test]
     async fn start_applies_standby_then_roles_apply_their_cost() {
         let dir = tempfile::tempdir().unwrap();
-        let frr = Frr::new(&config(dir.path(), ""));
+        let frr = Frr::new(&config(dir.path(), ""), History::default());
         assert_eq!(frr.view().state, "applying");
         frr.start();
         let view = wait_state(&frr, "standby").await;
@@ -392,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn a_role_change_before_start_replaces_the_standby_cost() {
         let dir = tempfile::tempdir().unwrap();
-        let frr = Frr::new(&config(dir.path(), ""));
+        let frr = Frr::new(&config(dir.path(), ""), History::default());
         frr.role_changed(true);
         frr.start();
         wait_state(&frr, "active").await;
@@ -407,7 +414,7 @@ mod tests {
             "touch {}/started-$FAILOVERD_ROLE; sleep 0.3",
             dir.path().display()
         );
-        let frr = Frr::new(&config(dir.path(), &before));
+        let frr = Frr::new(&config(dir.path(), &before), History::default());
         frr.start();
         wait_file(dir.path().join("started-standby")).await;
         assert_eq!(frr.view().state, "applying");
@@ -431,7 +438,7 @@ mod tests {
              echo 'ospf6d is not running' >&2; exit 1; fi",
             first = dir.path().join("first").display()
         );
-        let frr = Frr::new(&config(dir.path(), &before));
+        let frr = Frr::new(&config(dir.path(), &before), History::default());
         frr.start();
         let view = wait_state(&frr, "failed").await;
         let error = view.last_error.unwrap();
@@ -459,7 +466,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path(), "");
         config.vtysh = vec!["/nonexistent/vtysh".into()];
-        let frr = Frr::new(&config);
+        let frr = Frr::new(&config, History::default());
         frr.start();
         let view = wait_state(&frr, "failed").await;
         let error = view.last_error.unwrap();
@@ -492,7 +499,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path(), "sleep 30");
         config.timeout = Duration::from_millis(200);
-        let frr = Frr::new(&config);
+        let frr = Frr::new(&config, History::default());
         frr.start();
         let view = wait_state(&frr, "failed").await;
         assert_eq!(

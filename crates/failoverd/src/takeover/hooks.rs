@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failoverd_control::config::HooksConfig;
-use failoverd_control::protocol::HooksView;
+use failoverd_control::protocol::{EventKind, HooksView};
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::command::Command;
+use super::history::History;
 
 /// The role whose hook is `on_active`; every other role runs `on_standby`.
 pub const ACTIVE: &str = "active";
@@ -32,11 +33,14 @@ pub struct Hooks {
     idle_queue: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     /// The last finished hook's summary.
     last: Arc<Mutex<Option<String>>>,
+    /// Where each finished hook is recorded for `failoverctl events`.
+    history: History,
 }
 
 impl Hooks {
-    /// The hooks of `config`, for the node named `node`.
-    pub fn new(config: &HooksConfig, node: &str) -> Hooks {
+    /// The hooks of `config`, for the node named `node`; each finished hook is recorded in
+    /// `history`.
+    pub fn new(config: &HooksConfig, node: &str, history: History) -> Hooks {
         let (queue, idle_queue) = mpsc::unbounded_channel();
         Hooks {
             node: node.to_string(),
@@ -46,6 +50,7 @@ impl Hooks {
             queue,
             idle_queue: Mutex::new(Some(idle_queue)),
             last: Arc::new(Mutex::new(None)),
+            history,
         }
     }
 
@@ -85,9 +90,11 @@ impl Hooks {
             return;
         };
         let last = Arc::clone(&self.last);
+        let history = self.history.clone();
         tokio::spawn(async move {
             while let Some(command) = queue.recv().await {
                 let outcome = command.run().await;
+                history.record(EventKind::Hook, outcome.summary());
                 *lock(&last) = Some(outcome.summary());
             }
         });
@@ -156,7 +163,11 @@ mod tests {
     async fn runs_the_role_hook_with_its_environment() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let hooks = Hooks::new(&config(&log, "0", Duration::from_secs(10)), "fw-a");
+        let hooks = Hooks::new(
+            &config(&log, "0", Duration::from_secs(10)),
+            "fw-a",
+            History::default(),
+        );
         assert_eq!(hooks.view().last, None);
 
         hooks.role_changed("standby", "active", "peer dead");
@@ -185,7 +196,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
         // Each hook takes 0.5 s: role_changed returns well before the first ends.
-        let hooks = Hooks::new(&config(&log, "0.5", Duration::from_secs(10)), "fw-a");
+        let hooks = Hooks::new(
+            &config(&log, "0.5", Duration::from_secs(10)),
+            "fw-a",
+            History::default(),
+        );
         let started = Instant::now();
         hooks.role_changed("standby", "active", "one");
         hooks.role_changed("active", "standby", "two");
@@ -212,7 +227,7 @@ mod tests {
         let log = dir.path().join("log");
         let mut config = config(&log, "0", Duration::from_millis(300));
         config.on_active = Some(hook("active", &log, "30"));
-        let hooks = Hooks::new(&config, "fw-a");
+        let hooks = Hooks::new(&config, "fw-a", History::default());
         let started = Instant::now();
         hooks.role_changed("standby", "active", "one");
         hooks.role_changed("active", "standby", "two");
@@ -233,6 +248,7 @@ mod tests {
     async fn unconfigured_and_failing_hooks() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
+        let history = History::default();
         let hooks = Hooks::new(
             &HooksConfig {
                 on_active: Some(vec!["/nonexistent/hook".into()]),
@@ -240,6 +256,7 @@ mod tests {
                 timeout: Duration::from_secs(10),
             },
             "fw-a",
+            history.clone(),
         );
         // No on_standby: nothing runs, nothing is recorded.
         hooks.role_changed("active", "standby", "x");
@@ -248,5 +265,8 @@ mod tests {
         hooks.role_changed("standby", "active", "x");
         wait_last(&hooks, "on_active failed to start: ").await;
         assert!(!log.exists());
+        let recorded: Vec<_> = history.entries().into_iter().map(|e| e.message).collect();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert!(recorded[0].starts_with("on_active failed to start: "));
     }
 }

@@ -4,6 +4,7 @@
 //! - [`track`]: tracked interfaces, routes and scripts, lowering the group's priority;
 //! - [`frr`]: FRR follows the role (OSPF cost);
 //! - [`hooks`]: commands run on role changes;
+//! - [`history`]: what they all did, for `failoverctl events`;
 //! - [`command`]: how those commands run (timeouts, output to the log);
 //! - `accept`: accept mode off, as an nftables table.
 
@@ -11,6 +12,7 @@
 mod accept;
 pub mod command;
 pub mod frr;
+pub mod history;
 pub mod hooks;
 #[cfg(target_os = "linux")]
 pub mod track;
@@ -33,21 +35,23 @@ pub struct Takeover {
     hooks: Option<hooks::Hooks>,
     /// The readiness last told to the VRRP task.
     ready: Option<bool>,
+    history: history::History,
 }
 
 impl Takeover {
     /// Starts what `config` asks for. Must be called within a tokio runtime.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let history = history::History::default();
         let frr = config.routing.as_ref().map(|routing| {
-            let frr = frr::Frr::new(routing);
+            let frr = frr::Frr::new(routing, history.clone());
             frr.start();
             frr
         });
         let hooks = (config.hooks.on_active.is_some() || config.hooks.on_standby.is_some())
-            .then(|| hooks::Hooks::new(&config.hooks, &config.node.name));
+            .then(|| hooks::Hooks::new(&config.hooks, &config.node.name, history.clone()));
         #[cfg(target_os = "linux")]
         let vrrp = match config.takeover.mode {
-            TakeoverMode::Vrrp => Some(vrrp::spawn(&config.vrrp).await?),
+            TakeoverMode::Vrrp => Some(vrrp::spawn(&config.vrrp, history.clone()).await?),
             TakeoverMode::Election => None,
         };
         #[cfg(not(target_os = "linux"))]
@@ -61,7 +65,13 @@ impl Takeover {
             frr,
             hooks,
             ready: None,
+            history,
         })
+    }
+
+    /// What the takeover parts did, oldest first.
+    pub fn history(&self) -> Vec<history::Entry> {
+        self.history.entries()
     }
 
     /// Whether the VRRP group decides the role (the core follows [`Takeover::forwarding`]).

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use failoverd_control::config::VrrpConfig;
-use failoverd_control::protocol::TrackView;
+use failoverd_control::protocol::{EventKind, TrackView};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::net::{Netlink, watch_links};
 use crate::takeover::command::Command;
+use crate::takeover::history::History;
 
 /// How often tracked routes are looked up (the kernel has no cheap per-route notification).
 const ROUTE_POLL: Duration = Duration::from_secs(1);
@@ -86,6 +87,7 @@ fn verdict(tracks: Vec<TrackView>) -> Verdict {
 pub async fn start(
     config: &VrrpConfig,
     netlink: &Netlink,
+    history: History,
 ) -> anyhow::Result<watch::Receiver<Verdict>> {
     let mut tracks = objects(config);
     for track in tracks.iter_mut().filter(|t| t.kind == "interface") {
@@ -184,11 +186,16 @@ pub async fn start(
                 continue;
             }
             *current = up;
+            let message = format!(
+                "tracked {kind} {name} is {}",
+                if up { "up" } else { "down" }
+            );
             if up {
-                info!("tracked {kind} {name} is up");
+                info!("{message}");
             } else {
-                warn!("tracked {kind} {name} is down");
+                warn!("{message}");
             }
+            history.record(EventKind::Track, message);
             for track in &mut tracks {
                 if track.kind == kind && track.name == name {
                     track.up = up;

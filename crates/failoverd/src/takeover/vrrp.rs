@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
-use failoverd_control::protocol::{VrrpGroupView, VrrpInstanceView};
+use failoverd_control::protocol::{EventKind, VrrpGroupView, VrrpInstanceView};
 use failoverd_core::vrrp::{
     Group, GroupConfig, GroupState, InstanceConfig, VrrpAction, VrrpEvent, VrrpTransmit,
 };
@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::driver::Clock;
 use crate::net::{Announcer, Netlink, Received, VrrpSocket};
 use crate::takeover::accept;
+use crate::takeover::history::History;
 use crate::takeover::track::{self, Verdict};
 
 /// What the driver asks of the VRRP task.
@@ -72,7 +73,7 @@ enum Holder {
 }
 
 /// Resolves interfaces and addresses, opens the sockets and starts the task.
-pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
+pub async fn spawn(config: &VrrpConfig, history: History) -> anyhow::Result<VrrpHandle> {
     let netlink = Netlink::connect().context("cannot open rtnetlink")?;
     let announcer =
         Announcer::new().context("cannot open the ARP / neighbour advertisement sockets")?;
@@ -94,7 +95,7 @@ pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
     if !not_accepting.is_empty() {
         accept::install(&not_accepting)?;
     }
-    let verdicts = track::start(config, &netlink).await?;
+    let verdicts = track::start(config, &netlink, history.clone()).await?;
     let group = Group::new(GroupConfig {
         instances,
         preempt_delay: config.preempt_delay,
@@ -130,6 +131,7 @@ pub async fn spawn(config: &VrrpConfig) -> anyhow::Result<VrrpHandle> {
         forwarding: forwarding_tx,
         verdicts,
         not_accepting: !not_accepting.is_empty(),
+        history,
     };
     tokio::spawn(task.run(request_rx, received));
     Ok(VrrpHandle {
@@ -229,6 +231,7 @@ struct Task {
     verdicts: watch::Receiver<Verdict>,
     /// The accept-mode table is installed (some instance has `accept = false`).
     not_accepting: bool,
+    history: History,
 }
 
 impl Task {
@@ -324,6 +327,7 @@ impl Task {
             match &event {
                 VrrpEvent::GroupChanged { from, to, reason } => {
                     info!("{event}");
+                    self.history.record(EventKind::Vrrp, event.to_string());
                     let master = *to == GroupState::Master;
                     if master != (*from == GroupState::Master) {
                         let _ = self.forwarding.send(Forwarding {

@@ -1,0 +1,47 @@
+//! What the takeover parts did, for `failoverctl events`: VRRP group changes, tracked objects
+//! going up or down, hooks run, FRR costs set. Shared by the parts, read by the driver.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use failoverd_control::protocol::EventKind;
+
+/// Entries kept; older ones are dropped.
+const KEPT: usize = 64;
+
+/// One thing a takeover part did.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// When.
+    pub at: Instant,
+    /// `vrrp`, `track`, `hook` or `routing`.
+    pub kind: EventKind,
+    /// What, as the log says it.
+    pub message: String,
+}
+
+/// A bounded, shared list of [`Entry`].
+#[derive(Debug, Clone, Default)]
+pub struct History(Arc<Mutex<VecDeque<Entry>>>);
+
+impl History {
+    /// Records `message` now.
+    pub fn record(&self, kind: EventKind, message: impl Into<String>) {
+        let mut entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() == KEPT {
+            entries.pop_front();
+        }
+        entries.push_back(Entry {
+            at: Instant::now(),
+            kind,
+            message: message.into(),
+        });
+    }
+
+    /// Every entry kept, oldest first.
+    pub fn entries(&self) -> Vec<Entry> {
+        let entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        entries.iter().cloned().collect()
+    }
+}
