@@ -448,9 +448,9 @@ fn vips() -> Vec<IpAddr> {
     VIPS4.iter().map(|(a, _)| IpAddr::V4(*a)).collect()
 }
 
-/// The pair under test.
+/// The pair under test (the daemons boxed: a `Daemon` holds its own runtime).
 enum Pair {
-    Failoverd { a: Daemon, b: Daemon },
+    Failoverd { a: Box<Daemon>, b: Box<Daemon> },
     Keepalived(Keepalived),
 }
 
@@ -467,7 +467,10 @@ fn start_pair(lab: &Lab, variant: Variant) -> Pair {
     a.wait_for("synchronization", Duration::from_secs(30), synchronized);
     b.wait_for("synchronization", Duration::from_secs(30), synchronized);
     wait_failoverd_a_master(lab, &a, &b, Duration::from_secs(30));
-    Pair::Failoverd { a, b }
+    Pair::Failoverd {
+        a: Box::new(a),
+        b: Box::new(b),
+    }
 }
 
 /// The VRRP group state in a failoverd status (`takeover.group.state`).
