@@ -80,6 +80,10 @@ pub(crate) enum Heard {
     Nothing,
     /// We are master and must answer at once (a leaving master's priority 0 reached us).
     AdvertiseNow,
+    /// We are master and another router claims to be master with a lower priority (it missed
+    /// our adverts): it steps down at our next advert, but its gratuitous ARPs may have
+    /// pointed the neighbours at it, so we advertise and announce at once.
+    Contested,
     /// We were master and a better master exists.
     Outranked {
         /// Its address.
@@ -249,7 +253,7 @@ impl Instance {
                         priority: advert.priority,
                     }
                 } else {
-                    Heard::Nothing
+                    Heard::Contested
                 }
             }
         }

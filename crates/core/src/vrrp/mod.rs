@@ -348,10 +348,11 @@ impl Group {
         let may_preempt = self.not_preempting(now).is_none();
         match self.instances[index].heard(now, src, &advert, may_preempt) {
             Heard::Nothing => {}
-            Heard::AdvertiseNow => {
-                self.advertise(index, None);
-                let interval = self.instances[index].config.advert_interval;
-                self.instances[index].adver_timer = Some(now + interval);
+            Heard::AdvertiseNow => self.advertise_now(now, index),
+            Heard::Contested => {
+                self.advertise_now(now, index);
+                self.announces_left = self.config.announce_repeat;
+                self.announce(now);
             }
             Heard::Outranked { by, priority } => {
                 let name = self.instances[index].config.name.clone();
@@ -530,6 +531,12 @@ impl Group {
         }
         self.announce_at = None;
         self.set_state(to, reason);
+    }
+
+    fn advertise_now(&mut self, now: Instant, index: usize) {
+        self.advertise(index, None);
+        let interval = self.instances[index].config.advert_interval;
+        self.instances[index].adver_timer = Some(now + interval);
     }
 
     fn advertise(&mut self, index: usize, priority: Option<u8>) {

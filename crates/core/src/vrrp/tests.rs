@@ -49,12 +49,14 @@ fn config(host: u8, priority: u8) -> GroupConfig {
 }
 
 /// Two nodes; `down[n]` is a dead node (it sends and hears nothing); `cut[i]` drops the
-/// adverts of instance `i` both ways (one network lost between the nodes).
+/// adverts of instance `i` both ways (one network lost between the nodes); `deaf[n]`: node
+/// `n` hears nothing (it is stalled, or its receive path is broken) but still sends.
 struct Net {
     nodes: [Group; 2],
     now: Instant,
     down: [bool; 2],
     cut: [bool; 2],
+    deaf: [bool; 2],
     /// (time, node, event)
     log: Vec<(Instant, usize, VrrpEvent)>,
     /// Per node: which instances hold their addresses.
@@ -69,6 +71,7 @@ impl Net {
             now: Instant::ZERO,
             down: [false; 2],
             cut: [false; 2],
+            deaf: [false; 2],
             log: Vec::new(),
             holds: [[false; 2]; 2],
             announces: [0; 2],
@@ -87,7 +90,11 @@ impl Net {
             for from in 0..2 {
                 while let Some(t) = self.nodes[from].poll_transmit() {
                     moved = true;
-                    if self.down[from] || self.down[1 - from] || self.cut[t.instance] {
+                    if self.down[from]
+                        || self.down[1 - from]
+                        || self.cut[t.instance]
+                        || self.deaf[1 - from]
+                    {
                         continue;
                     }
                     let src = self.nodes[from].config().instances[t.instance].source;
@@ -498,4 +505,44 @@ fn a_dead_master_is_replaced_at_the_first_master_down_timer() {
     let took = net.became_master_at(1).unwrap() - killed;
     // The last adverts (both networks, same phase) were at most one interval before the kill.
     assert!(took <= 361 * MS, "took over {took:?} after the kill");
+}
+
+#[test]
+fn a_master_contested_by_a_lower_priority_router_reclaims_the_neighbours() {
+    let mut net = settled(200, 100);
+    // B misses A's adverts long enough to become master (a scheduling stall, a lost burst): it
+    // announces itself, and the neighbours follow it. A hears B's lower-priority adverts.
+    let announced = net.announces[0];
+    net.deaf[1] = true;
+    net.run_for(500 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Master]);
+    assert!(
+        net.announces[0] > announced,
+        "A announced its addresses again, so the neighbours leave B"
+    );
+    net.deaf[1] = false;
+    let healed = net.now;
+    net.run_for(200 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    let b_down = net
+        .log
+        .iter()
+        .find_map(|(at, n, e)| {
+            (*n == 1
+                && *at >= healed
+                && matches!(
+                    e,
+                    VrrpEvent::GroupChanged {
+                        to: GroupState::Backup,
+                        ..
+                    }
+                ))
+            .then_some(*at)
+        })
+        .unwrap();
+    assert!(
+        b_down - healed <= 100 * MS,
+        "B stepped down {:?} after",
+        b_down - healed
+    );
 }
