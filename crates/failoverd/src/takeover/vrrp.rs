@@ -20,6 +20,11 @@ use crate::takeover::accept;
 use crate::takeover::history::History;
 use crate::takeover::track::{self, Verdict};
 
+/// Received adverts waiting for the task, at most.
+const RECEIVED_QUEUE: usize = 256;
+/// After a socket error, before the next receive.
+const RECV_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// What the driver asks of the VRRP task.
 pub enum Request {
     /// The failover core's readiness (it holds the peer's sessions): gates preemption.
@@ -104,7 +109,8 @@ pub async fn spawn(config: &VrrpConfig, history: History) -> anyhow::Result<Vrrp
     });
     let (requests, request_rx) = mpsc::unbounded_channel();
     let (forwarding_tx, forwarding) = mpsc::unbounded_channel();
-    let (received_tx, received) = mpsc::unbounded_channel();
+    // Bounded: under a flood the sockets' own buffers drop what the task cannot take.
+    let (received_tx, received) = mpsc::channel(RECEIVED_QUEUE);
     let ports: Vec<Arc<Port>> = ports.into_iter().map(Arc::new).collect();
     for (index, port) in ports.iter().enumerate() {
         let (port, received_tx) = (port.clone(), received_tx.clone());
@@ -112,11 +118,19 @@ pub async fn spawn(config: &VrrpConfig, history: History) -> anyhow::Result<Vrrp
             loop {
                 match port.socket.recv().await {
                     Ok(packet) => {
-                        if received_tx.send((index, packet)).is_err() {
+                        if received_tx.send((index, packet)).await.is_err() {
                             break;
                         }
                     }
-                    Err(err) => debug!("VRRP socket of instance {index}: {err}"),
+                    // A datagram too short for its IP header: dropped.
+                    Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                        debug!("VRRP socket of instance {index}: {err}");
+                    }
+                    Err(err) => {
+                        debug!("VRRP socket of instance {index}: {err}");
+                        // A socket that keeps failing must not spin.
+                        tokio::time::sleep(RECV_ERROR_PAUSE).await;
+                    }
                 }
             }
         });
@@ -238,7 +252,7 @@ impl Task {
     async fn run(
         mut self,
         mut requests: mpsc::UnboundedReceiver<Request>,
-        mut received: mpsc::UnboundedReceiver<(usize, Received)>,
+        mut received: mpsc::Receiver<(usize, Received)>,
     ) {
         let now = self.clock.now();
         let verdict = self.verdicts.borrow_and_update().clone();
@@ -363,28 +377,32 @@ impl Task {
         }
     }
 
-    /// The interface holding the addresses now, and its MAC; a vmac is created.
-    async fn holder(&self, port: &Port, create: bool) -> anyhow::Result<Option<(u32, [u8; 6])>> {
+    /// The interface that is to hold the addresses, and its MAC; a vmac is created.
+    async fn make_holder(&self, port: &Port) -> anyhow::Result<(u32, [u8; 6])> {
         match &port.holder {
-            Holder::Interface { index, mac } => Ok(Some((*index, *mac))),
-            Holder::Vmac { parent, name, mac } if create => {
+            Holder::Interface { index, mac } => Ok((*index, *mac)),
+            Holder::Vmac { parent, name, mac } => {
                 let index = self.netlink.create_macvlan(*parent, name, *mac).await?;
                 // IPv4 only: an IPv6 link-local derived from the shared MAC would collide.
                 let ipv6 = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
                 std::fs::write(&ipv6, "1").with_context(|| format!("cannot write {ipv6}"))?;
-                Ok(Some((index, *mac)))
+                Ok((index, *mac))
             }
-            Holder::Vmac { name, mac, .. } => Ok(self
-                .netlink
-                .link(name)
-                .await
-                .ok()
-                .map(|link| (link.index, *mac))),
+        }
+    }
+
+    /// The interface holding the addresses now, and its MAC (none: no vmac exists).
+    async fn holder(&self, port: &Port) -> Option<(u32, [u8; 6])> {
+        match &port.holder {
+            Holder::Interface { index, mac } => Some((*index, *mac)),
+            Holder::Vmac { name, mac, .. } => {
+                self.netlink.link(name).await.ok().map(|l| (l.index, *mac))
+            }
         }
     }
 
     async fn add_addresses(&self, port: &Port) -> anyhow::Result<()> {
-        let (index, _) = self.holder(port, true).await?.expect("created");
+        let (index, _) = self.make_holder(port).await?;
         for &(address, prefix) in &port.addresses {
             self.netlink
                 .add_address(index, address, prefix)
@@ -395,7 +413,7 @@ impl Task {
     }
 
     async fn remove_addresses(&self, port: &Port) -> anyhow::Result<()> {
-        let Some((index, _)) = self.holder(port, false).await? else {
+        let Some((index, _)) = self.holder(port).await else {
             return Ok(());
         };
         if let Holder::Vmac { .. } = port.holder {
@@ -411,7 +429,7 @@ impl Task {
     }
 
     async fn announce(&self, port: &Port) {
-        let Ok(Some((index, mac))) = self.holder(port, false).await else {
+        let Some((index, mac)) = self.holder(port).await else {
             return;
         };
         for &(address, _) in &port.addresses {
