@@ -452,7 +452,10 @@ fn a_failed_member_moves_the_whole_group() {
         .to_string();
     for (kind, message) in [
         ("track", "tracked interface wan is down"),
-        ("vrrp", "VRRP group master -> fault: fault: interface wan is down"),
+        (
+            "vrrp",
+            "VRRP group master -> fault: fault: interface wan is down",
+        ),
     ] {
         assert!(
             events.contains(&format!(r#""kind":"{kind}""#)) && events.contains(message),
