@@ -74,11 +74,6 @@ impl Takeover {
         self.history.entries()
     }
 
-    /// Whether the VRRP group decides the role (the core follows [`Takeover::forwarding`]).
-    pub fn decides_role(&self) -> bool {
-        self.mode == TakeoverMode::Vrrp
-    }
-
     /// The core's role changed: FRR and the hooks follow.
     pub fn role_changed(&self, from: &str, to: &str, reason: &str) {
         if let Some(frr) = &self.frr {
