@@ -3,8 +3,9 @@
 //! conntrack tables; `failoverd` with the conntrack backend in both firewalls.
 //!
 //! A takeover here is `lab.sh move-to b`: the virtual gateway and the SNAT address move to B
-//! and the client and server forget the old MAC (VRRP takeover is tested in `e2e_takeover.rs`). A connection survives
-//! it only if B's kernel already holds its entry: the ruleset accepts new TCP only as a bare
+//! and the client and server forget the old MAC (VRRP's takeover is `e2e_takeover.rs`'s). A
+//! connection survives it only if B's kernel already holds its entry: the ruleset accepts new
+//! TCP only as a bare
 //! SYN and drops unsolicited packets to the firewall, and the first test shows that without
 //! failoverd the connection does break.
 //!
