@@ -5,9 +5,8 @@
 //! A takeover here is `lab.sh move-to b`: the virtual gateway and the SNAT address move to B
 //! and the client and server forget the old MAC (VRRP's takeover is `e2e_takeover.rs`'s). A
 //! connection survives it only if B's kernel already holds its entry: the ruleset accepts new
-//! TCP only as a bare
-//! SYN and drops unsolicited packets to the firewall, and the first test shows that without
-//! failoverd the connection does break.
+//! TCP only as a bare SYN and drops unsolicited packets to the firewall, and the first test
+//! shows that without failoverd the connection does break.
 //!
 //! Needs root, `ip`, `nft` and `conntrack`; without them each test prints "skipped: ..." and
 //! passes, except under `CI=true`, where it fails.
