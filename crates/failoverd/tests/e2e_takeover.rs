@@ -561,3 +561,37 @@ fn vmac_keeps_the_gateway_mac_across_a_takeover() {
     assert!(on_b.contains("10.0.1.1/24"), "on B's macvlan: {on_b}");
     assert!(gateway_mac(&lab).contains(vmac));
 }
+
+/// A tracked route with weight 0: while A has no route to 10.9.0.0/16, A is in fault and B is
+/// master; once the route exists, A recovers and preempts.
+#[test]
+fn a_missing_tracked_route_is_a_fault() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let plain = DaemonOptions::default().vrrp(None);
+    let tracked = plain
+        .clone()
+        .extra("[[vrrp.track_route]]\ndestination = \"10.9.0.0/16\"\n");
+    let mut a = lab.spawn_daemon(Firewall::A, &tracked);
+    let mut b = lab.spawn_daemon(Firewall::B, &plain);
+    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
+    let a_status = a.wait_for("A is in fault", Duration::from_secs(5), |s| {
+        group_state(s) == "fault"
+    });
+    assert_eq!(
+        a_status.takeover.group.unwrap().fault.as_deref(),
+        Some("route 10.9.0.0/16 is down")
+    );
+    b.wait_for("B is master", Duration::from_secs(5), is_master);
+    lab.exec(
+        Firewall::A,
+        &["ip", "route", "add", "10.9.0.0/16", "via", "10.0.2.100"],
+    );
+    a.wait_for(
+        "A preempts once the route exists",
+        Duration::from_secs(10),
+        |s| is_master(s) && s.ready,
+    );
+}

@@ -116,25 +116,31 @@ pub async fn start(
             }
         }
     });
-    let routes = std::sync::Arc::new(Netlink::connect()?);
-    for route in config.track_routes.clone() {
-        let (netlink, route_updates) = (routes.clone(), updates.clone());
+    if !config.track_routes.is_empty() {
+        // One task looks all tracked routes up, on a connection of its own.
+        let (netlink, routes, route_updates) = (
+            Netlink::connect()?,
+            config.track_routes.clone(),
+            updates.clone(),
+        );
         tokio::spawn(async move {
-            let net = route.destination;
             loop {
                 tokio::time::sleep(ROUTE_POLL).await;
-                let up = match netlink.route_exists(net.addr(), net.prefix_len()).await {
-                    Ok(up) => up,
-                    Err(err) => {
-                        warn!("route {net}: cannot look it up, counting it down: {err:#}");
-                        false
+                for route in &routes {
+                    let net = route.destination;
+                    let up = match netlink.route_exists(net.addr(), net.prefix_len()).await {
+                        Ok(up) => up,
+                        Err(err) => {
+                            warn!("route {net}: cannot look it up, counting it down: {err:#}");
+                            false
+                        }
+                    };
+                    if route_updates
+                        .send(("route".to_string(), net.to_string(), up))
+                        .is_err()
+                    {
+                        return;
                     }
-                };
-                if route_updates
-                    .send(("route".to_string(), net.to_string(), up))
-                    .is_err()
-                {
-                    break;
                 }
             }
         });

@@ -442,11 +442,12 @@ impl Task {
     fn view(&self) -> VrrpGroupView {
         let now = self.clock.now();
         let (penalty, fault) = self.group.tracking();
+        let not_preempting = self.group.not_preempting(now);
         VrrpGroupView {
             state: self.group.state().name().to_string(),
             reason: self.group.reason().to_string(),
-            ready_to_preempt: self.group.not_preempting(now).is_none(),
-            not_preempting: self.group.not_preempting(now).map(|n| n.name().to_string()),
+            ready_to_preempt: not_preempting.is_none(),
+            not_preempting: not_preempting.map(|n| n.name().to_string()),
             maintenance: self.group.maintenance(),
             priority_penalty: penalty,
             fault: fault.map(str::to_string),
