@@ -4,7 +4,7 @@
 //! dropped, no FIN, no RST), then it stops. The standby must notice by missed hellos, take over
 //! and hold every session it acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant as WallInstant};
 
@@ -13,7 +13,7 @@ use failoverd_backends::MemoryBackend;
 use failoverd_control::protocol::{Request, Response, Status};
 use failoverd_core::{Event, NodeConfig, Reason};
 use failoverd_link::{Identity, LinkConfig};
-use failoverd_wire::{NodeId, Role, SyncState};
+use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,6 +21,14 @@ use crate::backend::{self, BackendHandle, Command};
 use crate::driver::{self, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
 use crate::proxy::Relay;
 use crate::takeover::Takeover;
+
+/// How long before the kill the verdict's looks at the active node's table are taken (the
+/// dead interval is added for the look whose sessions the survivor must hold).
+const VERDICT_MARGIN: Duration = Duration::from_millis(500);
+
+/// Least share of the sessions present [`VERDICT_MARGIN`] before the kill that the standby
+/// must have acknowledged at the kill.
+const MIN_ACKNOWLEDGED_SHARE: f64 = 0.9;
 
 /// How the demo runs.
 #[derive(Debug, Clone)]
@@ -88,10 +96,19 @@ pub struct Report {
     /// Acknowledged sessions present on the survivor but with other content (owner aside):
     /// must be 0.
     pub sessions_different: u64,
-    /// From the link going silent to the survivor declaring its peer dead.
-    pub detection_ms: f64,
+    /// Sessions on the active node 500 ms before the kill that were still there at the kill.
+    pub sessions_500ms_before_kill: u64,
+    /// Of those, the ones acknowledged as applied at the kill (the verdict wants at least 90 %).
+    pub acknowledged_500ms_before_kill: u64,
+    /// Sessions on the active node more than (dead interval + 500 ms) before the kill that were
+    /// still there at the kill: whatever the acknowledgements say, the survivor must hold them.
+    pub sessions_settled_before_kill: u64,
+    /// Of those, the ones missing on the survivor after the takeover (must be 0).
+    pub settled_sessions_missing: u64,
+    /// From the link going silent to the survivor declaring its peer dead (`null`: never).
+    pub detection_ms: Option<f64>,
     /// From the link going silent to the survivor being active and owning the sessions.
-    pub takeover_ms: f64,
+    pub takeover_ms: Option<f64>,
     /// The survivor's state changes, with reasons.
     pub states: Vec<StateChange>,
     /// The survivor's role changes, with reasons.
@@ -100,7 +117,8 @@ pub struct Report {
     pub events_generated: u64,
     /// Seconds the stream ran.
     pub stream_seconds: f64,
-    /// Peer records the standby applied per second while the stream ran.
+    /// Peer records the standby applied per second while the stream ran (the stream only: the
+    /// sessions created before it are replicated before it starts).
     pub replicated_events_per_sec: f64,
     /// Replication lag (change to acknowledgement of its application), median, microseconds.
     pub lag_p50_us: u64,
@@ -115,6 +133,45 @@ pub struct Report {
     pub timer_late_max_us: u64,
     /// The longest turn of either node's driver loop until the kill, microseconds.
     pub driver_turn_max_us: u64,
+}
+
+impl Report {
+    /// Why the run failed its promise (empty: it kept it). Checked against the survivor's
+    /// table, not only against the acknowledgements: the peer was declared dead, no
+    /// acknowledged session is lost or different, at least 90 % of the sessions present
+    /// 500 ms before the kill were acknowledged, and none present more than the dead interval
+    /// + 500 ms before the kill is missing.
+    pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if self.detection_ms.is_none() {
+            failures.push("the survivor never declared its peer dead".to_string());
+        }
+        if self.sessions_lost > 0 || self.sessions_different > 0 {
+            failures.push(format!(
+                "{} acknowledged sessions lost, {} different",
+                self.sessions_lost, self.sessions_different
+            ));
+        }
+        let needed = (self.sessions_500ms_before_kill as f64 * MIN_ACKNOWLEDGED_SHARE).ceil();
+        if (self.acknowledged_500ms_before_kill as f64) < needed {
+            failures.push(format!(
+                "only {} of the {} sessions present {} ms before the kill were acknowledged (at least {:.0} % needed)",
+                self.acknowledged_500ms_before_kill,
+                self.sessions_500ms_before_kill,
+                VERDICT_MARGIN.as_millis(),
+                MIN_ACKNOWLEDGED_SHARE * 100.0
+            ));
+        }
+        if self.settled_sessions_missing > 0 {
+            failures.push(format!(
+                "{} of the {} sessions present more than {} ms before the kill are missing on the survivor",
+                self.settled_sessions_missing,
+                self.sessions_settled_before_kill,
+                self.dead_interval_ms + VERDICT_MARGIN.as_millis() as u64
+            ));
+        }
+        failures
+    }
 }
 
 /// A node of the demo, seen from the outside.
@@ -205,17 +262,52 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         .map_err(anyhow::Error::msg)?;
     eprintln!("  {} sessions created on A", generated.created);
 
+    // The stream's figures count the stream only: the sessions created before it are
+    // replicated first.
+    wait_until(&a, &b, "replication of the sessions created", |a, b| {
+        b.sessions.peer_owned >= a.sessions.owned
+            && a.sessions.pending_changes == 0
+            && a.sessions.in_flight_batches == 0
+    })
+    .await?;
+
     let generator = Generator::start(a.backend.clone(), options.rate);
     let stream_started = WallInstant::now();
     let applied_before = counter(&b.status().await?, "records_applied");
+    // Two looks at the active node's table before the kill, judged against the survivor
+    // whatever the acknowledgements say: one the standby must have (older than the dead
+    // interval + 500 ms), and one it should mostly have acknowledged (500 ms old).
+    let settled_margin = options.dead_interval + VERDICT_MARGIN;
+    let stream_end = stream_started + options.duration;
+    let mut settled: Option<(WallInstant, ReplicationSnapshot)> = None;
+    let mut recent: Option<(WallInstant, ReplicationSnapshot)> = None;
     let mut next_progress = stream_started;
-    while stream_started.elapsed() < options.duration {
-        if WallInstant::now() >= next_progress {
+    loop {
+        let now = WallInstant::now();
+        if settled.is_none() && now + settled_margin >= stream_end {
+            settled = Some((now, a.snapshot().await?));
+        } else if recent.is_none() && now + VERDICT_MARGIN >= stream_end {
+            recent = Some((now, a.snapshot().await?));
+        }
+        // The kill comes no sooner than each margin after the look was taken.
+        let due = [(&settled, settled_margin), (&recent, VERDICT_MARGIN)]
+            .iter()
+            .map(|(look, margin)| look.as_ref().map(|(at, _)| *at + *margin))
+            .collect::<Option<Vec<_>>>()
+            .and_then(|dues| dues.into_iter().max());
+        if due.is_some_and(|due| now >= due.max(stream_end)) {
+            break;
+        }
+        if now >= next_progress {
             next_progress += Duration::from_millis(500);
             progress(&a, &b, stream_started, applied_before).await?;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let (settled, recent) = (
+        settled.expect("taken before the loop ends").1,
+        recent.expect("taken before the loop ends").1,
+    );
     let status_a = a.status().await?;
     let status_b = b.status().await?;
     if status_b.role != failoverd_control::protocol::Role::Standby {
@@ -280,6 +372,17 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let after = b.snapshot().await?;
     let survivor: HashMap<_, _> = after.sessions.iter().map(|r| (r.key, r)).collect();
     let before: HashMap<_, _> = at_kill.sessions.iter().map(|r| (r.key, r)).collect();
+    let at_kill_keys: HashSet<_> = at_kill.sessions.iter().map(|r| r.key).collect();
+    let acknowledged: HashSet<_> = at_kill.acknowledged.iter().copied().collect();
+    let still_there = |look: &ReplicationSnapshot| -> Vec<SessionKey> {
+        look.sessions
+            .iter()
+            .map(|r| r.key)
+            .filter(|key| at_kill_keys.contains(key))
+            .collect()
+    };
+    let recent = still_there(&recent);
+    let settled = still_there(&settled);
     let mut lost = 0;
     let mut different = 0;
     for key in &at_kill.acknowledged {
@@ -300,9 +403,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         let _ = stop.send(());
     }
     let _ = b.task.await;
-    let ms = |at: Option<WallInstant>| {
-        at.map_or(f64::NAN, |at| at.duration_since(killed).as_secs_f64() * 1e3)
-    };
+    let ms = |at: Option<WallInstant>| at.map(|at| at.duration_since(killed).as_secs_f64() * 1e3);
     Ok(Report {
         sessions_on_active_at_kill: at_kill.sessions.len() as u64,
         sessions_acknowledged_at_kill: at_kill.acknowledged.len() as u64,
@@ -311,6 +412,16 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         sessions_on_standby_after_takeover: after.sessions.len() as u64,
         sessions_lost: lost,
         sessions_different: different,
+        sessions_500ms_before_kill: recent.len() as u64,
+        acknowledged_500ms_before_kill: recent
+            .iter()
+            .filter(|key| acknowledged.contains(key))
+            .count() as u64,
+        sessions_settled_before_kill: settled.len() as u64,
+        settled_sessions_missing: settled
+            .iter()
+            .filter(|key| !survivor.contains_key(key))
+            .count() as u64,
         detection_ms: ms(detected),
         takeover_ms: ms(took_over),
         states,
@@ -536,9 +647,22 @@ pub fn summary(report: &Report) -> String {
         "at the kill: {} sessions on the active node, {} acknowledged as applied by the standby, {} not yet\n",
         report.sessions_on_active_at_kill, report.sessions_acknowledged_at_kill, report.sessions_unacknowledged_at_kill
     ));
+    let ms = |value: Option<f64>| value.map_or("never".to_string(), |ms| format!("{ms:.0} ms"));
     out.push_str(&format!(
-        "takeover: peer declared dead after {:.0} ms (hello {} ms, dead interval {} ms), active with all sessions after {:.0} ms\n",
-        report.detection_ms, report.hello_interval_ms, report.dead_interval_ms, report.takeover_ms
+        "takeover: peer declared dead after {} (hello {} ms, dead interval {} ms), active with all sessions after {}\n",
+        ms(report.detection_ms),
+        report.hello_interval_ms,
+        report.dead_interval_ms,
+        ms(report.takeover_ms)
+    ));
+    out.push_str(&format!(
+        "before the kill: {} of {} sessions present {} ms before were acknowledged; {} of {} present {} ms before are missing on the survivor\n",
+        report.acknowledged_500ms_before_kill,
+        report.sessions_500ms_before_kill,
+        VERDICT_MARGIN.as_millis(),
+        report.settled_sessions_missing,
+        report.sessions_settled_before_kill,
+        report.dead_interval_ms + VERDICT_MARGIN.as_millis() as u64
     ));
     out.push_str(&format!(
         "after the takeover: {} sessions on the survivor; acknowledged sessions lost: {}, different: {}\n",
@@ -554,4 +678,94 @@ pub fn summary(report: &Report) -> String {
         }
     }
     out.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that kept its promise.
+    fn kept() -> Report {
+        Report {
+            sessions_on_active_at_kill: 1_000,
+            sessions_acknowledged_at_kill: 950,
+            sessions_unacknowledged_at_kill: 50,
+            sessions_on_standby_after_takeover: 1_000,
+            sessions_lost: 0,
+            sessions_different: 0,
+            sessions_500ms_before_kill: 900,
+            acknowledged_500ms_before_kill: 810,
+            sessions_settled_before_kill: 800,
+            settled_sessions_missing: 0,
+            detection_ms: Some(140.0),
+            takeover_ms: Some(142.0),
+            states: Vec::new(),
+            roles: Vec::new(),
+            events_generated: 10_000,
+            stream_seconds: 1.0,
+            replicated_events_per_sec: 10_000.0,
+            lag_p50_us: 100,
+            lag_p99_us: 1_000,
+            hello_interval_ms: 50,
+            dead_interval_ms: 150,
+            timer_late_max_us: 0,
+            driver_turn_max_us: 0,
+        }
+    }
+
+    #[test]
+    fn the_verdict_fails_each_broken_promise_and_passes_a_kept_one() {
+        assert_eq!(kept().failures(), Vec::<String>::new());
+        let broken: [(&str, fn(&mut Report)); 5] = [
+            ("never declared", |r| r.detection_ms = None),
+            ("acknowledged sessions lost", |r| r.sessions_lost = 1),
+            ("1 different", |r| r.sessions_different = 1),
+            ("only 809 of the 900", |r| {
+                r.acknowledged_500ms_before_kill = 809
+            }),
+            ("1 of the 800 sessions present more than 650 ms", |r| {
+                r.settled_sessions_missing = 1
+            }),
+        ];
+        for (expected, breaks) in broken {
+            let mut report = kept();
+            breaks(&mut report);
+            let failures = report.failures();
+            assert_eq!(failures.len(), 1, "{expected}: {failures:?}");
+            assert!(failures[0].contains(expected), "{expected}: {failures:?}");
+        }
+    }
+
+    #[test]
+    fn a_null_detection_is_null_in_the_json() {
+        let report = Report {
+            detection_ms: None,
+            ..kept()
+        };
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert!(json["detection_ms"].is_null());
+        assert_eq!(json["takeover_ms"], 142.0);
+    }
+
+    /// A short real run (TLS link on loopback, memory backend): the verdict holds, and the
+    /// stream's rate counts the stream only (the sessions created before it are more than the
+    /// stream could replicate in its second at this rate).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_demo_keeps_its_promise_and_counts_only_the_stream() {
+        let options = Options {
+            rate: 5_000,
+            duration: Duration::from_secs(1),
+            sessions: 20_000,
+            ..Options::default()
+        };
+        let report = run(options).await.expect("the demo runs");
+        assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+        assert!(report.sessions_settled_before_kill > 15_000, "{report:#?}");
+        let generated_per_sec = report.events_generated as f64 / report.stream_seconds;
+        assert!(
+            report.replicated_events_per_sec <= generated_per_sec * 1.1,
+            "replicated {} events/s of a stream of {generated_per_sec:.0}/s: pre-created sessions counted",
+            report.replicated_events_per_sec
+        );
+    }
 }

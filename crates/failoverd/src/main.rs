@@ -99,12 +99,9 @@ async fn run_demo(options: demo::Options, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(&report)?);
     }
-    if report.sessions_lost > 0 || report.sessions_different > 0 {
-        anyhow::bail!(
-            "{} acknowledged sessions lost, {} different",
-            report.sessions_lost,
-            report.sessions_different
-        );
+    let failures = report.failures();
+    if !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("; "));
     }
     Ok(())
 }
