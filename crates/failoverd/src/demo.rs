@@ -716,7 +716,8 @@ mod tests {
     #[test]
     fn the_verdict_fails_each_broken_promise_and_passes_a_kept_one() {
         assert_eq!(kept().failures(), Vec::<String>::new());
-        let broken: [(&str, fn(&mut Report)); 5] = [
+        type Breaks = fn(&mut Report);
+        let broken: [(&str, Breaks); 5] = [
             ("never declared", |r| r.detection_ms = None),
             ("acknowledged sessions lost", |r| r.sessions_lost = 1),
             ("1 different", |r| r.sessions_different = 1),
