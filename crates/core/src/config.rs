@@ -27,10 +27,13 @@ pub struct NodeConfig {
     /// Hold-down after start and after leaving Synchronization.
     pub silence_timer: Duration,
     /// How long a delete from the peer waits before it is applied; dropped if this node takes
-    /// over meanwhile, so a failing peer's last burst of deletes (a flush as its interfaces go
-    /// down) does not wipe the sessions the survivor is about to carry. Longer than the peer's
-    /// failure takes to detect (the daemon uses twice the dead interval); zero applies deletes
-    /// at once. A dropped delete leaves a stale copy that the table's own ageing removes.
+    /// over meanwhile without the peer handing over on purpose (and so are deletes arriving
+    /// within one hold after such a takeover), so a failing peer's last burst of deletes (a
+    /// flush as its interfaces go down) does not wipe the sessions the survivor is about to
+    /// carry. Longer than the role authority takes to move the role after a failure (the
+    /// daemon uses twice its detection time: the dead interval, or VRRP's longest
+    /// `Master_Down_Interval`); zero applies deletes at once. A dropped delete leaves a stale
+    /// copy that the table's own ageing removes.
     pub remove_hold: Duration,
     /// The configured peer (from its pinned key), if known before it is heard: entries a
     /// backend finds at start are attributed to it, and a node that becomes active without

@@ -808,6 +808,9 @@ impl Node {
             return Err(CommandError::PeerNotReady);
         }
         self.yielding = true;
+        // The peer learns at once that the role comes on purpose (under VRRP it takes over
+        // as soon as this node's adverts give way).
+        self.hello_due = true;
         self.update_role(now);
         Ok(())
     }
@@ -1038,9 +1041,15 @@ impl Node {
         if role == Role::Active {
             self.yielding = false;
             if let Some(peer) = &self.peer {
-                // The live peer handed over: its deletes were real, and this node now decides
-                // what ends.
-                self.inbound.release_all_held();
+                if self.peer_handed_over(peer) {
+                    // Its deletes were real, and this node now decides what ends.
+                    self.inbound.release_all_held();
+                } else {
+                    // A live peer lost the role by failing (a VRRP fault: its links went
+                    // down): its last deletes may be the kernel flushing the sessions this
+                    // node now carries.
+                    self.inbound.discard_held(now, &mut self.stats);
+                }
                 if self.symmetric() {
                     // The active node owns what it forwards: its own expiry and deletes decide
                     // now, and the peer's copies are resent as ours (so they age as a
@@ -1053,7 +1062,7 @@ impl Node {
             } else {
                 // The peer died: its last deletes may be a flush of the sessions this node
                 // now carries.
-                self.inbound.discard_held(&mut self.stats);
+                self.inbound.discard_held(now, &mut self.stats);
             }
             self.timers.stop(Timer::RemoveHold);
             self.drive_backend();
@@ -1353,6 +1362,15 @@ impl Node {
                 swept,
             },
         );
+    }
+
+    /// Whether the live peer gave up the active role on purpose, so its last deletes ended
+    /// real sessions. Elected roles move between live peers only so (switchover, preemption,
+    /// shutdown); under a takeover mechanism the peer says so in its hellos (switchover,
+    /// maintenance, shutdown), and otherwise it lost the role by failing.
+    fn peer_handed_over(&self, peer: &PeerView) -> bool {
+        self.config.role_authority == RoleAuthority::Election
+            || peer.hello.flags.has(HelloFlags::YIELDING)
     }
 
     /// Active/standby: one node forwards at a time, and owns every session.

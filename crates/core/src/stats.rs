@@ -55,7 +55,8 @@ pub struct Stats {
     pub adopted: u64,
     /// Deletes from the peer held before they were applied (see `NodeConfig::remove_hold`).
     pub removes_held: u64,
-    /// Held deletes dropped because this node took over or the stream restarted.
+    /// Deletes from the peer dropped: held when this node took over without the peer handing
+    /// over, or when the stream restarted, or arriving within one hold after such a takeover.
     pub removes_discarded: u64,
     /// Digests of our sessions sent to the peer (anti-entropy).
     pub digests_sent: u64,

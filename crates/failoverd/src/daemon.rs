@@ -2,6 +2,7 @@
 //! `failoverctl` until SIGTERM or SIGINT.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use failoverd_backends::MemoryBackend;
@@ -119,13 +120,30 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
         hello_interval: config.timers.hello_interval,
         dead_interval: config.timers.dead_interval,
         silence_timer: config.timers.silence,
-        // A failing peer's last deletes wait until its death would have been detected.
-        remove_hold: 2 * config.timers.dead_interval,
+        remove_hold: remove_hold(config),
         digest_interval: config.sessions.digest_interval,
         seed: seed(),
         reliable_link: true,
         ..NodeConfig::default()
     }
+}
+
+/// A failing peer's last deletes wait until the role authority would have moved the role:
+/// twice its detection time, the dead interval with elected roles, the longest
+/// `Master_Down_Interval` of the VRRP instances with VRRP (the failover link's dead interval
+/// does not move the role then).
+fn remove_hold(config: &Config) -> Duration {
+    let detection = match config.takeover.mode {
+        TakeoverMode::Election => config.timers.dead_interval,
+        TakeoverMode::Vrrp => config
+            .vrrp
+            .instances
+            .iter()
+            .map(|i| failoverd_core::vrrp::master_down_interval(i.advert_interval, i.priority))
+            .max()
+            .unwrap_or(config.timers.dead_interval),
+    };
+    2 * detection
 }
 
 /// Epochs must differ across restarts; the clock is a good enough source for that.

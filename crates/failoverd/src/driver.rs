@@ -471,10 +471,20 @@ impl Driver {
             }
             Request::Maintenance { on } => {
                 let peer_ready = self.node.peer().is_some_and(|p| p.ready);
-                let response = if on && self.node.role() == Role::Active && !peer_ready {
+                let active = self.node.role() == Role::Active;
+                let response = if on && active && !peer_ready {
                     Err(CommandError::PeerNotReady.to_string())
                 } else {
-                    self.takeover.set_maintenance(on)
+                    self.takeover.set_maintenance(on).and_then(|()| {
+                        // A handover on purpose: the peer applies our last deletes.
+                        if on && active {
+                            self.node
+                                .switchover(self.clock.now())
+                                .map_err(|err| err.to_string())
+                        } else {
+                            Ok(())
+                        }
+                    })
                 };
                 let _ = reply.send(match response {
                     Ok(()) => Response::ok(&MaintenanceDone {

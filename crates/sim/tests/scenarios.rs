@@ -646,3 +646,77 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
         .collect();
     assert_eq!(reasons, ["takeover: VRRP (simulated)"]);
 }
+
+/// A pair under a takeover mechanism, A master with `sessions` replicated to B.
+fn vrrp_pair_with_sessions(sessions: usize) -> (Pair, Vec<failoverd_wire::SessionKey>) {
+    let external = |c: NodeConfig| NodeConfig {
+        role_authority: RoleAuthority::External,
+        ..c
+    };
+    let [a, b] = configs(200, 100);
+    let mut pair = Pair::new(
+        [external(a), external(b)],
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    pair.run_for(ms(2000));
+    pair.set_forwarding(A, true);
+    let keys: Vec<_> = (0..sessions).map(|_| pair.create_session(A)).collect();
+    pair.run_for(ms(500));
+    assert!(keys.iter().all(|k| pair.nodes[A].core.is_replicated(k)));
+    (pair, keys)
+}
+
+/// VRRP moves the role away from a live A whose links went down: the kernel flushed its
+/// sessions (a burst of deletes on the failover link, which stays up), and B takes over. The
+/// burst must not wipe B's copies, whether it reaches B before the takeover (held) or after
+/// it (sent before A knew it had lost the role).
+#[test]
+fn a_live_peers_flush_at_a_vrrp_fault_does_not_wipe_the_new_master() {
+    for arrives_after_takeover in [false, true] {
+        let (mut pair, keys) = vrrp_pair_with_sessions(1000);
+        for _ in 0..600 {
+            pair.delete_random(A);
+        }
+        if !arrives_after_takeover {
+            pair.run_for(ms(20));
+            assert_eq!(pair.nodes[B].table.len(), 1000, "the deletes are held");
+        }
+        pair.set_forwarding(A, false);
+        pair.set_forwarding(B, true);
+        pair.run_for(ms(2000));
+        let b = &pair.nodes[B];
+        assert_eq!(b.core.role(), Role::Active);
+        assert!(b.core.peer().is_some(), "the peer stayed alive and linked");
+        let missing = keys.iter().filter(|k| b.table.get(k).is_none()).count();
+        assert_eq!(
+            missing, 0,
+            "sessions flushed on A lost on B (deletes arriving after the takeover: {arrives_after_takeover})"
+        );
+        assert!(b.core.stats().removes_discarded >= 600);
+        assert_clean(&pair);
+    }
+}
+
+/// The control: a planned handover (switchover under VRRP: A's hellos say it yields) applies
+/// A's last deletes on B, held or not: they ended real sessions.
+#[test]
+fn a_planned_vrrp_handover_applies_the_peers_last_deletes() {
+    let (mut pair, keys) = vrrp_pair_with_sessions(1000);
+    assert!(pair.switchover(A), "A yields");
+    pair.run_for(ms(5));
+    for _ in 0..100 {
+        pair.delete_random(A);
+    }
+    pair.run_for(ms(20));
+    pair.set_forwarding(A, false);
+    pair.set_forwarding(B, true);
+    pair.run_for(ms(2000));
+    let b = &pair.nodes[B];
+    assert_eq!(b.core.role(), Role::Active);
+    let present = keys.iter().filter(|k| b.table.get(k).is_some()).count();
+    assert_eq!(present, 900, "the 100 sessions A ended are gone on B too");
+    assert_eq!(b.core.stats().removes_discarded, 0);
+    pair.check_settled();
+    assert_clean(&pair);
+}

@@ -1,13 +1,16 @@
 //! Deletes from the peer wait a moment before they are applied.
 //!
-//! A node that is failing often deletes many sessions just before it dies: the kernel flushes
-//! the masquerade entries of an interface that goes down, and a node losing its links sees its
-//! sessions end. Replicated at once, such a burst would wipe the survivor's copies of the very
-//! sessions it is about to carry. So a delete from the peer is held for a short time (longer
-//! than the peer's failure takes to detect), and dropped if this node becomes active meanwhile:
-//! the survivor keeps the sessions, and a session that really ended merely lingers until its
-//! own timeout. An upsert of the same key cancels the held delete, so a session that was ended
-//! and begun again with the same tuple is not deleted late.
+//! A node that is failing often deletes many sessions just before it loses the active role:
+//! the kernel flushes the masquerade entries of an interface that goes down, and a node losing
+//! its links sees its sessions end. Replicated at once, such a burst would wipe the survivor's
+//! copies of the very sessions it is about to carry. So a delete from the peer is held for a
+//! while (longer than the role authority takes to move the role: see
+//! `NodeConfig::remove_hold`), and dropped if this node takes over meanwhile without the peer
+//! handing over on purpose, together with the deletes that arrive within one hold after such
+//! a takeover (sent before the peer knew): the survivor keeps the sessions, and a session that
+//! really ended merely lingers until its own timeout. An upsert of the same key cancels the
+//! held delete, so a session that was ended and begun again with the same tuple is not deleted
+//! late.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -26,6 +29,20 @@ pub(crate) struct RemoveHold {
     /// longer here was cancelled (or superseded by a later delete of the same key).
     latest: HashMap<SessionKey, u64>,
     next_ticket: u64,
+    /// Deletes arriving before this instant are dropped: this node took over from a peer
+    /// that did not hand over on purpose (see [`RemoveHold::discard`]).
+    distrust_until: Option<Instant>,
+}
+
+/// What [`RemoveHold::split`] did with a batch's ops.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Split {
+    /// To apply now (upserts, or everything when nothing is held).
+    pub(crate) now: Vec<SessionOp>,
+    /// Deletes taken into the hold.
+    pub(crate) held: usize,
+    /// Deletes dropped on arrival (sent by a peer that lost the role by failing).
+    pub(crate) dropped: usize,
 }
 
 impl RemoveHold {
@@ -35,31 +52,43 @@ impl RemoveHold {
             queue: VecDeque::new(),
             latest: HashMap::new(),
             next_ticket: 0,
+            distrust_until: None,
         }
     }
 
-    /// Takes the deletes out of `ops` (in stream order) into the hold, and returns the rest. An
-    /// upsert cancels a held delete of its key.
-    pub(crate) fn split(&mut self, now: Instant, ops: Vec<SessionOp>) -> Vec<SessionOp> {
+    /// Takes the deletes out of `ops` (in stream order) into the hold, or drops them within a
+    /// hold after a takeover the peer did not hand over; the rest is to apply now. An upsert
+    /// cancels a held delete of its key.
+    pub(crate) fn split(&mut self, now: Instant, ops: Vec<SessionOp>) -> Split {
+        let mut split = Split {
+            now: Vec::with_capacity(ops.len()),
+            held: 0,
+            dropped: 0,
+        };
         if self.hold.is_zero() {
-            return ops;
+            split.now = ops;
+            return split;
         }
-        let mut now_ops = Vec::with_capacity(ops.len());
+        let distrusted = self.distrust_until.is_some_and(|until| now < until);
         for op in ops {
             match op {
                 SessionOp::Upsert(ref record) => {
                     self.latest.remove(&record.key);
-                    now_ops.push(op);
+                    split.now.push(op);
+                }
+                SessionOp::Remove { .. } | SessionOp::RemoveAny { .. } if distrusted => {
+                    split.dropped += 1;
                 }
                 SessionOp::Remove { key, .. } | SessionOp::RemoveAny { key } => {
                     let ticket = self.next_ticket;
                     self.next_ticket += 1;
                     self.latest.insert(key, ticket);
                     self.queue.push_back((now + self.hold, ticket, op));
+                    split.held += 1;
                 }
             }
         }
-        now_ops
+        split
     }
 
     /// The held deletes that are due at `now`, in arrival order.
@@ -90,9 +119,18 @@ impl RemoveHold {
         }
     }
 
-    /// Drops every held delete (this node takes over: the peer's last deletes may be a flush)
-    /// and returns how many were still live.
-    pub(crate) fn discard(&mut self) -> usize {
+    /// Drops every held delete, and those arriving within one hold from `now` (this node
+    /// takes over from a peer that did not hand over on purpose: its last deletes may be a
+    /// flush), and returns how many held ones were still live.
+    pub(crate) fn discard(&mut self, now: Instant) -> usize {
+        self.distrust_until = Some(now + self.hold);
+        self.queue.clear();
+        std::mem::take(&mut self.latest).len()
+    }
+
+    /// Forgets every held delete without a window (the stream they came in is replaced: the
+    /// next bulk sync's sweep covers them), and returns how many were still live.
+    pub(crate) fn clear(&mut self) -> usize {
         self.queue.clear();
         std::mem::take(&mut self.latest).len()
     }
@@ -127,11 +165,19 @@ mod tests {
         SessionOp::Upsert(record(i, NodeId(2)))
     }
 
+    /// What `split` passes on at once.
+    fn split(hold: &mut RemoveHold, now: Instant, ops: Vec<SessionOp>) -> Vec<SessionOp> {
+        hold.split(now, ops).now
+    }
+
     #[test]
     fn deletes_wait_until_due_and_upserts_pass_at_once() {
         let t0 = Instant::ZERO;
         let mut hold = RemoveHold::new(HOLD);
-        assert_eq!(hold.split(t0, vec![upsert(1), remove(2)]), vec![upsert(1)]);
+        assert_eq!(
+            split(&mut hold, t0, vec![upsert(1), remove(2)]),
+            vec![upsert(1)]
+        );
         assert_eq!(hold.next_due(), Some(t0 + HOLD));
         assert_eq!(hold.release(t0 + HOLD / 2), vec![]);
         assert_eq!(hold.release(t0 + HOLD), vec![remove(2)]);
@@ -142,26 +188,46 @@ mod tests {
     fn an_upsert_of_the_key_cancels_its_held_delete() {
         let t0 = Instant::ZERO;
         let mut hold = RemoveHold::new(HOLD);
-        assert_eq!(hold.split(t0, vec![remove(1), remove(2)]), vec![]);
-        assert_eq!(hold.split(t0, vec![upsert(1)]), vec![upsert(1)]);
+        assert_eq!(split(&mut hold, t0, vec![remove(1), remove(2)]), vec![]);
+        assert_eq!(split(&mut hold, t0, vec![upsert(1)]), vec![upsert(1)]);
         // Ended again after it began again: the later delete stands.
-        assert_eq!(hold.split(t0, vec![remove(2)]), vec![]);
+        assert_eq!(split(&mut hold, t0, vec![remove(2)]), vec![]);
         assert_eq!(hold.release(t0 + HOLD), vec![remove(2)]);
     }
 
     #[test]
-    fn a_takeover_discards_what_is_held() {
+    fn a_takeover_discards_what_is_held_and_what_arrives_within_a_hold() {
         let t0 = Instant::ZERO;
         let mut hold = RemoveHold::new(HOLD);
         hold.split(t0, (0..10).map(remove).collect());
-        assert_eq!(hold.discard(), 10);
+        let takeover = t0 + HOLD / 2;
+        assert_eq!(hold.discard(takeover), 10);
         assert_eq!(hold.release(t0 + HOLD), vec![]);
+        // Sent before the peer knew it had lost the role: dropped, upserts still pass.
+        let late = hold.split(takeover + HOLD / 2, vec![remove(11), upsert(12)]);
+        assert_eq!(
+            (late.now, late.held, late.dropped),
+            (vec![upsert(12)], 0, 1)
+        );
+        // One hold after the takeover, deletes are held again.
+        let later = hold.split(takeover + HOLD, vec![remove(13)]);
+        assert_eq!((later.held, later.dropped), (1, 0));
+        assert_eq!(hold.release(takeover + 2 * HOLD), vec![remove(13)]);
+    }
+
+    #[test]
+    fn clearing_opens_no_window() {
+        let t0 = Instant::ZERO;
+        let mut hold = RemoveHold::new(HOLD);
+        hold.split(t0, vec![remove(1)]);
+        assert_eq!(hold.clear(), 1);
+        assert_eq!(hold.split(t0, vec![remove(2)]).held, 1);
     }
 
     #[test]
     fn no_hold_passes_everything() {
         let mut hold = RemoveHold::new(Duration::ZERO);
         let ops = vec![remove(1), upsert(2)];
-        assert_eq!(hold.split(Instant::ZERO, ops.clone()), ops);
+        assert_eq!(split(&mut hold, Instant::ZERO, ops.clone()), ops);
     }
 }

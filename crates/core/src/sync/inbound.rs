@@ -93,7 +93,7 @@ impl Inbound {
     /// Forgets the stream (link lost, or a new one begins). Applied entries stay in the table;
     /// held deletes are dropped (a new bulk sync's sweep covers what they would have deleted).
     pub(crate) fn reset(&mut self, peer: NodeId, stats: &mut Stats) {
-        stats.removes_discarded += self.hold.discard() as u64;
+        stats.removes_discarded += self.hold.clear() as u64;
         self.peer = peer;
         self.epoch = None;
         self.received = 0;
@@ -107,9 +107,10 @@ impl Inbound {
         self.generation += 1;
     }
 
-    /// Drops the held deletes (this node takes over).
-    pub(crate) fn discard_held(&mut self, stats: &mut Stats) {
-        stats.removes_discarded += self.hold.discard() as u64;
+    /// Drops the held deletes, and those arriving within one hold from `now` (this node takes
+    /// over from a peer that did not hand over on purpose).
+    pub(crate) fn discard_held(&mut self, now: Instant, stats: &mut Stats) {
+        stats.removes_discarded += self.hold.discard(now) as u64;
     }
 
     /// Queues every held delete for the backend, due or not.
@@ -269,9 +270,10 @@ impl Inbound {
         }
         stats.batches_received += 1;
         stats.records_received += received.ops.len() as u64;
-        let count = received.ops.len();
-        received.ops = self.hold.split(now, received.ops);
-        stats.removes_held += (count - received.ops.len()) as u64;
+        let split = self.hold.split(now, received.ops);
+        received.ops = split.now;
+        stats.removes_held += split.held as u64;
+        stats.removes_discarded += split.dropped as u64;
         self.received = received.seq;
         if ack_before_apply {
             self.applied = received.seq;

@@ -32,6 +32,18 @@ pub struct InstanceConfig {
     pub preempt: bool,
 }
 
+/// `Skew_Time` (RFC 5798 6.1) of a backup of `priority` following adverts every
+/// `master_advert_interval`.
+fn skew_time(master_advert_interval: Duration, priority: u8) -> Duration {
+    master_advert_interval * (256 - u32::from(priority)) / 256
+}
+
+/// `Master_Down_Interval` (RFC 5798 6.1): how long a backup of `priority` takes to notice that a
+/// master advertising every `master_advert_interval` is gone (three missed adverts and the skew).
+pub fn master_down_interval(master_advert_interval: Duration, priority: u8) -> Duration {
+    3 * master_advert_interval + skew_time(master_advert_interval, priority)
+}
+
 impl InstanceConfig {
     /// Where adverts go.
     pub fn destinations(&self) -> Vec<IpAddr> {
@@ -143,7 +155,7 @@ impl Instance {
 
     /// `Skew_Time`: a lower priority waits longer, so the best backup takes over first.
     pub(crate) fn skew_time(&self) -> Duration {
-        self.master_adver_interval * (256 - u32::from(self.priority)) / 256
+        skew_time(self.master_adver_interval, self.priority)
     }
 
     /// Whether this backup follows a master heard within the last two of its intervals: one
@@ -157,7 +169,7 @@ impl Instance {
 
     /// `Master_Down_Interval`: three missed adverts and the skew.
     pub(crate) fn master_down_interval(&self) -> Duration {
-        3 * self.master_adver_interval + self.skew_time()
+        master_down_interval(self.master_adver_interval, self.priority)
     }
 
     /// The advert this instance sends now (priority 0 when leaving the master role).

@@ -26,7 +26,7 @@ use failoverd_wire::vrrp::{Advert, TTL, VrrpPacket};
 
 use crate::time::Instant;
 use instance::{Heard, Instance};
-pub use instance::{InstanceConfig, InstanceState, InstanceStats};
+pub use instance::{InstanceConfig, InstanceState, InstanceStats, master_down_interval};
 
 /// The group's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
