@@ -263,9 +263,9 @@ fn call_arguments(tokens: &[(Token, usize)], open: usize) -> Vec<Vec<Token>> {
     arguments
 }
 
-/// The programs Rust source `text` (called `name` in the results) starts with a program or
-/// argv written out: calls of [`SPAWNERS`], and argvs of [`ARGV_KEYS`] in string literals
-/// (the daemon's configuration).
+/// The programs Rust source `text` (called `name` in the results) starts where the program is
+/// written out: calls of [`SPAWNERS`], and argvs of [`ARGV_KEYS`] in string literals (the
+/// configuration of the daemon under test).
 fn rust_spawns(name: &str, text: &str) -> Vec<Spawned> {
     let tokens = rust_tokens(text);
     let mut found = Vec::new();
@@ -728,9 +728,14 @@ fn the_failoverd_tests_start_programs_only_through_support_tools() {
         .iter()
         .filter(|path| **path != helper)
         .flat_map(|path| {
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(path)
+                .display()
+                .to_string();
             direct_commands(&read(path))
                 .into_iter()
-                .map(move |line| format!("{}:{line}", path.display()))
+                .map(move |line| format!("{name}:{line}"))
         })
         .collect();
     assert!(
