@@ -12,6 +12,9 @@ use failoverd_control::protocol::{EventList, FailoverState, Request, Role, Statu
 use failoverd_control::transport;
 use failoverd_link::{Fingerprint, Identity};
 use serde_json::Value;
+use support::tools;
+
+mod support;
 
 /// A `failoverd` process; killed and reaped when dropped, whatever happened.
 struct Daemon {
@@ -36,7 +39,7 @@ impl Daemon {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
+        let status = tools::command("kill")
             .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()
             .unwrap();

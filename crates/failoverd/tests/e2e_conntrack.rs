@@ -8,8 +8,8 @@
 //! TCP only as a bare SYN and drops unsolicited packets to the firewall, and the first test
 //! shows that without failoverd the connection does break.
 //!
-//! Needs root, `ip`, `nft` and `conntrack`; without them each test prints "skipped: ..." and
-//! passes, except under `CI=true`, where it fails.
+//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
 mod support;
 

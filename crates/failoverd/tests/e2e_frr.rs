@@ -19,14 +19,15 @@
 //! the [`OspfLab`] kills the daemons (by PID) and deletes the namespaces. The `failoverd`
 //! processes are [`support::daemon::Daemon`]s, killed (by PID) when dropped, before the lab.
 //!
-//! Needs root, `ip`, `vtysh` and FRR's `zebra` and `ospfd` (Debian package `frr`); without them
-//! the test prints "skipped: ..." and passes, except under `CI=true`, where it fails.
+//! Needs root and the programs of the tool table (`support/tools.txt`), among them `ip`,
+//! `vtysh` and FRR's `zebra` and `ospfd` (Debian package `frr`); without them the test prints
+//! "skipped: ..." and passes, except under `CI=true`, where it fails.
 
 use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,13 +36,11 @@ use failoverd::takeover::history::History;
 use failoverd_control::config::RoutingConfig;
 use failoverd_control::protocol::{Request, Role, Status};
 use failoverd_link::Identity;
-use support::Firewall;
 use support::daemon::{self, Daemon};
+use support::{Firewall, require_root_and_tools, tools};
 
 mod support;
 
-/// Where Debian (and others) install FRR's daemons.
-const FRR_DIRS: &[&str] = &["/usr/lib/frr", "/usr/sbin", "/usr/local/sbin"];
 /// The shared segment.
 const SEGMENT: &str = "10.0.0.0/24";
 /// The LAN behind both firewalls.
@@ -58,16 +57,16 @@ const POLL: Duration = Duration::from_millis(20);
 
 #[test]
 fn ospf_cost_moves_the_route_with_the_role() {
-    let Some(frr_dir) = require_root_and_frr() else {
+    if !require_root_and_tools() {
         return;
-    };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let _runtime = runtime.enter();
-    let lab = OspfLab::new(&frr_dir);
+    let lab = OspfLab::up();
 
     // Converged with the costs of the config files: R reaches the LAN through both.
     let (_, took) = lab.wait_lan_next_hops(&[A_ADDR, B_ADDR], Duration::from_secs(60));
@@ -141,10 +140,10 @@ fn wait_state(frr: &Frr, state: &str) {
 
 #[test]
 fn failoverd_moves_the_ospf_route_with_the_role() {
-    let Some(frr_dir) = require_root_and_frr() else {
+    if !require_root_and_tools() {
         return;
-    };
-    let lab = OspfLab::new(&frr_dir);
+    }
+    let lab = OspfLab::up();
     // Declared after the lab: the daemons are killed, then their files removed, then the lab.
     let files = tempfile::tempdir().unwrap();
     let [node_a, node_b] = FailoverdNode::pair(&lab, files.path());
@@ -328,48 +327,6 @@ fn wait_exit(daemon: &mut Daemon) -> ExitStatus {
 // ---------------------------------------------------------------------------------------------
 // the lab: reusable set-up
 
-/// Whether this process may build the lab: root, `ip`, `vtysh` and FRR's daemons. Returns the
-/// directory of `zebra` and `ospfd`. When not, prints `skipped: ...` and returns `None`; but
-/// when the environment variable `CI` is `true` it panics instead: CI must never skip.
-pub fn require_root_and_frr() -> Option<PathBuf> {
-    let mut missing = Vec::new();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        missing.push("root".to_string());
-    }
-    for tool in ["ip", "vtysh", "chown"] {
-        if !on_path(tool) {
-            missing.push(format!("`{tool}`"));
-        }
-    }
-    let frr_dir = FRR_DIRS
-        .iter()
-        .map(PathBuf::from)
-        .find(|dir| dir.join("zebra").is_file() && dir.join("ospfd").is_file());
-    if frr_dir.is_none() {
-        missing.push(format!(
-            "FRR's `zebra` and `ospfd` (in one of {FRR_DIRS:?})"
-        ));
-    }
-    if missing.is_empty() {
-        return frr_dir;
-    }
-    let why = format!(
-        "the FRR end-to-end test needs {} (network namespaces, FRR)",
-        missing.join(", ")
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}; CI=true, so this is a failure, not a skip");
-    }
-    println!("skipped: {why}");
-    None
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-}
-
 /// [`support::wait_until`], polling every [`POLL`].
 pub fn wait_until<T>(
     what: &str,
@@ -381,7 +338,7 @@ pub fn wait_until<T>(
 
 /// Runs `program` with `args`; panics with its output if it fails. Returns its stdout.
 fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
+    let output = tools::command(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -428,7 +385,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let deleted = Command::new("ip")
+        let deleted = tools::command("ip")
             .args(["netns", "delete", &self.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -499,7 +456,7 @@ impl Router {
 
     /// Starts zebra, then ospfd with `ospfd_conf`, as user frr (FRR's privileges need its vty
     /// group), and waits for their vty sockets.
-    pub fn start_frr(&mut self, frr_dir: &Path, ospfd_conf: &str) {
+    pub fn start_frr(&mut self, ospfd_conf: &str) {
         let hostname = self.netns.name().to_string();
         fs::write(
             self.dir.join("zebra.conf"),
@@ -509,7 +466,7 @@ impl Router {
         fs::write(self.dir.join("ospfd.conf"), ospfd_conf).unwrap();
         run("chown", &["-R", "frr:frr", &self.dir.display().to_string()]);
         for name in ["zebra", "ospfd"] {
-            self.spawn_daemon(frr_dir, name);
+            self.spawn_daemon(name);
             let socket = self.dir.join(format!("{name}.vty"));
             wait_until(
                 &format!("{hostname}: {name}'s vty socket"),
@@ -525,14 +482,12 @@ impl Router {
         }
     }
 
-    fn spawn_daemon(&mut self, frr_dir: &Path, name: &'static str) {
+    fn spawn_daemon(&mut self, name: &'static str) {
         let dir = &self.dir;
         let path = |file: String| dir.join(file).display().to_string();
         let log = dir.join(format!("{name}.log"));
         let out = fs::File::create(dir.join(format!("{name}.out"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.netns.name()])
-            .arg(frr_dir.join(name))
+        let child = tools::netns_exec(self.netns.name(), name)
             .args(["-f", &path(format!("{name}.conf"))])
             .args(["-i", &path(format!("{name}.pid"))])
             .args(["-z", &path("zserv.api".into())])
@@ -626,8 +581,8 @@ pub struct OspfLab {
 }
 
 impl OspfLab {
-    /// Builds the lab with FRR's daemons from `frr_dir`; does not wait for OSPF.
-    pub fn new(frr_dir: &Path) -> OspfLab {
+    /// Builds the lab with FRR's daemons; does not wait for OSPF.
+    pub fn up() -> OspfLab {
         static LABS: AtomicUsize = AtomicUsize::new(0);
         let prefix = format!(
             "frr{}{}",
@@ -684,12 +639,9 @@ impl OspfLab {
             fw.ip(&["addr", "add", lan, "dev", "lan0"]);
         }
 
-        r.start_frr(frr_dir, &ospfd_conf(R_ADDR, &[SEGMENT], &["br0"], &[]));
+        r.start_frr(&ospfd_conf(R_ADDR, &[SEGMENT], &["br0"], &[]));
         for (fw, id) in [(&mut a, A_ADDR), (&mut b, B_ADDR)] {
-            fw.start_frr(
-                frr_dir,
-                &ospfd_conf(id, &[SEGMENT, LAN], &["eth0"], &["lan0"]),
-            );
+            fw.start_frr(&ospfd_conf(id, &[SEGMENT, LAN], &["eth0"], &["lan0"]));
         }
         OspfLab {
             r,

@@ -4,8 +4,9 @@
 //! ways. failoverd has no failover-link peer here, so it is never ready: it takes over only
 //! when no master is left, and never preempts keepalived.
 //!
-//! Needs root, `ip`, `nft`, `conntrack` and `keepalived`; without them each test prints
-//! "skipped: ..." and passes, except under `CI=true`, where it fails.
+//! Needs root and the programs of the tool table (`support/tools.txt`), among them `ip`, `nft`,
+//! `conntrack` and `keepalived`; without them each test prints "skipped: ..." and passes,
+//! except under `CI=true`, where it fails.
 
 mod support;
 
@@ -18,7 +19,7 @@ use failoverd_control::protocol::Status;
 use support::daemon::{Daemon, DaemonOptions};
 use support::keepalived::{advert_int_text, spawn};
 use support::lab::VIPS4;
-use support::{Firewall, Lab, require_root_and_tools, wait_until};
+use support::{Firewall, Lab, require_root_and_tools, tools, wait_until};
 
 const ADVERT: Duration = Duration::from_millis(50);
 
@@ -129,7 +130,7 @@ impl Sampler {
                 let held: Vec<&str> = ["a", "b"]
                     .into_iter()
                     .filter(|fw| {
-                        let out = std::process::Command::new("ip")
+                        let out = tools::command("ip")
                             .args(["-n", &format!("{prefix}-{fw}"), "-o", "addr", "show", "up"])
                             .output()
                             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -174,30 +175,12 @@ fn wait_holder(lab: &Lab, fw: Firewall, what: &str) {
     );
 }
 
-fn require_keepalived() -> bool {
-    if !require_root_and_tools() {
-        return false;
-    }
-    let found = std::process::Command::new("keepalived")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "keepalived is missing; CI=true, so this is a failure, not a skip"
-        );
-        println!("skipped: keepalived is not installed");
-    }
-    found
-}
-
 /// failoverd master (A, 200), keepalived backup (B, 100): B hears A and stays backup; A dies,
 /// keepalived takes over; A returns and, not ready, does not preempt but hears B; B dies, A
 /// takes over.
 #[test]
 fn failoverd_master_keepalived_backup() {
-    if !require_keepalived() {
+    if !require_root_and_tools() {
         return;
     }
     let lab = Lab::up_without_shared();
@@ -253,7 +236,7 @@ fn failoverd_master_keepalived_backup() {
 /// their checksum, which covers the pseudo-header); A dies, B takes over.
 #[test]
 fn keepalived_master_failoverd_backup() {
-    if !require_keepalived() {
+    if !require_root_and_tools() {
         return;
     }
     let lab = Lab::up_without_shared();

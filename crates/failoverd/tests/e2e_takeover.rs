@@ -5,8 +5,8 @@
 //! The kill is abrupt: all of the active firewall's links down in one `ip -batch`, then
 //! SIGKILL of everything in its namespace.
 //!
-//! Needs root, `ip`, `nft` and `conntrack`; without them each test prints "skipped: ..." and
-//! passes, except under `CI=true`, where it fails.
+//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
 mod support;
 

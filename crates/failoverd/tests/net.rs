@@ -4,8 +4,9 @@
 //! Every test builds its own two network namespaces, `a` and `b`, joined by a veth pair (`va`
 //! in `a`, `vb` in `b`), and removes them when it ends, passing or not; so tests run in
 //! parallel. A test enters a namespace only on its own thread and only to open sockets there
-//! ([`Lab::in_a`]); commands name the namespace (`ip -n`). The tests need root; without it they
-//! are skipped with a message, except under `CI=true`, where they fail.
+//! ([`Lab::in_a`]); commands name the namespace (`ip -n`). The tests need root and the programs
+//! of the tool table (`support/tools.txt`); without them they are skipped with a message, except
+//! under `CI=true`, where they fail.
 #![cfg(target_os = "linux")]
 
 use std::fs::File;
@@ -13,12 +14,14 @@ use std::future::Future;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use failoverd::net::{Announcer, LinkChange, Netlink, Received, VrrpSocket, watch_links};
 use failoverd_wire::announce::{GratuitousArp, NeighbourAdvert};
 use socket2::{Domain, Protocol, Socket, Type};
+use support::{require_root_and_tools, tools};
+
+mod support;
 
 /// How long a test waits for something the kernel should do at once.
 const PATIENCE: Duration = Duration::from_secs(3);
@@ -471,9 +474,9 @@ struct Lab {
 
 impl Lab {
     /// The lab of test `test` (a short tag, unique among the tests), or `None` when the test
-    /// cannot run here (see [`privileged`]).
+    /// cannot run here (see [`require_root_and_tools`]).
     fn new(test: &str) -> Option<Self> {
-        if !privileged() {
+        if !require_root_and_tools() {
             return None;
         }
         let prefix = format!("fonet-{}-{test}", std::process::id());
@@ -530,7 +533,7 @@ impl Lab {
     }
 
     fn sysctl_in(&self, ns: &str, setting: &str) {
-        run("ip", &["netns", "exec", ns, "sysctl", "-qw", setting]);
+        finish(tools::netns_exec(ns, "sysctl").args(["-qw", setting]));
     }
 
     fn link_local(&self, side: &str, dev: &str) -> IpAddr {
@@ -592,7 +595,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = tools::command("ip").args(["netns", "del", ns]).status();
         }
     }
 }
@@ -629,37 +632,21 @@ fn setns(ns: &File) {
 
 /// Runs a command to completion; panics with its output when it fails.
 fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
+    finish(tools::command(program).args(args))
+}
+
+/// Runs `command` to completion; panics with its output when it fails.
+fn finish(command: &mut std::process::Command) -> String {
+    let output = command
         .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         output.status.success(),
-        "{program} {}: {}{}",
-        args.join(" "),
+        "{command:?}: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Whether the tests can run: as root with `ip` and `sysctl` on `PATH`. Otherwise the test is
-/// skipped with a message, unless `CI=true`, where a skip would hide that nothing ran.
-fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let tools = ["ip", "sysctl"]
-        .iter()
-        .all(|tool| Command::new(tool).arg("-V").output().is_ok());
-    if root && tools {
-        return true;
-    }
-    let why = "the net tests need root and `ip` and `sysctl` (network namespaces, raw sockets)";
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}; CI=true, so this is a failure, not a skip");
-    }
-    println!("skipped: {why}");
-    false
 }
 
 fn block_on<F: Future>(future: F) -> F::Output {

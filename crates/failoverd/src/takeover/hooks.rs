@@ -1,18 +1,23 @@
 //! `[hooks]`: the commands run on role changes (docs/TAKEOVER.md).
 //!
-//! [`Hooks::role_changed`] queues the hook for the new role and returns at once; one task runs
-//! the queued hooks one at a time, in the order of the role changes: a later change's hook
-//! waits until the earlier one has ended or was killed at `timeout_ms`. Each hook gets
-//! `FAILOVERD_ROLE`, `FAILOVERD_FROM`, `FAILOVERD_REASON` and `FAILOVERD_NODE` in its
-//! environment; its output goes to the log (see [`super::command`]).
+//! [`Hooks::role_changed`] records the change and returns at once; one task runs the hooks one
+//! at a time. Hooks coalesce to the latest role, as FRR's costs do ([`super::frr`]): while a
+//! hook runs, a newer role change replaces the one waiting, so at most one waits. When the
+//! running hook ends, the hook of the latest role runs, unless that role is the one the last
+//! handled change went to (the node flapped back): a hook never runs for a role the node has
+//! already left. Each coalescing is recorded for `failoverctl events`.
+//!
+//! Each hook gets `FAILOVERD_ROLE`, `FAILOVERD_FROM`, `FAILOVERD_REASON` and `FAILOVERD_NODE`
+//! (of the latest change) in its environment; its output goes to the log (see
+//! [`super::command`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failoverd_control::config::HooksConfig;
 use failoverd_control::protocol::{EventKind, HooksView};
-use tokio::sync::mpsc;
-use tracing::debug;
+use tokio::sync::watch;
+use tracing::{debug, info};
 
 use super::command::Command;
 use super::history::History;
@@ -21,83 +26,160 @@ use super::history::History;
 pub const ACTIVE: &str = "active";
 
 /// Runs `on_active` / `on_standby` on role changes. The worker task starts with the first
-/// role change and ends once the `Hooks` is dropped and the queued hooks have run.
+/// role change and ends once the `Hooks` is dropped and the waiting hook has run.
 #[derive(Debug)]
 pub struct Hooks {
+    shared: Arc<Shared>,
+    /// The latest role change; the worker handles the latest value only.
+    latest: watch::Sender<Option<Change>>,
+    /// The receiving end until the worker task takes it.
+    idle: Mutex<Option<watch::Receiver<Option<Change>>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
     node: String,
     on_active: Option<Vec<String>>,
     on_standby: Option<Vec<String>>,
     timeout: Duration,
-    queue: mpsc::UnboundedSender<Command>,
-    /// The queue's receiving end until the worker task takes it.
-    idle_queue: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     /// The last finished hook's summary.
-    last: Arc<Mutex<Option<String>>>,
-    /// Where each finished hook is recorded for `failoverctl events`.
+    last: Mutex<Option<String>>,
+    /// Role changes whose hook never ran because a later change superseded them, since start.
+    coalesced_total: Mutex<u64>,
+    /// Where each finished hook and each coalescing is recorded for `failoverctl events`.
     history: History,
+}
+
+/// A role change, numbered in the order [`Hooks::role_changed`] saw them.
+#[derive(Debug, Clone)]
+struct Change {
+    seq: u64,
+    from: String,
+    to: String,
+    reason: String,
+}
+
+impl Change {
+    fn active(&self) -> bool {
+        self.to == ACTIVE
+    }
 }
 
 impl Hooks {
     /// The hooks of `config`, for the node named `node`; each finished hook is recorded in
     /// `history`.
     pub fn new(config: &HooksConfig, node: &str, history: History) -> Hooks {
-        let (queue, idle_queue) = mpsc::unbounded_channel();
+        let (latest, idle) = watch::channel(None);
         Hooks {
-            node: node.to_string(),
-            on_active: config.on_active.clone(),
-            on_standby: config.on_standby.clone(),
-            timeout: config.timeout,
-            queue,
-            idle_queue: Mutex::new(Some(idle_queue)),
-            last: Arc::new(Mutex::new(None)),
-            history,
+            shared: Arc::new(Shared {
+                node: node.to_string(),
+                on_active: config.on_active.clone(),
+                on_standby: config.on_standby.clone(),
+                timeout: config.timeout,
+                last: Mutex::new(None),
+                coalesced_total: Mutex::new(0),
+                history,
+            }),
+            latest,
+            idle: Mutex::new(Some(idle)),
         }
     }
 
-    /// The role went from `from` to `to` (`"active"`, `"standby"`) because of `reason`: queues
-    /// `on_active` when `to` is `"active"`, `on_standby` otherwise (nothing when that hook is
-    /// not configured). Does not wait. Must be called within a tokio runtime.
+    /// The role went from `from` to `to` (`"active"`, `"standby"`) because of `reason`: the
+    /// hook of `to` (`on_active` when `to` is `"active"`, `on_standby` otherwise) runs next,
+    /// replacing a change still waiting. Does not wait. Must be called within a tokio runtime.
     pub fn role_changed(&self, from: &str, to: &str, reason: &str) {
-        let (what, argv) = if to == ACTIVE {
-            ("on_active", &self.on_active)
-        } else {
-            ("on_standby", &self.on_standby)
-        };
-        let Some(argv) = argv else {
-            debug!(from, to, "no {what} hook");
-            return;
-        };
-        let command = Command::new(what, argv.clone(), self.timeout)
-            .env("FAILOVERD_ROLE", to)
-            .env("FAILOVERD_FROM", from)
-            .env("FAILOVERD_REASON", reason)
-            .env("FAILOVERD_NODE", &self.node);
-        debug!(from, to, reason, "queueing {what}");
+        debug!(from, to, reason, "role change for the hooks");
+        self.latest.send_modify(|latest| {
+            let seq = latest.as_ref().map_or(0, |change| change.seq + 1);
+            *latest = Some(Change {
+                seq,
+                from: from.to_string(),
+                to: to.to_string(),
+                reason: reason.to_string(),
+            });
+        });
         self.start_worker();
-        // The worker holds the receiver while this holds the sender: it cannot be gone.
-        let _ = self.queue.send(command);
     }
 
     /// For `status.takeover.hooks`.
     pub fn view(&self) -> HooksView {
         HooksView {
-            last: lock(&self.last).clone(),
+            last: lock(&self.shared.last).clone(),
         }
     }
 
     fn start_worker(&self) {
-        let Some(mut queue) = lock(&self.idle_queue).take() else {
+        let Some(latest) = lock(&self.idle).take() else {
             return;
         };
-        let last = Arc::clone(&self.last);
-        let history = self.history.clone();
-        tokio::spawn(async move {
-            while let Some(command) = queue.recv().await {
-                let outcome = command.run().await;
-                history.record(EventKind::Hook, outcome.summary());
-                *lock(&last) = Some(outcome.summary());
+        tokio::spawn(Arc::clone(&self.shared).work(latest));
+    }
+}
+
+impl Shared {
+    /// Handles the latest change whenever there is a new one; ends when the [`Hooks`] is
+    /// dropped (a change not yet handled is handled first).
+    async fn work(self: Arc<Self>, mut latest: watch::Receiver<Option<Change>>) {
+        // The sequence number of the last change handled, and whether it went to active.
+        let mut handled: Option<(u64, bool)> = None;
+        while latest.changed().await.is_ok() {
+            let Some(change) = latest.borrow_and_update().clone() else {
+                continue;
+            };
+            // Changes between the last handled and this one came while a hook ran (or before
+            // the worker started): superseded.
+            let superseded = handled.map_or(change.seq, |(seq, _)| change.seq - seq - 1);
+            let back = handled.is_some_and(|(_, active)| active == change.active());
+            handled = Some((change.seq, change.active()));
+            if back {
+                // The node flapped back to the role whose hook ran last: nothing is stale to
+                // undo, nothing new to run. The latest change is superseded too.
+                self.record_coalesced(superseded + 1, &format!("the role is {} again", change.to));
+                continue;
             }
-        });
+            if superseded > 0 {
+                self.record_coalesced(superseded, &format!("the latest role is {}", change.to));
+            }
+            self.run(&change).await;
+        }
+    }
+
+    /// Records that `count` role changes were coalesced, and why.
+    fn record_coalesced(&self, count: u64, why: &str) {
+        let total = {
+            let mut total = lock(&self.coalesced_total);
+            *total += count;
+            *total
+        };
+        let message = format!(
+            "hooks: {count} role change{} coalesced ({why}; {total} since start)",
+            if count == 1 { "" } else { "s" }
+        );
+        info!("{message}");
+        self.history.record(EventKind::Hook, message);
+    }
+
+    /// Runs the hook of `change`'s role, if one is configured.
+    async fn run(&self, change: &Change) {
+        let (what, argv) = if change.active() {
+            ("on_active", &self.on_active)
+        } else {
+            ("on_standby", &self.on_standby)
+        };
+        let Some(argv) = argv else {
+            debug!(from = change.from, to = change.to, "no {what} hook");
+            return;
+        };
+        let outcome = Command::new(what, argv.clone(), self.timeout)
+            .env("FAILOVERD_ROLE", &change.to)
+            .env("FAILOVERD_FROM", &change.from)
+            .env("FAILOVERD_REASON", &change.reason)
+            .env("FAILOVERD_NODE", &self.node)
+            .run()
+            .await;
+        self.history.record(EventKind::Hook, outcome.summary());
+        *lock(&self.last) = Some(outcome.summary());
     }
 }
 
@@ -191,34 +273,98 @@ mod tests {
         wait_last(&hooks, "on_standby exited 0 after ").await;
     }
 
+    /// The hook messages `history` holds that say changes were coalesced.
+    fn coalescings(history: &History) -> Vec<String> {
+        history
+            .entries()
+            .into_iter()
+            .map(|entry| entry.message)
+            .filter(|message| message.starts_with("hooks: "))
+            .collect()
+    }
+
+    /// Waits `quiet` (longer than a hook takes), then returns the log: what ran is all that
+    /// will run.
+    async fn settled(log: &Path, quiet: Duration) -> Vec<String> {
+        tokio::time::sleep(quiet).await;
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     #[tokio::test]
-    async fn role_changed_does_not_wait_and_hooks_run_in_order() {
+    async fn role_changed_does_not_wait_and_a_flap_back_runs_nothing_stale() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
+        let history = History::default();
         // Each hook takes 0.5 s: role_changed returns well before the first ends.
         let hooks = Hooks::new(
             &config(&log, "0.5", Duration::from_secs(10)),
             "fw-a",
-            History::default(),
+            history.clone(),
         );
         let started = Instant::now();
         hooks.role_changed("standby", "active", "one");
+        wait_lines(&log, 1).await;
         hooks.role_changed("active", "standby", "two");
         hooks.role_changed("standby", "active", "three");
         assert!(started.elapsed() < Duration::from_millis(400));
-        let lines = wait_lines(&log, 6).await;
+        wait_last(&hooks, "on_active exited 0").await;
+        // Back to active while on_active ran: neither on_standby (stale) nor a second
+        // on_active (nothing changed since the first) runs.
         assert_eq!(
-            lines,
+            settled(&log, Duration::from_millis(800)).await,
+            ["active begin active|standby|one|fw-a", "active end"]
+        );
+        assert_eq!(
+            coalescings(&history),
+            ["hooks: 2 role changes coalesced (the role is active again; 2 since start)"]
+        );
+    }
+
+    /// A burst of role changes while a slow hook runs: at most one waits, and when the hook
+    /// ends only the hook of the final role runs, with the final change's environment.
+    #[tokio::test]
+    async fn a_burst_of_role_changes_runs_only_the_final_role_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let history = History::default();
+        let hooks = Hooks::new(
+            &config(&log, "0.3", Duration::from_secs(10)),
+            "fw-a",
+            history.clone(),
+        );
+        hooks.role_changed("standby", "active", "first");
+        wait_lines(&log, 1).await;
+        for flap in 0..500 {
+            hooks.role_changed("active", "standby", &format!("down {flap}"));
+            hooks.role_changed("standby", "active", &format!("up {flap}"));
+        }
+        hooks.role_changed("active", "standby", "last");
+        let started = Instant::now();
+        wait_last(&hooks, "on_standby exited 0").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "one hook waited, not 1,001: {:?}",
+            started.elapsed()
+        );
+        // No on_active after the node became standby for good; the last hook is the final
+        // role's.
+        assert_eq!(
+            settled(&log, Duration::from_millis(600)).await,
             [
-                "active begin active|standby|one|fw-a",
+                "active begin active|standby|first|fw-a",
                 "active end",
-                "standby begin standby|active|two|fw-a",
+                "standby begin standby|active|last|fw-a",
                 "standby end",
-                "active begin active|standby|three|fw-a",
-                "active end",
             ]
         );
-        wait_last(&hooks, "on_active exited 0").await;
+        assert_eq!(
+            coalescings(&history),
+            ["hooks: 1000 role changes coalesced (the latest role is standby; 1000 since start)"]
+        );
     }
 
     #[tokio::test]
@@ -230,6 +376,8 @@ mod tests {
         let hooks = Hooks::new(&config, "fw-a", History::default());
         let started = Instant::now();
         hooks.role_changed("standby", "active", "one");
+        // Once on_active runs (a change before that would supersede it).
+        wait_lines(&log, 1).await;
         hooks.role_changed("active", "standby", "two");
         let lines = wait_lines(&log, 3).await;
         assert!(started.elapsed() < Duration::from_secs(5));

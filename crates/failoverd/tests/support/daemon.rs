@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use failoverd_control::protocol::{FailoverState, Request, Status};
@@ -12,6 +12,7 @@ use failoverd_control::transport;
 use serde_json::Value;
 
 use super::lab::{Firewall, LINK_SUBNET};
+use super::tools;
 
 /// What a daemon's configuration file says beyond the lab's fixed parts (names, keys, link
 /// addresses, control socket).
@@ -267,7 +268,7 @@ impl Daemon {
             .open(&log)
             .unwrap();
         writeln!(file, "---- start in {ns}").unwrap();
-        let child = Command::new("ip")
+        let child = tools::command("ip")
             .args(["netns", "exec", ns])
             .arg(failoverd_bin())
             .arg("--config")

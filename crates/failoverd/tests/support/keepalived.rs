@@ -13,13 +13,14 @@
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::conntrack::Flow;
 use super::lab::{Firewall, Lab};
+use super::tools;
 
-/// The programs this module runs (besides the lab's).
+/// The programs this module runs (besides the lab's; a part of the tool table, [`tools`]).
 pub const TOOLS: &[&str] = &["keepalived", "conntrackd"];
 
 /// The lab's templates and notify script.
@@ -415,7 +416,6 @@ impl Drop for Keepalived {
     }
 }
 
-/// Runs `args` inside `ns`, standard output and error appended to `log`.
 /// Starts `args` inside namespace `ns` (`ip netns exec`), output appended to `log`.
 pub fn spawn(ns: &str, args: &[&str], log: &Path) -> Child {
     let file = File::options()
@@ -423,18 +423,18 @@ pub fn spawn(ns: &str, args: &[&str], log: &Path) -> Child {
         .append(true)
         .open(log)
         .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-    Command::new("ip")
-        .args(["netns", "exec", ns])
+    let (program, args) = args.split_first().expect("a program to run");
+    tools::netns_exec(ns, program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
-        .unwrap_or_else(|e| panic!("ip netns exec {ns} {args:?}: {e}"))
+        .unwrap_or_else(|e| panic!("ip netns exec {ns} {program} {args:?}: {e}"))
 }
 
 fn ns_pids(ns: &str) -> Vec<u32> {
-    Command::new("ip")
+    tools::command("ip")
         .args(["netns", "pids", ns])
         .output()
         .map(|out| {

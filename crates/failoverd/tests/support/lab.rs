@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,6 +14,7 @@ use failoverd_link::Identity;
 use super::conntrack::{self, Entry};
 use super::daemon::{Daemon, DaemonOptions};
 use super::netns;
+use super::tools;
 
 /// The client's addresses (LAN).
 pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
@@ -220,11 +221,11 @@ impl Lab {
     /// Runs `args` inside `ns` (`ip netns exec`); whatever its exit status.
     pub fn try_exec(&self, ns: impl Into<Ns>, args: &[&str]) -> Output {
         let ns = self.ns(ns);
-        Command::new("ip")
-            .args(["netns", "exec", &ns])
+        let (program, args) = args.split_first().expect("a program to run");
+        tools::netns_exec(&ns, program)
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("ip netns exec {ns} {args:?}: {e}"))
+            .unwrap_or_else(|e| panic!("ip netns exec {ns} {program} {args:?}: {e}"))
     }
 
     /// Runs `args` inside `ns` and returns its standard output; panics if it fails.
@@ -266,7 +267,7 @@ impl Lab {
     /// The PIDs of every process whose network namespace is `ns` (`ip netns pids`).
     pub fn ns_pids(&self, ns: impl Into<Ns>) -> Vec<u32> {
         let ns = self.ns(ns);
-        let out = Command::new("ip")
+        let out = tools::command("ip")
             .args(["netns", "pids", &ns])
             .output()
             .unwrap_or_else(|e| panic!("ip netns pids {ns}: {e}"));
@@ -287,7 +288,7 @@ impl Lab {
             .iter()
             .map(|link| format!("link set dev {link} down\n"))
             .collect();
-        let mut child = Command::new("ip")
+        let mut child = tools::command("ip")
             .args(["-n", &ns, "-batch", "-"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
@@ -529,7 +530,7 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 fn lab_sh(args: &[&str]) -> Output {
-    Command::new("bash")
+    tools::command("bash")
         .arg(script())
         .args(args)
         .output()
@@ -539,7 +540,7 @@ fn lab_sh(args: &[&str]) -> Output {
 /// Labs left by test processes that died without dropping them (`fo<pid>x<n>-*` whose process
 /// is gone): removed, so that they do not pile up. Labs of live processes are left alone.
 fn remove_stale_labs() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+    let Ok(out) = tools::command("ip").args(["netns", "list"]).output() else {
         return;
     };
     let mut stale = std::collections::BTreeSet::new();

@@ -1,8 +1,8 @@
 //! Helpers for end-to-end tests in network namespaces: the lab of `lab/lab.sh` ([`Lab`]),
 //! sockets created inside a namespace ([`netns`]), kernel conntrack listings ([`conntrack`]),
 //! `failoverd` processes in the firewalls' namespaces ([`daemon`]), traffic ([`traffic`]),
-//! keepalived + conntrackd as the incumbent to compare with ([`keepalived`]) and address
-//! changes as they happen ([`addrwatch`]).
+//! keepalived + conntrackd as the incumbent to compare with ([`keepalived`]), address
+//! changes as they happen ([`addrwatch`]) and the programs the tests run ([`tools`]).
 //!
 //! Each test target that uses it declares `mod support;`; not every target uses every helper.
 #![allow(dead_code)]
@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod keepalived;
 pub mod lab;
 pub mod netns;
+pub mod tools;
 pub mod traffic;
 
 use std::time::{Duration, Instant};
@@ -20,28 +21,27 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use lab::{Firewall, HardKill, Lab, LabOptions};
 
-/// The programs the lab and the tests run.
+/// The programs a lab needs (a part of the tool table, [`tools`]).
 pub const TOOLS: &[&str] = &["bash", "ip", "nft", "conntrack", "sysctl"];
 
-/// Whether this process may build labs: root, and every tool of [`TOOLS`] on `PATH`. When not,
-/// prints `skipped: ...` and returns false, so the test can return; but when the environment
-/// variable `CI` is `true` it panics instead: CI must never skip these tests silently.
+/// Whether this process may run the kernel tests: root, and every program of the tool table
+/// ([`tools`]) installed. When not, prints `skipped: ...` naming what is missing (each program
+/// with its Debian package) and returns false, so the test can return; but when the
+/// environment variable `CI` is `true` it panics instead: CI must never skip these tests
+/// silently.
 pub fn require_root_and_tools() -> bool {
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root".to_string());
     }
-    for tool in TOOLS {
-        if !on_path(tool) {
-            missing.push(format!("`{tool}`"));
-        }
-    }
+    missing.extend(tools::missing().iter().map(ToString::to_string));
     if missing.is_empty() {
         return true;
     }
     let why = format!(
-        "end-to-end lab tests need {} (network namespaces, nftables, conntrack)",
+        "the kernel tests need root and every program of support/tools.txt (.ci/run installs \
+         them); missing: {}",
         missing.join(", ")
     );
     if std::env::var("CI").as_deref() == Ok("true") {
@@ -49,13 +49,6 @@ pub fn require_root_and_tools() -> bool {
     }
     println!("skipped: {why}");
     false
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path)
-            .any(|dir| std::fs::metadata(dir.join(tool)).is_ok_and(|m| m.is_file()))
-    })
 }
 
 /// Polls `probe` every `every` until it returns `Ok`, for at most `within`; then panics with
