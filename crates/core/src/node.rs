@@ -21,6 +21,14 @@ use crate::timer::{Timer, TimerTable};
 /// Most the retransmit timeout grows by while nothing is acknowledged.
 const MAX_BACKOFF: u32 = 8;
 
+/// Least time between two resyncs forced by lost backend events. Each is a full bulk sync both
+/// ways: restarted at every overrun of a flood, none would ever complete. While overruns keep
+/// coming the wait doubles, up to [`MAX_RESYNC_BACKOFF`]; after a quiet spell it is back here.
+const MIN_RESYNC_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Most time between two resyncs forced by lost backend events.
+const MAX_RESYNC_BACKOFF: Duration = Duration::from_secs(8);
+
 /// Which path of the failover link a frame takes. Control frames (hellos, acks, goodbye) must
 /// never wait behind data frames (session batches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +275,8 @@ pub struct Node {
     resync_requested: Option<u32>,
     /// Multiplier of the retransmit timeout: doubles while nothing is acknowledged.
     retransmit_backoff: u32,
+    /// The last resync forced by lost backend events, and the least wait before the next.
+    overrun_resync: Option<(Instant, Duration)>,
     outbound: Outbound,
     inbound: Inbound,
     outstanding: Option<(Token, Work)>,
@@ -320,6 +330,7 @@ impl Node {
             apply_failed: false,
             resync_requested: None,
             retransmit_backoff: 1,
+            overrun_resync: None,
             outbound: Outbound::new(config.node_id),
             inbound: Inbound::new(config.remove_hold),
             outstanding: None,
@@ -615,6 +626,11 @@ impl Node {
                     self.timers
                         .set(Timer::Digest, now + self.config.digest_interval);
                 }
+                Timer::ResyncBackoff => {
+                    if matches!(self.state, State::Synchronization { .. }) {
+                        self.resync_after_overrun(now);
+                    }
+                }
                 Timer::AdoptAlone => {
                     if self.role == Role::Active && self.peer.is_none() {
                         self.adopt_from = self.last_peer;
@@ -645,18 +661,43 @@ impl Node {
         }
     }
 
-    /// The backend lost change events: resynchronize with a new bulk sync.
+    /// The backend lost change events: resynchronize with a new bulk sync, at once unless
+    /// one forced so began less than the backoff ago (then when it ends: see
+    /// [`MIN_RESYNC_BACKOFF`]).
     pub fn handle_changes_lost(&mut self, now: Instant) {
         self.stats.changes_lost += 1;
         self.outbound.changes_lost();
         self.emit(now, Event::ChangesLost);
-        if matches!(self.state, State::Synchronization { .. }) {
-            self.restart_outbound();
-            // The peer's stream may hold an entry we deleted without telling it: ask for a new
-            // one too, naming the epoch to replace, so a repeated request restarts it once.
-            self.resync_requested = self.peer.as_ref().map(|p| p.hello.epoch);
-            self.hello_due = true;
+        if !matches!(self.state, State::Synchronization { .. })
+            || self.timers.is_set(Timer::ResyncBackoff)
+        {
+            // Outside Synchronization the next one resends everything anyway; a deferred
+            // resync covers this loss too.
+            return;
         }
+        match self.overrun_resync {
+            Some((last, wait)) if now < last + wait => {
+                self.stats.resyncs_deferred += 1;
+                self.timers.set(Timer::ResyncBackoff, last + wait);
+            }
+            _ => self.resync_after_overrun(now),
+        }
+    }
+
+    /// A resync forced by lost backend events. The wait before the next one doubles when this
+    /// one follows the last within twice its wait (overruns keep coming), else starts over.
+    fn resync_after_overrun(&mut self, now: Instant) {
+        let wait = match self.overrun_resync {
+            Some((last, wait)) if now < last + 2 * wait => (2 * wait).min(MAX_RESYNC_BACKOFF),
+            _ => MIN_RESYNC_BACKOFF,
+        };
+        self.overrun_resync = Some((now, wait));
+        self.stats.overrun_resyncs += 1;
+        self.restart_outbound();
+        // The peer's stream may hold an entry we deleted without telling it: ask for a new one
+        // too, naming the epoch to replace, so a repeated request restarts it once.
+        self.resync_requested = self.peer.as_ref().map(|p| p.hello.epoch);
+        self.hello_due = true;
     }
 
     /// A new epoch of our stream: everything is sent again by a bulk sync.
@@ -997,6 +1038,7 @@ impl Node {
             self.timers.stop(Timer::Retransmit);
             // The next synchronization resends everything both ways anyway.
             self.resync_requested = None;
+            self.timers.stop(Timer::ResyncBackoff);
         }
         match &next {
             State::Silence { .. } => self

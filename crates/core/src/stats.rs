@@ -58,6 +58,10 @@ pub struct Stats {
     /// Deletes from the peer dropped: held when this node took over without the peer handing
     /// over, or when the stream restarted, or arriving within one hold after such a takeover.
     pub removes_discarded: u64,
+    /// Resyncs started because the backend lost change events.
+    pub overrun_resyncs: u64,
+    /// Of those, the ones that waited for the backoff (an earlier one began too recently).
+    pub resyncs_deferred: u64,
     /// Digests of our sessions sent to the peer (anti-entropy).
     pub digests_sent: u64,
     /// The peer's digests compared with our copies of its sessions.

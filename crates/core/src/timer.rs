@@ -21,10 +21,12 @@ pub(crate) enum Timer {
     Digest,
     /// Active alone since start for long enough: adopt the entries found at start.
     AdoptAlone,
+    /// A resync forced by lost backend events, deferred by the backoff, is due.
+    ResyncBackoff,
 }
 
 impl Timer {
-    const ALL: [Timer; 8] = [
+    const ALL: [Timer; 9] = [
         Timer::Hello,
         Timer::Dead,
         Timer::Silence,
@@ -33,6 +35,7 @@ impl Timer {
         Timer::RemoveHold,
         Timer::Digest,
         Timer::AdoptAlone,
+        Timer::ResyncBackoff,
     ];
 
     fn index(self) -> usize {

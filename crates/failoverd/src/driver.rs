@@ -743,6 +743,8 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("adopted", stats.adopted),
         ("removes_held", stats.removes_held),
         ("removes_discarded", stats.removes_discarded),
+        ("overrun_resyncs", stats.overrun_resyncs),
+        ("resyncs_deferred", stats.resyncs_deferred),
         ("digests_sent", stats.digests_sent),
         ("digests_compared", stats.digests_compared),
         ("drift_repairs", stats.drift_repairs),

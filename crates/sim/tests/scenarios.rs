@@ -720,3 +720,34 @@ fn a_planned_vrrp_handover_applies_the_peers_last_deletes() {
     pair.check_settled();
     assert_clean(&pair);
 }
+
+/// A flood of lost backend events (an overrun every 50 ms for 3 s, traffic going on): each
+/// resync is a full bulk sync both ways, so restarting one at every overrun would never let
+/// one complete. Resyncs back off while overruns keep coming, and the pair settles after.
+#[test]
+fn resyncs_after_a_flood_of_overruns_back_off() {
+    let mut pair = pair();
+    settle(&mut pair);
+    for _ in 0..500 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(200));
+    for _ in 0..60 {
+        pair.lose_events(A);
+        for _ in 0..20 {
+            pair.traffic_step();
+        }
+        pair.run_for(ms(50));
+    }
+    let stats = pair.nodes[A].core.stats();
+    assert_eq!(stats.changes_lost, 60);
+    assert!(
+        stats.overrun_resyncs <= 6,
+        "{} resyncs for 60 overruns in 3 s",
+        stats.overrun_resyncs
+    );
+    assert!(stats.resyncs_deferred >= 1);
+    pair.run_for(ms(10_000));
+    pair.check_settled();
+    assert_clean(&pair);
+}
