@@ -394,6 +394,7 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::LagHistogram;
     use crate::sync::test_record as record;
     use failoverd_wire::Message;
 
@@ -635,5 +636,46 @@ mod tests {
         // Everything received, nothing acknowledged as applied: probe with the newest batch.
         out.handle_ack(ack(2, 0), Instant::ZERO, &mut stats);
         assert_eq!(out.frames_to_resend(false), vec![second]);
+    }
+
+    /// Lag is one sample per stream record, from its change to the ack that it was applied;
+    /// bulk-sync records are counted apart and not sampled.
+    #[test]
+    fn lag_is_sampled_per_stream_record_and_bulk_records_are_counted_apart() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(2);
+        out.handle_dump((1000..1300).map(|i| record(i, me)).collect());
+        let ms = |ms: u64| Instant::ZERO + std::time::Duration::from_millis(ms);
+        for i in 0..100u16 {
+            out.record_change(
+                SessionOp::Upsert(record(i, me)),
+                true,
+                ms(u64::from(i)),
+                &mut stats,
+            );
+        }
+        let mut seq = 0;
+        while out.next_batch(16 * 1024, 64, &mut stats).is_some() {
+            seq += 1;
+        }
+        let ack = Ack {
+            epoch: 2,
+            received: seq,
+            applied: seq,
+        };
+        out.handle_ack(ack, ms(1000), &mut stats);
+        assert!(out.is_idle());
+        assert_eq!(stats.bulk_records_replicated, 300);
+        assert_eq!(stats.stream_records_replicated, 100);
+        assert_eq!(stats.lag.count(), 100, "one sample per stream record");
+        // Lags are 901..=1000 ms: the median is 950 ms, to within the stated error.
+        let p50 = stats.lag.quantile(0.5).as_secs_f64() * 1000.0;
+        assert!(
+            (950.0..=950.0 * (1.0 + LagHistogram::RELATIVE_ERROR)).contains(&p50),
+            "{p50}"
+        );
+        assert_eq!(stats.lag.max(), std::time::Duration::from_millis(1000));
     }
 }
