@@ -480,7 +480,7 @@ impl Node {
     /// synchronizing with more than [`max_pending_changes`](NodeConfig::max_pending_changes)
     /// queued: the link is the bottleneck, and changes wait in the backend's own queue (which
     /// coalesces nothing but costs nothing here) until batches drain the queue. Outside
-    /// Synchronization nothing is sent, so nothing is held back either.
+    /// Synchronization nothing is sent or queued, so nothing is held back either.
     pub fn wants_local_changes(&self) -> bool {
         !matches!(self.state, State::Synchronization { .. })
             || self.outbound.pending_len() < self.config.max_pending_changes
@@ -655,7 +655,8 @@ impl Node {
     /// replicated. A delete is replicated if this node owns the entry, or if this node is active:
     /// the session ended in the traffic it forwards, so the peer's copy goes too. A peer-owned
     /// entry that disappears on the standby merely expired there (it sees none of its packets)
-    /// and must not delete the owner's live session.
+    /// and must not delete the owner's live session. While the peer is away nothing is queued:
+    /// the bulk sync that starts the next Synchronization carries the whole table.
     pub fn handle_local_changes(&mut self, now: Instant, ops: impl IntoIterator<Item = SessionOp>) {
         let active = self.role == Role::Active;
         for op in ops {

@@ -736,6 +736,8 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("apply_failures", stats.apply_failures),
         ("changes_lost", stats.changes_lost),
         ("bulk_syncs_sent", stats.bulk_syncs_sent),
+        ("stream_records_replicated", stats.stream_records_replicated),
+        ("bulk_records_replicated", stats.bulk_records_replicated),
         ("bulk_syncs_received", stats.bulk_syncs_received),
         ("swept", stats.swept),
         ("adopted", stats.adopted),

@@ -1148,6 +1148,31 @@ mod tests {
             prop_assert!(matches!(Message::parse(&buf), Ok(Message::Ack(p)) if p == ack));
         }
 
+        /// A newer minor appends fields: whatever follows the fields this version knows is
+        /// ignored, and a 1.0 hello (which ends before the minor) reads as minor 0.
+        #[test]
+        fn appended_fields_are_ignored(minor: u16, extra in proptest::collection::vec(any::<u8>(), 0..64), ack in any::<(u32, u64)>()) {
+            let sent = Hello { protocol_minor: minor, ..hello() };
+            let appended = |mut frame: Vec<u8>, extra: &[u8]| {
+                frame.extend_from_slice(extra);
+                let len = frame.len() as u32;
+                frame[4..8].copy_from_slice(&len.to_be_bytes());
+                frame
+            };
+            let mut buf = Vec::new();
+            sent.emit(&mut buf);
+            let longer = appended(buf.clone(), &extra);
+            prop_assert!(matches!(Message::parse(&longer), Ok(Message::Hello(p)) if p == sent));
+            let release_1_0 = appended(buf[..HEADER_LEN + HELLO_LEN_1_0].to_vec(), &[]);
+            let want = Hello { protocol_minor: 0, ..sent };
+            prop_assert!(matches!(Message::parse(&release_1_0), Ok(Message::Hello(p)) if p == want));
+            let sent = Ack { epoch: ack.0, received: ack.1, applied: ack.1 };
+            let mut buf = Vec::new();
+            sent.emit(&mut buf);
+            let longer = appended(buf, &extra);
+            prop_assert!(matches!(Message::parse(&longer), Ok(Message::Ack(p)) if p == sent));
+        }
+
         /// The same decoders the fuzz targets drive: arbitrary bytes are an error or a message.
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
