@@ -3,15 +3,221 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use failoverd_core::wire::{
     BackupType, BatchView, HEADER_LEN, Hello, HelloFlags, Message, NodeId, ProtocolVersion,
     RECORD_LEN, Role, SyncState,
 };
-use failoverd_core::{Event, HelloTimers, Instant, Node, TimerMismatch};
+use failoverd_core::wire::{SessionKey, SessionOp, SessionRecord, digest};
+use failoverd_core::{
+    Action, ActionResult, Event, HelloTimers, Instant, Node, NodeConfig, TimerMismatch,
+};
 use proptest::prelude::*;
-use support::{Pair, config};
+use support::{config, record};
+
+// Two cores joined by an instant, in-order link, each with an in-memory table that answers
+// its backend actions: what the daemon's driver does, without I/O.
+
+/// One node and its table.
+struct Member {
+    node: Node,
+    table: BTreeMap<SessionKey, SessionRecord>,
+    events: Vec<Event>,
+}
+
+impl Member {
+    fn id(&self) -> NodeId {
+        self.node.config().node_id
+    }
+
+    /// The sessions this node owns.
+    fn owned(&self) -> Vec<SessionRecord> {
+        let id = self.id();
+        self.table
+            .values()
+            .filter(|r| r.owner == id)
+            .cloned()
+            .collect()
+    }
+
+    /// Runs one backend action against the table.
+    fn act(&mut self, now: Instant, action: Action) -> bool {
+        let (token, result) = match action {
+            Action::Dump { token } => (
+                token,
+                ActionResult::Dumped(Ok(self.table.values().cloned().collect())),
+            ),
+            Action::Apply { token, ops } => {
+                let applied = ops.len() as u64;
+                for op in ops {
+                    match op {
+                        SessionOp::Upsert(record) => {
+                            self.table.insert(record.key, record);
+                        }
+                        SessionOp::Remove { key, owner } => {
+                            if self.table.get(&key).is_some_and(|r| r.owner == owner) {
+                                self.table.remove(&key);
+                            }
+                        }
+                        SessionOp::RemoveAny { key } => {
+                            self.table.remove(&key);
+                        }
+                    }
+                }
+                let result = ActionResult::Applied {
+                    applied,
+                    failed: 0,
+                    first_error: None,
+                };
+                (token, result)
+            }
+            Action::Sweep { token, owner, keep } => {
+                let before = self.table.len();
+                self.table
+                    .retain(|key, r| r.owner != owner || keep.contains(key));
+                (
+                    token,
+                    ActionResult::Swept(Ok((before - self.table.len()) as u64)),
+                )
+            }
+            Action::Adopt { token, from } => {
+                let me = self.id();
+                let mut adopted = 0;
+                for r in self.table.values_mut().filter(|r| r.owner == from) {
+                    r.owner = me;
+                    adopted += 1;
+                }
+                (token, ActionResult::Adopted(Ok(adopted)))
+            }
+            Action::Digest { token, owner } => {
+                let sums = digest(self.table.values().filter(|r| r.owner == owner));
+                (token, ActionResult::Digested(Ok(Box::new(sums))))
+            }
+            Action::ResetLink => return true,
+        };
+        self.node.handle_action_done(now, token, result);
+        false
+    }
+}
+
+/// Rewrites a frame on its way from node 2 to node 1, into any number of frames.
+type Rewrite = fn(&[u8]) -> Vec<Vec<u8>>;
+
+/// Two nodes, 1 and 2, and the link between them.
+struct Pair {
+    members: [Member; 2],
+    now: Instant,
+    link_up: bool,
+    /// Link resets a node asked for (its dead timer expired).
+    resets: u32,
+    rewrite_from_2: Option<Rewrite>,
+}
+
+impl Pair {
+    /// Nodes with these configurations, started now, link down.
+    fn new(configs: [NodeConfig; 2]) -> Self {
+        let now = Instant::ZERO;
+        Self {
+            members: configs.map(|config| Member {
+                node: Node::new(config, now),
+                table: BTreeMap::new(),
+                events: Vec::new(),
+            }),
+            now,
+            link_up: false,
+            resets: 0,
+            rewrite_from_2: None,
+        }
+    }
+
+    fn connect(&mut self) {
+        self.link_up = true;
+        let ids = [self.members[0].id(), self.members[1].id()];
+        for (i, member) in self.members.iter_mut().enumerate() {
+            member.node.handle_link_up(self.now, ids[1 - i]);
+        }
+    }
+
+    fn disconnect(&mut self) {
+        self.link_up = false;
+        for member in &mut self.members {
+            member.node.handle_link_down(self.now, "test");
+        }
+    }
+
+    /// Runs both nodes for `duration`: frames arrive at once and in order, actions complete at
+    /// once, a link reset reconnects at once.
+    fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        loop {
+            self.settle();
+            let next = self
+                .members
+                .iter()
+                .filter_map(|m| m.node.poll_timeout())
+                .min()
+                .unwrap_or(end);
+            if next > end {
+                self.now = end;
+                return;
+            }
+            self.now = self.now.max(next);
+            for member in &mut self.members {
+                member.node.handle_timeout(self.now);
+            }
+        }
+    }
+
+    /// Delivers frames and completes actions until nothing moves.
+    fn settle(&mut self) {
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            for i in 0..2 {
+                while let Some(action) = self.members[i].node.poll_action() {
+                    moved = true;
+                    if self.members[i].act(now, action) && self.link_up {
+                        self.resets += 1;
+                        self.disconnect();
+                        self.connect();
+                    }
+                }
+                while let Some(transmit) = self.members[i].node.poll_transmit(now, true) {
+                    moved = true;
+                    let frames = match (i, self.rewrite_from_2) {
+                        (1, Some(rewrite)) => rewrite(&transmit.payload),
+                        _ => vec![transmit.payload],
+                    };
+                    for frame in frames.iter().filter(|_| self.link_up) {
+                        self.members[1 - i].node.handle_frame(now, frame);
+                    }
+                }
+                while let Some(event) = self.members[i].node.poll_event() {
+                    moved = true;
+                    self.members[i].events.push(event);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Node `i` creates sessions it owns (in its table, reported to its core).
+    fn create(&mut self, i: usize, keys: impl IntoIterator<Item = u32>) {
+        let member = &mut self.members[i];
+        let id = member.id();
+        let records: Vec<_> = keys.into_iter().map(|k| record(k, id)).collect();
+        for r in &records {
+            member.table.insert(r.key, r.clone());
+        }
+        member
+            .node
+            .handle_local_changes(self.now, records.into_iter().map(SessionOp::Upsert));
+    }
+}
 
 fn timer_events(events: &[Event]) -> Vec<TimerMismatch> {
     events
@@ -304,7 +510,7 @@ fn changes_while_the_peer_is_away_are_not_queued_and_reach_it_by_the_bulk_sync()
     pair.connect();
     pair.run(Duration::from_secs(3));
     assert!(pair.members[1].node.is_ready());
-    let old = support::record(5, NodeId(1)).key;
+    let old = record(5, NodeId(1)).key;
     assert!(pair.members[0].node.is_replicated(&old));
 
     pair.disconnect();
@@ -316,7 +522,7 @@ fn changes_while_the_peer_is_away_are_not_queued_and_reach_it_by_the_bulk_sync()
         0,
         "nothing queued while the peer is away"
     );
-    let new = support::record(500, NodeId(1)).key;
+    let new = record(500, NodeId(1)).key;
     assert!(!one.is_replicated(&new) && !one.is_replicated(&old));
     assert!(one.has_unacked_change(&new), "the peer misses it");
 
