@@ -282,6 +282,20 @@ pub struct PeerInfo {
     pub rtt_us: Option<u64>,
     /// Why negotiation with this peer fails (e.g. "peer is in pair 2, we are in pair 1").
     pub incompatibility: Option<String>,
+    /// The failover-link protocol version the peer speaks, `"major.minor"` (`"1.0"` for the
+    /// first release).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// The peer's hello interval, milliseconds.
+    #[serde(default)]
+    pub hello_interval_ms: Option<u64>,
+    /// The peer's dead interval, milliseconds.
+    #[serde(default)]
+    pub dead_interval_ms: Option<u64>,
+    /// The warning when the peer's hello or dead interval differs from ours (synchronization
+    /// goes on); `None` when they are equal.
+    #[serde(default)]
+    pub timer_mismatch: Option<String>,
 }
 
 /// How many sessions the table holds and how many changes are on their way: the answer to
@@ -703,6 +717,8 @@ pub enum EventKind {
     ApplyFailed,
     /// A setting that should be equal on both nodes differs.
     SettingDiffers,
+    /// The peer's hello or dead interval differs from ours.
+    TimersDiffer,
     /// The digest comparison found drift; a resync follows.
     Drift,
     /// The failover link went up or down.
@@ -729,6 +745,7 @@ impl EventKind {
             Self::ChangesLost => "changes-lost",
             Self::ApplyFailed => "apply-failed",
             Self::SettingDiffers => "setting-differs",
+            Self::TimersDiffer => "timers-differ",
             Self::Drift => "drift",
             Self::Link => "link",
             Self::Vrrp => "vrrp",

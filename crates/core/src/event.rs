@@ -65,10 +65,66 @@ pub enum Election {
     PeerYielding,
 }
 
+/// The hello and dead intervals of a node, as its hellos carry them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloTimers {
+    /// How often it sends a hello.
+    pub hello: Duration,
+    /// How long it waits for a hello before it declares the other node dead.
+    pub dead: Duration,
+}
+
+/// Our hello timers and the peer's, when they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerMismatch {
+    /// Ours.
+    pub local: HelloTimers,
+    /// The peer's, from its hello.
+    pub peer: HelloTimers,
+}
+
+impl TimerMismatch {
+    /// The mismatch of `local` and `peer`, if they differ.
+    pub fn between(local: HelloTimers, peer: HelloTimers) -> Option<Self> {
+        (local != peer).then_some(Self { local, peer })
+    }
+
+    /// True if one node's dead interval is not longer than the other's hello interval: it
+    /// declares the other dead between two hellos, so the link flaps for certain.
+    pub fn flaps(&self) -> bool {
+        self.local.dead <= self.peer.hello || self.peer.dead <= self.local.hello
+    }
+}
+
+impl fmt::Display for TimerMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hello timers differ: {} here, {} on the peer",
+            self.local, self.peer
+        )?;
+        if self.flaps() {
+            f.write_str("; a dead interval not longer than the other node's hello interval: the link will flap")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for HelloTimers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hello {} ms, dead {} ms",
+            self.hello.as_millis(),
+            self.dead.as_millis()
+        )
+    }
+}
+
 /// A reason the peer cannot be synchronized with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incompatibility {
-    /// A protocol version this build does not speak.
+    /// A protocol major version this build does not speak (frames carry the major).
     Version(u8),
     /// Another pair id.
     PairId {
@@ -100,7 +156,7 @@ impl fmt::Display for Incompatibility {
         match self {
             Self::Version(v) => write!(
                 f,
-                "peer speaks protocol version {v}, we speak {}",
+                "peer speaks protocol major version {v}, we speak {}",
                 failoverd_wire::VERSION
             ),
             Self::PairId { ours, theirs } => {
@@ -185,6 +241,9 @@ pub enum Event {
     },
     /// Negotiation with a live peer failed (reported once per distinct reason).
     NegotiationFailed(Incompatibility),
+    /// The peer's hello or dead interval differs from ours (reported once per distinct pair of
+    /// the peer's values). Only a warning: synchronization goes on (see `docs/ARCHITECTURE.md`).
+    TimersDiffer(TimerMismatch),
     /// Our bulk sync was applied by the peer.
     BulkSent {
         /// Epoch of the bulk.
@@ -233,6 +292,7 @@ impl fmt::Display for Event {
             Self::StateChanged { from, to, reason } => write!(f, "state {from} -> {to}: {reason}"),
             Self::RoleChanged { from, to, reason } => write!(f, "role {from} -> {to}: {reason}"),
             Self::NegotiationFailed(why) => write!(f, "negotiation failed: {why}"),
+            Self::TimersDiffer(mismatch) => mismatch.fmt(f),
             Self::BulkSent { epoch, records } => write!(
                 f,
                 "bulk sync of {records} sessions applied by peer (epoch {epoch})"

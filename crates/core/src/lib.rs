@@ -23,7 +23,9 @@ pub mod vrrp;
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{ConfigError, NodeConfig, RoleAuthority};
-pub use event::{Election, Event, History, HistoryEntry, Incompatibility, Reason};
+pub use event::{
+    Election, Event, HelloTimers, History, HistoryEntry, Incompatibility, Reason, TimerMismatch,
+};
 pub use node::{
     Action, ActionResult, Channel, CommandError, Node, NotReady, PeerStatus, Token, Transmit,
 };

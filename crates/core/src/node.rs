@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use failoverd_wire::{
     BackupType, DIGEST_BUCKETS, DigestView, Goodbye, GoodbyeReason, Hello, HelloFlags, Message,
-    NodeId, Role, SessionKey, SessionOp, SessionRecord, SettingsView, SyncState, WireError,
+    NodeId, ProtocolVersion, Role, SessionKey, SessionOp, SessionRecord, SettingsView, SyncState,
+    WireError,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{NodeConfig, PlantedBug, RoleAuthority};
-use crate::event::{Election, Event, History, Incompatibility, Reason};
+use crate::event::{Election, Event, HelloTimers, History, Incompatibility, Reason, TimerMismatch};
 use crate::stats::Stats;
 use crate::sync::inbound::{Inbound, InboundWork};
 use crate::sync::outbound::Outbound;
@@ -178,6 +179,12 @@ pub struct PeerStatus {
     pub incompatibility: Option<Incompatibility>,
     /// When we last heard a hello.
     pub last_heard: Instant,
+    /// The protocol version it speaks.
+    pub protocol: ProtocolVersion,
+    /// Its hello timers.
+    pub timers: HelloTimers,
+    /// Its hello timers and ours, if they differ.
+    pub timer_mismatch: Option<TimerMismatch>,
 }
 
 #[derive(Debug)]
@@ -267,6 +274,7 @@ pub struct Node {
     peer_heard: bool,
     loss_reason: Option<Reason>,
     reported_incompatibility: Option<Incompatibility>,
+    reported_timer_mismatch: Option<TimerMismatch>,
     next_epoch: u32,
     yielding: bool,
     leaving: bool,
@@ -324,6 +332,7 @@ impl Node {
             peer_heard: false,
             loss_reason: None,
             reported_incompatibility: None,
+            reported_timer_mismatch: None,
             next_epoch: rng.random(),
             yielding: false,
             leaving: false,
@@ -423,7 +432,17 @@ impl Node {
             ready: p.hello.flags.has(HelloFlags::READY),
             incompatibility: p.compatible.clone().err(),
             last_heard: p.heard_at,
+            protocol: ProtocolVersion::of_hello(&p.hello),
+            timers: peer_timers(&p.hello),
+            timer_mismatch: TimerMismatch::between(self.local_timers(), peer_timers(&p.hello)),
         })
+    }
+
+    /// The protocol version both nodes speak, while a peer is live: behaviour a newer version
+    /// adds runs only if this is at least that version.
+    pub fn common_protocol(&self) -> Option<ProtocolVersion> {
+        let peer = self.peer.as_ref()?;
+        Some(ProtocolVersion::CURRENT.common(ProtocolVersion::of_hello(&peer.hello)))
     }
 
     /// Round-trip time of the last hello exchange.
@@ -472,7 +491,7 @@ impl Node {
     /// synchronizing with more than [`max_pending_changes`](NodeConfig::max_pending_changes)
     /// queued: the link is the bottleneck, and changes wait in the backend's own queue (which
     /// coalesces nothing but costs nothing here) until batches drain the queue. Outside
-    /// Synchronization nothing is sent, so nothing is held back either.
+    /// Synchronization nothing is sent or queued, so nothing is held back either.
     pub fn wants_local_changes(&self) -> bool {
         !matches!(self.state, State::Synchronization { .. })
             || self.outbound.pending_len() < self.config.max_pending_changes
@@ -652,7 +671,8 @@ impl Node {
     /// replicated. A delete is replicated if this node owns the entry, or if this node is active:
     /// the session ended in the traffic it forwards, so the peer's copy goes too. A peer-owned
     /// entry that disappears on the standby merely expired there (it sees none of its packets)
-    /// and must not delete the owner's live session.
+    /// and must not delete the owner's live session. While the peer is away nothing is queued:
+    /// the bulk sync that starts the next Synchronization carries the whole table.
     pub fn handle_local_changes(&mut self, now: Instant, ops: impl IntoIterator<Item = SessionOp>) {
         let active = self.role == Role::Active;
         for op in ops {
@@ -939,7 +959,6 @@ impl Node {
             return None;
         }
         let payload = self.outbound.next_batch(
-            now,
             self.config.max_batch_bytes,
             self.config.max_in_flight,
             &mut self.stats,
@@ -1139,6 +1158,7 @@ impl Node {
                 now.as_micros().saturating_sub(hello.echo_stamp),
             ));
         }
+        self.compare_timers(now, &hello);
         let compatible = self.check(authenticated, &hello);
         self.timers
             .set(Timer::Dead, now + self.config.dead_interval);
@@ -1212,6 +1232,27 @@ impl Node {
         Ok(())
     }
 
+    /// Different timers only warn, once per distinct value of the peer's: refusing
+    /// Synchronization would not stop a dead timer from expiring (it runs in every state), it
+    /// would only stop replication.
+    fn compare_timers(&mut self, now: Instant, hello: &Hello) {
+        let mismatch = TimerMismatch::between(self.local_timers(), peer_timers(hello));
+        if let Some(new) = mismatch
+            && mismatch != self.reported_timer_mismatch
+        {
+            self.emit(now, Event::TimersDiffer(new));
+        }
+        self.reported_timer_mismatch = mismatch;
+    }
+
+    /// Our timers as our hellos carry them (whole milliseconds).
+    fn local_timers(&self) -> HelloTimers {
+        HelloTimers {
+            hello: Duration::from_millis(wire_millis(self.config.hello_interval).into()),
+            dead: Duration::from_millis(wire_millis(self.config.dead_interval).into()),
+        }
+    }
+
     fn incompatible(&mut self, now: Instant, why: Incompatibility) {
         if let State::Synchronization { .. } = self.state {
             self.set_state(
@@ -1279,6 +1320,7 @@ impl Node {
             flags |= HelloFlags::RESYNC;
         }
         // The peer measures the round trip from its stamp; our holding time is not part of it.
+        // The stamp is the peer's: saturate rather than trust it to leave room.
         let held = now.saturating_since(self.peer_tx_received_at).as_micros() as u64;
         Hello {
             pair_id: self.config.pair_id,
@@ -1289,15 +1331,16 @@ impl Node {
             role: self.role,
             flags: HelloFlags(flags),
             epoch: self.outbound.epoch(),
-            hello_interval_ms: self.config.hello_interval.as_millis() as u32,
-            dead_interval_ms: self.config.dead_interval.as_millis() as u32,
+            hello_interval_ms: wire_millis(self.config.hello_interval),
+            dead_interval_ms: wire_millis(self.config.dead_interval),
             tx_stamp: now.as_micros().max(1),
             echo_stamp: if self.peer_tx_stamp == 0 {
                 0
             } else {
-                self.peer_tx_stamp + held
+                self.peer_tx_stamp.saturating_add(held)
             },
             resync_epoch: self.resync_requested.unwrap_or(0),
+            protocol_minor: ProtocolVersion::CURRENT.minor,
         }
     }
 
@@ -1495,5 +1538,18 @@ impl Node {
             return (ours > theirs, Election::Priority { ours, theirs });
         }
         (self.config.node_id < peer.node, Election::LowerNodeId)
+    }
+}
+
+/// A duration as hellos carry it: whole milliseconds, saturated.
+fn wire_millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// The peer's timers from its hello.
+fn peer_timers(hello: &Hello) -> HelloTimers {
+    HelloTimers {
+        hello: Duration::from_millis(hello.hello_interval_ms.into()),
+        dead: Duration::from_millis(hello.dead_interval_ms.into()),
     }
 }

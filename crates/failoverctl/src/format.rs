@@ -330,6 +330,9 @@ fn peer_summary(out: &mut String, peer: &PeerInfo) {
     if let Some(why) = &peer.incompatibility {
         row(out, "", format_args!("incompatible: {why}"));
     }
+    if let Some(warning) = &peer.timer_mismatch {
+        row(out, "", format_args!("warning: {warning}"));
+    }
 }
 
 /// `failoverctl peer`: one fact per row; "-" for what the peer has not reported yet.
@@ -350,8 +353,18 @@ pub fn peer(peer: &PeerInfo) -> String {
         .map(|ms| format!("{} ago", millis(ms)));
     row(&mut out, "last hello", or_dash(ago));
     row(&mut out, "rtt", or_dash(peer.rtt_us.map(micros)));
+    row(&mut out, "protocol", or_dash(peer.protocol.as_ref()));
+    row(
+        &mut out,
+        "hello",
+        or_dash(peer.hello_interval_ms.map(millis)),
+    );
+    row(&mut out, "dead", or_dash(peer.dead_interval_ms.map(millis)));
     if let Some(why) = &peer.incompatibility {
         row(&mut out, "incompatible", why);
+    }
+    if let Some(warning) = &peer.timer_mismatch {
+        row(&mut out, "timers", warning);
     }
     out
 }
@@ -545,6 +558,10 @@ mod tests {
             last_hello_ms_ago: Some(12),
             rtt_us: Some(180),
             incompatibility: None,
+            protocol: Some("1.1".into()),
+            hello_interval_ms: Some(50),
+            dead_interval_ms: Some(150),
+            timer_mismatch: None,
         }
     }
 
@@ -824,7 +841,38 @@ priority      90
 ready         yes
 last hello    12 ms ago
 rtt           -
+protocol      1.1
+hello         50 ms
+dead          150 ms
 "
+        );
+    }
+
+    #[test]
+    fn timer_mismatch_shows_in_peer_and_status() {
+        let warning = "hello timers differ: hello 50 ms, dead 150 ms here, hello 200 ms, dead 600 ms on the peer";
+        let mut p = sample_peer();
+        p.hello_interval_ms = Some(200);
+        p.dead_interval_ms = Some(600);
+        p.timer_mismatch = Some(warning.into());
+        let text = peer(&p);
+        assert!(
+            text.contains(&format!(
+                "hello         200 ms\ndead          600 ms\ntimers        {warning}\n"
+            )),
+            "{text}"
+        );
+        let mut s = sample_status();
+        s.peer = Some(p);
+        let text = status(&s);
+        assert!(
+            text.contains(&format!("rtt 180 µs\n              warning: {warning}\n")),
+            "{text}"
+        );
+        s.peer = Some(sample_peer());
+        assert!(
+            !status(&s).contains("warning"),
+            "no warning without a mismatch"
         );
     }
 

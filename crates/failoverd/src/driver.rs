@@ -617,6 +617,13 @@ impl Driver {
                 .as_ref()
                 .map(|p| (now - p.last_heard).as_millis() as u64),
             rtt_us: self.node.link_rtt().map(|rtt| rtt.as_micros() as u64),
+            protocol: peer.as_ref().map(|p| p.protocol.to_string()),
+            hello_interval_ms: peer.as_ref().map(|p| p.timers.hello.as_millis() as u64),
+            dead_interval_ms: peer.as_ref().map(|p| p.timers.dead.as_millis() as u64),
+            timer_mismatch: peer
+                .as_ref()
+                .and_then(|p| p.timer_mismatch)
+                .map(|m| m.to_string()),
             incompatibility: peer.and_then(|p| p.incompatibility).map(|i| i.to_string()),
         }
     }
@@ -702,6 +709,7 @@ pub fn event_view(at: Instant, event: &Event) -> EventView {
         Event::ChangesLost => (EventKind::ChangesLost, None, None, None),
         Event::ApplyFailed { .. } => (EventKind::ApplyFailed, None, None, None),
         Event::SettingDiffers { .. } => (EventKind::SettingDiffers, None, None, None),
+        Event::TimersDiffer(_) => (EventKind::TimersDiffer, None, None, None),
         Event::DriftFound { .. } => (EventKind::Drift, None, None, None),
     };
     EventView {
@@ -738,6 +746,8 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("apply_failures", stats.apply_failures),
         ("changes_lost", stats.changes_lost),
         ("bulk_syncs_sent", stats.bulk_syncs_sent),
+        ("stream_records_replicated", stats.stream_records_replicated),
+        ("bulk_records_replicated", stats.bulk_records_replicated),
         ("bulk_syncs_received", stats.bulk_syncs_received),
         ("swept", stats.swept),
         ("adopted", stats.adopted),

@@ -10,7 +10,7 @@
 //! frame   = magic "FO" | version u8 | kind u8 | length u32 (whole frame) | body
 //! hello   = pair u32 | node u32 | priority u8 | backup u8 | state u8 | role u8 | flags u8 | 3 zero
 //!           | epoch u32 | hello_ms u32 | dead_ms u32 | tx_stamp u64 | echo_stamp u64
-//!           | resync_epoch u32
+//!           | resync_epoch u32 | protocol_minor u16 | 2 zero          (the last two since 1.1)
 //! ack     = epoch u32 | 4 zero | received u64 | applied u64
 //! goodbye = reason u8 | 3 zero
 //! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*
@@ -18,6 +18,12 @@
 //! record  = upsert: session record (156) | remove: session key (40) | owner u32
 //! ```
 //! All integers are big-endian.
+//!
+//! Compatibility (see [`ProtocolVersion`]): the header's version is the protocol major, which
+//! must match. Within a major a reader accepts every minor: it ignores bytes after the fields it
+//! knows at the end of a message body and of a record (a section's `record_len` may exceed this
+//! version's), and skips and counts sections and message kinds it does not know. Frames of every
+//! released version are kept in `tests/golden/` and decoded by `tests/golden.rs`.
 
 pub mod announce;
 mod fingerprint;
@@ -29,8 +35,8 @@ pub use fingerprint::{Fingerprint, FingerprintParseError};
 pub use message::{
     Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS,
     DigestView, Frame, Goodbye, GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN,
-    MAX_SETTINGS, Message, MessageKind, Role, Section, SectionKind, SettingsIter, SettingsView,
-    SyncState, VERSION, digest, frame_len,
+    MAX_SETTINGS, Message, MessageKind, ProtocolVersion, Role, Section, SectionKind, SettingsIter,
+    SettingsView, SyncState, VERSION, digest, frame_len,
 };
 pub use session::{
     HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,

@@ -8,7 +8,7 @@ use crate::session::{KEY_LEN, NodeId, RECORD_LEN, SessionKey, SessionOp, Session
 pub const REMOVE_LEN: usize = KEY_LEN + 4;
 use crate::{WireError, read_u16, read_u32, read_u64};
 
-/// The protocol version this build speaks.
+/// The protocol major version this build speaks, carried in every frame header.
 pub const VERSION: u8 = 1;
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 8;
@@ -16,7 +16,10 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 const MAGIC: [u8; 2] = *b"FO";
 
-const HELLO_LEN: usize = 48;
+/// A hello of protocol 1.0, which ends with `resync_epoch`.
+const HELLO_LEN_1_0: usize = 48;
+/// A hello of this version: 1.0's, then `protocol_minor` and 2 reserved bytes.
+const HELLO_LEN: usize = 52;
 const ACK_LEN: usize = 24;
 const GOODBYE_LEN: usize = 4;
 /// Length of the session-batch header that follows the frame header.
@@ -258,6 +261,51 @@ impl HelloFlags {
     }
 }
 
+/// A protocol version. The major is in every frame header, and a reader refuses a frame of
+/// another major ([`WireError::UnsupportedVersion`]): it changes only when a layout cannot be
+/// extended. The minor is in the hello, and a reader accepts every minor: a newer one adds
+/// only fields at the end of a message or record (which older readers ignore), sections and
+/// message kinds (which they skip and count). A node gates what a newer minor adds on the
+/// [`common`](Self::common) version of the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProtocolVersion {
+    /// Must match.
+    pub major: u8,
+    /// Tolerated in either direction.
+    pub minor: u16,
+}
+
+impl ProtocolVersion {
+    /// What this build speaks. 1.0 is the first release; 1.1 adds `protocol_minor` to the
+    /// hello.
+    pub const CURRENT: Self = Self {
+        major: VERSION,
+        minor: 1,
+    };
+
+    /// The version a hello's sender speaks (a parsed frame's major is ours).
+    pub fn of_hello(hello: &Hello) -> Self {
+        Self {
+            major: VERSION,
+            minor: hello.protocol_minor,
+        }
+    }
+
+    /// The version both speak: the lower minor.
+    pub fn common(self, other: Self) -> Self {
+        Self {
+            major: self.major,
+            minor: self.minor.min(other.minor),
+        }
+    }
+}
+
+impl fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 /// Negotiation and liveness message, sent every hello interval on the control path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
@@ -288,12 +336,16 @@ pub struct Hello {
     pub echo_stamp: u64,
     /// With [`HelloFlags::RESYNC`]: the epoch of the receiver's stream to replace.
     pub resync_epoch: u32,
+    /// The sender's protocol minor version (see [`ProtocolVersion`]); 0 from a 1.0 sender,
+    /// whose hello ends before it.
+    pub protocol_minor: u16,
 }
 
 impl Hello {
-    /// Parses the body of a hello frame.
+    /// Parses the body of a hello frame: of any minor version, so bytes after the fields this
+    /// version knows are ignored.
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
-        if body.len() < HELLO_LEN {
+        if body.len() < HELLO_LEN_1_0 {
             return Err(WireError::Truncated);
         }
         Ok(Self {
@@ -310,6 +362,11 @@ impl Hello {
             tx_stamp: read_u64(body, 28),
             echo_stamp: read_u64(body, 36),
             resync_epoch: read_u32(body, 44),
+            protocol_minor: if body.len() >= HELLO_LEN {
+                read_u16(body, 48)
+            } else {
+                0
+            },
         })
     }
 
@@ -334,6 +391,8 @@ impl Hello {
         buf.extend_from_slice(&self.tx_stamp.to_be_bytes());
         buf.extend_from_slice(&self.echo_stamp.to_be_bytes());
         buf.extend_from_slice(&self.resync_epoch.to_be_bytes());
+        buf.extend_from_slice(&self.protocol_minor.to_be_bytes());
+        buf.extend_from_slice(&[0, 0]);
     }
 }
 
@@ -941,6 +1000,7 @@ mod tests {
             tx_stamp: 1_000_000,
             echo_stamp: 999_000,
             resync_epoch: 0x0a0b_0c0d,
+            protocol_minor: 0x0102,
         }
     }
 
@@ -949,11 +1009,12 @@ mod tests {
         let mut buf = Vec::new();
         hello().emit(&mut buf);
         let expected: &[u8] = &[
-            b'F', b'O', 1, 1, 0, 0, 0, 56, // header
+            b'F', b'O', 1, 1, 0, 0, 0, 60, // header
             0, 0, 0, 7, 1, 2, 3, 4, 200, 0, 2, 1, 1, 0, 0, 0, // pair, node, prio..flags
             0, 0, 0, 3, 0, 0, 0, 50, 0, 0, 0, 150, // epoch, intervals
             0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 0, 0, 0x0f, 0x3e, 0x58, // stamps
             0x0a, 0x0b, 0x0c, 0x0d, // resync epoch
+            0x01, 0x02, 0, 0, // protocol minor, reserved
         ];
         assert_eq!(buf, expected);
         match Message::parse(&buf).unwrap() {
@@ -1071,12 +1132,12 @@ mod tests {
         }
 
         #[test]
-        fn hello_and_ack_round_trip(h in any::<(u32, u32, u8, u8, u8, u32, u32, u32, u64, u64)>(), state in 0u8..3, role in 0u8..2, ack in any::<(u32, u64, u64)>()) {
+        fn hello_and_ack_round_trip(h in any::<(u32, u32, u8, u8, u8, u32, u32, u32, u64, u64)>(), minor: u16, state in 0u8..3, role in 0u8..2, ack in any::<(u32, u64, u64)>()) {
             let hello = Hello {
                 pair_id: h.0, node_id: h.1, priority: h.2, backup_type: BackupType(h.3),
                 state: SyncState::from_code(state).unwrap(), role: Role::from_code(role).unwrap(),
                 flags: HelloFlags(h.4), epoch: h.5, hello_interval_ms: h.6, dead_interval_ms: h.7,
-                tx_stamp: h.8, echo_stamp: h.9, resync_epoch: h.5 ^ 1,
+                tx_stamp: h.8, echo_stamp: h.9, resync_epoch: h.5 ^ 1, protocol_minor: minor,
             };
             let mut buf = vec![];
             hello.emit(&mut buf);
@@ -1085,6 +1146,31 @@ mod tests {
             let mut buf = vec![];
             ack.emit(&mut buf);
             prop_assert!(matches!(Message::parse(&buf), Ok(Message::Ack(p)) if p == ack));
+        }
+
+        /// A newer minor appends fields: whatever follows the fields this version knows is
+        /// ignored, and a 1.0 hello (which ends before the minor) reads as minor 0.
+        #[test]
+        fn appended_fields_are_ignored(minor: u16, extra in proptest::collection::vec(any::<u8>(), 0..64), ack in any::<(u32, u64)>()) {
+            let sent = Hello { protocol_minor: minor, ..hello() };
+            let appended = |mut frame: Vec<u8>, extra: &[u8]| {
+                frame.extend_from_slice(extra);
+                let len = frame.len() as u32;
+                frame[4..8].copy_from_slice(&len.to_be_bytes());
+                frame
+            };
+            let mut buf = Vec::new();
+            sent.emit(&mut buf);
+            let longer = appended(buf.clone(), &extra);
+            prop_assert!(matches!(Message::parse(&longer), Ok(Message::Hello(p)) if p == sent));
+            let release_1_0 = appended(buf[..HEADER_LEN + HELLO_LEN_1_0].to_vec(), &[]);
+            let want = Hello { protocol_minor: 0, ..sent };
+            prop_assert!(matches!(Message::parse(&release_1_0), Ok(Message::Hello(p)) if p == want));
+            let sent = Ack { epoch: ack.0, received: ack.1, applied: ack.1 };
+            let mut buf = Vec::new();
+            sent.emit(&mut buf);
+            let longer = appended(buf, &extra);
+            prop_assert!(matches!(Message::parse(&longer), Ok(Message::Ack(p)) if p == sent));
         }
 
         /// The same decoders the fuzz targets drive: arbitrary bytes are an error or a message.

@@ -35,8 +35,10 @@ struct InFlight {
     seq: u64,
     frame: Vec<u8>,
     keys: Vec<SessionKey>,
-    /// When the oldest change in the batch was reported: replication lag is measured from it.
-    oldest: Instant,
+    /// Per stream record (not bulk), when its oldest change reached us: the lag samples.
+    changed_at: Vec<Instant>,
+    /// Bulk-sync records in the batch.
+    bulk_records: u64,
 }
 
 /// What an acknowledgement changed.
@@ -65,6 +67,10 @@ pub(crate) struct Outbound {
     /// unknown until the next bulk sync completes.
     unsure: HashSet<SessionKey>,
     changes_lost: bool,
+    /// A change was made while the stream was stopped (the peer away). Which sessions changed
+    /// is not kept: the next epoch's bulk sync resends the whole table, so a queue would only
+    /// grow with the table while nothing reads it.
+    changed_while_stopped: bool,
     writer: BatchWriter,
 }
 
@@ -83,6 +89,7 @@ impl Outbound {
             received: 0,
             unsure: HashSet::new(),
             changes_lost: false,
+            changed_while_stopped: false,
             writer: BatchWriter::new(),
         }
     }
@@ -98,18 +105,23 @@ impl Outbound {
         self.received = 0;
         self.unsure.clear();
         self.changes_lost = false;
+        self.changed_while_stopped = false;
         self.bulk_records = 0;
         self.bulk = Bulk::AwaitingDump {
             touched: HashSet::new(),
         };
     }
 
-    /// Ends the epoch (link lost). Changes keep queuing so we know what the peer misses.
+    /// Ends the epoch (link lost). Nothing queues until the next epoch, whose bulk sync resends
+    /// everything: the queued changes are dropped, and remembered only as "something changed".
     pub(crate) fn stop(&mut self) {
         for batch in self.in_flight.drain(..) {
             self.unsure.extend(batch.keys);
         }
         self.in_flight_keys.clear();
+        self.changed_while_stopped |= !self.pending.is_empty();
+        self.pending = HashMap::new();
+        self.pending_order = VecDeque::new();
         if !matches!(self.bulk, Bulk::Complete) {
             self.changes_lost = true;
         }
@@ -150,6 +162,10 @@ impl Outbound {
             // A copy of a peer-owned entry changed or expired here, on the standby: not news.
             _ => return,
         };
+        if matches!(self.bulk, Bulk::Idle) {
+            self.changed_while_stopped = true;
+            return;
+        }
         let key = *op.key();
         if let Bulk::AwaitingDump { touched } | Bulk::Feeding { touched, .. } = &mut self.bulk {
             touched.insert(key);
@@ -187,7 +203,6 @@ impl Outbound {
     /// Builds the next batch frame if there is something to send and room in the window.
     pub(crate) fn next_batch(
         &mut self,
-        now: Instant,
         max_bytes: usize,
         max_in_flight: usize,
         stats: &mut Stats,
@@ -201,7 +216,8 @@ impl Outbound {
             return None;
         }
         let mut keys = Vec::new();
-        let mut oldest = now;
+        let mut changed_at = Vec::new();
+        let bulk_before = self.bulk_records;
         let mut flags = BatchFlags(if must_begin {
             BatchFlags::BULK_BEGIN
         } else {
@@ -242,7 +258,7 @@ impl Outbound {
             let Some((op, since)) = self.pending.remove(&key) else {
                 continue;
             };
-            oldest = oldest.min(since);
+            changed_at.push(since);
             self.writer.push(&op);
             keys.push(key);
         }
@@ -262,7 +278,8 @@ impl Outbound {
             seq,
             frame: frame.clone(),
             keys,
-            oldest,
+            changed_at,
+            bulk_records: self.bulk_records - bulk_before,
         });
         Some(frame)
     }
@@ -290,7 +307,11 @@ impl Outbound {
                 break;
             };
             outcome.progress = true;
-            stats.lag.record(now.saturating_since(batch.oldest));
+            for since in &batch.changed_at {
+                stats.lag.record(now.saturating_since(*since));
+            }
+            stats.stream_records_replicated += batch.changed_at.len() as u64;
+            stats.bulk_records_replicated += batch.bulk_records;
             for key in batch.keys {
                 if let Some(count) = self.in_flight_keys.get_mut(&key) {
                     *count -= 1;
@@ -347,8 +368,11 @@ impl Outbound {
     }
 
     /// True if a change of `key` is queued or sent but not yet applied by the peer.
+    /// Conservative while the stream is stopped: after any change then, true for every key.
     pub(crate) fn has_unacked_change(&self, key: &SessionKey) -> bool {
-        self.pending.contains_key(key) || self.in_flight_keys.contains_key(key)
+        self.changed_while_stopped
+            || self.pending.contains_key(key)
+            || self.in_flight_keys.contains_key(key)
     }
 
     /// Changes queued and not yet sent.
@@ -370,6 +394,7 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::LagHistogram;
     use crate::sync::test_record as record;
     use failoverd_wire::Message;
 
@@ -404,9 +429,7 @@ mod tests {
         );
         // The dump was read before the change reached us: it holds the old version.
         out.handle_dump(vec![record(1, me), record(2, me), record(3, NodeId(2))]);
-        let frame = out
-            .next_batch(Instant::ZERO, 64 * 1024, 8, &mut stats)
-            .unwrap();
+        let frame = out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         let (flags, records) = batch_keys(&frame);
         assert!(flags.has(BatchFlags::BULK_BEGIN) && flags.has(BatchFlags::BULK_END));
         assert_eq!(
@@ -437,8 +460,7 @@ mod tests {
                     &mut stats,
                 );
             }
-            out.next_batch(Instant::ZERO, 16 * 1024, 4, &mut stats)
-                .unwrap();
+            out.next_batch(16 * 1024, 4, &mut stats).unwrap();
             batches += 1;
             out.handle_ack(
                 Ack {
@@ -493,10 +515,7 @@ mod tests {
             "a session ending on the active node is"
         );
         assert_eq!(stats.coalesced, 4);
-        let (_, records) = batch_keys(
-            &out.next_batch(Instant::ZERO, 64 * 1024, 8, &mut stats)
-                .unwrap(),
-        );
+        let (_, records) = batch_keys(&out.next_batch(64 * 1024, 8, &mut stats).unwrap());
         assert_eq!(records.len(), 1, "one upsert (and one remove)");
         assert_eq!(records[0].mark, 4);
     }
@@ -509,7 +528,7 @@ mod tests {
         out.start(3);
         out.handle_dump((0..1000).map(|i| record(i, me)).collect());
         let mut frames = Vec::new();
-        while let Some(frame) = out.next_batch(Instant::ZERO, 16 * 1024, 4, &mut stats) {
+        while let Some(frame) = out.next_batch(16 * 1024, 4, &mut stats) {
             frames.push(frame);
         }
         assert_eq!(frames.len(), 4, "window of 4 batches");
@@ -536,7 +555,7 @@ mod tests {
             &mut stats,
         );
         assert!(!out.is_replicated(&key), "bulk not complete yet");
-        while let Some(frame) = out.next_batch(Instant::ZERO, 16 * 1024, 4, &mut stats) {
+        while let Some(frame) = out.next_batch(16 * 1024, 4, &mut stats) {
             frames.push(frame);
             let seq = frames.len() as u64;
             out.handle_ack(
@@ -562,8 +581,7 @@ mod tests {
         let mut out = Outbound::new(me);
         out.start(5);
         out.handle_dump(vec![record(1, me)]);
-        out.next_batch(Instant::ZERO, 64 * 1024, 8, &mut stats)
-            .unwrap();
+        out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         assert!(
             !out.handle_ack(
                 Ack {
@@ -599,12 +617,8 @@ mod tests {
         let mut out = Outbound::new(me);
         out.start(5);
         out.handle_dump((0..300).map(|i| record(i, me)).collect());
-        let first = out
-            .next_batch(Instant::ZERO, 8 * 1024, 8, &mut stats)
-            .unwrap();
-        let second = out
-            .next_batch(Instant::ZERO, 8 * 1024, 8, &mut stats)
-            .unwrap();
+        let first = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
+        let second = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
         assert!(out.awaiting_ack());
         let ack = |received, applied| Ack {
             epoch: 5,
@@ -622,5 +636,46 @@ mod tests {
         // Everything received, nothing acknowledged as applied: probe with the newest batch.
         out.handle_ack(ack(2, 0), Instant::ZERO, &mut stats);
         assert_eq!(out.frames_to_resend(false), vec![second]);
+    }
+
+    /// Lag is one sample per stream record, from its change to the ack that it was applied;
+    /// bulk-sync records are counted apart and not sampled.
+    #[test]
+    fn lag_is_sampled_per_stream_record_and_bulk_records_are_counted_apart() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me);
+        out.start(2);
+        out.handle_dump((1000..1300).map(|i| record(i, me)).collect());
+        let ms = |ms: u64| Instant::ZERO + std::time::Duration::from_millis(ms);
+        for i in 0..100u16 {
+            out.record_change(
+                SessionOp::Upsert(record(i, me)),
+                true,
+                ms(u64::from(i)),
+                &mut stats,
+            );
+        }
+        let mut seq = 0;
+        while out.next_batch(16 * 1024, 64, &mut stats).is_some() {
+            seq += 1;
+        }
+        let ack = Ack {
+            epoch: 2,
+            received: seq,
+            applied: seq,
+        };
+        out.handle_ack(ack, ms(1000), &mut stats);
+        assert!(out.is_idle());
+        assert_eq!(stats.bulk_records_replicated, 300);
+        assert_eq!(stats.stream_records_replicated, 100);
+        assert_eq!(stats.lag.count(), 100, "one sample per stream record");
+        // Lags are 901..=1000 ms: the median is 950 ms, to within the stated error.
+        let p50 = stats.lag.quantile(0.5).as_secs_f64() * 1000.0;
+        assert!(
+            (950.0..=950.0 * (1.0 + LagHistogram::RELATIVE_ERROR)).contains(&p50),
+            "{p50}"
+        );
+        assert_eq!(stats.lag.max(), std::time::Duration::from_millis(1000));
     }
 }
