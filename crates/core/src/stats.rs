@@ -124,6 +124,22 @@ impl LagHistogram {
         self.max
     }
 
+    /// The samples recorded since `earlier`, a copy of this histogram taken before (the
+    /// largest sample is this one's, an upper bound).
+    pub fn since(&self, earlier: &LagHistogram) -> LagHistogram {
+        let buckets = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
+            .collect();
+        LagHistogram {
+            buckets,
+            count: self.count.saturating_sub(earlier.count),
+            max: self.max,
+        }
+    }
+
     /// The sample of rank `ceil(q * count)` (nearest rank; `q` in 0..=1), to within
     /// [`Self::RELATIVE_ERROR`] above; zero without samples.
     pub fn quantile(&self, q: f64) -> Duration {
@@ -186,6 +202,23 @@ mod tests {
             "{p50:?}"
         );
         assert_eq!(h.quantile(1.0), Duration::from_micros(1000));
+    }
+
+    #[test]
+    fn since_counts_only_the_later_samples() {
+        let mut h = LagHistogram::default();
+        for micros in 1..=1000 {
+            h.record(Duration::from_micros(micros * 1000));
+        }
+        let earlier = h.clone();
+        for _ in 0..100 {
+            h.record(Duration::from_micros(7));
+        }
+        let later = h.since(&earlier);
+        assert_eq!(later.count(), 100);
+        assert_eq!(later.quantile(0.99), Duration::from_micros(7));
+        // The control: the whole histogram's median is one of the early, slow samples.
+        assert!(h.quantile(0.5) > Duration::from_millis(400));
     }
 
     #[test]

@@ -120,9 +120,11 @@ pub struct Report {
     /// Peer records the standby applied per second while the stream ran (the stream only: the
     /// sessions created before it are replicated before it starts).
     pub replicated_events_per_sec: f64,
-    /// Replication lag (change to acknowledgement of its application), median, microseconds.
+    /// Replication lag of the stream's changes (a change reaching the core to the peer's
+    /// acknowledgement of its application, one sample per record sent), median, microseconds,
+    /// to within 0.79 % above.
     pub lag_p50_us: u64,
-    /// Replication lag, 99th percentile, microseconds.
+    /// The same, 99th percentile.
     pub lag_p99_us: u64,
     /// Hello interval, milliseconds.
     pub hello_interval_ms: u64,
@@ -271,6 +273,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     })
     .await?;
 
+    let lag_before_stream = a.snapshot().await?.lag;
     let generator = Generator::start(a.backend.clone(), options.rate);
     let stream_started = WallInstant::now();
     let applied_before = counter(&b.status().await?, "records_applied");
@@ -372,6 +375,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let after = b.snapshot().await?;
     let survivor: HashMap<_, _> = after.sessions.iter().map(|r| (r.key, r)).collect();
     let before: HashMap<_, _> = at_kill.sessions.iter().map(|r| (r.key, r)).collect();
+    let stream_lag = at_kill.lag.since(&lag_before_stream);
     let at_kill_keys: HashSet<_> = at_kill.sessions.iter().map(|r| r.key).collect();
     let acknowledged: HashSet<_> = at_kill.acknowledged.iter().copied().collect();
     let still_there = |look: &ReplicationSnapshot| -> Vec<SessionKey> {
@@ -429,8 +433,8 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         events_generated,
         stream_seconds,
         replicated_events_per_sec: applied as f64 / stream_seconds,
-        lag_p50_us: status_a.replication.lag_p50_us,
-        lag_p99_us: status_a.replication.lag_p99_us,
+        lag_p50_us: micros(stream_lag.quantile(0.5)),
+        lag_p99_us: micros(stream_lag.quantile(0.99)),
         hello_interval_ms: options.hello_interval.as_millis() as u64,
         dead_interval_ms: options.dead_interval.as_millis() as u64,
         timer_late_max_us: counter(&status_a, "driver_timer_late_max_us")
@@ -553,6 +557,10 @@ fn states_so_far(stamped: &mut mpsc::UnboundedReceiver<(WallInstant, Observation
         }
     }
     changes.join("; ")
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn counter(status: &Status, name: &str) -> u64 {

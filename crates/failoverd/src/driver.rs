@@ -11,7 +11,9 @@ use failoverd_control::protocol::{
     Replication, Request, Response, Role as RoleView, SessionCounts, Status, SwitchoverDone,
     TakeoverStatus,
 };
-use failoverd_core::{Action, Channel, CommandError, Event, Instant, Node, NodeConfig, Reason};
+use failoverd_core::{
+    Action, Channel, CommandError, Event, Instant, LagHistogram, Node, NodeConfig, Reason,
+};
 use failoverd_link::{Fingerprint, LinkEvent, LinkEvents, LinkSender};
 use failoverd_wire::{NodeId, Role, SessionKey, SessionRecord, SyncState};
 use tokio::sync::{mpsc, oneshot};
@@ -61,6 +63,8 @@ pub struct ReplicationSnapshot {
     pub sessions: Vec<SessionRecord>,
     /// The sessions this node owns whose latest state the peer has acknowledged as applied.
     pub acknowledged: Vec<SessionKey>,
+    /// The replication lag of every stream record so far.
+    pub lag: LagHistogram,
 }
 
 /// What a node reports to an observer (the demo): core events and its counters, as they happen.
@@ -389,6 +393,7 @@ impl Driver {
                     let _ = waiter.send(ReplicationSnapshot {
                         sessions,
                         acknowledged,
+                        lag: self.node.stats().lag.clone(),
                     });
                 }
             }
