@@ -25,7 +25,8 @@ pub use config::PlantedBug;
 pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use event::{Election, Event, History, HistoryEntry, Incompatibility, Reason};
 pub use node::{
-    Action, ActionResult, Channel, CommandError, Node, NotReady, PeerStatus, Token, Transmit,
+    Action, ActionResult, ApplyError, Channel, CommandError, Node, NotReady, PeerStatus, Token,
+    Transmit,
 };
 pub use stats::{LagHistogram, Stats};
 pub use time::Instant;

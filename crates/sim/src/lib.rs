@@ -19,5 +19,5 @@ mod link;
 mod pair;
 pub mod schedule;
 
-pub use link::{Link, LinkFaults};
+pub use link::{Link, LinkFaults, LinkModel};
 pub use pair::{Pair, SimNode};

@@ -1,7 +1,7 @@
 //! Receiving the peer's sessions: batches accepted strictly in order, applied in bounded slices,
 //! acknowledged once applied; a bulk sync ends with a sweep of what it did not mention.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use failoverd_wire::{
@@ -58,7 +58,15 @@ pub(crate) struct Inbound {
     peer: NodeId,
     epoch: Option<u32>,
     received: u64,
+    /// What we acknowledge as applied: never past a batch with an op the backend refused.
     applied: u64,
+    /// The last batch handed to the backend and done, refused ops or not.
+    done: u64,
+    /// Ops the backend refused and no later op of the same session replaced, by session: tried
+    /// again when [`retry_due`](Self::retry_due) says so. Later batches are applied meanwhile
+    /// (deletes among them may make room), but not acknowledged.
+    refused: HashMap<SessionKey, SessionOp>,
+    retry_due: bool,
     queue: VecDeque<Received>,
     /// Batches that arrived ahead of a gap, by sequence number.
     reordered: BTreeMap<u64, Received>,
@@ -79,6 +87,9 @@ impl Inbound {
             epoch: None,
             received: 0,
             applied: 0,
+            done: 0,
+            refused: HashMap::new(),
+            retry_due: false,
             queue: VecDeque::new(),
             reordered: BTreeMap::new(),
             keep: None,
@@ -98,6 +109,9 @@ impl Inbound {
         self.epoch = None;
         self.received = 0;
         self.applied = 0;
+        self.done = 0;
+        self.refused.clear();
+        self.retry_due = false;
         self.queue.clear();
         self.reordered.clear();
         self.keep = None;
@@ -282,6 +296,13 @@ impl Inbound {
     /// The next slice of backend work: consecutive batches merged up to `max_ops`, never past
     /// the end of a bulk (its sweep must come before anything later).
     pub(crate) fn next_work(&mut self, max_ops: usize) -> Option<InboundWork> {
+        if std::mem::take(&mut self.retry_due) && !self.refused.is_empty() {
+            return Some(InboundWork::Apply {
+                ops: self.refused.drain().map(|(_, op)| op).collect(),
+                last_seq: self.done,
+                bulk_end: false,
+            });
+        }
         let first = self.queue.pop_front()?;
         let mut ops = first.ops;
         let mut last_seq = first.seq;
@@ -305,7 +326,45 @@ impl Inbound {
         })
     }
 
-    /// The apply of batches up to `last_seq` finished. Returns the sweep that ends a bulk.
+    /// The backend did `ops`, refusing those at the indices in `refused`: a refused op waits
+    /// for a retry unless a later op of the same session replaces it, and one that applies
+    /// replaces an earlier refusal. Returns whether refused ops wait.
+    pub(crate) fn record_refusals(&mut self, ops: Vec<SessionOp>, refused: &[usize]) -> bool {
+        if refused.is_empty() && self.refused.is_empty() {
+            return false;
+        }
+        let mut refused = refused.iter().copied().peekable();
+        for (index, op) in ops.into_iter().enumerate() {
+            if refused.next_if_eq(&index).is_some() {
+                self.refused.insert(*op.key(), op);
+            } else {
+                self.refused.remove(op.key());
+            }
+        }
+        !self.refused.is_empty()
+    }
+
+    /// The refused ops may be tried again: they are the next work.
+    pub(crate) fn retry_refused(&mut self) {
+        self.retry_due = true;
+    }
+
+    /// Ops the backend refused are not applied yet.
+    pub(crate) fn has_refused(&self) -> bool {
+        !self.refused.is_empty()
+    }
+
+    /// Acknowledges everything done, unless refused ops wait.
+    fn advance_applied(&mut self, last_seq: u64) {
+        self.done = self.done.max(last_seq);
+        if self.refused.is_empty() && self.applied < self.done {
+            self.applied = self.done;
+            self.ack_due = true;
+        }
+    }
+
+    /// The apply of batches up to `last_seq` finished (its refusals recorded with
+    /// [`record_refusals`](Self::record_refusals)). Returns the sweep that ends a bulk.
     pub(crate) fn applied(
         &mut self,
         last_seq: u64,
@@ -319,14 +378,15 @@ impl Inbound {
             }
             return Some(InboundWork::Sweep { keep, last_seq });
         }
-        self.applied = self.applied.max(last_seq);
+        self.advance_applied(last_seq);
         self.ack_due = true;
         None
     }
 
-    /// The sweep that ends the bulk finished: we hold the peer's sessions.
+    /// The sweep that ends the bulk finished: we hold the peer's sessions (once refused ops,
+    /// if any, are applied: see [`has_refused`](Self::has_refused)).
     pub(crate) fn swept(&mut self, last_seq: u64) {
-        self.applied = self.applied.max(last_seq);
+        self.advance_applied(last_seq);
         self.complete = true;
         self.ack_due = true;
     }
