@@ -981,3 +981,44 @@ fn check_history<H: Harness>(
     prop_assert_eq!(expect(h, replayed), expect(h, owned_locally));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_compare_on_the_listed_fields_only() {
+        let a = sample_record(1, NodeId(1));
+        let mut local_only = a.clone();
+        local_only.timeout_secs += 100;
+        local_only.owner = NodeId(2);
+        local_only.status ^= 1 << 3; // CONFIRMED
+        local_only.tcp.flags_orig ^= 0x08; // a kernel's own window flag
+        assert!(table_differences([&a], [&local_only]).is_empty());
+        let changes: [fn(&mut SessionRecord); 6] = [
+            |r| r.mark ^= 1,
+            |r| r.labels[0] ^= 1,
+            |r| r.status ^= 1 << 2, // ASSURED
+            |r| r.tcp.state = TcpState(r.tcp.state.0 ^ 1),
+            |r| r.reply.dst_port ^= 1,
+            |r| r.key.zone ^= 1,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut b = a.clone();
+            change(&mut b);
+            let differences = table_differences([&a], [&b]);
+            assert!(!differences.is_empty(), "change {i} went unseen");
+        }
+        let other = sample_record(2, NodeId(1));
+        let mut b = a.clone();
+        b.mark ^= 1;
+        assert_eq!(
+            table_differences([&a, &other], [&b]),
+            TableDifferences {
+                only_in_a: vec![other.key],
+                only_in_b: vec![],
+                different: vec![a.key],
+            }
+        );
+    }
+}

@@ -508,6 +508,63 @@ mod tests {
     }
 
     #[test]
+    fn refused_ops_hold_back_the_ack_until_retried_or_replaced() {
+        let peer = NodeId(2);
+        let mut stats = Stats::default();
+        let mut inbound = Inbound::new(Duration::ZERO);
+        inbound.reset(peer, &mut stats);
+        let (r1, r2) = (record(1, peer), record(2, peer));
+        let bulk = BatchFlags::BULK_BEGIN | BatchFlags::BULK_END;
+        receive(&mut inbound, &frame(9, 1, bulk, &[]), &mut stats);
+        receive(
+            &mut inbound,
+            &frame(9, 2, 0, &[r1.clone(), r2.clone()]),
+            &mut stats,
+        );
+        receive(
+            &mut inbound,
+            &frame(9, 3, 0, std::slice::from_ref(&r2)),
+            &mut stats,
+        );
+        let apply = |inbound: &mut Inbound, refused: &[usize]| {
+            let Some(InboundWork::Apply {
+                ops,
+                last_seq,
+                bulk_end,
+            }) = inbound.next_work(1)
+            else {
+                panic!("no apply work");
+            };
+            let keys: Vec<_> = ops.iter().map(|op| *op.key()).collect();
+            inbound.record_refusals(ops, refused);
+            if let Some(InboundWork::Sweep { last_seq, .. }) =
+                inbound.applied(last_seq, bulk_end, false)
+            {
+                inbound.swept(last_seq);
+            }
+            keys
+        };
+        apply(&mut inbound, &[]);
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(1));
+        // Both ops of batch 2 refused: nothing past batch 1 is acknowledged as applied.
+        apply(&mut inbound, &[0, 1]);
+        assert!(inbound.has_refused());
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(1));
+        // Batch 3 replaces r2's refused upsert; r1's still waits.
+        apply(&mut inbound, &[]);
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(1));
+        assert!(inbound.next_work(100).is_none(), "the retry is not due yet");
+        inbound.retry_refused();
+        assert_eq!(
+            apply(&mut inbound, &[]),
+            [r1.key],
+            "only what was not replaced"
+        );
+        assert!(!inbound.has_refused());
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(3));
+    }
+
+    #[test]
     fn a_new_bulk_restarts_the_stream() {
         let peer = NodeId(2);
         let mut stats = Stats::default();
