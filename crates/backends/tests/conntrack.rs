@@ -633,6 +633,40 @@ impl Harness for ConntrackHarness {
         self.sync_with_sentinel();
     }
 
+    /// Fills this namespace up to the unchanged `nf_conntrack_max` (the shared limit guard
+    /// keeps it unchanged) with loopback entries, which the backend filters out. They are
+    /// ASSURED, so the full table refuses new entries rather than early-dropping them.
+    fn fill_to_limit(&mut self) -> SessionKey {
+        let limit = max_sysctl().1;
+        let present = self.backend.count().expect("count") as u64;
+        assert!(present < limit, "{present} entries, limit {limit}");
+        let fillers: Vec<_> = (0..(limit - present) as u32).map(loopback_filler).collect();
+        let (last, fillers) = fillers.split_last().expect("room for one filler");
+        self.client.create_many(fillers);
+        // Every filler's event has been read (or lost) before the last slot is taken: the
+        // sentinel needs one.
+        self.sync_with_sentinel();
+        self.client.create(last).expect("the last filler");
+        self.expect_events(1);
+        assert_eq!(self.backend.count().expect("count") as u64, limit);
+        assert_eq!(
+            self.client.create(&loopback_filler(limit as u32)),
+            Err(libc::ENOMEM),
+            "the namespace is full at nf_conntrack_max = {limit}"
+        );
+        // A burst this size may overflow the event socket: the overrun is the fillers'.
+        let mut events = Vec::new();
+        loop {
+            match self.backend.poll_changes(&mut events, 1024) {
+                Ok(0) => break,
+                Ok(_) => events.clear(),
+                Err(BackendError::Overrun { .. }) => {}
+                Err(error) => panic!("poll_changes: {error}"),
+            }
+        }
+        last.key
+    }
+
     fn normalize(&self, mut record: SessionRecord) -> SessionRecord {
         // The kernel counts local entries' timeouts down; peer-owned ones are reported as their
         // owner sent them.
@@ -656,6 +690,20 @@ impl Harness for ConntrackHarness {
             std::thread::yield_now();
         }
     }
+}
+
+/// The `i`-th loopback UDP entry (127.1.0.0 on, to 127.254.0.1): filtered by every backend.
+fn loopback_filler(i: u32) -> SessionRecord {
+    let mut record = sample_record(2, LOCAL); // UDP over IPv4, ASSURED
+    record.key.orig.src = IpAddr::from(std::net::Ipv4Addr::from(0x7f01_0000 + i));
+    record.key.orig.dst = "127.254.0.1".parse().unwrap();
+    record.reply = Tuple {
+        src: record.key.orig.dst,
+        dst: record.key.orig.src,
+        src_port: record.key.orig.dst_port,
+        dst_port: record.key.orig.src_port,
+    };
+    record
 }
 
 fn set_receive_buffer(fd: i32, bytes: libc::c_int, option: libc::c_int) {

@@ -79,12 +79,15 @@ pub enum Action {
         /// What the bulk sync mentioned.
         keep: HashSet<SessionKey>,
     },
-    /// Take ownership of every entry owned by `from` (the peer died; we carry its sessions now).
+    /// Make `to` the owner of every entry owned by `from`: this node takes over (the peer's
+    /// entries become ours), or hands over to a live peer (ours become the peer's).
     Adopt {
         /// Hand back with the result.
         token: Token,
-        /// The dead peer.
+        /// The previous owner.
         from: NodeId,
+        /// The new owner.
+        to: NodeId,
     },
     /// Compute the digest of every entry owned by `owner` (anti-entropy): this node's own, to
     /// send to the peer, or the peer's, to compare with the digest the peer sent.
@@ -103,14 +106,15 @@ pub enum Action {
 pub enum ActionResult {
     /// Result of [`Action::Dump`].
     Dumped(Result<Vec<SessionRecord>, String>),
-    /// Result of [`Action::Apply`]: how many ops failed (e.g. table full), and the first error.
+    /// Result of [`Action::Apply`]. Refused ops are tried again, so nothing the backend
+    /// refused is acknowledged to the peer as applied.
     Applied {
+        /// The action's ops, handed back: those from the first refusal on are tried again.
+        ops: Vec<SessionOp>,
         /// Ops that took effect (including no-op removes).
         applied: u64,
-        /// Ops the backend refused.
-        failed: u64,
-        /// The first refusal, for the log.
-        first_error: Option<String>,
+        /// The ops the backend refused, by index into `ops`, in order, with why.
+        refused: Vec<(usize, ApplyError)>,
     },
     /// Result of [`Action::Sweep`]: entries removed.
     Swept(Result<u64, String>),
@@ -118,6 +122,20 @@ pub enum ActionResult {
     Adopted(Result<u64, String>),
     /// Result of [`Action::Digest`] (see [`failoverd_wire::digest`]).
     Digested(Result<Box<Digest>, String>),
+}
+
+/// Why a backend refused one op of an [`Action::Apply`]; the rest of the batch is applied
+/// regardless.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The table is at its size limit (`nf_conntrack_max` for the kernel), so a new entry was
+    /// refused. Replacing an existing entry never fails this way.
+    #[error("session table full: new entry refused")]
+    TableFull,
+    /// The table refused the entry for another reason, given by the backend (for a kernel
+    /// backend, the errno and the attribute it concerns).
+    #[error("session entry refused: {0}")]
+    Refused(String),
 }
 
 /// Per-bucket sums of session digest hashes (see [`failoverd_wire::digest`]).
@@ -279,6 +297,8 @@ pub struct Node {
     yielding: bool,
     leaving: bool,
     apply_failed: bool,
+    /// Multiplier of the wait before refused ops are tried again: doubles while they fail.
+    apply_retry_backoff: u32,
     /// We asked the peer for a new bulk sync: the epoch of its stream to replace.
     resync_requested: Option<u32>,
     /// Multiplier of the retransmit timeout: doubles while nothing is acknowledged.
@@ -289,7 +309,8 @@ pub struct Node {
     inbound: Inbound,
     outstanding: Option<(Token, Work)>,
     next_token: u64,
-    adopt_from: Option<NodeId>,
+    /// Entries to relabel, (from, to); the latest role change decides.
+    adopt: Option<(NodeId, NodeId)>,
     pending_sweep: Option<(HashSet<SessionKey>, u64, u64)>,
     dump_blocked: bool,
     /// Anti-entropy: our digest is due to be computed and sent.
@@ -337,6 +358,7 @@ impl Node {
             yielding: false,
             leaving: false,
             apply_failed: false,
+            apply_retry_backoff: 1,
             resync_requested: None,
             retransmit_backoff: 1,
             overrun_resync: None,
@@ -344,7 +366,7 @@ impl Node {
             inbound: Inbound::new(config.remove_hold),
             outstanding: None,
             next_token: 0,
-            adopt_from: None,
+            adopt: None,
             pending_sweep: None,
             dump_blocked: false,
             digest_due: false,
@@ -416,7 +438,7 @@ impl Node {
             // until its own bulk sync is.
             reasons.push(NotReady::BulkSyncIncomplete);
         }
-        if self.apply_failed {
+        if self.apply_failed || self.inbound.has_refused() {
             reasons.push(NotReady::ApplyFailed);
         }
         reasons
@@ -637,6 +659,10 @@ impl Node {
                     self.dump_blocked = false;
                     self.drive_backend();
                 }
+                Timer::ApplyRetry => {
+                    self.inbound.retry_refused();
+                    self.drive_backend();
+                }
                 Timer::Digest => {
                     if matches!(self.state, State::Synchronization { .. }) {
                         self.digest_due = true;
@@ -652,7 +678,7 @@ impl Node {
                 }
                 Timer::AdoptAlone => {
                     if self.role == Role::Active && self.peer.is_none() {
-                        self.adopt_from = self.last_peer;
+                        self.adopt = self.last_peer.map(|peer| (peer, self.config.node_id));
                         self.drive_backend();
                     }
                 }
@@ -765,32 +791,49 @@ impl Node {
                     claimed,
                 },
                 ActionResult::Applied {
+                    ops,
                     applied,
-                    failed,
-                    first_error,
+                    refused,
                 },
             ) => {
                 self.stats.records_applied += applied;
+                let refused_keys: HashSet<SessionKey> = refused
+                    .iter()
+                    .filter_map(|(index, _)| ops.get(*index).map(|op| *op.key()))
+                    .collect();
                 for record in claimed {
-                    self.outbound.record_change(
-                        SessionOp::Upsert(record),
-                        true,
-                        now,
-                        &mut self.stats,
-                    );
+                    if !refused_keys.contains(&record.key) {
+                        self.outbound.record_change(
+                            SessionOp::Upsert(record),
+                            true,
+                            now,
+                            &mut self.stats,
+                        );
+                    }
                 }
-                if failed > 0 {
-                    self.stats.apply_failures += failed;
-                    self.apply_failed = true;
+                if let Some((first, error)) = refused.first() {
+                    self.stats.apply_failures += refused.len() as u64;
+                    let key = ops.get(*first).map(|op| op.key().to_string());
                     self.emit(
                         now,
                         Event::ApplyFailed {
-                            count: failed,
-                            first: first_error.unwrap_or_default(),
+                            count: refused.len() as u64,
+                            first: format!("{error} ({})", key.unwrap_or_default()),
                         },
                     );
                 }
                 if generation == self.inbound.generation() {
+                    // Refused ops are not acknowledged, and are tried again after a backoff
+                    // that doubles while they keep failing.
+                    let indices: Vec<usize> = refused.iter().map(|(index, _)| *index).collect();
+                    if !self.inbound.record_refusals(ops, &indices) {
+                        self.apply_retry_backoff = 1;
+                        self.timers.stop(Timer::ApplyRetry);
+                    } else if self.timers.get(Timer::ApplyRetry).is_none() {
+                        let wait = self.config.retransmit_timeout * self.apply_retry_backoff;
+                        self.apply_retry_backoff = (self.apply_retry_backoff * 2).min(MAX_BACKOFF);
+                        self.timers.set(Timer::ApplyRetry, now + wait);
+                    }
                     let skip = self.config.has_bug(PlantedBug::SkipSweep);
                     if let Some(InboundWork::Sweep { keep, last_seq }) =
                         self.inbound.applied(last_seq, bulk_end, skip)
@@ -1115,7 +1158,7 @@ impl Node {
                     // The active node owns what it forwards: its own expiry and deletes decide
                     // now, and the peer's copies are resent as ours (so they age as a
                     // standby's copies do, and a later failback finds them).
-                    self.adopt_from = Some(peer.node);
+                    self.adopt = Some((peer.node, self.config.node_id));
                     if matches!(self.state, State::Synchronization { .. }) {
                         self.restart_outbound();
                     }
@@ -1131,13 +1174,23 @@ impl Node {
                 && let Some(peer) = self.last_peer
             {
                 if self.peer_heard {
-                    self.adopt_from = Some(peer);
+                    self.adopt = Some((peer, self.config.node_id));
                     self.drive_backend();
                 } else {
                     self.timers
                         .set(Timer::AdoptAlone, now + self.config.adopt_alone_after);
                 }
             }
+        } else if from == Role::Active
+            && self.symmetric()
+            && let Some(peer) = &self.peer
+        {
+            // A live peer takes over and owns what it forwards: our copies are its sessions
+            // now, so the sweep after its next bulk sync removes those it ended. Left ours, a
+            // copy whose delete is lost with a stream restart (a resync, a link flap) would stay
+            // here forever.
+            self.adopt = Some((self.config.node_id, peer.node));
+            self.drive_backend();
         }
         self.emit(
             now,
@@ -1358,8 +1411,8 @@ impl Node {
             return;
         }
         let token = Token(self.next_token);
-        let (action, work) = if let Some(from) = self.adopt_from.take() {
-            (Action::Adopt { token, from }, Work::Adopt)
+        let (action, work) = if let Some((from, to)) = self.adopt.take() {
+            (Action::Adopt { token, from, to }, Work::Adopt)
         } else if let Some((keep, last_seq, generation)) = self.pending_sweep.take() {
             let owner = self.last_peer.unwrap_or_default();
             (

@@ -15,6 +15,8 @@ pub(crate) enum Timer {
     Retransmit,
     /// A failed dump may be tried again.
     DumpRetry,
+    /// Ops the backend refused may be tried again.
+    ApplyRetry,
     /// The next delete from the peer is due (see `NodeConfig::remove_hold`).
     RemoveHold,
     /// Time to send a digest of our sessions (anti-entropy).
@@ -26,12 +28,13 @@ pub(crate) enum Timer {
 }
 
 impl Timer {
-    const ALL: [Timer; 9] = [
+    const ALL: [Timer; 10] = [
         Timer::Hello,
         Timer::Dead,
         Timer::Silence,
         Timer::Retransmit,
         Timer::DumpRetry,
+        Timer::ApplyRetry,
         Timer::RemoveHold,
         Timer::Digest,
         Timer::AdoptAlone,

@@ -51,7 +51,7 @@ impl Member {
             ),
             Action::Apply { token, ops } => {
                 let applied = ops.len() as u64;
-                for op in ops {
+                for op in ops.clone() {
                     match op {
                         SessionOp::Upsert(record) => {
                             self.table.insert(record.key, record);
@@ -67,9 +67,9 @@ impl Member {
                     }
                 }
                 let result = ActionResult::Applied {
+                    ops,
                     applied,
-                    failed: 0,
-                    first_error: None,
+                    refused: Vec::new(),
                 };
                 (token, result)
             }
@@ -82,11 +82,10 @@ impl Member {
                     ActionResult::Swept(Ok((before - self.table.len()) as u64)),
                 )
             }
-            Action::Adopt { token, from } => {
-                let me = self.id();
+            Action::Adopt { token, from, to } => {
                 let mut adopted = 0;
                 for r in self.table.values_mut().filter(|r| r.owner == from) {
-                    r.owner = me;
+                    r.owner = to;
                     adopted += 1;
                 }
                 (token, ActionResult::Adopted(Ok(adopted)))

@@ -1,12 +1,23 @@
 //! Replays one schedule and prints both nodes' events and where their tables differ.
-//! `cargo run -p failoverd-sim --example inspect -- <seed>`
+//! `cargo run -p failoverd-sim --example inspect -- <seed> [stream|vrrp|datagram]` (the mode
+//! defaults to the one the randomized run gives the seed).
+
+use failoverd_sim::schedule::{self, Mode};
 
 fn main() {
     let seed: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("usage: inspect <seed>");
-    let outcome = failoverd_sim::schedule::run_inspect(seed, None, |pair| {
+        .expect("usage: inspect <seed> [stream|vrrp|datagram]");
+    let mode = match std::env::args().nth(2).as_deref() {
+        None => Mode::of_seed(seed),
+        Some("stream") => Mode::Stream,
+        Some("vrrp") => Mode::StreamVrrp,
+        Some("datagram") => Mode::Datagram,
+        Some(other) => panic!("unknown mode {other}"),
+    };
+    println!("seed {seed}, mode {mode:?}");
+    let outcome = schedule::run_inspect(seed, mode, None, |pair| {
         for (i, node) in pair.nodes.iter().enumerate() {
             println!(
                 "node {i} ({}): {:?} {:?} ready={} table={}",
@@ -18,6 +29,12 @@ fn main() {
             );
             for (at, event) in &node.events {
                 println!("  {:>9.3}s {event}", at.as_nanos() as f64 / 1e9);
+            }
+        }
+        if std::env::var_os("TRACE_ALL").is_some() {
+            for (at, node, line) in pair.trace.iter().flatten() {
+                let line: String = line.chars().take(110).collect();
+                println!("  {:>9.3}s node {node}: {line}", at.as_nanos() as f64 / 1e9);
             }
         }
         if let Ok(needle) = std::env::var("GREP") {

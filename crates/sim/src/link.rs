@@ -1,9 +1,15 @@
-//! The simulated failover link: per-direction queues of `(deliver_at, frame)` with seeded loss,
-//! duplication, delay jitter (which reorders) and partitions.
+//! The simulated failover link, in one of two models:
+//!
+//! - [`LinkModel::Datagram`]: frames with seeded loss, duplication, delay jitter (which
+//!   reorders) and partitions that drop everything;
+//! - [`LinkModel::Stream`]: what the daemon ships, TLS over two TCP connections (control and
+//!   data): frames on one connection arrive in order, never lost or duplicated while it is up;
+//!   its faults are delay, stalls (a partition is one: TCP holds what is sent until the path
+//!   heals) and resets, which lose whatever is in flight.
 
 use std::time::Duration;
 
-use failoverd_core::Instant;
+use failoverd_core::{Channel, Instant};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
@@ -32,10 +38,20 @@ impl LinkFaults {
     }
 }
 
+/// How the link carries frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkModel {
+    /// Independent frames: lost, duplicated and reordered as [`LinkFaults`] says.
+    Datagram,
+    /// Two in-order connections (control and data), as the daemon's TLS over TCP.
+    Stream,
+}
+
 /// A frame on its way.
 #[derive(Debug)]
 struct Flight {
     deliver_at: Instant,
+    channel: Channel,
     /// Tie-break so equal delivery times keep send order (determinism).
     order: u64,
     connection: u64,
@@ -46,10 +62,15 @@ struct Flight {
 /// Both directions of the link.
 #[derive(Debug)]
 pub struct Link {
-    /// Current misbehaviour.
+    /// How frames travel.
+    pub model: LinkModel,
+    /// Current misbehaviour (a stream ignores loss and duplication).
     pub faults: LinkFaults,
-    /// While true, every frame is dropped and no connection can be made.
+    /// While true, no connection can be made, and every frame is dropped (datagram) or held
+    /// until the partition heals (stream).
     pub partitioned: bool,
+    /// A stream delivers nothing before this (a stall: the path holds its bytes).
+    stalled_until: Instant,
     /// Transport connection generation: frames of an older connection are never delivered.
     pub connection: u64,
     flights: Vec<Flight>,
@@ -60,10 +81,12 @@ pub struct Link {
 
 impl Link {
     /// A link with these faults.
-    pub fn new(faults: LinkFaults) -> Self {
+    pub fn new(model: LinkModel, faults: LinkFaults) -> Self {
         Self {
+            model,
             faults,
             partitioned: false,
+            stalled_until: Instant::ZERO,
             connection: 0,
             flights: Vec::new(),
             order: 0,
@@ -72,7 +95,37 @@ impl Link {
     }
 
     /// Sends `bytes` to node `to` on the current connection.
-    pub fn send(&mut self, now: Instant, to: usize, bytes: Vec<u8>, rng: &mut SmallRng) {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        to: usize,
+        channel: Channel,
+        bytes: Vec<u8>,
+        rng: &mut SmallRng,
+    ) {
+        if self.model == LinkModel::Stream {
+            let jitter = self.faults.jitter.mul_f64(rng.random::<f64>());
+            // In order on its connection: never before the frame sent ahead of it.
+            let behind = self
+                .flights
+                .iter()
+                .filter(|f| f.to == to && f.channel == channel)
+                .map(|f| f.deliver_at)
+                .max()
+                .unwrap_or(Instant::ZERO);
+            self.order += 1;
+            self.flights.push(Flight {
+                deliver_at: (now + self.faults.delay + jitter)
+                    .max(behind)
+                    .max(self.stalled_until),
+                channel,
+                order: self.order,
+                connection: self.connection,
+                to,
+                bytes,
+            });
+            return;
+        }
         if self.partitioned || rng.random_bool(self.faults.loss) {
             self.dropped += 1;
             return;
@@ -87,6 +140,7 @@ impl Link {
             self.order += 1;
             self.flights.push(Flight {
                 deliver_at: now + self.faults.delay + jitter,
+                channel,
                 order: self.order,
                 connection: self.connection,
                 to,
@@ -95,13 +149,36 @@ impl Link {
         }
     }
 
-    /// When the next frame arrives.
+    /// When the next frame arrives (none while a stream is partitioned).
     pub fn next_delivery(&self) -> Option<Instant> {
+        if self.model == LinkModel::Stream && self.partitioned {
+            return None;
+        }
         self.flights.iter().map(|f| f.deliver_at).min()
+    }
+
+    /// A stream delivers nothing until `until`: what is in flight and what is sent meanwhile
+    /// arrives then, in order.
+    pub fn stall(&mut self, until: Instant) {
+        self.stalled_until = self.stalled_until.max(until);
+        for flight in &mut self.flights {
+            flight.deliver_at = flight.deliver_at.max(until);
+        }
+    }
+
+    /// Cuts or heals the path. A healed stream delivers what it held from `now` on.
+    pub fn set_partitioned(&mut self, now: Instant, partitioned: bool) {
+        if self.partitioned && !partitioned {
+            self.stall(now);
+        }
+        self.partitioned = partitioned;
     }
 
     /// Frames due at `now`, in arrival order, for the current connection only.
     pub fn deliver(&mut self, now: Instant) -> Vec<(usize, Vec<u8>)> {
+        if self.model == LinkModel::Stream && self.partitioned {
+            return Vec::new();
+        }
         let mut due: Vec<Flight> = Vec::new();
         let mut index = 0;
         while index < self.flights.len() {

@@ -1,15 +1,18 @@
 //! Two nodes, their memory tables and the link between them, driven in virtual time.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use failoverd_backends::session::conformance::ComparedFields;
 use failoverd_backends::{MemoryBackend, SessionBackend, perform, sample_record};
+use failoverd_core::vrrp::{Group, GroupConfig, GroupState, InstanceConfig, VrrpEvent};
 use failoverd_core::{Action, Event, Instant, Node, NodeConfig, Reason, Token};
 use failoverd_wire::{NodeId, Role, SessionKey, SessionOp, SessionRecord, SyncState};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::link::{Link, LinkFaults};
+use crate::link::{Link, LinkFaults, LinkModel};
 
 /// One simulated node: its core, its table, and what the harness observed of it.
 #[derive(Debug)]
@@ -18,6 +21,8 @@ pub struct SimNode {
     pub core: Node,
     /// Its session table.
     pub table: MemoryBackend,
+    /// Its VRRP group, when VRRP decides the role ([`Pair::enable_vrrp`]).
+    pub vrrp: Option<Group>,
     /// False after a crash, until restart.
     pub alive: bool,
     /// Its end of the transport connection is up.
@@ -68,6 +73,33 @@ pub struct Pair {
     restarts: u64,
     /// When set, every local change and backend action is recorded here (for debugging a seed).
     pub trace: Option<Vec<(Instant, usize, String)>>,
+    /// The network the VRRP adverts cross, apart from the failover link.
+    pub lan: Lan,
+}
+
+/// The network between the two VRRP groups: adverts with a fixed delay, and partitions of
+/// their own (the failover link may be cut while the LAN still carries adverts, and the
+/// reverse).
+#[derive(Debug, Default)]
+pub struct Lan {
+    /// The VRRP advert interval; `None` while VRRP is not enabled.
+    pub advert_interval: Option<Duration>,
+    /// While true, adverts are lost.
+    pub partitioned: bool,
+    /// When the LAN last healed (or VRRP started).
+    pub healed_at: Instant,
+    /// One-way delay of an advert.
+    pub delay: Duration,
+    /// Adverts on their way: (deliver at, to, source, destination, message).
+    flights: Vec<(Instant, usize, IpAddr, IpAddr, Vec<u8>)>,
+}
+
+impl Lan {
+    /// How long a backup waits for a master's advert, at most (RFC 5798: three intervals and
+    /// the skew time), with one more interval for adverts on their way.
+    pub fn master_down(&self) -> Duration {
+        self.advert_interval.unwrap_or_default() * 5
+    }
 }
 
 impl SimNode {
@@ -75,6 +107,7 @@ impl SimNode {
         Self {
             core: Node::new(config.clone(), now),
             table: MemoryBackend::new(config.node_id),
+            vrrp: None,
             alive: true,
             connected: false,
             leaving: false,
@@ -114,14 +147,25 @@ impl SimNode {
 }
 
 impl Pair {
-    /// Two fresh nodes, not yet connected; the transport connects at once.
+    /// Two fresh nodes over a datagram link, not yet connected; the transport connects at once.
     pub fn new(configs: [NodeConfig; 2], faults: LinkFaults, seed: u64) -> Self {
+        Self::with_link(configs, LinkModel::Datagram, faults, seed)
+    }
+
+    /// Two fresh nodes over a link of `model`, not yet connected; the transport connects at
+    /// once.
+    pub fn with_link(
+        configs: [NodeConfig; 2],
+        model: LinkModel,
+        faults: LinkFaults,
+        seed: u64,
+    ) -> Self {
         let now = Instant::ZERO;
         let [a, b] = configs;
         Self {
             now,
             nodes: [SimNode::new(a, now), SimNode::new(b, now)],
-            link: Link::new(faults),
+            link: Link::new(model, faults),
             backend_latency: (Duration::from_micros(200), Duration::from_millis(3)),
             reconnect_delay: Duration::from_millis(100),
             violations: Vec::new(),
@@ -135,6 +179,90 @@ impl Pair {
             next_session: 0,
             restarts: 0,
             trace: None,
+            lan: Lan::default(),
+        }
+    }
+
+    /// VRRP decides the role, as in the daemon: one group per node (nodes configured with
+    /// `RoleAuthority::External`), its state moving the core's role, the core's readiness
+    /// gating its preemption; adverts every `advert_interval` over [`Pair::lan`].
+    pub fn enable_vrrp(&mut self, advert_interval: Duration) {
+        self.lan.advert_interval = Some(advert_interval);
+        self.lan.delay = Duration::from_micros(200);
+        self.lan.healed_at = self.now;
+        for i in 0..2 {
+            self.start_vrrp(i);
+        }
+    }
+
+    fn start_vrrp(&mut self, i: usize) {
+        let Some(advert_interval) = self.lan.advert_interval else {
+            return;
+        };
+        let config = &self.nodes[i].config;
+        let id = config.node_id.0;
+        let mut group = Group::new(GroupConfig {
+            instances: vec![InstanceConfig {
+                name: "lan".to_string(),
+                vrid: 7,
+                priority: config.priority.clamp(1, 254),
+                advert_interval,
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1))],
+                source: IpAddr::V4(Ipv4Addr::new(10, 9, (id >> 8) as u8, id as u8)),
+                unicast_peers: Vec::new(),
+                preempt: config.preempt,
+            }],
+            preempt_delay: Duration::ZERO,
+            announce_repeat: 0,
+            announce_interval: advert_interval,
+        });
+        group.start(self.now);
+        self.nodes[i].vrrp = Some(group);
+        self.flush_vrrp(i);
+    }
+
+    /// Drains node `i`'s VRRP group: adverts onto the LAN, state changes into the core.
+    fn flush_vrrp(&mut self, i: usize) {
+        let now = self.now;
+        let Some(group) = self.nodes[i].vrrp.as_mut() else {
+            return;
+        };
+        let source = group.config().instances[0].source;
+        let mut adverts = Vec::new();
+        while let Some(transmit) = group.poll_transmit() {
+            adverts.push(transmit);
+        }
+        while group.poll_action().is_some() {}
+        let mut changes = Vec::new();
+        while let Some(event) = group.poll_event() {
+            if let VrrpEvent::GroupChanged { to, reason, .. } = event {
+                changes.push((to, reason));
+            }
+        }
+        if !self.lan.partitioned {
+            for advert in adverts {
+                self.lan.flights.push((
+                    now + self.lan.delay,
+                    1 - i,
+                    source,
+                    advert.dst,
+                    advert.payload,
+                ));
+            }
+        }
+        for (to, reason) in changes {
+            self.set_forwarding(i, to == GroupState::Master, &format!("VRRP {reason}"));
+        }
+    }
+
+    /// Cuts (or heals) the LAN the VRRP adverts cross.
+    pub fn set_lan_partitioned(&mut self, partitioned: bool) {
+        if self.lan.partitioned && !partitioned {
+            self.lan.healed_at = self.now;
+        }
+        self.lan.partitioned = partitioned;
+        if partitioned {
+            self.lan.flights.clear();
         }
     }
 
@@ -167,10 +295,18 @@ impl Pair {
             Some(self.next_check),
         ];
         let mut best = next.iter_mut().filter_map(|t| *t).min();
+        if let Some(advert) = self.lan.flights.iter().map(|f| f.0).min() {
+            best = Some(best.map_or(advert, |b| b.min(advert)));
+        }
         for node in self.nodes.iter().filter(|n| n.alive) {
-            for t in [node.core.poll_timeout(), node.work.as_ref().map(|w| w.0)]
-                .into_iter()
-                .flatten()
+            let vrrp = node.vrrp.as_ref().and_then(Group::poll_timeout);
+            for t in [
+                node.core.poll_timeout(),
+                node.work.as_ref().map(|w| w.0),
+                vrrp,
+            ]
+            .into_iter()
+            .flatten()
             {
                 best = Some(best.map_or(t, |b| b.min(t)));
             }
@@ -182,13 +318,35 @@ impl Pair {
         let now = self.now;
         for (to, bytes) in self.link.deliver(now) {
             if self.nodes[to].alive && self.nodes[to].connected {
+                if let Some(trace) = &mut self.trace {
+                    trace.push((now, to, describe_frame(&bytes)));
+                }
                 self.nodes[to].core.handle_frame(now, &bytes);
                 self.flush(to);
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lan.flights)
+            .into_iter()
+            .partition(|f| f.0 <= now);
+        self.lan.flights = later;
+        for (_, to, src, dst, bytes) in due {
+            let node = &mut self.nodes[to];
+            if node.alive
+                && let Some(group) = node.vrrp.as_mut()
+            {
+                group.handle_packet(now, 0, src, dst, 255, &bytes);
+                self.flush_vrrp(to);
             }
         }
         for i in 0..2 {
             if !self.nodes[i].alive {
                 continue;
+            }
+            if let Some(group) = self.nodes[i].vrrp.as_mut()
+                && group.poll_timeout().is_some_and(|t| t <= now)
+            {
+                group.handle_timeout(now);
+                self.flush_vrrp(i);
             }
             if self.nodes[i].core.poll_timeout().is_some_and(|t| t <= now) {
                 self.nodes[i].core.handle_timeout(now);
@@ -216,6 +374,9 @@ impl Pair {
             while let Some(action) = self.nodes[i].core.poll_action() {
                 progressed = true;
                 match action {
+                    Action::ResetLink if self.link.model == LinkModel::Stream => {
+                        self.reset_link("reset after peer silence");
+                    }
                     Action::ResetLink => self.disconnect(i, "reset after peer silence"),
                     other => self.start_work(i, other),
                 }
@@ -223,7 +384,13 @@ impl Pair {
             while let Some(transmit) = self.nodes[i].core.poll_transmit(now, true) {
                 progressed = true;
                 if self.nodes[i].connected {
-                    self.link.send(now, 1 - i, transmit.payload, &mut self.rng);
+                    self.link.send(
+                        now,
+                        1 - i,
+                        transmit.channel,
+                        transmit.payload,
+                        &mut self.rng,
+                    );
                 }
             }
             while let Some(event) = self.nodes[i].core.poll_event() {
@@ -255,6 +422,10 @@ impl Pair {
             if !progressed {
                 break;
             }
+        }
+        let node = &mut self.nodes[i];
+        if let Some(group) = node.vrrp.as_mut() {
+            group.set_ready(now, node.core.is_ready());
         }
     }
 
@@ -353,6 +524,7 @@ impl Pair {
         node.alive = false;
         node.connected = false;
         node.work = None;
+        node.vrrp = None;
     }
 
     /// The node starts again with an empty table (a reboot).
@@ -368,6 +540,7 @@ impl Pair {
         node.events.clear();
         self.reconnect_at = Some(self.now);
         self.flush(i);
+        self.start_vrrp(i);
     }
 
     /// Graceful shutdown: the node says goodbye and hands over, then stops.
@@ -378,18 +551,38 @@ impl Pair {
         self.nodes[i].leaving = true;
         self.nodes[i].core.shutdown(self.now);
         self.flush(i);
+        if let Some(group) = self.nodes[i].vrrp.as_mut() {
+            group.shutdown(self.now);
+        }
+        self.flush_vrrp(i);
         let node = &mut self.nodes[i];
         node.alive = false;
         node.connected = false;
         node.work = None;
+        node.vrrp = None;
     }
 
     /// Cuts (or heals) the link silently in both directions.
     pub fn set_partitioned(&mut self, partitioned: bool) {
-        self.link.partitioned = partitioned;
+        self.link.set_partitioned(self.now, partitioned);
         if !partitioned {
             self.schedule_reconnect();
         }
+    }
+
+    /// The transport connections reset (a TCP RST, a TLS error, or one side giving up on a
+    /// silent peer): both ends see them close, what was in flight is lost, and the pair
+    /// redials after [`reconnect_delay`](Self::reconnect_delay).
+    pub fn reset_link(&mut self, why: &str) {
+        for i in 0..2 {
+            if self.nodes[i].connected {
+                self.nodes[i].connected = false;
+                self.nodes[i].core.handle_link_down(self.now, why);
+                self.flush(i);
+            }
+        }
+        self.link.reconnect();
+        self.schedule_reconnect();
     }
 
     /// Operator switchover on node `i` (ignored if refused).
@@ -399,16 +592,20 @@ impl Pair {
         }
         let ok = self.nodes[i].core.switchover(self.now).is_ok();
         self.flush(i);
+        // With VRRP the group hands over, as the daemon's switchover does.
+        if ok && let Some(group) = self.nodes[i].vrrp.as_mut() {
+            let handed = group.hand_over(self.now).is_ok();
+            self.flush_vrrp(i);
+            return handed;
+        }
         ok
     }
 
     /// The takeover mechanism (VRRP) says whether node `i` forwards (nodes configured with
-    /// `RoleAuthority::External`).
-    pub fn set_forwarding(&mut self, i: usize, forwarding: bool) {
+    /// `RoleAuthority::External`), and why.
+    pub fn set_forwarding(&mut self, i: usize, forwarding: bool, why: &str) {
         if self.nodes[i].alive {
-            self.nodes[i]
-                .core
-                .set_forwarding(self.now, forwarding, "VRRP (simulated)");
+            self.nodes[i].core.set_forwarding(self.now, forwarding, why);
             self.flush(i);
         }
     }
@@ -516,10 +713,17 @@ impl Pair {
                 reason,
                 ..
             } => {
-                let handover = matches!(
-                    reason,
-                    Reason::Elected(_) | Reason::Preempted | Reason::PeerYielded
-                );
+                // With VRRP and adverts flowing for a while, a live peer is not missed: the
+                // group took over by preemption (gated on readiness) or a handover.
+                let vrrp_handover = matches!(reason, Reason::Takeover(_))
+                    && self.lan.advert_interval.is_some()
+                    && !self.lan.partitioned
+                    && now - self.lan.healed_at > self.lan.master_down();
+                let handover = vrrp_handover
+                    || matches!(
+                        reason,
+                        Reason::Elected(_) | Reason::Preempted | Reason::PeerYielded
+                    );
                 if handover {
                     self.check_takeover_ready(i);
                 }
@@ -584,7 +788,11 @@ impl Pair {
                 .iter()
                 .filter(|r| r.owner == a.id() && a.core.is_replicated(&r.key))
             {
-                if b.table.get(&record.key) != Some(record) {
+                if !b
+                    .table
+                    .get(&record.key)
+                    .is_some_and(|copy| same_copy(copy, record))
+                {
                     missing += 1;
                     example.get_or_insert(record.key);
                 }
@@ -606,21 +814,28 @@ impl Pair {
         if both {
             self.split_brain_at = Some(self.now);
         }
-        let link_up = !self.link.partitioned
-            && self.link.faults.loss == 0.0
-            && self.nodes.iter().all(|n| n.connected);
-        if !(both && link_up) {
+        // What the role authority hears the peer by: the failover link for the election, the
+        // LAN for VRRP (which keeps one master with the failover link cut).
+        let (authority_up, bound) = if self.lan.advert_interval.is_some() {
+            (!self.lan.partitioned, self.lan.master_down())
+        } else {
+            let link_up = !self.link.partitioned
+                && self.link.faults.loss == 0.0
+                && self.nodes.iter().all(|n| n.connected);
+            let dead = self.nodes[0]
+                .config
+                .dead_interval
+                .max(self.nodes[1].config.dead_interval);
+            (link_up, dead)
+        };
+        if !(both && authority_up) {
             self.both_active_since = None;
             return;
         }
         let since = *self.both_active_since.get_or_insert(self.now);
-        let bound = self.nodes[0]
-            .config
-            .dead_interval
-            .max(self.nodes[1].config.dead_interval);
         if self.now - since > bound {
             self.violate(format!(
-                "both nodes active for {:?} with the link up",
+                "both nodes active for {:?} with the role authority's path up",
                 self.now - since
             ));
             self.both_active_since = Some(self.now);
@@ -672,7 +887,12 @@ impl Pair {
             let missing = owner
                 .owned()
                 .into_iter()
-                .filter(|r| holder.table.get(&r.key) != Some(r))
+                .filter(|r| {
+                    !holder
+                        .table
+                        .get(&r.key)
+                        .is_some_and(|copy| same_copy(copy, r))
+                })
                 .count();
             let stale: Vec<_> = holder
                 .table
@@ -701,5 +921,33 @@ impl Pair {
     fn violate(&mut self, what: String) {
         self.violations
             .push(format!("t={:.3}s {what}", self.now.as_nanos() as f64 / 1e9));
+    }
+}
+
+/// Whether `copy` mirrors `record`: equal on the compared fields (the one list every "tables
+/// equal" check uses) and labelled with the same owner (the replication's own bookkeeping).
+pub fn same_copy(copy: &SessionRecord, record: &SessionRecord) -> bool {
+    copy.owner == record.owner && ComparedFields::of(copy) == ComparedFields::of(record)
+}
+
+/// A received frame, for the trace: batches with their ops, acks with their counters.
+fn describe_frame(bytes: &[u8]) -> String {
+    use failoverd_wire::Message;
+    match Message::parse(bytes) {
+        Ok(Message::SessionBatch(batch)) => {
+            let ops: Vec<_> = batch
+                .sections()
+                .flat_map(|section| section.ops().collect::<Vec<_>>())
+                .collect();
+            format!(
+                "receive batch epoch {} seq {} flags {:?} {ops:?}",
+                batch.epoch(),
+                batch.seq(),
+                batch.flags()
+            )
+        }
+        Ok(Message::Ack(ack)) => format!("receive {ack:?}"),
+        Ok(other) => format!("receive {:?}", std::mem::discriminant(&other)),
+        Err(error) => format!("receive malformed frame: {error}"),
     }
 }

@@ -1,14 +1,39 @@
-//! Randomized, seeded fault schedules: every seed is one reproducible run.
+//! Randomized, seeded fault schedules: every (mode, seed) is one reproducible run.
 
 use std::time::Duration;
 
-use failoverd_core::{Instant, NodeConfig, PlantedBug};
+use failoverd_backends::ApplyError;
+use failoverd_core::{Instant, NodeConfig, PlantedBug, RoleAuthority};
 use failoverd_wire::{NodeId, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::link::LinkFaults;
+use crate::link::{LinkFaults, LinkModel};
 use crate::pair::Pair;
+
+/// What a schedule runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// What the daemon ships with the election: the stream link (TLS over TCP) and
+    /// `reliable_link = true`; faults include resets, stalls, apply refusals, table limits.
+    Stream,
+    /// The stream link with VRRP deciding the role: one `vrrp::Group` per node, adverts over
+    /// a LAN of its own that partitions apart from the failover link.
+    StreamVrrp,
+    /// The lossy, duplicating, reordering datagram link without `reliable_link`; its
+    /// schedules are those of the first simulator, seed for seed (regression seeds replay).
+    Datagram,
+}
+
+impl Mode {
+    /// Every mode, in the order [`Mode::of_seed`] deals them out.
+    pub const ALL: [Mode; 3] = [Mode::Stream, Mode::StreamVrrp, Mode::Datagram];
+
+    /// The mode a seed of a randomized run plays: every mode gets its share.
+    pub fn of_seed(seed: u64) -> Self {
+        Self::ALL[(seed % Self::ALL.len() as u64) as usize]
+    }
+}
 
 /// One fault the schedule injects.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,9 +50,27 @@ pub enum Fault {
     LoseEvents(Who),
     /// The operator moves the active role.
     Switchover,
-    /// The link loses a share `loss` of its frames for `length`.
+    /// The link loses a share `loss` of its frames for `length` (datagram link).
     #[allow(missing_docs)]
     LossBurst { loss: f64, length: Duration },
+    /// The transport connections reset: what is in flight is lost, the pair redials (stream).
+    Reset,
+    /// The LAN the VRRP adverts cross loses everything for a while (the failover link does
+    /// not).
+    LanPartition(Duration),
+    /// The connections deliver nothing for `length`, then all they hold, in order (stream).
+    Stall(Duration),
+    /// The node's table refuses the next `ops` ops it is asked to apply (ENOMEM).
+    #[allow(missing_docs)]
+    RefuseApplies { node: Who, ops: usize },
+    /// The node's table is full `headroom` entries from now, for `length`
+    /// (`nf_conntrack_max`).
+    #[allow(missing_docs)]
+    TableLimit {
+        node: Who,
+        headroom: usize,
+        length: Duration,
+    },
 }
 
 /// Which node a fault hits, chosen when it happens.
@@ -88,12 +131,16 @@ fn configs(rng: &mut SmallRng, bug: Option<PlantedBug>) -> [NodeConfig; 2] {
     ]
 }
 
-fn random_fault(rng: &mut SmallRng) -> Fault {
-    let who = if rng.random_bool(0.7) {
+fn random_who(rng: &mut SmallRng) -> Who {
+    if rng.random_bool(0.7) {
         Who::Active
     } else {
         Who::Standby
-    };
+    }
+}
+
+fn random_fault(rng: &mut SmallRng) -> Fault {
+    let who = random_who(rng);
     let down = Duration::from_millis(rng.random_range(100..3000));
     match rng.random_range(0..6) {
         0 => Fault::Partition(Duration::from_millis(rng.random_range(50..2500))),
@@ -108,15 +155,66 @@ fn random_fault(rng: &mut SmallRng) -> Fault {
     }
 }
 
-/// Runs the schedule of `seed`, optionally with a planted bug, and checks every invariant.
-pub fn run(seed: u64, bug: Option<PlantedBug>) -> Outcome {
-    run_inspect(seed, bug, |_| {})
+/// A fault of the stream link's schedules: those of the datagram link that a TCP connection
+/// can suffer, resets and stalls instead of loss, and the backend's refusals.
+fn random_stream_fault(rng: &mut SmallRng, vrrp: bool) -> Fault {
+    let who = random_who(rng);
+    let down = Duration::from_millis(rng.random_range(100..3000));
+    let length = Duration::from_millis(rng.random_range(50..2500));
+    match rng.random_range(0..if vrrp { 10 } else { 9 }) {
+        9 => Fault::LanPartition(length),
+        0 => Fault::Partition(length),
+        1 => Fault::Crash { node: who, down },
+        2 => Fault::Shutdown { node: who, down },
+        3 => Fault::LoseEvents(who),
+        4 => Fault::Switchover,
+        5 => Fault::Reset,
+        6 => Fault::Stall(length / 4),
+        7 => Fault::RefuseApplies {
+            node: who,
+            ops: rng.random_range(1..200),
+        },
+        _ => Fault::TableLimit {
+            node: who,
+            headroom: rng.random_range(0..50),
+            length,
+        },
+    }
 }
 
-/// [`run`], then hands the settled pair to `inspect` (for debugging a failing seed).
-pub fn run_inspect(seed: u64, bug: Option<PlantedBug>, inspect: impl FnOnce(&Pair)) -> Outcome {
+/// Runs the schedule of `seed` in the mode [`Mode::of_seed`] gives it, optionally with a
+/// planted bug, and checks every invariant.
+pub fn run(seed: u64, bug: Option<PlantedBug>) -> Outcome {
+    run_mode(seed, Mode::of_seed(seed), bug)
+}
+
+/// Runs the schedule of `seed` in `mode`.
+pub fn run_mode(seed: u64, mode: Mode, bug: Option<PlantedBug>) -> Outcome {
+    run_inspect(seed, mode, bug, |_| {})
+}
+
+/// [`run_mode`], then hands the settled pair to `inspect` (for debugging a failing seed).
+pub fn run_inspect(
+    seed: u64,
+    mode: Mode,
+    bug: Option<PlantedBug>,
+    inspect: impl FnOnce(&Pair),
+) -> Outcome {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let configs = configs(&mut rng, bug);
+    let mut configs = configs(&mut rng, bug);
+    let model = match mode {
+        Mode::Stream | Mode::StreamVrrp => {
+            for config in &mut configs {
+                config.reliable_link = true;
+                if mode == Mode::StreamVrrp {
+                    config.role_authority = RoleAuthority::External;
+                }
+            }
+            LinkModel::Stream
+        }
+        Mode::Datagram => LinkModel::Datagram,
+    };
+    let advert_interval = configs[0].hello_interval;
     let faults = LinkFaults {
         loss: if rng.random_bool(0.5) {
             0.0
@@ -132,7 +230,10 @@ pub fn run_inspect(seed: u64, bug: Option<PlantedBug>, inspect: impl FnOnce(&Pai
         jitter: Duration::from_micros(rng.random_range(0..3000)),
     };
     let silence = configs[0].silence_timer;
-    let mut pair = Pair::new(configs, faults, rng.random());
+    let mut pair = Pair::with_link(configs, model, faults, rng.random());
+    if mode == Mode::StreamVrrp {
+        pair.enable_vrrp(advert_interval);
+    }
     if std::env::var_os("FAILOVERD_SIM_TRACE").is_some() {
         pair.trace = Some(Vec::new());
     }
@@ -141,13 +242,20 @@ pub fn run_inspect(seed: u64, bug: Option<PlantedBug>, inspect: impl FnOnce(&Pai
         .map(|_| {
             (
                 Duration::from_millis(rng.random_range(300..length.as_millis() as u64)),
-                random_fault(&mut rng),
+                match mode {
+                    Mode::Stream => random_stream_fault(&mut rng, false),
+                    Mode::StreamVrrp => random_stream_fault(&mut rng, true),
+                    Mode::Datagram => random_fault(&mut rng),
+                },
             )
         })
         .collect();
     schedule.sort_by_key(|(at, _)| *at);
     let mut restarts: Vec<(Instant, usize)> = Vec::new();
     let mut heal_at: Vec<Instant> = Vec::new();
+    let mut lan_heal_at: Vec<Instant> = Vec::new();
+    // When a node's table limit is lifted; a restart (a new, empty table) lifts it too.
+    let mut unlimit_at: Vec<(Instant, usize)> = Vec::new();
     let mut next_fault = 0;
     let end = Instant::ZERO + length;
     let traffic_gap = Duration::from_micros(rng.random_range(500..10_000));
@@ -159,6 +267,22 @@ pub fn run_inspect(seed: u64, bug: Option<PlantedBug>, inspect: impl FnOnce(&Pai
         restarts.retain(|&(at, node)| {
             if at <= now {
                 pair.restart(node);
+                false
+            } else {
+                true
+            }
+        });
+        unlimit_at.retain(|&(at, node)| {
+            if at <= now {
+                pair.nodes[node].table.set_capacity_limit(None);
+                false
+            } else {
+                true
+            }
+        });
+        lan_heal_at.retain(|&at| {
+            if at <= now {
+                pair.set_lan_partitioned(false);
                 false
             } else {
                 true
@@ -221,12 +345,37 @@ pub fn run_inspect(seed: u64, bug: Option<PlantedBug>, inspect: impl FnOnce(&Pai
                     pair.link.faults.loss = loss;
                     heal_at.push(now + length);
                 }
+                Fault::Reset => pair.reset_link("connection reset (injected)"),
+                Fault::LanPartition(length) => {
+                    pair.set_lan_partitioned(true);
+                    lan_heal_at.push(now + length);
+                }
+                Fault::Stall(length) => pair.link.stall(now + length),
+                Fault::RefuseApplies { node, ops } => {
+                    if let Some(i) = target(&pair, node) {
+                        pair.nodes[i]
+                            .table
+                            .refuse_next_ops(ops, ApplyError::TableFull);
+                    }
+                }
+                Fault::TableLimit {
+                    node,
+                    headroom,
+                    length,
+                } => {
+                    if let Some(i) = target(&pair, node) {
+                        let limit = pair.nodes[i].table.len() + headroom;
+                        pair.nodes[i].table.set_capacity_limit(Some(limit));
+                        unlimit_at.push((now + length, i));
+                    }
+                }
             }
         }
     }
 
     // Heal everything, let the pair settle without traffic, then demand a mirrored pair.
     pair.set_partitioned(false);
+    pair.set_lan_partitioned(false);
     pair.link.faults = LinkFaults {
         loss: 0.0,
         duplicate: 0.0,
@@ -234,6 +383,10 @@ pub fn run_inspect(seed: u64, bug: Option<PlantedBug>, inspect: impl FnOnce(&Pai
     };
     for i in 0..2 {
         pair.restart(i);
+        pair.nodes[i].table.set_capacity_limit(None);
+        pair.nodes[i]
+            .table
+            .refuse_next_ops(0, ApplyError::TableFull);
     }
     pair.run_for(2 * silence + Duration::from_secs(3));
     pair.check_settled();

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use failoverd_backends::SessionBackend;
-use failoverd_core::{Event, NodeConfig, Reason, RoleAuthority};
-use failoverd_sim::{LinkFaults, Pair};
+use failoverd_core::{ApplyError, Event, NodeConfig, NotReady, Reason, RoleAuthority};
+use failoverd_sim::{LinkFaults, LinkModel, Pair};
 use failoverd_wire::{NodeId, Role, SyncState};
 
 const A: usize = 0;
@@ -596,7 +596,7 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
         Role::Standby,
         "nobody forwards yet"
     );
-    pair.set_forwarding(A, true);
+    pair.set_forwarding(A, true, "VRRP (simulated)");
     for _ in 0..300 {
         pair.create_session(A);
     }
@@ -606,9 +606,9 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
         pair.update_random(A);
         pair.create_session(A);
     }
-    pair.set_forwarding(A, false);
+    pair.set_forwarding(A, false, "VRRP (simulated)");
     pair.run_for(ms(1));
-    pair.set_forwarding(B, true);
+    pair.set_forwarding(B, true, "VRRP (simulated)");
     pair.run_for(ms(2000));
     let b = &pair.nodes[B];
     assert_eq!(b.core.role(), Role::Active);
@@ -660,7 +660,7 @@ fn vrrp_pair_with_sessions(sessions: usize) -> (Pair, Vec<failoverd_wire::Sessio
         1,
     );
     pair.run_for(ms(2000));
-    pair.set_forwarding(A, true);
+    pair.set_forwarding(A, true, "VRRP (simulated)");
     let keys: Vec<_> = (0..sessions).map(|_| pair.create_session(A)).collect();
     pair.run_for(ms(500));
     assert!(keys.iter().all(|k| pair.nodes[A].core.is_replicated(k)));
@@ -682,8 +682,8 @@ fn a_live_peers_flush_at_a_vrrp_fault_does_not_wipe_the_new_master() {
             pair.run_for(ms(20));
             assert_eq!(pair.nodes[B].table.len(), 1000, "the deletes are held");
         }
-        pair.set_forwarding(A, false);
-        pair.set_forwarding(B, true);
+        pair.set_forwarding(A, false, "VRRP (simulated)");
+        pair.set_forwarding(B, true, "VRRP (simulated)");
         pair.run_for(ms(2000));
         let b = &pair.nodes[B];
         assert_eq!(b.core.role(), Role::Active);
@@ -709,8 +709,8 @@ fn a_planned_vrrp_handover_applies_the_peers_last_deletes() {
         pair.delete_random(A);
     }
     pair.run_for(ms(20));
-    pair.set_forwarding(A, false);
-    pair.set_forwarding(B, true);
+    pair.set_forwarding(A, false, "VRRP (simulated)");
+    pair.set_forwarding(B, true, "VRRP (simulated)");
     pair.run_for(ms(2000));
     let b = &pair.nodes[B];
     assert_eq!(b.core.role(), Role::Active);
@@ -748,6 +748,152 @@ fn resyncs_after_a_flood_of_overruns_back_off() {
     );
     assert!(stats.resyncs_deferred >= 1);
     pair.run_for(ms(10_000));
+    pair.check_settled();
+    assert_clean(&pair);
+}
+
+/// Keys of the sessions `owner` holds that `holder` lacks or holds differently.
+fn not_mirrored(pair: &Pair, owner: usize, holder: usize) -> Vec<failoverd_wire::SessionKey> {
+    pair.nodes[owner]
+        .owned()
+        .into_iter()
+        .filter(|r| pair.nodes[holder].table.get(&r.key) != Some(r))
+        .map(|r| r.key)
+        .collect()
+}
+
+/// Finding 2 (issue 10): ops the standby's table refuses are never acknowledged as applied, so
+/// the active does not count them replicated; they are tried again with a backoff, and once the
+/// table accepts them again the standby is ready within one retry, without a link drop.
+#[test]
+fn refused_applies_are_never_acknowledged_and_are_retried_until_they_apply() {
+    let mut pair = pair();
+    settle(&mut pair);
+    let retry = pair.nodes[B].core.config().retransmit_timeout;
+    // ENOMEM from the kernel table: 100 of the next 1,000 ops are refused.
+    pair.nodes[B]
+        .table
+        .refuse_next_ops(100, ApplyError::TableFull);
+    let keys: Vec<_> = (0..1000).map(|_| pair.create_session(A)).collect();
+    pair.run_for(retry / 4);
+    let missing = not_mirrored(&pair, A, B);
+    assert!(
+        keys[..100].iter().all(|k| missing.contains(k)),
+        "the first 100 ops B applies are refused"
+    );
+    // Batches after a refused op are applied but not acknowledged, so the window of batches
+    // in flight fills and A holds back the rest: all of them are not replicated.
+    for key in &missing {
+        assert!(
+            !pair.nodes[A].core.is_replicated(key),
+            "{key} was refused by the standby's table, yet counted as replicated"
+        );
+    }
+    assert_eq!(
+        pair.nodes[B].core.not_ready_reasons(),
+        [NotReady::ApplyFailed]
+    );
+    // The refusals stopped with the 100th op: the first retry applies everything.
+    pair.run_for(retry + retry / 4);
+    assert!(not_mirrored(&pair, A, B).is_empty());
+    assert!(keys.iter().all(|k| pair.nodes[A].core.is_replicated(k)));
+    assert!(pair.nodes[B].core.is_ready());
+
+    // Refusals that last: retries back off, and the first one after they stop succeeds.
+    pair.nodes[B]
+        .table
+        .refuse_next_ops(usize::MAX, ApplyError::Refused("EBUSY".into()));
+    for _ in 0..100 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(5000));
+    assert_eq!(not_mirrored(&pair, A, B).len(), 100);
+    assert!(!pair.nodes[B].core.is_ready());
+    pair.nodes[B]
+        .table
+        .refuse_next_ops(0, ApplyError::TableFull);
+    let longest_wait = retry * 8;
+    pair.run_for(longest_wait + ms(10));
+    assert!(not_mirrored(&pair, A, B).is_empty());
+    assert!(pair.nodes[B].core.is_ready());
+    for i in [A, B] {
+        assert_eq!(
+            states(&pair, i).len(),
+            3,
+            "node {i}: no link drop, no state change after synchronizing"
+        );
+    }
+    assert_clean(&pair);
+}
+
+/// VRRP as the role authority, as the daemon wires it: one group per node, adverts over a LAN
+/// apart from the failover link. Cutting the failover link alone never makes two masters;
+/// a returning higher-priority node preempts only once ready (it holds the peer's sessions).
+#[test]
+fn vrrp_keeps_one_master_with_the_failover_link_cut_and_preempts_only_once_ready() {
+    let external = |c: NodeConfig| NodeConfig {
+        role_authority: RoleAuthority::External,
+        reliable_link: true,
+        ..c
+    };
+    let [a, b] = configs(200, 100);
+    let mut pair = Pair::with_link(
+        [external(a), external(b)],
+        LinkModel::Stream,
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    pair.enable_vrrp(ms(50));
+    settle(&mut pair);
+    assert_eq!(pair.nodes[A].core.role(), Role::Active);
+    for _ in 0..200 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(100));
+    pair.set_partitioned(true);
+    for _ in 0..200 {
+        pair.run_for(ms(10));
+        let active = [A, B]
+            .iter()
+            .filter(|&&i| pair.nodes[i].core.role() == Role::Active)
+            .count();
+        assert_eq!(active, 1, "the failover link is cut, the LAN is not");
+    }
+    pair.set_partitioned(false);
+    pair.run_for(ms(2000));
+    pair.crash(A);
+    pair.run_for(ms(1000));
+    assert_eq!(pair.nodes[B].core.role(), Role::Active);
+    for _ in 0..200 {
+        pair.create_session(B);
+    }
+    pair.restart(A);
+    pair.run_for(ms(5000));
+    assert_eq!(pair.nodes[A].core.role(), Role::Active, "A preempts");
+    let events = &pair.nodes[A].events;
+    let ready_at = events
+        .iter()
+        .find(|(_, e)| matches!(e, Event::BulkReceived { .. }))
+        .map(|(at, _)| *at)
+        .expect("A received B's bulk sync");
+    let active_at = events
+        .iter()
+        .find(|(_, e)| {
+            matches!(
+                e,
+                Event::RoleChanged {
+                    to: Role::Active,
+                    ..
+                }
+            )
+        })
+        .map(|(at, _)| *at)
+        .expect("A became active");
+    assert!(
+        active_at >= ready_at,
+        "A took over at {active_at:?}, before it was ready at {ready_at:?}"
+    );
+    assert!(pair.nodes[A].table.len() >= 400);
     pair.check_settled();
     assert_clean(&pair);
 }

@@ -1,10 +1,11 @@
 //! Randomized fault schedules with invariant checks, and proof that the checks can fail.
 //!
-//! `FAILOVERD_SIM_SCHEDULES=N` runs N schedules instead of the default 1,000;
+//! `FAILOVERD_SIM_SCHEDULES=N` runs N schedules instead of the default 1,000, over every
+//! core, the seeds dealt out over the modes (`schedule::Mode::of_seed`);
 //! `FAILOVERD_SIM_SEED=S` replays one seed and prints its faults and violations.
 
 use failoverd_core::PlantedBug;
-use failoverd_sim::schedule;
+use failoverd_sim::schedule::{self, Mode};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
@@ -17,7 +18,11 @@ fn env_u64(name: &str) -> Option<u64> {
 fn randomized_schedules_keep_every_invariant() {
     if let Some(seed) = env_u64("FAILOVERD_SIM_SEED") {
         let outcome = schedule::run(seed, None);
-        println!("seed {seed}: faults {:?}", outcome.faults);
+        println!(
+            "seed {seed} ({:?}): faults {:?}",
+            Mode::of_seed(seed),
+            outcome.faults
+        );
         assert!(
             outcome.violations.is_empty(),
             "seed {seed}: {:#?}",
@@ -26,22 +31,60 @@ fn randomized_schedules_keep_every_invariant() {
         return;
     }
     let count = env_u64("FAILOVERD_SIM_SCHEDULES").unwrap_or(1000);
-    let mut failures = Vec::new();
+    // The seeds are dealt out over every core: seed s runs on thread s % threads.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let started = std::time::Instant::now();
+    let results: Vec<(Vec<Failure>, [u64; 3], u64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let mut failures = Vec::new();
+                    let mut per_mode = [0; 3];
+                    let mut split_brains = 0;
+                    for seed in (thread..count).step_by(threads as usize) {
+                        let mode = Mode::of_seed(seed);
+                        per_mode[Mode::ALL.iter().position(|m| *m == mode).unwrap_or(0)] += 1;
+                        let outcome = schedule::run(seed, None);
+                        split_brains += u64::from(outcome.split_brain);
+                        if !outcome.violations.is_empty() {
+                            failures.push((seed, mode, outcome.faults, outcome.violations));
+                        }
+                    }
+                    (failures, per_mode, split_brains)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a schedule panicked"))
+            .collect()
+    });
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut per_mode = [0; 3];
     let mut split_brains = 0;
-    for seed in 0..count {
-        let outcome = schedule::run(seed, None);
-        split_brains += u64::from(outcome.split_brain);
-        if !outcome.violations.is_empty() {
-            failures.push((seed, outcome.faults, outcome.violations));
+    for (f, modes, brains) in results {
+        failures.extend(f);
+        for (total, n) in per_mode.iter_mut().zip(modes) {
+            *total += n;
         }
+        split_brains += brains;
     }
+    failures.sort_by_key(|f| f.0);
     println!(
-        "{count} schedules run, {} failed; {split_brains} had a split brain (tables not compared)",
+        "{count} schedules run on {threads} threads in {:.1?} ({} {:?}), {} failed; \
+         {split_brains} had a split brain (tables not compared)",
+        started.elapsed(),
+        per_mode
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("/"),
+        Mode::ALL,
         failures.len()
     );
-    for (seed, faults, violations) in failures.iter().take(5) {
+    for (seed, mode, faults, violations) in failures.iter().take(5) {
         println!(
-            "replay with FAILOVERD_SIM_SEED={seed}\n  faults: {faults:?}\n  violations: {violations:#?}"
+            "replay with FAILOVERD_SIM_SEED={seed} ({mode:?})\n  faults: {faults:?}\n  violations: {violations:#?}"
         );
     }
     assert!(
@@ -51,6 +94,14 @@ fn randomized_schedules_keep_every_invariant() {
         failures.iter().map(|f| f.0).take(20).collect::<Vec<_>>()
     );
 }
+
+/// A failing schedule: its seed, mode, faults and violations.
+type Failure = (
+    u64,
+    Mode,
+    Vec<(std::time::Duration, schedule::Fault)>,
+    Vec<String>,
+);
 
 /// Each planted bug must be caught within the schedules a normal run plays.
 fn caught(bug: PlantedBug) -> u64 {
@@ -78,4 +129,29 @@ fn planted_skipped_sweep_is_caught() {
 #[test]
 fn planted_takeover_before_ready_is_caught() {
     caught(PlantedBug::TakeOverBeforeReady);
+}
+
+/// Finding 13 (issue 10): three of 10,000 schedules failed, each with a switchover. The new
+/// active deleted sessions the old active held labelled as its own; the deletes were lost with
+/// a stream restart (a resync, or held deletes dropped by a new bulk sync), and the bulk's sweep
+/// removed only entries labelled with the new active's id. Now the node that hands over
+/// relabels its copies as the new active's. The seeds replay the same schedules as then (the
+/// datagram mode's generator is unchanged).
+#[test]
+fn switchover_seeds_that_left_a_stale_copy_keep_every_invariant() {
+    for (seed, switchover_at_ms) in [(3746, 2212), (7360, 4658), (1385, 4100)] {
+        let outcome = schedule::run_mode(seed, Mode::Datagram, None);
+        assert!(
+            outcome.faults.iter().any(|(at, fault)| {
+                *fault == schedule::Fault::Switchover && at.as_millis() == switchover_at_ms
+            }),
+            "seed {seed} no longer replays its schedule: {:?}",
+            outcome.faults
+        );
+        assert!(
+            outcome.violations.is_empty(),
+            "seed {seed}: {:#?}",
+            outcome.violations
+        );
+    }
 }

@@ -18,11 +18,101 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::pin;
 use std::task::{Context, Waker};
 
-use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord, TcpState};
+use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord, TcpState, Tuple};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 use super::{ApplyError, ApplyReport, BackendError, LocalError, SessionBackend, sample_record};
+
+/// `IPS_*` status bits that say something about the session itself, the same on every node
+/// that holds it: SEEN_REPLY, ASSURED and the NAT bits (derived by the kernel from the NAT both
+/// nodes carry). The rest are the table's own: CONFIRMED, DYING, EXPECTED, TEMPLATE, UNTRACKED,
+/// SEQ_ADJUST (derived from the sequence adjustment), FIXED_TIMEOUT, HELPER and the offload bits.
+pub const COMPARED_STATUS: u32 = (1 << 1) // SEEN_REPLY
+    | (1 << 2) // ASSURED
+    | (1 << 4) // SRC_NAT
+    | (1 << 5) // DST_NAT
+    | (1 << 7) // SRC_NAT_DONE
+    | (1 << 8); // DST_NAT_DONE
+
+/// The fields on which two nodes' copies of a session must agree: the one list every "tables
+/// equal" check compares (these rules, the simulation's settled pair, the end-to-end tests'
+/// kernel tables). Left out is what each table keeps for itself: the timeout (counted down
+/// locally), counters, id and use count (not in a record), the owner (each node's bookkeeping,
+/// compared separately where it matters) and the status bits outside [`COMPARED_STATUS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ComparedFields {
+    /// Zone, protocol and original tuple.
+    pub key: SessionKey,
+    /// The reply tuple: NAT.
+    pub reply: Tuple,
+    /// The connection mark.
+    pub mark: u32,
+    /// The connection labels.
+    pub labels: [u8; 16],
+    /// The status bits in [`COMPARED_STATUS`].
+    pub status: u32,
+    /// The TCP tracking state (not the window flags: a kernel adds its own).
+    pub tcp_state: TcpState,
+}
+
+impl ComparedFields {
+    /// The compared fields of `record`.
+    pub fn of(record: &SessionRecord) -> Self {
+        Self {
+            key: record.key,
+            reply: record.reply,
+            mark: record.mark,
+            labels: record.labels,
+            status: record.status & COMPARED_STATUS,
+            tcp_state: record.tcp.state,
+        }
+    }
+}
+
+/// Where two tables differ on the compared fields: the sessions only `a` holds, those only `b`
+/// holds, and those both hold with different fields, by key, sorted. Empty when the tables are
+/// equal.
+pub fn table_differences<'r>(
+    a: impl IntoIterator<Item = &'r SessionRecord>,
+    b: impl IntoIterator<Item = &'r SessionRecord>,
+) -> TableDifferences {
+    let index = |records: &mut dyn Iterator<Item = &'r SessionRecord>| {
+        records
+            .map(|r| (r.key, ComparedFields::of(r)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let a = index(&mut a.into_iter());
+    let b = index(&mut b.into_iter());
+    let mut differences = TableDifferences::default();
+    for (key, fields) in &a {
+        match b.get(key) {
+            None => differences.only_in_a.push(*key),
+            Some(other) if other != fields => differences.different.push(*key),
+            Some(_) => {}
+        }
+    }
+    differences.only_in_b = b.keys().filter(|k| !a.contains_key(k)).copied().collect();
+    differences
+}
+
+/// See [`table_differences`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableDifferences {
+    /// Sessions only the first table holds.
+    pub only_in_a: Vec<SessionKey>,
+    /// Sessions only the second table holds.
+    pub only_in_b: Vec<SessionKey>,
+    /// Sessions both hold, with different compared fields.
+    pub different: Vec<SessionKey>,
+}
+
+impl TableDifferences {
+    /// The tables are equal on the compared fields.
+    pub fn is_empty(&self) -> bool {
+        self.only_in_a.is_empty() && self.only_in_b.is_empty() && self.different.is_empty()
+    }
+}
 
 /// What a backend's tests provide so the rules can drive it.
 pub trait Harness {
@@ -49,6 +139,14 @@ pub trait Harness {
 
     /// Makes the backend lose change events, so that its next `poll_changes` reports an overrun.
     fn force_overrun(&mut self);
+
+    /// Fills the table by local activity up to the limit it has anyway, without lowering it,
+    /// and returns the key of one filler (deleting it makes room for one entry). A kernel
+    /// harness fills its own network namespace up to the unchanged, host-wide
+    /// `nf_conntrack_max` (the count is per namespace) with entries the backend does not
+    /// replicate, so dumps leave them out; the memory harness sets a limit of its own. The
+    /// fillers' change events are consumed.
+    fn fill_to_limit(&mut self) -> SessionKey;
 
     /// The `i`-th test record, owned by `owner`; distinct `i` give distinct keys (and distinct
     /// reply tuples, which a kernel also requires). The default is [`sample_record`].
@@ -96,6 +194,7 @@ macro_rules! session_backend_conformance {
             local_activity_takes_ownership,
             failed_local_commands_change_nothing,
             a_full_table_refuses_only_new_entries,
+            a_table_filled_to_its_own_limit_refuses_until_room_is_made,
             an_overrun_is_reported_once_then_events_flow,
             sweep_removes_only_stale_entries_of_the_owner,
             adopt_moves_ownership,
@@ -460,6 +559,45 @@ pub fn a_full_table_refuses_only_new_entries<H: Harness>(mut make: impl FnMut() 
         dump(&mut h),
         expect(&h, [replaced, r[2].clone(), r[4].clone()])
     );
+}
+
+/// A table filled up to the limit it has anyway (for a kernel, the unchanged `nf_conntrack_max`)
+/// refuses a new entry from `apply` with `TableFull`, by index, and applies the rest of the
+/// batch; the same op applies once local activity made room. The core retries refused ops on
+/// that promise.
+pub fn a_table_filled_to_its_own_limit_refuses_until_room_is_made<H: Harness>(
+    mut make: impl FnMut() -> H,
+) {
+    let mut h = make();
+    let peer = peer_of(h.backend().local_node());
+    let existing = h.sample_record(0, peer);
+    assert_eq!(
+        apply(&mut h, &[SessionOp::Upsert(existing.clone())]),
+        report(1, 0, 0)
+    );
+    let filler = h.fill_to_limit();
+    let mut replaced = existing.clone();
+    replaced.mark = 77;
+    let new = h.sample_record(1, peer);
+    let ops = [
+        SessionOp::Upsert(new.clone()),
+        SessionOp::Upsert(replaced.clone()),
+    ];
+    assert_eq!(
+        apply(&mut h, &ops),
+        ApplyReport {
+            applied: 1,
+            not_found: 0,
+            skipped_not_owner: 0,
+            failed: vec![(0, ApplyError::TableFull)],
+        },
+        "a full table refuses the new entry and still replaces the existing one"
+    );
+    let peers = |h: &mut H| -> Vec<_> { dump(h).into_iter().filter(|r| r.owner == peer).collect() };
+    assert_eq!(peers(&mut h), expect(&h, [replaced.clone()]));
+    h.local_delete(&filler).expect("delete a filler");
+    assert_eq!(apply(&mut h, &ops), report(2, 0, 0), "room was made");
+    assert_eq!(peers(&mut h), expect(&h, [new, replaced]));
 }
 
 /// A forced overrun surfaces as `Err(Overrun)` once, before any further event; then events flow
@@ -842,4 +980,45 @@ fn check_history<H: Harness>(
     let owned_locally = owned_locally.into_iter().filter(|r| r.owner == local);
     prop_assert_eq!(expect(h, replayed), expect(h, owned_locally));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_compare_on_the_listed_fields_only() {
+        let a = sample_record(1, NodeId(1));
+        let mut local_only = a.clone();
+        local_only.timeout_secs += 100;
+        local_only.owner = NodeId(2);
+        local_only.status ^= 1 << 3; // CONFIRMED
+        local_only.tcp.flags_orig ^= 0x08; // a kernel's own window flag
+        assert!(table_differences([&a], [&local_only]).is_empty());
+        let changes: [fn(&mut SessionRecord); 6] = [
+            |r| r.mark ^= 1,
+            |r| r.labels[0] ^= 1,
+            |r| r.status ^= 1 << 2, // ASSURED
+            |r| r.tcp.state = TcpState(r.tcp.state.0 ^ 1),
+            |r| r.reply.dst_port ^= 1,
+            |r| r.key.zone ^= 1,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut b = a.clone();
+            change(&mut b);
+            let differences = table_differences([&a], [&b]);
+            assert!(!differences.is_empty(), "change {i} went unseen");
+        }
+        let other = sample_record(2, NodeId(1));
+        let mut b = a.clone();
+        b.mark ^= 1;
+        assert_eq!(
+            table_differences([&a, &other], [&b]),
+            TableDifferences {
+                only_in_a: vec![other.key],
+                only_in_b: vec![],
+                different: vec![a.key],
+            }
+        );
+    }
 }

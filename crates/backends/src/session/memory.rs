@@ -41,6 +41,8 @@ pub struct MemoryBackend {
     local: NodeId,
     table: Table,
     capacity_limit: Option<usize>,
+    /// Injected refusals: how many more ops `apply` refuses, and with what.
+    refusals: Option<(usize, ApplyError)>,
     changes: VecDeque<SessionOp>,
     queue_limit: usize,
     /// `Some(dropped)` while an overrun is waiting to be reported: events dropped since.
@@ -61,7 +63,8 @@ pub struct MemoryStats {
     pub not_found: u64,
     /// Peer removes skipped because another node owns the entry.
     pub skipped_not_owner: u64,
-    /// New entries refused because the table was full, by `apply` or by a local create.
+    /// Ops refused: new entries because the table was full, by `apply` or by a local create,
+    /// and ops refused by injection ([`MemoryBackend::refuse_next_ops`]).
     pub refused: u64,
     /// Entries deleted by sweeps.
     pub swept: u64,
@@ -84,6 +87,7 @@ impl MemoryBackend {
             local,
             table: Table::default(),
             capacity_limit: None,
+            refusals: None,
             changes: VecDeque::new(),
             queue_limit: DEFAULT_QUEUE_LIMIT,
             overrun: None,
@@ -190,6 +194,14 @@ impl MemoryBackend {
         Ok(record)
     }
 
+    /// Fault injection: refuses the next `ops` ops handed to [`apply`](SessionBackend::apply),
+    /// whatever they are, with `error`, and changes nothing for them: as a kernel table does
+    /// under memory pressure (ENOMEM), with a busy helper (EBUSY) or full label storage
+    /// (ENOSPC). Zero lifts a refusal still in force.
+    pub fn refuse_next_ops(&mut self, ops: usize, error: ApplyError) {
+        self.refusals = (ops > 0).then_some((ops, error));
+    }
+
     /// Fault injection: loses every queued event, as an overflowing netlink socket does, so the
     /// next `poll_changes` reports an overrun.
     pub fn inject_overrun(&mut self) {
@@ -236,6 +248,14 @@ impl SessionBackend for MemoryBackend {
         let mut report = ApplyReport::default();
         let mut removed = 0;
         for (index, op) in ops.iter().enumerate() {
+            if let Some((left, error)) = &mut self.refusals {
+                report.failed.push((index, error.clone()));
+                *left -= 1;
+                if *left == 0 {
+                    self.refusals = None;
+                }
+                continue;
+            }
             match op {
                 SessionOp::Upsert(record) => {
                     match self.table.insert(record, self.capacity_limit, true) {
@@ -266,7 +286,6 @@ impl SessionBackend for MemoryBackend {
         self.stats.removed += removed;
         self.stats.not_found += report.not_found as u64;
         self.stats.skipped_not_owner += report.skipped_not_owner as u64;
-        // The memory table fails an op only when it is full.
         self.stats.refused += report.failed.len() as u64;
         report
     }
@@ -514,6 +533,30 @@ mod tests {
             self.0.inject_overrun();
         }
 
+        fn fill_to_limit(&mut self) -> SessionKey {
+            const LIMIT: usize = 1000;
+            self.0.set_capacity_limit(Some(LIMIT));
+            let local = self.0.local_node();
+            let first = 1_000_000;
+            let mut next = first;
+            while self
+                .0
+                .create_local(crate::session::sample_record(next, local))
+                .is_ok()
+            {
+                next += 1;
+            }
+            assert_eq!(self.0.len(), LIMIT);
+            let mut events = Vec::new();
+            while self
+                .0
+                .poll_changes(&mut events, usize::MAX)
+                .expect("no overrun")
+                > 0
+            {}
+            crate::session::sample_record(first, local).key
+        }
+
         // The memory table stores every field, so the records exercise the ones a kernel may
         // refuse without a matching ruleset or helper module.
         fn sample_record(&self, i: u32, owner: NodeId) -> SessionRecord {
@@ -536,6 +579,34 @@ mod tests {
 
     fn record(i: u32) -> SessionRecord {
         crate::session::sample_record(i, PEER)
+    }
+
+    #[test]
+    fn injected_refusals_refuse_the_next_ops_whatever_they_are_then_stop() {
+        let mut backend = MemoryBackend::new(LOCAL);
+        backend.apply(&[SessionOp::Upsert(record(0))]);
+        let busy = ApplyError::Refused("EBUSY (injected)".into());
+        backend.refuse_next_ops(2, busy.clone());
+        let ops = [
+            SessionOp::RemoveAny { key: record(0).key },
+            SessionOp::Upsert(record(1)),
+            SessionOp::Upsert(record(2)),
+        ];
+        let report = backend.apply(&ops);
+        assert_eq!(report.failed, vec![(0, busy.clone()), (1, busy)]);
+        assert_eq!(report.applied, 1);
+        let mut keys: Vec<_> = backend.iter().map(|r| r.key).collect();
+        keys.sort();
+        let mut want = vec![record(0).key, record(2).key];
+        want.sort();
+        assert_eq!(keys, want, "refused ops changed nothing");
+        assert_eq!(backend.apply(&ops).failed, [], "the refusals stopped");
+        assert_eq!(backend.len(), 2);
+        backend.refuse_next_ops(usize::MAX, ApplyError::TableFull);
+        assert_eq!(backend.apply(&ops[..1]).failed.len(), 1);
+        backend.refuse_next_ops(0, ApplyError::TableFull);
+        assert_eq!(backend.apply(&ops[..1]).failed, [], "lifted");
+        assert_eq!(backend.stats().refused, 3);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+pub use failoverd_core::ApplyError;
 use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord};
 
 #[cfg(any(test, feature = "conformance"))]
@@ -174,19 +175,6 @@ pub struct ApplyReport {
     pub skipped_not_owner: usize,
     /// Ops the table refused, by index into the batch, in batch order.
     pub failed: Vec<(usize, ApplyError)>,
-}
-
-/// Why a backend refused one op of a batch. The rest of the batch is applied regardless.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApplyError {
-    /// The table is at its size limit (`nf_conntrack_max` for the kernel), so a new entry was
-    /// refused. Replacing an existing entry never fails this way.
-    #[error("session table full: new entry refused")]
-    TableFull,
-    /// The table refused the entry for another reason, given by the backend (for a kernel
-    /// backend, the errno and the attribute it concerns).
-    #[error("session entry refused: {0}")]
-    Refused(String),
 }
 
 /// Why a local-activity command (an operator's `failoverctl sessions add`, the demo's traffic

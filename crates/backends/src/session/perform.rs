@@ -22,11 +22,8 @@ pub fn perform<B: SessionBackend>(
             let report = backend.apply(&ops);
             let result = ActionResult::Applied {
                 applied: (ops.len() - report.failed.len()) as u64,
-                failed: report.failed.len() as u64,
-                first_error: report
-                    .failed
-                    .first()
-                    .map(|(index, error)| format!("{error} ({})", ops[*index].key())),
+                refused: report.failed,
+                ops,
             };
             (token, result)
         }
@@ -37,10 +34,9 @@ pub fn perform<B: SessionBackend>(
                 .map_err(|e| e.to_string());
             (token, ActionResult::Swept(swept))
         }
-        Action::Adopt { token, from } => {
-            let local = backend.local_node();
+        Action::Adopt { token, from, to } => {
             let adopted = backend
-                .adopt(from, local)
+                .adopt(from, to)
                 .map(|n| n as u64)
                 .map_err(|e| e.to_string());
             (token, ActionResult::Adopted(adopted))
@@ -60,38 +56,35 @@ pub fn perform<B: SessionBackend>(
 mod tests {
     use super::*;
     use crate::MemoryBackend;
-    use crate::session::sample_record;
+    use crate::session::{ApplyError, sample_record};
     use failoverd_wire::{NodeId, SessionOp};
 
     #[test]
-    fn apply_reports_refusals_with_the_session() {
+    fn apply_reports_which_ops_were_refused_and_hands_the_ops_back() {
         let mut backend = MemoryBackend::new(NodeId(1)).with_capacity_limit(1);
         let ops = vec![
             SessionOp::Upsert(sample_record(1, NodeId(2))),
             SessionOp::Upsert(sample_record(2, NodeId(2))),
         ];
-        let second = ops[1].key().to_string();
         let Some((
             _,
             ActionResult::Applied {
+                ops: handed_back,
                 applied,
-                failed,
-                first_error,
+                refused,
             },
         )) = perform(
             &mut backend,
             Action::Apply {
                 token: Token(0),
-                ops,
+                ops: ops.clone(),
             },
         )
         else {
             panic!("not an apply result");
         };
-        assert_eq!((applied, failed), (1, 1));
-        assert_eq!(
-            first_error,
-            Some(format!("session table full: new entry refused ({second})"))
-        );
+        assert_eq!(applied, 1);
+        assert_eq!(refused, vec![(1, ApplyError::TableFull)]);
+        assert_eq!(handed_back, ops);
     }
 }

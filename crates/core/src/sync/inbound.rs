@@ -1,7 +1,7 @@
 //! Receiving the peer's sessions: batches accepted strictly in order, applied in bounded slices,
 //! acknowledged once applied; a bulk sync ends with a sweep of what it did not mention.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use failoverd_wire::{
@@ -58,7 +58,15 @@ pub(crate) struct Inbound {
     peer: NodeId,
     epoch: Option<u32>,
     received: u64,
+    /// What we acknowledge as applied: never past a batch with an op the backend refused.
     applied: u64,
+    /// The last batch handed to the backend and done, refused ops or not.
+    done: u64,
+    /// Ops the backend refused and no later op of the same session replaced, by session: tried
+    /// again when [`retry_due`](Self::retry_due) says so. Later batches are applied meanwhile
+    /// (deletes among them may make room), but not acknowledged.
+    refused: HashMap<SessionKey, SessionOp>,
+    retry_due: bool,
     queue: VecDeque<Received>,
     /// Batches that arrived ahead of a gap, by sequence number.
     reordered: BTreeMap<u64, Received>,
@@ -79,6 +87,9 @@ impl Inbound {
             epoch: None,
             received: 0,
             applied: 0,
+            done: 0,
+            refused: HashMap::new(),
+            retry_due: false,
             queue: VecDeque::new(),
             reordered: BTreeMap::new(),
             keep: None,
@@ -98,6 +109,9 @@ impl Inbound {
         self.epoch = None;
         self.received = 0;
         self.applied = 0;
+        self.done = 0;
+        self.refused.clear();
+        self.retry_due = false;
         self.queue.clear();
         self.reordered.clear();
         self.keep = None;
@@ -284,6 +298,13 @@ impl Inbound {
     /// The next slice of backend work: consecutive batches merged up to `max_ops`, never past
     /// the end of a bulk (its sweep must come before anything later).
     pub(crate) fn next_work(&mut self, max_ops: usize) -> Option<InboundWork> {
+        if std::mem::take(&mut self.retry_due) && !self.refused.is_empty() {
+            return Some(InboundWork::Apply {
+                ops: self.refused.drain().map(|(_, op)| op).collect(),
+                last_seq: self.done,
+                bulk_end: false,
+            });
+        }
         let first = self.queue.pop_front()?;
         let mut ops = first.ops;
         let mut last_seq = first.seq;
@@ -307,7 +328,45 @@ impl Inbound {
         })
     }
 
-    /// The apply of batches up to `last_seq` finished. Returns the sweep that ends a bulk.
+    /// The backend did `ops`, refusing those at the indices in `refused`: a refused op waits
+    /// for a retry unless a later op of the same session replaces it, and one that applies
+    /// replaces an earlier refusal. Returns whether refused ops wait.
+    pub(crate) fn record_refusals(&mut self, ops: Vec<SessionOp>, refused: &[usize]) -> bool {
+        if refused.is_empty() && self.refused.is_empty() {
+            return false;
+        }
+        let mut refused = refused.iter().copied().peekable();
+        for (index, op) in ops.into_iter().enumerate() {
+            if refused.next_if_eq(&index).is_some() {
+                self.refused.insert(*op.key(), op);
+            } else {
+                self.refused.remove(op.key());
+            }
+        }
+        !self.refused.is_empty()
+    }
+
+    /// The refused ops may be tried again: they are the next work.
+    pub(crate) fn retry_refused(&mut self) {
+        self.retry_due = true;
+    }
+
+    /// Ops the backend refused are not applied yet.
+    pub(crate) fn has_refused(&self) -> bool {
+        !self.refused.is_empty()
+    }
+
+    /// Acknowledges everything done, unless refused ops wait.
+    fn advance_applied(&mut self, last_seq: u64) {
+        self.done = self.done.max(last_seq);
+        if self.refused.is_empty() && self.applied < self.done {
+            self.applied = self.done;
+            self.ack_due = true;
+        }
+    }
+
+    /// The apply of batches up to `last_seq` finished (its refusals recorded with
+    /// [`record_refusals`](Self::record_refusals)). Returns the sweep that ends a bulk.
     pub(crate) fn applied(
         &mut self,
         last_seq: u64,
@@ -321,14 +380,15 @@ impl Inbound {
             }
             return Some(InboundWork::Sweep { keep, last_seq });
         }
-        self.applied = self.applied.max(last_seq);
+        self.advance_applied(last_seq);
         self.ack_due = true;
         None
     }
 
-    /// The sweep that ends the bulk finished: we hold the peer's sessions.
+    /// The sweep that ends the bulk finished: we hold the peer's sessions (once refused ops,
+    /// if any, are applied: see [`has_refused`](Self::has_refused)).
     pub(crate) fn swept(&mut self, last_seq: u64) {
-        self.applied = self.applied.max(last_seq);
+        self.advance_applied(last_seq);
         self.complete = true;
         self.ack_due = true;
     }
@@ -447,6 +507,63 @@ mod tests {
                 applied: 3
             })
         );
+    }
+
+    #[test]
+    fn refused_ops_hold_back_the_ack_until_retried_or_replaced() {
+        let peer = NodeId(2);
+        let mut stats = Stats::default();
+        let mut inbound = Inbound::new(Duration::ZERO);
+        inbound.reset(peer, &mut stats);
+        let (r1, r2) = (record(1, peer), record(2, peer));
+        let bulk = BatchFlags::BULK_BEGIN | BatchFlags::BULK_END;
+        receive(&mut inbound, &frame(9, 1, bulk, &[]), &mut stats);
+        receive(
+            &mut inbound,
+            &frame(9, 2, 0, &[r1.clone(), r2.clone()]),
+            &mut stats,
+        );
+        receive(
+            &mut inbound,
+            &frame(9, 3, 0, std::slice::from_ref(&r2)),
+            &mut stats,
+        );
+        let apply = |inbound: &mut Inbound, refused: &[usize]| {
+            let Some(InboundWork::Apply {
+                ops,
+                last_seq,
+                bulk_end,
+            }) = inbound.next_work(1)
+            else {
+                panic!("no apply work");
+            };
+            let keys: Vec<_> = ops.iter().map(|op| *op.key()).collect();
+            inbound.record_refusals(ops, refused);
+            if let Some(InboundWork::Sweep { last_seq, .. }) =
+                inbound.applied(last_seq, bulk_end, false)
+            {
+                inbound.swept(last_seq);
+            }
+            keys
+        };
+        apply(&mut inbound, &[]);
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(1));
+        // Both ops of batch 2 refused: nothing past batch 1 is acknowledged as applied.
+        apply(&mut inbound, &[0, 1]);
+        assert!(inbound.has_refused());
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(1));
+        // Batch 3 replaces r2's refused upsert; r1's still waits.
+        apply(&mut inbound, &[]);
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(1));
+        assert!(inbound.next_work(100).is_none(), "the retry is not due yet");
+        inbound.retry_refused();
+        assert_eq!(
+            apply(&mut inbound, &[]),
+            [r1.key],
+            "only what was not replaced"
+        );
+        assert!(!inbound.has_refused());
+        assert_eq!(inbound.take_ack().map(|a| a.applied), Some(3));
     }
 
     #[test]
