@@ -81,6 +81,7 @@
 
 mod command;
 mod events;
+mod owner;
 mod socket;
 mod sysctl;
 mod wire;
@@ -97,6 +98,8 @@ use ipnet::IpNet;
 
 use self::command::Command;
 use self::events::{PeerEntry, Reader, ReaderSetup, Shared};
+use self::owner::Stamp;
+pub use self::owner::{OwnerMark, OwnerMarkError};
 use self::socket::{CONNTRACK_GROUPS, NlSocket};
 use self::sysctl::EntryCount;
 use self::wire::{MSG_NEW, NLMSG_DONE, NLMSG_ERROR, TCP_FLAG_BE_LIBERAL, Write, Writer};
@@ -120,6 +123,9 @@ pub struct ConntrackConfig {
     /// The least timeout written for entries another node owns: they see no packets here, and
     /// would otherwise expire on their own clock. Default 3600 s.
     pub peer_entry_timeout_secs: u32,
+    /// The mark bits that record each entry's owner in the kernel, so that a restarted daemon
+    /// knows its own entries from its copies of the peer's. Default bits 30 and 31.
+    pub owner_mark: OwnerMark,
     /// Which sessions are replicated.
     pub filter: ConntrackFilter,
 }
@@ -129,6 +135,7 @@ impl Default for ConntrackConfig {
         Self {
             event_buffer_bytes: 64 << 20,
             peer_entry_timeout_secs: 3600,
+            owner_mark: OwnerMark::DEFAULT,
             filter: ConntrackFilter::default(),
         }
     }
@@ -273,7 +280,8 @@ impl Settled {
 
 impl ConntrackBackend {
     /// Opens the sockets, starts the event reader, and, when `peer` is given, records every entry
-    /// already in the table as the peer's. Turns `net.netfilter.nf_conntrack_events` on if it is
+    /// already in the table as the peer's, except those whose owner stamp says they are the
+    /// local node's. Turns `net.netfilter.nf_conntrack_events` on if it is
     /// 0 (see [`events_sysctl_changed`](Self::events_sysctl_changed)).
     pub fn open(
         config: ConntrackConfig,
@@ -292,9 +300,12 @@ impl ConntrackBackend {
         if let Some(peer) = peer.filter(|&peer| peer != local) {
             // Between the subscription and the reader's start, events wait in the socket: a
             // change made during this dump is read after it, and makes its entry local.
-            let records = dumper.dump(&config.filter, local)?;
+            let records = dumper.dump(&config.filter, local, config.owner_mark)?;
             let mut state = shared.lock();
-            for record in records {
+            // Unstamped entries were made while no failoverd ran here: the peer, which adopted
+            // this node's sessions when it stopped, re-sends what is live.
+            let theirs = records.into_iter().filter(|(_, s)| *s != Stamp::Local);
+            for (record, _) in theirs {
                 let entry = PeerEntry {
                     owner: peer,
                     timeout_secs: record.timeout_secs,
@@ -307,6 +318,7 @@ impl ConntrackBackend {
             lookup: NlSocket::open()?,
             own_port: command.port_id(),
             local,
+            owner_mark: config.owner_mark,
             filter: config.filter.clone(),
             shared: Arc::clone(&shared),
         })?;
@@ -504,13 +516,17 @@ impl ConntrackBackend {
 
     /// Writes the requests of `plan` into one batch and sends it.
     fn send(&mut self, ops: &[SessionOp], plan: &mut [Planned]) -> io::Result<()> {
-        let (local, least) = (self.local, self.config.peer_entry_timeout_secs);
+        let (local, least, owner_mark) = (
+            self.local,
+            self.config.peer_entry_timeout_secs,
+            self.config.owner_mark,
+        );
         self.command.begin();
         for planned in plan {
             let op = &ops[planned.index];
             planned.request = match (planned.action, op) {
                 (Action::Create { labels }, SessionOp::Upsert(record)) => {
-                    let write = write_of(record, local, least);
+                    let write = write_of(record, local, least, owner_mark);
                     let request = self.command.push(|w, seq| w.create(seq, &write));
                     if labels {
                         self.command
@@ -519,7 +535,7 @@ impl ConntrackBackend {
                     request
                 }
                 (Action::Update { .. }, SessionOp::Upsert(record)) => {
-                    let write = write_of(record, local, least);
+                    let write = write_of(record, local, least, owner_mark);
                     self.command.push(|w, seq| w.update(seq, &write))
                 }
                 (Action::Delete, _) => self.command.push(|w, seq| w.delete(seq, op.key())),
@@ -593,31 +609,69 @@ impl ConntrackBackend {
         }
     }
 
-    /// The table as the kernel has it (filtered), owners and reported timeouts filled in.
+    /// The table as the kernel has it (filtered), owners and reported timeouts filled in. Local
+    /// entries the kernel does not hold as stamped local (their events were lost) are stamped.
     fn table(&mut self) -> Result<Vec<SessionRecord>, BackendError> {
-        let mut records = self.dumper.dump(&self.config.filter, self.local)?;
+        let dumped = self
+            .dumper
+            .dump(&self.config.filter, self.local, self.config.owner_mark)?;
+        let mut unstamped = Vec::new();
         let state = self.shared.lock();
-        for record in &mut records {
-            if let Some(entry) = state.owners.get(&record.key) {
-                record.owner = entry.owner;
-                record.timeout_secs = entry.timeout_secs;
-            }
-        }
+        let records = dumped
+            .into_iter()
+            .map(|(mut record, stamp)| {
+                if let Some(entry) = state.owners.get(&record.key) {
+                    record.owner = entry.owner;
+                    record.timeout_secs = entry.timeout_secs;
+                } else if stamp != Stamp::Local {
+                    unstamped.push(record.key);
+                }
+                record
+            })
+            .collect();
+        drop(state);
+        self.stamp_local(&unstamped)?;
         Ok(records)
+    }
+
+    /// Stamps these entries as the local node's in the kernel, but those that became another
+    /// node's meanwhile (a write for the peer since the event that reported them).
+    fn stamp_local(&mut self, keys: &[SessionKey]) -> Result<(), BackendError> {
+        let owner_mark = self.config.owner_mark;
+        if keys.is_empty() || owner_mark == OwnerMark::OFF {
+            return Ok(());
+        }
+        let keys: Vec<SessionKey> = {
+            let state = self.shared.lock();
+            let local = keys.iter().filter(|key| !state.owners.contains_key(*key));
+            local.copied().collect()
+        };
+        let stamp = (owner_mark.bits(Stamp::Local), owner_mark.mask());
+        self.batched(
+            &keys,
+            |w, seq, key| w.stamp(seq, key, stamp, None),
+            |_, _| {},
+        )
     }
 }
 
 /// How a record is written: entries of other nodes with at least the peer timeout, TCP entries
-/// liberal.
-fn write_of(record: &SessionRecord, local: NodeId, least_peer_timeout: u32) -> Write<'_> {
-    let timeout_secs = if record.owner == local {
-        record.timeout_secs
+/// liberal, the owner stamped in the mark (in the same request, so no entry exists unstamped).
+fn write_of(
+    record: &SessionRecord,
+    local: NodeId,
+    least_peer_timeout: u32,
+    owner_mark: OwnerMark,
+) -> Write<'_> {
+    let (timeout_secs, stamp) = if record.owner == local {
+        (record.timeout_secs, Stamp::Local)
     } else {
-        record.timeout_secs.max(least_peer_timeout)
+        (record.timeout_secs.max(least_peer_timeout), Stamp::Peer)
     };
     Write {
         record,
         timeout_secs,
+        mark: (record.mark & !owner_mark.mask()) | owner_mark.bits(stamp),
         tcp_flags: TCP_FLAG_BE_LIBERAL,
     }
 }
@@ -698,6 +752,9 @@ impl SessionBackend for ConntrackBackend {
         out: &mut Vec<SessionOp>,
         max: usize,
     ) -> Result<usize, BackendError> {
+        // Stamps first: a socket error then leaves the changes queued.
+        let unstamped = std::mem::take(&mut self.shared.lock().unstamped);
+        self.stamp_local(&unstamped)?;
         let mut state = self.shared.lock();
         if let Some((kind, message)) = &state.failed {
             return Err(BackendError::Io(io::Error::new(*kind, message.clone())));
@@ -705,6 +762,8 @@ impl SessionBackend for ConntrackBackend {
         if state.overrun {
             state.overrun = false;
             state.changes.clear();
+            // The resync's dump stamps what is left unstamped.
+            state.unstamped.clear();
             return Err(BackendError::Overrun { lost: None });
         }
         let n = max.min(state.changes.len());
@@ -760,16 +819,26 @@ impl SessionBackend for ConntrackBackend {
             // timeouts are left; `refresh_peer_entries` re-arms them.
             let table = self.table()?;
             let mut state = self.shared.lock();
-            let mut adopted = 0;
+            let mut adopted = Vec::new();
             for record in table.into_iter().filter(|r| r.owner == from) {
                 let entry = PeerEntry {
                     owner: to,
                     timeout_secs: record.timeout_secs,
                 };
                 state.owners.insert(record.key, entry);
-                adopted += 1;
+                adopted.push(record.key);
             }
-            return Ok(adopted);
+            drop(state);
+            let owner_mark = self.config.owner_mark;
+            let stamp = (owner_mark.bits(Stamp::Peer), owner_mark.mask());
+            if owner_mark != OwnerMark::OFF {
+                self.batched(
+                    &adopted,
+                    |w, seq, key| w.stamp(seq, key, stamp, None),
+                    |_, _| {},
+                )?;
+            }
+            return Ok(adopted.len());
         }
         let mut state = self.shared.lock();
         let owned = state.owners.iter_mut().filter(|(_, e)| e.owner == from);
@@ -789,9 +858,11 @@ impl SessionBackend for ConntrackBackend {
         }
         drop(state);
         let mut adopted = 0;
+        let owner_mark = self.config.owner_mark;
+        let stamp = (owner_mark.bits(Stamp::Local), owner_mark.mask());
         self.batched(
             &entries,
-            |w, seq, (key, timeout)| w.timeout(seq, key, *timeout),
+            |w, seq, (key, timeout)| w.stamp(seq, key, stamp, Some(*timeout)),
             |_, errno| adopted += usize::from(errno != libc::ENOENT),
         )?;
         Ok(adopted)
@@ -831,9 +902,15 @@ impl Dumper {
         })
     }
 
-    /// Every entry of both families that passes `filter`, owned by `local`. A malformed entry
-    /// fails the dump, after the rest of it is read (the socket takes no new dump before).
-    fn dump(&mut self, filter: &ConntrackFilter, local: NodeId) -> io::Result<Vec<SessionRecord>> {
+    /// Every entry of both families that passes `filter`, owned by `local`, with its owner
+    /// stamp. A malformed entry fails the dump, after the rest of it is read (the socket takes
+    /// no new dump before).
+    fn dump(
+        &mut self,
+        filter: &ConntrackFilter,
+        local: NodeId,
+        owner_mark: OwnerMark,
+    ) -> io::Result<Vec<(SessionRecord, Stamp)>> {
         self.seq = self.seq.wrapping_add(1);
         self.writer.clear();
         self.writer.dump(self.seq);
@@ -855,9 +932,9 @@ impl Dumper {
                             (code, _) => Err(io::Error::from_raw_os_error(-code)),
                         };
                     }
-                    MSG_NEW => match wire::parse_entry(message.payload, local) {
+                    MSG_NEW => match wire::parse_entry(message.payload, local, owner_mark) {
                         Ok(entry) if filter.matches(&entry.record.key) => {
-                            records.push(entry.record)
+                            records.push((entry.record, entry.stamp))
                         }
                         Ok(_) => {}
                         Err(error) => malformed = Some(error),
