@@ -1466,12 +1466,14 @@ fn a_restarted_backend_keeps_the_entries_it_stamped_as_its_own() {
     assert!(ours.iter().all(|r| owners[&r.key] == PEER));
 }
 
-/// The stamp follows the owner: adoption at a takeover stamps the adopted copies as local
-/// (with the timeout in the same request), handing the local entries over stamps them as the
-/// peer's, and local activity on a copy of the peer's makes it, and its stamp, local. The
-/// ruleset's own mark bits are kept through every stamp.
+/// The stamp follows the owner. Local activity on a copy of the peer's makes it, and its
+/// stamp, local. Adoption at a takeover makes the adopted copies and the entries stamped local
+/// the active role's: unstamped, like the entries local traffic makes from then on, so that a
+/// restart leaves them to the peer, which adopted them when this node stopped. Once the peer's
+/// own records arrive again, local entries are stamped local again. Handing the local entries
+/// to the peer stamps them as the peer's. The ruleset's own mark bits are kept throughout.
 #[test]
-fn the_stamp_follows_adoption_and_local_activity() {
+fn the_stamp_follows_the_owner_and_the_active_role() {
     require_root!();
     let _limit = LimitGuard::shared();
     enter_fresh_netns();
@@ -1480,23 +1482,8 @@ fn the_stamp_follows_adoption_and_local_activity() {
         ConntrackBackend::open(ConntrackConfig::default(), LOCAL, Some(PEER)).unwrap();
     let theirs: Vec<_> = (1..4).map(|i| sample_record(i, PEER)).collect();
     assert_eq!(backend.apply(&upsert(&theirs)), applied(3));
-    assert_eq!(backend.adopt(PEER, LOCAL).unwrap(), 3);
-    let marks = kernel_marks();
-    assert!(theirs.iter().all(|r| marks[&r.key] == r.mark | OWN_BIT));
-    assert!(
-        owners_at_open(ConntrackConfig::default())
-            .values()
-            .all(|&o| o == LOCAL)
-    );
-
-    assert_eq!(backend.adopt(LOCAL, PEER).unwrap(), 3);
     let marks = kernel_marks();
     assert!(theirs.iter().all(|r| marks[&r.key] == r.mark | PEER_BIT));
-    assert!(
-        owners_at_open(ConntrackConfig::default())
-            .values()
-            .all(|&o| o == PEER)
-    );
 
     // Local traffic on a copy (here: the mark, as a ruleset would set it) makes it local.
     let mut touched = theirs[0].clone();
@@ -1509,4 +1496,42 @@ fn the_stamp_follows_adoption_and_local_activity() {
     let owners = owners_at_open(ConntrackConfig::default());
     assert_eq!(owners[&touched.key], LOCAL);
     assert_eq!(owners[&theirs[1].key], PEER);
+
+    // A takeover: everything is the active role's, new local entries too.
+    assert_eq!(backend.adopt(PEER, LOCAL).unwrap(), 2);
+    let fresh = sample_record(7, LOCAL);
+    client.create(&fresh).unwrap();
+    poll_changes(&mut backend, 1);
+    backend.poll_changes(&mut Vec::new(), 0).unwrap();
+    let marks = kernel_marks();
+    assert_eq!(marks[&touched.key], 0x2a);
+    assert!(theirs[1..].iter().all(|r| marks[&r.key] == r.mark));
+    assert_eq!(marks[&fresh.key], fresh.mark);
+    assert!(
+        owners_at_open(ConntrackConfig::default())
+            .values()
+            .all(|&o| o == PEER)
+    );
+
+    // The peer's own records again: local entries are stamped local again.
+    assert_eq!(
+        backend.apply(&upsert(&[sample_record(9, PEER)])),
+        applied(1)
+    );
+    let later = sample_record(8, LOCAL);
+    client.create(&later).unwrap();
+    poll_changes(&mut backend, 1);
+    backend.poll_changes(&mut Vec::new(), 0).unwrap();
+    assert_eq!(kernel_marks()[&later.key], later.mark | OWN_BIT);
+
+    // Handed over: the peer's.
+    assert_eq!(backend.adopt(LOCAL, PEER).unwrap(), 5);
+    let marks = kernel_marks();
+    assert_eq!(marks[&touched.key], 0x2a | PEER_BIT);
+    assert_eq!(marks[&later.key], later.mark | PEER_BIT);
+    assert!(
+        owners_at_open(ConntrackConfig::default())
+            .values()
+            .all(|&o| o == PEER)
+    );
 }

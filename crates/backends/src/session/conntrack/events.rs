@@ -49,7 +49,11 @@ pub(super) struct State {
     pub failed: Option<(io::ErrorKind, String)>,
     /// Entries not owned by the local node; every other entry is.
     pub owners: Owners,
-    /// Local entries whose kernel stamp does not say so yet (made by packets, or taken over
+    /// The stamp local entries get: [`Stamp::Local`], or [`Stamp::None`] while this node holds
+    /// the sessions as the active role's (a takeover moves them, so a restart must not claim
+    /// them): from an adoption by this node until the peer's own records arrive again.
+    pub local_stamp: Stamp,
+    /// Local entries whose kernel stamp is not `local_stamp` (made by packets, or taken over
     /// from the peer by local activity): `poll_changes` stamps them.
     pub unstamped: Vec<SessionKey>,
 }
@@ -76,6 +80,7 @@ impl Shared {
                 overrun: false,
                 failed: None,
                 owners: Owners::default(),
+                local_stamp: Stamp::Local,
                 unstamped: Vec::new(),
             }),
             notify: Notify::new(),
@@ -230,7 +235,7 @@ impl EventLoop {
                     state.owners.remove(&record.key);
                     let replicated = self.setup.filter.matches(&record.key);
                     if replicated
-                        && stamp != Stamp::Local
+                        && stamp != state.local_stamp
                         && self.setup.owner_mark != OwnerMark::OFF
                     {
                         state.unstamped.push(record.key);

@@ -501,6 +501,9 @@ impl ConntrackBackend {
                 if record.owner == self.local {
                     state.owners.remove(&record.key);
                 } else {
+                    // The peer sends its own records: this node does not hold the active
+                    // role's sessions (an active one would have claimed them).
+                    state.local_stamp = Stamp::Local;
                     let entry = PeerEntry {
                         owner: record.owner,
                         timeout_secs: record.timeout_secs,
@@ -516,17 +519,14 @@ impl ConntrackBackend {
 
     /// Writes the requests of `plan` into one batch and sends it.
     fn send(&mut self, ops: &[SessionOp], plan: &mut [Planned]) -> io::Result<()> {
-        let (local, least, owner_mark) = (
-            self.local,
-            self.config.peer_entry_timeout_secs,
-            self.config.owner_mark,
-        );
+        let (local, least) = (self.local, self.config.peer_entry_timeout_secs);
+        let stamps = (self.config.owner_mark, self.shared.lock().local_stamp);
         self.command.begin();
         for planned in plan {
             let op = &ops[planned.index];
             planned.request = match (planned.action, op) {
                 (Action::Create { labels }, SessionOp::Upsert(record)) => {
-                    let write = write_of(record, local, least, owner_mark);
+                    let write = write_of(record, local, least, stamps);
                     let request = self.command.push(|w, seq| w.create(seq, &write));
                     if labels {
                         self.command
@@ -535,7 +535,7 @@ impl ConntrackBackend {
                     request
                 }
                 (Action::Update { .. }, SessionOp::Upsert(record)) => {
-                    let write = write_of(record, local, least, owner_mark);
+                    let write = write_of(record, local, least, stamps);
                     self.command.push(|w, seq| w.update(seq, &write))
                 }
                 (Action::Delete, _) => self.command.push(|w, seq| w.delete(seq, op.key())),
@@ -623,7 +623,7 @@ impl ConntrackBackend {
                 if let Some(entry) = state.owners.get(&record.key) {
                     record.owner = entry.owner;
                     record.timeout_secs = entry.timeout_secs;
-                } else if stamp != Stamp::Local {
+                } else if stamp != state.local_stamp {
                     unstamped.push(record.key);
                 }
                 record
@@ -634,19 +634,19 @@ impl ConntrackBackend {
         Ok(records)
     }
 
-    /// Stamps these entries as the local node's in the kernel, but those that became another
+    /// Stamps these entries as local entries are stamped now, but those that became another
     /// node's meanwhile (a write for the peer since the event that reported them).
     fn stamp_local(&mut self, keys: &[SessionKey]) -> Result<(), BackendError> {
         let owner_mark = self.config.owner_mark;
         if keys.is_empty() || owner_mark == OwnerMark::OFF {
             return Ok(());
         }
-        let keys: Vec<SessionKey> = {
+        let (keys, local_stamp): (Vec<SessionKey>, Stamp) = {
             let state = self.shared.lock();
             let local = keys.iter().filter(|key| !state.owners.contains_key(*key));
-            local.copied().collect()
+            (local.copied().collect(), state.local_stamp)
         };
-        let stamp = (owner_mark.bits(Stamp::Local), owner_mark.mask());
+        let stamp = (owner_mark.bits(local_stamp), owner_mark.mask());
         self.batched(
             &keys,
             |w, seq, key| w.stamp(seq, key, stamp, None),
@@ -656,15 +656,16 @@ impl ConntrackBackend {
 }
 
 /// How a record is written: entries of other nodes with at least the peer timeout, TCP entries
-/// liberal, the owner stamped in the mark (in the same request, so no entry exists unstamped).
+/// liberal, the owner stamped in the mark (in the same request, so no entry exists unstamped);
+/// the local node's with `local_stamp`.
 fn write_of(
     record: &SessionRecord,
     local: NodeId,
     least_peer_timeout: u32,
-    owner_mark: OwnerMark,
+    (owner_mark, local_stamp): (OwnerMark, Stamp),
 ) -> Write<'_> {
     let (timeout_secs, stamp) = if record.owner == local {
-        (record.timeout_secs, Stamp::Local)
+        (record.timeout_secs, local_stamp)
     } else {
         (record.timeout_secs.max(least_peer_timeout), Stamp::Peer)
     };
@@ -851,20 +852,28 @@ impl SessionBackend for ConntrackBackend {
             return Ok(adopted);
         }
         // Ours now: they leave the map, and get back the timeout their owner reported instead
-        // of the long one they were written with.
+        // of the long one they were written with. They are the active role's, which a takeover
+        // moves: unstamped, so that a restart of this node leaves them to the peer's bulk sync
+        // (the peer adopts them if this node dies).
         let entries: Vec<(SessionKey, u32)> = owned.map(|(k, e)| (*k, e.timeout_secs)).collect();
         for (key, _) in &entries {
             state.owners.remove(key);
         }
+        state.local_stamp = Stamp::None;
         drop(state);
         let mut adopted = 0;
         let owner_mark = self.config.owner_mark;
-        let stamp = (owner_mark.bits(Stamp::Local), owner_mark.mask());
+        let stamp = (owner_mark.bits(Stamp::None), owner_mark.mask());
         self.batched(
             &entries,
             |w, seq, (key, timeout)| w.stamp(seq, key, stamp, Some(*timeout)),
             |_, errno| adopted += usize::from(errno != libc::ENOENT),
         )?;
+        if owner_mark != OwnerMark::OFF {
+            // The entries stamped local before (this node's own traffic as a standby) are the
+            // active role's too now: the dump restamps them.
+            self.table()?;
+        }
         Ok(adopted)
     }
 
