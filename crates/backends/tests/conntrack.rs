@@ -1467,11 +1467,10 @@ fn a_restarted_backend_keeps_the_entries_it_stamped_as_its_own() {
 }
 
 /// The stamp follows the owner. Local activity on a copy of the peer's makes it, and its
-/// stamp, local. Adoption at a takeover makes the adopted copies and the entries stamped local
-/// the active role's: unstamped, like the entries local traffic makes from then on, so that a
-/// restart leaves them to the peer, which adopted them when this node stopped. Once the peer's
-/// own records arrive again, local entries are stamped local again. Handing the local entries
-/// to the peer stamps them as the peer's. The ruleset's own mark bits are kept throughout.
+/// stamp, local. On the active node local entries are the active role's (the peer adopts them if
+/// this node stops): unstamped, adopted copies and new entries alike, so a restart leaves them
+/// to the peer; back on standby they are stamped local again. Handing the local entries to the
+/// peer stamps them as the peer's. The ruleset's own mark bits are kept throughout.
 #[test]
 fn the_stamp_follows_the_owner_and_the_active_role() {
     require_root!();
@@ -1499,6 +1498,7 @@ fn the_stamp_follows_the_owner_and_the_active_role() {
 
     // A takeover: everything is the active role's, new local entries too.
     assert_eq!(backend.adopt(PEER, LOCAL).unwrap(), 2);
+    backend.set_active(true).unwrap();
     let fresh = sample_record(7, LOCAL);
     client.create(&fresh).unwrap();
     poll_changes(&mut backend, 1);
@@ -1513,16 +1513,21 @@ fn the_stamp_follows_the_owner_and_the_active_role() {
             .all(|&o| o == PEER)
     );
 
-    // The peer's own records again: local entries are stamped local again.
-    assert_eq!(
-        backend.apply(&upsert(&[sample_record(9, PEER)])),
-        applied(1)
-    );
+    // Standby again: local entries are stamped local again, new ones too.
+    backend.set_active(false).unwrap();
     let later = sample_record(8, LOCAL);
     client.create(&later).unwrap();
     poll_changes(&mut backend, 1);
     backend.poll_changes(&mut Vec::new(), 0).unwrap();
-    assert_eq!(kernel_marks()[&later.key], later.mark | OWN_BIT);
+    let marks = kernel_marks();
+    assert_eq!(marks[&touched.key], 0x2a | OWN_BIT);
+    assert_eq!(marks[&fresh.key], fresh.mark | OWN_BIT);
+    assert_eq!(marks[&later.key], later.mark | OWN_BIT);
+    assert!(
+        owners_at_open(ConntrackConfig::default())
+            .values()
+            .all(|&o| o == LOCAL)
+    );
 
     // Handed over: the peer's.
     assert_eq!(backend.adopt(LOCAL, PEER).unwrap(), 5);

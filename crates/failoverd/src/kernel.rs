@@ -123,6 +123,10 @@ impl Table for ConntrackBackend {
         })
     }
 
+    fn set_active(&mut self, active: bool) -> Result<(), BackendError> {
+        ConntrackBackend::set_active(self, active)
+    }
+
     fn upkeep_interval(&self) -> Option<Duration> {
         Some(Duration::from_secs(
             u64::from(self.config().peer_entry_timeout_secs) / 3,

@@ -109,11 +109,26 @@ fn assert_stamps(lab: &Lab, fw: Firewall, flows: &[Flow], stamp: u32) {
     assert!(wrong.is_empty(), "{fw:?}: stamps not {stamp:#x}: {wrong:?}");
 }
 
+/// Active/standby: the active claims the standby's own sessions too.
 #[test]
 fn restarts_keep_the_sessions_each_node_owns() {
-    if !require_root_and_tools() {
-        return;
+    if require_root_and_tools() {
+        restart_each_then_both(&DaemonOptions::default());
     }
+}
+
+/// Both forward (`pair.backup = "asymmetric"`): nobody claims the other's sessions, so the
+/// standby's own sessions are its own until it stops (today's main deletes them at its restart).
+#[test]
+fn asymmetric_restarts_keep_the_sessions_each_node_owns() {
+    if require_root_and_tools() {
+        restart_each_then_both(&DaemonOptions::default().pair("backup = \"asymmetric\""));
+    }
+}
+
+/// Flows through A and B's own flows survive a restart of B, then of A, then of both; flows the
+/// peer ended while a node was down stay gone.
+fn restart_each_then_both(options: &DaemonOptions) {
     let lab = Lab::up();
     for fw in [Firewall::A, Firewall::B] {
         lab.set_sysctl(fw, "net.netfilter.nf_conntrack_udp_timeout", "300");
@@ -124,9 +139,8 @@ fn restarts_keep_the_sessions_each_node_owns() {
         .map(|&p| SocketAddr::new(SERVER4.into(), p))
         .collect();
     let _server = UdpServer::start(&lab, &ports, &ports);
-    let options = DaemonOptions::default();
-    let mut a = lab.spawn_daemon(Firewall::A, &options);
-    let mut b = lab.spawn_daemon(Firewall::B, &options);
+    let mut a = lab.spawn_daemon(Firewall::A, options);
+    let mut b = lab.spawn_daemon(Firewall::B, options);
     wait_synchronized(&mut a, &mut b, SETTLE);
 
     let through_a = udp_flows(CLIENT4, 30000..30200, KEPT);
@@ -167,7 +181,7 @@ fn restarts_keep_the_sessions_each_node_owns() {
         deleted_on_a.len()
     );
     a.wait_for("A notices B is gone", SETTLE, |s| !synchronized(s));
-    let mut b = lab.spawn_daemon(Firewall::B, &options);
+    let mut b = lab.spawn_daemon(Firewall::B, options);
     wait_settled(&mut a, &mut b);
     wait_on_both(
         &lab,
@@ -203,7 +217,7 @@ fn restarts_keep_the_sessions_each_node_owns() {
         lab.conntrack_delete(Firewall::B, &["-p", "udp", "--orig-port-dst", "6007"]),
         deleted_on_b.len()
     );
-    let mut a = lab.spawn_daemon(Firewall::A, &options);
+    let mut a = lab.spawn_daemon(Firewall::A, options);
     wait_settled(&mut a, &mut b);
     wait_on_both(
         &lab,
@@ -221,8 +235,8 @@ fn restarts_keep_the_sessions_each_node_owns() {
     // Both restart at once.
     a.kill9();
     b.kill9();
-    let mut a = lab.spawn_daemon(Firewall::A, &options);
-    let mut b = lab.spawn_daemon(Firewall::B, &options);
+    let mut a = lab.spawn_daemon(Firewall::A, options);
+    let mut b = lab.spawn_daemon(Firewall::B, options);
     wait_settled(&mut a, &mut b);
     wait_on_both(
         &lab,

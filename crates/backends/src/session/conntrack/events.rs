@@ -49,9 +49,8 @@ pub(super) struct State {
     pub failed: Option<(io::ErrorKind, String)>,
     /// Entries not owned by the local node; every other entry is.
     pub owners: Owners,
-    /// The stamp local entries get: [`Stamp::Local`], or [`Stamp::None`] while this node holds
-    /// the sessions as the active role's (a takeover moves them, so a restart must not claim
-    /// them): from an adoption by this node until the peer's own records arrive again.
+    /// The stamp local entries get: [`Stamp::Local`] on a standby, [`Stamp::None`] on the
+    /// active node, whose sessions a takeover moves (see `ConntrackBackend::set_active`).
     pub local_stamp: Stamp,
     /// Local entries whose kernel stamp is not `local_stamp` (made by packets, or taken over
     /// from the peer by local activity): `poll_changes` stamps them.

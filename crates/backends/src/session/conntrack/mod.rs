@@ -365,6 +365,21 @@ impl ConntrackBackend {
         self.events_sysctl_changed
     }
 
+    /// Tells the backend whether this node is active. The active node's entries are the active
+    /// role's: if it stops, the peer takes over and adopts them, so they carry no owner stamp
+    /// and a restart leaves them to the peer's bulk sync (the entries the peer ended meanwhile
+    /// are swept, not brought back). A standby's own entries (its SSH, BGP, monitoring) stay
+    /// its own when it stops: they are stamped local, and a restart keeps them. A change
+    /// restamps the local entries (a dump).
+    pub fn set_active(&mut self, active: bool) -> Result<(), BackendError> {
+        let stamp = if active { Stamp::None } else { Stamp::Local };
+        let changed = std::mem::replace(&mut self.shared.lock().local_stamp, stamp) != stamp;
+        if changed && self.config.owner_mark != OwnerMark::OFF {
+            self.table()?;
+        }
+        Ok(())
+    }
+
     /// Re-arms the timeout of every peer-owned entry to at least
     /// [`peer_entry_timeout_secs`](ConntrackConfig::peer_entry_timeout_secs) (called by the daemon
     /// every `peer_entry_timeout_secs / 3`), and returns how many. Entries that are gone are
@@ -501,9 +516,6 @@ impl ConntrackBackend {
                 if record.owner == self.local {
                     state.owners.remove(&record.key);
                 } else {
-                    // The peer sends its own records: this node does not hold the active
-                    // role's sessions (an active one would have claimed them).
-                    state.local_stamp = Stamp::Local;
                     let entry = PeerEntry {
                         owner: record.owner,
                         timeout_secs: record.timeout_secs,
@@ -852,14 +864,12 @@ impl SessionBackend for ConntrackBackend {
             return Ok(adopted);
         }
         // Ours now: they leave the map, and get back the timeout their owner reported instead
-        // of the long one they were written with. They are the active role's, which a takeover
-        // moves: unstamped, so that a restart of this node leaves them to the peer's bulk sync
-        // (the peer adopts them if this node dies).
+        // of the long one they were written with. A node adopts when it becomes active: they
+        // are the active role's (see `set_active`), unstamped.
         let entries: Vec<(SessionKey, u32)> = owned.map(|(k, e)| (*k, e.timeout_secs)).collect();
         for (key, _) in &entries {
             state.owners.remove(key);
         }
-        state.local_stamp = Stamp::None;
         drop(state);
         let mut adopted = 0;
         let owner_mark = self.config.owner_mark;
@@ -869,11 +879,6 @@ impl SessionBackend for ConntrackBackend {
             |w, seq, (key, timeout)| w.stamp(seq, key, stamp, Some(*timeout)),
             |_, errno| adopted += usize::from(errno != libc::ENOENT),
         )?;
-        if owner_mark != OwnerMark::OFF {
-            // The entries stamped local before (this node's own traffic as a standby) are the
-            // active role's too now: the dump restamps them.
-            self.table()?;
-        }
         Ok(adopted)
     }
 
