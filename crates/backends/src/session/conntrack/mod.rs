@@ -12,15 +12,19 @@
 //!
 //! # Ownership and no echo
 //!
-//! The kernel stores no owners: the backend keeps the entries other nodes own in a map, and every
-//! entry not in it is local. ctnetlink stamps an event with the port id of the socket whose
+//! The backend keeps the entries other nodes own in a map, and every entry not in it is local.
+//! What must outlive the daemon is also in the kernel entry: the owner stamp, two mark bits
+//! ([`OwnerMark`]) that say "this node's" or "the peer's", written with every copy for the peer
+//! and onto local entries of a standby (the active node's entries stay unstamped: the peer
+//! adopts them if it stops; see [`set_active`](ConntrackBackend::set_active)). Dumps and events
+//! report the mark without the stamp. ctnetlink stamps an event with the port id of the socket whose
 //! request caused it (0 for the kernel's own changes), so events carrying the command socket's
 //! port id are our own writes: they are dropped (no echo), in the kernel by a socket filter on the
 //! event socket, so a bulk sync's writes cost the reader nothing. Any other event is local activity: a
 //! NEW or UPDATE makes the entry local, a DESTROY is reported with the owner the entry had.
-//! At [`open`](ConntrackBackend::open) with a peer, every entry already in the table is taken as
-//! the peer's: after a restart the peer is authoritative (it adopted our sessions when we
-//! stopped), its bulk sync re-sends them and the sweep removes the stale ones.
+//! At [`open`](ConntrackBackend::open) with a peer, entries stamped "this node's" are local and
+//! every other entry already in the table is taken as the peer's: the peer adopted them when
+//! this node stopped, its bulk sync re-sends them and the sweep removes the stale ones.
 //!
 //! # What the kernel does to written entries
 //!
