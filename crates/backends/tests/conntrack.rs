@@ -1361,6 +1361,16 @@ fn bench_rates() {
         rate(elapsed),
         h.backend.stats().overruns
     );
+    // The owner stamp: a role change restamps every local entry (a dump, then masked writes).
+    for active in [true, false] {
+        let start = Instant::now();
+        h.backend.set_active(active).unwrap();
+        let elapsed = start.elapsed();
+        println!(
+            "restamp {N} local entries (active: {active}): {elapsed:.2?} = {:.0} k entries/s",
+            rate(elapsed)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
