@@ -25,4 +25,6 @@ pub use session::{
     MemoryStats, SessionBackend, perform, sample_record,
 };
 #[cfg(target_os = "linux")]
-pub use session::{ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats};
+pub use session::{
+    ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats, OwnerMark, OwnerMarkError,
+};

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use failoverd_backends::session::conformance::Harness;
 use failoverd_backends::{
     ApplyError, ApplyReport, BackendError, ConntrackBackend, ConntrackConfig, ConntrackFilter,
-    LocalError, SessionBackend, sample_record,
+    LocalError, OwnerMark, SessionBackend, sample_record,
 };
 use failoverd_wire::{
     HelperName, NodeId, SeqAdj, SessionKey, SessionOp, SessionRecord, TcpState, Tuple,
@@ -1408,5 +1408,193 @@ fn bench_rates() {
         "events {N}: written in {written:.2?}, all received after {elapsed:.2?} = {:.0} k events/s, {} overruns",
         rate(elapsed),
         h.backend.stats().overruns
+    );
+    // The owner stamp: a role change restamps every local entry (a dump, then masked writes).
+    for active in [true, false] {
+        let start = Instant::now();
+        h.backend.set_active(active).unwrap();
+        let elapsed = start.elapsed();
+        println!(
+            "restamp {N} local entries (active: {active}): {elapsed:.2?} = {:.0} k entries/s",
+            rate(elapsed)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ownership in the kernel: the owner stamp
+
+const OWN_BIT: u32 = 1 << 30;
+const PEER_BIT: u32 = 1 << 31;
+
+/// Polls until `n` local changes came (the event reader runs on its own thread).
+fn poll_changes(backend: &mut ConntrackBackend, n: usize) -> Vec<SessionOp> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "{} of {n} changes", out.len());
+        backend.poll_changes(&mut out, 1024).expect("poll");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    out
+}
+
+/// The kernel's marks, stamp included, as a backend without stamps reads them.
+fn kernel_marks() -> std::collections::HashMap<SessionKey, u32> {
+    let raw = ConntrackConfig {
+        owner_mark: OwnerMark::OFF,
+        ..ConntrackConfig::default()
+    };
+    let mut backend = ConntrackBackend::open(raw, LOCAL, None).unwrap();
+    let dumped = backend.dump().unwrap();
+    dumped.into_iter().map(|r| (r.key, r.mark)).collect()
+}
+
+/// Owners after a (re)start with a peer.
+fn owners_at_open(config: ConntrackConfig) -> std::collections::HashMap<SessionKey, NodeId> {
+    let mut backend = ConntrackBackend::open(config, LOCAL, Some(PEER)).unwrap();
+    let dumped = backend.dump().unwrap();
+    dumped.into_iter().map(|r| (r.key, r.owner)).collect()
+}
+
+/// Ownership lives in the kernel entry: a restarted backend takes the entries it stamped as its
+/// own (made by local traffic) for its own, the copies it wrote for the peer (stamped in the
+/// create itself) for the peer's, and unstamped entries (made while no failoverd ran) for the
+/// peer's, as before. The sweep of the peer's entries that ends the peer's bulk sync then
+/// leaves the local ones alone, and the stamp never shows in the replicated mark. Control: with
+/// the stamp off, the same restart takes the local entries for the peer's.
+#[test]
+fn a_restarted_backend_keeps_the_entries_it_stamped_as_its_own() {
+    require_root!();
+    let _limit = LimitGuard::shared();
+    enter_fresh_netns();
+    let mut client = Client::open();
+    let mut backend =
+        ConntrackBackend::open(ConntrackConfig::default(), LOCAL, Some(PEER)).unwrap();
+    let ours: Vec<_> = (0..3).map(|i| sample_record(i, LOCAL)).collect();
+    for record in &ours {
+        client.create(record).unwrap();
+    }
+    let changes = poll_changes(&mut backend, ours.len());
+    assert!(
+        changes
+            .iter()
+            .all(|op| matches!(op, SessionOp::Upsert(r) if r.owner == LOCAL && r.mark < 3)),
+        "local changes are replicated without the stamp: {changes:?}"
+    );
+    // A poll stamps the entries of the changes reported before it.
+    backend.poll_changes(&mut Vec::new(), 0).unwrap();
+    let theirs: Vec<_> = (3..5).map(|i| sample_record(i, PEER)).collect();
+    assert_eq!(backend.apply(&upsert(&theirs)), applied(2));
+    let dumped = backend.dump().unwrap();
+    assert!(dumped.iter().all(|r| r.mark < 5), "{dumped:?}");
+    drop(backend);
+
+    let marks = kernel_marks();
+    for record in &ours {
+        assert_eq!(marks[&record.key], record.mark | OWN_BIT);
+    }
+    for record in &theirs {
+        assert_eq!(marks[&record.key], record.mark | PEER_BIT);
+    }
+    // Made while no failoverd ran.
+    let stray = sample_record(5, LOCAL);
+    client.create(&stray).unwrap();
+
+    let owners = owners_at_open(ConntrackConfig::default());
+    for record in &ours {
+        assert_eq!(owners[&record.key], LOCAL, "{record:?}");
+    }
+    for record in theirs.iter().chain([&stray]) {
+        assert_eq!(owners[&record.key], PEER, "{record:?}");
+    }
+    let mut backend =
+        ConntrackBackend::open(ConntrackConfig::default(), LOCAL, Some(PEER)).unwrap();
+    assert_eq!(backend.sweep(PEER, &HashSet::new()).unwrap(), 3);
+    for record in &ours {
+        assert!(client.exists(&record.key), "swept: {record:?}");
+    }
+    drop(backend);
+
+    let unstamped = ConntrackConfig {
+        owner_mark: OwnerMark::OFF,
+        ..ConntrackConfig::default()
+    };
+    let owners = owners_at_open(unstamped);
+    assert!(ours.iter().all(|r| owners[&r.key] == PEER));
+}
+
+/// The stamp follows the owner. Local activity on a copy of the peer's makes it, and its
+/// stamp, local. On the active node local entries are the active role's (the peer adopts them if
+/// this node stops): unstamped, adopted copies and new entries alike, so a restart leaves them
+/// to the peer; back on standby they are stamped local again. Handing the local entries to the
+/// peer stamps them as the peer's. The ruleset's own mark bits are kept throughout.
+#[test]
+fn the_stamp_follows_the_owner_and_the_active_role() {
+    require_root!();
+    let _limit = LimitGuard::shared();
+    enter_fresh_netns();
+    let mut client = Client::open();
+    let mut backend =
+        ConntrackBackend::open(ConntrackConfig::default(), LOCAL, Some(PEER)).unwrap();
+    let theirs: Vec<_> = (1..4).map(|i| sample_record(i, PEER)).collect();
+    assert_eq!(backend.apply(&upsert(&theirs)), applied(3));
+    let marks = kernel_marks();
+    assert!(theirs.iter().all(|r| marks[&r.key] == r.mark | PEER_BIT));
+
+    // Local traffic on a copy (here: the mark, as a ruleset would set it) makes it local.
+    let mut touched = theirs[0].clone();
+    touched.mark = 0x2a;
+    client.update(&touched).unwrap();
+    let changes = poll_changes(&mut backend, 1);
+    assert!(matches!(&changes[..], [SessionOp::Upsert(r)] if r.owner == LOCAL && r.mark == 0x2a));
+    backend.poll_changes(&mut Vec::new(), 0).unwrap();
+    assert_eq!(kernel_marks()[&touched.key], 0x2a | OWN_BIT);
+    let owners = owners_at_open(ConntrackConfig::default());
+    assert_eq!(owners[&touched.key], LOCAL);
+    assert_eq!(owners[&theirs[1].key], PEER);
+
+    // A takeover: everything is the active role's, new local entries too.
+    assert_eq!(backend.adopt(PEER, LOCAL).unwrap(), 2);
+    backend.set_active(true).unwrap();
+    let fresh = sample_record(7, LOCAL);
+    client.create(&fresh).unwrap();
+    poll_changes(&mut backend, 1);
+    backend.poll_changes(&mut Vec::new(), 0).unwrap();
+    let marks = kernel_marks();
+    assert_eq!(marks[&touched.key], 0x2a);
+    assert!(theirs[1..].iter().all(|r| marks[&r.key] == r.mark));
+    assert_eq!(marks[&fresh.key], fresh.mark);
+    assert!(
+        owners_at_open(ConntrackConfig::default())
+            .values()
+            .all(|&o| o == PEER)
+    );
+
+    // Standby again: local entries are stamped local again, new ones too.
+    backend.set_active(false).unwrap();
+    let later = sample_record(8, LOCAL);
+    client.create(&later).unwrap();
+    poll_changes(&mut backend, 1);
+    backend.poll_changes(&mut Vec::new(), 0).unwrap();
+    let marks = kernel_marks();
+    assert_eq!(marks[&touched.key], 0x2a | OWN_BIT);
+    assert_eq!(marks[&fresh.key], fresh.mark | OWN_BIT);
+    assert_eq!(marks[&later.key], later.mark | OWN_BIT);
+    assert!(
+        owners_at_open(ConntrackConfig::default())
+            .values()
+            .all(|&o| o == LOCAL)
+    );
+
+    // Handed over: the peer's.
+    assert_eq!(backend.adopt(LOCAL, PEER).unwrap(), 5);
+    let marks = kernel_marks();
+    assert_eq!(marks[&touched.key], 0x2a | PEER_BIT);
+    assert_eq!(marks[&later.key], later.mark | PEER_BIT);
+    assert!(
+        owners_at_open(ConntrackConfig::default())
+            .values()
+            .all(|&o| o == PEER)
     );
 }

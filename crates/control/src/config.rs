@@ -172,6 +172,10 @@ pub struct ConntrackConfig {
     /// `peer_entry_timeout_secs` (default 3600): the least timeout of the peer's entries in
     /// this node's kernel, re-armed while the peer holds them (they see no packets here).
     pub peer_entry_timeout_secs: u32,
+    /// `owner_mark` (default `0xc0000000`): the two conntrack-mark bits that record in each
+    /// kernel entry whose session it is (the lower: this node's, the higher: the peer's), so a
+    /// restarted daemon keeps its own sessions; 0 turns the stamp off.
+    pub owner_mark: u32,
     /// `zones` (default all): replicate only entries of these conntrack zones.
     pub zones: Vec<u16>,
     /// `protocols` (default all): replicate only these IP protocols.
@@ -189,6 +193,7 @@ impl Default for ConntrackConfig {
         Self {
             event_buffer_bytes: 64 << 20,
             peer_entry_timeout_secs: 3600,
+            owner_mark: 0xc000_0000,
             zones: Vec::new(),
             protocols: Vec::new(),
             include: Vec::new(),
@@ -570,6 +575,10 @@ event_buffer_bytes = 67108864
 # The least timeout of the peer's entries in this kernel, re-armed while the peer holds them
 # (they see no packets here), corrected to the real timeout at takeover (60..=2592000).
 peer_entry_timeout_secs = 3600
+# Two conntrack-mark bits that record in each kernel entry whose session it is (the lower: this
+# node's, the higher: the peer's), so that a restarted daemon keeps its own sessions. Keep them
+# out of the marks the ruleset sets; 0 turns the stamp off.
+owner_mark = 0xc0000000
 # Replicate only these zones, protocols and networks; empty lists mean all.
 zones = []
 protocols = []
@@ -752,6 +761,7 @@ struct RawSessions {
 struct RawConntrack {
     event_buffer_bytes: Option<Spanned<i64>>,
     peer_entry_timeout_secs: Option<Spanned<i64>>,
+    owner_mark: Option<Spanned<i64>>,
     zones: Option<Vec<Spanned<i64>>>,
     protocols: Option<Vec<Spanned<String>>>,
     include: Option<Vec<Spanned<String>>>,
@@ -951,6 +961,10 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
             (
                 "peer_entry_timeout_secs",
                 "seconds, an integer from 60 to 2592000",
+            ),
+            (
+                "owner_mark",
+                "a 32-bit mask with exactly two bits set, e.g. 0xc0000000, or 0 (off)",
             ),
             (
                 "zones",
@@ -1458,6 +1472,27 @@ impl RawConntrack {
             60,
             2_592_000,
         )?;
+        let owner_mark = int(
+            source,
+            TABLE,
+            "owner_mark",
+            self.owner_mark.as_ref(),
+            i64::from(defaults.owner_mark),
+            0,
+            i64::from(u32::MAX),
+        )?;
+        if ![0, 2].contains(&owner_mark.value.count_ones()) {
+            return Err(source.bad_value(
+                TABLE,
+                "owner_mark",
+                &owner_mark.span.unwrap_or(0..0),
+                format!(
+                    "has {} bits set; must be {}",
+                    owner_mark.value.count_ones(),
+                    expected(TABLE, "owner_mark")
+                ),
+            ));
+        }
         let zones = self
             .zones
             .unwrap_or_default()
@@ -1510,6 +1545,7 @@ impl RawConntrack {
             // Invariant: `int` checked the ranges, which fit both types.
             event_buffer_bytes: buffer.value as usize,
             peer_entry_timeout_secs: timeout.value as u32,
+            owner_mark: owner_mark.value as u32,
             zones,
             protocols,
             include: networks("include", self.include)?,
@@ -2982,9 +3018,21 @@ mod tests {
                 "{PATH}:12:10: sessions.conntrack.zones = 70000: must be a list of conntrack zones, integers from 0 to 65535"
             )
         );
+        assert_eq!(
+            error(&(conntrack.clone() + "owner_mark = 0x80000000\n")),
+            format!(
+                "{PATH}:12:14: sessions.conntrack.owner_mark = 0x80000000: has 1 bits set; must be a 32-bit mask with exactly two bits set, e.g. 0xc0000000, or 0 (off)"
+            )
+        );
+        assert_eq!(
+            error(&(conntrack.clone() + "owner_mark = 0x100000000\n")),
+            format!(
+                "{PATH}:12:14: sessions.conntrack.owner_mark = 0x100000000: must be at most 4294967295"
+            )
+        );
         let config = parse(
             &(conntrack
-                + "zones = [0, 7]\nprotocols = [\"tcp\", \"UDP\", \"132\"]\ninclude = [\"10.0.0.0/8\", \"2001:db8::/32\"]\npeer_entry_timeout_secs = 600\n"),
+                + "zones = [0, 7]\nprotocols = [\"tcp\", \"UDP\", \"132\"]\ninclude = [\"10.0.0.0/8\", \"2001:db8::/32\"]\npeer_entry_timeout_secs = 600\nowner_mark = 0x300\n"),
         )
         .unwrap();
         assert_eq!(config.sessions.backend, SessionBackend::Conntrack);
@@ -2998,6 +3046,7 @@ mod tests {
                     "2001:db8::/32".parse().unwrap()
                 ],
                 peer_entry_timeout_secs: 600,
+                owner_mark: 0x300,
                 ..ConntrackConfig::default()
             }
         );

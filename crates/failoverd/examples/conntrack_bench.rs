@@ -47,8 +47,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
 use failoverd_backends::{
-    ApplyError, BackendError, ConntrackBackend, ConntrackConfig, ConntrackFilter, SessionBackend,
-    sample_record,
+    ApplyError, BackendError, ConntrackBackend, ConntrackConfig, SessionBackend, sample_record,
 };
 use failoverd_control::protocol::{FailoverState, Request, Status};
 use failoverd_control::transport;
@@ -995,7 +994,7 @@ fn open_backend(
         ConntrackConfig {
             event_buffer_bytes,
             peer_entry_timeout_secs: 3600,
-            filter: ConntrackFilter::default(),
+            ..ConntrackConfig::default()
         },
         local,
         peer,

@@ -65,6 +65,8 @@ pub enum Command {
     },
     /// Every entry, delivered as [`Event::Snapshot`] after the changes that precede it.
     Snapshot,
+    /// The node's role changed: active or not (see [`Table::set_active`]).
+    SetActive(bool),
 }
 
 /// What the backend thread reports, in order.
@@ -301,6 +303,11 @@ impl<T: Table> Worker<T> {
                     }
                 };
                 self.send(Event::Snapshot(records))?;
+            }
+            Command::SetActive(active) => {
+                if let Err(err) = self.backend.set_active(active) {
+                    warn!(error = %err, active, "recording the role in the session table failed");
+                }
             }
         }
         Ok(())

@@ -308,6 +308,8 @@ impl Driver {
             if let Event::RoleChanged { from, to, reason } = &event {
                 self.takeover
                     .role_changed(from.name(), to.name(), &reason.to_string());
+                self.backend
+                    .send(Command::SetActive(*to == failoverd_wire::Role::Active));
             }
             if let Some(observer) = &self.observer {
                 let _ = observer.send(Observation::Event(now, event));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use failoverd_backends::{
-    BackendError, ConntrackBackend, ConntrackConfig, ConntrackFilter, SessionBackend,
+    BackendError, ConntrackBackend, ConntrackConfig, ConntrackFilter, OwnerMark, SessionBackend,
 };
 use failoverd_control::config::{Config, IpNet};
 use failoverd_wire::NodeId;
@@ -35,6 +35,8 @@ pub fn open_conntrack(
         ConntrackConfig {
             event_buffer_bytes: settings.event_buffer_bytes,
             peer_entry_timeout_secs: settings.peer_entry_timeout_secs,
+            owner_mark: OwnerMark::new(settings.owner_mark)
+                .context("sessions.conntrack.owner_mark")?,
             filter: ConntrackFilter {
                 zones: settings.zones.clone(),
                 protocols: settings.protocols.clone(),
@@ -119,6 +121,10 @@ impl Table for ConntrackBackend {
                 ("refreshed", stats.refreshed),
             ],
         })
+    }
+
+    fn set_active(&mut self, active: bool) -> Result<(), BackendError> {
+        ConntrackBackend::set_active(self, active)
     }
 
     fn upkeep_interval(&self) -> Option<Duration> {

@@ -39,6 +39,12 @@ pub trait Table: SessionBackend + Send + 'static {
         Ok(0)
     }
 
+    /// Whether this node is active now: a table that keeps owners across restarts records
+    /// them by role (the conntrack owner stamp).
+    fn set_active(&mut self, _active: bool) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     /// The memory table, which makes synthetic local traffic; `None` for a real table.
     fn synthetic(&mut self) -> Option<&mut MemoryBackend> {
         None

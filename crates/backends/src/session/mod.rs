@@ -17,7 +17,9 @@ mod perform;
 mod sample;
 
 #[cfg(target_os = "linux")]
-pub use conntrack::{ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats};
+pub use conntrack::{
+    ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats, OwnerMark, OwnerMarkError,
+};
 pub use memory::{DEFAULT_QUEUE_LIMIT, MemoryBackend, MemoryStats};
 pub use perform::perform;
 pub use sample::sample_record;

@@ -80,7 +80,10 @@ pub struct Entry {
     pub orig: Tuple,
     /// The reply tuple: with NAT, its destination is the translated source.
     pub reply: Tuple,
+    /// The mark without the owner stamp.
     pub mark: u32,
+    /// The owner stamp: the bits of [`OWNER_MARK`] in the kernel's mark.
+    pub owner_stamp: u32,
     pub zone: u16,
     /// `ASSURED`, `UNREPLIED`, ... (the tool's bracketed flags).
     pub flags: Vec<String>,
@@ -155,6 +158,10 @@ impl Entry {
     }
 }
 
+/// The mark bits the daemons stamp owners in (`sessions.conntrack.owner_mark`, default): bit 30
+/// "this node's", bit 31 "the peer's". Not replicated, so left out of [`Entry::mark`].
+pub const OWNER_MARK: u32 = 0xc000_0000;
+
 /// Parses the tool's extended output (`conntrack -L -o extended[,id]`): one entry per line,
 /// e.g. `ipv4 2 tcp 6 431999 ESTABLISHED src=10.0.1.10 dst=10.0.2.100 sport=40000 dport=5000
 /// src=10.0.2.100 dst=10.0.2.1 sport=5000 dport=40000 [ASSURED] mark=42 use=1 id=123`.
@@ -221,7 +228,8 @@ fn parse_line(line: &str) -> Result<Entry, String> {
         tcp_state,
         orig,
         reply,
-        mark,
+        mark: mark & !OWNER_MARK,
+        owner_stamp: mark & OWNER_MARK,
         zone,
         flags,
         id,

@@ -20,6 +20,8 @@ use super::tools;
 pub struct DaemonOptions {
     /// `node.priority`; default: A 200 (preferred as active), B 100.
     pub priority: Option<u8>,
+    /// Lines added to `[pair]` (after `id`), e.g. `backup = "asymmetric"`.
+    pub pair: Vec<String>,
     /// Lines added to `[sessions]` (after `backend`).
     pub sessions: Vec<String>,
     /// The lines of `[sessions.conntrack]`; default: exclude the failover link's subnet.
@@ -57,6 +59,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             priority: None,
+            pair: Vec::new(),
             sessions: Vec::new(),
             conntrack: vec![format!("exclude = [\"{LINK_SUBNET}\"]")],
             log_level: "info".to_string(),
@@ -68,6 +71,12 @@ impl Default for DaemonOptions {
 }
 
 impl DaemonOptions {
+    /// Adds a line to `[pair]`, e.g. `backup = "asymmetric"`.
+    pub fn pair(mut self, line: &str) -> Self {
+        self.pair.push(line.to_string());
+        self
+    }
+
     /// Adds a line to `[sessions]`, e.g. `digest_interval_ms = 1000`.
     pub fn sessions(mut self, line: &str) -> Self {
         self.sessions.push(line.to_string());
@@ -150,6 +159,7 @@ priority = {priority}
 
 [pair]
 id = 7
+{pair}
 
 [link]
 listen = "{listen}"
@@ -174,6 +184,7 @@ level = "{level}"
             name = fw.name(),
             listen = fw.link_addr(),
             peer = fw.other().link_addr(),
+            pair = self.pair.join("\n"),
             sessions = self.sessions.join("\n"),
             conntrack = self.conntrack.join("\n"),
             socket = dir.join("failoverd.sock").display(),

@@ -12,6 +12,7 @@ use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord};
 use tokio::sync::Notify;
 
 use super::ConntrackFilter;
+use super::owner::{OwnerMark, Stamp};
 use super::socket::{self, Datagrams, NlSocket};
 use super::wire::{self, Entry, MSG_DELETE, MSG_NEW, NLMSG_ERROR, ParseError, Writer};
 
@@ -48,6 +49,12 @@ pub(super) struct State {
     pub failed: Option<(io::ErrorKind, String)>,
     /// Entries not owned by the local node; every other entry is.
     pub owners: Owners,
+    /// The stamp local entries get: [`Stamp::Local`] on a standby, [`Stamp::None`] on the
+    /// active node, whose sessions a takeover moves (see `ConntrackBackend::set_active`).
+    pub local_stamp: Stamp,
+    /// Local entries whose kernel stamp is not `local_stamp` (made by packets, or taken over
+    /// from the peer by local activity): `poll_changes` stamps them.
+    pub unstamped: Vec<SessionKey>,
 }
 
 impl State {
@@ -72,6 +79,8 @@ impl Shared {
                 overrun: false,
                 failed: None,
                 owners: Owners::default(),
+                local_stamp: Stamp::Local,
+                unstamped: Vec::new(),
             }),
             notify: Notify::new(),
             counters: Counters::default(),
@@ -100,6 +109,7 @@ pub(super) struct ReaderSetup {
     /// Events stamped with this port id were caused by the backend's own writes.
     pub own_port: u32,
     pub local: NodeId,
+    pub owner_mark: OwnerMark,
     pub filter: ConntrackFilter,
     pub shared: Arc<Shared>,
 }
@@ -130,7 +140,7 @@ impl Drop for Reader {
 
 /// One event, parsed outside the lock.
 enum Event {
-    Changed(SessionRecord),
+    Changed(SessionRecord, Stamp),
     Destroyed(SessionKey),
 }
 
@@ -220,8 +230,15 @@ impl EventLoop {
         let was_pending = state.has_pending();
         for event in self.batch.drain(..) {
             let op = match event {
-                Event::Changed(record) => {
+                Event::Changed(record, stamp) => {
                     state.owners.remove(&record.key);
+                    let replicated = self.setup.filter.matches(&record.key);
+                    if replicated
+                        && stamp != state.local_stamp
+                        && self.setup.owner_mark != OwnerMark::OFF
+                    {
+                        state.unstamped.push(record.key);
+                    }
                     SessionOp::Upsert(record)
                 }
                 Event::Destroyed(key) => {
@@ -279,16 +296,16 @@ fn parse(
 ) -> Result<Option<Event>, ParseError> {
     match message_type {
         MSG_NEW => {
-            let entry = wire::parse_entry(payload, setup.local)?;
+            let entry = wire::parse_entry(payload, setup.local, setup.owner_mark)?;
             if !entry.is_partial() {
-                return Ok(Some(Event::Changed(entry.record)));
+                return Ok(Some(Event::Changed(entry.record, entry.stamp)));
             }
             // The event left out state (it reports only what changed): read the whole entry.
             // Gone meanwhile: its DESTROY event follows.
             let key = entry.record.key;
             Ok(lookup
-                .get(&setup.lookup, &key, setup.local)?
-                .map(|entry| Event::Changed(entry.record)))
+                .get(&setup.lookup, &key, setup.local, setup.owner_mark)?
+                .map(|entry| Event::Changed(entry.record, entry.stamp)))
         }
         MSG_DELETE => Ok(Some(Event::Destroyed(wire::parse_key(payload)?))),
         _ => Ok(None),
@@ -310,6 +327,7 @@ impl Lookup {
         socket: &NlSocket,
         key: &SessionKey,
         local: NodeId,
+        owner_mark: OwnerMark,
     ) -> Result<Option<Entry>, ParseError> {
         const LOST: ParseError = ParseError("lookup of a partial event failed");
         self.seq = self.seq.wrapping_add(1);
@@ -334,7 +352,7 @@ impl Lookup {
                     };
                 }
                 if message.message_type == MSG_NEW {
-                    found = Some(wire::parse_entry(message.payload, local)?);
+                    found = Some(wire::parse_entry(message.payload, local, owner_mark)?);
                 }
             }
         }

@@ -12,15 +12,19 @@
 //!
 //! # Ownership and no echo
 //!
-//! The kernel stores no owners: the backend keeps the entries other nodes own in a map, and every
-//! entry not in it is local. ctnetlink stamps an event with the port id of the socket whose
+//! The backend keeps the entries other nodes own in a map, and every entry not in it is local.
+//! What must outlive the daemon is also in the kernel entry: the owner stamp, two mark bits
+//! ([`OwnerMark`]) that say "this node's" or "the peer's", written with every copy for the peer
+//! and onto local entries of a standby (the active node's entries stay unstamped: the peer
+//! adopts them if it stops; see [`set_active`](ConntrackBackend::set_active)). Dumps and events
+//! report the mark without the stamp. ctnetlink stamps an event with the port id of the socket whose
 //! request caused it (0 for the kernel's own changes), so events carrying the command socket's
 //! port id are our own writes: they are dropped (no echo), in the kernel by a socket filter on the
 //! event socket, so a bulk sync's writes cost the reader nothing. Any other event is local activity: a
 //! NEW or UPDATE makes the entry local, a DESTROY is reported with the owner the entry had.
-//! At [`open`](ConntrackBackend::open) with a peer, every entry already in the table is taken as
-//! the peer's: after a restart the peer is authoritative (it adopted our sessions when we
-//! stopped), its bulk sync re-sends them and the sweep removes the stale ones.
+//! At [`open`](ConntrackBackend::open) with a peer, entries stamped "this node's" are local and
+//! every other entry already in the table is taken as the peer's: the peer adopted them when
+//! this node stopped, its bulk sync re-sends them and the sweep removes the stale ones.
 //!
 //! # What the kernel does to written entries
 //!
@@ -81,6 +85,7 @@
 
 mod command;
 mod events;
+mod owner;
 mod socket;
 mod sysctl;
 mod wire;
@@ -97,6 +102,8 @@ use ipnet::IpNet;
 
 use self::command::Command;
 use self::events::{PeerEntry, Reader, ReaderSetup, Shared};
+use self::owner::Stamp;
+pub use self::owner::{OwnerMark, OwnerMarkError};
 use self::socket::{CONNTRACK_GROUPS, NlSocket};
 use self::sysctl::EntryCount;
 use self::wire::{MSG_NEW, NLMSG_DONE, NLMSG_ERROR, TCP_FLAG_BE_LIBERAL, Write, Writer};
@@ -120,6 +127,9 @@ pub struct ConntrackConfig {
     /// The least timeout written for entries another node owns: they see no packets here, and
     /// would otherwise expire on their own clock. Default 3600 s.
     pub peer_entry_timeout_secs: u32,
+    /// The mark bits that record each entry's owner in the kernel, so that a restarted daemon
+    /// knows its own entries from its copies of the peer's. Default bits 30 and 31.
+    pub owner_mark: OwnerMark,
     /// Which sessions are replicated.
     pub filter: ConntrackFilter,
 }
@@ -129,6 +139,7 @@ impl Default for ConntrackConfig {
         Self {
             event_buffer_bytes: 64 << 20,
             peer_entry_timeout_secs: 3600,
+            owner_mark: OwnerMark::DEFAULT,
             filter: ConntrackFilter::default(),
         }
     }
@@ -273,7 +284,8 @@ impl Settled {
 
 impl ConntrackBackend {
     /// Opens the sockets, starts the event reader, and, when `peer` is given, records every entry
-    /// already in the table as the peer's. Turns `net.netfilter.nf_conntrack_events` on if it is
+    /// already in the table as the peer's, except those whose owner stamp says they are the
+    /// local node's. Turns `net.netfilter.nf_conntrack_events` on if it is
     /// 0 (see [`events_sysctl_changed`](Self::events_sysctl_changed)).
     pub fn open(
         config: ConntrackConfig,
@@ -292,9 +304,12 @@ impl ConntrackBackend {
         if let Some(peer) = peer.filter(|&peer| peer != local) {
             // Between the subscription and the reader's start, events wait in the socket: a
             // change made during this dump is read after it, and makes its entry local.
-            let records = dumper.dump(&config.filter, local)?;
+            let records = dumper.dump(&config.filter, local, config.owner_mark)?;
             let mut state = shared.lock();
-            for record in records {
+            // Unstamped entries were made while no failoverd ran here: the peer, which adopted
+            // this node's sessions when it stopped, re-sends what is live.
+            let theirs = records.into_iter().filter(|(_, s)| *s != Stamp::Local);
+            for (record, _) in theirs {
                 let entry = PeerEntry {
                     owner: peer,
                     timeout_secs: record.timeout_secs,
@@ -307,6 +322,7 @@ impl ConntrackBackend {
             lookup: NlSocket::open()?,
             own_port: command.port_id(),
             local,
+            owner_mark: config.owner_mark,
             filter: config.filter.clone(),
             shared: Arc::clone(&shared),
         })?;
@@ -351,6 +367,21 @@ impl ConntrackBackend {
     /// daemon to log.
     pub fn events_sysctl_changed(&self) -> Option<(u64, u64)> {
         self.events_sysctl_changed
+    }
+
+    /// Tells the backend whether this node is active. The active node's entries are the active
+    /// role's: if it stops, the peer takes over and adopts them, so they carry no owner stamp
+    /// and a restart leaves them to the peer's bulk sync (the entries the peer ended meanwhile
+    /// are swept, not brought back). A standby's own entries (its SSH, BGP, monitoring) stay
+    /// its own when it stops: they are stamped local, and a restart keeps them. A change
+    /// restamps the local entries (a dump).
+    pub fn set_active(&mut self, active: bool) -> Result<(), BackendError> {
+        let stamp = if active { Stamp::None } else { Stamp::Local };
+        let changed = std::mem::replace(&mut self.shared.lock().local_stamp, stamp) != stamp;
+        if changed && self.config.owner_mark != OwnerMark::OFF {
+            self.table()?;
+        }
+        Ok(())
     }
 
     /// Re-arms the timeout of every peer-owned entry to at least
@@ -505,12 +536,13 @@ impl ConntrackBackend {
     /// Writes the requests of `plan` into one batch and sends it.
     fn send(&mut self, ops: &[SessionOp], plan: &mut [Planned]) -> io::Result<()> {
         let (local, least) = (self.local, self.config.peer_entry_timeout_secs);
+        let stamps = (self.config.owner_mark, self.shared.lock().local_stamp);
         self.command.begin();
         for planned in plan {
             let op = &ops[planned.index];
             planned.request = match (planned.action, op) {
                 (Action::Create { labels }, SessionOp::Upsert(record)) => {
-                    let write = write_of(record, local, least);
+                    let write = write_of(record, local, least, stamps);
                     let request = self.command.push(|w, seq| w.create(seq, &write));
                     if labels {
                         self.command
@@ -519,7 +551,7 @@ impl ConntrackBackend {
                     request
                 }
                 (Action::Update { .. }, SessionOp::Upsert(record)) => {
-                    let write = write_of(record, local, least);
+                    let write = write_of(record, local, least, stamps);
                     self.command.push(|w, seq| w.update(seq, &write))
                 }
                 (Action::Delete, _) => self.command.push(|w, seq| w.delete(seq, op.key())),
@@ -593,31 +625,70 @@ impl ConntrackBackend {
         }
     }
 
-    /// The table as the kernel has it (filtered), owners and reported timeouts filled in.
+    /// The table as the kernel has it (filtered), owners and reported timeouts filled in. Local
+    /// entries the kernel does not hold as stamped local (their events were lost) are stamped.
     fn table(&mut self) -> Result<Vec<SessionRecord>, BackendError> {
-        let mut records = self.dumper.dump(&self.config.filter, self.local)?;
+        let dumped = self
+            .dumper
+            .dump(&self.config.filter, self.local, self.config.owner_mark)?;
+        let mut unstamped = Vec::new();
         let state = self.shared.lock();
-        for record in &mut records {
-            if let Some(entry) = state.owners.get(&record.key) {
-                record.owner = entry.owner;
-                record.timeout_secs = entry.timeout_secs;
-            }
-        }
+        let records = dumped
+            .into_iter()
+            .map(|(mut record, stamp)| {
+                if let Some(entry) = state.owners.get(&record.key) {
+                    record.owner = entry.owner;
+                    record.timeout_secs = entry.timeout_secs;
+                } else if stamp != state.local_stamp {
+                    unstamped.push(record.key);
+                }
+                record
+            })
+            .collect();
+        drop(state);
+        self.stamp_local(&unstamped)?;
         Ok(records)
+    }
+
+    /// Stamps these entries as local entries are stamped now, but those that became another
+    /// node's meanwhile (a write for the peer since the event that reported them).
+    fn stamp_local(&mut self, keys: &[SessionKey]) -> Result<(), BackendError> {
+        let owner_mark = self.config.owner_mark;
+        if keys.is_empty() || owner_mark == OwnerMark::OFF {
+            return Ok(());
+        }
+        let (keys, local_stamp): (Vec<SessionKey>, Stamp) = {
+            let state = self.shared.lock();
+            let local = keys.iter().filter(|key| !state.owners.contains_key(*key));
+            (local.copied().collect(), state.local_stamp)
+        };
+        let stamp = (owner_mark.bits(local_stamp), owner_mark.mask());
+        self.batched(
+            &keys,
+            |w, seq, key| w.stamp(seq, key, stamp, None),
+            |_, _| {},
+        )
     }
 }
 
 /// How a record is written: entries of other nodes with at least the peer timeout, TCP entries
-/// liberal.
-fn write_of(record: &SessionRecord, local: NodeId, least_peer_timeout: u32) -> Write<'_> {
-    let timeout_secs = if record.owner == local {
-        record.timeout_secs
+/// liberal, the owner stamped in the mark (in the same request, so no entry exists unstamped);
+/// the local node's with `local_stamp`.
+fn write_of(
+    record: &SessionRecord,
+    local: NodeId,
+    least_peer_timeout: u32,
+    (owner_mark, local_stamp): (OwnerMark, Stamp),
+) -> Write<'_> {
+    let (timeout_secs, stamp) = if record.owner == local {
+        (record.timeout_secs, local_stamp)
     } else {
-        record.timeout_secs.max(least_peer_timeout)
+        (record.timeout_secs.max(least_peer_timeout), Stamp::Peer)
     };
     Write {
         record,
         timeout_secs,
+        mark: (record.mark & !owner_mark.mask()) | owner_mark.bits(stamp),
         tcp_flags: TCP_FLAG_BE_LIBERAL,
     }
 }
@@ -698,6 +769,9 @@ impl SessionBackend for ConntrackBackend {
         out: &mut Vec<SessionOp>,
         max: usize,
     ) -> Result<usize, BackendError> {
+        // Stamps first: a socket error then leaves the changes queued.
+        let unstamped = std::mem::take(&mut self.shared.lock().unstamped);
+        self.stamp_local(&unstamped)?;
         let mut state = self.shared.lock();
         if let Some((kind, message)) = &state.failed {
             return Err(BackendError::Io(io::Error::new(*kind, message.clone())));
@@ -705,6 +779,8 @@ impl SessionBackend for ConntrackBackend {
         if state.overrun {
             state.overrun = false;
             state.changes.clear();
+            // The resync's dump stamps what is left unstamped.
+            state.unstamped.clear();
             return Err(BackendError::Overrun { lost: None });
         }
         let n = max.min(state.changes.len());
@@ -760,16 +836,26 @@ impl SessionBackend for ConntrackBackend {
             // timeouts are left; `refresh_peer_entries` re-arms them.
             let table = self.table()?;
             let mut state = self.shared.lock();
-            let mut adopted = 0;
+            let mut adopted = Vec::new();
             for record in table.into_iter().filter(|r| r.owner == from) {
                 let entry = PeerEntry {
                     owner: to,
                     timeout_secs: record.timeout_secs,
                 };
                 state.owners.insert(record.key, entry);
-                adopted += 1;
+                adopted.push(record.key);
             }
-            return Ok(adopted);
+            drop(state);
+            let owner_mark = self.config.owner_mark;
+            let stamp = (owner_mark.bits(Stamp::Peer), owner_mark.mask());
+            if owner_mark != OwnerMark::OFF {
+                self.batched(
+                    &adopted,
+                    |w, seq, key| w.stamp(seq, key, stamp, None),
+                    |_, _| {},
+                )?;
+            }
+            return Ok(adopted.len());
         }
         let mut state = self.shared.lock();
         let owned = state.owners.iter_mut().filter(|(_, e)| e.owner == from);
@@ -782,16 +868,19 @@ impl SessionBackend for ConntrackBackend {
             return Ok(adopted);
         }
         // Ours now: they leave the map, and get back the timeout their owner reported instead
-        // of the long one they were written with.
+        // of the long one they were written with. A node adopts when it becomes active: they
+        // are the active role's (see `set_active`), unstamped.
         let entries: Vec<(SessionKey, u32)> = owned.map(|(k, e)| (*k, e.timeout_secs)).collect();
         for (key, _) in &entries {
             state.owners.remove(key);
         }
         drop(state);
         let mut adopted = 0;
+        let owner_mark = self.config.owner_mark;
+        let stamp = (owner_mark.bits(Stamp::None), owner_mark.mask());
         self.batched(
             &entries,
-            |w, seq, (key, timeout)| w.timeout(seq, key, *timeout),
+            |w, seq, (key, timeout)| w.stamp(seq, key, stamp, Some(*timeout)),
             |_, errno| adopted += usize::from(errno != libc::ENOENT),
         )?;
         Ok(adopted)
@@ -831,9 +920,15 @@ impl Dumper {
         })
     }
 
-    /// Every entry of both families that passes `filter`, owned by `local`. A malformed entry
-    /// fails the dump, after the rest of it is read (the socket takes no new dump before).
-    fn dump(&mut self, filter: &ConntrackFilter, local: NodeId) -> io::Result<Vec<SessionRecord>> {
+    /// Every entry of both families that passes `filter`, owned by `local`, with its owner
+    /// stamp. A malformed entry fails the dump, after the rest of it is read (the socket takes
+    /// no new dump before).
+    fn dump(
+        &mut self,
+        filter: &ConntrackFilter,
+        local: NodeId,
+        owner_mark: OwnerMark,
+    ) -> io::Result<Vec<(SessionRecord, Stamp)>> {
         self.seq = self.seq.wrapping_add(1);
         self.writer.clear();
         self.writer.dump(self.seq);
@@ -855,9 +950,9 @@ impl Dumper {
                             (code, _) => Err(io::Error::from_raw_os_error(-code)),
                         };
                     }
-                    MSG_NEW => match wire::parse_entry(message.payload, local) {
+                    MSG_NEW => match wire::parse_entry(message.payload, local, owner_mark) {
                         Ok(entry) if filter.matches(&entry.record.key) => {
-                            records.push(entry.record)
+                            records.push((entry.record, entry.stamp))
                         }
                         Ok(_) => {}
                         Err(error) => malformed = Some(error),

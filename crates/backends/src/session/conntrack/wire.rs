@@ -20,6 +20,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterProtoFamily};
 
+use super::owner::{OwnerMark, Stamp};
+
 /// `NFNL_SUBSYS_CTNETLINK`: the high byte of every conntrack message type.
 const SUBSYS_CTNETLINK: u16 = 1;
 /// `IPCTNL_MSG_CT_NEW`: create or update; also what dumps, lookups and NEW/UPDATE events carry.
@@ -54,6 +56,7 @@ mod cta {
     pub const SEQ_ADJ_ORIG: u16 = 15;
     pub const SEQ_ADJ_REPLY: u16 = 16;
     pub const ZONE: u16 = 18;
+    pub const MARK_MASK: u16 = 21;
     pub const LABELS: u16 = 22;
     pub const LABELS_MASK: u16 = 23;
 }
@@ -181,6 +184,8 @@ pub(super) struct Writer {
 pub(super) struct Write<'a> {
     pub record: &'a SessionRecord,
     pub timeout_secs: u32,
+    /// The record's mark with the owner stamp in it.
+    pub mark: u32,
     /// OR-ed into both directions' TCP flags.
     pub tcp_flags: u8,
 }
@@ -255,6 +260,25 @@ impl Writer {
         self.end(start);
     }
 
+    /// Sets the owner stamp of an existing entry (only the bits of `mask`, so the rest of the
+    /// mark stays as the ruleset set it), and its timeout when given.
+    pub fn stamp(
+        &mut self,
+        seq: u32,
+        key: &SessionKey,
+        (bits, mask): (u32, u32),
+        timeout_secs: Option<u32>,
+    ) {
+        let start = self.begin(MSG_NEW, 0, seq, family(key));
+        self.key(key);
+        self.be32(cta::MARK, bits);
+        self.be32(cta::MARK_MASK, mask);
+        if let Some(timeout_secs) = timeout_secs {
+            self.be32(cta::TIMEOUT, timeout_secs);
+        }
+        self.end(start);
+    }
+
     pub fn delete(&mut self, seq: u32, key: &SessionKey) {
         let start = self.begin(MSG_DELETE, 0, seq, family(key));
         self.key(key);
@@ -283,7 +307,7 @@ impl Writer {
             (record.status | status::CONFIRMED) & !STATUS_NOT_SENT,
         );
         self.be32(cta::TIMEOUT, write.timeout_secs);
-        self.be32(cta::MARK, record.mark);
+        self.be32(cta::MARK, write.mark);
         if record.key.l4proto == IPPROTO_TCP {
             self.tcp(&record.tcp, write.tcp_flags);
         }
@@ -635,6 +659,8 @@ pub(super) struct Entry {
     pub has_protoinfo: bool,
     /// Whether it carried sequence adjustment; an event carries it only when it changed.
     pub has_seq_adj: bool,
+    /// Whose entry its mark says it is (the stamp bits are not in `record.mark`).
+    pub stamp: Stamp,
 }
 
 impl Entry {
@@ -646,8 +672,13 @@ impl Entry {
     }
 }
 
-/// Parses the payload (after the netlink header) of an entry message.
-pub(super) fn parse_entry(payload: &[u8], owner: NodeId) -> Result<Entry, ParseError> {
+/// Parses the payload (after the netlink header) of an entry message, the owner stamp taken out
+/// of the mark.
+pub(super) fn parse_entry(
+    payload: &[u8],
+    owner: NodeId,
+    owner_mark: OwnerMark,
+) -> Result<Entry, ParseError> {
     let attrs = attributes(payload)?;
     let mut orig = None;
     let mut reply = None;
@@ -701,7 +732,7 @@ pub(super) fn parse_entry(payload: &[u8], owner: NodeId) -> Result<Entry, ParseE
         },
         reply: reply.tuple,
         owner,
-        mark,
+        mark: mark & !owner_mark.mask(),
         status: record_status,
         timeout_secs,
         tcp,
@@ -713,6 +744,7 @@ pub(super) fn parse_entry(payload: &[u8], owner: NodeId) -> Result<Entry, ParseE
         record,
         has_protoinfo,
         has_seq_adj,
+        stamp: owner_mark.stamp(mark),
     })
 }
 
@@ -922,27 +954,33 @@ mod tests {
     }
 
     /// An update carries every field but the reply tuple, in the attributes the kernel reports
-    /// them in: with the reply tuple added, it parses back to its record.
+    /// them in: with the reply tuple added, it parses back to its record, and the owner stamp
+    /// written into the mark comes back as the stamp, out of the mark.
     #[test]
     fn an_update_parses_back_to_its_record() {
+        let owner_mark = OwnerMark::DEFAULT;
         for i in 0..12 {
-            let record = labelled(i);
+            let mut record = labelled(i);
+            record.mark &= !owner_mark.mask();
+            let stamp = [Stamp::Local, Stamp::Peer, Stamp::None][i as usize % 3];
             let mut writer = Writer::default();
             let write = Write {
                 record: &record,
                 timeout_secs: record.timeout_secs,
+                mark: record.mark | owner_mark.bits(stamp),
                 tcp_flags: 0,
             };
             writer.update(7, &write);
             let mut report = payload(writer.bytes());
             assert_eq!(
-                parse_entry(&report, record.owner).err(),
+                parse_entry(&report, record.owner, owner_mark).err(),
                 Some(ParseError("no reply tuple"))
             );
             let mut reply = Writer::default();
             reply.tuple(cta::TUPLE_REPLY, &record.reply, record.key.l4proto);
             report.extend_from_slice(reply.bytes());
-            let entry = parse_entry(&report, record.owner).unwrap();
+            let entry = parse_entry(&report, record.owner, owner_mark).unwrap();
+            assert_eq!(entry.stamp, stamp);
             let mut want = record.clone();
             want.status = (record.status | status::CONFIRMED) & !STATUS_NOT_SENT;
             assert_eq!(entry.record, want);
@@ -1020,7 +1058,7 @@ mod tests {
     proptest! {
         #[test]
         fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = parse_entry(&bytes, NodeId(1));
+            let _ = parse_entry(&bytes, NodeId(1), OwnerMark::DEFAULT);
             let _ = parse_key(&bytes);
             for message in messages(&bytes) {
                 let _ = message;
@@ -1031,14 +1069,14 @@ mod tests {
         fn parsing_truncated_messages_never_panics(i in 0..64_u32, cut in 0..400_usize) {
             let record = labelled(i);
             let mut writer = Writer::default();
-            writer.create(1, &Write { record: &record, timeout_secs: 5, tcp_flags: 8 });
+            writer.create(1, &Write { record: &record, timeout_secs: 5, mark: record.mark, tcp_flags: 8 });
             let payload = payload(writer.bytes());
             let cut = cut.min(payload.len());
-            let _ = parse_entry(&payload[..cut], NodeId(1));
+            let _ = parse_entry(&payload[..cut], NodeId(1), OwnerMark::DEFAULT);
             let mut corrupt = payload.clone();
             let at = cut.min(corrupt.len() - 1);
             corrupt[at] ^= 0x5a;
-            let _ = parse_entry(&corrupt, NodeId(1));
+            let _ = parse_entry(&corrupt, NodeId(1), OwnerMark::DEFAULT);
             let _ = parse_key(&corrupt);
         }
     }
