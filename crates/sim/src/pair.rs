@@ -174,7 +174,9 @@ impl Pair {
             both_active_since: None,
             reconnect_at: Some(now),
             next_check: now,
-            check_interval: Duration::from_millis(5),
+            // Each check reads every session: every 20 ms keeps the schedules cheap, and a
+            // violation lasts at least until the next acknowledgement.
+            check_interval: Duration::from_millis(20),
             rng: SmallRng::seed_from_u64(seed),
             next_session: 0,
             restarts: 0,
