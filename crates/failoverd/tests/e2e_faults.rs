@@ -147,6 +147,7 @@ struct Report {
     /// Answered during a partition or while the active's daemon was down: not counted.
     sessions_during_faults: usize,
     sessions_during_faults_lost: usize,
+    during_faults_missing_example: Option<String>,
     flows: usize,
     flows_failed: usize,
     /// Kills of the active with new flows paused (see [`flows_across_active_kills`]).
@@ -382,7 +383,14 @@ fn check(
         let present = table_a.contains_key(&flow) && table_b.contains_key(&flow);
         if is_excused(at) {
             during.insert(flow);
-            during_lost += usize::from(!present);
+            if !present {
+                during_lost += 1;
+                report.during_faults_missing_example = Some(format!(
+                    "{flow} (on A {}, on B {})",
+                    table_a.contains_key(&flow),
+                    table_b.contains_key(&flow)
+                ));
+            }
         } else {
             checked += 1;
             if !present {
@@ -424,7 +432,7 @@ fn print(report: &Report, seed: u64, took: Duration) {
     println!(
         "seed {seed}: {} faults ({} kills), {} takeovers, {}/{STREAMS} streams survived, longest \
          gap {:?}; {} answered UDP sessions checked, {} lost; {} answered during a partition or \
-         while the active's daemon was down (not counted), {} of them missing; {} short flows, \
+         while the active's daemon was down (not counted), {} of them missing{}; {} short flows, \
          {} failed; new flows paused across {} kills of the active; {took:?}",
         report.faults,
         report.kills,
@@ -435,6 +443,10 @@ fn print(report: &Report, seed: u64, took: Duration) {
         report.sessions_lost,
         report.sessions_during_faults,
         report.sessions_during_faults_lost,
+        report
+            .during_faults_missing_example
+            .as_ref()
+            .map_or(String::new(), |e| format!(", e.g. {e}")),
         report.flows,
         report.flows_failed,
         report.paused,
