@@ -184,6 +184,7 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
     ];
     let generator = Generator::start(&pair.lab, STREAMS, STREAM_INTERVAL, FLOW_INTERVAL);
     std::thread::sleep(Duration::from_secs(1));
+    let table_max = conntrack_max();
     // Windows whose sessions are reported, not counted: (from, to).
     let mut excused: Vec<(Instant, Instant)> = Vec::new();
     for (i, fault) in faults.iter().enumerate() {
@@ -256,6 +257,14 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
         }
         let settled = pair.settle();
         report.faults += 1;
+        let now_max = conntrack_max();
+        if now_max != table_max {
+            // Host-wide (not per namespace): another process on this machine changed it.
+            report.violations.push(format!(
+                "fault {i}: nf_conntrack_max changed from {table_max} to {now_max} during the \
+                 run (host-wide; not this test): a full table refuses the replicated entries"
+            ));
+        }
         let settled_at = Instant::now();
         if active_killed || partition.is_some() {
             excused.push((excuse_from, settled_at));
@@ -308,6 +317,12 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
     }
     pair.lab.keep_files();
     report
+}
+
+/// The host-wide conntrack table limit (the one conntrack setting no namespace has its own of).
+fn conntrack_max() -> String {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .map_or_else(|e| format!("unreadable ({e})"), |v| v.trim().to_string())
 }
 
 /// The oracle after fault `i`, which started at `started`: streams, tables, sessions.
