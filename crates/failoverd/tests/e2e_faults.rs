@@ -294,6 +294,15 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
             break;
         }
         check(&pair, &generator, started, &excused, &mut report, i, fault);
+        println!(
+            "  settled; so far {} kills, longest gap {:?}, {} answered UDP sessions checked, {} \
+             lost, {} violations",
+            report.kills,
+            report.longest_gap,
+            report.sessions_checked,
+            report.sessions_lost,
+            report.violations.len()
+        );
         generator.resume();
         // Traffic whose sessions count at the next fault.
         std::thread::sleep(BETWEEN_FAULTS);
