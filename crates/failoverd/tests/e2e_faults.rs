@@ -184,7 +184,7 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
     ];
     let generator = Generator::start(&pair.lab, STREAMS, STREAM_INTERVAL, FLOW_INTERVAL);
     std::thread::sleep(Duration::from_secs(1));
-    let table_max = conntrack_max();
+    let table_max = MaxWatch::start();
     // Windows whose sessions are reported, not counted: (from, to).
     let mut excused: Vec<(Instant, Instant)> = Vec::new();
     for (i, fault) in faults.iter().enumerate() {
@@ -257,12 +257,11 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
         }
         let settled = pair.settle();
         report.faults += 1;
-        let now_max = conntrack_max();
-        if now_max != table_max {
+        if let Some(changes) = table_max.changes() {
             // Host-wide (not per namespace): another process on this machine changed it.
             report.violations.push(format!(
-                "fault {i}: nf_conntrack_max changed from {table_max} to {now_max} during the \
-                 run (host-wide; not this test): a full table refuses the replicated entries"
+                "fault {i}: nf_conntrack_max changed during the run (host-wide; not this test; \
+                 a full table refuses replicated entries and evicts unassured ones): {changes}"
             ));
         }
         let settled_at = Instant::now();
@@ -332,6 +331,63 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
 fn conntrack_max() -> String {
     std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
         .map_or_else(|e| format!("unreadable ({e})"), |v| v.trim().to_string())
+}
+
+/// Watches [`conntrack_max`] every 10 ms for the whole run: another process on a shared
+/// machine may lower it for a moment, and a full table evicts sessions on both nodes.
+struct MaxWatch {
+    first: String,
+    changes: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MaxWatch {
+    fn start() -> MaxWatch {
+        use std::sync::atomic::Ordering;
+        let first = conntrack_max();
+        let changes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, halt, mut last) = (changes.clone(), stop.clone(), first.clone());
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let now = conntrack_max();
+                if now != last {
+                    seen.lock().unwrap().push((Instant::now(), now.clone()));
+                    last = now;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        MaxWatch {
+            first,
+            changes,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The changes since the last call, if there were any.
+    fn changes(&self) -> Option<String> {
+        let changes = std::mem::take(&mut *self.changes.lock().unwrap());
+        let started = Instant::now();
+        (!changes.is_empty()).then(|| {
+            let steps: Vec<String> = changes
+                .iter()
+                .map(|(at, value)| format!("{value} ({:?} ago)", started - *at))
+                .collect();
+            format!("at start {}; {}", self.first, steps.join(" -> "))
+        })
+    }
+}
+
+impl Drop for MaxWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The oracle after fault `i`, which started at `started`: streams, tables, sessions.
