@@ -595,3 +595,63 @@ fn a_missing_tracked_route_is_a_fault() {
         |s| is_master(s) && s.ready,
     );
 }
+
+/// Finding 5 (held deletes, docs/ARCHITECTURE.md): A's uplinks go down while the failover link
+/// stays up, and A's kernel flushes its table at that moment, as the masquerade notifier does
+/// (the lab SNATs, so the flush is explicit: `conntrack -F` right after the links). A's group
+/// faults, B takes over by VRRP, and the DESTROY burst A sends over the live failover link must
+/// not wipe B's copies: every stream survives on B, past the hold. Before the fix, B applied the
+/// held deletes at any takeover from a live peer and deleted the sessions it was taking over.
+#[test]
+fn a_vrrp_fault_with_a_flush_on_the_live_peer_keeps_every_stream() {
+    if !require_root_and_tools() {
+        return;
+    }
+    const ADVERT_MS: u32 = 200;
+    let lab = Lab::up_without_shared();
+    let (a, mut b) = vrrp_pair(&lab, &DaemonOptions::default().vrrp(ADVERT_MS));
+    let server = TcpEchoServer::start(&lab, server_addr());
+    let probes: Vec<Probe> = (0..8)
+        .map(|_| stream(&lab, &server, Some(Firewall::B)))
+        .collect();
+    let flows: Vec<_> = probes.iter().map(Probe::flow).collect();
+
+    let failed = Instant::now();
+    lab.exec(
+        Firewall::A,
+        &[
+            "sh",
+            "-c",
+            "ip link set dev lan down && ip link set dev wan down && conntrack -F",
+        ],
+    );
+    b.wait_for("B takes over", Duration::from_secs(5), is_master);
+    // B's hold: twice its Master_Down_Interval (3 adverts + skew at priority 100); the streams
+    // must outlive it, and every delete A sent while or after its links went down.
+    let advert = Duration::from_millis(u64::from(ADVERT_MS));
+    let hold = 2 * (3 * advert + advert * 156 / 256);
+    for (i, probe) in probes.iter().enumerate() {
+        probe
+            .wait_survives(
+                failed,
+                hold + Duration::from_secs(1),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+            )
+            .unwrap_or_else(|why| panic!("stream {i} ({}) after A's fault: {why}", flows[i]));
+    }
+    let on_b = by_flow(&lab.conntrack(Firewall::B), |f| flows.contains(f));
+    assert_eq!(on_b.len(), flows.len(), "B holds every stream: {on_b:?}");
+    let a_status = a.status().expect("A's status");
+    assert_eq!(group_state(&a_status), "fault", "A's group faulted");
+    assert_eq!(
+        a_status.role,
+        failoverd_control::protocol::Role::Standby,
+        "A stepped down"
+    );
+    let b_status = b.status().expect("B's status");
+    println!(
+        "A's fault with a flush: B master, every stream alive; B's counters {:?}",
+        b_status.counters
+    );
+}

@@ -75,3 +75,6 @@ pub fn wait_until<T>(
         std::thread::sleep(every);
     }
 }
+
+pub mod faults;
+pub mod generator;

@@ -57,3 +57,20 @@ pub fn tcp_connect(ns: &str, to: SocketAddr, timeout: Duration) -> io::Result<Tc
 pub fn udp_bind(ns: &str, addr: SocketAddr) -> UdpSocket {
     run_in(ns, || UdpSocket::bind(addr)).unwrap_or_else(|e| panic!("{ns}: bind {addr}: {e}"))
 }
+
+/// Runs `f` on a new thread named `name` whose network namespace is `ns`, for as long as `f`
+/// runs (a traffic generator that makes its sockets as it goes).
+pub fn spawn_in(
+    ns: &str,
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let ns = ns.to_string();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            enter(&ns);
+            f()
+        })
+        .expect("spawn a thread")
+}
