@@ -1598,3 +1598,26 @@ fn the_stamp_follows_the_owner_and_the_active_role() {
             .all(|&o| o == PEER)
     );
 }
+
+/// The kernel never clears SEEN_REPLY or ASSURED (an update without them is refused: EBUSY).
+/// A copy that saw its reply here while the owner's record did not (an answer through this
+/// node after its daemon died, a claimed copy older than its reply) is updated all the same,
+/// keeping those bits; refused, the op would be retried forever and the node never ready.
+#[test]
+fn an_update_keeps_the_status_bits_the_kernel_never_clears() {
+    require_root!();
+    const SEEN_REPLY_ASSURED: u32 = 0b110;
+    let mut h = ConntrackHarness::new();
+    let mut answered = sample_record(2, PEER);
+    answered.status |= SEEN_REPLY_ASSURED;
+    assert_eq!(h.backend.apply(&upsert(&[answered.clone()])), applied(1));
+    let mut older = answered.clone();
+    older.status &= !SEEN_REPLY_ASSURED;
+    older.mark = 7;
+    assert_eq!(h.backend.apply(&upsert(&[older])), applied(1));
+    assert_eq!(h.backend.stats().status_kept, 1);
+    let dumped = h.backend.dump().unwrap();
+    assert_eq!(dumped.len(), 1);
+    assert_eq!(dumped[0].mark, 7, "the rest of the record is written");
+    assert_eq!(dumped[0].status & SEEN_REPLY_ASSURED, SEEN_REPLY_ASSURED);
+}

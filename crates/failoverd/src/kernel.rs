@@ -119,6 +119,7 @@ impl Table for ConntrackBackend {
                 ("overruns", stats.overruns),
                 ("dumps", stats.dumps),
                 ("refreshed", stats.refreshed),
+                ("status_kept", stats.status_kept),
             ],
         })
     }

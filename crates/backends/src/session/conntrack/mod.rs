@@ -106,7 +106,7 @@ use self::owner::Stamp;
 pub use self::owner::{OwnerMark, OwnerMarkError};
 use self::socket::{CONNTRACK_GROUPS, NlSocket};
 use self::sysctl::EntryCount;
-use self::wire::{MSG_NEW, NLMSG_DONE, NLMSG_ERROR, TCP_FLAG_BE_LIBERAL, Write, Writer};
+use self::wire::{MSG_NEW, NLMSG_DONE, NLMSG_ERROR, TCP_FLAG_BE_LIBERAL, Write, Writer, status};
 use super::{ApplyError, ApplyReport, BackendError, SessionBackend};
 
 /// Ops per command batch (one `send`; a create with labels takes two requests). Large enough to
@@ -205,6 +205,9 @@ pub struct ConntrackStats {
     pub dumps: u64,
     /// Peer-owned entries whose timeout `refresh_peer_entries` re-armed.
     pub refreshed: u64,
+    /// Updates the kernel refused (EBUSY) because the entry has SEEN_REPLY or ASSURED and the
+    /// record not, written again keeping those bits.
+    pub status_kept: u64,
     /// Entries other nodes own, now (the rest of the table is the local node's).
     pub peer_entries: u64,
 }
@@ -234,6 +237,7 @@ struct Counters {
     apply_errors: u64,
     dumps: u64,
     refreshed: u64,
+    status_kept: u64,
 }
 
 /// One op of a batch and what is sent for it.
@@ -253,9 +257,11 @@ enum Action {
         labels: bool,
     },
     /// Update, for an entry the backend wrote for another node (ENOENT: retried as a create):
-    /// a bulk sync re-sends entries that are mostly there already.
+    /// a bulk sync re-sends entries that are mostly there already. `status_kept` is OR-ed into
+    /// the record's status (EBUSY: retried keeping the bits the kernel never clears).
     Update {
         labels: bool,
+        status_kept: u32,
     },
     Delete,
     /// A remove naming another owner than the entry's: looked up, to tell `skipped_not_owner`
@@ -354,6 +360,7 @@ impl ConntrackBackend {
             overruns: events.overruns.load(Ordering::Relaxed),
             dumps: self.counters.dumps,
             refreshed: self.counters.refreshed,
+            status_kept: self.counters.status_kept,
             peer_entries: self.shared.lock().owners.len() as u64,
         }
     }
@@ -476,9 +483,10 @@ impl ConntrackBackend {
                     let labels = record.labels != [0; 16];
                     match wire::check_writable(record) {
                         Err(why) => Action::Invalid(why),
-                        Ok(()) if state.owners.contains_key(&record.key) => {
-                            Action::Update { labels }
-                        }
+                        Ok(()) if state.owners.contains_key(&record.key) => Action::Update {
+                            labels,
+                            status_kept: 0,
+                        },
                         Ok(()) => Action::Create { labels },
                     }
                 }
@@ -508,7 +516,12 @@ impl ConntrackBackend {
         let mut settled = Settled::default();
         let sent = self.send(ops, &mut plan);
         self.settle(ops, &plan, &sent, true, report, &mut settled);
-        if !settled.retries.is_empty() {
+        // At most two more passes: create -> update (EEXIST) -> update keeping the status bits
+        // the kernel never clears (EBUSY); each retry leads to a kind that is not retried so.
+        for _ in 0..2 {
+            if settled.retries.is_empty() {
+                break;
+            }
             let mut retries = std::mem::take(&mut settled.retries);
             let sent = self.send(ops, &mut retries);
             self.settle(ops, &retries, &sent, false, report, &mut settled);
@@ -550,8 +563,11 @@ impl ConntrackBackend {
                     }
                     request
                 }
-                (Action::Update { .. }, SessionOp::Upsert(record)) => {
-                    let write = write_of(record, local, least, stamps);
+                (Action::Update { status_kept, .. }, SessionOp::Upsert(record)) => {
+                    let write = Write {
+                        status_kept,
+                        ..write_of(record, local, least, stamps)
+                    };
                     self.command.push(|w, seq| w.update(seq, &write))
                 }
                 (Action::Delete, _) => self.command.push(|w, seq| w.delete(seq, op.key())),
@@ -593,10 +609,30 @@ impl ConntrackBackend {
                     settled.store(report, planned.index);
                 }
                 (Action::Create { labels }, Some(libc::EEXIST)) if first_pass => {
-                    settled.retries.push(retry(Action::Update { labels }));
+                    settled.retries.push(retry(Action::Update {
+                        labels,
+                        status_kept: 0,
+                    }));
                 }
-                (Action::Update { labels }, Some(libc::ENOENT)) if first_pass => {
+                (Action::Update { labels, .. }, Some(libc::ENOENT)) if first_pass => {
                     settled.retries.push(retry(Action::Create { labels }));
+                }
+                // The entry saw a reply (or became assured) that the record has not: traffic
+                // reached this node while the record's writer did not know (an answer through
+                // this node after its daemon died, a copy claimed before its reply). The kernel
+                // never clears those bits; keeping them loses nothing of the record.
+                (
+                    Action::Update {
+                        labels,
+                        status_kept: 0,
+                    },
+                    Some(libc::EBUSY),
+                ) => {
+                    self.counters.status_kept += 1;
+                    settled.retries.push(retry(Action::Update {
+                        labels,
+                        status_kept: status::SET_ONLY,
+                    }));
                 }
                 // There for one request and not for the other: the original tuple is free but
                 // the reply tuple is another entry's (or the entry expired in between).
@@ -690,6 +726,7 @@ fn write_of(
         timeout_secs,
         mark: (record.mark & !owner_mark.mask()) | owner_mark.bits(stamp),
         tcp_flags: TCP_FLAG_BE_LIBERAL,
+        status_kept: 0,
     }
 }
 

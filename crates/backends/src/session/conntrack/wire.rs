@@ -106,6 +106,10 @@ mod nested {
 /// `IPS_*` status bits.
 pub(super) mod status {
     pub const EXPECTED: u32 = 1 << 0;
+    pub const SEEN_REPLY: u32 = 1 << 1;
+    pub const ASSURED: u32 = 1 << 2;
+    /// What the kernel lets an update set but never clear (EBUSY).
+    pub const SET_ONLY: u32 = SEEN_REPLY | ASSURED;
     pub const CONFIRMED: u32 = 1 << 3;
     pub const SRC_NAT: u32 = 1 << 4;
     pub const DST_NAT: u32 = 1 << 5;
@@ -188,6 +192,9 @@ pub(super) struct Write<'a> {
     pub mark: u32,
     /// OR-ed into both directions' TCP flags.
     pub tcp_flags: u8,
+    /// OR-ed into the record's status: the bits the kernel only lets be set (SEEN_REPLY,
+    /// ASSURED), for an update the entry refused because it has one the record lacks.
+    pub status_kept: u32,
 }
 
 impl Writer {
@@ -304,7 +311,7 @@ impl Writer {
         let record = write.record;
         self.be32(
             cta::STATUS,
-            (record.status | status::CONFIRMED) & !STATUS_NOT_SENT,
+            (record.status | write.status_kept | status::CONFIRMED) & !STATUS_NOT_SENT,
         );
         self.be32(cta::TIMEOUT, write.timeout_secs);
         self.be32(cta::MARK, write.mark);
@@ -969,6 +976,7 @@ mod tests {
                 timeout_secs: record.timeout_secs,
                 mark: record.mark | owner_mark.bits(stamp),
                 tcp_flags: 0,
+                status_kept: 0,
             };
             writer.update(7, &write);
             let mut report = payload(writer.bytes());
@@ -1069,7 +1077,7 @@ mod tests {
         fn parsing_truncated_messages_never_panics(i in 0..64_u32, cut in 0..400_usize) {
             let record = labelled(i);
             let mut writer = Writer::default();
-            writer.create(1, &Write { record: &record, timeout_secs: 5, mark: record.mark, tcp_flags: 8 });
+            writer.create(1, &Write { record: &record, timeout_secs: 5, mark: record.mark, tcp_flags: 8, status_kept: 0 });
             let payload = payload(writer.bytes());
             let cut = cut.min(payload.len());
             let _ = parse_entry(&payload[..cut], NodeId(1), OwnerMark::DEFAULT);
