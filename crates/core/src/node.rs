@@ -1108,6 +1108,18 @@ impl Node {
                 .set(Timer::Silence, now + self.config.silence_timer),
             State::Independence => self.timers.stop(Timer::Silence),
             State::Synchronization { peer } => {
+                let peer_took_over = self
+                    .peer
+                    .as_ref()
+                    .is_none_or(|p| p.hello.role == Role::Active);
+                if !self.peer_heard && self.symmetric() && !peer_took_over {
+                    // Restarted, and the peer did not take over (it is standby): the entries
+                    // found at start, attributed to it, are the sessions this node carried as
+                    // the active one. Claimed back before our bulk sync, or each node's sweep
+                    // removes the other's copies (the peer's bulk sync does not hold them: to
+                    // the peer they are ours).
+                    self.adopt = Some((*peer, self.config.node_id));
+                }
                 self.last_peer = Some(*peer);
                 self.peer_heard = true;
                 self.timers.stop(Timer::AdoptAlone);
