@@ -655,3 +655,44 @@ fn a_vrrp_fault_with_a_flush_on_the_live_peer_keeps_every_stream() {
         b_status.counters
     );
 }
+
+/// A restarted active whose peer did not take over keeps its sessions, and so does the peer.
+/// B is in maintenance, so nothing moves the role while A's daemon is down (a quick restart
+/// does the same when it beats VRRP's Master_Down_Interval). At start A finds its kernel's
+/// entries and attributes them to B; B's bulk sync does not hold them (to B they are A's) and A's
+/// holds nothing: each node's sweep removed the other's copies, the stream's entry among them,
+/// until a node whose peer stayed standby claimed the entries back before its bulk sync.
+#[test]
+fn a_restarted_active_whose_peer_stayed_standby_keeps_every_session() {
+    if !require_root_and_tools() {
+        return;
+    }
+    // Slow adverts: the restarted A synchronizes (silence 0.3 s) well before its VRRP group
+    // takes the master role (Master_Down_Interval 3.6 s).
+    let options = DaemonOptions::default().vrrp(1000);
+    let Streaming {
+        probe,
+        _server,
+        mut a,
+        mut b,
+        lab,
+    } = streaming(&options);
+    b.call(Request::Maintenance { on: true })
+        .expect("maintenance on B");
+    let flow = probe.flow();
+    a.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a = lab.spawn_daemon(Firewall::A, &options);
+    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
+    a.wait_for("A is ready", Duration::from_secs(5), |s| s.ready);
+    std::thread::sleep(Duration::from_secs(1));
+    for fw in [Firewall::A, Firewall::B] {
+        assert!(
+            !by_flow(&lab.conntrack(fw), |f| *f == flow).is_empty(),
+            "{fw:?} lost the stream's entry after A's restart"
+        );
+    }
+    a.wait_for("A is master again", Duration::from_secs(10), is_master);
+    resumes(&probe, Duration::from_secs(10), "after A's restart");
+    drop(a);
+}
