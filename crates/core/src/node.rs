@@ -290,6 +290,9 @@ pub struct Node {
     /// Whether `last_peer` is a peer heard since start (else it is only the configured peer,
     /// whose entries are those found at start).
     peer_heard: bool,
+    /// Not yet synchronized since start: the entries found at start are still attributed to
+    /// the configured peer (see the Synchronization arm of `set_state`).
+    unsynchronized_since_start: bool,
     loss_reason: Option<Reason>,
     reported_incompatibility: Option<Incompatibility>,
     reported_timer_mismatch: Option<TimerMismatch>,
@@ -351,6 +354,7 @@ impl Node {
             peer: None,
             last_peer: config.peer,
             peer_heard: false,
+            unsynchronized_since_start: true,
             loss_reason: None,
             reported_incompatibility: None,
             reported_timer_mismatch: None,
@@ -1112,7 +1116,12 @@ impl Node {
                     .peer
                     .as_ref()
                     .is_none_or(|p| p.hello.role == Role::Active);
-                if !self.peer_heard && self.symmetric() && !peer_took_over {
+                // Not `peer_heard`: a peer heard and lost again before this first
+                // synchronization (a link flap at start) leaves the entries just as they were.
+                if std::mem::take(&mut self.unsynchronized_since_start)
+                    && self.symmetric()
+                    && !peer_took_over
+                {
                     // Restarted, and the peer did not take over (it is standby): the entries
                     // found at start, attributed to it, are the sessions this node carried as
                     // the active one. Claimed back before our bulk sync, or each node's sweep
