@@ -15,6 +15,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use failoverd_control::protocol::Role;
@@ -35,6 +36,11 @@ const DELETED_ON_A: u16 = 6006;
 const DELETED_ON_B: u16 = 6007;
 const B_OWN: u16 = 6008;
 const SETTLE: Duration = Duration::from_secs(20);
+
+/// The two tests run one at a time: run side by side, the asymmetric one lost 10-56 of its 300
+/// flows on both nodes after B's restart in 3 of 8 runs (never in 9 runs alone); the cause is
+/// not found yet (issue 10's closing note).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn udp_flows(src: impl Into<IpAddr>, ports: std::ops::Range<u16>, to: u16) -> Vec<Flow> {
     let src = src.into();
@@ -129,6 +135,7 @@ fn asymmetric_restarts_keep_the_sessions_each_node_owns() {
 /// Flows through A and B's own flows survive a restart of B, then of A, then of both; flows the
 /// peer ended while a node was down stay gone.
 fn restart_each_then_both(options: &DaemonOptions) {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up();
     for fw in [Firewall::A, Firewall::B] {
         lab.set_sysctl(fw, "net.netfilter.nf_conntrack_udp_timeout", "300");
