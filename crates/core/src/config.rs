@@ -64,6 +64,11 @@ pub struct NodeConfig {
     /// copies (anti-entropy: drift that no event reported is found and resynchronized); zero
     /// turns it off. Each digest costs a dump of the table on both nodes.
     pub digest_interval: Duration,
+    /// Sessions remembered as changed or deleted while the peer is away, at most (about 60
+    /// bytes each): when the two meet again, these changes win over the peer's older state of
+    /// the same sessions (a split brain's deletes are not undone by the other node's copies).
+    /// Past the bound the oldest are forgotten, and counted.
+    pub apart_log_limit: usize,
     /// Settings that should be equal on both nodes (the kernel's conntrack table size and
     /// tracking options), sent to the peer when synchronization begins; each difference is
     /// reported as [`crate::Event::SettingDiffers`].
@@ -99,6 +104,8 @@ pub enum PlantedBug {
     SkipSweep,
     /// Preempt a healthy active peer before the bulk sync is complete.
     TakeOverBeforeReady,
+    /// Forget the sessions deleted while the peer was away (no tombstones).
+    DropTombstones,
 }
 
 /// Defaults: sub-second detection (3 missed hellos) with room for a loaded 2-core machine.
@@ -124,6 +131,7 @@ impl Default for NodeConfig {
             max_apply_slice: 4096,
             max_pending_changes: 8 * 1024,
             digest_interval: Duration::from_secs(60),
+            apart_log_limit: 256 * 1024,
             settings: Vec::new(),
             history_len: 256,
             seed: 0,
@@ -210,4 +218,5 @@ pub(crate) enum PlantedBug {
     AckBeforeApply,
     SkipSweep,
     TakeOverBeforeReady,
+    DropTombstones,
 }

@@ -246,9 +246,11 @@ enum Work {
         generation: u64,
         last_seq: u64,
         bulk_end: bool,
-        /// The peer's records applied as ours (we are active): announced back once applied,
-        /// so both copies carry the same owner.
-        claimed: Vec<SessionRecord>,
+        /// The peer's changes applied as ours (we are active): announced back once applied,
+        /// so both copies carry the same owner (and a copy the peer took back meanwhile goes).
+        claimed: Vec<SessionOp>,
+        /// Where `claimed` came from: (index into the ops, the owner the peer sent).
+        unclaimed: Vec<(usize, NodeId)>,
     },
     Sweep {
         generation: u64,
@@ -366,7 +368,11 @@ impl Node {
             resync_requested: None,
             retransmit_backoff: 1,
             overrun_resync: None,
-            outbound: Outbound::new(config.node_id),
+            outbound: Outbound::new(
+                config.node_id,
+                config.apart_log_limit,
+                config.has_bug(PlantedBug::DropTombstones),
+            ),
             inbound: Inbound::new(config.remove_hold),
             outstanding: None,
             next_token: 0,
@@ -753,7 +759,7 @@ impl Node {
     /// A new epoch of our stream: everything is sent again by a bulk sync.
     fn restart_outbound(&mut self) {
         let epoch = self.take_epoch();
-        self.outbound.start(epoch);
+        self.outbound.start(epoch, &mut self.stats);
         self.resend.clear();
         self.timers.stop(Timer::Retransmit);
         self.drive_backend();
@@ -793,26 +799,29 @@ impl Node {
                     last_seq,
                     bulk_end,
                     claimed,
+                    unclaimed,
                 },
                 ActionResult::Applied {
-                    ops,
+                    mut ops,
                     applied,
                     refused,
                 },
             ) => {
+                // A refused op is tried again as the peer sent it: whether to claim it is
+                // decided by the role at the retry.
+                for (index, owner) in unclaimed {
+                    if let Some(SessionOp::Upsert(record)) = ops.get_mut(index) {
+                        record.owner = owner;
+                    }
+                }
                 self.stats.records_applied += applied;
                 let refused_keys: HashSet<SessionKey> = refused
                     .iter()
                     .filter_map(|(index, _)| ops.get(*index).map(|op| *op.key()))
                     .collect();
-                for record in claimed {
-                    if !refused_keys.contains(&record.key) {
-                        self.outbound.record_change(
-                            SessionOp::Upsert(record),
-                            true,
-                            now,
-                            &mut self.stats,
-                        );
+                for op in claimed {
+                    if !refused_keys.contains(op.key()) {
+                        self.outbound.record_change(op, true, now, &mut self.stats);
                     }
                 }
                 if let Some((first, error)) = refused.first() {
@@ -1148,7 +1157,7 @@ impl Node {
                     self.control.push_back(frame);
                 }
                 let epoch = self.take_epoch();
-                self.outbound.start(epoch);
+                self.outbound.start(epoch, &mut self.stats);
                 self.inbound.reset(*peer, &mut self.stats);
                 self.apply_failed = false;
             }
@@ -1162,6 +1171,7 @@ impl Node {
     fn set_role(&mut self, now: Instant, role: Role, reason: Reason) {
         let from = self.role;
         self.role = role;
+        self.inbound.set_active(role == Role::Active);
         self.hello_due = true;
         if role == Role::Active {
             self.yielding = false;
@@ -1211,6 +1221,13 @@ impl Node {
             // copy whose delete is lost with a stream restart (a resync, a link flap) would stay
             // here forever.
             self.adopt = Some((self.config.node_id, peer.node));
+            if peer.hello.role == Role::Active
+                && matches!(self.state, State::Synchronization { .. })
+            {
+                // Both were active: our table holds our own versions of sessions the peer
+                // also changed. Its table decides now, so ask for all of it again.
+                self.resync_requested = Some(peer.hello.epoch);
+            }
             self.drive_backend();
         }
         self.emit(
@@ -1233,6 +1250,7 @@ impl Node {
             ));
         }
         self.compare_timers(now, &hello);
+        let peer_stepped_down = self.peer_active() && hello.role == Role::Standby;
         let compatible = self.check(authenticated, &hello);
         self.timers
             .set(Timer::Dead, now + self.config.dead_interval);
@@ -1267,6 +1285,12 @@ impl Node {
                 }
                 if hello.flags.has(HelloFlags::RESYNC) {
                     self.answer_resync(hello.resync_epoch);
+                }
+                if peer_stepped_down && self.role == Role::Active && self.symmetric() {
+                    // Both were active (a split brain, or VRRP masters on both sides of a cut
+                    // LAN) and the peer gave way: what it owned, we carry now.
+                    self.adopt = Some((authenticated, self.config.node_id));
+                    self.drive_backend();
                 }
             }
         }
@@ -1434,8 +1458,11 @@ impl Node {
         let token = Token(self.next_token);
         let (action, work) = if let Some((from, to)) = self.adopt.take() {
             (Action::Adopt { token, from, to }, Work::Adopt)
-        } else if let Some((keep, last_seq, generation)) = self.pending_sweep.take() {
+        } else if let Some((mut keep, last_seq, generation)) = self.pending_sweep.take() {
             let owner = self.last_peer.unwrap_or_default();
+            // What we changed while apart stays until our bulk has taken it to the peer (we may
+            // have stepped down since, so that it is labelled the peer's).
+            keep.extend(self.outbound.changed_apart_keys());
             (
                 Action::Sweep { token, owner, keep },
                 Work::Sweep {
@@ -1457,15 +1484,33 @@ impl Node {
                     last_seq,
                     bulk_end,
                 }) => {
+                    if self.role == Role::Active {
+                        // What this node changed while apart wins over the peer's state of the
+                        // same sessions until the merge is over (docs/ARCHITECTURE.md, "Split
+                        // brain"); a node that is standby takes the active one's state.
+                        let before = ops.len();
+                        ops.retain(|op| !self.outbound.changed_apart(op.key()));
+                        self.stats.peer_changes_superseded += (before - ops.len()) as u64;
+                    }
                     let mut claimed = Vec::new();
-                    if self.role == Role::Active && self.symmetric() {
+                    let mut unclaimed = Vec::new();
+                    if self.role == Role::Active && self.symmetric() && !self.peer_active() {
                         // The active node owns what it holds: the peer's changes (made while it
                         // forwarded and reaching us after we took over, or made after a split
-                        // brain) are applied as ours.
-                        for op in &mut ops {
-                            if let SessionOp::Upsert(record) = op {
-                                record.owner = self.config.node_id;
-                                claimed.push(record.clone());
+                        // brain) are applied as ours. Not while the peer forwards too (both
+                        // active, the link up): each would claim and echo the other's changes.
+                        for (index, op) in ops.iter_mut().enumerate() {
+                            match op {
+                                SessionOp::Upsert(record) => {
+                                    unclaimed.push((index, record.owner));
+                                    record.owner = self.config.node_id;
+                                    claimed.push(SessionOp::Upsert(record.clone()));
+                                }
+                                // Echoed too: the peer may hold a copy again that it took from
+                                // our bulk sync before this delete reached us.
+                                SessionOp::Remove { key, .. } | SessionOp::RemoveAny { key } => {
+                                    claimed.push(SessionOp::RemoveAny { key: *key });
+                                }
                             }
                         }
                     }
@@ -1477,6 +1522,7 @@ impl Node {
                             last_seq,
                             bulk_end,
                             claimed,
+                            unclaimed,
                         },
                     )
                 }
@@ -1510,6 +1556,7 @@ impl Node {
 
     fn bulk_received(&mut self, now: Instant, swept: u64) {
         self.stats.bulk_syncs_received += 1;
+        self.outbound.peer_bulk_applied();
         let epoch = self.inbound.epoch().unwrap_or_default();
         let records = self.inbound.bulk_records();
         self.hello_due = true;
@@ -1530,6 +1577,13 @@ impl Node {
     fn peer_handed_over(&self, peer: &PeerView) -> bool {
         self.config.role_authority == RoleAuthority::Election
             || peer.hello.flags.has(HelloFlags::YIELDING)
+    }
+
+    /// The live peer says it is active.
+    fn peer_active(&self) -> bool {
+        self.peer
+            .as_ref()
+            .is_some_and(|peer| peer.hello.role == Role::Active)
     }
 
     /// Active/standby: one node forwards at a time, and owns every session.

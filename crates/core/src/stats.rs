@@ -68,6 +68,12 @@ pub struct Stats {
     pub digests_compared: u64,
     /// Resyncs requested because the comparison found drift.
     pub drift_repairs: u64,
+    /// Changes made while the peer was away that were forgotten to stay within
+    /// `apart_log_limit` (their merge falls back to the peer's state).
+    pub apart_changes_collected: u64,
+    /// The peer's changes not applied because this node changed or deleted the same session
+    /// while apart (the split-brain merge rule).
+    pub peer_changes_superseded: u64,
     /// Records of the incremental stream (changes, not bulk sync) the peer acknowledged as
     /// applied: one per record sent, so coalesced changes count once.
     pub stream_records_replicated: u64,

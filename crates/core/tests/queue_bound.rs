@@ -3,9 +3,10 @@
 //! sync, which resends the whole table anyway).
 //!
 //! `FAILOVERD_QUEUE_KEYS` sets the number of changes (default 10,000,000; the measure is
-//! taken at a tenth and compared at every further tenth). A smaller count runs the same check
-//! against a build that queues, without the memory that takes at full size:
-//! `FAILOVERD_QUEUE_KEYS=200000 cargo test -p failoverd-core --test queue_bound`.
+//! taken at a tenth and compared at every further tenth). What is kept is the apart log of the
+//! split-brain merge, bounded by `apart_log_limit` (262,144 by default), so a tenth must exceed
+//! that bound: `FAILOVERD_QUEUE_KEYS=3000000 cargo test -p failoverd-core --test queue_bound`
+//! runs the same check with less memory.
 
 mod support;
 

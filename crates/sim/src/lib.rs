@@ -18,7 +18,10 @@
 //! - after healing, both nodes are synchronized and ready, one is active, and each node's
 //!   sessions are mirrored exactly on the other (nothing stale, nothing missing), compared on
 //!   the one list of fields every "tables equal" check uses
-//!   ([`failoverd_backends::session::conformance::ComparedFields`]) and the owner.
+//!   ([`failoverd_backends::session::conformance::ComparedFields`]) and the owner, after a
+//!   split brain too;
+//! - a session one node's traffic deleted during a split brain stays deleted unless the other
+//!   node's traffic changed it meanwhile (the merge rule's tombstones).
 //!
 //! A failing seed replays exactly: `FAILOVERD_SIM_SEED=<seed> cargo test -p failoverd-sim`.
 #![warn(missing_docs)]
@@ -28,4 +31,4 @@ mod pair;
 pub mod schedule;
 
 pub use link::{Link, LinkFaults, LinkModel};
-pub use pair::{Lan, Pair, SimNode, same_copy};
+pub use pair::{Lan, Pair, SimNode, SplitChange, same_copy};

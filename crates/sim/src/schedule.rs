@@ -93,8 +93,12 @@ pub struct Outcome {
     pub faults: Vec<(Duration, Fault)>,
     /// Sessions on the nodes at the end.
     pub sessions: [usize; 2],
-    /// A split brain happened, so the settled tables were not compared.
+    /// Both nodes were active at some point (a split brain); the settled tables were compared
+    /// all the same.
     pub split_brain: bool,
+    /// Breaches of the split-brain merge rule (not violations: see
+    /// [`Pair::strict_merge_rule`]).
+    pub merge_rule_breaches: usize,
 }
 
 /// The configuration of both nodes for a seed.
@@ -396,6 +400,7 @@ pub fn run_inspect(
         violations: std::mem::take(&mut pair.violations),
         faults: schedule,
         sessions: [pair.nodes[0].table.len(), pair.nodes[1].table.len()],
-        split_brain: pair.unchecked_split_brain,
+        split_brain: pair.split_brain_at.is_some(),
+        merge_rule_breaches: pair.merge_rule_breaches.len(),
     }
 }

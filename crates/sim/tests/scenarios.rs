@@ -897,3 +897,88 @@ fn vrrp_keeps_one_master_with_the_failover_link_cut_and_preempts_only_once_ready
     pair.check_settled();
     assert_clean(&pair);
 }
+
+/// Finding 6 of issue 10: after a split brain, what each node changed while apart wins over
+/// the other's older state, and deletes leave tombstones. Before, the loser's bulk sync brought
+/// back what the winner had deleted while apart (and the winner's copies what the loser had).
+fn split_brain_merge(
+    bug: Option<failoverd_core::PlantedBug>,
+) -> (Pair, [Vec<failoverd_wire::SessionKey>; 3]) {
+    let mut configs = configs(200, 100);
+    for config in &mut configs {
+        config.planted_bug = bug;
+    }
+    let mut pair = Pair::new(configs, LinkFaults::clean(Duration::from_micros(100)), 1);
+    pair.strict_merge_rule = true;
+    settle(&mut pair);
+    let keys: Vec<_> = (0..60).map(|_| pair.create_session(A)).collect();
+    pair.run_for(ms(500));
+    pair.set_partitioned(true);
+    pair.run_for(ms(1000));
+    assert!(
+        [A, B]
+            .iter()
+            .all(|&i| pair.nodes[i].core.role() == Role::Active),
+        "a cut link in election mode makes both active"
+    );
+    // A (which stays active) ends 20 sessions, B ends 20 others and creates 10.
+    for key in &keys[..20] {
+        pair.delete_session(A, *key);
+    }
+    for key in &keys[20..40] {
+        pair.delete_session(B, *key);
+    }
+    let created: Vec<_> = (0..10).map(|_| pair.create_session(B)).collect();
+    pair.run_for(ms(200));
+    pair.set_partitioned(false);
+    pair.run_for(ms(3000));
+    let deleted = [keys[..20].to_vec(), keys[20..40].to_vec(), created];
+    (pair, deleted)
+}
+
+#[test]
+fn after_a_split_brain_deletes_made_apart_stay_deleted_and_new_sessions_survive() {
+    let (mut pair, [deleted_by_a, deleted_by_b, created_by_b]) = split_brain_merge(None);
+    assert_eq!(pair.nodes[A].core.role(), Role::Active);
+    for i in [A, B] {
+        let table = &pair.nodes[i].table;
+        let back: Vec<_> = deleted_by_a
+            .iter()
+            .chain(&deleted_by_b)
+            .filter(|k| table.get(k).is_some())
+            .collect();
+        assert!(back.is_empty(), "node {i}: deleted apart, back: {back:?}");
+        let lost: Vec<_> = created_by_b
+            .iter()
+            .filter(|k| table.get(k).is_none())
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "node {i}: created by B apart, lost: {lost:?}"
+        );
+    }
+    pair.check_settled();
+    assert_clean(&pair);
+}
+
+/// The control: without tombstones, B's bulk sync brings back what A deleted while apart, and
+/// the settled check sees it.
+#[test]
+fn without_tombstones_a_split_brains_deletes_come_back() {
+    let (mut pair, [deleted_by_a, ..]) =
+        split_brain_merge(Some(failoverd_core::PlantedBug::DropTombstones));
+    let back = deleted_by_a
+        .iter()
+        .filter(|k| pair.nodes[A].table.get(k).is_some())
+        .count();
+    assert!(
+        back > 0,
+        "A's deletes made apart stayed deleted without tombstones"
+    );
+    pair.check_settled();
+    assert!(
+        pair.violations.iter().any(|v| v.contains("came back")),
+        "{:#?}",
+        pair.violations
+    );
+}

@@ -59,7 +59,7 @@ impl RemoveHold {
     /// Takes the deletes out of `ops` (in stream order) into the hold, or drops them within a
     /// hold after a takeover the peer did not hand over; the rest is to apply now. An upsert
     /// cancels a held delete of its key.
-    pub(crate) fn split(&mut self, now: Instant, ops: Vec<SessionOp>) -> Split {
+    pub(crate) fn split(&mut self, now: Instant, ops: Vec<SessionOp>, active: bool) -> Split {
         let mut split = Split {
             now: Vec::with_capacity(ops.len()),
             held: 0,
@@ -78,6 +78,12 @@ impl RemoveHold {
                 }
                 SessionOp::Remove { .. } | SessionOp::RemoveAny { .. } if distrusted => {
                     split.dropped += 1;
+                }
+                // An active node is not the one a failing peer's flush would wipe out: its
+                // peer is standby and sends deletes of its own entries and of what it deleted
+                // while apart, which must take effect before its bulk's sweep.
+                SessionOp::Remove { .. } | SessionOp::RemoveAny { .. } if active => {
+                    split.now.push(op);
                 }
                 SessionOp::Remove { key, .. } | SessionOp::RemoveAny { key } => {
                     let ticket = self.next_ticket;
@@ -167,7 +173,7 @@ mod tests {
 
     /// What `split` passes on at once.
     fn split(hold: &mut RemoveHold, now: Instant, ops: Vec<SessionOp>) -> Vec<SessionOp> {
-        hold.split(now, ops).now
+        hold.split(now, ops, false).now
     }
 
     #[test]
@@ -199,18 +205,18 @@ mod tests {
     fn a_takeover_discards_what_is_held_and_what_arrives_within_a_hold() {
         let t0 = Instant::ZERO;
         let mut hold = RemoveHold::new(HOLD);
-        hold.split(t0, (0..10).map(remove).collect());
+        hold.split(t0, (0..10).map(remove).collect(), false);
         let takeover = t0 + HOLD / 2;
         assert_eq!(hold.discard(takeover), 10);
         assert_eq!(hold.release(t0 + HOLD), vec![]);
         // Sent before the peer knew it had lost the role: dropped, upserts still pass.
-        let late = hold.split(takeover + HOLD / 2, vec![remove(11), upsert(12)]);
+        let late = hold.split(takeover + HOLD / 2, vec![remove(11), upsert(12)], false);
         assert_eq!(
             (late.now, late.held, late.dropped),
             (vec![upsert(12)], 0, 1)
         );
         // One hold after the takeover, deletes are held again.
-        let later = hold.split(takeover + HOLD, vec![remove(13)]);
+        let later = hold.split(takeover + HOLD, vec![remove(13)], false);
         assert_eq!((later.held, later.dropped), (1, 0));
         assert_eq!(hold.release(takeover + 2 * HOLD), vec![remove(13)]);
     }
@@ -219,9 +225,9 @@ mod tests {
     fn clearing_opens_no_window() {
         let t0 = Instant::ZERO;
         let mut hold = RemoveHold::new(HOLD);
-        hold.split(t0, vec![remove(1)]);
+        hold.split(t0, vec![remove(1)], false);
         assert_eq!(hold.clear(), 1);
-        assert_eq!(hold.split(t0, vec![remove(2)]).held, 1);
+        assert_eq!(hold.split(t0, vec![remove(2)], false).held, 1);
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub(crate) struct Inbound {
     /// Changes whenever the stream restarts, so results of older work are recognised.
     generation: u64,
     hold: RemoveHold,
+    /// This node is active: the peer's deletes apply at once (see [`RemoveHold::split`]).
+    active: bool,
 }
 
 impl Inbound {
@@ -98,6 +100,7 @@ impl Inbound {
             ack_due: false,
             generation: 0,
             hold: RemoveHold::new(remove_hold),
+            active: false,
         }
     }
 
@@ -119,6 +122,11 @@ impl Inbound {
         self.complete = false;
         self.ack_due = false;
         self.generation += 1;
+    }
+
+    /// This node became active or standby.
+    pub(crate) fn set_active(&mut self, active: bool) {
+        self.active = active;
     }
 
     /// Drops the held deletes, and those arriving within one hold from `now` (this node takes
@@ -284,7 +292,7 @@ impl Inbound {
         }
         stats.batches_received += 1;
         stats.records_received += received.ops.len() as u64;
-        let split = self.hold.split(now, received.ops);
+        let split = self.hold.split(now, received.ops, self.active);
         received.ops = split.now;
         stats.removes_held += split.held as u64;
         stats.removes_discarded += split.dropped as u64;

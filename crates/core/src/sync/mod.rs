@@ -1,5 +1,6 @@
 //! The session-sync engine, one half per direction.
 
+pub(crate) mod apart;
 pub(crate) mod hold;
 pub(crate) mod inbound;
 pub(crate) mod outbound;

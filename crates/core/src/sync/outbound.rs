@@ -7,6 +7,7 @@ use failoverd_wire::{
     Ack, BatchFlags, BatchWriter, NodeId, RECORD_LEN, SessionKey, SessionOp, SessionRecord,
 };
 
+use super::apart::{ApartChange, ApartLog};
 use crate::stats::Stats;
 use crate::time::Instant;
 
@@ -17,10 +18,11 @@ enum Bulk {
     Idle,
     /// Waiting for the backend's dump. Keys changed since the request are newer than the dump.
     AwaitingDump { touched: HashSet<SessionKey> },
-    /// Sending the dump.
+    /// Sending the dump, then the tombstones of what was deleted while apart.
     Feeding {
         records: Vec<SessionRecord>,
         next: usize,
+        tombstones: Vec<SessionKey>,
         touched: HashSet<SessionKey>,
     },
     /// Everything sent; waiting for the peer to apply the batch that ends the bulk.
@@ -71,11 +73,24 @@ pub(crate) struct Outbound {
     /// is not kept: the next epoch's bulk sync resends the whole table, so a queue would only
     /// grow with the table while nothing reads it.
     changed_while_stopped: bool,
+    /// What changed while the stream was stopped (the peer away), to merge at the next start.
+    apart: ApartLog,
+    /// What changed while apart, being merged with the peer: sent with our bulk sync (whoever
+    /// owns the entries by then, and deletes as tombstones), and winning over the peer's
+    /// state of the same sessions (see [`crate::Node`]). Kept until the peer has applied our
+    /// bulk and we have applied its own.
+    merging: ApartLog,
+    /// Of `merging`, the sessions the peer has applied: if the link fails before the merge is
+    /// over, these are merged all the same (the peer's later changes of them are newer).
+    merge_delivered: HashSet<SessionKey>,
+    merge_received: bool,
+    /// Forget deletes made while apart (a planted bug).
+    drop_tombstones: bool,
     writer: BatchWriter,
 }
 
 impl Outbound {
-    pub(crate) fn new(local: NodeId) -> Self {
+    pub(crate) fn new(local: NodeId, apart_limit: usize, drop_tombstones: bool) -> Self {
         Self {
             local,
             epoch: 0,
@@ -90,12 +105,21 @@ impl Outbound {
             unsure: HashSet::new(),
             changes_lost: false,
             changed_while_stopped: false,
+            apart: ApartLog::new(apart_limit),
+            merging: ApartLog::new(apart_limit),
+            merge_delivered: HashSet::new(),
+            merge_received: false,
+            drop_tombstones,
             writer: BatchWriter::new(),
         }
     }
 
     /// Starts a new epoch: everything is resent by a bulk sync, so queued changes are dropped.
-    pub(crate) fn start(&mut self, epoch: u32) {
+    /// What changed while apart joins what is being merged.
+    pub(crate) fn start(&mut self, epoch: u32, stats: &mut Stats) {
+        let apart = std::mem::replace(&mut self.apart, ApartLog::new(self.merging.limit()));
+        stats.apart_changes_collected += self.merging.absorb(apart);
+        self.merge_received = false;
         self.epoch = epoch;
         self.next_seq = 1;
         self.pending.clear();
@@ -115,6 +139,7 @@ impl Outbound {
     /// Ends the epoch (link lost). Nothing queues until the next epoch, whose bulk sync resends
     /// everything: the queued changes are dropped, and remembered only as "something changed".
     pub(crate) fn stop(&mut self) {
+        self.merging.remove_all(self.merge_delivered.drain());
         for batch in self.in_flight.drain(..) {
             self.unsure.extend(batch.keys);
         }
@@ -141,6 +166,31 @@ impl Outbound {
         matches!(self.bulk, Bulk::Complete)
     }
 
+    /// Whether `key` changed here while apart and the merge with the peer is not over: our
+    /// state of it wins over what the peer sends.
+    pub(crate) fn changed_apart(&self, key: &SessionKey) -> bool {
+        self.merging.contains(key)
+    }
+
+    /// The sessions created or updated here while apart, being merged.
+    pub(crate) fn changed_apart_keys(&self) -> impl Iterator<Item = SessionKey> + '_ {
+        self.merging.changed()
+    }
+
+    /// The peer's bulk sync of this synchronization is applied here.
+    pub(crate) fn peer_bulk_applied(&mut self) {
+        self.merge_received = true;
+        self.end_merge_if_done();
+    }
+
+    /// The merge is over once each side has applied the other's bulk sync.
+    fn end_merge_if_done(&mut self) {
+        if self.merge_received && matches!(self.bulk, Bulk::Complete) {
+            self.merging.clear();
+            self.merge_delivered.clear();
+        }
+    }
+
     /// Records a change of the local table: see [`crate::Node::handle_local_changes`] for
     /// which changes are replicated.
     pub(crate) fn record_change(
@@ -164,6 +214,9 @@ impl Outbound {
         };
         if matches!(self.bulk, Bulk::Idle) {
             self.changed_while_stopped = true;
+            if !self.drop_tombstones || matches!(op, SessionOp::Upsert(_)) {
+                stats.apart_changes_collected += self.apart.record(&op);
+            }
             return;
         }
         let key = *op.key();
@@ -191,10 +244,26 @@ impl Outbound {
         if let Bulk::AwaitingDump { touched } = &mut self.bulk {
             let touched = std::mem::take(touched);
             let local = self.local;
-            let records: Vec<_> = records.into_iter().filter(|r| r.owner == local).collect();
+            let merging = &self.merging;
+            // Ours, and what we changed while apart even if no longer labelled ours (we stepped
+            // down since, and our copies became the peer's).
+            let records: Vec<_> = records
+                .into_iter()
+                .filter_map(|mut r| {
+                    if merging.get(&r.key) == Some(ApartChange::Changed) {
+                        r.owner = local;
+                    }
+                    (r.owner == local).then_some(r)
+                })
+                .collect();
+            let tombstones = merging
+                .tombstones()
+                .filter(|key| !touched.contains(key))
+                .collect();
             self.bulk = Bulk::Feeding {
                 records,
                 next: 0,
+                tombstones,
                 touched,
             };
         }
@@ -230,6 +299,7 @@ impl Outbound {
         if let Bulk::Feeding {
             records,
             next,
+            tombstones,
             touched,
         } = &mut self.bulk
         {
@@ -243,7 +313,16 @@ impl Outbound {
                 keys.push(record.key);
                 self.bulk_records += 1;
             }
-            if *next == records.len() {
+            while *next == records.len() && self.writer.frame_len() + RECORD_LEN <= max_bytes {
+                let Some(key) = tombstones.pop() else { break };
+                if touched.contains(&key) {
+                    continue;
+                }
+                self.writer.push(&SessionOp::RemoveAny { key });
+                keys.push(key);
+                self.bulk_records += 1;
+            }
+            if *next == records.len() && tombstones.is_empty() {
                 flags.0 |= BatchFlags::BULK_END;
                 self.bulk = Bulk::Sent {
                     end_seq: self.next_seq,
@@ -313,6 +392,9 @@ impl Outbound {
             stats.stream_records_replicated += batch.changed_at.len() as u64;
             stats.bulk_records_replicated += batch.bulk_records;
             for key in batch.keys {
+                if self.merging.contains(&key) {
+                    self.merge_delivered.insert(key);
+                }
                 if let Some(count) = self.in_flight_keys.get_mut(&key) {
                     *count -= 1;
                     if *count == 0 {
@@ -326,6 +408,7 @@ impl Outbound {
         {
             self.bulk = Bulk::Complete;
             outcome.bulk_applied = Some((self.epoch, self.bulk_records));
+            self.end_merge_if_done();
         }
         outcome
     }
@@ -417,8 +500,8 @@ mod tests {
     fn a_change_after_the_dump_request_wins_over_the_dump() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me);
-        out.start(7);
+        let mut out = Outbound::new(me, 1024, false);
+        out.start(7, &mut Stats::default());
         let mut newer = record(1, me);
         newer.mark = 42;
         out.record_change(
@@ -443,8 +526,8 @@ mod tests {
     fn a_bulk_sync_completes_while_changes_keep_coming_faster_than_batches_go() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me);
-        out.start(4);
+        let mut out = Outbound::new(me, 1024, false);
+        out.start(4, &mut Stats::default());
         out.handle_dump((0..1000).map(|i| record(i, me)).collect());
         let per_batch = (16 * 1024) / RECORD_LEN;
         let mut next_key = 1000;
@@ -483,8 +566,8 @@ mod tests {
     fn changes_coalesce_and_peer_owned_changes_are_not_replicated() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me);
-        out.start(1);
+        let mut out = Outbound::new(me, 1024, false);
+        out.start(1, &mut Stats::default());
         out.handle_dump(vec![]);
         for mark in 0..5 {
             let mut r = record(9, me);
@@ -524,8 +607,8 @@ mod tests {
     fn replicated_only_once_applied_and_window_limits_sending() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me);
-        out.start(3);
+        let mut out = Outbound::new(me, 1024, false);
+        out.start(3, &mut Stats::default());
         out.handle_dump((0..1000).map(|i| record(i, me)).collect());
         let mut frames = Vec::new();
         while let Some(frame) = out.next_batch(16 * 1024, 4, &mut stats) {
@@ -578,8 +661,8 @@ mod tests {
     fn acks_of_another_epoch_or_beyond_what_was_sent_are_ignored() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me);
-        out.start(5);
+        let mut out = Outbound::new(me, 1024, false);
+        out.start(5, &mut Stats::default());
         out.handle_dump(vec![record(1, me)]);
         out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         assert!(
@@ -614,8 +697,8 @@ mod tests {
     fn unreceived_batches_are_resent_and_a_lost_ack_is_probed_for() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me);
-        out.start(5);
+        let mut out = Outbound::new(me, 1024, false);
+        out.start(5, &mut Stats::default());
         out.handle_dump((0..300).map(|i| record(i, me)).collect());
         let first = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
         let second = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
@@ -644,8 +727,8 @@ mod tests {
     fn lag_is_sampled_per_stream_record_and_bulk_records_are_counted_apart() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me);
-        out.start(2);
+        let mut out = Outbound::new(me, 1024, false);
+        out.start(2, &mut Stats::default());
         out.handle_dump((1000..1300).map(|i| record(i, me)).collect());
         let ms = |ms: u64| Instant::ZERO + std::time::Duration::from_millis(ms);
         for i in 0..100u16 {
