@@ -616,7 +616,6 @@ fn a_vrrp_fault_with_a_flush_on_the_live_peer_keeps_every_stream() {
         .collect();
     let flows: Vec<_> = probes.iter().map(Probe::flow).collect();
 
-    let failed = Instant::now();
     lab.exec(
         Firewall::A,
         &[
@@ -625,6 +624,9 @@ fn a_vrrp_fault_with_a_flush_on_the_live_peer_keeps_every_stream() {
             "ip link set dev lan down && ip link set dev wan down && conntrack -F",
         ],
     );
+    // Once A's links are down: an echo A forwarded while the command ran is not the stream
+    // resuming through B (counted as such, the takeover's outage became a gap "after resuming").
+    let failed = Instant::now();
     b.wait_for("B takes over", Duration::from_secs(5), is_master);
     // B's hold: twice its Master_Down_Interval (3 adverts + skew at priority 100); the streams
     // must outlive it, and every delete A sent while or after its links went down.
