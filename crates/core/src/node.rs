@@ -589,12 +589,18 @@ impl Node {
                     return;
                 }
                 let bug = self.config.has_bug(PlantedBug::AckBeforeApply);
+                let may_resume = !self.outbound.has_apart_changes();
                 if self
                     .inbound
-                    .handle_batch(now, batch, bug, &mut self.stats)
+                    .handle_batch(now, batch, bug, may_resume, &mut self.stats)
                     .is_err()
                 {
                     self.stats.malformed_frames += 1;
+                }
+                if let Some(epoch) = self.inbound.take_resume_refused() {
+                    // The peer resumes a bulk we no longer hold part of: ask for it whole.
+                    self.resync_requested = Some(epoch);
+                    self.hello_due = true;
                 }
                 self.arm_remove_hold();
                 self.drive_backend();
@@ -759,7 +765,7 @@ impl Node {
     /// A new epoch of our stream: everything is sent again by a bulk sync.
     fn restart_outbound(&mut self) {
         let epoch = self.take_epoch();
-        self.outbound.start(epoch, &mut self.stats);
+        self.outbound.start(epoch, false, &mut self.stats);
         self.resend.clear();
         self.timers.stop(Timer::Retransmit);
         self.drive_backend();
@@ -779,7 +785,7 @@ impl Node {
                 if epoch == self.outbound.epoch()
                     && matches!(self.state, State::Synchronization { .. }) =>
             {
-                self.outbound.handle_dump(records);
+                self.outbound.handle_dump(records, &mut self.stats);
             }
             (Work::Dump { .. }, ActionResult::Dumped(Err(error))) => {
                 self.emit(
@@ -1105,7 +1111,7 @@ impl Node {
         let to = next.name();
         if let State::Synchronization { .. } = self.state {
             self.outbound.stop();
-            self.inbound.reset(NodeId(0), &mut self.stats);
+            self.inbound.suspend(&mut self.stats);
             self.timers.stop(Timer::RemoveHold);
             self.timers.stop(Timer::Digest);
             self.pending_sweep = None;
@@ -1157,7 +1163,10 @@ impl Node {
                     self.control.push_back(frame);
                 }
                 let epoch = self.take_epoch();
-                self.outbound.start(epoch, &mut self.stats);
+                let may_resume = self
+                    .common_protocol()
+                    .is_some_and(|version| version >= ProtocolVersion::RESUMED_BULK);
+                self.outbound.start(epoch, may_resume, &mut self.stats);
                 self.inbound.reset(*peer, &mut self.stats);
                 self.apply_failed = false;
             }
@@ -1172,6 +1181,12 @@ impl Node {
         let from = self.role;
         self.role = role;
         self.inbound.set_active(role == Role::Active);
+        if from != role {
+            // What this node owns changes with its role: a bulk sync of ours that a link loss
+            // interrupted no longer describes it. (The peer's interrupted bulk still does: it
+            // resumes only if the peer's role did not change.)
+            self.outbound.forget_resume();
+        }
         self.hello_due = true;
         if role == Role::Active {
             self.yielding = false;

@@ -71,6 +71,10 @@ pub struct Stats {
     /// Changes made while the peer was away that were forgotten to stay within
     /// `apart_log_limit` (their merge falls back to the peer's state).
     pub apart_changes_collected: u64,
+    /// Bulk syncs that resumed one a link loss interrupted (see `BatchFlags::RESUMED`).
+    pub bulk_resumes: u64,
+    /// Records those resumed bulk syncs did not send again: the peer had applied them.
+    pub bulk_records_not_resent: u64,
     /// The peer's changes not applied because this node changed or deleted the same session
     /// while apart (the split-brain merge rule).
     pub peer_changes_superseded: u64,

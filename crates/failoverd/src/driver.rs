@@ -765,6 +765,8 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("digests_sent", stats.digests_sent),
         ("digests_compared", stats.digests_compared),
         ("drift_repairs", stats.drift_repairs),
+        ("bulk_resumes", stats.bulk_resumes),
+        ("bulk_records_not_resent", stats.bulk_records_not_resent),
         ("apart_changes_collected", stats.apart_changes_collected),
         ("peer_changes_superseded", stats.peer_changes_superseded),
     ]

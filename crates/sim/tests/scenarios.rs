@@ -982,3 +982,79 @@ fn without_tombstones_a_split_brains_deletes_come_back() {
         pair.violations
     );
 }
+
+/// Finding 1 of issue 10: a bulk sync a link flap interrupted started again from zero. B joins
+/// A's `FAILOVERD_RESUME_SESSIONS` sessions (default 1,000,000); at half of the bulk the link
+/// resets. Returns the records A sent after the reset and the pair once settled.
+fn bulk_interrupted_at_half(restart_b: bool) -> (u64, u64, Pair) {
+    let sessions: u64 = std::env::var("FAILOVERD_RESUME_SESSIONS")
+        .ok()
+        .map(|v| v.parse().expect("FAILOVERD_RESUME_SESSIONS: a number"))
+        .unwrap_or(1_000_000);
+    let configs = configs(200, 100).map(|config| NodeConfig {
+        reliable_link: true,
+        ..config
+    });
+    let mut pair = Pair::with_link(
+        configs,
+        LinkModel::Stream,
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    // The periodic "replicated means present" check walks both tables: once a second.
+    pair.check_interval = ms(1000);
+    pair.crash(B);
+    pair.run_for(ms(1500));
+    for i in 0..sessions as u32 {
+        let record = failoverd_backends::sample_record(i, pair.nodes[A].core.config().node_id);
+        pair.nodes[A].table.create_local(record).unwrap();
+    }
+    pair.run_for(ms(10));
+    pair.restart(B);
+    while pair.nodes[B].core.stats().records_applied < sessions / 2 {
+        pair.run_for(ms(1));
+    }
+    if restart_b {
+        pair.crash(B);
+        pair.restart(B);
+    } else {
+        pair.reset_link("connection reset (injected)");
+    }
+    let sent_before = pair.nodes[A].core.stats().records_sent;
+    pair.run_for(ms(20_000));
+    let sent_after = pair.nodes[A].core.stats().records_sent - sent_before;
+    (sessions, sent_after, pair)
+}
+
+#[test]
+fn a_bulk_sync_interrupted_by_a_link_flap_resumes() {
+    let (sessions, sent_after, mut pair) = bulk_interrupted_at_half(false);
+    let stats = pair.nodes[A].core.stats();
+    println!(
+        "{sessions} sessions: {sent_after} records sent after the flap ({:.1} %), {} not resent",
+        sent_after as f64 * 100.0 / sessions as f64,
+        stats.bulk_records_not_resent
+    );
+    assert_eq!(stats.bulk_resumes, 1);
+    assert!(
+        sent_after * 10 <= sessions * 6,
+        "{sent_after} of {sessions} records sent again"
+    );
+    pair.check_settled();
+    assert_clean(&pair);
+    assert_eq!(pair.nodes[B].table.len() as u64, sessions);
+}
+
+/// The control: a B that restarted holds nothing of the interrupted bulk, refuses the resumed
+/// one and gets the whole table again.
+#[test]
+fn a_restarted_peer_refuses_a_resumed_bulk_and_gets_it_whole() {
+    let (sessions, sent_after, mut pair) = bulk_interrupted_at_half(true);
+    assert!(
+        sent_after >= sessions,
+        "{sent_after} of {sessions} records sent after B's restart"
+    );
+    pair.check_settled();
+    assert_clean(&pair);
+    assert_eq!(pair.nodes[B].table.len() as u64, sessions);
+}

@@ -82,6 +82,11 @@ impl ApartLog {
         self.limit
     }
 
+    /// Every session changed or deleted while apart.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = SessionKey> + '_ {
+        self.order.iter().copied()
+    }
+
     /// The sessions created or updated while apart.
     pub(crate) fn changed(&self) -> impl Iterator<Item = SessionKey> + '_ {
         self.of_kind(ApartChange::Changed)
@@ -91,13 +96,12 @@ impl ApartLog {
         self.changes.get(key).copied()
     }
 
-    pub(crate) fn contains(&self, key: &SessionKey) -> bool {
-        self.changes.contains_key(key)
+    pub(crate) fn is_empty(&self) -> bool {
+        self.changes.is_empty()
     }
 
-    /// The sessions deleted while apart.
-    pub(crate) fn tombstones(&self) -> impl Iterator<Item = SessionKey> + '_ {
-        self.of_kind(ApartChange::Deleted)
+    pub(crate) fn contains(&self, key: &SessionKey) -> bool {
+        self.changes.contains_key(key)
     }
 
     /// In the order of the first change: a replay sends the same frames.

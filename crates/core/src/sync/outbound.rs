@@ -17,18 +17,34 @@ enum Bulk {
     /// Not synchronizing.
     Idle,
     /// Waiting for the backend's dump. Keys changed since the request are newer than the dump.
-    AwaitingDump { touched: HashSet<SessionKey> },
+    /// `resume`: the bulk resumes one a link loss interrupted.
+    AwaitingDump {
+        touched: HashSet<SessionKey>,
+        resume: Option<Resume>,
+    },
     /// Sending the dump, then the tombstones of what was deleted while apart.
     Feeding {
         records: Vec<SessionRecord>,
         next: usize,
         tombstones: Vec<SessionKey>,
         touched: HashSet<SessionKey>,
+        /// Leaves out what the peer holds of an interrupted bulk.
+        resumed: bool,
     },
     /// Everything sent; waiting for the peer to apply the batch that ends the bulk.
     Sent { end_seq: u64 },
     /// The peer holds our sessions.
     Complete,
+}
+
+/// Where a bulk sync resumes one a link loss interrupted.
+#[derive(Debug)]
+struct Resume {
+    /// The peer applied every record of the interrupted bulk up to this key.
+    after: SessionKey,
+    /// Sessions of batches the peer had not applied (bulk records past `after` are sent
+    /// anyway; these are the changes among them).
+    resend: HashSet<SessionKey>,
 }
 
 /// A batch the peer has not yet applied.
@@ -41,6 +57,9 @@ struct InFlight {
     changed_at: Vec<Instant>,
     /// Bulk-sync records in the batch.
     bulk_records: u64,
+    /// The last (greatest) key of the bulk's records in the batch: the dump is sent in key
+    /// order, so once the batch is applied the peer holds every record up to it.
+    bulk_last_key: Option<SessionKey>,
 }
 
 /// What an acknowledgement changed.
@@ -84,6 +103,17 @@ pub(crate) struct Outbound {
     /// over, these are merged all the same (the peer's later changes of them are newer).
     merge_delivered: HashSet<SessionKey>,
     merge_received: bool,
+    /// Of the current epoch's bulk, the peer applied every record up to this key.
+    bulk_applied_to: Option<SessionKey>,
+    /// The last bulk was interrupted after the peer applied its records up to this key: the
+    /// next one may resume after it (see [`BatchFlags::RESUMED`]).
+    resume_after: Option<SessionKey>,
+    /// Sessions in batches the peer had not applied when the link was lost: a resumed bulk
+    /// sends them again (at most a window of batches).
+    resend: HashSet<SessionKey>,
+    /// Changes collected from the apart log at the last stop (it overflowed): a resumed bulk
+    /// would miss them.
+    apart_collected_since_stop: u64,
     /// Forget deletes made while apart (a planted bug).
     drop_tombstones: bool,
     writer: BatchWriter,
@@ -109,16 +139,31 @@ impl Outbound {
             merging: ApartLog::new(apart_limit),
             merge_delivered: HashSet::new(),
             merge_received: false,
+            bulk_applied_to: None,
+            resume_after: None,
+            resend: HashSet::new(),
+            apart_collected_since_stop: 0,
             drop_tombstones,
             writer: BatchWriter::new(),
         }
     }
 
     /// Starts a new epoch: everything is resent by a bulk sync, so queued changes are dropped.
-    /// What changed while apart joins what is being merged.
-    pub(crate) fn start(&mut self, epoch: u32, stats: &mut Stats) {
+    /// What changed while apart joins what is being merged. With `may_resume` (the peer reads
+    /// [`BatchFlags::RESUMED`]), a bulk a link loss interrupted resumes where the peer had
+    /// applied it, provided every change since is known (none was collected from the apart
+    /// log).
+    pub(crate) fn start(&mut self, epoch: u32, may_resume: bool, stats: &mut Stats) {
         let apart = std::mem::replace(&mut self.apart, ApartLog::new(self.merging.limit()));
-        stats.apart_changes_collected += self.merging.absorb(apart);
+        let collected = self.merging.absorb(apart) + self.apart_collected_since_stop;
+        stats.apart_changes_collected += collected;
+        let resume_after = self
+            .resume_after
+            .take()
+            .filter(|_| may_resume && collected == 0);
+        self.apart_collected_since_stop = 0;
+        self.bulk_applied_to = None;
+        let resend = std::mem::take(&mut self.resend);
         self.merge_received = false;
         self.epoch = epoch;
         self.next_seq = 1;
@@ -133,20 +178,39 @@ impl Outbound {
         self.bulk_records = 0;
         self.bulk = Bulk::AwaitingDump {
             touched: HashSet::new(),
+            resume: resume_after.map(|after| Resume { after, resend }),
         };
+    }
+
+    /// This node's role changed: what it owns changed with it, so a bulk the peer holds part
+    /// of no longer describes it and the next one is whole.
+    pub(crate) fn forget_resume(&mut self) {
+        self.resume_after = None;
     }
 
     /// Ends the epoch (link lost). Nothing queues until the next epoch, whose bulk sync resends
     /// everything: the queued changes are dropped, and remembered only as "something changed".
     pub(crate) fn stop(&mut self) {
         self.merging.remove_all(self.merge_delivered.drain());
+        // What the peer may not have applied is a change made apart from it: sent again with
+        // the next bulk, whole or resumed.
+        let mut collected = 0;
         for batch in self.in_flight.drain(..) {
+            self.resend.extend(batch.keys.iter().copied());
             self.unsure.extend(batch.keys);
         }
+        for (_, (op, _)) in self.pending.drain() {
+            collected += self.apart.record(&op);
+        }
+        self.apart_collected_since_stop += collected;
         self.in_flight_keys.clear();
-        self.changed_while_stopped |= !self.pending.is_empty();
+        self.changed_while_stopped |= !self.pending_order.is_empty();
         self.pending = HashMap::new();
         self.pending_order = VecDeque::new();
+        self.resume_after = match self.bulk {
+            Bulk::Feeding { .. } | Bulk::Sent { .. } => self.bulk_applied_to,
+            _ => None,
+        };
         if !matches!(self.bulk, Bulk::Complete) {
             self.changes_lost = true;
         }
@@ -170,6 +234,12 @@ impl Outbound {
     /// state of it wins over what the peer sends.
     pub(crate) fn changed_apart(&self, key: &SessionKey) -> bool {
         self.merging.contains(key)
+    }
+
+    /// Whether this node changed sessions while apart that the merge has not yet taken to the
+    /// peer.
+    pub(crate) fn has_apart_changes(&self) -> bool {
+        !self.merging.is_empty() || !self.apart.is_empty()
     }
 
     /// The sessions created or updated here while apart, being merged.
@@ -220,7 +290,7 @@ impl Outbound {
             return;
         }
         let key = *op.key();
-        if let Bulk::AwaitingDump { touched } | Bulk::Feeding { touched, .. } = &mut self.bulk {
+        if let Bulk::AwaitingDump { touched, .. } | Bulk::Feeding { touched, .. } = &mut self.bulk {
             touched.insert(key);
         }
         match self.pending.get_mut(&key) {
@@ -240,14 +310,16 @@ impl Outbound {
         self.changes_lost = true;
     }
 
-    pub(crate) fn handle_dump(&mut self, records: Vec<SessionRecord>) {
-        if let Bulk::AwaitingDump { touched } = &mut self.bulk {
+    pub(crate) fn handle_dump(&mut self, records: Vec<SessionRecord>, stats: &mut Stats) {
+        if let Bulk::AwaitingDump { touched, resume } = &mut self.bulk {
             let touched = std::mem::take(touched);
+            let resume = resume.take();
             let local = self.local;
             let merging = &self.merging;
-            // Ours, and what we changed while apart even if no longer labelled ours (we stepped
-            // down since, and our copies became the peer's).
-            let records: Vec<_> = records
+            // Ours, and what we created or updated while apart even if no longer labelled ours
+            // (we stepped down since, and our copies became the peer's); in key order, so that
+            // the peer's acknowledgements say how far it holds the bulk.
+            let mut records: Vec<_> = records
                 .into_iter()
                 .filter_map(|mut r| {
                     if merging.get(&r.key) == Some(ApartChange::Changed) {
@@ -256,15 +328,38 @@ impl Outbound {
                     (r.owner == local).then_some(r)
                 })
                 .collect();
-            let tombstones = merging
-                .tombstones()
-                .filter(|key| !touched.contains(key))
-                .collect();
+            records.sort_unstable_by_key(|r| r.key);
+            let absent = |key: &SessionKey| records.binary_search_by_key(key, |r| r.key).is_err();
+            // A session we changed while apart, or whose change the peer may not have applied,
+            // that no longer exists was deleted.
+            let mut tombstones: Vec<_> = merging.keys().filter(|key| absent(key)).collect();
+            if let Some(resume) = &resume {
+                tombstones.extend(
+                    resume
+                        .resend
+                        .iter()
+                        .filter(|key| !merging.contains(key) && absent(key))
+                        .copied(),
+                );
+            }
+            tombstones.retain(|key| !touched.contains(key));
+            tombstones.sort_unstable();
+            if let Some(resume) = &resume {
+                let before = records.len();
+                records.retain(|r| {
+                    r.key > resume.after
+                        || merging.contains(&r.key)
+                        || resume.resend.contains(&r.key)
+                });
+                stats.bulk_resumes += 1;
+                stats.bulk_records_not_resent += (before - records.len()) as u64;
+            }
             self.bulk = Bulk::Feeding {
                 records,
                 next: 0,
                 tombstones,
                 touched,
+                resumed: resume.is_some(),
             };
         }
     }
@@ -296,16 +391,23 @@ impl Outbound {
         // carries them, and a bulk behind them would never complete (nor the resync that an
         // overrun started). The order does not matter to the peer: a key changed since the dump
         // was requested is skipped here and sent with the changes.
+        let mut bulk_last_key = None;
         if let Bulk::Feeding {
             records,
             next,
             tombstones,
             touched,
+            resumed,
         } = &mut self.bulk
         {
+            if must_begin && *resumed {
+                flags.0 |= BatchFlags::RESUMED;
+            }
             while *next < records.len() && self.writer.frame_len() + RECORD_LEN <= max_bytes {
                 let record = &records[*next];
                 *next += 1;
+                // Passed in key order, sent or not: a touched record goes with the changes.
+                bulk_last_key = Some(record.key);
                 if touched.contains(&record.key) {
                     continue;
                 }
@@ -359,6 +461,7 @@ impl Outbound {
             keys,
             changed_at,
             bulk_records: self.bulk_records - bulk_before,
+            bulk_last_key,
         });
         Some(frame)
     }
@@ -391,6 +494,9 @@ impl Outbound {
             }
             stats.stream_records_replicated += batch.changed_at.len() as u64;
             stats.bulk_records_replicated += batch.bulk_records;
+            if batch.bulk_last_key.is_some() {
+                self.bulk_applied_to = self.bulk_applied_to.max(batch.bulk_last_key);
+            }
             for key in batch.keys {
                 if self.merging.contains(&key) {
                     self.merge_delivered.insert(key);
@@ -501,7 +607,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(7, &mut Stats::default());
+        out.start(7, false, &mut Stats::default());
         let mut newer = record(1, me);
         newer.mark = 42;
         out.record_change(
@@ -511,7 +617,10 @@ mod tests {
             &mut stats,
         );
         // The dump was read before the change reached us: it holds the old version.
-        out.handle_dump(vec![record(1, me), record(2, me), record(3, NodeId(2))]);
+        out.handle_dump(
+            vec![record(1, me), record(2, me), record(3, NodeId(2))],
+            &mut Stats::default(),
+        );
         let frame = out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         let (flags, records) = batch_keys(&frame);
         assert!(flags.has(BatchFlags::BULK_BEGIN) && flags.has(BatchFlags::BULK_END));
@@ -527,8 +636,11 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(4, &mut Stats::default());
-        out.handle_dump((0..1000).map(|i| record(i, me)).collect());
+        out.start(4, false, &mut Stats::default());
+        out.handle_dump(
+            (0..1000).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let per_batch = (16 * 1024) / RECORD_LEN;
         let mut next_key = 1000;
         let mut batches = 0;
@@ -567,8 +679,8 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(1, &mut Stats::default());
-        out.handle_dump(vec![]);
+        out.start(1, false, &mut Stats::default());
+        out.handle_dump(vec![], &mut Stats::default());
         for mark in 0..5 {
             let mut r = record(9, me);
             r.mark = mark;
@@ -608,8 +720,11 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(3, &mut Stats::default());
-        out.handle_dump((0..1000).map(|i| record(i, me)).collect());
+        out.start(3, false, &mut Stats::default());
+        out.handle_dump(
+            (0..1000).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let mut frames = Vec::new();
         while let Some(frame) = out.next_batch(16 * 1024, 4, &mut stats) {
             frames.push(frame);
@@ -662,8 +777,8 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(5, &mut Stats::default());
-        out.handle_dump(vec![record(1, me)]);
+        out.start(5, false, &mut Stats::default());
+        out.handle_dump(vec![record(1, me)], &mut Stats::default());
         out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         assert!(
             !out.handle_ack(
@@ -698,8 +813,11 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(5, &mut Stats::default());
-        out.handle_dump((0..300).map(|i| record(i, me)).collect());
+        out.start(5, false, &mut Stats::default());
+        out.handle_dump(
+            (0..300).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let first = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
         let second = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
         assert!(out.awaiting_ack());
@@ -728,8 +846,11 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(2, &mut Stats::default());
-        out.handle_dump((1000..1300).map(|i| record(i, me)).collect());
+        out.start(2, false, &mut Stats::default());
+        out.handle_dump(
+            (1000..1300).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let ms = |ms: u64| Instant::ZERO + std::time::Duration::from_millis(ms);
         for i in 0..100u16 {
             out.record_change(
