@@ -316,6 +316,9 @@ pub struct Node {
     next_token: u64,
     /// Entries to relabel, (from, to); the latest role change decides.
     adopt: Option<(NodeId, NodeId)>,
+    /// Active, we applied changes of a peer that was active too, as its own: once it is
+    /// standby, we adopt them and send our table again.
+    applied_for_active_peer: bool,
     pending_sweep: Option<(HashSet<SessionKey>, u64, u64)>,
     dump_blocked: bool,
     /// Anti-entropy: our digest is due to be computed and sent.
@@ -377,6 +380,7 @@ impl Node {
             outstanding: None,
             next_token: 0,
             adopt: None,
+            applied_for_active_peer: false,
             pending_sweep: None,
             dump_blocked: false,
             digest_due: false,
@@ -1236,13 +1240,6 @@ impl Node {
             // copy whose delete is lost with a stream restart (a resync, a link flap) would stay
             // here forever.
             self.adopt = Some((self.config.node_id, peer.node));
-            if peer.hello.role == Role::Active
-                && matches!(self.state, State::Synchronization { .. })
-            {
-                // Both were active: our table holds our own versions of sessions the peer
-                // also changed. Its table decides now, so ask for all of it again.
-                self.resync_requested = Some(peer.hello.epoch);
-            }
             self.drive_backend();
         }
         self.emit(
@@ -1265,7 +1262,6 @@ impl Node {
             ));
         }
         self.compare_timers(now, &hello);
-        let peer_stepped_down = self.peer_active() && hello.role == Role::Standby;
         let compatible = self.check(authenticated, &hello);
         self.timers
             .set(Timer::Dead, now + self.config.dead_interval);
@@ -1301,11 +1297,19 @@ impl Node {
                 if hello.flags.has(HelloFlags::RESYNC) {
                     self.answer_resync(hello.resync_epoch);
                 }
-                if peer_stepped_down && self.role == Role::Active && self.symmetric() {
+                if self.applied_for_active_peer
+                    && hello.role == Role::Standby
+                    && self.role == Role::Active
+                    && matches!(self.state, State::Synchronization { .. })
+                {
                     // Both were active (a split brain, or VRRP masters on both sides of a cut
-                    // LAN) and the peer gave way: what it owned, we carry now.
+                    // LAN), we applied the peer's changes as its own, and it gave way: what it
+                    // owned, we carry now, and our whole table is sent again (it may have
+                    // applied an older bulk of ours over a change of its own that we hold), so
+                    // its table becomes ours.
+                    self.applied_for_active_peer = false;
                     self.adopt = Some((authenticated, self.config.node_id));
-                    self.drive_backend();
+                    self.restart_outbound();
                 }
             }
         }
@@ -1509,7 +1513,12 @@ impl Node {
                     }
                     let mut claimed = Vec::new();
                     let mut unclaimed = Vec::new();
-                    if self.role == Role::Active && self.symmetric() && !self.peer_active() {
+                    let peer_active = self.peer_active();
+                    if self.role == Role::Active && self.symmetric() && peer_active {
+                        self.applied_for_active_peer |=
+                            ops.iter().any(|op| matches!(op, SessionOp::Upsert(_)));
+                    }
+                    if self.role == Role::Active && self.symmetric() && !peer_active {
                         // The active node owns what it holds: the peer's changes (made while it
                         // forwarded and reaching us after we took over, or made after a split
                         // brain) are applied as ours. Not while the peer forwards too (both

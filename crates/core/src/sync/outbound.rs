@@ -17,10 +17,11 @@ enum Bulk {
     /// Not synchronizing.
     Idle,
     /// Waiting for the backend's dump. Keys changed since the request are newer than the dump.
-    /// `resume`: the bulk resumes one a link loss interrupted.
+    /// `resume_after`: the bulk resumes one a link loss interrupted, whose records up to this
+    /// key the peer applied.
     AwaitingDump {
         touched: HashSet<SessionKey>,
-        resume: Option<Resume>,
+        resume_after: Option<SessionKey>,
     },
     /// Sending the dump, then the tombstones of what was deleted while apart.
     Feeding {
@@ -37,16 +38,6 @@ enum Bulk {
     Complete,
 }
 
-/// Where a bulk sync resumes one a link loss interrupted.
-#[derive(Debug)]
-struct Resume {
-    /// The peer applied every record of the interrupted bulk up to this key.
-    after: SessionKey,
-    /// Sessions of batches the peer had not applied (bulk records past `after` are sent
-    /// anyway; these are the changes among them).
-    resend: HashSet<SessionKey>,
-}
-
 /// A batch the peer has not yet applied.
 #[derive(Debug)]
 struct InFlight {
@@ -55,6 +46,9 @@ struct InFlight {
     keys: Vec<SessionKey>,
     /// Per stream record (not bulk), when its oldest change reached us: the lag samples.
     changed_at: Vec<Instant>,
+    /// The stream records (not bulk) and what each did: if the link is lost before the peer
+    /// applies them, they are changes made apart from it.
+    stream: Vec<(SessionKey, ApartChange)>,
     /// Bulk-sync records in the batch.
     bulk_records: u64,
     /// The last (greatest) key of the bulk's records in the batch: the dump is sent in key
@@ -108,9 +102,6 @@ pub(crate) struct Outbound {
     /// The last bulk was interrupted after the peer applied its records up to this key: the
     /// next one may resume after it (see [`BatchFlags::RESUMED`]).
     resume_after: Option<SessionKey>,
-    /// Sessions in batches the peer had not applied when the link was lost: a resumed bulk
-    /// sends them again (at most a window of batches).
-    resend: HashSet<SessionKey>,
     /// Changes collected from the apart log at the last stop (it overflowed): a resumed bulk
     /// would miss them.
     apart_collected_since_stop: u64,
@@ -141,7 +132,6 @@ impl Outbound {
             merge_received: false,
             bulk_applied_to: None,
             resume_after: None,
-            resend: HashSet::new(),
             apart_collected_since_stop: 0,
             drop_tombstones,
             writer: BatchWriter::new(),
@@ -163,7 +153,6 @@ impl Outbound {
             .filter(|_| may_resume && collected == 0);
         self.apart_collected_since_stop = 0;
         self.bulk_applied_to = None;
-        let resend = std::mem::take(&mut self.resend);
         self.merge_received = false;
         self.epoch = epoch;
         self.next_seq = 1;
@@ -178,7 +167,7 @@ impl Outbound {
         self.bulk_records = 0;
         self.bulk = Bulk::AwaitingDump {
             touched: HashSet::new(),
-            resume: resume_after.map(|after| Resume { after, resend }),
+            resume_after,
         };
     }
 
@@ -195,16 +184,24 @@ impl Outbound {
         // What the peer may not have applied is a change made apart from it: sent again with
         // the next bulk, whole or resumed.
         let mut collected = 0;
-        for batch in self.in_flight.drain(..) {
-            self.resend.extend(batch.keys.iter().copied());
+        let mut unapplied = !self.pending_order.is_empty();
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for batch in in_flight {
+            unapplied |= !batch.stream.is_empty();
+            for &(key, change) in &batch.stream {
+                collected += self.note_apart(key, change);
+            }
             self.unsure.extend(batch.keys);
         }
-        for (_, (op, _)) in self.pending.drain() {
-            collected += self.apart.record(&op);
+        let pending: Vec<_> = self.pending_order.drain(..).collect();
+        for key in pending {
+            if let Some((op, _)) = self.pending.remove(&key) {
+                collected += self.note_apart(key, ApartChange::of(&op));
+            }
         }
         self.apart_collected_since_stop += collected;
         self.in_flight_keys.clear();
-        self.changed_while_stopped |= !self.pending_order.is_empty();
+        self.changed_while_stopped |= unapplied;
         self.pending = HashMap::new();
         self.pending_order = VecDeque::new();
         self.resume_after = match self.bulk {
@@ -234,6 +231,14 @@ impl Outbound {
     /// state of it wins over what the peer sends.
     pub(crate) fn changed_apart(&self, key: &SessionKey) -> bool {
         self.merging.contains(key)
+    }
+
+    /// Records a change the peer does not have: it is merged when the two meet again.
+    fn note_apart(&mut self, key: SessionKey, change: ApartChange) -> u64 {
+        if self.drop_tombstones && change == ApartChange::Deleted {
+            return 0;
+        }
+        self.apart.note(key, change)
     }
 
     /// Whether this node changed sessions while apart that the merge has not yet taken to the
@@ -284,9 +289,7 @@ impl Outbound {
         };
         if matches!(self.bulk, Bulk::Idle) {
             self.changed_while_stopped = true;
-            if !self.drop_tombstones || matches!(op, SessionOp::Upsert(_)) {
-                stats.apart_changes_collected += self.apart.record(&op);
-            }
+            stats.apart_changes_collected += self.note_apart(*op.key(), ApartChange::of(&op));
             return;
         }
         let key = *op.key();
@@ -311,9 +314,13 @@ impl Outbound {
     }
 
     pub(crate) fn handle_dump(&mut self, records: Vec<SessionRecord>, stats: &mut Stats) {
-        if let Bulk::AwaitingDump { touched, resume } = &mut self.bulk {
+        if let Bulk::AwaitingDump {
+            touched,
+            resume_after,
+        } = &mut self.bulk
+        {
             let touched = std::mem::take(touched);
-            let resume = resume.take();
+            let resume_after = *resume_after;
             let local = self.local;
             let merging = &self.merging;
             // Ours, and what we created or updated while apart even if no longer labelled ours
@@ -330,27 +337,14 @@ impl Outbound {
                 .collect();
             records.sort_unstable_by_key(|r| r.key);
             let absent = |key: &SessionKey| records.binary_search_by_key(key, |r| r.key).is_err();
-            // A session we changed while apart, or whose change the peer may not have applied,
+            // A session changed while apart (or whose change the peer may not have applied)
             // that no longer exists was deleted.
             let mut tombstones: Vec<_> = merging.keys().filter(|key| absent(key)).collect();
-            if let Some(resume) = &resume {
-                tombstones.extend(
-                    resume
-                        .resend
-                        .iter()
-                        .filter(|key| !merging.contains(key) && absent(key))
-                        .copied(),
-                );
-            }
             tombstones.retain(|key| !touched.contains(key));
             tombstones.sort_unstable();
-            if let Some(resume) = &resume {
+            if let Some(after) = resume_after {
                 let before = records.len();
-                records.retain(|r| {
-                    r.key > resume.after
-                        || merging.contains(&r.key)
-                        || resume.resend.contains(&r.key)
-                });
+                records.retain(|r| r.key > after || merging.contains(&r.key));
                 stats.bulk_resumes += 1;
                 stats.bulk_records_not_resent += (before - records.len()) as u64;
             }
@@ -359,7 +353,7 @@ impl Outbound {
                 next: 0,
                 tombstones,
                 touched,
-                resumed: resume.is_some(),
+                resumed: resume_after.is_some(),
             };
         }
     }
@@ -381,6 +375,7 @@ impl Outbound {
         }
         let mut keys = Vec::new();
         let mut changed_at = Vec::new();
+        let mut stream = Vec::new();
         let bulk_before = self.bulk_records;
         let mut flags = BatchFlags(if must_begin {
             BatchFlags::BULK_BEGIN
@@ -440,6 +435,7 @@ impl Outbound {
                 continue;
             };
             changed_at.push(since);
+            stream.push((key, ApartChange::of(&op)));
             self.writer.push(&op);
             keys.push(key);
         }
@@ -460,6 +456,7 @@ impl Outbound {
             frame: frame.clone(),
             keys,
             changed_at,
+            stream,
             bulk_records: self.bulk_records - bulk_before,
             bulk_last_key,
         });
