@@ -578,6 +578,7 @@ impl Driver {
             uptime_ms: now.as_nanos() / 1_000_000,
             // Filled in from the VRRP task: see `Takeover::status`.
             takeover: TakeoverStatus::default(),
+            heartbeat: None,
         }
     }
 
