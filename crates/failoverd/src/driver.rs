@@ -719,6 +719,7 @@ pub fn event_view(at: Instant, event: &Event) -> EventView {
         Event::SettingDiffers { .. } => (EventKind::SettingDiffers, None, None, None),
         Event::TimersDiffer(_) => (EventKind::TimersDiffer, None, None, None),
         Event::DriftFound { .. } => (EventKind::Drift, None, None, None),
+        Event::HeartbeatPath { .. } => (EventKind::Heartbeat, None, None, None),
     };
     EventView {
         at_ms: at.as_nanos() / 1_000_000,
