@@ -1181,3 +1181,70 @@ fn both_actives_resolve_when_the_heartbeat_path_heals_before_the_failover_link()
     pair.check_settled();
     assert_clean(&pair);
 }
+
+/// Both rules at once: a split brain (both paths cut) that the heartbeat path resolves before
+/// the failover link heals. B steps down with the link down (no adoption or resync over it), yet
+/// the merge rule holds once the link is back: deletes made apart by either node stay deleted,
+/// sessions B created apart survive. The control (planted bug `DropTombstones`) shows the
+/// check failing on this path too.
+#[test]
+fn a_split_brain_resolved_over_the_heartbeat_path_keeps_the_merge_rule() {
+    for bug in [None, Some(failoverd_core::PlantedBug::DropTombstones)] {
+        let [a, b] = configs(200, 100).map(|c| NodeConfig {
+            reliable_link: true,
+            planted_bug: bug,
+            ..c
+        });
+        let mut pair = Pair::with_link(
+            [a, b],
+            LinkModel::Stream,
+            LinkFaults::clean(Duration::from_micros(100)),
+            1,
+        );
+        pair.enable_heartbeat();
+        pair.strict_merge_rule = true;
+        settle(&mut pair);
+        let keys: Vec<_> = (0..60).map(|_| pair.create_session(A)).collect();
+        pair.run_for(ms(500));
+        pair.set_heartbeat_partitioned(true);
+        pair.set_partitioned(true);
+        assert_eq!(most_active(&mut pair, ms(1000)), 2, "both paths cut");
+        for key in &keys[..20] {
+            pair.delete_session(A, *key);
+        }
+        for key in &keys[20..40] {
+            pair.delete_session(B, *key);
+        }
+        let created: Vec<_> = (0..10).map(|_| pair.create_session(B)).collect();
+        pair.run_for(ms(200));
+        pair.set_heartbeat_partitioned(false);
+        pair.run_for(ms(500));
+        assert_eq!(pair.nodes[A].core.role(), Role::Active);
+        assert_eq!(pair.nodes[B].core.role(), Role::Standby);
+        pair.set_partitioned(false);
+        pair.run_for(ms(3000));
+        let back = keys[..40]
+            .iter()
+            .filter(|k| [A, B].iter().any(|&i| pair.nodes[i].table.get(k).is_some()))
+            .count();
+        pair.check_settled();
+        if bug.is_none() {
+            assert_eq!(back, 0, "deleted apart, back");
+            for i in [A, B] {
+                let lost = created
+                    .iter()
+                    .filter(|k| pair.nodes[i].table.get(k).is_none())
+                    .count();
+                assert_eq!(lost, 0, "node {i}: created by B apart, lost");
+            }
+            assert_clean(&pair);
+        } else {
+            assert!(back > 0, "the control: deletes made apart came back");
+            assert!(
+                pair.violations.iter().any(|v| v.contains("came back")),
+                "{:#?}",
+                pair.violations
+            );
+        }
+    }
+}
