@@ -27,8 +27,8 @@ pub use event::{
     Election, Event, HelloTimers, History, HistoryEntry, Incompatibility, Reason, TimerMismatch,
 };
 pub use node::{
-    Action, ActionResult, ApplyError, Channel, CommandError, Node, NotReady, PeerStatus, Token,
-    Transmit,
+    Action, ActionResult, ApplyError, Channel, CommandError, HeartbeatPeer, Node, NotReady,
+    PeerStatus, Token, Transmit,
 };
 pub use stats::{LagHistogram, Stats};
 pub use time::Instant;

@@ -205,6 +205,19 @@ pub struct PeerStatus {
     pub timer_mismatch: Option<TimerMismatch>,
 }
 
+/// The peer as the heartbeat path hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatPeer {
+    /// Its failover state.
+    pub state: SyncState,
+    /// Its role.
+    pub role: Role,
+    /// Its priority.
+    pub priority: u8,
+    /// When the last heartbeat arrived.
+    pub last_heard: Instant,
+}
+
 #[derive(Debug)]
 enum State {
     /// `startup` holds the role back: a peer we have not heard yet may be active.
@@ -267,12 +280,14 @@ enum Work {
 ///
 /// Methods, by group:
 /// - getters: [`state`](Self::state), [`role`](Self::role), [`is_ready`](Self::is_ready),
-///   [`peer`](Self::peer), [`stats`](Self::stats), [`history`](Self::history), replication queries;
-/// - input: `handle_link_up`, `handle_link_down`, `handle_frame`, `handle_timeout`,
-///   `handle_local_changes`, `handle_changes_lost`, `handle_action_done`;
+///   [`peer`](Self::peer), [`heartbeat_peer`](Self::heartbeat_peer), [`stats`](Self::stats),
+///   [`history`](Self::history), replication queries;
+/// - input: `handle_link_up`, `handle_link_down`, `handle_frame`, `handle_heartbeat`,
+///   `handle_timeout`, `handle_local_changes`, `handle_changes_lost`, `handle_action_done`;
 /// - commands: [`switchover`](Self::switchover), [`shutdown`](Self::shutdown);
 /// - output, polled after every input in this order: [`poll_action`](Self::poll_action),
-///   [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event), then sleep until
+///   [`poll_transmit`](Self::poll_transmit), [`poll_heartbeat`](Self::poll_heartbeat) (with a
+///   heartbeat path), [`poll_event`](Self::poll_event), then sleep until
 ///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`; flow control:
 ///   [`wants_local_changes`](Self::wants_local_changes) says whether to feed more local changes.
 ///
@@ -287,6 +302,8 @@ pub struct Node {
     link: Option<NodeId>,
     /// The live peer (heard within the dead interval).
     peer: Option<PeerView>,
+    /// The peer as the heartbeat path last heard it, within the dead interval.
+    heartbeat: Option<PeerView>,
     /// The last peer we synchronized with: whose entries to adopt when it dies.
     last_peer: Option<NodeId>,
     /// Whether `last_peer` is a peer heard since start (else it is only the configured peer,
@@ -332,6 +349,8 @@ pub struct Node {
     resend: VecDeque<Vec<u8>>,
     control: VecDeque<Vec<u8>>,
     hello_due: bool,
+    /// A hello for the heartbeat path is due (see [`Node::poll_heartbeat`]).
+    heartbeat_due: bool,
     peer_tx_stamp: u64,
     peer_tx_received_at: Instant,
     rtt: Option<Duration>,
@@ -357,6 +376,7 @@ impl Node {
             timers: TimerTable::default(),
             link: None,
             peer: None,
+            heartbeat: None,
             last_peer: config.peer,
             peer_heard: false,
             unsynchronized_since_start: true,
@@ -390,6 +410,7 @@ impl Node {
             resend: VecDeque::new(),
             control: VecDeque::new(),
             hello_due: false,
+            heartbeat_due: false,
             peer_tx_stamp: 0,
             peer_tx_received_at: now,
             rtt: None,
@@ -472,6 +493,25 @@ impl Node {
             timers: peer_timers(&p.hello),
             timer_mismatch: TimerMismatch::between(self.local_timers(), peer_timers(&p.hello)),
         })
+    }
+
+    /// The peer as the heartbeat path hears it (heard within the dead interval), if at all.
+    pub fn heartbeat_peer(&self) -> Option<HeartbeatPeer> {
+        self.heartbeat.as_ref().map(|h| HeartbeatPeer {
+            state: h.hello.state,
+            role: h.hello.role,
+            priority: h.hello.priority,
+            last_heard: h.heard_at,
+        })
+    }
+
+    /// Standby because the heartbeat path hears the peer while the failover link does not:
+    /// the peer is active (or preferred), so this node does not take over (election mode).
+    pub fn held_by_heartbeat(&self) -> bool {
+        self.config.role_authority == RoleAuthority::Election
+            && self.role == Role::Standby
+            && self.peer.is_none()
+            && self.heartbeat.is_some()
     }
 
     /// The protocol version both nodes speak, while a peer is live: behaviour a newer version
@@ -640,12 +680,41 @@ impl Node {
         self.update_role(now);
     }
 
+    /// A hello from the heartbeat path, authenticated as `peer` and found fresh by the transport
+    /// (a second path beside the failover link, e.g. over a traffic network). It does not
+    /// negotiate or synchronize; it only tells, in election mode, that the peer is alive and in
+    /// which role while the failover link is down, so a cut link alone does not make both nodes
+    /// active (see `docs/ARCHITECTURE.md`, "The heartbeat path").
+    pub fn handle_heartbeat(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
+        let hello = match Message::parse(bytes) {
+            Ok(Message::Hello(hello)) if self.check(peer, &hello).is_ok() => hello,
+            _ => {
+                self.stats.heartbeats_refused += 1;
+                return;
+            }
+        };
+        self.stats.heartbeats_received += 1;
+        if self.heartbeat.is_none() {
+            self.emit(now, Event::HeartbeatPath { up: true });
+        }
+        self.heartbeat = Some(PeerView {
+            node: peer,
+            hello,
+            heard_at: now,
+            compatible: Ok(()),
+        });
+        self.timers
+            .set(Timer::HeartbeatDead, now + self.config.dead_interval);
+        self.update_role(now);
+    }
+
     /// Runs every timer that expired at `now`, each once; spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in self.timers.expired(now) {
             match timer {
                 Timer::Hello => {
                     self.hello_due = self.link.is_some();
+                    self.heartbeat_due = true;
                     self.timers
                         .set(Timer::Hello, now + self.config.hello_interval);
                 }
@@ -700,6 +769,15 @@ impl Node {
                     if self.role == Role::Active && self.peer.is_none() {
                         self.adopt = self.last_peer.map(|peer| (peer, self.config.node_id));
                         self.drive_backend();
+                    }
+                }
+                Timer::HeartbeatDead => {
+                    if let Some(heard) = self.heartbeat.take() {
+                        self.emit(now, Event::HeartbeatPath { up: false });
+                        if self.peer.is_none() {
+                            // Silent on both paths: the peer is dead.
+                            self.loss_reason = Some(Reason::PeerDead(now - heard.heard_at));
+                        }
                     }
                 }
                 Timer::RemoveHold => {
@@ -938,6 +1016,7 @@ impl Node {
         // The peer learns at once that the role comes on purpose (under VRRP it takes over
         // as soon as this node's adverts give way).
         self.hello_due = true;
+        self.heartbeat_due = true;
         self.update_role(now);
         Ok(())
     }
@@ -1034,6 +1113,18 @@ impl Node {
             channel: Channel::Data,
             payload,
         })
+    }
+
+    /// The hello to send on the heartbeat path, when one is due: every hello interval and at
+    /// once on a change of state or role, whether or not the failover link is up. The driver
+    /// polls it only if a heartbeat path is configured.
+    pub fn poll_heartbeat(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if !std::mem::take(&mut self.heartbeat_due) {
+            return None;
+        }
+        let mut frame = Vec::new();
+        self.make_hello(now).emit(&mut frame);
+        Some(frame)
     }
 
     /// The next event (also kept in [`history`](Self::history)).
@@ -1177,6 +1268,7 @@ impl Node {
         }
         self.state = next;
         self.hello_due = true;
+        self.heartbeat_due = true;
         self.emit(now, Event::StateChanged { from, to, reason });
         self.drive_backend();
     }
@@ -1192,6 +1284,7 @@ impl Node {
             self.outbound.forget_resume();
         }
         self.hello_due = true;
+        self.heartbeat_due = true;
         if role == Role::Active {
             self.yielding = false;
             if let Some(peer) = &self.peer {
@@ -1627,6 +1720,9 @@ impl Node {
             return None;
         }
         let Some(peer) = &self.peer else {
+            if let Some(heard) = &self.heartbeat {
+                return self.decide_over_heartbeat(heard);
+            }
             if self.role == Role::Active || matches!(self.state, State::Silence { startup: true }) {
                 return None;
             }
@@ -1675,6 +1771,24 @@ impl Node {
                         Reason::Elected(how)
                     },
                 ))
+            }
+        }
+    }
+
+    /// The failover link is down but the heartbeat path hears the peer: the link's election
+    /// between two live nodes, without preemption or switchover (they need the peer's sessions,
+    /// which only the link carries). So a cut link alone leaves exactly one node active.
+    fn decide_over_heartbeat(&self, heard: &PeerView) -> Option<(Role, Reason)> {
+        let (preferred, how) = self.election(heard);
+        match (self.role, heard.hello.role) {
+            (Role::Active, Role::Active) => {
+                (!preferred).then_some((Role::Standby, Reason::ConflictOnHeartbeat(how)))
+            }
+            // One active already: it stays so.
+            (Role::Active, Role::Standby) | (Role::Standby, Role::Active) => None,
+            (Role::Standby, Role::Standby) => {
+                let startup = matches!(self.state, State::Silence { startup: true });
+                (preferred && !startup).then_some((Role::Active, Reason::ElectedOnHeartbeat(how)))
             }
         }
     }

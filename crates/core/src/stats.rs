@@ -9,6 +9,10 @@ pub struct Stats {
     pub hellos_sent: u64,
     /// Hellos received.
     pub hellos_received: u64,
+    /// Hellos heard on the heartbeat path (authenticated and fresh, checked by the transport).
+    pub heartbeats_received: u64,
+    /// Heartbeats that were not a compatible hello of the peer (dropped).
+    pub heartbeats_refused: u64,
     /// Session batches sent (retransmissions excluded).
     pub batches_sent: u64,
     /// Session batches accepted.

@@ -25,10 +25,12 @@ pub(crate) enum Timer {
     AdoptAlone,
     /// A resync forced by lost backend events, deferred by the backoff, is due.
     ResyncBackoff,
+    /// The peer is no longer heard on the heartbeat path if no heartbeat arrives before this.
+    HeartbeatDead,
 }
 
 impl Timer {
-    const ALL: [Timer; 10] = [
+    const ALL: [Timer; 11] = [
         Timer::Hello,
         Timer::Dead,
         Timer::Silence,
@@ -39,6 +41,7 @@ impl Timer {
         Timer::Digest,
         Timer::AdoptAlone,
         Timer::ResyncBackoff,
+        Timer::HeartbeatDead,
     ];
 
     fn index(self) -> usize {

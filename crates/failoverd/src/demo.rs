@@ -475,6 +475,7 @@ fn start_node(
         link,
         backend: (backend.clone(), events),
         takeover: Takeover::default(),
+        heartbeat: None,
     };
     let task = tokio::spawn(driver::run(setup, request_rx, observer, async {
         let _ = stopped.await;

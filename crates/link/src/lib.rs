@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod heartbeat;
 mod identity;
 mod link;
 pub mod tls;
@@ -25,6 +26,9 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use heartbeat::{
+    HeartbeatConfig, HeartbeatEvents, HeartbeatSender, HeartbeatStats, spawn_heartbeat,
+};
 pub use identity::{Fingerprint, FingerprintParseError, Identity, fingerprint_of};
 pub use link::{
     CONTROL_QUEUE_FRAMES, Channel, ChannelStats, DATA_QUEUE_FRAMES, DEFAULT_RECONNECT_MAX,
