@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::driver::{self, NodeRequest, NodeSetup};
+use crate::hellos::HelloPath;
 use crate::takeover::Takeover;
 use crate::{backend, kernel};
 
@@ -36,9 +37,11 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     core.validate()
         .with_context(|| format!("{}: invalid timers", path.display()))?;
 
+    let hellos = HelloPath::spawn(&config.node.name, driver::Clock::start())?;
     let link = failoverd_link::spawn(LinkConfig {
         reconnect_min: config.link.reconnect_min,
         reconnect_max: config.link.reconnect_max,
+        control_tap: Some(hellos.tap()),
         ..LinkConfig::new(
             config.link.listen,
             config.link.peer,
@@ -96,6 +99,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         link,
         backend,
         takeover,
+        hellos,
     };
     driver::run(setup, request_rx, None, until(stopped)).await;
     let _ = std::fs::remove_file(&config.control.socket);

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::backend::{self, BackendHandle, Command, TableCounters};
+use crate::hellos::{self, HelloPath, PeerDead};
 use crate::takeover::Takeover;
 
 /// Link events kept for `failoverctl events` (the core keeps its own history).
@@ -46,6 +47,8 @@ pub struct NodeSetup {
     pub backend: (BackendHandle, mpsc::UnboundedReceiver<backend::Event>),
     /// What moves the traffic (VRRP, FRR, hooks), already started.
     pub takeover: Takeover,
+    /// The hello thread, already started; its tap is on the link.
+    pub hellos: HelloPath,
 }
 
 /// A request to a running node.
@@ -116,7 +119,6 @@ pub async fn run(
     observer: Option<mpsc::UnboundedSender<Observation>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let clock = Clock::start();
     let NodeSetup {
         name,
         core,
@@ -125,9 +127,21 @@ pub async fn run(
         link: (link, mut link_events),
         backend: (backend, mut backend_events),
         takeover,
+        hellos,
     } = setup;
+    let clock = hellos.clock();
+    let mut node = Node::new(core, clock.now());
+    let (dead, mut dead_verdicts) = mpsc::unbounded_channel();
+    if let Some(liveness) = node.detach_liveness() {
+        hellos.install(
+            liveness.with_stall_limit(hellos::STALL_LIMIT),
+            link.clone(),
+            dead,
+        );
+    }
     let mut driver = Driver {
-        node: Node::new(core, clock.now()),
+        node,
+        hellos,
         clock,
         name,
         fingerprint,
@@ -152,6 +166,7 @@ pub async fn run(
         driver.grant_credit();
         let ready = driver.node.is_ready();
         driver.takeover.set_ready(ready);
+        driver.hand_hello_over();
         driver.turns.end();
         let deadline = driver
             .node
@@ -181,10 +196,17 @@ pub async fn run(
             Some((master, reason)) = driver.takeover.forwarding() => {
                 driver.node.set_forwarding(driver.clock.now(), master, &reason);
             }
+            Some(verdict) = dead_verdicts.recv() => driver.on_peer_dead(verdict),
             () = std::future::ready(()), if more_data => {}
         }
         driver.turns.start();
+        let now = driver.clock.now();
+        driver
+            .hellos
+            .update(false, |liveness| liveness.set_busy_since(Some(now)));
     }
+    // No hello after the goodbye: the peer would take it for a node coming back.
+    driver.hellos.stop();
     driver.node.shutdown(driver.clock.now());
     driver.flush();
     driver.takeover.shutdown().await;
@@ -195,6 +217,7 @@ pub async fn run(
 
 struct Driver {
     node: Node,
+    hellos: HelloPath,
     clock: Clock,
     name: String,
     fingerprint: Fingerprint,
@@ -245,6 +268,23 @@ impl Driver {
         {
             self.turns.timer_late = self.turns.timer_late.max(now - at);
             self.node.handle_timeout(now);
+        }
+    }
+
+    /// Tells the hello thread what our hellos say now (at once if the peer must learn it at
+    /// once), and that this turn is over.
+    fn hand_hello_over(&mut self) {
+        let (hello, urgent) = self.node.poll_hello();
+        self.hellos.update(urgent, |liveness| {
+            liveness.set_hello(hello, urgent);
+            liveness.set_busy_since(None);
+        });
+    }
+
+    /// The hello thread heard nothing from the peer for the dead interval.
+    fn on_peer_dead(&mut self, verdict: PeerDead) {
+        if self.hellos.is_current(&verdict) {
+            self.node.handle_peer_dead(self.clock.now(), verdict.silent);
         }
     }
 
@@ -338,12 +378,14 @@ impl Driver {
             LinkEvent::Up { peer, remote } => {
                 self.link_up = true;
                 self.record_link(now, format!("failover link up to {remote} ({peer})"));
+                self.hellos.link_changed(now, true);
                 self.node.handle_link_up(now, NodeId(peer.node_id()));
             }
             LinkEvent::Frame { bytes, .. } => self.node.handle_frame(now, &bytes),
             LinkEvent::Down { reason } => {
                 self.link_up = false;
                 self.record_link(now, format!("failover link down: {reason}"));
+                self.hellos.link_changed(now, false);
                 self.node.handle_link_down(now, &reason);
             }
             LinkEvent::Rejected { remote, reason } => {
@@ -540,6 +582,10 @@ impl Driver {
         ]) {
             counters.insert(name.to_string(), value);
         }
+        if let Some(sent) = self.hellos.read(|liveness| liveness.hellos_sent()) {
+            // The hello thread sends them, not the core.
+            counters.insert("hellos_sent".to_string(), sent);
+        }
         Status {
             node: NodeInfo {
                 name: self.name.clone(),
@@ -623,7 +669,12 @@ impl Driver {
             last_hello_ms_ago: peer
                 .as_ref()
                 .map(|p| (now - p.last_heard).as_millis() as u64),
-            rtt_us: self.node.link_rtt().map(|rtt| rtt.as_micros() as u64),
+            rtt_us: self
+                .hellos
+                .read(|liveness| liveness.rtt())
+                .flatten()
+                .or(self.node.link_rtt())
+                .map(|rtt| rtt.as_micros() as u64),
             protocol: peer.as_ref().map(|p| p.protocol.to_string()),
             hello_interval_ms: peer.as_ref().map(|p| p.timers.hello.as_millis() as u64),
             dead_interval_ms: peer.as_ref().map(|p| p.timers.dead.as_millis() as u64),

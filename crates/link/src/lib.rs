@@ -27,9 +27,9 @@ use std::path::PathBuf;
 
 pub use identity::{Fingerprint, FingerprintParseError, Identity, fingerprint_of};
 pub use link::{
-    CONTROL_QUEUE_FRAMES, Channel, ChannelStats, DATA_QUEUE_FRAMES, DEFAULT_RECONNECT_MAX,
-    DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent, LinkEvents, LinkSender,
-    LinkStats, spawn,
+    CONTROL_QUEUE_FRAMES, Channel, ChannelStats, ControlTap, DATA_QUEUE_FRAMES,
+    DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent,
+    LinkEvents, LinkSender, LinkStats, spawn,
 };
 
 /// Errors of the link crate, grouped by who has to act.

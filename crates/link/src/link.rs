@@ -69,6 +69,30 @@ pub struct LinkConfig {
     pub reconnect_min: Duration,
     /// Longest wait before redialling (the backoff doubles up to this).
     pub reconnect_max: Duration,
+    /// Sees every control frame as soon as it is read, before it queues for [`LinkEvents`].
+    pub control_tap: Option<ControlTap>,
+}
+
+/// A function the control connection's reader calls with every frame it reads (already
+/// length-checked, from the pinned peer), before the frame queues for [`LinkEvents`]: a
+/// daemon whose event loop is busy still learns at once that its peer's hellos arrive. It runs
+/// on the reader's task, so it must be quick and must not block.
+#[derive(Clone)]
+pub struct ControlTap(Arc<TapFn>);
+
+type TapFn = dyn Fn(&[u8]) + Send + Sync;
+
+impl ControlTap {
+    /// A tap calling `f`.
+    pub fn new(f: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for ControlTap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ControlTap")
+    }
 }
 
 impl LinkConfig {
@@ -86,6 +110,7 @@ impl LinkConfig {
             peer_fingerprint,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
+            control_tap: None,
         }
     }
 
@@ -451,6 +476,7 @@ pub fn spawn(config: LinkConfig) -> Result<(LinkSender, LinkEvents), LinkError> 
         data_events: data_tx,
         next_link: AtomicU64::new(0),
         log: RateLimiter::default(),
+        tap: config.control_tap.clone(),
     });
     info!(
         listen = %local_addr, peer = %config.peer, own = %own, pin = %config.peer_fingerprint,
@@ -551,6 +577,7 @@ struct Ctx {
     data_events: mpsc::Sender<(u64, Vec<u8>)>,
     next_link: AtomicU64,
     log: RateLimiter,
+    tap: Option<ControlTap>,
 }
 
 impl Ctx {
@@ -719,7 +746,12 @@ async fn read_frames<R: AsyncRead + Unpin>(
         counters.frames_in[channel.index()].fetch_add(1, Ordering::Relaxed);
         counters.bytes_in[channel.index()].fetch_add(len as u64, Ordering::Relaxed);
         let delivered = match channel {
-            Channel::Control => ctx.events.send(Ordered::Frame(frame)).await.is_ok(),
+            Channel::Control => {
+                if let Some(tap) = &ctx.tap {
+                    (tap.0)(&frame);
+                }
+                ctx.events.send(Ordered::Frame(frame)).await.is_ok()
+            }
             Channel::Data => ctx.data_events.send((link, frame)).await.is_ok(),
         };
         if !delivered {
