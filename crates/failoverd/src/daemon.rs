@@ -42,6 +42,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         reconnect_min: config.link.reconnect_min,
         reconnect_max: config.link.reconnect_max,
         control_tap: Some(hellos.tap()),
+        control_priority: Some(crate::hellos::HELLO_PRIORITY),
         ..LinkConfig::new(
             config.link.listen,
             config.link.peer,

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::{self, BackendHandle, Command};
 use crate::driver::{self, Clock, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
-use crate::hellos::HelloPath;
+use crate::hellos::{HELLO_PRIORITY, HelloPath};
 use crate::proxy::Relay;
 use crate::takeover::Takeover;
 
@@ -225,6 +225,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let hellos_b = HelloPath::spawn("B", Clock::start())?;
     let link_a = failoverd_link::spawn(LinkConfig {
         control_tap: Some(hellos_a.tap()),
+        control_priority: Some(HELLO_PRIORITY),
         ..LinkConfig::new(
             loopback,
             relays[1].addr,
@@ -234,6 +235,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     })?;
     let link_b = failoverd_link::spawn(LinkConfig {
         control_tap: Some(hellos_b.tap()),
+        control_priority: Some(HELLO_PRIORITY),
         ..LinkConfig::new(
             loopback,
             relays[0].addr,

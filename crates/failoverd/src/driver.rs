@@ -151,6 +151,8 @@ pub async fn run(
         takeover,
         observer,
         link_up: false,
+        links: 0,
+        early_verdict: None,
         link_history: VecDeque::new(),
         snapshot_waiters: VecDeque::new(),
         blocked_data: None,
@@ -227,6 +229,11 @@ struct Driver {
     takeover: Takeover,
     observer: Option<mpsc::UnboundedSender<Observation>>,
     link_up: bool,
+    /// Link-ups handled, counted as the hello path counts them.
+    links: u64,
+    /// A verdict about a link whose `Up` this loop has not handled yet (the hello path hears
+    /// of the link first).
+    early_verdict: Option<PeerDead>,
     link_history: VecDeque<(Instant, String)>,
     snapshot_waiters: VecDeque<oneshot::Sender<ReplicationSnapshot>>,
     /// A data frame waiting for room on the data connection; session batches wait with it,
@@ -281,9 +288,13 @@ impl Driver {
         });
     }
 
-    /// The hello thread heard nothing from the peer for the dead interval.
+    /// The hello thread heard nothing from the peer for the dead interval: on the current
+    /// link it counts, on a link still to come it waits for that link, on an older one it is
+    /// stale.
     fn on_peer_dead(&mut self, verdict: PeerDead) {
-        if self.hellos.is_current(&verdict) {
+        if verdict.link > self.links {
+            self.early_verdict = Some(verdict);
+        } else if verdict.link == self.links && self.link_up {
             self.node.handle_peer_dead(self.clock.now(), verdict.silent);
         }
     }
@@ -377,15 +388,17 @@ impl Driver {
         match event {
             LinkEvent::Up { peer, remote } => {
                 self.link_up = true;
+                self.links += 1;
                 self.record_link(now, format!("failover link up to {remote} ({peer})"));
-                self.hellos.link_changed(now, true);
                 self.node.handle_link_up(now, NodeId(peer.node_id()));
+                if let Some(verdict) = self.early_verdict.take() {
+                    self.on_peer_dead(verdict);
+                }
             }
             LinkEvent::Frame { bytes, .. } => self.node.handle_frame(now, &bytes),
             LinkEvent::Down { reason } => {
                 self.link_up = false;
                 self.record_link(now, format!("failover link down: {reason}"));
-                self.hellos.link_changed(now, false);
                 self.node.handle_link_down(now, &reason);
             }
             LinkEvent::Rejected { remote, reason } => {

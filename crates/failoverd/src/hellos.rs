@@ -1,16 +1,19 @@
 //! The hello path: the core's [`Liveness`] (hello schedule, dead timer) on a thread of its own,
-//! at real-time priority when the daemon may ask for it, fed the peer's hellos straight from the
-//! link's control reader ([`ControlTap`]). No bulk work runs there: a driver turn busy with a
-//! large result delays neither our hellos nor the verdict on the peer's (issue 10: with hello
-//! 10 ms / dead 30 ms, hellos processed between bulk work made a 500,000-flow burst livelock).
-//! The driver still reads every hello for what it says and decides what a silent peer means.
+//! at real-time priority when the daemon may ask for it, told the link's state and fed the
+//! peer's hellos straight from the link's control thread ([`ControlTap`]), which runs at the
+//! same priority and writes our hellos. No bulk work runs on either, and neither waits for the
+//! driver or for tokio: a driver turn busy with a large result, or a runtime whose threads are
+//! off the CPU on a loaded machine, delays neither our hellos nor the verdict on the peer's
+//! (issue 10: with hello 10 ms / dead 30 ms, hellos processed between bulk work made a
+//! 500,000-flow burst livelock). The driver still reads every hello for what it says and
+//! decides what a silent peer means.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use failoverd_core::{Instant, Liveness};
-use failoverd_link::{Channel, ControlTap, LinkSender};
+use failoverd_core::Liveness;
+use failoverd_link::{Channel, ControlTap, LinkSender, TapEvent};
 use failoverd_wire::{Goodbye, GoodbyeReason, Message};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -22,9 +25,10 @@ use crate::driver::Clock;
 /// call a hang.
 pub const STALL_LIMIT: Duration = Duration::from_secs(2);
 
-/// Real-time priority of the hello thread (SCHED_FIFO, 1..=99): above every normal thread, low
-/// among real-time ones (it sleeps between hellos and wants no more than that).
-const HELLO_PRIORITY: libc::c_int = 10;
+/// Real-time priority of the hello thread and of the link's control thread (SCHED_FIFO,
+/// 1..=99): above every normal thread, low among real-time ones (they sleep between hellos and
+/// want no more than that).
+pub const HELLO_PRIORITY: u8 = 10;
 
 /// The peer fell silent: `silent` since its last hello, on the link that was up as the
 /// `link`-th (a verdict about an older link is stale).
@@ -51,12 +55,14 @@ struct Shared {
 #[derive(Default)]
 struct State {
     /// The node's, once the driver installed it; until then hellos read by the tap are the
-    /// driver's alone (the link is not up before the driver runs).
+    /// driver's alone, and a link already up is told to the liveness when it is installed.
     liveness: Option<Liveness>,
     link: Option<LinkSender>,
     dead: Option<mpsc::UnboundedSender<PeerDead>>,
-    /// Link-ups seen, to tell stale verdicts.
+    /// Link-ups seen by the tap, to tell which link a verdict is about.
     links: u64,
+    /// Whether the link is up: it may come up before the liveness is installed.
+    up: bool,
     stop: bool,
 }
 
@@ -76,7 +82,13 @@ impl HelloPath {
         thread::Builder::new()
             .name(format!("{name}-hellos"))
             .spawn(move || {
-                raise_priority(&node);
+                if let Err(err) = failoverd_link::set_realtime_priority(HELLO_PRIORITY) {
+                    warn!(
+                        %node,
+                        "hellos run at normal priority: real-time priority refused ({err}; it \
+                         needs CAP_SYS_NICE); on a loaded machine they may be late"
+                    );
+                }
                 shared.run();
             })?;
         Ok(path)
@@ -87,24 +99,42 @@ impl HelloPath {
         self.shared.clock
     }
 
-    /// The link's control tap: hellos and goodbyes reach the liveness as they are read.
+    /// The link's control tap: the link's state, hellos and goodbyes reach the liveness as
+    /// the control thread sees them.
     pub fn tap(&self) -> ControlTap {
         let shared = Arc::clone(&self.shared);
-        ControlTap::new(move |frame| match Message::parse(frame) {
-            Ok(Message::Hello(hello)) => {
-                let now = shared.clock.now();
-                if let Some(liveness) = &mut shared.lock().liveness {
-                    liveness.handle_hello(now, &hello);
+        ControlTap::new(move |event| {
+            let now = shared.clock.now();
+            let mut state = shared.lock();
+            match event {
+                TapEvent::Up => {
+                    state.links += 1;
+                    state.up = true;
+                    if let Some(liveness) = &mut state.liveness {
+                        liveness.handle_link_up(now);
+                    }
+                    drop(state);
+                    shared.wake.notify_one();
+                }
+                TapEvent::Down => {
+                    state.up = false;
+                    if let Some(liveness) = &mut state.liveness {
+                        liveness.handle_link_down();
+                    }
+                }
+                TapEvent::Frame(frame) => {
+                    let Some(liveness) = &mut state.liveness else {
+                        return;
+                    };
+                    match Message::parse(frame) {
+                        Ok(Message::Hello(hello)) => liveness.handle_hello(now, &hello),
+                        Ok(Message::Goodbye(Goodbye {
+                            reason: GoodbyeReason::Shutdown | GoodbyeReason::Unknown(_),
+                        })) => liveness.handle_goodbye(),
+                        _ => {}
+                    }
                 }
             }
-            Ok(Message::Goodbye(Goodbye {
-                reason: GoodbyeReason::Shutdown | GoodbyeReason::Unknown(_),
-            })) => {
-                if let Some(liveness) = &mut shared.lock().liveness {
-                    liveness.handle_goodbye();
-                }
-            }
-            _ => {}
         })
     }
 
@@ -112,12 +142,15 @@ impl HelloPath {
     /// `dead`.
     pub fn install(
         &self,
-        liveness: Liveness,
+        mut liveness: Liveness,
         link: LinkSender,
         dead: mpsc::UnboundedSender<PeerDead>,
     ) {
         {
             let mut state = self.shared.lock();
+            if state.up {
+                liveness.handle_link_up(self.shared.clock.now());
+            }
             state.liveness = Some(liveness);
             state.link = Some(link);
             state.dead = Some(dead);
@@ -133,29 +166,6 @@ impl HelloPath {
             self.shared.wake.notify_one();
         }
         result
-    }
-
-    /// The link is up (`true`) or down: hellos start or stop, and verdicts about the previous
-    /// link become stale.
-    pub fn link_changed(&self, now: Instant, up: bool) {
-        {
-            let mut state = self.shared.lock();
-            if up {
-                state.links += 1;
-            }
-            if let Some(liveness) = &mut state.liveness {
-                match up {
-                    true => liveness.handle_link_up(now),
-                    false => liveness.handle_link_down(),
-                }
-            }
-        }
-        self.shared.wake.notify_one();
-    }
-
-    /// Whether `verdict` is about the current link.
-    pub fn is_current(&self, verdict: &PeerDead) -> bool {
-        self.shared.lock().links == verdict.link
     }
 
     /// Reads the liveness (if installed).
@@ -216,24 +226,5 @@ impl Shared {
                 .unwrap_or_else(|poison| poison.into_inner())
                 .0;
         }
-    }
-}
-
-/// SCHED_FIFO for the calling thread: hellos keep their schedule however busy the normal
-/// threads (bulk applies, TLS, the kernel's event delivery) keep the cores. Needs
-/// CAP_SYS_NICE (root has it); without it the thread keeps its priority, and says so.
-fn raise_priority(node: &str) {
-    let param = libc::sched_param {
-        sched_priority: HELLO_PRIORITY,
-    };
-    // SAFETY: a plain system call on the calling thread (pid 0) with a valid parameter.
-    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    if result != 0 {
-        let err = std::io::Error::last_os_error();
-        warn!(
-            %node,
-            "hellos run at normal priority: real-time priority refused ({err}; it needs \
-             CAP_SYS_NICE); on a loaded machine they may be late"
-        );
     }
 }
