@@ -183,29 +183,40 @@ pub async fn run(
         // Not biased: under load every source is ready all the time, and a fixed order would
         // starve the last ones (status requests behind session data). Each branch does a
         // bounded amount of work.
+        // Each branch begins the turn before it handles its input: a turn is the handling of
+        // one input plus the timers and outputs that follow, never the wait.
         tokio::select! {
             () = &mut shutdown => break,
-            () = sleep => {}
-            Some(event) = link_events.recv() => driver.on_link(event),
+            () = sleep => driver.begin_turn(),
+            Some(event) = link_events.recv() => {
+                driver.begin_turn();
+                driver.on_link(event);
+            }
             sent = async { driver.blocked_data.as_mut().expect("guarded").await }, if driver.blocked_data.is_some() => {
+                driver.begin_turn();
                 driver.blocked_data = None;
                 if let Err(err) = sent {
                     tracing::debug!(node = %driver.name, "data frame not sent: {err}");
                 }
             }
-            Some(event) = backend_events.recv() => driver.on_backend(event),
-            Some(request) = requests.recv() => driver.on_request(request),
+            Some(event) = backend_events.recv() => {
+                driver.begin_turn();
+                driver.on_backend(event);
+            }
+            Some(request) = requests.recv() => {
+                driver.begin_turn();
+                driver.on_request(request);
+            }
             Some((master, reason)) = driver.takeover.forwarding() => {
+                driver.begin_turn();
                 driver.node.set_forwarding(driver.clock.now(), master, &reason);
             }
-            Some(verdict) = dead_verdicts.recv() => driver.on_peer_dead(verdict),
-            () = std::future::ready(()), if more_data => {}
+            Some(verdict) = dead_verdicts.recv() => {
+                driver.begin_turn();
+                driver.on_peer_dead(verdict);
+            }
+            () = std::future::ready(()), if more_data => driver.begin_turn(),
         }
-        driver.turns.start();
-        let now = driver.clock.now();
-        driver
-            .hellos
-            .update(false, |liveness| liveness.set_busy_since(Some(now)));
     }
     // No hello after the goodbye: the peer would take it for a node coming back.
     driver.hellos.stop();
@@ -267,6 +278,15 @@ impl Turns {
 }
 
 impl Driver {
+    /// An input arrived: the turn that handles it starts (the hello thread knows the node is
+    /// busy from now on).
+    fn begin_turn(&mut self) {
+        self.turns.start();
+        let now = self.clock.now();
+        self.hellos
+            .update(false, |liveness| liveness.set_busy_since(Some(now)));
+    }
+
     /// Runs the core's expired timers.
     fn run_timers(&mut self) {
         let now = self.clock.now();

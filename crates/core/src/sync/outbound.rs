@@ -11,6 +11,13 @@ use super::apart::{ApartChange, ApartLog};
 use crate::stats::Stats;
 use crate::time::Instant;
 
+/// Records of the dump examined per batch at most. A dump is handed over whole (a million
+/// records); examining it at once took 235 ms of one driver turn (debug build, issue 10), so
+/// it is examined as it is fed, this many records per batch, and a batch that found nothing
+/// of ours goes out empty rather than looking further: every call stays bounded, and the
+/// driver runs its other inputs between them.
+pub(crate) const DUMP_SCAN: usize = 4096;
+
 /// Where our bulk sync stands.
 #[derive(Debug)]
 enum Bulk {
@@ -18,7 +25,8 @@ enum Bulk {
     Idle,
     /// Waiting for the backend's dump. Keys changed since the request are newer than the dump.
     AwaitingDump { touched: HashSet<SessionKey> },
-    /// Sending the dump, then the tombstones of what was deleted while apart.
+    /// Sending the dump, then the tombstones of what was deleted while apart. `records` is
+    /// the whole dump, examined from `next` on as it is fed (only ours are sent).
     Feeding {
         records: Vec<SessionRecord>,
         next: usize,
@@ -243,20 +251,8 @@ impl Outbound {
     pub(crate) fn handle_dump(&mut self, records: Vec<SessionRecord>) {
         if let Bulk::AwaitingDump { touched } = &mut self.bulk {
             let touched = std::mem::take(touched);
-            let local = self.local;
-            let merging = &self.merging;
-            // Ours, and what we changed while apart even if no longer labelled ours (we stepped
-            // down since, and our copies became the peer's).
-            let records: Vec<_> = records
-                .into_iter()
-                .filter_map(|mut r| {
-                    if merging.get(&r.key) == Some(ApartChange::Changed) {
-                        r.owner = local;
-                    }
-                    (r.owner == local).then_some(r)
-                })
-                .collect();
-            let tombstones = merging
+            let tombstones = self
+                .merging
                 .tombstones()
                 .filter(|key| !touched.contains(key))
                 .collect();
@@ -296,6 +292,7 @@ impl Outbound {
         // carries them, and a bulk behind them would never complete (nor the resync that an
         // overrun started). The order does not matter to the peer: a key changed since the dump
         // was requested is skipped here and sent with the changes.
+        let mut examined = 0;
         if let Bulk::Feeding {
             records,
             next,
@@ -303,10 +300,23 @@ impl Outbound {
             touched,
         } = &mut self.bulk
         {
-            while *next < records.len() && self.writer.frame_len() + RECORD_LEN <= max_bytes {
-                let record = &records[*next];
+            while *next < records.len()
+                && examined < DUMP_SCAN
+                && self.writer.frame_len() + RECORD_LEN <= max_bytes
+            {
+                let record = &mut records[*next];
                 *next += 1;
+                examined += 1;
                 if touched.contains(&record.key) {
+                    continue;
+                }
+                // Ours, and what we changed while apart even if no longer labelled ours (we
+                // stepped down since, and our copies became the peer's). `merging` does not
+                // change while the bulk is fed: only a new epoch or the merge's end do.
+                if self.merging.get(&record.key) == Some(ApartChange::Changed) {
+                    record.owner = self.local;
+                }
+                if record.owner != self.local {
                     continue;
                 }
                 self.writer.push_upsert(record);
@@ -341,7 +351,8 @@ impl Outbound {
             self.writer.push(&op);
             keys.push(key);
         }
-        if self.writer.is_empty() && flags.0 == 0 {
+        // An empty batch after examining part of the dump: the next call goes on from there.
+        if self.writer.is_empty() && flags.0 == 0 && examined == 0 {
             return None;
         }
         let seq = self.next_seq;
