@@ -134,6 +134,20 @@ pub struct LinkConfig {
     pub reconnect_min: Duration,
     /// `reconnect_max_ms` (default 2000): the delay doubles up to this.
     pub reconnect_max: Duration,
+    /// `heartbeat_listen` and `heartbeat_peer` (default: none): a second path for hellos, over
+    /// another network than the failover link (election mode only).
+    pub heartbeat: Option<HeartbeatPath>,
+}
+
+/// The heartbeat path: the hellos, signed with the node's key, as UDP datagrams over another
+/// network than the failover link (a traffic interface), so that with `takeover.mode =
+/// "election"` a cut failover link alone does not make both nodes active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatPath {
+    /// `heartbeat_listen`: the UDP address this node receives the peer's heartbeats on.
+    pub listen: SocketAddr,
+    /// `heartbeat_peer`: the peer's heartbeat address, on another network than `link.peer`.
+    pub peer: SocketAddr,
 }
 
 /// `[timers]`: negotiation timers.
@@ -552,6 +566,12 @@ peer_key = "sha256:0000000000000000000000000000000000000000000000000000000000000
 # Delay before dialling again after a failure; it doubles up to the maximum.
 reconnect_min_ms = 100
 reconnect_max_ms = 2000
+# A second path for the hellos (UDP, each signed with this node's key), over another network
+# than the failover link, e.g. a traffic interface. Only with takeover.mode = "election": a cut
+# failover link then does not make both nodes active while the peer is heard on this path
+# (with VRRP the adverts on the traffic networks already decide). Both keys or neither.
+#heartbeat_listen = "198.51.100.1:7702"
+#heartbeat_peer = "198.51.100.2:7702"
 
 [timers]
 # How often hellos are sent; at least 10.
@@ -738,6 +758,8 @@ struct RawLink {
     peer_key: Option<Spanned<String>>,
     reconnect_min_ms: Option<Spanned<i64>>,
     reconnect_max_ms: Option<Spanned<i64>>,
+    heartbeat_listen: Option<Spanned<String>>,
+    heartbeat_peer: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -921,6 +943,14 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
             (
                 "reconnect_max_ms",
                 "milliseconds, an integer from 1 to 3600000",
+            ),
+            (
+                "heartbeat_listen",
+                "an IP address and UDP port to receive the peer's heartbeats on, e.g. \"198.51.100.1:7702\" (with heartbeat_peer; only with takeover.mode = \"election\")",
+            ),
+            (
+                "heartbeat_peer",
+                "the peer's heartbeat IP address and UDP port, on another network than link.peer, e.g. \"198.51.100.2:7702\" (with heartbeat_listen)",
             ),
         ],
     ),
@@ -1361,10 +1391,11 @@ impl RawConfig {
             None => return Err(source.missing("node", "name", None)),
         };
         let pair = self.pair.validate(source)?;
+        let (takeover, mode_span) = self.takeover.validate();
         let link = match self.link {
             Some(raw) => {
                 let span = raw.span();
-                raw.into_inner().validate(source, &span)?
+                raw.into_inner().validate(source, &span, takeover.mode)?
             }
             None => return Err(source.missing("link", "listen", None)),
         };
@@ -1388,7 +1419,6 @@ impl RawConfig {
                 None => "info".to_string(),
             },
         };
-        let (takeover, mode_span) = self.takeover.validate();
         let vrrp = self
             .vrrp
             .validate(source, &node, takeover.mode, mode_span.as_ref())?;
@@ -1633,7 +1663,12 @@ impl RawPair {
 }
 
 impl RawLink {
-    fn validate(self, source: &Source<'_>, span: &Range<usize>) -> Result<LinkConfig, ConfigError> {
+    fn validate(
+        self,
+        source: &Source<'_>,
+        span: &Range<usize>,
+        mode: TakeoverMode,
+    ) -> Result<LinkConfig, ConfigError> {
         let listen = self
             .listen
             .ok_or_else(|| source.missing("link", "listen", Some(span)))?;
@@ -1697,12 +1732,53 @@ impl RawLink {
                 ),
             ));
         }
+        let heartbeat = match (self.heartbeat_listen, self.heartbeat_peer) {
+            (None, None) => None,
+            (Some(_), None) => return Err(source.missing("link", "heartbeat_peer", Some(span))),
+            (None, Some(_)) => {
+                return Err(source.missing("link", "heartbeat_listen", Some(span)));
+            }
+            (Some(listen), Some(peer)) => {
+                if mode != TakeoverMode::Election {
+                    return Err(source.bad_value(
+                        "link",
+                        "heartbeat_listen",
+                        &listen.span(),
+                        format!(
+                            "the heartbeat path is used only with takeover.mode = \"election\", and the mode is \"{}\": the VRRP adverts on the traffic networks already tell a live peer from a dead one; remove link.heartbeat_listen and link.heartbeat_peer",
+                            mode.name()
+                        ),
+                    ));
+                }
+                let heartbeat_listen = address(source, "heartbeat_listen", &listen)?;
+                let heartbeat_peer = address(source, "heartbeat_peer", &peer)?;
+                let problem = if heartbeat_peer.ip().is_unspecified() {
+                    Some("must be the peer's own address, not the unspecified address")
+                } else if heartbeat_peer == heartbeat_listen {
+                    Some("must differ from link.heartbeat_listen: it is the other node's address")
+                } else if heartbeat_peer.ip() == peer_addr.ip() {
+                    Some(
+                        "must be another address of the peer than link.peer's: a heartbeat path over the failover link's own network is cut with it",
+                    )
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    return Err(source.bad_value("link", "heartbeat_peer", &peer.span(), problem));
+                }
+                Some(HeartbeatPath {
+                    listen: heartbeat_listen,
+                    peer: heartbeat_peer,
+                })
+            }
+        };
         Ok(LinkConfig {
             listen: listen_addr,
             peer: peer_addr,
             peer_key: key,
             reconnect_min: millis(min.value),
             reconnect_max: millis(max.value),
+            heartbeat,
         })
     }
 }
@@ -2757,12 +2833,19 @@ mod tests {
         }
     }
 
-    /// The example with its settings to uncomment uncommented, in VRRP mode.
+    /// The example with its settings to uncomment uncommented, in VRRP mode (so without the
+    /// heartbeat path, which is for election mode only).
     fn uncommented_example() -> String {
         let lines: Vec<&str> = Config::example()
             .lines()
             .map(|line| match line.strip_prefix('#') {
-                Some(rest) if !rest.is_empty() && !rest.starts_with(' ') => rest,
+                Some(rest)
+                    if !rest.is_empty()
+                        && !rest.starts_with(' ')
+                        && !rest.starts_with("heartbeat_") =>
+                {
+                    rest
+                }
                 _ => line,
             })
             .collect();
@@ -2844,6 +2927,7 @@ mod tests {
                     peer_key: KEY.parse().unwrap(),
                     reconnect_min: Duration::from_millis(100),
                     reconnect_max: Duration::from_millis(2000),
+                    heartbeat: None,
                 },
                 timers: TimersConfig {
                     hello_interval: Duration::from_millis(50),
@@ -3414,6 +3498,62 @@ timeout_ms = 3000
         assert_eq!(config.routing.unwrap().ospf_interfaces, ["wan"]);
         assert_eq!(config.hooks.on_standby, Some(vec!["/bin/true".to_string()]));
         assert!(config.vrrp.instances.is_empty());
+    }
+
+    #[test]
+    fn the_heartbeat_path_is_off_by_default_and_set_by_both_keys_in_election_mode() {
+        assert_eq!(parse(&minimal()).unwrap().link.heartbeat, None);
+        // The example's, uncommented.
+        let example = Config::example()
+            .replace("#heartbeat_listen", "heartbeat_listen")
+            .replace("#heartbeat_peer", "heartbeat_peer");
+        assert_eq!(
+            parse(&example).unwrap().link.heartbeat,
+            Some(HeartbeatPath {
+                listen: "198.51.100.1:7702".parse().unwrap(),
+                peer: "198.51.100.2:7702".parse().unwrap(),
+            })
+        );
+    }
+
+    #[test]
+    fn heartbeat_path_errors() {
+        let with = |keys: &str| minimal() + keys;
+        assert_eq!(
+            error(&with("heartbeat_listen = \"198.51.100.1:7702\"\n")),
+            format!(
+                "{PATH}:5:1: link.heartbeat_peer: missing required key: {}",
+                expected("link", "heartbeat_peer")
+            )
+        );
+        assert_eq!(
+            error(&with("heartbeat_peer = \"198.51.100.2:7702\"\n")),
+            format!(
+                "{PATH}:5:1: link.heartbeat_listen: missing required key: {}",
+                expected("link", "heartbeat_listen")
+            )
+        );
+        let both = |peer: &str| {
+            with(&format!(
+                "heartbeat_listen = \"198.51.100.1:7702\"\nheartbeat_peer = \"{peer}\"\n"
+            ))
+        };
+        assert!(
+            error(&both("192.0.2.2:7702"))
+                .contains("link.heartbeat_peer = \"192.0.2.2:7702\": must be another address of the peer than link.peer's"),
+        );
+        assert!(error(&both("0.0.0.0:7702")).contains("not the unspecified address"));
+        assert!(
+            error(&both("198.51.100.1:7702")).contains("must differ from link.heartbeat_listen")
+        );
+        let vrrp = both("198.51.100.2:7702")
+            + "[takeover]\nmode = \"vrrp\"\n[[vrrp.instance]]\nname = \"lan\"\ninterface = \"lan\"\nvrid = 51\naddresses = [\"10.0.1.1/24\"]\n";
+        assert_eq!(
+            error(&vrrp),
+            format!(
+                "{PATH}:9:20: link.heartbeat_listen = \"198.51.100.1:7702\": the heartbeat path is used only with takeover.mode = \"election\", and the mode is \"vrrp\": the VRRP adverts on the traffic networks already tell a live peer from a dead one; remove link.heartbeat_listen and link.heartbeat_peer"
+            )
+        );
     }
 
     #[test]

@@ -172,6 +172,28 @@ pub struct Status {
     /// without it is in election mode.
     #[serde(default)]
     pub takeover: TakeoverStatus,
+    /// The heartbeat path (`link.heartbeat_listen`); `None` when none is configured.
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatInfo>,
+}
+
+/// The heartbeat path, as `status` shows it: a second path for hellos beside the failover link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatInfo {
+    /// `link.heartbeat_peer`.
+    pub address: String,
+    /// `"up"` while the peer is heard on it (an authentic, fresh heartbeat within the dead
+    /// interval), else `"down"`.
+    pub state: LinkState,
+    /// The peer's role, from its last heartbeat.
+    pub peer_role: Option<Role>,
+    /// The peer's failover state, from its last heartbeat.
+    pub peer_state: Option<FailoverState>,
+    /// Milliseconds since the last heartbeat.
+    pub last_heard_ms_ago: Option<u64>,
+    /// This node stays standby because the peer is heard on this path while the failover link
+    /// is down (the peer is active, or preferred).
+    pub holds_standby: bool,
 }
 
 /// This node's identity and settings, as `status` shows them.
@@ -731,6 +753,8 @@ pub enum EventKind {
     Hook,
     /// FRR's costs were applied, or applying them failed.
     Routing,
+    /// The heartbeat path started or stopped hearing the peer.
+    Heartbeat,
 }
 
 impl EventKind {
@@ -752,6 +776,7 @@ impl EventKind {
             Self::Track => "track",
             Self::Hook => "hook",
             Self::Routing => "routing",
+            Self::Heartbeat => "heartbeat",
         }
     }
 }

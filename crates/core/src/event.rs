@@ -35,6 +35,12 @@ pub enum Reason {
     Elected(Election),
     /// Both were active; this one yields to the preferred one.
     Conflict(Election),
+    /// The failover link is down, but the heartbeat path hears the peer: neither was active,
+    /// and this one is preferred.
+    ElectedOnHeartbeat(Election),
+    /// The failover link is down, but the heartbeat path hears the peer active too: this one
+    /// yields to the preferred one.
+    ConflictOnHeartbeat(Election),
     /// This node took over from a lower-priority active peer once ready.
     Preempted,
     /// A ready peer of higher priority takes over.
@@ -208,6 +214,14 @@ impl fmt::Display for Reason {
             Self::PeerIsActive => f.write_str("peer is active"),
             Self::Elected(how) => write!(f, "elected ({how})"),
             Self::Conflict(how) => write!(f, "both active, yielding ({how})"),
+            Self::ElectedOnHeartbeat(how) => write!(
+                f,
+                "elected over the heartbeat path, the failover link down ({how})"
+            ),
+            Self::ConflictOnHeartbeat(how) => write!(
+                f,
+                "both active (peer heard on the heartbeat path, the failover link down), yielding ({how})"
+            ),
             Self::Preempted => f.write_str("preempted lower-priority peer (ready)"),
             Self::PreemptedByPeer => f.write_str("ready peer of higher priority takes over"),
             Self::Switchover => f.write_str("switchover requested"),
@@ -275,6 +289,12 @@ pub enum Event {
         /// Digest buckets that differ.
         buckets: usize,
     },
+    /// The heartbeat path started (`up`) or stopped hearing the peer (no heartbeat for the
+    /// dead interval).
+    HeartbeatPath {
+        /// Heard now, or no longer.
+        up: bool,
+    },
     /// A setting that should be equal on both nodes differs (see `NodeConfig::settings`).
     SettingDiffers {
         /// The setting's name.
@@ -315,6 +335,10 @@ impl fmt::Display for Event {
                 f,
                 "our copy of the peer's sessions drifted ({buckets} digest buckets differ): resynchronizing"
             ),
+            Self::HeartbeatPath { up: true } => f.write_str("heartbeat path up: the peer is heard"),
+            Self::HeartbeatPath { up: false } => {
+                f.write_str("heartbeat path down: no heartbeat for the dead interval")
+            }
             Self::SettingDiffers { name, local, peer } => {
                 let show = |v: &Option<u64>| v.map_or("unset".to_string(), |v| v.to_string());
                 write!(

@@ -29,8 +29,8 @@ pub use event::{
 };
 pub use liveness::Liveness;
 pub use node::{
-    Action, ActionResult, ApplyError, Channel, CommandError, Node, NotReady, PeerStatus, Token,
-    Transmit,
+    Action, ActionResult, ApplyError, Channel, CommandError, HeartbeatPeer, Node, NotReady,
+    PeerStatus, Token, Transmit,
 };
 pub use stats::{LagHistogram, Stats};
 pub use time::Instant;

@@ -206,6 +206,19 @@ pub struct PeerStatus {
     pub timer_mismatch: Option<TimerMismatch>,
 }
 
+/// The peer as the heartbeat path hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatPeer {
+    /// Its failover state.
+    pub state: SyncState,
+    /// Its role.
+    pub role: Role,
+    /// Its priority.
+    pub priority: u8,
+    /// When the last heartbeat arrived.
+    pub last_heard: Instant,
+}
+
 #[derive(Debug)]
 enum State {
     /// `startup` holds the role back: a peer we have not heard yet may be active.
@@ -268,12 +281,14 @@ enum Work {
 ///
 /// Methods, by group:
 /// - getters: [`state`](Self::state), [`role`](Self::role), [`is_ready`](Self::is_ready),
-///   [`peer`](Self::peer), [`stats`](Self::stats), [`history`](Self::history), replication queries;
-/// - input: `handle_link_up`, `handle_link_down`, `handle_frame`, `handle_timeout`,
-///   `handle_local_changes`, `handle_changes_lost`, `handle_action_done`;
+///   [`peer`](Self::peer), [`heartbeat_peer`](Self::heartbeat_peer), [`stats`](Self::stats),
+///   [`history`](Self::history), replication queries;
+/// - input: `handle_link_up`, `handle_link_down`, `handle_frame`, `handle_heartbeat`,
+///   `handle_timeout`, `handle_local_changes`, `handle_changes_lost`, `handle_action_done`;
 /// - commands: [`switchover`](Self::switchover), [`shutdown`](Self::shutdown);
 /// - output, polled after every input in this order: [`poll_action`](Self::poll_action),
-///   [`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event), then sleep until
+///   [`poll_transmit`](Self::poll_transmit), [`poll_heartbeat`](Self::poll_heartbeat) (with a
+///   heartbeat path), [`poll_event`](Self::poll_event), then sleep until
 ///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`; flow control:
 ///   [`wants_local_changes`](Self::wants_local_changes) says whether to feed more local changes.
 ///
@@ -288,6 +303,8 @@ pub struct Node {
     link: Option<NodeId>,
     /// The live peer (heard within the dead interval).
     peer: Option<PeerView>,
+    /// The peer as the heartbeat path last heard it, within the dead interval.
+    heartbeat: Option<PeerView>,
     /// The last peer we synchronized with: whose entries to adopt when it dies.
     last_peer: Option<NodeId>,
     /// Whether `last_peer` is a peer heard since start (else it is only the configured peer,
@@ -317,6 +334,9 @@ pub struct Node {
     next_token: u64,
     /// Entries to relabel, (from, to); the latest role change decides.
     adopt: Option<(NodeId, NodeId)>,
+    /// Active, we applied changes of a peer that was active too, as its own: once it is
+    /// standby, we adopt them and send our table again.
+    applied_for_active_peer: bool,
     pending_sweep: Option<(HashSet<SessionKey>, u64, u64)>,
     dump_blocked: bool,
     /// Anti-entropy: our digest is due to be computed and sent.
@@ -334,6 +354,8 @@ pub struct Node {
     /// The hello schedule and the dead timer, unless the driver runs them apart
     /// ([`detach_liveness`](Node::detach_liveness)).
     liveness: Option<Liveness>,
+    /// A hello for the heartbeat path is due (see [`Node::poll_heartbeat`]).
+    heartbeat_due: bool,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     history: History,
@@ -356,6 +378,7 @@ impl Node {
             timers: TimerTable::default(),
             link: None,
             peer: None,
+            heartbeat: None,
             last_peer: config.peer,
             peer_heard: false,
             unsynchronized_since_start: true,
@@ -379,6 +402,7 @@ impl Node {
             outstanding: None,
             next_token: 0,
             adopt: None,
+            applied_for_active_peer: false,
             pending_sweep: None,
             dump_blocked: false,
             digest_due: false,
@@ -393,6 +417,7 @@ impl Node {
                 config.dead_interval,
                 now,
             )),
+            heartbeat_due: false,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             history: History::new(config.history_len),
@@ -401,6 +426,9 @@ impl Node {
         };
         node.timers
             .set(Timer::Silence, now + node.config.silence_timer);
+        // The heartbeat path's hellos keep to the node's timers: the path is the fallback for a
+        // silent failover link, so it needs no thread of its own.
+        node.timers.set(Timer::Heartbeat, now);
         node.emit(
             now,
             Event::StateChanged {
@@ -471,6 +499,25 @@ impl Node {
             timers: peer_timers(&p.hello),
             timer_mismatch: TimerMismatch::between(self.local_timers(), peer_timers(&p.hello)),
         })
+    }
+
+    /// The peer as the heartbeat path hears it (heard within the dead interval), if at all.
+    pub fn heartbeat_peer(&self) -> Option<HeartbeatPeer> {
+        self.heartbeat.as_ref().map(|h| HeartbeatPeer {
+            state: h.hello.state,
+            role: h.hello.role,
+            priority: h.hello.priority,
+            last_heard: h.heard_at,
+        })
+    }
+
+    /// Standby because the heartbeat path hears the peer while the failover link does not:
+    /// the peer is active (or preferred), so this node does not take over (election mode).
+    pub fn held_by_heartbeat(&self) -> bool {
+        self.config.role_authority == RoleAuthority::Election
+            && self.role == Role::Standby
+            && self.peer.is_none()
+            && self.heartbeat.is_some()
     }
 
     /// The protocol version both nodes speak, while a peer is live: behaviour a newer version
@@ -597,12 +644,18 @@ impl Node {
                     return;
                 }
                 let bug = self.config.has_bug(PlantedBug::AckBeforeApply);
+                let may_resume = !self.outbound.has_apart_changes();
                 if self
                     .inbound
-                    .handle_batch(now, batch, bug, &mut self.stats)
+                    .handle_batch(now, batch, bug, may_resume, &mut self.stats)
                     .is_err()
                 {
                     self.stats.malformed_frames += 1;
+                }
+                if let Some(epoch) = self.inbound.take_resume_refused() {
+                    // The peer resumes a bulk we no longer hold part of: ask for it whole.
+                    self.resync_requested = Some(epoch);
+                    self.hello_due = true;
                 }
                 self.arm_remove_hold();
                 self.drive_backend();
@@ -638,6 +691,34 @@ impl Node {
         self.update_role(now);
     }
 
+    /// A hello from the heartbeat path, authenticated as `peer` and found fresh by the transport
+    /// (a second path beside the failover link, e.g. over a traffic network). It does not
+    /// negotiate or synchronize; it only tells, in election mode, that the peer is alive and in
+    /// which role while the failover link is down, so a cut link alone does not make both nodes
+    /// active (see `docs/ARCHITECTURE.md`, "The heartbeat path").
+    pub fn handle_heartbeat(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
+        let hello = match Message::parse(bytes) {
+            Ok(Message::Hello(hello)) if self.check(peer, &hello).is_ok() => hello,
+            _ => {
+                self.stats.heartbeats_refused += 1;
+                return;
+            }
+        };
+        self.stats.heartbeats_received += 1;
+        if self.heartbeat.is_none() {
+            self.emit(now, Event::HeartbeatPath { up: true });
+        }
+        self.heartbeat = Some(PeerView {
+            node: peer,
+            hello,
+            heard_at: now,
+            compatible: Ok(()),
+        });
+        self.timers
+            .set(Timer::HeartbeatDead, now + self.config.dead_interval);
+        self.update_role(now);
+    }
+
     /// Runs every timer that expired at `now`, each once; spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(liveness) = &mut self.liveness {
@@ -648,6 +729,11 @@ impl Node {
         }
         for timer in self.timers.expired(now) {
             match timer {
+                Timer::Heartbeat => {
+                    self.heartbeat_due = true;
+                    self.timers
+                        .set(Timer::Heartbeat, now + self.config.hello_interval);
+                }
                 Timer::Silence => {
                     self.set_state(now, State::Independence, Reason::SilenceExpired);
                     self.try_negotiate(now);
@@ -691,6 +777,15 @@ impl Node {
                     if self.role == Role::Active && self.peer.is_none() {
                         self.adopt = self.last_peer.map(|peer| (peer, self.config.node_id));
                         self.drive_backend();
+                    }
+                }
+                Timer::HeartbeatDead => {
+                    if let Some(heard) = self.heartbeat.take() {
+                        self.emit(now, Event::HeartbeatPath { up: false });
+                        if self.peer.is_none() {
+                            // Silent on both paths: the peer is dead.
+                            self.loss_reason = Some(Reason::PeerDead(now - heard.heard_at));
+                        }
                     }
                 }
                 Timer::RemoveHold => {
@@ -772,7 +867,7 @@ impl Node {
     /// A new epoch of our stream: everything is sent again by a bulk sync.
     fn restart_outbound(&mut self) {
         let epoch = self.take_epoch();
-        self.outbound.start(epoch, &mut self.stats);
+        self.outbound.start(epoch, false, &mut self.stats);
         self.resend.clear();
         self.timers.stop(Timer::Retransmit);
         self.drive_backend();
@@ -792,7 +887,7 @@ impl Node {
                 if epoch == self.outbound.epoch()
                     && matches!(self.state, State::Synchronization { .. }) =>
             {
-                self.outbound.handle_dump(records);
+                self.outbound.handle_dump(records, &mut self.stats);
             }
             (Work::Dump { .. }, ActionResult::Dumped(Err(error))) => {
                 self.emit(
@@ -941,6 +1036,7 @@ impl Node {
         // The peer learns at once that the role comes on purpose (under VRRP it takes over
         // as soon as this node's adverts give way).
         self.hello_due = true;
+        self.heartbeat_due = true;
         self.update_role(now);
         Ok(())
     }
@@ -1061,6 +1157,21 @@ impl Node {
         self.liveness.take()
     }
 
+    /// The hello to send on the heartbeat path, when one is due: every hello interval and at
+    /// once on a change of state or role, whether or not the failover link is up. The driver
+    /// polls it only if a heartbeat path is configured.
+    pub fn poll_heartbeat(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if !std::mem::take(&mut self.heartbeat_due) {
+            return None;
+        }
+        let mut hello = self.make_hello();
+        // No echo: the heartbeat path measures no round trip (its transport checks freshness).
+        hello.tx_stamp = now.as_micros().max(1);
+        let mut frame = Vec::new();
+        hello.emit(&mut frame);
+        Some(frame)
+    }
+
     /// The next event (also kept in [`history`](Self::history)).
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -1144,7 +1255,7 @@ impl Node {
         let to = next.name();
         if let State::Synchronization { .. } = self.state {
             self.outbound.stop();
-            self.inbound.reset(NodeId(0), &mut self.stats);
+            self.inbound.suspend(&mut self.stats);
             self.timers.stop(Timer::RemoveHold);
             self.timers.stop(Timer::Digest);
             self.pending_sweep = None;
@@ -1196,13 +1307,17 @@ impl Node {
                     self.control.push_back(frame);
                 }
                 let epoch = self.take_epoch();
-                self.outbound.start(epoch, &mut self.stats);
+                let may_resume = self
+                    .common_protocol()
+                    .is_some_and(|version| version >= ProtocolVersion::RESUMED_BULK);
+                self.outbound.start(epoch, may_resume, &mut self.stats);
                 self.inbound.reset(*peer, &mut self.stats);
                 self.apply_failed = false;
             }
         }
         self.state = next;
         self.hello_due = true;
+        self.heartbeat_due = true;
         self.emit(now, Event::StateChanged { from, to, reason });
         self.drive_backend();
     }
@@ -1211,7 +1326,14 @@ impl Node {
         let from = self.role;
         self.role = role;
         self.inbound.set_active(role == Role::Active);
+        if from != role {
+            // What this node owns changes with its role: a bulk sync of ours that a link loss
+            // interrupted no longer describes it. (The peer's interrupted bulk still does: it
+            // resumes only if the peer's role did not change.)
+            self.outbound.forget_resume();
+        }
         self.hello_due = true;
+        self.heartbeat_due = true;
         if role == Role::Active {
             self.yielding = false;
             if let Some(peer) = &self.peer {
@@ -1260,13 +1382,6 @@ impl Node {
             // copy whose delete is lost with a stream restart (a resync, a link flap) would stay
             // here forever.
             self.adopt = Some((self.config.node_id, peer.node));
-            if peer.hello.role == Role::Active
-                && matches!(self.state, State::Synchronization { .. })
-            {
-                // Both were active: our table holds our own versions of sessions the peer
-                // also changed. Its table decides now, so ask for all of it again.
-                self.resync_requested = Some(peer.hello.epoch);
-            }
             self.drive_backend();
         }
         self.emit(
@@ -1285,7 +1400,6 @@ impl Node {
             liveness.handle_hello(now, &hello);
         }
         self.compare_timers(now, &hello);
-        let peer_stepped_down = self.peer_active() && hello.role == Role::Standby;
         let compatible = self.check(authenticated, &hello);
         self.loss_reason = None;
         self.peer = Some(PeerView {
@@ -1319,11 +1433,19 @@ impl Node {
                 if hello.flags.has(HelloFlags::RESYNC) {
                     self.answer_resync(hello.resync_epoch);
                 }
-                if peer_stepped_down && self.role == Role::Active && self.symmetric() {
+                if self.applied_for_active_peer
+                    && hello.role == Role::Standby
+                    && self.role == Role::Active
+                    && matches!(self.state, State::Synchronization { .. })
+                {
                     // Both were active (a split brain, or VRRP masters on both sides of a cut
-                    // LAN) and the peer gave way: what it owned, we carry now.
+                    // LAN), we applied the peer's changes as its own, and it gave way: what it
+                    // owned, we carry now, and our whole table is sent again (it may have
+                    // applied an older bulk of ours over a change of its own that we hold), so
+                    // its table becomes ours.
+                    self.applied_for_active_peer = false;
                     self.adopt = Some((authenticated, self.config.node_id));
-                    self.drive_backend();
+                    self.restart_outbound();
                 }
             }
         }
@@ -1521,7 +1643,12 @@ impl Node {
                     }
                     let mut claimed = Vec::new();
                     let mut unclaimed = Vec::new();
-                    if self.role == Role::Active && self.symmetric() && !self.peer_active() {
+                    let peer_active = self.peer_active();
+                    if self.role == Role::Active && self.symmetric() && peer_active {
+                        self.applied_for_active_peer |=
+                            ops.iter().any(|op| matches!(op, SessionOp::Upsert(_)));
+                    }
+                    if self.role == Role::Active && self.symmetric() && !peer_active {
                         // The active node owns what it holds: the peer's changes (made while it
                         // forwarded and reaching us after we took over, or made after a split
                         // brain) are applied as ours. Not while the peer forwards too (both
@@ -1630,6 +1757,9 @@ impl Node {
             return None;
         }
         let Some(peer) = &self.peer else {
+            if let Some(heard) = &self.heartbeat {
+                return self.decide_over_heartbeat(heard);
+            }
             if self.role == Role::Active || matches!(self.state, State::Silence { startup: true }) {
                 return None;
             }
@@ -1678,6 +1808,24 @@ impl Node {
                         Reason::Elected(how)
                     },
                 ))
+            }
+        }
+    }
+
+    /// The failover link is down but the heartbeat path hears the peer: the link's election
+    /// between two live nodes, without preemption or switchover (they need the peer's sessions,
+    /// which only the link carries). So a cut link alone leaves exactly one node active.
+    fn decide_over_heartbeat(&self, heard: &PeerView) -> Option<(Role, Reason)> {
+        let (preferred, how) = self.election(heard);
+        match (self.role, heard.hello.role) {
+            (Role::Active, Role::Active) => {
+                (!preferred).then_some((Role::Standby, Reason::ConflictOnHeartbeat(how)))
+            }
+            // One active already: it stays so.
+            (Role::Active, Role::Standby) | (Role::Standby, Role::Active) => None,
+            (Role::Standby, Role::Standby) => {
+                let startup = matches!(self.state, State::Silence { startup: true });
+                (preferred && !startup).then_some((Role::Active, Reason::ElectedOnHeartbeat(how)))
             }
         }
     }

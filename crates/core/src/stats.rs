@@ -9,6 +9,10 @@ pub struct Stats {
     pub hellos_sent: u64,
     /// Hellos received.
     pub hellos_received: u64,
+    /// Hellos heard on the heartbeat path (authenticated and fresh, checked by the transport).
+    pub heartbeats_received: u64,
+    /// Heartbeats that were not a compatible hello of the peer (dropped).
+    pub heartbeats_refused: u64,
     /// Session batches sent (retransmissions excluded).
     pub batches_sent: u64,
     /// Session batches accepted.
@@ -71,6 +75,10 @@ pub struct Stats {
     /// Changes made while the peer was away that were forgotten to stay within
     /// `apart_log_limit` (their merge falls back to the peer's state).
     pub apart_changes_collected: u64,
+    /// Bulk syncs that resumed one a link loss interrupted (see `BatchFlags::RESUMED`).
+    pub bulk_resumes: u64,
+    /// Records those resumed bulk syncs did not send again: the peer had applied them.
+    pub bulk_records_not_resent: u64,
     /// The peer's changes not applied because this node changed or deleted the same session
     /// while apart (the split-brain merge rule).
     pub peer_changes_superseded: u64,

@@ -22,10 +22,14 @@ pub(crate) enum Timer {
     AdoptAlone,
     /// A resync forced by lost backend events, deferred by the backoff, is due.
     ResyncBackoff,
+    /// Send the next hello on the heartbeat path.
+    Heartbeat,
+    /// The peer is no longer heard on the heartbeat path if no heartbeat arrives before this.
+    HeartbeatDead,
 }
 
 impl Timer {
-    const ALL: [Timer; 8] = [
+    const ALL: [Timer; 10] = [
         Timer::Silence,
         Timer::Retransmit,
         Timer::DumpRetry,
@@ -34,6 +38,8 @@ impl Timer {
         Timer::Digest,
         Timer::AdoptAlone,
         Timer::ResyncBackoff,
+        Timer::Heartbeat,
+        Timer::HeartbeatDead,
     ];
 
     fn index(self) -> usize {

@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 
 use failoverd_control::protocol::{
-    EventList, Generated, MaintenanceDone, PeerInfo, SessionCounts, SessionList, SessionView,
-    Status, SwitchoverDone, TakeoverStatus, TrackView, TupleView, VrrpGroupView, VrrpInstanceView,
+    EventList, Generated, HeartbeatInfo, MaintenanceDone, PeerInfo, SessionCounts, SessionList,
+    SessionView, Status, SwitchoverDone, TakeoverStatus, TrackView, TupleView, VrrpGroupView,
+    VrrpInstanceView,
 };
 
 /// Width of the label column of `status` and `peer`: the longest label and two spaces.
@@ -81,6 +82,9 @@ pub fn status(status: &Status) -> String {
     match &status.peer {
         Some(peer) => peer_summary(&mut out, peer),
         None => row(&mut out, "peer", "unknown"),
+    }
+    if let Some(path) = &status.heartbeat {
+        heartbeat(&mut out, path);
     }
     takeover(&mut out, &status.takeover);
     let s = &status.sessions;
@@ -296,6 +300,28 @@ fn columns(rows: &[Vec<String>]) -> Vec<String> {
             line.trim_end().to_string()
         })
         .collect()
+}
+
+/// The heartbeat path in one row of `status`, and why it holds this node standby.
+fn heartbeat(out: &mut String, path: &HeartbeatInfo) {
+    let mut line = format!("{}  {}", path.address, path.state.name());
+    if let Some(role) = path.peer_role {
+        let _ = write!(line, "  peer {}", role.name());
+    }
+    if let Some(state) = path.peer_state {
+        let _ = write!(line, "  state {}", state.name());
+    }
+    if let Some(ago) = path.last_heard_ms_ago {
+        let _ = write!(line, "  last heard {} ago", millis(ago));
+    }
+    row(out, "heartbeat", line);
+    if path.holds_standby {
+        row(
+            out,
+            "",
+            "standby: the failover link is down but the peer is heard on the heartbeat path",
+        );
+    }
 }
 
 /// The peer in two rows of `status`: what is known, then timing and problems.
@@ -606,6 +632,7 @@ mod tests {
             ]),
             uptime_ms: 3_723_000,
             takeover: TakeoverStatus::default(),
+            heartbeat: None,
         }
     }
 
@@ -742,6 +769,25 @@ counters      batches_received    12
         assert!(text.contains("\npeer          192.0.2.2:7701  link down\n              incompatible: peer is in pair 2"), "{text}");
         assert!(text.contains("\nlag           no samples yet\n"), "{text}");
         assert!(!text.contains("counters"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_the_heartbeat_path_and_why_it_holds_the_node_standby() {
+        let mut s = sample_status();
+        s.role = Role::Standby;
+        s.heartbeat = Some(HeartbeatInfo {
+            address: "198.51.100.2:7702".into(),
+            state: LinkState::Up,
+            peer_role: Some(Role::Active),
+            peer_state: Some(FailoverState::Independence),
+            last_heard_ms_ago: Some(20),
+            holds_standby: true,
+        });
+        let text = status(&s);
+        assert!(
+            text.contains("rtt 180 µs\nheartbeat     198.51.100.2:7702  up  peer active  state independence  last heard 20 ms ago\n              standby: the failover link is down but the peer is heard on the heartbeat path\nsessions"),
+            "{text}"
+        );
     }
 
     #[test]

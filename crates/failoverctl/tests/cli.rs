@@ -39,6 +39,7 @@ fn status() -> Status {
         replication: Replication::default(),
         counters: BTreeMap::from([("hellos_sent".to_string(), 7)]),
         uptime_ms: 60_000,
+        heartbeat: None,
         takeover: TakeoverStatus {
             mode: "vrrp".into(),
             group: Some(VrrpGroupView {

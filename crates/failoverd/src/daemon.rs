@@ -9,12 +9,12 @@ use failoverd_backends::MemoryBackend;
 use failoverd_control::config::{BackupType, Config, LogFormat, SessionBackend, TakeoverMode};
 use failoverd_control::transport;
 use failoverd_core::{NodeConfig, RoleAuthority};
-use failoverd_link::{Identity, LinkConfig};
+use failoverd_link::{HeartbeatConfig, Identity, LinkConfig};
 use failoverd_wire::NodeId;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use crate::driver::{self, NodeRequest, NodeSetup};
+use crate::driver::{self, HeartbeatSetup, NodeRequest, NodeSetup};
 use crate::hellos::HelloPath;
 use crate::takeover::Takeover;
 use crate::{backend, kernel};
@@ -38,6 +38,24 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("{}: invalid timers", path.display()))?;
 
     let hellos = HelloPath::spawn(&config.node.name, driver::Clock::start())?;
+    let heartbeat = match config.link.heartbeat {
+        Some(path) => {
+            let (sender, events) = failoverd_link::spawn_heartbeat(HeartbeatConfig {
+                listen: path.listen,
+                peer: path.peer,
+                identity: identity.clone(),
+                peer_fingerprint,
+                max_age: config.timers.dead_interval,
+            })?;
+            Some(HeartbeatSetup {
+                sender,
+                events,
+                peer: NodeId(peer_fingerprint.node_id()),
+                address: path.peer.to_string(),
+            })
+        }
+        None => None,
+    };
     let link = failoverd_link::spawn(LinkConfig {
         reconnect_min: config.link.reconnect_min,
         reconnect_max: config.link.reconnect_max,
@@ -101,6 +119,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         backend,
         takeover,
         hellos,
+        heartbeat,
     };
     driver::run(setup, request_rx, None, until(stopped)).await;
     let _ = std::fs::remove_file(&config.control.socket);

@@ -497,6 +497,7 @@ fn start_node(
         backend: (backend.clone(), events),
         takeover: Takeover::default(),
         hellos,
+        heartbeat: None,
     };
     let task = tokio::spawn(driver::run(setup, request_rx, observer, async {
         let _ = stopped.await;

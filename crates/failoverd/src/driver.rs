@@ -7,14 +7,16 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use failoverd_control::protocol::{
-    EventKind, EventList, EventView, FailoverState, LinkState, MaintenanceDone, NodeInfo, PeerInfo,
-    Replication, Request, Response, Role as RoleView, SessionCounts, Status, SwitchoverDone,
-    TakeoverStatus,
+    EventKind, EventList, EventView, FailoverState, HeartbeatInfo, LinkState, MaintenanceDone,
+    NodeInfo, PeerInfo, Replication, Request, Response, Role as RoleView, SessionCounts, Status,
+    SwitchoverDone, TakeoverStatus,
 };
 use failoverd_core::{
     Action, Channel, CommandError, Event, Instant, LagHistogram, Node, NodeConfig, Reason,
 };
-use failoverd_link::{Fingerprint, LinkEvent, LinkEvents, LinkSender};
+use failoverd_link::{
+    Fingerprint, HeartbeatEvents, HeartbeatSender, LinkEvent, LinkEvents, LinkSender,
+};
 use failoverd_wire::{NodeId, Role, SessionKey, SessionRecord, SyncState};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -49,6 +51,20 @@ pub struct NodeSetup {
     pub takeover: Takeover,
     /// The hello thread, already started; its tap is on the link.
     pub hellos: HelloPath,
+    /// The heartbeat path (`link.heartbeat_listen`), already spawned, if configured.
+    pub heartbeat: Option<HeartbeatSetup>,
+}
+
+/// The heartbeat path: a second path for the hellos beside the failover link.
+pub struct HeartbeatSetup {
+    /// Sends our hellos.
+    pub sender: HeartbeatSender,
+    /// The peer's hellos, authenticated as the pinned key and fresh.
+    pub events: HeartbeatEvents,
+    /// The pinned peer's node id: whom the path authenticated.
+    pub peer: NodeId,
+    /// The peer's heartbeat address (for status).
+    pub address: String,
 }
 
 /// A request to a running node.
@@ -128,6 +144,7 @@ pub async fn run(
         backend: (backend, mut backend_events),
         takeover,
         hellos,
+        heartbeat,
     } = setup;
     let clock = hellos.clock();
     let mut node = Node::new(core, clock.now());
@@ -139,6 +156,10 @@ pub async fn run(
             dead,
         );
     }
+    let (heartbeat, mut heartbeat_events) = match heartbeat {
+        Some(h) => (Some((h.sender, h.peer, h.address)), Some(h.events)),
+        None => (None, None),
+    };
     let mut driver = Driver {
         node,
         hellos,
@@ -149,6 +170,7 @@ pub async fn run(
         link,
         backend,
         takeover,
+        heartbeat,
         observer,
         link_up: false,
         links: 0,
@@ -191,6 +213,12 @@ pub async fn run(
             Some(event) = link_events.recv() => {
                 driver.begin_turn();
                 driver.on_link(event);
+            }
+            Some(hello) = next_heartbeat(&mut heartbeat_events) => {
+                driver.begin_turn();
+                if let Some((_, peer, _)) = &driver.heartbeat {
+                    driver.node.handle_heartbeat(driver.clock.now(), *peer, &hello);
+                }
             }
             sent = async { driver.blocked_data.as_mut().expect("guarded").await }, if driver.blocked_data.is_some() => {
                 driver.begin_turn();
@@ -238,6 +266,8 @@ struct Driver {
     link: LinkSender,
     backend: BackendHandle,
     takeover: Takeover,
+    /// The heartbeat path's sender, the peer it authenticates, and the peer's address.
+    heartbeat: Option<(HeartbeatSender, NodeId, String)>,
     observer: Option<mpsc::UnboundedSender<Observation>>,
     link_up: bool,
     /// Link-ups handled, counted as the hello path counts them.
@@ -374,6 +404,11 @@ impl Driver {
                 }
             }
         }
+        if let Some((sender, _, _)) = &self.heartbeat {
+            while let Some(hello) = self.node.poll_heartbeat(now) {
+                sender.send(hello);
+            }
+        }
         while let Some(event) = self.node.poll_event() {
             self.log(&event);
             if let Event::RoleChanged { from, to, reason } = &event {
@@ -396,7 +431,8 @@ impl Driver {
             | Event::ApplyFailed { .. }
             | Event::ChangesLost
             | Event::SettingDiffers { .. }
-            | Event::DriftFound { .. } => {
+            | Event::DriftFound { .. }
+            | Event::HeartbeatPath { up: false } => {
                 warn!(%node, "{event}")
             }
             _ => info!(%node, "{event}"),
@@ -619,6 +655,15 @@ impl Driver {
             // The hello thread sends them, not the core.
             counters.insert("hellos_sent".to_string(), sent);
         }
+        if let Some((sender, _, _)) = &self.heartbeat {
+            let path = sender.stats();
+            counters.insert("heartbeat_sent".to_string(), path.sent);
+            counters.insert("heartbeat_send_errors".to_string(), path.send_errors);
+            counters.insert("heartbeat_accepted".to_string(), path.accepted);
+            for (reason, count) in path.dropped {
+                counters.insert(format!("heartbeat_dropped_{reason}"), count);
+            }
+        }
         Status {
             node: NodeInfo {
                 name: self.name.clone(),
@@ -657,6 +702,21 @@ impl Driver {
             uptime_ms: now.as_nanos() / 1_000_000,
             // Filled in from the VRRP task: see `Takeover::status`.
             takeover: TakeoverStatus::default(),
+            heartbeat: self.heartbeat.as_ref().map(|(_, _, address)| {
+                let heard = node.heartbeat_peer();
+                HeartbeatInfo {
+                    address: address.clone(),
+                    state: if heard.is_some() {
+                        LinkState::Up
+                    } else {
+                        LinkState::Down
+                    },
+                    peer_role: heard.map(|h| role_view(h.role)),
+                    peer_state: heard.map(|h| state_view(h.state)),
+                    last_heard_ms_ago: heard.map(|h| (now - h.last_heard).as_millis() as u64),
+                    holds_standby: node.held_by_heartbeat(),
+                }
+            }),
         }
     }
 
@@ -750,6 +810,14 @@ impl Driver {
     }
 }
 
+/// The next hello from the heartbeat path; never, without one.
+async fn next_heartbeat(events: &mut Option<HeartbeatEvents>) -> Option<Vec<u8>> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn answer_later<T: serde::Serialize + Send + 'static>(
     rx: oneshot::Receiver<Result<T, String>>,
     reply: oneshot::Sender<Response>,
@@ -802,6 +870,7 @@ pub fn event_view(at: Instant, event: &Event) -> EventView {
         Event::SettingDiffers { .. } => (EventKind::SettingDiffers, None, None, None),
         Event::TimersDiffer(_) => (EventKind::TimersDiffer, None, None, None),
         Event::DriftFound { .. } => (EventKind::Drift, None, None, None),
+        Event::HeartbeatPath { .. } => (EventKind::Heartbeat, None, None, None),
     };
     EventView {
         at_ms: at.as_nanos() / 1_000_000,
@@ -818,6 +887,8 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
     vec![
         ("hellos_sent", stats.hellos_sent),
         ("hellos_received", stats.hellos_received),
+        ("heartbeats_received", stats.heartbeats_received),
+        ("heartbeats_refused", stats.heartbeats_refused),
         ("batches_sent", stats.batches_sent),
         ("batches_received", stats.batches_received),
         ("records_sent", stats.records_sent),
@@ -849,6 +920,8 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("digests_sent", stats.digests_sent),
         ("digests_compared", stats.digests_compared),
         ("drift_repairs", stats.drift_repairs),
+        ("bulk_resumes", stats.bulk_resumes),
+        ("bulk_records_not_resent", stats.bulk_records_not_resent),
         ("apart_changes_collected", stats.apart_changes_collected),
         ("peer_changes_superseded", stats.peer_changes_superseded),
     ]

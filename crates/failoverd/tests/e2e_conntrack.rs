@@ -17,13 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use support::conntrack::{Compare, Entry, Flow, by_flow, diff};
+use support::conntrack::{Entry, Flow, by_flow};
 use support::daemon::{
     Daemon, DaemonOptions, quiescent, replication_counters, synchronized, wait_synchronized,
 };
 use support::lab::{self, CLIENT4, CLIENT6, LAB_MARK, SERVER4, SERVER6, SNAT6};
 use support::traffic::{Probe, TcpConnections, TcpEchoServer, UdpServer, create_udp_flows};
-use support::{Firewall, Lab, require_root_and_tools, wait_until};
+use support::{Firewall, Lab, require_root_and_tools, tables, wait_until};
 
 const ECHO_PORT: u16 = 5000;
 /// A message every 10 ms on the TCP probes.
@@ -65,32 +65,29 @@ fn wait_entry(
     })
 }
 
-/// Waits until B's entries for `flows` are A's (all of them on A), compared per `compare`;
-/// returns A's table and how long it took.
-fn wait_b_matches_a(
-    lab: &Lab,
-    flows: &BTreeSet<Flow>,
-    compare: Compare,
-    within: Duration,
-) -> (BTreeMap<Flow, Entry>, Duration) {
-    wait_until(
+/// Waits until B's copies of `flows` equal A's sessions (all of them on A) on the shared field
+/// list ([`tables::differences`]); returns how long it took.
+fn wait_b_matches_a(lab: &Lab, flows: &BTreeSet<Flow>, within: Duration) -> Duration {
+    let keep = |f: &Flow| flows.contains(f);
+    let ((), took) = wait_until(
         &format!("B's table equals A's for {} flows", flows.len()),
         within,
         Duration::from_millis(250),
         || {
-            let a = table(lab, Firewall::A, flows);
+            let a = tables::select(lab.sessions(Firewall::A), keep);
             if a.len() != flows.len() {
                 return Err(format!("A holds {} of the {} flows", a.len(), flows.len()));
             }
-            let b = table(lab, Firewall::B, flows);
-            let differences = diff(&a, &b, compare, 5);
+            let b = tables::select(lab.sessions(Firewall::B), keep);
+            let differences = tables::differences(&a, &b, 5);
             if differences.is_empty() {
-                Ok(a)
+                Ok(())
             } else {
                 Err(differences.join("\n"))
             }
         },
-    )
+    );
+    took
 }
 
 /// The entry is an established connection from the LAN, SNATed and marked by the ruleset.
@@ -212,21 +209,13 @@ fn tcp_connection_survives_move_with_failoverd() {
     let lab = Lab::up();
     let (mut a, mut b) = daemons(&lab, &DaemonOptions::default());
     let server = TcpEchoServer::start(&lab, sock(SERVER4, ECHO_PORT));
-    let (probe, on_a) = tcp_probe_through_a(&lab, &server);
-    let (on_b, took) = wait_entry(
+    let (probe, _) = tcp_probe_through_a(&lab, &server);
+    let took = wait_b_matches_a(
         &lab,
-        Firewall::B,
-        &probe.flow(),
+        &BTreeSet::from([probe.flow()]),
         Duration::from_secs(10),
-        |e| {
-            if e.replicated(Compare::Tuples) == on_a.replicated(Compare::Tuples) {
-                Ok(())
-            } else {
-                Err(format!("B: {e:?}\nA: {on_a:?}"))
-            }
-        },
     );
-    println!("entry on B within {took:?}: {on_b:?}");
+    println!("B's copy equal to A's entry within {took:?}");
 
     let (first, gap) = move_and_measure(&lab, &probe, Duration::from_secs(8));
     println!(
@@ -280,7 +269,7 @@ fn flows_replicate_with_tuples_nat_and_mark() {
     }
     let made = started.elapsed();
 
-    let (_, took) = wait_b_matches_a(&lab, &flows, Compare::Tuples, Duration::from_secs(20));
+    let took = wait_b_matches_a(&lab, &flows, Duration::from_secs(20));
     println!(
         "10000 flows (8000 UDP, 2000 TCP) made on A in {made:?}; B's table equal to A's \
          {took:?} later"
@@ -311,7 +300,7 @@ fn flows_replicate_with_tuples_nat_and_mark() {
         },
     );
     println!("2000 deletions on A reached B's table in {took:?}");
-    wait_b_matches_a(&lab, &remaining, Compare::Tuples, Duration::from_secs(5));
+    wait_b_matches_a(&lab, &remaining, Duration::from_secs(5));
 
     // No ping-pong: once both are quiescent nothing moves without traffic, and B never sent
     // back what it installed.
@@ -393,7 +382,7 @@ fn restart_of_standby_daemon_converges() {
         .copied()
         .chain(tcp.flows())
         .collect();
-    wait_b_matches_a(&lab, &before, Compare::Tuples, Duration::from_secs(15));
+    wait_b_matches_a(&lab, &before, Duration::from_secs(15));
 
     // B's daemon dies; A goes on: 1000 new flows, 1000 deleted.
     b.kill9();
@@ -420,7 +409,7 @@ fn restart_of_standby_daemon_converges() {
         .copied()
         .chain(tcp.flows())
         .collect();
-    let (on_a, _) = wait_b_matches_a(&lab, &wanted, Compare::WithState, Duration::from_secs(20));
+    wait_b_matches_a(&lab, &wanted, Duration::from_secs(20));
     let (_, _) = wait_until(
         "the stale entries gone from B",
         Duration::from_secs(10),
@@ -431,11 +420,12 @@ fn restart_of_standby_daemon_converges() {
         },
     );
     println!(
-        "B restarted: {} flows equal to A's (tuples, NAT, mark, state), {stale} stale ones gone, \
+        "B restarted: {} flows equal to A's (the shared field list), {stale} stale ones gone, \
          {:?} after the restart",
-        on_a.len(),
+        wanted.len(),
         restarted.elapsed()
     );
+    let on_a = table(&lab, Firewall::A, &wanted);
     assert!(on_a.values().all(|e| snat_and_mark(e).is_ok()));
 }
 
@@ -495,9 +485,16 @@ fn udp_flow_outlives_stream_timeout_and_survives_move() {
     let on_a = entry(&lab, Firewall::A, &flow).unwrap();
     assert!(on_a.has_flag("ASSURED"), "a UDP stream by now: {on_a:?}");
     let on_b = entry(&lab, Firewall::B, &flow).expect("B holds the flow after 7 s");
-    assert_eq!(
-        on_b.replicated(Compare::Tuples),
-        on_a.replicated(Compare::Tuples)
+    let only_flow = |f: &Flow| *f == flow;
+    let differences = tables::differences(
+        &tables::select(lab.sessions(Firewall::A), only_flow),
+        &tables::select(lab.sessions(Firewall::B), only_flow),
+        1,
+    );
+    assert!(
+        differences.is_empty(),
+        "B's copy differs from A's entry:\n{}",
+        differences.join("\n")
     );
     println!("B held the entry for 7 s ({checks} checks) with a 3 s stream timeout: {on_b:?}");
 
@@ -577,7 +574,8 @@ fn ipv6_flows_replicate() {
         .collect();
     create_udp_flows(&lab, Firewall::A, &udp);
     let flows: BTreeSet<Flow> = udp.iter().copied().chain([probe.flow()]).collect();
-    let (on_a, took) = wait_b_matches_a(&lab, &flows, Compare::Tuples, Duration::from_secs(10));
+    let took = wait_b_matches_a(&lab, &flows, Duration::from_secs(10));
+    let on_a = table(&lab, Firewall::A, &flows);
     for entry in on_a.values() {
         assert_eq!(entry.family, "ipv6");
         assert_eq!(entry.reply.dst, IpAddr::from(SNAT6), "SNAT to {SNAT6}");

@@ -19,16 +19,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use failoverd_control::protocol::Role;
-use support::conntrack::{Flow, OWNER_MARK, by_flow};
+use support::conntrack::{Flow, by_flow};
 use support::daemon::{Daemon, DaemonOptions, quiescent, synchronized, wait_synchronized};
 use support::lab::{CLIENT4, Ns, SERVER4};
 use support::traffic::{UdpServer, create_udp_flows};
-use support::{Firewall, Lab, require_root_and_tools, wait_until};
+use support::{Firewall, Lab, require_root_and_tools, tables, wait_until};
 
 /// B's own WAN address (`lab.sh`: host 3 of the WAN subnet).
 const B_WAN4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
-/// The stamp bit "the peer's" (the higher of the two).
-const PEER_STAMP: u32 = OWNER_MARK & !(OWNER_MARK & OWNER_MARK.wrapping_neg());
 /// Server ports: kept flows, flows A deletes, flows B deletes (all answered), B's own flows
 /// (unanswered).
 const KEPT: u16 = 6005;
@@ -179,7 +177,7 @@ fn restart_each_then_both(options: &DaemonOptions) {
     // The kernel encoding: B stamps its copies as the peer's; A holds its flows as the active
     // role's, unstamped (B adopts them if A stops).
     assert_stamps(&lab, Firewall::A, &through_a, 0);
-    assert_stamps(&lab, Firewall::B, &through_a, PEER_STAMP);
+    assert_stamps(&lab, Firewall::B, &through_a, tables::owner_stamps().1);
 
     // The standby restarts; meanwhile A ends some of its flows.
     b.kill9();

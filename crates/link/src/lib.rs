@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod heartbeat;
 mod identity;
 mod link;
 pub mod tls;
@@ -26,6 +27,9 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use heartbeat::{
+    HeartbeatConfig, HeartbeatEvents, HeartbeatSender, HeartbeatStats, spawn_heartbeat,
+};
 pub use identity::{Fingerprint, FingerprintParseError, Identity, fingerprint_of};
 pub use link::{
     CONTROL_QUEUE_FRAMES, Channel, ChannelStats, ControlTap, DATA_QUEUE_FRAMES,

@@ -1,5 +1,5 @@
 //! Replays one schedule and prints both nodes' events and where their tables differ.
-//! `cargo run -p failoverd-sim --example inspect -- <seed> [stream|vrrp|datagram]` (the mode
+//! `cargo run -p failoverd-sim --example inspect -- <seed> [stream|vrrp|datagram|heartbeat]` (the mode
 //! defaults to the one the randomized run gives the seed).
 
 use failoverd_sim::schedule::{self, Mode};
@@ -8,12 +8,13 @@ fn main() {
     let seed: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("usage: inspect <seed> [stream|vrrp|datagram]");
+        .expect("usage: inspect <seed> [stream|vrrp|datagram|heartbeat]");
     let mode = match std::env::args().nth(2).as_deref() {
         None => Mode::of_seed(seed),
         Some("stream") => Mode::Stream,
         Some("vrrp") => Mode::StreamVrrp,
         Some("datagram") => Mode::Datagram,
+        Some("heartbeat") => Mode::StreamHeartbeat,
         Some(other) => panic!("unknown mode {other}"),
     };
     println!("seed {seed}, mode {mode:?}");

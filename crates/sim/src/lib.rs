@@ -31,4 +31,4 @@ mod pair;
 pub mod schedule;
 
 pub use link::{Link, LinkFaults, LinkModel};
-pub use pair::{Lan, Pair, SimNode, SplitChange, same_copy};
+pub use pair::{HeartbeatPath, Lan, Pair, SimNode, SplitChange, same_copy};

@@ -83,6 +83,22 @@ pub struct Pair {
     pub trace: Option<Vec<(Instant, usize, String)>>,
     /// The network the VRRP adverts cross, apart from the failover link.
     pub lan: Lan,
+    /// The heartbeat path (election mode), apart from the failover link.
+    pub heartbeat: HeartbeatPath,
+}
+
+/// The heartbeat path: the nodes' hellos as authenticated datagrams over a network of their
+/// own ([`Pair::enable_heartbeat`]), which may be cut apart from the failover link.
+#[derive(Debug, Default)]
+pub struct HeartbeatPath {
+    /// The nodes send and hear heartbeats.
+    pub enabled: bool,
+    /// While true, heartbeats are lost.
+    pub partitioned: bool,
+    /// One-way delay of a heartbeat.
+    pub delay: Duration,
+    /// Heartbeats on their way: (deliver at, to, hello frame).
+    flights: Vec<(Instant, usize, Vec<u8>)>,
 }
 
 /// The network between the two VRRP groups: adverts with a fixed delay, and partitions of
@@ -192,6 +208,23 @@ impl Pair {
             restarts: 0,
             trace: None,
             lan: Lan::default(),
+            heartbeat: HeartbeatPath::default(),
+        }
+    }
+
+    /// Gives the election a heartbeat path beside the failover link (as
+    /// `link.heartbeat_listen` does in the daemon): a cut failover link alone then leaves one
+    /// node active.
+    pub fn enable_heartbeat(&mut self) {
+        self.heartbeat.enabled = true;
+        self.heartbeat.delay = Duration::from_micros(200);
+    }
+
+    /// Cuts (or heals) the heartbeat path.
+    pub fn set_heartbeat_partitioned(&mut self, partitioned: bool) {
+        self.heartbeat.partitioned = partitioned;
+        if partitioned {
+            self.heartbeat.flights.clear();
         }
     }
 
@@ -307,8 +340,12 @@ impl Pair {
             Some(self.next_check),
         ];
         let mut best = next.iter_mut().filter_map(|t| *t).min();
-        if let Some(advert) = self.lan.flights.iter().map(|f| f.0).min() {
-            best = Some(best.map_or(advert, |b| b.min(advert)));
+        let flights = self.lan.flights.iter().map(|f| f.0);
+        if let Some(flight) = flights
+            .chain(self.heartbeat.flights.iter().map(|f| f.0))
+            .min()
+        {
+            best = Some(best.map_or(flight, |b| b.min(flight)));
         }
         for node in self.nodes.iter().filter(|n| n.alive) {
             let vrrp = node.vrrp.as_ref().and_then(Group::poll_timeout);
@@ -348,6 +385,17 @@ impl Pair {
             {
                 group.handle_packet(now, 0, src, dst, 255, &bytes);
                 self.flush_vrrp(to);
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.heartbeat.flights)
+            .into_iter()
+            .partition(|f| f.0 <= now);
+        self.heartbeat.flights = later;
+        for (_, to, hello) in due {
+            if self.nodes[to].alive {
+                let peer = self.nodes[1 - to].id();
+                self.nodes[to].core.handle_heartbeat(now, peer, &hello);
+                self.flush(to);
             }
         }
         for i in 0..2 {
@@ -403,6 +451,15 @@ impl Pair {
                         transmit.payload,
                         &mut self.rng,
                     );
+                }
+            }
+            while self.heartbeat.enabled
+                && let Some(hello) = self.nodes[i].core.poll_heartbeat(now)
+            {
+                progressed = true;
+                if !self.heartbeat.partitioned {
+                    let at = now + self.heartbeat.delay;
+                    self.heartbeat.flights.push((at, 1 - i, hello));
                 }
             }
             while let Some(event) = self.nodes[i].core.poll_event() {
@@ -855,19 +912,21 @@ impl Pair {
         if both {
             self.split_brain_at = Some(self.now);
         }
-        // What the role authority hears the peer by: the failover link for the election, the
-        // LAN for VRRP (which keeps one master with the failover link cut).
+        // What the role authority hears the peer by: the failover link (and the heartbeat path,
+        // if any) for the election, the LAN for VRRP (which keeps one master with the failover
+        // link cut).
         let (authority_up, bound) = if self.lan.advert_interval.is_some() {
             (!self.lan.partitioned, self.lan.master_down())
         } else {
             let link_up = !self.link.partitioned
                 && self.link.faults.loss == 0.0
                 && self.nodes.iter().all(|n| n.connected);
+            let heartbeat_up = self.heartbeat.enabled && !self.heartbeat.partitioned;
             let dead = self.nodes[0]
                 .config
                 .dead_interval
                 .max(self.nodes[1].config.dead_interval);
-            (link_up, dead)
+            (link_up || heartbeat_up, dead)
         };
         if !(both && authority_up) {
             self.both_active_since = None;

@@ -982,3 +982,269 @@ fn without_tombstones_a_split_brains_deletes_come_back() {
         pair.violations
     );
 }
+
+/// Finding 1 of issue 10: a bulk sync a link flap interrupted started again from zero. B joins
+/// A's `FAILOVERD_RESUME_SESSIONS` sessions (default 1,000,000); at half of the bulk the link
+/// resets. Returns the records A sent after the reset and the pair once settled.
+fn bulk_interrupted_at_half(restart_b: bool) -> (u64, u64, Pair) {
+    let sessions: u64 = std::env::var("FAILOVERD_RESUME_SESSIONS")
+        .ok()
+        .map(|v| v.parse().expect("FAILOVERD_RESUME_SESSIONS: a number"))
+        .unwrap_or(1_000_000);
+    let configs = configs(200, 100).map(|config| NodeConfig {
+        reliable_link: true,
+        ..config
+    });
+    let mut pair = Pair::with_link(
+        configs,
+        LinkModel::Stream,
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    // The periodic "replicated means present" check walks both tables: once a second.
+    pair.check_interval = ms(1000);
+    pair.crash(B);
+    pair.run_for(ms(1500));
+    for i in 0..sessions as u32 {
+        let record = failoverd_backends::sample_record(i, pair.nodes[A].core.config().node_id);
+        pair.nodes[A].table.create_local(record).unwrap();
+    }
+    pair.run_for(ms(10));
+    pair.restart(B);
+    while pair.nodes[B].core.stats().records_applied < sessions / 2 {
+        pair.run_for(ms(1));
+    }
+    if restart_b {
+        pair.crash(B);
+        pair.restart(B);
+    } else {
+        pair.reset_link("connection reset (injected)");
+    }
+    let sent_before = pair.nodes[A].core.stats().records_sent;
+    pair.run_for(ms(20_000));
+    let sent_after = pair.nodes[A].core.stats().records_sent - sent_before;
+    (sessions, sent_after, pair)
+}
+
+#[test]
+fn a_bulk_sync_interrupted_by_a_link_flap_resumes() {
+    let (sessions, sent_after, mut pair) = bulk_interrupted_at_half(false);
+    let stats = pair.nodes[A].core.stats();
+    println!(
+        "{sessions} sessions: {sent_after} records sent after the flap ({:.1} %), {} not resent",
+        sent_after as f64 * 100.0 / sessions as f64,
+        stats.bulk_records_not_resent
+    );
+    assert_eq!(stats.bulk_resumes, 1);
+    assert!(
+        sent_after * 10 <= sessions * 6,
+        "{sent_after} of {sessions} records sent again"
+    );
+    pair.check_settled();
+    assert_clean(&pair);
+    assert_eq!(pair.nodes[B].table.len() as u64, sessions);
+}
+
+/// The control: a B that restarted holds nothing of the interrupted bulk, refuses the resumed
+/// one and gets the whole table again.
+#[test]
+fn a_restarted_peer_refuses_a_resumed_bulk_and_gets_it_whole() {
+    let (sessions, sent_after, mut pair) = bulk_interrupted_at_half(true);
+    assert!(
+        sent_after >= sessions,
+        "{sent_after} of {sessions} records sent after B's restart"
+    );
+    pair.check_settled();
+    assert_clean(&pair);
+    assert_eq!(pair.nodes[B].table.len() as u64, sessions);
+}
+
+/// The daemon's election pair: the stream link, `reliable_link`.
+fn election_pair(heartbeat_path: bool) -> Pair {
+    let [a, b] = configs(200, 100).map(|c| NodeConfig {
+        reliable_link: true,
+        ..c
+    });
+    let mut pair = Pair::with_link(
+        [a, b],
+        LinkModel::Stream,
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    if heartbeat_path {
+        pair.enable_heartbeat();
+    }
+    pair
+}
+
+/// The most nodes active at once, sampled every 10 ms for `duration`.
+fn most_active(pair: &mut Pair, duration: Duration) -> usize {
+    let mut most = 0;
+    for _ in 0..duration.as_millis() / 10 {
+        pair.run_for(ms(10));
+        let active = [A, B]
+            .iter()
+            .filter(|&&i| pair.nodes[i].alive && pair.nodes[i].core.role() == Role::Active)
+            .count();
+        most = most.max(active);
+    }
+    most
+}
+
+#[test]
+fn a_cut_failover_link_leaves_one_active_with_the_heartbeat_path_and_both_without() {
+    for heartbeat_path in [true, false] {
+        let mut pair = election_pair(heartbeat_path);
+        settle(&mut pair);
+        for _ in 0..200 {
+            pair.create_session(A);
+        }
+        pair.run_for(ms(100));
+        pair.set_partitioned(true);
+        let most = most_active(&mut pair, ms(2000));
+        if heartbeat_path {
+            assert_eq!(
+                most, 1,
+                "the failover link is cut, the heartbeat path is not"
+            );
+            assert!(pair.nodes[B].core.held_by_heartbeat());
+            assert_eq!(pair.split_brain_at, None);
+        } else {
+            assert_eq!(most, 2, "the control: a cut link makes both active");
+        }
+        pair.set_partitioned(false);
+        pair.run_for(ms(3000));
+        pair.check_settled();
+        assert_clean(&pair);
+        assert_eq!(pair.split_brain_at.is_some(), !heartbeat_path);
+    }
+}
+
+#[test]
+fn with_the_heartbeat_path_the_standby_takes_over_from_a_crashed_active_in_the_dead_interval() {
+    let mut pair = election_pair(true);
+    settle(&mut pair);
+    for _ in 0..200 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(200));
+    pair.set_partitioned(true);
+    pair.run_for(ms(1000));
+    assert_eq!(pair.nodes[B].core.role(), Role::Standby);
+    let crashed = pair.now;
+    pair.crash(A);
+    pair.run_for(ms(1000));
+    let took_over = pair.nodes[B]
+        .events
+        .iter()
+        .rev()
+        .find(|(_, e)| {
+            matches!(
+                e,
+                Event::RoleChanged {
+                    to: Role::Active,
+                    ..
+                }
+            )
+        })
+        .map(|(at, _)| *at)
+        .expect("B took over");
+    // From the last heartbeat heard, which may still arrive one path delay after the crash.
+    let dead = pair.nodes[B].core.config().dead_interval + pair.heartbeat.delay;
+    assert!(
+        took_over - crashed <= dead,
+        "{:?} after the crash",
+        took_over - crashed
+    );
+    assert!(pair.nodes[B].table.len() >= 200);
+    assert_clean(&pair);
+}
+
+#[test]
+fn both_actives_resolve_when_the_heartbeat_path_heals_before_the_failover_link() {
+    let mut pair = election_pair(true);
+    settle(&mut pair);
+    pair.set_heartbeat_partitioned(true);
+    pair.set_partitioned(true);
+    assert_eq!(most_active(&mut pair, ms(1000)), 2);
+    pair.set_heartbeat_partitioned(false);
+    pair.run_for(ms(200));
+    assert_eq!(
+        pair.nodes[A].core.role(),
+        Role::Active,
+        "the higher priority"
+    );
+    assert_eq!(pair.nodes[B].core.role(), Role::Standby);
+    assert_eq!(most_active(&mut pair, ms(1000)), 1);
+    pair.set_partitioned(false);
+    pair.run_for(ms(3000));
+    pair.check_settled();
+    assert_clean(&pair);
+}
+
+/// Both rules at once: a split brain (both paths cut) that the heartbeat path resolves before
+/// the failover link heals. B steps down with the link down (no adoption or resync over it), yet
+/// the merge rule holds once the link is back: deletes made apart by either node stay deleted,
+/// sessions B created apart survive. The control (planted bug `DropTombstones`) shows the
+/// check failing on this path too.
+#[test]
+fn a_split_brain_resolved_over_the_heartbeat_path_keeps_the_merge_rule() {
+    for bug in [None, Some(failoverd_core::PlantedBug::DropTombstones)] {
+        let [a, b] = configs(200, 100).map(|c| NodeConfig {
+            reliable_link: true,
+            planted_bug: bug,
+            ..c
+        });
+        let mut pair = Pair::with_link(
+            [a, b],
+            LinkModel::Stream,
+            LinkFaults::clean(Duration::from_micros(100)),
+            1,
+        );
+        pair.enable_heartbeat();
+        pair.strict_merge_rule = true;
+        settle(&mut pair);
+        let keys: Vec<_> = (0..60).map(|_| pair.create_session(A)).collect();
+        pair.run_for(ms(500));
+        pair.set_heartbeat_partitioned(true);
+        pair.set_partitioned(true);
+        assert_eq!(most_active(&mut pair, ms(1000)), 2, "both paths cut");
+        for key in &keys[..20] {
+            pair.delete_session(A, *key);
+        }
+        for key in &keys[20..40] {
+            pair.delete_session(B, *key);
+        }
+        let created: Vec<_> = (0..10).map(|_| pair.create_session(B)).collect();
+        pair.run_for(ms(200));
+        pair.set_heartbeat_partitioned(false);
+        pair.run_for(ms(500));
+        assert_eq!(pair.nodes[A].core.role(), Role::Active);
+        assert_eq!(pair.nodes[B].core.role(), Role::Standby);
+        pair.set_partitioned(false);
+        pair.run_for(ms(3000));
+        let back = keys[..40]
+            .iter()
+            .filter(|k| [A, B].iter().any(|&i| pair.nodes[i].table.get(k).is_some()))
+            .count();
+        pair.check_settled();
+        if bug.is_none() {
+            assert_eq!(back, 0, "deleted apart, back");
+            for i in [A, B] {
+                let lost = created
+                    .iter()
+                    .filter(|k| pair.nodes[i].table.get(k).is_none())
+                    .count();
+                assert_eq!(lost, 0, "node {i}: created by B apart, lost");
+            }
+            assert_clean(&pair);
+        } else {
+            assert!(back > 0, "the control: deletes made apart came back");
+            assert!(
+                pair.violations.iter().any(|v| v.contains("came back")),
+                "{:#?}",
+                pair.violations
+            );
+        }
+    }
+}

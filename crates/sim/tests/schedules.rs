@@ -160,3 +160,62 @@ fn switchover_seeds_that_left_a_stale_copy_keep_every_invariant() {
         );
     }
 }
+
+/// With the heartbeat path (never cut), the stream mode's schedules, seed for seed, keep every
+/// invariant and none of them has a split brain; without it (the control) the partitions of the
+/// failover link make some. Breaches of the merge rule are printed for both (counted, not
+/// failed, as in the randomized run).
+#[test]
+fn with_the_heartbeat_path_a_cut_failover_link_is_never_a_split_brain() {
+    const SEEDS: u64 = 200;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    // Per worker: split brains and breaching schedules [with, without], failing seeds.
+    let results: Vec<([u64; 2], [u64; 2], Vec<u64>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let (mut brains, mut breaches, mut failed) = ([0; 2], [0; 2], Vec::new());
+                    for seed in (thread..SEEDS).step_by(threads as usize) {
+                        let outcome = schedule::run_mode(seed, Mode::StreamHeartbeat, None);
+                        if !outcome.violations.is_empty() {
+                            failed.push(seed);
+                        }
+                        let control = schedule::run_mode(seed, Mode::Stream, None);
+                        for (i, run) in [outcome, control].iter().enumerate() {
+                            brains[i] += u64::from(run.split_brain);
+                            breaches[i] += u64::from(run.merge_rule_breaches > 0);
+                        }
+                    }
+                    (brains, breaches, failed)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a schedule panicked"))
+            .collect()
+    });
+    let (mut brains, mut breaches) = ([0; 2], [0; 2]);
+    for (b, r, _) in &results {
+        for i in 0..2 {
+            brains[i] += b[i];
+            breaches[i] += r[i];
+        }
+    }
+    let [with, without] = brains;
+    let failed: Vec<u64> = results.iter().flat_map(|r| r.2.clone()).collect();
+    println!(
+        "{SEEDS} schedules: split brains {with} with the heartbeat path, {without} without; \
+         merge rule breached in {} with, {} without",
+        breaches[0], breaches[1]
+    );
+    assert!(
+        failed.is_empty(),
+        "seeds failing with the heartbeat path: {failed:?}"
+    );
+    assert_eq!(with, 0, "split brains with the heartbeat path");
+    assert!(
+        without > 0,
+        "the control: partitions make split brains without it"
+    );
+}

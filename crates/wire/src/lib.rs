@@ -27,6 +27,7 @@
 
 pub mod announce;
 mod fingerprint;
+pub mod heartbeat;
 mod message;
 mod session;
 pub mod vrrp;

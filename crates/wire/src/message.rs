@@ -277,10 +277,16 @@ pub struct ProtocolVersion {
 
 impl ProtocolVersion {
     /// What this build speaks. 1.0 is the first release; 1.1 adds `protocol_minor` to the
-    /// hello.
+    /// hello; 1.2 adds [`BatchFlags::RESUMED`].
     pub const CURRENT: Self = Self {
         major: VERSION,
-        minor: 1,
+        minor: 2,
+    };
+
+    /// The first version with resumed bulk syncs ([`BatchFlags::RESUMED`]).
+    pub const RESUMED_BULK: Self = Self {
+        major: VERSION,
+        minor: 2,
     };
 
     /// The version a hello's sender speaks (a parsed frame's major is ours).
@@ -661,6 +667,11 @@ impl BatchFlags {
     pub const BULK_BEGIN: u8 = 0x01;
     /// Last batch of a bulk sync: the receiver sweeps what the bulk did not mention.
     pub const BULK_END: u8 = 0x02;
+    /// With `BULK_BEGIN` (since 1.2): the bulk continues one a link loss interrupted and
+    /// leaves out what the receiver acknowledged of it (sessions changed since are included);
+    /// its sweep keeps what the interrupted bulk mentioned. A receiver that no longer holds
+    /// that asks for a full resync.
+    pub const RESUMED: u8 = 0x04;
 
     /// True if `bit` is set.
     pub fn has(self, bit: u8) -> bool {

@@ -15,6 +15,16 @@ pub(crate) enum ApartChange {
     Deleted,
 }
 
+impl ApartChange {
+    /// What `op` does to its session.
+    pub(crate) fn of(op: &SessionOp) -> Self {
+        match op {
+            SessionOp::Upsert(_) => Self::Changed,
+            SessionOp::Remove { .. } | SessionOp::RemoveAny { .. } => Self::Deleted,
+        }
+    }
+}
+
 /// The changes made while apart, one per session, the oldest collected first past a bound (a
 /// node apart for long does not grow without limit; what it collected is counted).
 #[derive(Debug)]
@@ -34,16 +44,6 @@ impl ApartLog {
         }
     }
 
-    /// Records a replicated change (as [`super::outbound::Outbound`] would have sent it).
-    /// Returns how many older changes were collected to stay within the bound.
-    pub(crate) fn record(&mut self, op: &SessionOp) -> u64 {
-        let change = match op {
-            SessionOp::Upsert(_) => ApartChange::Changed,
-            SessionOp::Remove { .. } | SessionOp::RemoveAny { .. } => ApartChange::Deleted,
-        };
-        self.note(*op.key(), change)
-    }
-
     /// Takes in `newer`'s changes (made after ours, so they replace ours); returns how many
     /// changes were collected to stay within the bound.
     pub(crate) fn absorb(&mut self, newer: ApartLog) -> u64 {
@@ -56,7 +56,9 @@ impl ApartLog {
         collected
     }
 
-    fn note(&mut self, key: SessionKey, change: ApartChange) -> u64 {
+    /// Records that `key` changed so while apart; returns how many older changes were
+    /// collected to stay within the bound.
+    pub(crate) fn note(&mut self, key: SessionKey, change: ApartChange) -> u64 {
         if self.changes.insert(key, change).is_some() {
             return 0;
         }
@@ -82,6 +84,11 @@ impl ApartLog {
         self.limit
     }
 
+    /// Every session changed or deleted while apart.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = SessionKey> + '_ {
+        self.order.iter().copied()
+    }
+
     /// The sessions created or updated while apart.
     pub(crate) fn changed(&self) -> impl Iterator<Item = SessionKey> + '_ {
         self.of_kind(ApartChange::Changed)
@@ -91,13 +98,12 @@ impl ApartLog {
         self.changes.get(key).copied()
     }
 
-    pub(crate) fn contains(&self, key: &SessionKey) -> bool {
-        self.changes.contains_key(key)
+    pub(crate) fn is_empty(&self) -> bool {
+        self.changes.is_empty()
     }
 
-    /// The sessions deleted while apart.
-    pub(crate) fn tombstones(&self) -> impl Iterator<Item = SessionKey> + '_ {
-        self.of_kind(ApartChange::Deleted)
+    pub(crate) fn contains(&self, key: &SessionKey) -> bool {
+        self.changes.contains_key(key)
     }
 
     /// In the order of the first change: a replay sends the same frames.

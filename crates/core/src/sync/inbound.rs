@@ -72,6 +72,12 @@ pub(crate) struct Inbound {
     reordered: BTreeMap<u64, Received>,
     /// Keys the current bulk mentioned: what survives its sweep.
     keep: Option<HashSet<SessionKey>>,
+    /// The keys a bulk that a link loss interrupted had mentioned, and whose it was: a bulk
+    /// that resumes it ([`BatchFlags::RESUMED`]) starts from them.
+    interrupted: Option<(NodeId, HashSet<SessionKey>)>,
+    /// A resumed bulk of this epoch began while no interrupted one was held: the sender must
+    /// send it whole (a resync).
+    resume_refused: Option<u32>,
     bulk_records: u64,
     complete: bool,
     ack_due: bool,
@@ -95,6 +101,8 @@ impl Inbound {
             queue: VecDeque::new(),
             reordered: BTreeMap::new(),
             keep: None,
+            interrupted: None,
+            resume_refused: None,
             bulk_records: 0,
             complete: false,
             ack_due: false,
@@ -104,9 +112,28 @@ impl Inbound {
         }
     }
 
+    /// The link is lost: forgets the stream, but keeps what a bulk in progress mentioned, so
+    /// that one resuming it can end with a sweep.
+    pub(crate) fn suspend(&mut self, stats: &mut Stats) {
+        if let Some(keep) = self.keep.take()
+            && !self.complete
+        {
+            self.interrupted = Some((self.peer, keep));
+        }
+        self.reset(NodeId(0), stats);
+    }
+
+    /// The epoch of a resumed bulk this node could not accept (it held no interrupted one).
+    pub(crate) fn take_resume_refused(&mut self) -> Option<u32> {
+        self.resume_refused.take()
+    }
+
     /// Forgets the stream (link lost, or a new one begins). Applied entries stay in the table;
     /// held deletes are dropped (a new bulk sync's sweep covers what they would have deleted).
     pub(crate) fn reset(&mut self, peer: NodeId, stats: &mut Stats) {
+        if peer != NodeId(0) && self.interrupted.as_ref().is_some_and(|(of, _)| *of != peer) {
+            self.interrupted = None;
+        }
         stats.removes_discarded += self.hold.clear() as u64;
         self.peer = peer;
         self.epoch = None;
@@ -193,20 +220,36 @@ impl Inbound {
     }
 
     /// Takes in one batch. Errors (a record that does not parse) reject the whole batch.
+    /// `may_resume`: this node changed nothing while apart, so what it held of an interrupted
+    /// bulk is still the peer's state (else a resumed bulk is refused, and sent whole).
     pub(crate) fn handle_batch(
         &mut self,
         now: Instant,
         batch: BatchView<'_>,
         ack_before_apply: bool,
+        may_resume: bool,
         stats: &mut Stats,
     ) -> Result<Receipt, WireError> {
         let flags = batch.flags();
         let seq = batch.seq();
         if flags.has(BatchFlags::BULK_BEGIN) && seq == 1 && self.epoch != Some(batch.epoch()) {
             let peer = self.peer;
+            let interrupted = self.interrupted.take();
             self.reset(peer, stats);
+            let keep = if flags.has(BatchFlags::RESUMED) {
+                match interrupted {
+                    Some((of, keep)) if of == peer && may_resume => keep,
+                    _ => {
+                        self.resume_refused = Some(batch.epoch());
+                        stats.stale_epoch_batches += 1;
+                        return Ok(Receipt::StaleEpoch);
+                    }
+                }
+            } else {
+                HashSet::new()
+            };
             self.epoch = Some(batch.epoch());
-            self.keep = Some(HashSet::new());
+            self.keep = Some(keep);
         }
         if self.epoch != Some(batch.epoch()) {
             stats.stale_epoch_batches += 1;
@@ -439,7 +482,7 @@ mod tests {
             panic!()
         };
         inbound
-            .handle_batch(Instant::ZERO, batch, false, stats)
+            .handle_batch(Instant::ZERO, batch, false, true, stats)
             .unwrap()
     }
 

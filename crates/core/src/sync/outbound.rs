@@ -24,14 +24,22 @@ enum Bulk {
     /// Not synchronizing.
     Idle,
     /// Waiting for the backend's dump. Keys changed since the request are newer than the dump.
-    AwaitingDump { touched: HashSet<SessionKey> },
+    /// `resume_after`: the bulk resumes one a link loss interrupted, whose records up to this
+    /// key the peer applied.
+    AwaitingDump {
+        touched: HashSet<SessionKey>,
+        resume_after: Option<SessionKey>,
+    },
     /// Sending the dump, then the tombstones of what was deleted while apart. `records` is
-    /// the whole dump, examined from `next` on as it is fed (only ours are sent).
+    /// the whole dump in key order, examined from `next` on as it is fed (only ours are sent).
     Feeding {
         records: Vec<SessionRecord>,
         next: usize,
         tombstones: Vec<SessionKey>,
         touched: HashSet<SessionKey>,
+        /// Leaves out what the peer holds of an interrupted bulk: ours up to this key, unless
+        /// changed while apart.
+        resume_after: Option<SessionKey>,
     },
     /// Everything sent; waiting for the peer to apply the batch that ends the bulk.
     Sent { end_seq: u64 },
@@ -47,8 +55,14 @@ struct InFlight {
     keys: Vec<SessionKey>,
     /// Per stream record (not bulk), when its oldest change reached us: the lag samples.
     changed_at: Vec<Instant>,
+    /// The stream records (not bulk) and what each did: if the link is lost before the peer
+    /// applies them, they are changes made apart from it.
+    stream: Vec<(SessionKey, ApartChange)>,
     /// Bulk-sync records in the batch.
     bulk_records: u64,
+    /// The last (greatest) key of the bulk's records in the batch: the dump is sent in key
+    /// order, so once the batch is applied the peer holds every record up to it.
+    bulk_last_key: Option<SessionKey>,
 }
 
 /// What an acknowledgement changed.
@@ -92,6 +106,14 @@ pub(crate) struct Outbound {
     /// over, these are merged all the same (the peer's later changes of them are newer).
     merge_delivered: HashSet<SessionKey>,
     merge_received: bool,
+    /// Of the current epoch's bulk, the peer applied every record up to this key.
+    bulk_applied_to: Option<SessionKey>,
+    /// The last bulk was interrupted after the peer applied its records up to this key: the
+    /// next one may resume after it (see [`BatchFlags::RESUMED`]).
+    resume_after: Option<SessionKey>,
+    /// Changes collected from the apart log at the last stop (it overflowed): a resumed bulk
+    /// would miss them.
+    apart_collected_since_stop: u64,
     /// Forget deletes made while apart (a planted bug).
     drop_tombstones: bool,
     writer: BatchWriter,
@@ -117,16 +139,29 @@ impl Outbound {
             merging: ApartLog::new(apart_limit),
             merge_delivered: HashSet::new(),
             merge_received: false,
+            bulk_applied_to: None,
+            resume_after: None,
+            apart_collected_since_stop: 0,
             drop_tombstones,
             writer: BatchWriter::new(),
         }
     }
 
     /// Starts a new epoch: everything is resent by a bulk sync, so queued changes are dropped.
-    /// What changed while apart joins what is being merged.
-    pub(crate) fn start(&mut self, epoch: u32, stats: &mut Stats) {
+    /// What changed while apart joins what is being merged. With `may_resume` (the peer reads
+    /// [`BatchFlags::RESUMED`]), a bulk a link loss interrupted resumes where the peer had
+    /// applied it, provided every change since is known (none was collected from the apart
+    /// log).
+    pub(crate) fn start(&mut self, epoch: u32, may_resume: bool, stats: &mut Stats) {
         let apart = std::mem::replace(&mut self.apart, ApartLog::new(self.merging.limit()));
-        stats.apart_changes_collected += self.merging.absorb(apart);
+        let collected = self.merging.absorb(apart) + self.apart_collected_since_stop;
+        stats.apart_changes_collected += collected;
+        let resume_after = self
+            .resume_after
+            .take()
+            .filter(|_| may_resume && collected == 0);
+        self.apart_collected_since_stop = 0;
+        self.bulk_applied_to = None;
         self.merge_received = false;
         self.epoch = epoch;
         self.next_seq = 1;
@@ -141,20 +176,47 @@ impl Outbound {
         self.bulk_records = 0;
         self.bulk = Bulk::AwaitingDump {
             touched: HashSet::new(),
+            resume_after,
         };
+    }
+
+    /// This node's role changed: what it owns changed with it, so a bulk the peer holds part
+    /// of no longer describes it and the next one is whole.
+    pub(crate) fn forget_resume(&mut self) {
+        self.resume_after = None;
     }
 
     /// Ends the epoch (link lost). Nothing queues until the next epoch, whose bulk sync resends
     /// everything: the queued changes are dropped, and remembered only as "something changed".
     pub(crate) fn stop(&mut self) {
         self.merging.remove_all(self.merge_delivered.drain());
-        for batch in self.in_flight.drain(..) {
+        // What the peer may not have applied is a change made apart from it: sent again with
+        // the next bulk, whole or resumed.
+        let mut collected = 0;
+        let mut unapplied = !self.pending_order.is_empty();
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for batch in in_flight {
+            unapplied |= !batch.stream.is_empty();
+            for &(key, change) in &batch.stream {
+                collected += self.note_apart(key, change);
+            }
             self.unsure.extend(batch.keys);
         }
+        let pending: Vec<_> = self.pending_order.drain(..).collect();
+        for key in pending {
+            if let Some((op, _)) = self.pending.remove(&key) {
+                collected += self.note_apart(key, ApartChange::of(&op));
+            }
+        }
+        self.apart_collected_since_stop += collected;
         self.in_flight_keys.clear();
-        self.changed_while_stopped |= !self.pending.is_empty();
+        self.changed_while_stopped |= unapplied;
         self.pending = HashMap::new();
         self.pending_order = VecDeque::new();
+        self.resume_after = match self.bulk {
+            Bulk::Feeding { .. } | Bulk::Sent { .. } => self.bulk_applied_to,
+            _ => None,
+        };
         if !matches!(self.bulk, Bulk::Complete) {
             self.changes_lost = true;
         }
@@ -178,6 +240,20 @@ impl Outbound {
     /// state of it wins over what the peer sends.
     pub(crate) fn changed_apart(&self, key: &SessionKey) -> bool {
         self.merging.contains(key)
+    }
+
+    /// Records a change the peer does not have: it is merged when the two meet again.
+    fn note_apart(&mut self, key: SessionKey, change: ApartChange) -> u64 {
+        if self.drop_tombstones && change == ApartChange::Deleted {
+            return 0;
+        }
+        self.apart.note(key, change)
+    }
+
+    /// Whether this node changed sessions while apart that the merge has not yet taken to the
+    /// peer.
+    pub(crate) fn has_apart_changes(&self) -> bool {
+        !self.merging.is_empty() || !self.apart.is_empty()
     }
 
     /// The sessions created or updated here while apart, being merged.
@@ -222,13 +298,11 @@ impl Outbound {
         };
         if matches!(self.bulk, Bulk::Idle) {
             self.changed_while_stopped = true;
-            if !self.drop_tombstones || matches!(op, SessionOp::Upsert(_)) {
-                stats.apart_changes_collected += self.apart.record(&op);
-            }
+            stats.apart_changes_collected += self.note_apart(*op.key(), ApartChange::of(&op));
             return;
         }
         let key = *op.key();
-        if let Bulk::AwaitingDump { touched } | Bulk::Feeding { touched, .. } = &mut self.bulk {
+        if let Bulk::AwaitingDump { touched, .. } | Bulk::Feeding { touched, .. } = &mut self.bulk {
             touched.insert(key);
         }
         match self.pending.get_mut(&key) {
@@ -248,19 +322,41 @@ impl Outbound {
         self.changes_lost = true;
     }
 
-    pub(crate) fn handle_dump(&mut self, records: Vec<SessionRecord>) {
-        if let Bulk::AwaitingDump { touched } = &mut self.bulk {
+    pub(crate) fn handle_dump(&mut self, records: Vec<SessionRecord>, stats: &mut Stats) {
+        if let Bulk::AwaitingDump {
+            touched,
+            resume_after,
+        } = &mut self.bulk
+        {
             let touched = std::mem::take(touched);
-            let tombstones = self
-                .merging
-                .tombstones()
-                .filter(|key| !touched.contains(key))
-                .collect();
+            let resume_after = *resume_after;
+            // In key order, so that the peer's acknowledgements say how far it holds the bulk.
+            // The one pass over the whole dump in a turn (about 100 ms for a million records in
+            // a release build); which records are ours is examined as they are fed.
+            let mut records = records;
+            records.sort_unstable_by_key(|r| r.key);
+            let local = self.local;
+            let merging = &self.merging;
+            // Ours: labelled so, or created or updated while apart (relabelled when fed).
+            let ours = |key: &SessionKey| {
+                records.binary_search_by_key(key, |r| r.key).is_ok_and(|i| {
+                    records[i].owner == local || merging.get(key) == Some(ApartChange::Changed)
+                })
+            };
+            // A session changed while apart (or whose change the peer may not have applied)
+            // that is no longer ours was deleted.
+            let mut tombstones: Vec<_> = merging.keys().filter(|key| !ours(key)).collect();
+            tombstones.retain(|key| !touched.contains(key));
+            tombstones.sort_unstable();
+            if resume_after.is_some() {
+                stats.bulk_resumes += 1;
+            }
             self.bulk = Bulk::Feeding {
                 records,
                 next: 0,
                 tombstones,
                 touched,
+                resume_after,
             };
         }
     }
@@ -282,6 +378,7 @@ impl Outbound {
         }
         let mut keys = Vec::new();
         let mut changed_at = Vec::new();
+        let mut stream = Vec::new();
         let bulk_before = self.bulk_records;
         let mut flags = BatchFlags(if must_begin {
             BatchFlags::BULK_BEGIN
@@ -293,13 +390,18 @@ impl Outbound {
         // overrun started). The order does not matter to the peer: a key changed since the dump
         // was requested is skipped here and sent with the changes.
         let mut examined = 0;
+        let mut bulk_last_key = None;
         if let Bulk::Feeding {
             records,
             next,
             tombstones,
             touched,
+            resume_after,
         } = &mut self.bulk
         {
+            if must_begin && resume_after.is_some() {
+                flags.0 |= BatchFlags::RESUMED;
+            }
             while *next < records.len()
                 && examined < DUMP_SCAN
                 && self.writer.frame_len() + RECORD_LEN <= max_bytes
@@ -307,16 +409,25 @@ impl Outbound {
                 let record = &mut records[*next];
                 *next += 1;
                 examined += 1;
-                if touched.contains(&record.key) {
-                    continue;
-                }
-                // Ours, and what we changed while apart even if no longer labelled ours (we
-                // stepped down since, and our copies became the peer's). `merging` does not
-                // change while the bulk is fed: only a new epoch or the merge's end do.
+                // Passed in key order, sent or not: a touched record goes with the changes.
+                bulk_last_key = Some(record.key);
+                // Ours, and what we created or updated while apart even if no longer labelled
+                // ours (we stepped down since, and our copies became the peer's). `merging`
+                // does not change while the bulk is fed: only a new epoch or the merge's end do.
                 if self.merging.get(&record.key) == Some(ApartChange::Changed) {
                     record.owner = self.local;
                 }
                 if record.owner != self.local {
+                    continue;
+                }
+                if resume_after.is_some_and(|after| record.key <= after)
+                    && !self.merging.contains(&record.key)
+                {
+                    // The peer applied it before the link was lost.
+                    stats.bulk_records_not_resent += 1;
+                    continue;
+                }
+                if touched.contains(&record.key) {
                     continue;
                 }
                 self.writer.push_upsert(record);
@@ -348,6 +459,7 @@ impl Outbound {
                 continue;
             };
             changed_at.push(since);
+            stream.push((key, ApartChange::of(&op)));
             self.writer.push(&op);
             keys.push(key);
         }
@@ -369,7 +481,9 @@ impl Outbound {
             frame: frame.clone(),
             keys,
             changed_at,
+            stream,
             bulk_records: self.bulk_records - bulk_before,
+            bulk_last_key,
         });
         Some(frame)
     }
@@ -402,6 +516,9 @@ impl Outbound {
             }
             stats.stream_records_replicated += batch.changed_at.len() as u64;
             stats.bulk_records_replicated += batch.bulk_records;
+            if batch.bulk_last_key.is_some() {
+                self.bulk_applied_to = self.bulk_applied_to.max(batch.bulk_last_key);
+            }
             for key in batch.keys {
                 if self.merging.contains(&key) {
                     self.merge_delivered.insert(key);
@@ -512,7 +629,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(7, &mut Stats::default());
+        out.start(7, false, &mut Stats::default());
         let mut newer = record(1, me);
         newer.mark = 42;
         out.record_change(
@@ -522,7 +639,10 @@ mod tests {
             &mut stats,
         );
         // The dump was read before the change reached us: it holds the old version.
-        out.handle_dump(vec![record(1, me), record(2, me), record(3, NodeId(2))]);
+        out.handle_dump(
+            vec![record(1, me), record(2, me), record(3, NodeId(2))],
+            &mut Stats::default(),
+        );
         let frame = out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         let (flags, records) = batch_keys(&frame);
         assert!(flags.has(BatchFlags::BULK_BEGIN) && flags.has(BatchFlags::BULK_END));
@@ -533,13 +653,59 @@ mod tests {
         );
     }
 
+    /// A kernel dump comes in no particular order; a resumed bulk leaves out what the peer
+    /// holds by key, so the bulk must go in key order whatever the dump's.
+    #[test]
+    fn a_bulk_resumed_after_a_link_loss_misses_no_record_of_an_unordered_dump() {
+        let me = NodeId(1);
+        let mut stats = Stats::default();
+        let mut out = Outbound::new(me, 1024, false);
+        let dump = || (0..1000).rev().map(|i| record(i, me)).collect::<Vec<_>>();
+        out.start(4, true, &mut stats);
+        out.handle_dump(dump(), &mut stats);
+        let mut held = std::collections::BTreeSet::new();
+        for seq in 1..=2 {
+            let frame = out.next_batch(16 * 1024, 4, &mut stats).unwrap();
+            held.extend(batch_keys(&frame).1.into_iter().map(|r| r.key));
+            out.handle_ack(
+                Ack {
+                    epoch: 4,
+                    received: seq,
+                    applied: seq,
+                },
+                Instant::ZERO,
+                &mut stats,
+            );
+        }
+        // The link is lost with the third batch in flight, unapplied.
+        out.next_batch(16 * 1024, 4, &mut stats).unwrap();
+        out.stop();
+        out.start(5, true, &mut stats);
+        out.handle_dump(dump(), &mut stats);
+        let mut resent = 0;
+        while let Some(frame) = out.next_batch(16 * 1024, 64, &mut stats) {
+            let (flags, records) = batch_keys(&frame);
+            if resent == 0 {
+                assert!(flags.has(BatchFlags::RESUMED));
+            }
+            resent += records.len();
+            held.extend(records.into_iter().map(|r| r.key));
+        }
+        assert_eq!(stats.bulk_resumes, 1);
+        assert!(resent < 1000, "resumed, not sent whole");
+        assert_eq!(held.len(), 1000, "every record reached the peer");
+    }
+
     #[test]
     fn a_bulk_sync_completes_while_changes_keep_coming_faster_than_batches_go() {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(4, &mut Stats::default());
-        out.handle_dump((0..1000).map(|i| record(i, me)).collect());
+        out.start(4, false, &mut Stats::default());
+        out.handle_dump(
+            (0..1000).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let per_batch = (16 * 1024) / RECORD_LEN;
         let mut next_key = 1000;
         let mut batches = 0;
@@ -578,8 +744,8 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(1, &mut Stats::default());
-        out.handle_dump(vec![]);
+        out.start(1, false, &mut Stats::default());
+        out.handle_dump(vec![], &mut Stats::default());
         for mark in 0..5 {
             let mut r = record(9, me);
             r.mark = mark;
@@ -619,8 +785,11 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(3, &mut Stats::default());
-        out.handle_dump((0..1000).map(|i| record(i, me)).collect());
+        out.start(3, false, &mut Stats::default());
+        out.handle_dump(
+            (0..1000).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let mut frames = Vec::new();
         while let Some(frame) = out.next_batch(16 * 1024, 4, &mut stats) {
             frames.push(frame);
@@ -673,8 +842,8 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(5, &mut Stats::default());
-        out.handle_dump(vec![record(1, me)]);
+        out.start(5, false, &mut Stats::default());
+        out.handle_dump(vec![record(1, me)], &mut Stats::default());
         out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         assert!(
             !out.handle_ack(
@@ -709,8 +878,11 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(5, &mut Stats::default());
-        out.handle_dump((0..300).map(|i| record(i, me)).collect());
+        out.start(5, false, &mut Stats::default());
+        out.handle_dump(
+            (0..300).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let first = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
         let second = out.next_batch(8 * 1024, 8, &mut stats).unwrap();
         assert!(out.awaiting_ack());
@@ -739,8 +911,11 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false);
-        out.start(2, &mut Stats::default());
-        out.handle_dump((1000..1300).map(|i| record(i, me)).collect());
+        out.start(2, false, &mut Stats::default());
+        out.handle_dump(
+            (1000..1300).map(|i| record(i, me)).collect(),
+            &mut Stats::default(),
+        );
         let ms = |ms: u64| Instant::ZERO + std::time::Duration::from_millis(ms);
         for i in 0..100u16 {
             out.record_change(

@@ -1,9 +1,12 @@
 //! Kernel conntrack tables as the `conntrack` tool lists them (`conntrack -L -o extended,id`),
-//! parsed for verification in tests, and compared between the two firewalls.
+//! parsed for the tests' checks of single flows (is it there, its state, NAT, owner stamp).
+//! Two tables are compared with [`tables::differences`], on failoverd's own reading.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+
+use super::tables;
 
 /// One direction of a connection. For ICMP/ICMPv6, as failoverd's `SessionView` shows it:
 /// `sport` is the echo id, `dport` is `type << 8 | code`.
@@ -82,7 +85,8 @@ pub struct Entry {
     pub reply: Tuple,
     /// The mark without the owner stamp.
     pub mark: u32,
-    /// The owner stamp: the bits of [`OWNER_MARK`] in the kernel's mark.
+    /// The owner stamp: the bits of the daemons' owner mark ([`tables::owner_mark`]) in the
+    /// kernel's mark.
     pub owner_stamp: u32,
     pub zone: u16,
     /// `ASSURED`, `UNREPLIED`, ... (the tool's bracketed flags).
@@ -93,30 +97,6 @@ pub struct Entry {
     /// `--src-nat`: a reply tuple that merely differs from the inverted original does not make
     /// the kernel translate, and the text output does not show the status bit.
     pub snat: bool,
-    /// The labels as the tool prints them, if any.
-    pub labels: Option<String>,
-}
-
-/// The fields replication must carry over, for comparing two tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replicated {
-    pub proto: String,
-    pub orig: Tuple,
-    pub reply: Tuple,
-    pub mark: u32,
-    pub zone: u16,
-    pub snat: bool,
-    /// With [`Compare::WithState`]: TCP state, seen-reply and assured.
-    pub state: Option<(Option<String>, bool, bool)>,
-}
-
-/// What [`diff`] compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compare {
-    /// Protocol, tuples and source NAT, mark, zone.
-    Tuples,
-    /// The same and the state: TCP state, seen reply (no `UNREPLIED`), `ASSURED`.
-    WithState,
 }
 
 impl Entry {
@@ -138,29 +118,7 @@ impl Entry {
     pub fn has_flag(&self, flag: &str) -> bool {
         self.flags.iter().any(|f| f == flag)
     }
-
-    pub fn replicated(&self, compare: Compare) -> Replicated {
-        Replicated {
-            proto: self.proto.clone(),
-            orig: self.orig,
-            reply: self.reply,
-            mark: self.mark,
-            zone: self.zone,
-            snat: self.snat,
-            state: (compare == Compare::WithState).then(|| {
-                (
-                    self.tcp_state.clone(),
-                    !self.has_flag("UNREPLIED"),
-                    self.has_flag("ASSURED"),
-                )
-            }),
-        }
-    }
 }
-
-/// The mark bits the daemons stamp owners in (`sessions.conntrack.owner_mark`, default): bit 30
-/// "this node's", bit 31 "the peer's". Not replicated, so left out of [`Entry::mark`].
-pub const OWNER_MARK: u32 = 0xc000_0000;
 
 /// Parses the tool's extended output (`conntrack -L -o extended[,id]`): one entry per line,
 /// e.g. `ipv4 2 tcp 6 431999 ESTABLISHED src=10.0.1.10 dst=10.0.2.100 sport=40000 dport=5000
@@ -184,7 +142,7 @@ fn parse_line(line: &str) -> Result<Entry, String> {
         .map_err(|e| format!("timeout: {e}"))?;
     let mut tcp_state = None;
     let mut tuples: Vec<BTreeMap<&str, &str>> = Vec::new();
-    let (mut mark, mut zone, mut id, mut labels) = (0, 0, None, None);
+    let (mut mark, mut zone, mut id) = (0, 0, None);
     let mut flags = Vec::new();
     for word in words {
         if let Some(flag) = word.strip_prefix('[').and_then(|w| w.strip_suffix(']')) {
@@ -212,13 +170,13 @@ fn parse_line(line: &str) -> Result<Entry, String> {
             "mark" => mark = number()? as u32,
             "zone" => zone = number()? as u16,
             "id" => id = Some(number()? as u32),
-            "labels" => labels = Some(value.to_string()),
-            _ => {} // use, secctx, helper, timestamps, ...
+            _ => {} // use, labels, secctx, helper, timestamps, ...
         }
     }
     if tuples.len() != 2 {
         return Err(format!("{} tuples", tuples.len()));
     }
+    let owner_mark = tables::owner_mark().mask();
     let orig = tuple(&tuples[0])?;
     let reply = tuple(&tuples[1])?;
     Ok(Entry {
@@ -228,13 +186,12 @@ fn parse_line(line: &str) -> Result<Entry, String> {
         tcp_state,
         orig,
         reply,
-        mark: mark & !OWNER_MARK,
-        owner_stamp: mark & OWNER_MARK,
+        mark: mark & !owner_mark,
+        owner_stamp: mark & owner_mark,
         zone,
         flags,
         id,
         snat: false,
-        labels,
     })
 }
 
@@ -270,44 +227,6 @@ pub fn by_flow(entries: &[Entry], keep: impl Fn(&Flow) -> bool) -> BTreeMap<Flow
         .iter()
         .filter_map(|e| e.flow().filter(|f| keep(f)).map(|f| (f, e.clone())))
         .collect()
-}
-
-/// How `b` differs from `a` (the reference): missing, different and extra flows, at most
-/// `limit` lines of each kind, plus their counts. Empty when equal.
-pub fn diff(
-    a: &BTreeMap<Flow, Entry>,
-    b: &BTreeMap<Flow, Entry>,
-    compare: Compare,
-    limit: usize,
-) -> Vec<String> {
-    let mut missing = Vec::new();
-    let mut different = Vec::new();
-    for (flow, ea) in a {
-        match b.get(flow) {
-            None => missing.push(format!("missing: {flow}")),
-            Some(eb) if ea.replicated(compare) != eb.replicated(compare) => {
-                different.push(format!("different: {ea:?}\n       vs: {eb:?}"))
-            }
-            Some(_) => {}
-        }
-    }
-    let extra: Vec<String> = b
-        .keys()
-        .filter(|f| !a.contains_key(f))
-        .map(|f| format!("extra: {f}"))
-        .collect();
-    let mut out = Vec::new();
-    for (kind, lines) in [
-        ("missing", missing),
-        ("different", different),
-        ("extra", extra),
-    ] {
-        if !lines.is_empty() {
-            out.push(format!("{} {kind}", lines.len()));
-            out.extend(lines.into_iter().take(limit));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct DaemonOptions {
     pub priority: Option<u8>,
     /// Lines added to `[pair]` (after `id`), e.g. `backup = "asymmetric"`.
     pub pair: Vec<String>,
+    /// Lines added to `[link]`, e.g. `heartbeat_listen = "10.0.1.2:7600"`.
+    pub link: Vec<String>,
     /// Lines added to `[sessions]` (after `backend`).
     pub sessions: Vec<String>,
     /// The lines of `[sessions.conntrack]`; default: exclude the failover link's subnet.
@@ -60,6 +62,7 @@ impl Default for DaemonOptions {
         DaemonOptions {
             priority: None,
             pair: Vec::new(),
+            link: Vec::new(),
             sessions: Vec::new(),
             conntrack: vec![format!("exclude = [\"{LINK_SUBNET}\"]")],
             log_level: "info".to_string(),
@@ -74,6 +77,12 @@ impl DaemonOptions {
     /// Adds a line to `[pair]`, e.g. `backup = "asymmetric"`.
     pub fn pair(mut self, line: &str) -> Self {
         self.pair.push(line.to_string());
+        self
+    }
+
+    /// Adds a line to `[link]`, e.g. `heartbeat_listen = "10.0.1.2:7600"`.
+    pub fn link(mut self, line: &str) -> Self {
+        self.link.push(line.to_string());
         self
     }
 
@@ -166,6 +175,7 @@ listen = "{listen}"
 peer = "{peer}"
 peer_key = "{peer_key}"
 reconnect_max_ms = 500
+{link}
 
 {timers}
 [sessions]
@@ -185,6 +195,7 @@ level = "{level}"
             listen = fw.link_addr(),
             peer = fw.other().link_addr(),
             pair = self.pair.join("\n"),
+            link = self.link.join("\n"),
             sessions = self.sessions.join("\n"),
             conntrack = self.conntrack.join("\n"),
             socket = dir.join("failoverd.sock").display(),

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use failoverd_link::Identity;
+use failoverd_wire::SessionRecord;
 
 use super::conntrack::{self, Entry};
 use super::daemon::{Daemon, DaemonOptions};
 use super::netns;
+use super::tables;
 use super::tools;
 
 /// The client's addresses (LAN).
@@ -413,6 +415,12 @@ impl Lab {
             entry.snat = entry.id.is_some() && snat.contains(&entry.id);
         }
         entries
+    }
+
+    /// `fw`'s kernel conntrack table as failoverd's backend reads it, for comparing tables
+    /// ([`tables::read`]).
+    pub fn sessions(&self, fw: Firewall) -> Vec<SessionRecord> {
+        tables::read(&self.ns(fw))
     }
 
     /// `conntrack -D ARGS` in `fw`'s namespace; the number of entries deleted (0 when none

@@ -1,5 +1,6 @@
 //! Helpers for end-to-end tests in network namespaces: the lab of `lab/lab.sh` ([`Lab`]),
 //! sockets created inside a namespace ([`netns`]), kernel conntrack listings ([`conntrack`]),
+//! kernel tables read by failoverd's backend and compared on the shared field list ([`tables`]),
 //! `failoverd` processes in the firewalls' namespaces ([`daemon`]), traffic ([`traffic`]),
 //! keepalived + conntrackd as the incumbent to compare with ([`keepalived`]), address
 //! changes as they happen ([`addrwatch`]) and the programs the tests run ([`tools`]).
@@ -13,6 +14,7 @@ pub mod daemon;
 pub mod keepalived;
 pub mod lab;
 pub mod netns;
+pub mod tables;
 pub mod tools;
 pub mod traffic;
 
