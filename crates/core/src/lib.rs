@@ -13,6 +13,7 @@
 
 mod config;
 mod event;
+mod liveness;
 mod node;
 mod stats;
 mod sync;
@@ -26,6 +27,7 @@ pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use event::{
     Election, Event, HelloTimers, History, HistoryEntry, Incompatibility, Reason, TimerMismatch,
 };
+pub use liveness::Liveness;
 pub use node::{
     Action, ActionResult, ApplyError, Channel, CommandError, HeartbeatPeer, Node, NotReady,
     PeerStatus, Token, Transmit,

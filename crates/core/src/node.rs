@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::{NodeConfig, PlantedBug, RoleAuthority};
 use crate::event::{Election, Event, HelloTimers, History, Incompatibility, Reason, TimerMismatch};
+use crate::liveness::Liveness;
 use crate::stats::Stats;
 use crate::sync::inbound::{Inbound, InboundWork};
 use crate::sync::outbound::Outbound;
@@ -348,12 +349,13 @@ pub struct Node {
     last_comparison: Option<(Box<Digest>, Box<Digest>)>,
     resend: VecDeque<Vec<u8>>,
     control: VecDeque<Vec<u8>>,
+    /// What our hellos say changed in a way the peer must learn at once.
     hello_due: bool,
+    /// The hello schedule and the dead timer, unless the driver runs them apart
+    /// ([`detach_liveness`](Node::detach_liveness)).
+    liveness: Option<Liveness>,
     /// A hello for the heartbeat path is due (see [`Node::poll_heartbeat`]).
     heartbeat_due: bool,
-    peer_tx_stamp: u64,
-    peer_tx_received_at: Instant,
-    rtt: Option<Duration>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     history: History,
@@ -410,10 +412,12 @@ impl Node {
             resend: VecDeque::new(),
             control: VecDeque::new(),
             hello_due: false,
+            liveness: Some(Liveness::new(
+                config.hello_interval,
+                config.dead_interval,
+                now,
+            )),
             heartbeat_due: false,
-            peer_tx_stamp: 0,
-            peer_tx_received_at: now,
-            rtt: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             history: History::new(config.history_len),
@@ -422,7 +426,9 @@ impl Node {
         };
         node.timers
             .set(Timer::Silence, now + node.config.silence_timer);
-        node.timers.set(Timer::Hello, now);
+        // The heartbeat path's hellos keep to the node's timers: the path is the fallback for a
+        // silent failover link, so it needs no thread of its own.
+        node.timers.set(Timer::Heartbeat, now);
         node.emit(
             now,
             Event::StateChanged {
@@ -521,9 +527,10 @@ impl Node {
         Some(ProtocolVersion::CURRENT.common(ProtocolVersion::of_hello(&peer.hello)))
     }
 
-    /// Round-trip time of the last hello exchange.
+    /// Round-trip time of the last hello exchange (`None` once the liveness is detached: ask
+    /// it).
     pub fn link_rtt(&self) -> Option<Duration> {
-        self.rtt
+        self.liveness.as_ref().and_then(Liveness::rtt)
     }
 
     /// Counters.
@@ -594,9 +601,9 @@ impl Node {
     pub fn handle_link_up(&mut self, now: Instant, peer: NodeId) {
         self.link = Some(peer);
         self.hello_due = true;
-        // A link that never carries a hello is as good as dead.
-        self.timers
-            .set(Timer::Dead, now + self.config.dead_interval);
+        if let Some(liveness) = &mut self.liveness {
+            liveness.handle_link_up(now);
+        }
     }
 
     /// The transport closed.
@@ -604,7 +611,9 @@ impl Node {
         self.link = None;
         self.control.clear();
         self.resend.clear();
-        self.timers.stop(Timer::Dead);
+        if let Some(liveness) = &mut self.liveness {
+            liveness.handle_link_down();
+        }
         self.peer_lost(now, Reason::LinkClosed(reason.to_owned()));
         self.update_role(now);
     }
@@ -624,7 +633,9 @@ impl Node {
             Ok(Message::Goodbye(Goodbye {
                 reason: GoodbyeReason::Shutdown | GoodbyeReason::Unknown(_),
             })) => {
-                self.timers.stop(Timer::Dead);
+                if let Some(liveness) = &mut self.liveness {
+                    liveness.handle_goodbye();
+                }
                 self.peer_lost(now, Reason::PeerLeft);
             }
             Ok(Message::SessionBatch(batch)) => {
@@ -710,21 +721,18 @@ impl Node {
 
     /// Runs every timer that expired at `now`, each once; spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(liveness) = &mut self.liveness {
+            liveness.handle_timeout(now);
+            if let Some(silent) = liveness.poll_dead() {
+                self.peer_dead(now, silent);
+            }
+        }
         for timer in self.timers.expired(now) {
             match timer {
-                Timer::Hello => {
-                    self.hello_due = self.link.is_some();
+                Timer::Heartbeat => {
                     self.heartbeat_due = true;
                     self.timers
-                        .set(Timer::Hello, now + self.config.hello_interval);
-                }
-                Timer::Dead => {
-                    let silent = self
-                        .peer
-                        .as_ref()
-                        .map_or(self.config.dead_interval, |p| now - p.heard_at);
-                    self.peer_lost(now, Reason::PeerDead(silent));
-                    self.actions.push_back(Action::ResetLink);
+                        .set(Timer::Heartbeat, now + self.config.hello_interval);
                 }
                 Timer::Silence => {
                     self.set_state(now, State::Independence, Reason::SilenceExpired);
@@ -788,6 +796,18 @@ impl Node {
             }
         }
         self.update_role(now);
+    }
+
+    /// The detached liveness ([`detach_liveness`](Self::detach_liveness)) heard no hello for
+    /// `silent`: the peer is dead.
+    pub fn handle_peer_dead(&mut self, now: Instant, silent: Duration) {
+        self.peer_dead(now, silent);
+        self.update_role(now);
+    }
+
+    fn peer_dead(&mut self, now: Instant, silent: Duration) {
+        self.peer_lost(now, Reason::PeerDead(silent));
+        self.actions.push_back(Action::ResetLink);
     }
 
     /// Changes of the local table reported by the backend, in order (the backend never reports
@@ -1062,12 +1082,18 @@ impl Node {
     /// hold back the hellos behind it).
     pub fn poll_transmit(&mut self, now: Instant, data_ready: bool) -> Option<Transmit> {
         self.link?;
-        if std::mem::take(&mut self.hello_due) {
-            let hello = self.make_hello(now);
-            let mut frame = Vec::new();
-            hello.emit(&mut frame);
-            self.control.push_back(frame);
-            self.stats.hellos_sent += 1;
+        if let Some(liveness) = &self.liveness
+            && (self.hello_due || liveness.hello_due())
+        {
+            let hello = self.make_hello();
+            let urgent = std::mem::take(&mut self.hello_due);
+            if let Some(liveness) = &mut self.liveness {
+                liveness.set_hello(hello, urgent);
+                if let Some(frame) = liveness.poll_transmit(now) {
+                    self.control.push_back(frame);
+                    self.stats.hellos_sent += 1;
+                }
+            }
         }
         if let Some(payload) = self.control.pop_front() {
             return Some(Transmit {
@@ -1115,6 +1141,22 @@ impl Node {
         })
     }
 
+    /// With the liveness detached: what our hellos say now, and whether the peer must learn it
+    /// at once (hand both to [`Liveness::set_hello`] after every input).
+    pub fn poll_hello(&mut self) -> (Hello, bool) {
+        (self.make_hello(), std::mem::take(&mut self.hello_due))
+    }
+
+    /// Hands the hello schedule and the dead timer to the caller, to run where no bulk work
+    /// runs (the daemon: a thread of its own). From then on the caller feeds it the link's
+    /// state and the peer's hellos, sends what it polls, passes what
+    /// [`poll_hello`](Self::poll_hello) says after every input, and reports its verdict with
+    /// [`handle_peer_dead`](Self::handle_peer_dead); the node still reads every hello for what
+    /// it says. `None` if already detached.
+    pub fn detach_liveness(&mut self) -> Option<Liveness> {
+        self.liveness.take()
+    }
+
     /// The hello to send on the heartbeat path, when one is due: every hello interval and at
     /// once on a change of state or role, whether or not the failover link is up. The driver
     /// polls it only if a heartbeat path is configured.
@@ -1122,8 +1164,11 @@ impl Node {
         if !std::mem::take(&mut self.heartbeat_due) {
             return None;
         }
+        let mut hello = self.make_hello();
+        // No echo: the heartbeat path measures no round trip (its transport checks freshness).
+        hello.tx_stamp = now.as_micros().max(1);
         let mut frame = Vec::new();
-        self.make_hello(now).emit(&mut frame);
+        hello.emit(&mut frame);
         Some(frame)
     }
 
@@ -1134,7 +1179,11 @@ impl Node {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout()
+        let liveness = self.liveness.as_ref().and_then(Liveness::poll_timeout);
+        [self.timers.next_timeout(), liveness]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- internals ----
@@ -1347,17 +1396,11 @@ impl Node {
 
     fn handle_hello(&mut self, now: Instant, authenticated: NodeId, hello: Hello) {
         self.stats.hellos_received += 1;
-        self.peer_tx_stamp = hello.tx_stamp;
-        self.peer_tx_received_at = now;
-        if hello.echo_stamp != 0 {
-            self.rtt = Some(Duration::from_micros(
-                now.as_micros().saturating_sub(hello.echo_stamp),
-            ));
+        if let Some(liveness) = &mut self.liveness {
+            liveness.handle_hello(now, &hello);
         }
         self.compare_timers(now, &hello);
         let compatible = self.check(authenticated, &hello);
-        self.timers
-            .set(Timer::Dead, now + self.config.dead_interval);
         self.loss_reason = None;
         self.peer = Some(PeerView {
             node: authenticated,
@@ -1515,7 +1558,8 @@ impl Node {
         }
     }
 
-    fn make_hello(&self, now: Instant) -> Hello {
+    /// What our hellos say; the liveness stamps them when it sends one.
+    fn make_hello(&self) -> Hello {
         let mut flags = 0;
         if self.is_ready() {
             flags |= HelloFlags::READY;
@@ -1529,9 +1573,6 @@ impl Node {
         if self.resync_requested.is_some() {
             flags |= HelloFlags::RESYNC;
         }
-        // The peer measures the round trip from its stamp; our holding time is not part of it.
-        // The stamp is the peer's: saturate rather than trust it to leave room.
-        let held = now.saturating_since(self.peer_tx_received_at).as_micros() as u64;
         Hello {
             pair_id: self.config.pair_id,
             node_id: self.config.node_id.0,
@@ -1543,12 +1584,8 @@ impl Node {
             epoch: self.outbound.epoch(),
             hello_interval_ms: wire_millis(self.config.hello_interval),
             dead_interval_ms: wire_millis(self.config.dead_interval),
-            tx_stamp: now.as_micros().max(1),
-            echo_stamp: if self.peer_tx_stamp == 0 {
-                0
-            } else {
-                self.peer_tx_stamp.saturating_add(held)
-            },
+            tx_stamp: 0,
+            echo_stamp: 0,
             resync_epoch: self.resync_requested.unwrap_or(0),
             protocol_minor: ProtocolVersion::CURRENT.minor,
         }

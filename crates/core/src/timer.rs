@@ -1,14 +1,11 @@
-//! Every deadline of a node lives in one table; `poll_timeout` is its minimum.
+//! Every deadline of a node lives in one table (the hello schedule and the dead timer in its
+//! [`Liveness`](crate::Liveness)); `poll_timeout` is the minimum of both.
 
 use crate::time::Instant;
 
 /// The node's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
-    /// Send the next hello.
-    Hello,
-    /// The peer is dead if no hello arrives before this.
-    Dead,
     /// Silence ends: move to Independence.
     Silence,
     /// No acknowledgement progress: resend unacknowledged batches.
@@ -25,14 +22,14 @@ pub(crate) enum Timer {
     AdoptAlone,
     /// A resync forced by lost backend events, deferred by the backoff, is due.
     ResyncBackoff,
+    /// Send the next hello on the heartbeat path.
+    Heartbeat,
     /// The peer is no longer heard on the heartbeat path if no heartbeat arrives before this.
     HeartbeatDead,
 }
 
 impl Timer {
-    const ALL: [Timer; 11] = [
-        Timer::Hello,
-        Timer::Dead,
+    const ALL: [Timer; 10] = [
         Timer::Silence,
         Timer::Retransmit,
         Timer::DumpRetry,
@@ -41,6 +38,7 @@ impl Timer {
         Timer::Digest,
         Timer::AdoptAlone,
         Timer::ResyncBackoff,
+        Timer::Heartbeat,
         Timer::HeartbeatDead,
     ];
 
@@ -97,13 +95,13 @@ mod tests {
     #[test]
     fn expired_timers_fire_once_and_next_is_the_minimum() {
         let mut table = TimerTable::default();
-        table.set(Timer::Dead, Instant::from_nanos(300));
-        table.set(Timer::Hello, Instant::from_nanos(100));
+        table.set(Timer::Retransmit, Instant::from_nanos(300));
+        table.set(Timer::Silence, Instant::from_nanos(100));
         assert_eq!(table.next_timeout(), Some(Instant::from_nanos(100)));
         assert_eq!(table.expired(Instant::from_nanos(50)).count(), 0);
         assert_eq!(
             table.expired(Instant::from_nanos(100)).collect::<Vec<_>>(),
-            [Timer::Hello]
+            [Timer::Silence]
         );
         assert_eq!(table.expired(Instant::from_nanos(100)).count(), 0);
         assert_eq!(table.next_timeout(), Some(Instant::from_nanos(300)));

@@ -22,11 +22,18 @@
 //! 4. **bulk**: N entries already in A's kernel, A's daemon running alone; B's daemon starts;
 //!    measured: until B reports ready with the peer's bulk sync applied, against 1.2 x the
 //!    standalone insert time of N.
+//! 5. **aggressive** (not in the default set; `--phase aggressive`): the replication
+//!    measurement with hello 10 ms and dead interval 30 ms (`--aggressive-hello-ms`,
+//!    `--aggressive-dead-ms`) on both daemons: a burst of N new flows through A as fast as the
+//!    generator inserts them (its rate is reported); required: no "peer dead" on either node,
+//!    B ready at the end, the tables equal; its time beside the standalone insert time of N
+//!    (issue 10, finding 1: such a burst used to livelock B's bulk sync).
 //!
 //! The flows are `sample_record`s with their timeout raised to two hours (so that nothing
 //! expires during a run), minus the two whose IPv4 client lies in the failover link's subnet
 //! (which the daemons exclude); the entry's mark is its sample index, which is how the watcher
-//! recognises it. Creation times are interpolated within each `apply` chunk of 256.
+//! recognises it. Creation times are interpolated within each `apply` chunk of 256. Tables are
+//! compared on `failoverd_backends::session::conformance::ComparedFields`.
 //!
 //! `net.netfilter.nf_conntrack_max` (host-wide) is raised for the run and restored at the end,
 //! also on error and on SIGINT/SIGTERM. Labs are torn down (`lab.sh down`) and the daemons this
@@ -46,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
+use failoverd_backends::session::conformance::ComparedFields;
 use failoverd_backends::{
     ApplyError, BackendError, ConntrackBackend, ConntrackConfig, SessionBackend, sample_record,
 };
@@ -77,6 +85,12 @@ struct Args {
     /// `event_buffer_bytes` of B's daemon in the overrun measurement.
     #[arg(long, default_value_t = 65_536)]
     overrun_buffer: usize,
+    /// Hello interval of both daemons in the aggressive measurement, ms.
+    #[arg(long, default_value_t = 10)]
+    aggressive_hello_ms: u32,
+    /// Dead interval of both daemons in the aggressive measurement, ms.
+    #[arg(long, default_value_t = 30)]
+    aggressive_dead_ms: u32,
     /// The failoverd binary (default: `failoverd` next to this example's directory, i.e.
     /// `target/release/failoverd`).
     #[arg(long)]
@@ -96,6 +110,7 @@ enum Phase {
     Replication,
     Overrun,
     Bulk,
+    Aggressive,
 }
 
 /// The node ids of the benchmark's own backends: none is A's or B's daemon's.
@@ -262,7 +277,7 @@ fn run(args: &Args) -> Result<bool> {
     }
     if phases.contains(&Phase::Replication) {
         for &n in &flows {
-            bench.replication(n)?;
+            bench.replication_with(n, None)?;
         }
     }
     if phases.contains(&Phase::Overrun) {
@@ -271,6 +286,15 @@ fn run(args: &Args) -> Result<bool> {
     if phases.contains(&Phase::Bulk) {
         for &n in &flows {
             bench.bulk(n)?;
+        }
+    }
+    if phases.contains(&Phase::Aggressive) {
+        let timers = Timers {
+            hello_ms: args.aggressive_hello_ms,
+            dead_ms: args.aggressive_dead_ms,
+        };
+        for &n in &flows {
+            bench.replication_with(n, Some(timers))?;
         }
     }
     Ok(bench.summary())
@@ -406,14 +430,28 @@ impl Bench<'_> {
     // -----------------------------------------------------------------------------------------
     // 2. replication
 
-    fn replication(&mut self, n: u32) -> Result<()> {
+    /// The replication measurement; with `timers`, the aggressive one (its own figure and
+    /// targets).
+    fn replication_with(&mut self, n: u32, timers: Option<Timers>) -> Result<()> {
         let flows = flow_indices(n);
+        let name = match timers {
+            None => "replication",
+            Some(_) => "aggressive",
+        };
         progress(&format!(
-            "replication: {n} new flows on A, replicated to B by the daemons"
+            "{name}: {n} new flows on A, replicated to B by the daemons{}",
+            timers.map_or(String::new(), |t| format!(
+                " (hello {} ms, dead {} ms)",
+                t.hello_ms, t.dead_ms
+            ))
         ));
         let lab = self.lab()?;
-        let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &DaemonOptions::default())?;
-        let mut b = Daemon::spawn(&self.failoverd, &lab, Fw::B, &DaemonOptions::default())?;
+        let options = DaemonOptions {
+            timers,
+            ..DaemonOptions::default()
+        };
+        let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &options)?;
+        let mut b = Daemon::spawn(&self.failoverd, &lab, Fw::B, &options)?;
         let sync_secs = wait_synchronized(&mut a, &mut b, Duration::from_secs(30))?;
         progress(&format!("  daemons synchronized after {sync_secs:.2} s"));
         let (ns_a, ns_b) = (lab.ns("a"), lab.ns("b"));
@@ -421,6 +459,9 @@ impl Bench<'_> {
         let base = Instant::now();
         let cpu_before = (a.cpu(), b.cpu(), process_cpu_secs());
         let mut cpu_after = None;
+        // Aggressive phase: `Some(seconds after every flow arrived)` once B was ready, `Some(None)`
+        // if it never was within the bound.
+        let mut b_ready: Option<Option<f64>> = None;
         let (generated, watched, table_a, table_b, drained_secs) = std::thread::scope(|s| {
             let generator = in_ns(s, &ns_a, "generator", || generator_job(&sig, &flows, base));
             let watcher = in_ns(s, &ns_b, "watcher", || watcher_job(&sig, &flows, base));
@@ -430,6 +471,13 @@ impl Bench<'_> {
                 sig.go.store(true, Ordering::SeqCst);
                 let drained = wait_arrivals(n, &sig, &handles, &mut [&mut a, &mut b])?;
                 cpu_after = Some((a.cpu(), b.cpu(), process_cpu_secs(), base.elapsed()));
+                if timers.is_some() {
+                    // Every flow arrived; the standby must also be ready to take over.
+                    let ready = b.wait_for("ready", Duration::from_secs(60), |s| {
+                        s.ready && s.state == FailoverState::Synchronization
+                    });
+                    b_ready = Some(ready.map(|(_, after)| after.as_secs_f64()).ok());
+                }
                 sig.dump.store(true, Ordering::SeqCst);
                 Ok(drained)
             })();
@@ -481,6 +529,76 @@ impl Bench<'_> {
         let ratio = standalone.map(|s| replicated_rate / s.rate);
         // The pair kept up with the generator: its rate is a lower bound of the pair's.
         let generator_limited = tail_ms <= 0.1 * generated.wall_secs() * 1000.0 + 100.0;
+        if let Some(timers) = timers {
+            let count = |node: &str, what: &str| incidents[node][what].as_u64().unwrap_or(0);
+            let (dead_a, dead_b) = (count("a", "peer_dead"), count("b", "peer_dead"));
+            let ready_after = b_ready.flatten();
+            let value = json!({
+                "figure": "aggressive_burst",
+                "flows": n,
+                "hello_ms": timers.hello_ms,
+                "dead_ms": timers.dead_ms,
+                "generator_entries_per_sec": gen_rate.round(),
+                "generator_secs": round3(generated.wall_secs()),
+                "generator_failed": generated.failed,
+                "end_to_end_secs": round3(end_to_end_secs),
+                "replicated_entries_per_sec": replicated_rate.round(),
+                "standalone_insert_secs": standalone.map(|s| round3(s.insert_secs)),
+                "peer_dead_a": dead_a,
+                "peer_dead_b": dead_b,
+                "b_ready": ready_after.is_some(),
+                "b_ready_secs_after_last_arrival": ready_after.map(round3),
+                "arrived": lags.arrived,
+                "on_a": compare.on_a,
+                "on_b": compare.on_b,
+                "lost": compare.lost,
+                "different": compare.different,
+                "daemon_a": status_a.as_ref().map(status_summary),
+                "daemon_b": status_b.as_ref().map(status_summary),
+                "daemon_log_incidents": incidents.clone(),
+                "cpu_secs": cpu,
+            });
+            let human = format!(
+                "aggressive {n} (hello {} ms, dead {} ms): generator {gen_rate:.0}/s ({:.2} s); \
+                 every flow on B {end_to_end_secs:.2} s after the first was created{}; \
+                 false peer dead: A {dead_a}, B {dead_b}; B ready: {}; on A {}, on B {}, \
+                 lost {}, different {}{cpu_human}",
+                timers.hello_ms,
+                timers.dead_ms,
+                generated.wall_secs(),
+                standalone.map_or(String::new(), |s| format!(
+                    " (standalone insert of {n}: {:.2} s)",
+                    s.insert_secs
+                )),
+                ready_after.map_or("no".to_string(), |secs| format!(
+                    "yes, {secs:.2} s after the last arrival"
+                )),
+                compare.on_a,
+                compare.on_b,
+                compare.lost,
+                compare.different,
+            );
+            self.figure(
+                value,
+                format!("{human}\n    daemon log incidents: {incidents}"),
+            );
+            self.target(
+                format!("aggressive {n}: no false peer dead (A {dead_a}, B {dead_b})"),
+                dead_a == 0 && dead_b == 0,
+            );
+            self.target(
+                format!("aggressive {n}: the standby ends ready"),
+                ready_after.is_some(),
+            );
+            self.target(
+                format!(
+                    "aggressive {n}: tables equal (on A {}, on B {}, lost {}, different {})",
+                    compare.on_a, compare.on_b, compare.lost, compare.different
+                ),
+                compare.on_a == n as usize && compare.lost == 0 && compare.different == 0,
+            );
+            return Ok(());
+        }
         let value = json!({
             "figure": "replication",
             "generator_limited": generator_limited,
@@ -593,6 +711,7 @@ impl Bench<'_> {
         let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &DaemonOptions::default())?;
         let b_options = DaemonOptions {
             event_buffer_bytes: Some(buffer),
+            ..DaemonOptions::default()
         };
         let mut b = Daemon::spawn(&self.failoverd, &lab, Fw::B, &b_options)?;
         wait_synchronized(&mut a, &mut b, Duration::from_secs(30))?;
@@ -1238,7 +1357,7 @@ fn dump_table(backend: &mut ConntrackBackend, flows: &[u32]) -> Result<Table> {
     for record in &records {
         if is_sample(record, limit) {
             let mut hasher = std::hash::DefaultHasher::new();
-            (record.key, record.reply, record.mark).hash(&mut hasher);
+            ComparedFields::of(record).hash(&mut hasher);
             let slot = &mut signature[record.mark as usize];
             if *slot == 0 {
                 present += 1;
@@ -1259,7 +1378,7 @@ struct Comparison {
     on_b: usize,
     /// On the source, missing on the copy.
     lost: usize,
-    /// On both, different reply tuple or mark.
+    /// On both, different on the compared fields.
     different: usize,
 }
 
@@ -1605,6 +1724,14 @@ impl Drop for Lab {
 #[derive(Debug, Clone, Default)]
 struct DaemonOptions {
     event_buffer_bytes: Option<usize>,
+    timers: Option<Timers>,
+}
+
+/// Hello and dead interval of a daemon, ms.
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    hello_ms: u32,
+    dead_ms: u32,
 }
 
 /// The control socket, with a runtime to talk to it.
@@ -1661,6 +1788,12 @@ impl Daemon {
         let buffer = options
             .event_buffer_bytes
             .map_or(String::new(), |b| format!("event_buffer_bytes = {b}\n"));
+        let timers = options.timers.map_or(String::new(), |t| {
+            format!(
+                "hello_interval_ms = {}\ndead_interval_ms = {}\n",
+                t.hello_ms, t.dead_ms
+            )
+        });
         let config = format!(
             r#"# written by crates/failoverd/examples/conntrack_bench.rs
 [node]
@@ -1679,7 +1812,7 @@ reconnect_max_ms = 500
 
 [timers]
 silence_ms = 300
-
+{timers}
 [sessions]
 backend = "conntrack"
 

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::driver::{self, HeartbeatSetup, NodeRequest, NodeSetup};
+use crate::hellos::HelloPath;
 use crate::takeover::Takeover;
 use crate::{backend, kernel};
 
@@ -36,6 +37,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     core.validate()
         .with_context(|| format!("{}: invalid timers", path.display()))?;
 
+    let hellos = HelloPath::spawn(&config.node.name, driver::Clock::start())?;
     let heartbeat = match config.link.heartbeat {
         Some(path) => {
             let (sender, events) = failoverd_link::spawn_heartbeat(HeartbeatConfig {
@@ -57,6 +59,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let link = failoverd_link::spawn(LinkConfig {
         reconnect_min: config.link.reconnect_min,
         reconnect_max: config.link.reconnect_max,
+        control_tap: Some(hellos.tap()),
+        control_priority: Some(crate::hellos::HELLO_PRIORITY),
         ..LinkConfig::new(
             config.link.listen,
             config.link.peer,
@@ -114,6 +118,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         link,
         backend,
         takeover,
+        hellos,
         heartbeat,
     };
     driver::run(setup, request_rx, None, until(stopped)).await;

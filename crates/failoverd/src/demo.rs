@@ -18,7 +18,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::{self, BackendHandle, Command};
-use crate::driver::{self, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
+use crate::driver::{self, Clock, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
+use crate::hellos::{HELLO_PRIORITY, HelloPath};
 use crate::proxy::Relay;
 use crate::takeover::Takeover;
 
@@ -220,24 +221,41 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         Relay::start(target_b_rx).await?,
     ];
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
-    let link_a = failoverd_link::spawn(LinkConfig::new(
-        loopback,
-        relays[1].addr,
-        ids[0].clone(),
-        ids[1].fingerprint(),
-    ))?;
-    let link_b = failoverd_link::spawn(LinkConfig::new(
-        loopback,
-        relays[0].addr,
-        ids[1].clone(),
-        ids[0].fingerprint(),
-    ))?;
+    let hellos_a = HelloPath::spawn("A", Clock::start())?;
+    let hellos_b = HelloPath::spawn("B", Clock::start())?;
+    let link_a = failoverd_link::spawn(LinkConfig {
+        control_tap: Some(hellos_a.tap()),
+        control_priority: Some(HELLO_PRIORITY),
+        ..LinkConfig::new(
+            loopback,
+            relays[1].addr,
+            ids[0].clone(),
+            ids[1].fingerprint(),
+        )
+    })?;
+    let link_b = failoverd_link::spawn(LinkConfig {
+        control_tap: Some(hellos_b.tap()),
+        control_priority: Some(HELLO_PRIORITY),
+        ..LinkConfig::new(
+            loopback,
+            relays[0].addr,
+            ids[1].clone(),
+            ids[0].fingerprint(),
+        )
+    })?;
     target_a.send_replace(Some(link_a.0.local_addr()));
     target_b.send_replace(Some(link_b.0.local_addr()));
 
     let (observer_b, mut observations_b) = mpsc::unbounded_channel();
-    let a = start_node("A", 200, &ids[0], link_a, &options, None)?;
-    let b = start_node("B", 100, &ids[1], link_b, &options, Some(observer_b))?;
+    let a = start_node("A", 200, &ids[0], (link_a, hellos_a), &options, None)?;
+    let b = start_node(
+        "B",
+        100,
+        &ids[1],
+        (link_b, hellos_b),
+        &options,
+        Some(observer_b),
+    )?;
     // Stamp the survivor's events with wall time as they happen.
     let (stamped_tx, mut stamped) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -448,7 +466,10 @@ fn start_node(
     name: &'static str,
     priority: u8,
     identity: &Identity,
-    link: (failoverd_link::LinkSender, failoverd_link::LinkEvents),
+    (link, hellos): (
+        (failoverd_link::LinkSender, failoverd_link::LinkEvents),
+        HelloPath,
+    ),
     options: &Options,
     observer: Option<mpsc::UnboundedSender<Observation>>,
 ) -> anyhow::Result<DemoNode> {
@@ -475,6 +496,7 @@ fn start_node(
         link,
         backend: (backend.clone(), events),
         takeover: Takeover::default(),
+        hellos,
         heartbeat: None,
     };
     let task = tokio::spawn(driver::run(setup, request_rx, observer, async {

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::backend::{self, BackendHandle, Command, TableCounters};
+use crate::hellos::{self, HelloPath, PeerDead};
 use crate::takeover::Takeover;
 
 /// Link events kept for `failoverctl events` (the core keeps its own history).
@@ -48,6 +49,8 @@ pub struct NodeSetup {
     pub backend: (BackendHandle, mpsc::UnboundedReceiver<backend::Event>),
     /// What moves the traffic (VRRP, FRR, hooks), already started.
     pub takeover: Takeover,
+    /// The hello thread, already started; its tap is on the link.
+    pub hellos: HelloPath,
     /// The heartbeat path (`link.heartbeat_listen`), already spawned, if configured.
     pub heartbeat: Option<HeartbeatSetup>,
 }
@@ -132,7 +135,6 @@ pub async fn run(
     observer: Option<mpsc::UnboundedSender<Observation>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let clock = Clock::start();
     let NodeSetup {
         name,
         core,
@@ -141,14 +143,26 @@ pub async fn run(
         link: (link, mut link_events),
         backend: (backend, mut backend_events),
         takeover,
+        hellos,
         heartbeat,
     } = setup;
+    let clock = hellos.clock();
+    let mut node = Node::new(core, clock.now());
+    let (dead, mut dead_verdicts) = mpsc::unbounded_channel();
+    if let Some(liveness) = node.detach_liveness() {
+        hellos.install(
+            liveness.with_stall_limit(hellos::STALL_LIMIT),
+            link.clone(),
+            dead,
+        );
+    }
     let (heartbeat, mut heartbeat_events) = match heartbeat {
         Some(h) => (Some((h.sender, h.peer, h.address)), Some(h.events)),
         None => (None, None),
     };
     let mut driver = Driver {
-        node: Node::new(core, clock.now()),
+        node,
+        hellos,
         clock,
         name,
         fingerprint,
@@ -159,6 +173,8 @@ pub async fn run(
         heartbeat,
         observer,
         link_up: false,
+        links: 0,
+        early_verdict: None,
         link_history: VecDeque::new(),
         snapshot_waiters: VecDeque::new(),
         blocked_data: None,
@@ -174,6 +190,7 @@ pub async fn run(
         driver.grant_credit();
         let ready = driver.node.is_ready();
         driver.takeover.set_ready(ready);
+        driver.hand_hello_over();
         driver.turns.end();
         let deadline = driver
             .node
@@ -188,30 +205,49 @@ pub async fn run(
         // Not biased: under load every source is ready all the time, and a fixed order would
         // starve the last ones (status requests behind session data). Each branch does a
         // bounded amount of work.
+        // Each branch begins the turn before it handles its input: a turn is the handling of
+        // one input plus the timers and outputs that follow, never the wait.
         tokio::select! {
             () = &mut shutdown => break,
-            () = sleep => {}
-            Some(event) = link_events.recv() => driver.on_link(event),
+            () = sleep => driver.begin_turn(),
+            Some(event) = link_events.recv() => {
+                driver.begin_turn();
+                driver.on_link(event);
+            }
             Some(hello) = next_heartbeat(&mut heartbeat_events) => {
+                driver.begin_turn();
                 if let Some((_, peer, _)) = &driver.heartbeat {
                     driver.node.handle_heartbeat(driver.clock.now(), *peer, &hello);
                 }
             }
             sent = async { driver.blocked_data.as_mut().expect("guarded").await }, if driver.blocked_data.is_some() => {
+                driver.begin_turn();
                 driver.blocked_data = None;
                 if let Err(err) = sent {
                     tracing::debug!(node = %driver.name, "data frame not sent: {err}");
                 }
             }
-            Some(event) = backend_events.recv() => driver.on_backend(event),
-            Some(request) = requests.recv() => driver.on_request(request),
+            Some(event) = backend_events.recv() => {
+                driver.begin_turn();
+                driver.on_backend(event);
+            }
+            Some(request) = requests.recv() => {
+                driver.begin_turn();
+                driver.on_request(request);
+            }
             Some((master, reason)) = driver.takeover.forwarding() => {
+                driver.begin_turn();
                 driver.node.set_forwarding(driver.clock.now(), master, &reason);
             }
-            () = std::future::ready(()), if more_data => {}
+            Some(verdict) = dead_verdicts.recv() => {
+                driver.begin_turn();
+                driver.on_peer_dead(verdict);
+            }
+            () = std::future::ready(()), if more_data => driver.begin_turn(),
         }
-        driver.turns.start();
     }
+    // No hello after the goodbye: the peer would take it for a node coming back.
+    driver.hellos.stop();
     driver.node.shutdown(driver.clock.now());
     driver.flush();
     driver.takeover.shutdown().await;
@@ -222,6 +258,7 @@ pub async fn run(
 
 struct Driver {
     node: Node,
+    hellos: HelloPath,
     clock: Clock,
     name: String,
     fingerprint: Fingerprint,
@@ -233,6 +270,11 @@ struct Driver {
     heartbeat: Option<(HeartbeatSender, NodeId, String)>,
     observer: Option<mpsc::UnboundedSender<Observation>>,
     link_up: bool,
+    /// Link-ups handled, counted as the hello path counts them.
+    links: u64,
+    /// A verdict about a link whose `Up` this loop has not handled yet (the hello path hears
+    /// of the link first).
+    early_verdict: Option<PeerDead>,
     link_history: VecDeque<(Instant, String)>,
     snapshot_waiters: VecDeque<oneshot::Sender<ReplicationSnapshot>>,
     /// A data frame waiting for room on the data connection; session batches wait with it,
@@ -266,6 +308,15 @@ impl Turns {
 }
 
 impl Driver {
+    /// An input arrived: the turn that handles it starts (the hello thread knows the node is
+    /// busy from now on).
+    fn begin_turn(&mut self) {
+        self.turns.start();
+        let now = self.clock.now();
+        self.hellos
+            .update(false, |liveness| liveness.set_busy_since(Some(now)));
+    }
+
     /// Runs the core's expired timers.
     fn run_timers(&mut self) {
         let now = self.clock.now();
@@ -274,6 +325,27 @@ impl Driver {
         {
             self.turns.timer_late = self.turns.timer_late.max(now - at);
             self.node.handle_timeout(now);
+        }
+    }
+
+    /// Tells the hello thread what our hellos say now (at once if the peer must learn it at
+    /// once), and that this turn is over.
+    fn hand_hello_over(&mut self) {
+        let (hello, urgent) = self.node.poll_hello();
+        self.hellos.update(urgent, |liveness| {
+            liveness.set_hello(hello, urgent);
+            liveness.set_busy_since(None);
+        });
+    }
+
+    /// The hello thread heard nothing from the peer for the dead interval: on the current
+    /// link it counts, on a link still to come it waits for that link, on an older one it is
+    /// stale.
+    fn on_peer_dead(&mut self, verdict: PeerDead) {
+        if verdict.link > self.links {
+            self.early_verdict = Some(verdict);
+        } else if verdict.link == self.links && self.link_up {
+            self.node.handle_peer_dead(self.clock.now(), verdict.silent);
         }
     }
 
@@ -372,8 +444,12 @@ impl Driver {
         match event {
             LinkEvent::Up { peer, remote } => {
                 self.link_up = true;
+                self.links += 1;
                 self.record_link(now, format!("failover link up to {remote} ({peer})"));
                 self.node.handle_link_up(now, NodeId(peer.node_id()));
+                if let Some(verdict) = self.early_verdict.take() {
+                    self.on_peer_dead(verdict);
+                }
             }
             LinkEvent::Frame { bytes, .. } => self.node.handle_frame(now, &bytes),
             LinkEvent::Down { reason } => {
@@ -575,6 +651,10 @@ impl Driver {
         ]) {
             counters.insert(name.to_string(), value);
         }
+        if let Some(sent) = self.hellos.read(|liveness| liveness.hellos_sent()) {
+            // The hello thread sends them, not the core.
+            counters.insert("hellos_sent".to_string(), sent);
+        }
         if let Some((sender, _, _)) = &self.heartbeat {
             let path = sender.stats();
             counters.insert("heartbeat_sent".to_string(), path.sent);
@@ -682,7 +762,12 @@ impl Driver {
             last_hello_ms_ago: peer
                 .as_ref()
                 .map(|p| (now - p.last_heard).as_millis() as u64),
-            rtt_us: self.node.link_rtt().map(|rtt| rtt.as_micros() as u64),
+            rtt_us: self
+                .hellos
+                .read(|liveness| liveness.rtt())
+                .flatten()
+                .or(self.node.link_rtt())
+                .map(|rtt| rtt.as_micros() as u64),
             protocol: peer.as_ref().map(|p| p.protocol.to_string()),
             hello_interval_ms: peer.as_ref().map(|p| p.timers.hello.as_millis() as u64),
             dead_interval_ms: peer.as_ref().map(|p| p.timers.dead.as_millis() as u64),

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod daemon;
 pub mod demo;
 pub mod driver;
+pub mod hellos;
 #[cfg(target_os = "linux")]
 pub mod kernel;
 #[cfg(target_os = "linux")]

@@ -73,6 +73,8 @@ struct NodeFiles {
     dir: PathBuf,
     identity: Identity,
     listen: SocketAddr,
+    /// Lines added to the `[timers]` section.
+    timers: &'static str,
 }
 
 fn free_port() -> SocketAddr {
@@ -94,6 +96,7 @@ impl NodeFiles {
             dir,
             identity,
             listen: free_port(),
+            timers: "",
         }
     }
 
@@ -138,6 +141,7 @@ peer_key = "{peer_key}"
 
 [timers]
 silence_ms = 300
+{timers}
 
 [control]
 socket = "{socket}"
@@ -150,6 +154,7 @@ level = "info"
                 listen = self.listen,
                 peer = peer.listen,
                 socket = socket.display(),
+                timers = self.timers,
             ),
         )
         .unwrap();
@@ -190,6 +195,16 @@ fn status(daemon: &Daemon) -> Option<Status> {
 
 /// Polls until `done` holds; the timeout only bounds a failure.
 fn wait_for(daemon: &Daemon, what: &str, done: impl Fn(&Status) -> bool) -> Status {
+    wait_within(daemon, what, Duration::from_secs(20), done)
+}
+
+/// [`wait_for`], failing after `within`.
+fn wait_within(
+    daemon: &Daemon,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&Status) -> bool,
+) -> Status {
     let started = Instant::now();
     loop {
         if let Some(status) = status(daemon)
@@ -197,7 +212,7 @@ fn wait_for(daemon: &Daemon, what: &str, done: impl Fn(&Status) -> bool) -> Stat
         {
             return status;
         }
-        if started.elapsed() > Duration::from_secs(20) {
+        if started.elapsed() > within {
             panic!(
                 "{}: {what} did not happen; last status {:?}\nlog:\n{}",
                 daemon.name,
@@ -284,6 +299,66 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
             .iter()
             .any(|r| r.starts_with("peer dead: no hello for")),
         "{reasons:?}"
+    );
+}
+
+/// Issue 10, finding 1: with hello 10 ms and dead 30 ms, a million-session bulk sync kept the
+/// drivers busy for longer than the dead interval (A handed the whole dump at once, B applying
+/// it), the nodes declared each other dead, and each bulk sync started over. The hellos run
+/// on threads of their own now: neither node may declare the other dead, and B ends ready with
+/// every session.
+#[test]
+fn a_million_session_bulk_sync_with_10_ms_hellos_declares_no_peer_dead() {
+    const SESSIONS: u64 = 1_000_000;
+    const TIMERS: &str = "hello_interval_ms = 10\ndead_interval_ms = 30";
+    let root = tempfile::tempdir().unwrap();
+    let (mut fa, mut fb) = (
+        NodeFiles::new(root.path(), "a"),
+        NodeFiles::new(root.path(), "b"),
+    );
+    (fa.timers, fb.timers) = (TIMERS, TIMERS);
+    let a = fa.start("a", 200, &fb, fb.identity.fingerprint());
+    wait_for(&a, "working alone", |s| {
+        s.state == FailoverState::Independence
+    });
+    let generated = call(
+        &a,
+        Request::SessionsGenerate {
+            count: SESSIONS as u32,
+        },
+    )
+    .unwrap();
+    assert_eq!(generated["created"], SESSIONS);
+    let b = fb.start("b", 100, &fa, fa.identity.fingerprint());
+    let ready = wait_within(
+        &b,
+        "ready with A's sessions",
+        Duration::from_secs(300),
+        |s| synchronized(s) && s.sessions.peer_owned == SESSIONS,
+    );
+    wait_within(
+        &a,
+        "ready with B's (empty) table",
+        Duration::from_secs(60),
+        synchronized,
+    );
+    let dead = |daemon: &Daemon| {
+        reasons(daemon)
+            .into_iter()
+            .filter(|r| r.starts_with("peer dead"))
+            .collect::<Vec<_>>()
+    };
+    let (dead_a, dead_b) = (dead(&a), dead(&b));
+    let turn = |status: &Status| status.counters.get("driver_turn_max_us").copied();
+    eprintln!(
+        "B ready after {} ms in Synchronization; longest driver turn: A {:?} us, B {:?} us",
+        ready.state_since_ms,
+        status(&a).as_ref().and_then(turn),
+        turn(&ready)
+    );
+    assert!(
+        dead_a.is_empty() && dead_b.is_empty(),
+        "false peer-dead verdicts: A {dead_a:?}, B {dead_b:?}"
     );
 }
 

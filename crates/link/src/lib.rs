@@ -4,7 +4,8 @@
 //!
 //! - [`Identity`]: a node's key pair and self-signed certificate, stored as one PEM file;
 //!   [`Fingerprint`] pins a peer (`sha256:<hex>` of its SubjectPublicKeyInfo).
-//! - [`spawn`]: runs the link in tokio tasks and returns a [`LinkSender`] and a [`LinkEvents`].
+//! - [`spawn`]: runs the link in tokio tasks (the control connection on a thread of its own)
+//!   and returns a [`LinkSender`] and a [`LinkEvents`].
 //!
 //! Transport (chosen by measurement, see `docs/TRANSPORT.md`): mutual TLS 1.3 (rustls, ring),
 //! each side accepting exactly the pinned key, over **two TCP connections**, one per channel, so
@@ -31,10 +32,24 @@ pub use heartbeat::{
 };
 pub use identity::{Fingerprint, FingerprintParseError, Identity, fingerprint_of};
 pub use link::{
-    CONTROL_QUEUE_FRAMES, Channel, ChannelStats, DATA_QUEUE_FRAMES, DEFAULT_RECONNECT_MAX,
-    DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent, LinkEvents, LinkSender,
-    LinkStats, spawn,
+    CONTROL_QUEUE_FRAMES, Channel, ChannelStats, ControlTap, DATA_QUEUE_FRAMES,
+    DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent,
+    LinkEvents, LinkSender, LinkStats, TapEvent, spawn,
 };
+
+/// Gives the calling thread real-time priority `priority` (SCHED_FIFO, 1..=99), so that it
+/// runs as soon as it is ready however busy the normal threads keep the cores. Needs
+/// CAP_SYS_NICE; the error says why it was refused.
+pub fn set_realtime_priority(priority: u8) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: libc::c_int::from(priority),
+    };
+    // SAFETY: a plain system call on the calling thread (pid 0) with a valid parameter.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// Errors of the link crate, grouped by who has to act.
 #[derive(Debug, thiserror::Error)]

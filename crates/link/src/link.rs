@@ -2,8 +2,9 @@
 //!
 //! Tasks: one accept loop (both nodes listen); on the node whose fingerprint sorts first a dial
 //! loop, on the other a pairing loop that joins an accepted control and data connection into a
-//! link. Each link runs four tasks (a reader and a batching writer per connection) under one
-//! supervisor that tears everything down when any of them ends and then reports `Down`.
+//! link. Each link runs a reader and a batching writer task for the data connection and a
+//! thread of its own for the control connection ([`control`]), under one supervisor that tears
+//! everything down when any of them ends and then reports `Down`.
 //!
 //! Ordering guarantees seen through [`LinkEvents::recv`]: `Up` precedes every frame of its link,
 //! frames of one channel arrive in order, `Down` follows every frame of its link and precedes the
@@ -26,6 +27,8 @@ use tracing::{debug, info, warn};
 
 use crate::tls::{PinMismatch, peer_refused_our_key, pin_mismatch};
 use crate::{Fingerprint, Identity, LinkError, tls};
+
+mod control;
 
 /// Default shortest wait between two dial attempts.
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -69,6 +72,46 @@ pub struct LinkConfig {
     pub reconnect_min: Duration,
     /// Longest wait before redialling (the backoff doubles up to this).
     pub reconnect_max: Duration,
+    /// Sees the control connection come up, every control frame as soon as it is read (before
+    /// it queues for [`LinkEvents`]), and the connection end.
+    pub control_tap: Option<ControlTap>,
+    /// Real-time (SCHED_FIFO) priority of the control connection's thread, 1..=99; `None`:
+    /// normal priority. Refused without CAP_SYS_NICE (a warning is logged).
+    pub control_priority: Option<u8>,
+}
+
+/// What the control connection's thread tells a [`ControlTap`].
+#[derive(Debug, Clone, Copy)]
+pub enum TapEvent<'a> {
+    /// A link is up: its frames follow. Told before or after [`LinkEvent::Up`], whichever
+    /// the daemon's loop takes first.
+    Up,
+    /// One frame from the pinned peer, length-checked, content not.
+    Frame(&'a [u8]),
+    /// The link's control connection ended: no more frames of this link.
+    Down,
+}
+
+/// A function the control connection's thread calls as the connection comes up, with every
+/// frame it reads, and as it ends: a daemon whose event loop is busy still learns at once that
+/// the link is up and that its peer's hellos arrive. It runs on that thread, so it must be
+/// quick and must not block.
+#[derive(Clone)]
+pub struct ControlTap(Arc<TapFn>);
+
+type TapFn = dyn Fn(TapEvent<'_>) + Send + Sync;
+
+impl ControlTap {
+    /// A tap calling `f`.
+    pub fn new(f: impl Fn(TapEvent<'_>) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for ControlTap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ControlTap")
+    }
 }
 
 impl LinkConfig {
@@ -86,6 +129,8 @@ impl LinkConfig {
             peer_fingerprint,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
+            control_tap: None,
+            control_priority: None,
         }
     }
 
@@ -222,11 +267,15 @@ impl LinkSender {
     pub fn send(&self, channel: Channel, frame: Vec<u8>) -> Result<(), LinkError> {
         check_frame(&frame)?;
         let slot = self.shared.slot();
-        let queue = slot.as_ref().ok_or(LinkError::NotConnected)?.queue(channel);
-        queue.try_send(frame).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => LinkError::Full(channel),
-            mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected,
-        })
+        let slot = slot.as_ref().ok_or(LinkError::NotConnected)?;
+        slot.queue(channel)
+            .try_send(frame)
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => LinkError::Full(channel),
+                mpsc::error::TrySendError::Closed(_) => LinkError::NotConnected,
+            })?;
+        slot.queued(channel);
+        Ok(())
     }
 
     /// Queues one frame, waiting while the channel's queue is full (backpressure for bulk
@@ -234,14 +283,19 @@ impl LinkSender {
     /// goes down while waiting gives [`LinkError::NotConnected`].
     pub async fn send_async(&self, channel: Channel, frame: Vec<u8>) -> Result<(), LinkError> {
         check_frame(&frame)?;
-        let queue = {
+        let (queue, wake) = {
             let slot = self.shared.slot();
-            slot.as_ref()
-                .ok_or(LinkError::NotConnected)?
-                .queue(channel)
-                .clone()
+            let slot = slot.as_ref().ok_or(LinkError::NotConnected)?;
+            (slot.queue(channel).clone(), slot.control_wake.clone())
         };
-        queue.send(frame).await.map_err(|_| LinkError::NotConnected)
+        queue
+            .send(frame)
+            .await
+            .map_err(|_| LinkError::NotConnected)?;
+        if channel == Channel::Control {
+            wake.wake();
+        }
+        Ok(())
     }
 
     /// Drops the current link, if any (e.g. after the core declared the peer dead). Frames
@@ -451,6 +505,8 @@ pub fn spawn(config: LinkConfig) -> Result<(LinkSender, LinkEvents), LinkError> 
         data_events: data_tx,
         next_link: AtomicU64::new(0),
         log: RateLimiter::default(),
+        tap: config.control_tap.clone(),
+        control_priority: config.control_priority,
     });
     info!(
         listen = %local_addr, peer = %config.peer, own = %own, pin = %config.peer_fingerprint,
@@ -495,6 +551,8 @@ impl Shared {
 struct Slot {
     link: u64,
     control: mpsc::Sender<Vec<u8>>,
+    /// Wakes the control connection's thread: a frame is queued.
+    control_wake: Arc<control::Wake>,
     data: mpsc::Sender<Vec<u8>>,
     cancel: oneshot::Sender<String>,
 }
@@ -504,6 +562,14 @@ impl Slot {
         match channel {
             Channel::Control => &self.control,
             Channel::Data => &self.data,
+        }
+    }
+
+    /// A frame was queued on `channel`: the control thread must look (tokio tasks are woken
+    /// by the queue itself).
+    fn queued(&self, channel: Channel) {
+        if channel == Channel::Control {
+            self.control_wake.wake();
         }
     }
 }
@@ -551,11 +617,15 @@ struct Ctx {
     data_events: mpsc::Sender<(u64, Vec<u8>)>,
     next_link: AtomicU64,
     log: RateLimiter,
+    tap: Option<ControlTap>,
+    control_priority: Option<u8>,
 }
 
 impl Ctx {
-    /// Creates the outbound queues of a new link and makes them the current ones.
-    fn install(&self) -> Installed {
+    /// Creates the outbound queues of a new link and makes them the current ones; fails only
+    /// when the control thread's wake-up cannot be created (out of file descriptors).
+    fn install(&self) -> std::io::Result<Installed> {
+        let control_wake = Arc::new(control::Wake::new()?);
         let link = self.next_link.fetch_add(1, Ordering::Relaxed);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_FRAMES);
         let (data, data_rx) = mpsc::channel(DATA_QUEUE_FRAMES);
@@ -563,6 +633,7 @@ impl Ctx {
         let old = self.shared.slot().replace(Slot {
             link,
             control,
+            control_wake: control_wake.clone(),
             data,
             cancel,
         });
@@ -570,10 +641,18 @@ impl Ctx {
         if let Some(old) = old {
             let _ = old.cancel.send("replaced".to_string());
         }
-        Installed {
+        Ok(Installed {
             link,
             queues: [control_rx, data_rx],
+            control_wake,
             cancel: cancel_rx,
+        })
+    }
+
+    /// A link authenticated but not started: its connections are dropped.
+    fn cannot_install(&self, err: &std::io::Error) {
+        if let Some(suppressed) = self.log.allow("install failed") {
+            warn!(suppressed, "failover link: cannot start a link: {err}");
         }
     }
 
@@ -601,6 +680,7 @@ impl Ctx {
 struct Installed {
     link: u64,
     queues: [mpsc::Receiver<Vec<u8>>; 2],
+    control_wake: Arc<control::Wake>,
     cancel: oneshot::Receiver<String>,
 }
 
@@ -617,6 +697,7 @@ async fn run_link(
     let Installed {
         link,
         queues: [control_queue, data_queue],
+        control_wake,
         cancel,
     } = installed;
     ctx.shared.counters.links.fetch_add(1, Ordering::Relaxed);
@@ -633,43 +714,39 @@ async fn run_link(
     {
         return;
     }
-    let (control_read, control_write) = tokio::io::split(control);
+    let mut control = match control::ControlThread::start(
+        ctx.clone(),
+        control,
+        control_queue,
+        control_wake,
+        remote,
+    ) {
+        Ok(control) => control,
+        Err(err) => {
+            let reason = format!("cannot serve the control connection: {err}");
+            ctx.shared.slot().take_if(|slot| slot.link == link);
+            info!(%remote, "failover link down: {reason}");
+            let _ = ctx.events.send(Ordered::Down { link, reason }).await;
+            return;
+        }
+    };
     let (data_read, data_write) = tokio::io::split(data);
     let mut tasks = JoinSet::new();
-    tasks.spawn(read_frames(
-        ctx.clone(),
-        Channel::Control,
-        link,
-        control_read,
-        remote,
-    ));
-    tasks.spawn(read_frames(
-        ctx.clone(),
-        Channel::Data,
-        link,
-        data_read,
-        remote,
-    ));
-    tasks.spawn(write_frames(
-        ctx.clone(),
-        Channel::Control,
-        control_queue,
-        control_write,
-    ));
-    tasks.spawn(write_frames(
-        ctx.clone(),
-        Channel::Data,
-        data_queue,
-        data_write,
-    ));
+    tasks.spawn(read_frames(ctx.clone(), link, data_read, remote));
+    tasks.spawn(write_frames(ctx.clone(), data_queue, data_write));
     let reason = tokio::select! {
         Some(done) = tasks.join_next() => {
             done.unwrap_or_else(|err| format!("link task failed: {err}"))
         }
+        reason = &mut control.done => {
+            control.finished = true;
+            reason.unwrap_or_else(|_| "control thread failed".to_string())
+        }
         reason = cancel => reason.unwrap_or_else(|_| "closed locally".to_string()),
         () = ctx.events.closed() => "link stopped".to_string(),
     };
-    // Stop the other three before reporting Down, so no frame of this link follows it.
+    // Stop the others before reporting Down, so no frame of this link follows it.
+    control.stop().await;
     tasks.shutdown().await;
     {
         let mut slot = ctx.shared.slot();
@@ -681,24 +758,24 @@ async fn run_link(
     let _ = ctx.events.send(Ordered::Down { link, reason }).await;
 }
 
-/// Reads frames until the connection ends; returns why it ended.
+/// Reads data frames until the connection ends; returns why it ended.
 async fn read_frames<R: AsyncRead + Unpin>(
     ctx: Arc<Ctx>,
-    channel: Channel,
     link: u64,
     reader: R,
     remote: SocketAddr,
 ) -> String {
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let counters = &ctx.shared.counters;
+    let index = Channel::Data.index();
     let mut since_yield = 0;
     loop {
         let mut header = [0; HEADER_LEN];
         if let Err(err) = reader.read_exact(&mut header).await {
             return if err.kind() == std::io::ErrorKind::UnexpectedEof {
-                format!("peer closed the {channel} connection")
+                "peer closed the data connection".to_string()
             } else {
-                format!("{channel} connection failed: {err}")
+                format!("data connection failed: {err}")
             };
         }
         // Checked before allocating: a frame is never larger than MAX_FRAME_LEN.
@@ -706,7 +783,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Ok(len) => len,
             Err(err) => {
                 counters.malformed.fetch_add(1, Ordering::Relaxed);
-                let reason = format!("malformed frame on the {channel} connection: {err}");
+                let reason = format!("malformed frame on the data connection: {err}");
                 warn!(%remote, "failover link: {reason}; closing the link");
                 return reason;
             }
@@ -714,36 +791,30 @@ async fn read_frames<R: AsyncRead + Unpin>(
         let mut frame = vec![0; len];
         frame[..HEADER_LEN].copy_from_slice(&header);
         if let Err(err) = reader.read_exact(&mut frame[HEADER_LEN..]).await {
-            return format!("{channel} connection ended inside a frame: {err}");
+            return format!("data connection ended inside a frame: {err}");
         }
-        counters.frames_in[channel.index()].fetch_add(1, Ordering::Relaxed);
-        counters.bytes_in[channel.index()].fetch_add(len as u64, Ordering::Relaxed);
-        let delivered = match channel {
-            Channel::Control => ctx.events.send(Ordered::Frame(frame)).await.is_ok(),
-            Channel::Data => ctx.data_events.send((link, frame)).await.is_ok(),
-        };
-        if !delivered {
+        counters.frames_in[index].fetch_add(1, Ordering::Relaxed);
+        counters.bytes_in[index].fetch_add(len as u64, Ordering::Relaxed);
+        if ctx.data_events.send((link, frame)).await.is_err() {
             return "link stopped".to_string();
         }
-        if channel == Channel::Data {
-            since_yield += len;
-            if since_yield >= YIELD_EVERY {
-                // As in the writer: decrypting keeps the reader ready; let control run.
-                since_yield = 0;
-                tokio::task::yield_now().await;
-            }
+        since_yield += len;
+        if since_yield >= YIELD_EVERY {
+            // As in the writer: decrypting keeps the reader ready; let other tasks run.
+            since_yield = 0;
+            tokio::task::yield_now().await;
         }
     }
 }
 
-/// Writes queued frames, many per write; returns why it stopped.
+/// Writes queued data frames, many per write; returns why it stopped.
 async fn write_frames<W: AsyncWrite + Unpin>(
     ctx: Arc<Ctx>,
-    channel: Channel,
     mut queue: mpsc::Receiver<Vec<u8>>,
     mut writer: W,
 ) -> String {
     let counters = &ctx.shared.counters;
+    let index = Channel::Data.index();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while let Some(frame) = queue.recv().await {
         batch.clear();
@@ -763,16 +834,14 @@ async fn write_frames<W: AsyncWrite + Unpin>(
             writer.flush().await
         };
         if let Err(err) = written.await {
-            return format!("{channel} connection failed: {err}");
+            return format!("data connection failed: {err}");
         }
-        counters.frames_out[channel.index()].fetch_add(frames, Ordering::Relaxed);
-        counters.bytes_out[channel.index()].fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if channel == Channel::Data {
-            // Encrypting a batch is ~100 us of CPU and the queue and socket stay ready under
-            // load, so without this the task would run many batches per poll and keep the
-            // control tasks off the (two) cores for milliseconds.
-            tokio::task::yield_now().await;
-        }
+        counters.frames_out[index].fetch_add(frames, Ordering::Relaxed);
+        counters.bytes_out[index].fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // Encrypting a batch is ~100 us of CPU and the queue and socket stay ready under
+        // load, so without this the task would run many batches per poll and keep other
+        // tasks off the (two) cores for milliseconds.
+        tokio::task::yield_now().await;
     }
     "link closed".to_string()
 }
@@ -983,14 +1052,18 @@ async fn pair_loop(ctx: Arc<Ctx>, mut halves: mpsc::Receiver<Half>) {
                     Channel::Control => (half, sibling),
                     Channel::Data => (sibling, half),
                 };
-                let installed = ctx.install();
-                current = Some(tokio::spawn(run_link(
-                    ctx.clone(),
-                    installed,
-                    control.stream,
-                    data.stream,
-                    control.remote,
-                )));
+                match ctx.install() {
+                    Ok(installed) => {
+                        current = Some(tokio::spawn(run_link(
+                            ctx.clone(),
+                            installed,
+                            control.stream,
+                            data.stream,
+                            control.remote,
+                        )));
+                    }
+                    Err(err) => ctx.cannot_install(&err),
+                }
             }
             // A sibling from another attempt is stale: that attempt failed half-way.
             _ => {
@@ -1018,11 +1091,13 @@ async fn dial_loop(ctx: Arc<Ctx>, connector: TlsConnector) {
             () = ctx.events.closed() => return,
         };
         match result {
-            Ok(Ok((control, data))) => {
-                let installed = ctx.install();
-                run_link(ctx.clone(), installed, control, data, ctx.peer).await;
-                backoff = min;
-            }
+            Ok(Ok((control, data))) => match ctx.install() {
+                Ok(installed) => {
+                    run_link(ctx.clone(), installed, control, data, ctx.peer).await;
+                    backoff = min;
+                }
+                Err(err) => ctx.cannot_install(&err),
+            },
             Ok(Err(refusal)) => {
                 ctx.shared
                     .counters

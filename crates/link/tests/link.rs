@@ -1,12 +1,12 @@
 //! Two links on loopback with ephemeral ports. Timeouts are failure bounds only.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use failoverd_link::{
-    Channel, Fingerprint, Identity, LinkConfig, LinkError, LinkEvent, LinkEvents, LinkSender,
-    spawn, tls,
+    Channel, ControlTap, Fingerprint, Identity, LinkConfig, LinkError, LinkEvent, LinkEvents,
+    LinkSender, TapEvent, spawn, tls,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -489,4 +489,111 @@ async fn control_overtakes_a_bulk_transfer() {
         frames_before <= 2 * failoverd_link::DATA_QUEUE_FRAMES,
         "the heartbeat queued behind {frames_before} data frames"
     );
+}
+
+/// Issue 10, finding 1: a node whose runtime is busy (a long driver turn, bulk TLS work, or
+/// its threads off the CPU on a loaded machine) must still send and receive control frames
+/// on time. Node A's whole runtime is blocked for 400 ms while each side sends a control frame
+/// every 10 ms from a plain thread (as the hello thread does): each side's tap must see the
+/// other's frames without a gap anywhere near that long.
+#[test]
+fn control_frames_flow_while_the_runtime_is_blocked() {
+    const BLOCK: Duration = Duration::from_millis(400);
+    const EVERY: Duration = Duration::from_millis(10);
+    let ids = identities(2);
+    let heard: [Arc<Mutex<Vec<Instant>>>; 2] = Default::default();
+    let tap = |heard: &Arc<Mutex<Vec<Instant>>>| {
+        let heard = heard.clone();
+        ControlTap::new(move |event| {
+            if let TapEvent::Frame(_) = event {
+                heard.lock().unwrap().push(Instant::now());
+            }
+        })
+    };
+    let config = |id: &Identity, pin: Fingerprint, peer, tap| {
+        let mut config = LinkConfig::new(any_port(), peer, id.clone(), pin);
+        config.control_tap = Some(tap);
+        config
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // B, the acceptor, on a runtime of its own that keeps running.
+    let b_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (b_tx, mut b_rx) = b_runtime
+        .block_on(async {
+            spawn(config(
+                &ids[1],
+                ids[0].fingerprint(),
+                unused_peer(),
+                tap(&heard[1]),
+            ))
+        })
+        .expect("spawn b");
+    let b_addr = b_tx.local_addr();
+    // A, the dialer, on a runtime that its thread blocks once the link is up.
+    let (a_up, a_ready) = std::sync::mpsc::channel();
+    let (a_release, a_released) = std::sync::mpsc::channel::<()>();
+    let a_id = ids[0].clone();
+    let a_pin = ids[1].fingerprint();
+    let a_heard = tap(&heard[0]);
+    let a_thread = std::thread::spawn(move || {
+        let a_runtime = runtime();
+        a_runtime.block_on(async move {
+            let (a_tx, mut a_rx) = spawn(config(&a_id, a_pin, b_addr, a_heard)).expect("spawn a");
+            expect_up(&mut a_rx).await;
+            a_up.send(a_tx).unwrap();
+            std::thread::sleep(BLOCK);
+            let _ = a_released.recv();
+            drop(a_rx);
+        });
+    });
+    let a_tx = a_ready.recv_timeout(BOUND).expect("A up");
+    b_runtime.block_on(async { expect_up(&mut b_rx).await });
+    let started = Instant::now();
+    while started.elapsed() < BLOCK {
+        a_tx.send(Channel::Control, frame(1, b"a"))
+            .expect("a sends");
+        b_tx.send(Channel::Control, frame(1, b"b"))
+            .expect("b sends");
+        std::thread::sleep(EVERY);
+    }
+    let ended = Instant::now();
+    a_release.send(()).unwrap();
+    a_thread.join().unwrap();
+    let mut late: Vec<String> = Vec::new();
+    for (name, heard) in ["A", "B"].into_iter().zip(&heard) {
+        let heard: Vec<Instant> = heard
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|&t| t >= started)
+            .collect();
+        let mut gaps: Vec<Duration> = heard.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.push(heard.first().map_or(BLOCK, |&t| t - started));
+        gaps.push(
+            heard
+                .last()
+                .map_or(BLOCK, |&t| ended.saturating_duration_since(t)),
+        );
+        let longest = gaps.into_iter().max().expect("some");
+        eprintln!(
+            "{name} heard {} frames, longest gap {longest:?}",
+            heard.len()
+        );
+        if longest >= BLOCK / 2 {
+            late.push(format!(
+                "{name}'s tap went {longest:?} without a control frame"
+            ));
+        }
+    }
+    assert!(late.is_empty(), "while A's runtime was blocked: {late:?}");
 }

@@ -1,0 +1,339 @@
+//! The hello schedule and the dead timer, as a sans-I/O machine of their own.
+//!
+//! A [`Node`](crate::Node) runs one inside itself (the simulation, the tests). The daemon takes
+//! it out ([`Node::detach_liveness`](crate::Node::detach_liveness)) and runs it on a thread
+//! where no bulk work runs: a driver busy with a million-record result then neither delays our
+//! hellos nor sees the peer's hellos too late, so neither node declares the other dead for a
+//! busy turn. Every decision stays with the node: it says what the hellos carry
+//! ([`set_hello`](Liveness::set_hello)) and decides what a dead peer means
+//! ([`Node::handle_peer_dead`](crate::Node::handle_peer_dead)); this machine only stamps and
+//! sends hellos on time and says when the peer fell silent.
+
+use std::time::Duration;
+
+use failoverd_wire::Hello;
+
+use crate::time::Instant;
+
+/// Hellos every `hello_interval` while the link is up, urgent ones at once, and a verdict when
+/// no hello came for `dead_interval`.
+///
+/// Methods: input `handle_link_up`, `handle_link_down`, `handle_hello`, `handle_goodbye`,
+/// `handle_timeout`; from the node `set_hello` and `set_busy_since`; output, polled in this
+/// order, [`poll_transmit`](Self::poll_transmit), [`poll_dead`](Self::poll_dead), then sleep
+/// until [`poll_timeout`](Self::poll_timeout).
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    hello_interval: Duration,
+    dead_interval: Duration,
+    stall_limit: Duration,
+    link_up: bool,
+    /// What the node wants its hellos to say; stamps are set here when one is sent.
+    hello: Option<Hello>,
+    /// A hello goes out at the next poll (a periodic one came due, or the node's state changed).
+    hello_due: bool,
+    next_hello: Option<Instant>,
+    dead_at: Option<Instant>,
+    heard_at: Option<Instant>,
+    /// The peer's last stamp and when it arrived: echoed, for its round-trip time.
+    peer_tx_stamp: u64,
+    peer_tx_received_at: Instant,
+    rtt: Option<Duration>,
+    /// Since when the node has been busy in one turn (`None`: waiting for input).
+    busy_since: Option<Instant>,
+    /// The peer fell silent for this long: not yet polled.
+    dead: Option<Duration>,
+    hellos_sent: u64,
+    hellos_received: u64,
+}
+
+impl Liveness {
+    /// A schedule that sends its first hello as soon as a link is up.
+    pub fn new(hello_interval: Duration, dead_interval: Duration, now: Instant) -> Self {
+        Self {
+            hello_interval,
+            dead_interval,
+            // Inside the node nothing reports turns: it cannot be stuck apart from its hellos.
+            stall_limit: Duration::MAX,
+            link_up: false,
+            hello: None,
+            hello_due: false,
+            next_hello: Some(now),
+            dead_at: None,
+            heard_at: None,
+            peer_tx_stamp: 0,
+            peer_tx_received_at: now,
+            rtt: None,
+            busy_since: None,
+            dead: None,
+            hellos_sent: 0,
+            hellos_received: 0,
+        }
+    }
+
+    /// A node busy in one turn for more than `limit` is stuck, not slow: its hellos stop, so
+    /// the peer takes over (see [`set_busy_since`](Self::set_busy_since)).
+    pub fn with_stall_limit(mut self, limit: Duration) -> Self {
+        self.stall_limit = limit;
+        self
+    }
+
+    // ---- getters ----
+
+    /// Whether a hello goes out at the next poll: the node refreshes what it says first.
+    pub fn hello_due(&self) -> bool {
+        self.link_up && self.hello_due
+    }
+
+    /// Round-trip time of the last hello exchange.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// When the peer's last hello arrived.
+    pub fn heard_at(&self) -> Option<Instant> {
+        self.heard_at
+    }
+
+    /// Hellos sent.
+    pub fn hellos_sent(&self) -> u64 {
+        self.hellos_sent
+    }
+
+    /// Hellos received.
+    pub fn hellos_received(&self) -> u64 {
+        self.hellos_received
+    }
+
+    // ---- input ----
+
+    /// The transport is up: hello at once, and a link that never carries a hello is as good as
+    /// dead.
+    pub fn handle_link_up(&mut self, now: Instant) {
+        self.link_up = true;
+        self.hello_due = true;
+        self.heard_at = None;
+        self.dead_at = Some(now + self.dead_interval);
+    }
+
+    /// The transport closed: no hellos, no verdict (the node learns it from the link).
+    pub fn handle_link_down(&mut self) {
+        self.link_up = false;
+        self.hello_due = false;
+        self.dead_at = None;
+    }
+
+    /// A hello from the authenticated peer (the node checks what it says).
+    pub fn handle_hello(&mut self, now: Instant, hello: &Hello) {
+        self.hellos_received += 1;
+        self.peer_tx_stamp = hello.tx_stamp;
+        self.peer_tx_received_at = now;
+        if hello.echo_stamp != 0 {
+            self.rtt = Some(Duration::from_micros(
+                now.as_micros().saturating_sub(hello.echo_stamp),
+            ));
+        }
+        self.heard_at = Some(now);
+        self.dead_at = Some(now + self.dead_interval);
+    }
+
+    /// The peer said goodbye: it is gone, and no verdict is due.
+    pub fn handle_goodbye(&mut self) {
+        self.dead_at = None;
+    }
+
+    /// Runs the expired timers; spurious calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(at) = self.next_hello
+            && at <= now
+        {
+            self.hello_due |= self.link_up;
+            self.next_hello = Some(now + self.hello_interval);
+        }
+        if let Some(at) = self.dead_at
+            && at <= now
+        {
+            self.dead_at = None;
+            let silent = self
+                .heard_at
+                .map_or(self.dead_interval, |heard| now.saturating_since(heard));
+            self.dead = Some(silent);
+        }
+    }
+
+    /// What our hellos say from now on; `urgent` sends one at the next poll (a state or role
+    /// change the peer must learn at once).
+    pub fn set_hello(&mut self, hello: Hello, urgent: bool) {
+        self.hello = Some(hello);
+        self.hello_due |= urgent && self.link_up;
+    }
+
+    /// The node started a turn at `since` (`Some`) or waits for input (`None`).
+    pub fn set_busy_since(&mut self, since: Option<Instant>) {
+        self.busy_since = since;
+    }
+
+    // ---- output ----
+
+    /// The next hello frame, stamped, if one is due. None while the node is stuck in one turn
+    /// for longer than the stall limit: hellos speak for the node, not for this schedule.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if !self.link_up || !self.hello_due {
+            return None;
+        }
+        if self
+            .busy_since
+            .is_some_and(|since| now.saturating_since(since) > self.stall_limit)
+        {
+            return None;
+        }
+        let mut hello = self.hello?;
+        self.hello_due = false;
+        // The peer measures the round trip from its stamp; our holding time is not part of it.
+        // The stamp is the peer's: saturate rather than trust it to leave room.
+        let held = now.saturating_since(self.peer_tx_received_at).as_micros() as u64;
+        hello.tx_stamp = now.as_micros().max(1);
+        hello.echo_stamp = if self.peer_tx_stamp == 0 {
+            0
+        } else {
+            self.peer_tx_stamp.saturating_add(held)
+        };
+        let mut frame = Vec::new();
+        hello.emit(&mut frame);
+        self.hellos_sent += 1;
+        Some(frame)
+    }
+
+    /// The peer fell silent for the returned time (at least the dead interval): reported once.
+    pub fn poll_dead(&mut self) -> Option<Duration> {
+        self.dead.take()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.next_hello, self.dead_at].into_iter().flatten().min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use failoverd_wire::{BackupType, HelloFlags, Message, Role, SyncState};
+
+    fn ms(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    fn hello(tx_stamp: u64, echo_stamp: u64) -> Hello {
+        Hello {
+            pair_id: 1,
+            node_id: 7,
+            priority: 100,
+            backup_type: BackupType::SYMMETRIC,
+            state: SyncState::Synchronization,
+            role: Role::Standby,
+            flags: HelloFlags(0),
+            epoch: 3,
+            hello_interval_ms: 10,
+            dead_interval_ms: 30,
+            tx_stamp,
+            echo_stamp,
+            resync_epoch: 0,
+            protocol_minor: 0,
+        }
+    }
+
+    fn liveness() -> Liveness {
+        let mut l = Liveness::new(Duration::from_millis(10), Duration::from_millis(30), ms(0))
+            .with_stall_limit(Duration::from_secs(1));
+        l.set_hello(hello(0, 0), false);
+        l
+    }
+
+    /// Runs `l` from `from` to `to` in 1 ms steps, counting hellos sent and verdicts.
+    fn run(l: &mut Liveness, from: u64, to: u64) -> (usize, Vec<Duration>) {
+        let (mut sent, mut dead) = (0, Vec::new());
+        for t in from..=to {
+            l.handle_timeout(ms(t));
+            while l.poll_transmit(ms(t)).is_some() {
+                sent += 1;
+            }
+            dead.extend(l.poll_dead());
+        }
+        (sent, dead)
+    }
+
+    #[test]
+    fn hellos_go_every_interval_and_a_silent_peer_is_declared_dead_once() {
+        let mut l = liveness();
+        assert_eq!(run(&mut l, 0, 5), (0, vec![]), "no link, no hellos");
+        l.handle_link_up(ms(5));
+        let (sent, dead) = run(&mut l, 5, 34);
+        assert_eq!(sent, 4, "at once, then at 10, 20, 30 ms");
+        assert!(dead.is_empty());
+        let (_, dead) = run(&mut l, 35, 100);
+        assert_eq!(
+            dead,
+            vec![Duration::from_millis(30)],
+            "once, 30 ms after the link came up"
+        );
+    }
+
+    #[test]
+    fn each_hello_heard_rearms_the_dead_timer_and_a_goodbye_stops_it() {
+        let mut l = liveness();
+        l.handle_link_up(ms(0));
+        for t in (0..200).step_by(20) {
+            l.handle_hello(ms(t), &hello(1, 0));
+            assert!(run(&mut l, t, t + 19).1.is_empty(), "heard every 20 ms");
+        }
+        let (_, dead) = run(&mut l, 200, 260);
+        assert_eq!(dead, vec![Duration::from_millis(30)]);
+        l.handle_hello(ms(300), &hello(1, 0));
+        l.handle_goodbye();
+        assert!(run(&mut l, 300, 400).1.is_empty());
+    }
+
+    #[test]
+    fn hellos_carry_what_the_node_says_with_fresh_stamps_and_urgent_ones_go_at_once() {
+        let mut l = liveness();
+        l.handle_link_up(ms(0));
+        // The peer's stamp 500, received at 2 ms, echoed 3 ms later as 500 + 3,000 us.
+        l.handle_hello(ms(2), &hello(500, 0));
+        l.handle_timeout(ms(5));
+        let frame = l.poll_transmit(ms(5)).expect("the first hello");
+        let Ok(Message::Hello(sent)) = Message::parse(&frame) else {
+            panic!("not a hello")
+        };
+        assert_eq!((sent.tx_stamp, sent.echo_stamp), (5000, 3500));
+        assert_eq!(sent.epoch, 3);
+        assert!(l.poll_transmit(ms(6)).is_none(), "nothing due");
+        let mut active = hello(0, 0);
+        active.role = Role::Active;
+        l.set_hello(active, true);
+        let frame = l.poll_transmit(ms(6)).expect("urgent");
+        let Ok(Message::Hello(sent)) = Message::parse(&frame) else {
+            panic!("not a hello")
+        };
+        assert_eq!(sent.role, Role::Active);
+        // The peer echoes our stamp of 6 ms at 9 ms: the round trip is 3 ms.
+        l.handle_hello(ms(9), &hello(900, 6000));
+        assert_eq!(l.rtt(), Some(Duration::from_millis(3)));
+    }
+
+    /// The node's turns may be long (they are bounded, but the machine is shared); one stuck
+    /// for longer than the stall limit must not be kept alive by its hello schedule.
+    #[test]
+    fn a_node_stuck_in_one_turn_past_the_stall_limit_falls_silent() {
+        let mut l = liveness();
+        l.handle_link_up(ms(0));
+        l.set_busy_since(Some(ms(0)));
+        let (sent, _) = run(&mut l, 0, 1000);
+        assert_eq!(sent, 101, "a long turn: hellos keep going");
+        let (sent, _) = run(&mut l, 1001, 1100);
+        assert_eq!(sent, 0, "stuck: silent");
+        l.set_busy_since(None);
+        let (sent, _) = run(&mut l, 1101, 1110);
+        assert!(sent > 0, "going again");
+    }
+}
