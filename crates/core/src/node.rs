@@ -1375,13 +1375,14 @@ impl Node {
             }
         } else if from == Role::Active
             && self.symmetric()
-            && let Some(peer) = &self.peer
+            && let Some(peer) = self.peer.as_ref().map(|p| p.node).or(self.last_peer)
         {
-            // A live peer takes over and owns what it forwards: our copies are its sessions
-            // now, so the sweep after its next bulk sync removes those it ended. Left ours, a
-            // copy whose delete is lost with a stream restart (a resync, a link flap) would stay
-            // here forever.
-            self.adopt = Some((self.config.node_id, peer.node));
+            // The peer takes over and owns what it forwards: our copies are its sessions now,
+            // so the sweep after its next bulk sync removes those it ended. Left ours, a copy
+            // whose delete is lost with a stream restart (a resync, a link flap) would stay
+            // here forever. Also when the link is down (VRRP moved the role back over the
+            // LAN): a standby owning the peer's sessions would send them as its own.
+            self.adopt = Some((self.config.node_id, peer));
             self.drive_backend();
         }
         self.emit(

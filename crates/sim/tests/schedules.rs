@@ -219,3 +219,25 @@ fn with_the_heartbeat_path_a_cut_failover_link_is_never_a_split_brain() {
         "the control: partitions make split brains without it"
     );
 }
+
+/// Seed 10642 of a 30,000-schedule run: VRRP made the standby master for 34 ms while the
+/// failover link was cut, then backup again; stepping down without a live peer it kept the
+/// peer's sessions labelled its own and sent them as such (161 copies different at the end).
+/// Now a node stepping down relabels its entries as the last peer's even with the link down.
+#[test]
+fn a_standby_that_was_master_briefly_with_the_link_cut_owns_nothing() {
+    let outcome = schedule::run_mode(10642, Mode::StreamVrrp, None);
+    assert!(
+        outcome
+            .faults
+            .iter()
+            .any(|(_, fault)| matches!(fault, schedule::Fault::LanPartition(_))),
+        "seed 10642 no longer replays its schedule: {:?}",
+        outcome.faults
+    );
+    assert!(
+        outcome.violations.is_empty(),
+        "seed 10642: {:#?}",
+        outcome.violations
+    );
+}
