@@ -10,6 +10,8 @@
 //! - every stream established before the fault survived it: no reset, its longest gap bounded;
 //! - the two kernels' tables are equal on the shared field list (`support::tables::differences`:
 //!   tuples, NAT, mark, zone, labels, the status bits that are not node-local, TCP state);
+//! - every session in both kernels has one owner: exactly one kernel stamps it "the peer's"
+//!   (where both do, each node's sweep after the other's bulk sync removes it);
 //! - no session lost: every UDP flow the generator saw answered more than
 //!   [`REPLICATED_WITHIN`] before the fault is in both tables. Flows answered during a
 //!   partition, or while the active's daemon was down, are reported, not counted;
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use failoverd_wire::SessionRecord;
 use support::addrwatch::AddrWatch;
-use support::conntrack::Flow;
+use support::conntrack::{self, Flow};
 use support::daemon::{Daemon, DaemonOptions, quiescent};
 use support::faults::{self, Fault, Rng};
 use support::generator::Generator;
@@ -161,8 +163,16 @@ struct Report {
 fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
     let lab = Lab::up_without_shared();
     for fw in [Firewall::A, Firewall::B] {
-        // Every answered UDP flow stays in the tables for the whole run.
-        lab.set_sysctl(fw, "net.netfilter.nf_conntrack_udp_timeout", "3600");
+        // Every answered UDP flow stays in the tables for the whole run. Both timeouts: a new
+        // flow that reuses an earlier flow's source port (thousands of flows from one client
+        // do) is a later packet on an answered entry, which the kernel gives the stream
+        // timeout; with the default 120 s such entries expired mid-run on both firewalls.
+        for timeout in [
+            "nf_conntrack_udp_timeout",
+            "nf_conntrack_udp_timeout_stream",
+        ] {
+            lab.set_sysctl(fw, &format!("net.netfilter.{timeout}"), "3600");
+        }
     }
     let mut pair = Pair {
         options,
@@ -177,6 +187,7 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
         report
             .violations
             .push(format!("the pair never settled: {why}"));
+        pair.lab.keep_files();
         return report;
     }
     let watches = [
@@ -189,7 +200,11 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
     // Windows whose sessions are reported, not counted: (from, to).
     let mut excused: Vec<(Instant, Instant)> = Vec::new();
     for (i, fault) in faults.iter().enumerate() {
-        println!("fault {i}: {fault}");
+        // Wall-clock time, to find the fault in the daemons' logs.
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        println!("fault {i} (at {:.3}): {fault}", at.as_secs_f64());
         let active_killed = matches!(
             fault,
             Fault::Kill {
@@ -442,6 +457,14 @@ fn check(
             differences.join("\n")
         ));
     }
+    let owners_differ = owners_not_mirrored(lab, replicated);
+    if !owners_differ.is_empty() {
+        violation(format!(
+            "{} sessions have no single owner (A's stamp, B's stamp), e.g. {:?}",
+            owners_differ.len(),
+            &owners_differ[..owners_differ.len().min(3)]
+        ));
+    }
     let flows = |table: &[SessionRecord]| -> BTreeSet<Flow> {
         table.iter().filter_map(|r| tables::flow(&r.key)).collect()
     };
@@ -489,6 +512,38 @@ fn check(
             table_b.contains(&lost[0])
         ));
     }
+}
+
+/// The sessions in both kernels that exactly one kernel does not stamp "the peer's" (the owner's
+/// entry is stamped "this node's", or unstamped on the active node: `docs/CONNTRACK.md`,
+/// "Ownership"). Where both say "the peer's", each node's sweep after the other's bulk sync
+/// removes a session neither node replicates again. Each with A's and B's stamp.
+fn owners_not_mirrored(lab: &Lab, keep: impl Fn(&Flow) -> bool) -> Vec<(Flow, String, String)> {
+    let (local, peer) = tables::owner_stamps();
+    let name = |stamp: u32| match stamp {
+        s if s == local => "own",
+        s if s == peer => "peer's",
+        0 => "unstamped",
+        _ => "both",
+    };
+    let a = conntrack::by_flow(&lab.conntrack(Firewall::A), &keep);
+    let b = conntrack::by_flow(&lab.conntrack(Firewall::B), &keep);
+    a.iter()
+        .filter_map(|(flow, in_a)| {
+            let in_b = b.get(flow)?;
+            let known = |stamp: u32| stamp == 0 || stamp == local || stamp == peer;
+            let one_owner = known(in_a.owner_stamp)
+                && known(in_b.owner_stamp)
+                && ((in_a.owner_stamp == peer) != (in_b.owner_stamp == peer));
+            (!one_owner).then(|| {
+                (
+                    *flow,
+                    name(in_a.owner_stamp).to_string(),
+                    name(in_b.owner_stamp).to_string(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Whether new flows go on across kills of the active (`FAILOVERD_FAULT_FLOWS_ACROSS_ACTIVE_KILLS=1`).
