@@ -192,7 +192,7 @@ pub struct PeerStatus {
     pub role: Role,
     /// Its priority.
     pub priority: u8,
-    /// It holds our sessions.
+    /// It holds our sessions: it says it is ready, and it has applied our current bulk sync.
     pub ready: bool,
     /// Negotiation problem, if any.
     pub incompatibility: Option<Incompatibility>,
@@ -492,7 +492,7 @@ impl Node {
             state: p.hello.state,
             role: p.hello.role,
             priority: p.hello.priority,
-            ready: p.hello.flags.has(HelloFlags::READY),
+            ready: self.peer_holds_ours(p),
             incompatibility: p.compatible.clone().err(),
             last_heard: p.heard_at,
             protocol: ProtocolVersion::of_hello(&p.hello),
@@ -1029,7 +1029,7 @@ impl Node {
             return Err(CommandError::NotActive);
         }
         let peer = self.peer.as_ref().ok_or(CommandError::NoPeer)?;
-        if !peer.hello.flags.has(HelloFlags::READY) {
+        if !self.peer_holds_ours(peer) {
             return Err(CommandError::PeerNotReady);
         }
         self.yielding = true;
@@ -1734,6 +1734,14 @@ impl Node {
             || peer.hello.flags.has(HelloFlags::YIELDING)
     }
 
+    /// The live peer holds our sessions: it says it is ready, and it has applied our current
+    /// stream's bulk sync. Its "ready" alone may describe a stream we have since restarted (a
+    /// resync after lost events): what we queued, and what the lost events hid, then reach it
+    /// only with the new bulk (simulation seed 17372).
+    fn peer_holds_ours(&self, peer: &PeerView) -> bool {
+        peer.hello.flags.has(HelloFlags::READY) && self.outbound.bulk_complete()
+    }
+
     /// The live peer says it is active.
     fn peer_active(&self) -> bool {
         self.peer
@@ -1770,7 +1778,7 @@ impl Node {
             ));
         };
         let flags = peer.hello.flags;
-        let peer_ready = flags.has(HelloFlags::READY);
+        let peer_ready = self.peer_holds_ours(peer);
         let peer_yielding = flags.has(HelloFlags::YIELDING);
         let outranked = peer.hello.priority > self.config.priority;
         match (self.role, peer.hello.role) {

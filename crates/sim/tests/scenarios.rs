@@ -460,6 +460,36 @@ fn lost_backend_events_are_repaired_by_a_resync_that_sweeps_stale_entries() {
     assert_clean(&pair);
 }
 
+/// Lost events restart the active node's stream: the peer's "ready" from before describes the
+/// old one, and a session whose create was lost reaches it only with the new bulk sync. A
+/// switchover then waits for that bulk to be applied (simulation seed 17372).
+#[test]
+fn a_switchover_is_refused_until_the_peer_holds_the_resync_after_lost_events() {
+    let mut pair = pair();
+    settle(&mut pair);
+    for _ in 0..100 {
+        pair.create_session(A);
+    }
+    pair.run_for(ms(50));
+    pair.lose_events(A);
+    let lost = pair.create_session(A);
+    assert_eq!(pair.nodes[A].core.stats().changes_lost, 1);
+    assert!(pair.nodes[B].table.get(&lost).is_none());
+    assert!(
+        !pair.switchover(A),
+        "the peer does not hold the session whose create was lost"
+    );
+    pair.run_for(ms(500));
+    assert!(
+        pair.nodes[B].table.get(&lost).is_some(),
+        "the resync took it"
+    );
+    assert!(pair.switchover(A));
+    pair.run_for(ms(20));
+    assert_eq!(pair.nodes[B].core.role(), Role::Active);
+    assert_clean(&pair);
+}
+
 /// A failing node often deletes many sessions just before it dies (the kernel flushes the
 /// masquerade entries of an interface going down): those deletes must not wipe the copies the
 /// survivor is about to carry. The survivor holds the peer's deletes until the peer's death

@@ -161,6 +161,33 @@ fn switchover_seeds_that_left_a_stale_copy_keep_every_invariant() {
     }
 }
 
+/// Seed 17372 of a 30,000-schedule run: the active node's backend lost events, so its stream
+/// restarted (a resync: its queued changes now travel in the new bulk sync), and a switchover
+/// at the same instant handed over on the peer's "ready" from before the restart: the peer
+/// took over from the live node without 7 of its sessions. Now an active node hands over only
+/// once the peer has applied its current bulk sync.
+#[test]
+fn a_switchover_right_after_lost_events_waits_for_the_resync() {
+    let outcome = schedule::run_mode(17372, Mode::Datagram, None);
+    let at = |fault: schedule::Fault, ms: u128| {
+        outcome
+            .faults
+            .iter()
+            .any(|(at, f)| *f == fault && at.as_millis() == ms)
+    };
+    assert!(
+        at(schedule::Fault::LoseEvents(schedule::Who::Active), 5724)
+            && at(schedule::Fault::Switchover, 5728),
+        "seed 17372 no longer replays its schedule: {:?}",
+        outcome.faults
+    );
+    assert!(
+        outcome.violations.is_empty(),
+        "seed 17372: {:#?}",
+        outcome.violations
+    );
+}
+
 /// With the heartbeat path (never cut), the stream mode's schedules, seed for seed, keep every
 /// invariant and none of them has a split brain; without it (the control) the partitions of the
 /// failover link make some. Breaches of the merge rule are printed for both (counted, not
