@@ -1882,8 +1882,15 @@ level = "info"
     fn incidents(&self) -> Value {
         let log = self.log();
         let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        // "hello thread paused: it ran N ms late; ...", one line per pause.
+        let pauses_ms: Vec<u64> = log
+            .lines()
+            .filter_map(|l| l.split("hello thread paused: it ran ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+            .collect();
         json!({
             "peer_dead": count("peer dead"),
+            "own_pauses_ms": pauses_ms,
             "link_down": count("failoverd::driver: failover link down"),
             "overrun_resyncs": count("backend lost change events"),
         })
@@ -1991,7 +1998,8 @@ fn status_summary(s: &Status) -> Value {
         "counters": pick(&["records_sent", "records_received", "records_applied", "batches_sent",
                            "retransmits", "bulk_syncs_sent", "bulk_syncs_received", "changes_lost",
                            "apply_failures", "backend_events_in", "backend_events_own",
-                           "backend_overruns", "backend_apply_errors", "backend_dumps", "driver_turn_max_us", "driver_timer_late_max_us"]),
+                           "backend_overruns", "backend_apply_errors", "backend_dumps", "driver_turn_max_us", "driver_timer_late_max_us",
+                           "own_pauses", "own_pause_max_us"]),
     })
 }
 
