@@ -126,6 +126,13 @@ impl Liveness {
         self.link_up && self.hello_due
     }
 
+    /// Whether the node has been busy in one turn for longer than the stall limit: its hellos
+    /// are withheld meanwhile.
+    pub fn stuck(&self, now: Instant) -> bool {
+        self.busy_since
+            .is_some_and(|since| now.saturating_since(since) > self.stall_limit)
+    }
+
     /// Round-trip time of the last hello exchange.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt
@@ -280,10 +287,7 @@ impl Liveness {
         if !self.link_up || !self.hello_due {
             return None;
         }
-        if self
-            .busy_since
-            .is_some_and(|since| now.saturating_since(since) > self.stall_limit)
-        {
+        if self.stuck(now) {
             return None;
         }
         let mut hello = self.hello?;
