@@ -23,7 +23,7 @@ use failoverd_core::Liveness;
 use failoverd_link::{Channel, ControlTap, LinkSender, TapEvent};
 use failoverd_wire::{Goodbye, GoodbyeReason, Message};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use crate::driver::Clock;
 
@@ -141,7 +141,10 @@ impl HelloPath {
                     return;
                 };
                 match Message::parse(frame) {
-                    Ok(Message::Hello(hello)) => liveness.handle_hello(now, &hello),
+                    Ok(Message::Hello(hello)) => {
+                        trace!(node = %shared.node, stamp = hello.tx_stamp, "hello heard");
+                        liveness.handle_hello(now, &hello);
+                    }
                     Ok(Message::Goodbye(Goodbye {
                         reason: GoodbyeReason::Shutdown | GoodbyeReason::Unknown(_),
                     })) => liveness.handle_goodbye(),
@@ -150,6 +153,7 @@ impl HelloPath {
             }
             TapEvent::Drained => {
                 if let Some(liveness) = &mut state.liveness {
+                    trace!(node = %shared.node, "socket drained");
                     liveness.handle_drained(now);
                 }
                 drop(state);
@@ -211,6 +215,8 @@ impl Shared {
     }
 
     fn run(&self) {
+        // Hellos are withheld for a driver stuck in one turn: logged as it starts and ends.
+        let mut withholding = false;
         let mut state = self.lock();
         while !state.stop {
             let now = self.clock.now();
@@ -228,16 +234,29 @@ impl Shared {
                     warn!(
                         node = %self.node,
                         pauses = liveness.own_pauses(),
-                        "hello thread paused: it ran {} ms late; the peer's silence meanwhile \
-                         does not count",
-                        late.as_millis()
+                        "hello thread paused: it ran {:.1} ms late; the peer's silence \
+                         meanwhile does not count",
+                        late.as_secs_f64() * 1e3
                     );
                 }
                 while let Some(frame) = liveness.poll_transmit(now) {
+                    trace!(node = %self.node, stamp = now.as_micros(), "hello sent");
                     // Dropped when the link is down or its control queue is full: hellos
                     // repeat.
                     if let Err(err) = link.send(Channel::Control, frame) {
                         debug!("hello not sent: {err}");
+                    }
+                }
+                if liveness.stuck(now) != withholding {
+                    withholding = !withholding;
+                    if withholding {
+                        warn!(
+                            node = %self.node,
+                            "hellos withheld: the driver has been busy in one turn for over \
+                             {STALL_LIMIT:?}; the peer will take over"
+                        );
+                    } else {
+                        warn!(node = %self.node, "hellos resume: the driver's turn ended");
                     }
                 }
                 if liveness.wants_drain() {
@@ -245,6 +264,7 @@ impl Shared {
                     let _ = link.drain();
                 }
                 if let Some(silent) = liveness.poll_dead() {
+                    trace!(node = %self.node, ?silent, "peer dead");
                     // The driver is gone when this fails; `stop` follows.
                     let _ = dead.send(PeerDead {
                         link: *links,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 use failoverd_wire::{HEADER_LEN, frame_len};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsStream;
-use tracing::warn;
+use tracing::{trace, warn};
 
 use super::{Ctx, Ordered, READ_BUFFER, Stream, TapEvent, WRITE_BATCH};
 use crate::Channel;
@@ -230,13 +230,19 @@ impl Connection {
                         }
                     }
                 }
+                if frames > 0 {
+                    trace!(frames, bytes, "control frames queued into TLS");
+                }
                 counters.frames_out[index].fetch_add(frames, Atomic::Relaxed);
                 counters.bytes_out[index].fetch_add(bytes as u64, Atomic::Relaxed);
             }
             while self.tls.wants_write() {
                 match self.tls.write_tls(&mut self.socket) {
                     Ok(_) => {}
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        trace!("control socket full");
+                        break;
+                    }
                     Err(err) => return format!("control connection failed: {err}"),
                 }
             }
