@@ -542,6 +542,25 @@ mod tests {
         assert!(!l.wants_drain());
     }
 
+    /// A peer already overdue before the pause (the verdict waited only for a drain) stays
+    /// due after it: the drain decides, and hellos that waited in the socket save it.
+    #[test]
+    fn a_verdict_waiting_for_a_drain_before_a_pause_is_still_due_after_it() {
+        let mut l = liveness().with_drain_confirmation();
+        l.handle_link_up(ms(0));
+        l.handle_hello(ms(0), &hello(1, 0));
+        assert_eq!(turns(&mut l, 0, 35, None), None);
+        assert!(l.wants_drain(), "overdue since 30, no drain");
+        l.handle_timeout(ms(500));
+        assert_eq!(l.own_pauses(), 1);
+        assert!(l.wants_drain(), "35 ms of running silence: still due");
+        // The socket held the peer's hellos of the pause.
+        l.handle_hello(ms(501), &hello(1, 0));
+        l.handle_drained(ms(501));
+        assert_eq!(turns(&mut l, 501, 530, None), None);
+        assert!(!l.wants_drain());
+    }
+
     /// The node's turns may be long (they are bounded, but the machine is shared); one stuck
     /// for longer than the stall limit must not be kept alive by its hello schedule.
     #[test]
