@@ -8,6 +8,16 @@
 //! ([`set_hello`](Liveness::set_hello)) and decides what a dead peer means
 //! ([`Node::handle_peer_dead`](crate::Node::handle_peer_dead)); this machine only stamps and
 //! sends hellos on time and says when the peer fell silent.
+//!
+//! A node that was not running cannot judge its peer's silence for that time (Corosync's
+//! "process pause detected"): on a loaded machine the whole node, hello thread included, may
+//! stop for half a second (a long kernel path on a non-preemptible kernel), and every hello the
+//! peer sent meanwhile waits unread in the socket. A turn that comes later than asked by more
+//! than a quarter of the dead interval is such a pause: it is counted, and the dead deadline
+//! moves by it, so the peer's silence counts only the time this node ran. The adapter that
+//! reads the socket confirms it has handed in every hello that was there
+//! ([`handle_drained`](Liveness::handle_drained)) before a verdict, when it runs apart from
+//! this machine ([`with_drain_confirmation`](Liveness::with_drain_confirmation)).
 
 use std::time::Duration;
 
@@ -19,14 +29,17 @@ use crate::time::Instant;
 /// no hello came for `dead_interval`.
 ///
 /// Methods: input `handle_link_up`, `handle_link_down`, `handle_hello`, `handle_goodbye`,
-/// `handle_timeout`; from the node `set_hello` and `set_busy_since`; output, polled in this
-/// order, [`poll_transmit`](Self::poll_transmit), [`poll_dead`](Self::poll_dead), then sleep
-/// until [`poll_timeout`](Self::poll_timeout).
+/// `handle_drained`, `handle_timeout`; from the node `set_hello` and `set_busy_since`; output,
+/// polled in this order, [`poll_pause`](Self::poll_pause),
+/// [`poll_transmit`](Self::poll_transmit), [`poll_dead`](Self::poll_dead) (and
+/// [`wants_drain`](Self::wants_drain)), then sleep until [`poll_timeout`](Self::poll_timeout).
 #[derive(Debug, Clone)]
 pub struct Liveness {
     hello_interval: Duration,
     dead_interval: Duration,
     stall_limit: Duration,
+    /// A turn later than asked by more than this is a pause of this node.
+    pause_bound: Duration,
     link_up: bool,
     /// What the node wants its hellos to say; stamps are set here when one is sent.
     hello: Option<Hello>,
@@ -43,6 +56,18 @@ pub struct Liveness {
     busy_since: Option<Instant>,
     /// The peer fell silent for this long: not yet polled.
     dead: Option<Duration>,
+    /// When the last turn ran (`handle_timeout`); `None` before the first.
+    last_turn: Option<Instant>,
+    /// A pause found at the last turn, not yet polled.
+    pause: Option<Duration>,
+    pauses: u64,
+    longest_pause: Duration,
+    /// The adapter confirms its socket is drained before a verdict (it reads apart from us).
+    confirm_drain: bool,
+    /// When the adapter last confirmed it handed in every hello its socket held.
+    drained_at: Option<Instant>,
+    /// A verdict is due once the adapter confirms a drain.
+    drain_wanted: bool,
     hellos_sent: u64,
     hellos_received: u64,
 }
@@ -55,6 +80,7 @@ impl Liveness {
             dead_interval,
             // Inside the node nothing reports turns: it cannot be stuck apart from its hellos.
             stall_limit: Duration::MAX,
+            pause_bound: dead_interval / 4,
             link_up: false,
             hello: None,
             hello_due: false,
@@ -66,6 +92,13 @@ impl Liveness {
             rtt: None,
             busy_since: None,
             dead: None,
+            last_turn: None,
+            pause: None,
+            pauses: 0,
+            longest_pause: Duration::ZERO,
+            confirm_drain: false,
+            drained_at: None,
+            drain_wanted: false,
             hellos_sent: 0,
             hellos_received: 0,
         }
@@ -78,11 +111,26 @@ impl Liveness {
         self
     }
 
+    /// Hellos are read apart from this machine (another thread owns the socket): no verdict
+    /// until that reader confirms, after the deadline, that it handed in every hello its socket
+    /// held ([`wants_drain`](Self::wants_drain), [`handle_drained`](Self::handle_drained)).
+    pub fn with_drain_confirmation(mut self) -> Self {
+        self.confirm_drain = true;
+        self
+    }
+
     // ---- getters ----
 
     /// Whether a hello goes out at the next poll: the node refreshes what it says first.
     pub fn hello_due(&self) -> bool {
         self.link_up && self.hello_due
+    }
+
+    /// Whether the node has been busy in one turn for longer than the stall limit: its hellos
+    /// are withheld meanwhile.
+    pub fn stuck(&self, now: Instant) -> bool {
+        self.busy_since
+            .is_some_and(|since| now.saturating_since(since) > self.stall_limit)
     }
 
     /// Round-trip time of the last hello exchange.
@@ -105,6 +153,24 @@ impl Liveness {
         self.hellos_received
     }
 
+    /// Whether a verdict waits for the reader of the peer's hellos to hand in what its socket
+    /// holds and confirm with [`handle_drained`](Self::handle_drained); the adapter asks it
+    /// after every turn while this holds.
+    pub fn wants_drain(&self) -> bool {
+        self.drain_wanted
+    }
+
+    /// Pauses of this node seen so far: turns later than asked by more than a quarter of the
+    /// dead interval.
+    pub fn own_pauses(&self) -> u64 {
+        self.pauses
+    }
+
+    /// The longest of [`own_pauses`](Self::own_pauses) (how late that turn was).
+    pub fn longest_pause(&self) -> Duration {
+        self.longest_pause
+    }
+
     // ---- input ----
 
     /// The transport is up: hello at once, and a link that never carries a hello is as good as
@@ -114,6 +180,7 @@ impl Liveness {
         self.hello_due = true;
         self.heard_at = None;
         self.dead_at = Some(now + self.dead_interval);
+        self.drain_wanted = false;
     }
 
     /// The transport closed: no hellos, no verdict (the node learns it from the link).
@@ -121,6 +188,7 @@ impl Liveness {
         self.link_up = false;
         self.hello_due = false;
         self.dead_at = None;
+        self.drain_wanted = false;
     }
 
     /// A hello from the authenticated peer (the node checks what it says).
@@ -135,15 +203,35 @@ impl Liveness {
         }
         self.heard_at = Some(now);
         self.dead_at = Some(now + self.dead_interval);
+        self.drain_wanted = false;
     }
 
     /// The peer said goodbye: it is gone, and no verdict is due.
     pub fn handle_goodbye(&mut self) {
         self.dead_at = None;
+        self.drain_wanted = false;
     }
 
-    /// Runs the expired timers; spurious calls do nothing.
+    /// The reader of the peer's hellos handed in, by `now`, every hello its socket held when
+    /// [`wants_drain`](Self::wants_drain) asked (see
+    /// [`with_drain_confirmation`](Self::with_drain_confirmation)); the verdict, if still due,
+    /// comes at the next [`handle_timeout`](Self::handle_timeout).
+    pub fn handle_drained(&mut self, now: Instant) {
+        self.drained_at = Some(now);
+    }
+
+    /// Runs the expired timers; spurious calls do nothing. A call later than
+    /// [`poll_timeout`](Self::poll_timeout) asked by more than a quarter of the dead interval
+    /// is a pause of this node: the dead deadline moves by it.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // The next hello is never more than a hello interval away, so a long gap between two
+        // turns is a late turn too.
+        if let (Some(last), Some(asked)) = (self.last_turn, self.poll_timeout())
+            && now.saturating_since(asked) > self.pause_bound
+        {
+            self.paused(now, now.saturating_since(asked), now.saturating_since(last));
+        }
+        self.last_turn = Some(now);
         if let Some(at) = self.next_hello
             && at <= now
         {
@@ -153,11 +241,29 @@ impl Liveness {
         if let Some(at) = self.dead_at
             && at <= now
         {
+            if self.confirm_drain && self.drained_at.is_none_or(|drained| drained < at) {
+                // Hellos may wait unread in the socket: judge once they are handed in.
+                self.drain_wanted = true;
+                return;
+            }
             self.dead_at = None;
+            self.drain_wanted = false;
             let silent = self
                 .heard_at
                 .map_or(self.dead_interval, |heard| now.saturating_since(heard));
             self.dead = Some(silent);
+        }
+    }
+
+    /// This node did not run for `late` past the turn it asked for, `gap` since its last turn.
+    fn paused(&mut self, now: Instant, late: Duration, gap: Duration) {
+        self.pauses += 1;
+        self.longest_pause = self.longest_pause.max(late);
+        self.pause = Some(late);
+        // It may have stopped at any time since its last turn: the whole gap does not count,
+        // but the peer never gets more than a full dead interval of running time from now.
+        if let Some(at) = self.dead_at {
+            self.dead_at = Some((at + gap).min(now + self.dead_interval));
         }
     }
 
@@ -181,10 +287,7 @@ impl Liveness {
         if !self.link_up || !self.hello_due {
             return None;
         }
-        if self
-            .busy_since
-            .is_some_and(|since| now.saturating_since(since) > self.stall_limit)
-        {
+        if self.stuck(now) {
             return None;
         }
         let mut hello = self.hello?;
@@ -204,6 +307,12 @@ impl Liveness {
         Some(frame)
     }
 
+    /// This node paused for the returned time (how late its last turn was): reported once,
+    /// for the log.
+    pub fn poll_pause(&mut self) -> Option<Duration> {
+        self.pause.take()
+    }
+
     /// The peer fell silent for the returned time (at least the dead interval): reported once.
     pub fn poll_dead(&mut self) -> Option<Duration> {
         self.dead.take()
@@ -211,7 +320,9 @@ impl Liveness {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.next_hello, self.dead_at].into_iter().flatten().min()
+        // A verdict waiting for a drain is woken by the drain, not by its passed deadline.
+        let dead_at = self.dead_at.filter(|_| !self.drain_wanted);
+        [self.next_hello, dead_at].into_iter().flatten().min()
     }
 }
 
@@ -319,6 +430,135 @@ mod tests {
         // The peer echoes our stamp of 6 ms at 9 ms: the round trip is 3 ms.
         l.handle_hello(ms(9), &hello(900, 6000));
         assert_eq!(l.rtt(), Some(Duration::from_millis(3)));
+    }
+
+    /// Runs `l` in 1 ms turns from `from` to `to` with the peer's hellos handed in every
+    /// 10 ms from `hellos_from` (never if `None`); the instant of the verdict, if any.
+    fn turns(l: &mut Liveness, from: u64, to: u64, hellos_from: Option<u64>) -> Option<u64> {
+        for t in from..=to {
+            if hellos_from.is_some_and(|h| t >= h && (t - h) % 10 == 0) {
+                l.handle_hello(ms(t), &hello(1, 0));
+            }
+            l.handle_timeout(ms(t));
+            while l.poll_transmit(ms(t)).is_some() {}
+            if l.poll_dead().is_some() {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// A live pair, then this node stops from 101 ms to 600 ms (its hello thread, and the
+    /// thread reading the socket, do not run: a whole-machine stall), then runs again at 600.
+    fn paused_500_ms() -> Liveness {
+        let mut l = liveness();
+        l.handle_link_up(ms(0));
+        assert_eq!(turns(&mut l, 0, 100, Some(0)), None, "heard every 10 ms");
+        l
+    }
+
+    /// Issue 10, finding 1: both daemons' hello threads were measured waking 0.5 s late at the
+    /// same instant; each declared the other dead at once although the other resumed its hellos
+    /// right after. The peer's silence counts only the time this node ran.
+    #[test]
+    fn a_500_ms_pause_with_the_peer_heard_right_after_declares_no_peer_dead() {
+        let mut l = paused_500_ms();
+        // The peer paused too: its first hello comes 5 ms after the pause, then every 10 ms.
+        assert_eq!(turns(&mut l, 600, 800, Some(605)), None);
+        assert_eq!(l.own_pauses(), 1);
+        // It asked for a turn at 110 ms (the next hello) and ran at 600.
+        assert_eq!(l.longest_pause(), Duration::from_millis(490));
+        assert_eq!(l.poll_pause(), Some(Duration::from_millis(490)));
+        assert_eq!(l.poll_pause(), None, "reported once");
+    }
+
+    /// The control: the same pause, but the peer stays silent after it. It is declared dead
+    /// within a dead interval plus a hello interval of running time after the pause.
+    #[test]
+    fn a_peer_silent_after_the_pause_is_declared_dead_within_the_bound() {
+        let mut l = paused_500_ms();
+        let dead = turns(&mut l, 600, 800, None).expect("declared dead");
+        assert!(
+            (601..=640).contains(&dead),
+            "declared dead at {dead} ms, 30-40 ms of running time after the pause expected"
+        );
+        assert_eq!(l.own_pauses(), 1);
+    }
+
+    /// Turns late by less than a quarter of the dead interval are no pause, and a verdict
+    /// after them is not deferred.
+    #[test]
+    fn turns_a_little_late_are_no_pause() {
+        let mut l = liveness();
+        l.handle_link_up(ms(0));
+        l.handle_hello(ms(0), &hello(1, 0));
+        // Every turn 7 ms after it was asked for (the bound is 7.5 ms).
+        let mut t = 0;
+        let dead = loop {
+            l.handle_timeout(ms(t));
+            while l.poll_transmit(ms(t)).is_some() {}
+            if l.poll_dead().is_some() {
+                break t;
+            }
+            t = l.poll_timeout().expect("a deadline").as_micros() / 1000 + 7;
+        };
+        assert_eq!(l.own_pauses(), 0);
+        assert!(dead <= 37, "declared dead at {dead} ms");
+    }
+
+    /// A thread other than the hello thread reads the socket: the verdict waits until it has
+    /// handed in, after the deadline, every hello that waited there, so a reader that was not
+    /// running cannot make a live peer look dead.
+    #[test]
+    fn with_drain_confirmation_a_verdict_waits_for_the_reader_to_drain_its_socket() {
+        let mut l = liveness().with_drain_confirmation();
+        l.handle_link_up(ms(0));
+        l.handle_hello(ms(0), &hello(1, 0));
+        l.handle_drained(ms(1));
+        assert_eq!(
+            turns(&mut l, 0, 60, None),
+            None,
+            "no drain after the deadline"
+        );
+        assert!(l.wants_drain());
+        assert!(
+            l.poll_timeout().is_some_and(|t| t > ms(60)),
+            "a passed deadline waiting for a drain does not spin the hello thread"
+        );
+        // The reader was late: the socket held a hello, handed in before the drain.
+        l.handle_hello(ms(61), &hello(1, 0));
+        l.handle_drained(ms(61));
+        assert_eq!(turns(&mut l, 61, 90, None), None);
+        assert!(!l.wants_drain(), "not until the new deadline");
+        assert_eq!(
+            turns(&mut l, 91, 100, None),
+            None,
+            "the deadline passed at 91"
+        );
+        assert!(l.wants_drain());
+        // The socket was empty: the peer is dead.
+        l.handle_drained(ms(101));
+        assert_eq!(turns(&mut l, 101, 101, None), Some(101));
+        assert!(!l.wants_drain());
+    }
+
+    /// A peer already overdue before the pause (the verdict waited only for a drain) stays
+    /// due after it: the drain decides, and hellos that waited in the socket save it.
+    #[test]
+    fn a_verdict_waiting_for_a_drain_before_a_pause_is_still_due_after_it() {
+        let mut l = liveness().with_drain_confirmation();
+        l.handle_link_up(ms(0));
+        l.handle_hello(ms(0), &hello(1, 0));
+        assert_eq!(turns(&mut l, 0, 35, None), None);
+        assert!(l.wants_drain(), "overdue since 30, no drain");
+        l.handle_timeout(ms(500));
+        assert_eq!(l.own_pauses(), 1);
+        assert!(l.wants_drain(), "35 ms of running silence: still due");
+        // The socket held the peer's hellos of the pause.
+        l.handle_hello(ms(501), &hello(1, 0));
+        l.handle_drained(ms(501));
+        assert_eq!(turns(&mut l, 501, 530, None), None);
+        assert!(!l.wants_drain());
     }
 
     /// The node's turns may be long (they are bounded, but the machine is shared); one stuck

@@ -91,6 +91,10 @@ struct Args {
     /// Dead interval of both daemons in the aggressive measurement, ms.
     #[arg(long, default_value_t = 30)]
     aggressive_dead_ms: u32,
+    /// `log.level` of the daemons; e.g. `info,failoverd::hellos=trace,failoverd_link=trace`
+    /// logs every hello sent, heard and queued into TLS, the drains and full control sockets.
+    #[arg(long, default_value = "info")]
+    daemon_log_level: String,
     /// The failoverd binary (default: `failoverd` next to this example's directory, i.e.
     /// `target/release/failoverd`).
     #[arg(long)]
@@ -427,6 +431,15 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// Options of a daemon: defaults but for the log level asked for.
+    fn daemon_options(&self) -> DaemonOptions {
+        DaemonOptions {
+            event_buffer_bytes: None,
+            timers: None,
+            log_level: self.args.daemon_log_level.clone(),
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
     // 2. replication
 
@@ -448,7 +461,7 @@ impl Bench<'_> {
         let lab = self.lab()?;
         let options = DaemonOptions {
             timers,
-            ..DaemonOptions::default()
+            ..self.daemon_options()
         };
         let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &options)?;
         let mut b = Daemon::spawn(&self.failoverd, &lab, Fw::B, &options)?;
@@ -708,10 +721,10 @@ impl Bench<'_> {
             "overrun: B's daemon with event_buffer_bytes = {buffer}, {n} new flows on B"
         ));
         let lab = self.lab()?;
-        let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &DaemonOptions::default())?;
+        let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &self.daemon_options())?;
         let b_options = DaemonOptions {
             event_buffer_bytes: Some(buffer),
-            ..DaemonOptions::default()
+            ..self.daemon_options()
         };
         let mut b = Daemon::spawn(&self.failoverd, &lab, Fw::B, &b_options)?;
         wait_synchronized(&mut a, &mut b, Duration::from_secs(30))?;
@@ -901,7 +914,7 @@ impl Bench<'_> {
         // A's daemon first, so that it sees the entries being created and owns them (a daemon
         // that starts with entries in its table takes them as the peer's, see the backend's
         // docs).
-        let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &DaemonOptions::default())?;
+        let mut a = Daemon::spawn(&self.failoverd, &lab, Fw::A, &self.daemon_options())?;
         a.wait_for(
             "working alone (independence)",
             Duration::from_secs(30),
@@ -948,7 +961,7 @@ impl Bench<'_> {
                     &self.failoverd,
                     &lab,
                     Fw::B,
-                    &DaemonOptions::default(),
+                    &self.daemon_options(),
                 )?);
                 let (_, answering) = b.wait_for("answering", Duration::from_secs(60), |_| true)?;
                 let (status, ready) = b.wait_for(
@@ -1721,10 +1734,11 @@ impl Drop for Lab {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct DaemonOptions {
     event_buffer_bytes: Option<usize>,
     timers: Option<Timers>,
+    log_level: String,
 }
 
 /// Hello and dead interval of a daemon, ms.
@@ -1823,9 +1837,10 @@ backend = "conntrack"
 socket = "{socket}"
 
 [log]
-level = "info"
+level = "{level}"
 "#,
             name = fw.name(),
+            level = options.log_level,
             priority = if fw == Fw::A { 200 } else { 100 },
             listen = fw.link(),
             peer = fw.other().link(),
@@ -1882,10 +1897,18 @@ level = "info"
     fn incidents(&self) -> Value {
         let log = self.log();
         let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        // "hello thread paused: it ran N.N ms late; ...", one line per pause.
+        let pauses_ms: Vec<f64> = log
+            .lines()
+            .filter_map(|l| l.split("hello thread paused: it ran ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+            .collect();
         json!({
             "peer_dead": count("peer dead"),
+            "own_pauses_ms": pauses_ms,
             "link_down": count("failoverd::driver: failover link down"),
             "overrun_resyncs": count("backend lost change events"),
+            "hellos_withheld": count("hellos withheld"),
         })
     }
 
@@ -1991,7 +2014,8 @@ fn status_summary(s: &Status) -> Value {
         "counters": pick(&["records_sent", "records_received", "records_applied", "batches_sent",
                            "retransmits", "bulk_syncs_sent", "bulk_syncs_received", "changes_lost",
                            "apply_failures", "backend_events_in", "backend_events_own",
-                           "backend_overruns", "backend_apply_errors", "backend_dumps", "driver_turn_max_us", "driver_timer_late_max_us"]),
+                           "backend_overruns", "backend_apply_errors", "backend_dumps", "driver_turn_max_us", "driver_timer_late_max_us",
+                           "own_pauses", "own_pause_max_us"]),
     })
 }
 

@@ -651,9 +651,17 @@ impl Driver {
         ]) {
             counters.insert(name.to_string(), value);
         }
-        if let Some(sent) = self.hellos.read(|liveness| liveness.hellos_sent()) {
+        if let Some((sent, pauses, longest)) = self.hellos.read(|liveness| {
+            (
+                liveness.hellos_sent(),
+                liveness.own_pauses(),
+                liveness.longest_pause(),
+            )
+        }) {
             // The hello thread sends them, not the core.
             counters.insert("hellos_sent".to_string(), sent);
+            counters.insert("own_pauses".to_string(), pauses);
+            counters.insert("own_pause_max_us".to_string(), longest.as_micros() as u64);
         }
         if let Some((sender, _, _)) = &self.heartbeat {
             let path = sender.stats();

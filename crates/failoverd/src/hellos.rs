@@ -7,6 +7,13 @@
 //! (issue 10: with hello 10 ms / dead 30 ms, hellos processed between bulk work made a
 //! 500,000-flow burst livelock). The driver still reads every hello for what it says and
 //! decides what a silent peer means.
+//!
+//! Both threads may still stop together: a whole-machine stall (a long kernel path on a
+//! non-preemptible kernel) was measured holding both daemons' hello threads for half a second
+//! at once. The liveness counts such a pause of this node and does not count it as the peer's
+//! silence; and since the socket is read on the control thread, not here, no verdict is given
+//! before that thread has confirmed it handed in every hello its socket held
+//! ([`LinkSender::drain`], [`TapEvent::Drained`]).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -16,7 +23,7 @@ use failoverd_core::Liveness;
 use failoverd_link::{Channel, ControlTap, LinkSender, TapEvent};
 use failoverd_wire::{Goodbye, GoodbyeReason, Message};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use crate::driver::Clock;
 
@@ -47,6 +54,8 @@ pub struct HelloPath {
 }
 
 struct Shared {
+    /// The node's name, for the log.
+    node: String,
     clock: Clock,
     state: Mutex<State>,
     wake: Condvar,
@@ -72,19 +81,19 @@ impl HelloPath {
     pub fn spawn(name: &str, clock: Clock) -> std::io::Result<Self> {
         let path = Self {
             shared: Arc::new(Shared {
+                node: name.to_string(),
                 clock,
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
             }),
         };
         let shared = Arc::clone(&path.shared);
-        let node = name.to_string();
         thread::Builder::new()
             .name(format!("{name}-hellos"))
             .spawn(move || {
                 if let Err(err) = failoverd_link::set_realtime_priority(HELLO_PRIORITY) {
                     warn!(
-                        %node,
+                        node = %shared.node,
                         "hellos run at normal priority: real-time priority refused ({err}; it \
                          needs CAP_SYS_NICE); on a loaded machine they may be late"
                     );
@@ -102,50 +111,67 @@ impl HelloPath {
     /// The link's control tap: the link's state, hellos and goodbyes reach the liveness as
     /// the control thread sees them.
     pub fn tap(&self) -> ControlTap {
-        let shared = Arc::clone(&self.shared);
-        ControlTap::new(move |event| {
-            let now = shared.clock.now();
-            let mut state = shared.lock();
-            match event {
-                TapEvent::Up => {
-                    state.links += 1;
-                    state.up = true;
-                    if let Some(liveness) = &mut state.liveness {
-                        liveness.handle_link_up(now);
-                    }
-                    drop(state);
-                    shared.wake.notify_one();
+        let path = self.clone();
+        ControlTap::new(move |event| path.handle_tap(event))
+    }
+
+    /// What [`tap`](Self::tap) does with each event of the control thread.
+    pub fn handle_tap(&self, event: TapEvent<'_>) {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        let mut state = shared.lock();
+        match event {
+            TapEvent::Up => {
+                state.links += 1;
+                state.up = true;
+                if let Some(liveness) = &mut state.liveness {
+                    liveness.handle_link_up(now);
                 }
-                TapEvent::Down => {
-                    state.up = false;
-                    if let Some(liveness) = &mut state.liveness {
-                        liveness.handle_link_down();
-                    }
-                }
-                TapEvent::Frame(frame) => {
-                    let Some(liveness) = &mut state.liveness else {
-                        return;
-                    };
-                    match Message::parse(frame) {
-                        Ok(Message::Hello(hello)) => liveness.handle_hello(now, &hello),
-                        Ok(Message::Goodbye(Goodbye {
-                            reason: GoodbyeReason::Shutdown | GoodbyeReason::Unknown(_),
-                        })) => liveness.handle_goodbye(),
-                        _ => {}
-                    }
+                drop(state);
+                shared.wake.notify_one();
+            }
+            TapEvent::Down => {
+                state.up = false;
+                if let Some(liveness) = &mut state.liveness {
+                    liveness.handle_link_down();
                 }
             }
-        })
+            TapEvent::Frame(frame) => {
+                let Some(liveness) = &mut state.liveness else {
+                    return;
+                };
+                match Message::parse(frame) {
+                    Ok(Message::Hello(hello)) => {
+                        trace!(node = %shared.node, stamp = hello.tx_stamp, "hello heard");
+                        liveness.handle_hello(now, &hello);
+                    }
+                    Ok(Message::Goodbye(Goodbye {
+                        reason: GoodbyeReason::Shutdown | GoodbyeReason::Unknown(_),
+                    })) => liveness.handle_goodbye(),
+                    _ => {}
+                }
+            }
+            TapEvent::Drained => {
+                if let Some(liveness) = &mut state.liveness {
+                    trace!(node = %shared.node, "socket drained");
+                    liveness.handle_drained(now);
+                }
+                drop(state);
+                // A verdict may be waiting for it.
+                shared.wake.notify_one();
+            }
+        }
     }
 
     /// Runs the node's `liveness` from now on, sending hellos on `link` and verdicts to
-    /// `dead`.
+    /// `dead`; a verdict waits for the control thread to drain its socket.
     pub fn install(
         &self,
-        mut liveness: Liveness,
+        liveness: Liveness,
         link: LinkSender,
         dead: mpsc::UnboundedSender<PeerDead>,
     ) {
+        let mut liveness = liveness.with_drain_confirmation();
         {
             let mut state = self.shared.lock();
             if state.up {
@@ -189,6 +215,8 @@ impl Shared {
     }
 
     fn run(&self) {
+        // Hellos are withheld for a driver stuck in one turn: logged as it starts and ends.
+        let mut withholding = false;
         let mut state = self.lock();
         while !state.stop {
             let now = self.clock.now();
@@ -202,14 +230,41 @@ impl Shared {
             let mut wait = Duration::from_secs(1);
             if let (Some(liveness), Some(link), Some(dead)) = (liveness, link, dead) {
                 liveness.handle_timeout(now);
+                if let Some(late) = liveness.poll_pause() {
+                    warn!(
+                        node = %self.node,
+                        pauses = liveness.own_pauses(),
+                        "hello thread paused: it ran {:.1} ms late; the peer's silence \
+                         meanwhile does not count",
+                        late.as_secs_f64() * 1e3
+                    );
+                }
                 while let Some(frame) = liveness.poll_transmit(now) {
+                    trace!(node = %self.node, stamp = now.as_micros(), "hello sent");
                     // Dropped when the link is down or its control queue is full: hellos
                     // repeat.
                     if let Err(err) = link.send(Channel::Control, frame) {
                         debug!("hello not sent: {err}");
                     }
                 }
+                if liveness.stuck(now) != withholding {
+                    withholding = !withholding;
+                    if withholding {
+                        warn!(
+                            node = %self.node,
+                            "hellos withheld: the driver has been busy in one turn for over \
+                             {STALL_LIMIT:?}; the peer will take over"
+                        );
+                    } else {
+                        warn!(node = %self.node, "hellos resume: the driver's turn ended");
+                    }
+                }
+                if liveness.wants_drain() {
+                    // No link, no verdict due: the link's Down clears the wish.
+                    let _ = link.drain();
+                }
                 if let Some(silent) = liveness.poll_dead() {
+                    trace!(node = %self.node, ?silent, "peer dead");
                     // The driver is gone when this fails; `stop` follows.
                     let _ = dead.send(PeerDead {
                         link: *links,

@@ -597,3 +597,80 @@ fn control_frames_flow_while_the_runtime_is_blocked() {
     }
     assert!(late.is_empty(), "while A's runtime was blocked: {late:?}");
 }
+
+/// A drain confirms that every control frame that had reached the socket when it was asked
+/// for was handed to the tap (the hello path judges the peer's silence only after one): B's
+/// control thread is held in its tap on the first frame while 999 more reach its socket
+/// (40 KB: more than one read takes, less than the socket's buffer), a drain is asked, the
+/// thread is let go; `Drained` must come after all 1,000 frames, and a drain asked when
+/// nothing waits is confirmed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_is_confirmed_only_after_the_frames_waiting_in_the_socket() {
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Frame,
+        Drained,
+    }
+    const FRAMES: usize = 1000;
+    let ids = identities(2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // Closed: B's control thread waits in its tap.
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tap = {
+        let (seen, open) = (seen.clone(), open.clone());
+        ControlTap::new(move |event| {
+            let what = match event {
+                TapEvent::Frame(_) => Seen::Frame,
+                TapEvent::Drained => Seen::Drained,
+                TapEvent::Up | TapEvent::Down => return,
+            };
+            while !open.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            seen.lock().unwrap().push(what);
+        })
+    };
+    let mut config = LinkConfig::new(
+        any_port(),
+        unused_peer(),
+        ids[1].clone(),
+        ids[0].fingerprint(),
+    );
+    config.control_tap = Some(tap);
+    let (b_tx, mut b_rx) = spawn(config).expect("spawn b");
+    let mut a = start(&ids[0], ids[1].fingerprint(), b_tx.local_addr());
+    expect_up(&mut a.rx).await;
+    expect_up(&mut b_rx).await;
+    for n in 0..FRAMES {
+        a.tx.send(Channel::Control, frame(1, &[n as u8; 32]))
+            .expect("send");
+    }
+    // Loopback carries them in well under a millisecond; B's thread waits in the tap.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b_tx.drain().expect("link up");
+    open.store(true, std::sync::atomic::Ordering::Release);
+    let confirmed = |seen: &Arc<Mutex<Vec<Seen>>>, drains: usize| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| **s == Seen::Drained)
+            .count()
+            >= drains
+    };
+    let started = Instant::now();
+    while !confirmed(&seen, 1) {
+        assert!(started.elapsed() < BOUND, "no drain confirmed");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    {
+        let seen = seen.lock().unwrap();
+        let frames_before = seen.iter().take_while(|s| **s == Seen::Frame).count();
+        assert_eq!(frames_before, FRAMES, "frames tapped before the drain");
+    }
+    b_tx.drain().expect("link up");
+    while !confirmed(&seen, 2) {
+        assert!(started.elapsed() < BOUND, "an idle drain not confirmed");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(b_rx);
+}

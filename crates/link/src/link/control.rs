@@ -19,14 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 use failoverd_wire::{HEADER_LEN, frame_len};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsStream;
-use tracing::warn;
+use tracing::{trace, warn};
 
 use super::{Ctx, Ordered, READ_BUFFER, Stream, TapEvent, WRITE_BATCH};
 use crate::Channel;
 
-/// Wakes the control thread out of `poll(2)`: an eventfd.
+/// Wakes the control thread out of `poll(2)`: an eventfd; and asks it to confirm a drain.
 pub(super) struct Wake {
     fd: OwnedFd,
+    /// A drain was asked for and not yet confirmed.
+    drain: AtomicBool,
 }
 
 impl Wake {
@@ -39,7 +41,15 @@ impl Wake {
         // SAFETY: `fd` was just created and is valid.
         Ok(Self {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            drain: AtomicBool::new(false),
         })
+    }
+
+    /// Asks the thread to read what the socket holds and to tell the tap
+    /// [`TapEvent::Drained`] once it found it empty.
+    pub(super) fn drain(&self) {
+        self.drain.store(true, Atomic::Release);
+        self.wake();
     }
 
     pub(super) fn wake(&self) {
@@ -220,20 +230,38 @@ impl Connection {
                         }
                     }
                 }
+                if frames > 0 {
+                    trace!(frames, bytes, "control frames queued into TLS");
+                }
                 counters.frames_out[index].fetch_add(frames, Atomic::Relaxed);
                 counters.bytes_out[index].fetch_add(bytes as u64, Atomic::Relaxed);
             }
             while self.tls.wants_write() {
                 match self.tls.write_tls(&mut self.socket) {
                     Ok(_) => {}
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        trace!("control socket full");
+                        break;
+                    }
                     Err(err) => return format!("control connection failed: {err}"),
                 }
             }
             let mut read = false;
             // Whole frames were all taken out above: the inbox holds at most one partial frame.
             if undelivered.is_none() {
-                match self.tls.read_tls(&mut self.socket) {
+                // Taken before the read: a read that finds the socket empty after the request
+                // means every frame that was there has been handed to the tap.
+                let drain = self.wake.drain.swap(false, Atomic::AcqRel);
+                let result = self.tls.read_tls(&mut self.socket);
+                if drain {
+                    if matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock) {
+                        self.tap(TapEvent::Drained);
+                    } else {
+                        // Not empty yet (or ending): confirmed by a later pass.
+                        self.wake.drain.store(true, Atomic::Release);
+                    }
+                }
+                match result {
                     Ok(0) => return "peer closed the control connection".to_string(),
                     Ok(_) => {
                         read = true;
