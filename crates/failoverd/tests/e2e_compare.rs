@@ -11,32 +11,14 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use failoverd_backends::sample_record;
 use failoverd_backends::session::conformance::{TableDifferences, table_differences};
-use failoverd_backends::{ConntrackBackend, ConntrackConfig, SessionBackend, sample_record};
-use failoverd_wire::{NodeId, SessionOp, SessionRecord};
+use failoverd_wire::{NodeId, SessionRecord};
 use support::{Firewall, Lab, require_root_and_tools, tables};
 
 const NODE_A: NodeId = NodeId(1);
 const NODE_B: NodeId = NodeId(2);
 const IPS_ASSURED: u32 = 1 << 2;
-
-/// Writes `records` into `fw`'s kernel through failoverd's conntrack backend as node `local`,
-/// with the daemons' owner mark: as A's daemon holds its own sessions and B's its copies.
-fn write(lab: &Lab, fw: Firewall, local: NodeId, records: &[SessionRecord]) {
-    let ops: Vec<SessionOp> = records.iter().cloned().map(SessionOp::Upsert).collect();
-    let report = lab.run_in(fw, || {
-        let config = ConntrackConfig {
-            owner_mark: tables::owner_mark(),
-            ..ConntrackConfig::default()
-        };
-        let mut backend = ConntrackBackend::open(config, local, None).expect("open the backend");
-        backend.apply(&ops)
-    });
-    assert!(
-        report.failed.is_empty() && report.applied == ops.len(),
-        "{fw:?}: {report:?}"
-    );
-}
 
 /// Where B's copies of `records` differ from A's.
 fn differences(lab: &Lab, records: &[SessionRecord]) -> TableDifferences {
@@ -61,8 +43,8 @@ fn a_label_or_status_bit_on_one_node_only_is_a_difference() {
     let lab = Lab::up();
     // TCP, UDP and ICMP, IPv4 and IPv6, with NAT and marks: A's own, and B's copies of them.
     let records: Vec<SessionRecord> = (0..6).map(|i| sample_record(i, NODE_A)).collect();
-    write(&lab, Firewall::A, NODE_A, &records);
-    write(&lab, Firewall::B, NODE_B, &records);
+    tables::write(&lab, Firewall::A, NODE_A, &records);
+    tables::write(&lab, Firewall::B, NODE_B, &records);
     // The kernels do differ, in the owner stamp: A's entries say "this node's", B's "the peer's".
     let (local, peer) = tables::owner_stamps();
     for (fw, stamp) in [(Firewall::A, local), (Firewall::B, peer)] {
@@ -80,13 +62,13 @@ fn a_label_or_status_bit_on_one_node_only_is_a_difference() {
     // A label on A's entry only (the lab's ruleset lets the kernel hold labels)...
     let mut labelled = records[0].clone();
     labelled.labels[0] = 0x01;
-    write(&lab, Firewall::A, NODE_A, std::slice::from_ref(&labelled));
+    tables::write(&lab, Firewall::A, NODE_A, std::slice::from_ref(&labelled));
     // ... and a session B holds without ASSURED (the kernel never clears it: a new one).
     let assured = sample_record(6, NODE_A);
     let mut unassured = assured.clone();
     unassured.status &= !IPS_ASSURED;
-    write(&lab, Firewall::A, NODE_A, std::slice::from_ref(&assured));
-    write(&lab, Firewall::B, NODE_B, &[unassured]);
+    tables::write(&lab, Firewall::A, NODE_A, std::slice::from_ref(&assured));
+    tables::write(&lab, Firewall::B, NODE_B, &[unassured]);
 
     let found = differences(&lab, &[records, vec![assured.clone()]].concat());
     assert_eq!(

@@ -148,12 +148,17 @@ impl DaemonOptions {
         self
     }
 
-    /// The configuration file of `fw`'s daemon, whose files are in `dir`.
-    pub fn render(&self, fw: Firewall, peer_key: &str, dir: &Path) -> String {
-        let priority = self.priority.unwrap_or(match fw {
+    /// `fw`'s `node.priority`: the one set, else A 200, B 100.
+    pub fn priority_of(&self, fw: Firewall) -> u8 {
+        self.priority.unwrap_or(match fw {
             Firewall::A => 200,
             Firewall::B => 100,
-        });
+        })
+    }
+
+    /// The configuration file of `fw`'s daemon, whose files are in `dir`.
+    pub fn render(&self, fw: Firewall, peer_key: &str, dir: &Path) -> String {
+        let priority = self.priority_of(fw);
         let timers = if self.timers.is_empty() {
             String::new()
         } else {

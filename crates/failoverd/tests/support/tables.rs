@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use failoverd_backends::session::conformance::{ComparedFields, table_differences};
 use failoverd_backends::{ConntrackBackend, ConntrackConfig, OwnerMark, SessionBackend};
-use failoverd_wire::{NodeId, SessionKey, SessionRecord, proto_name};
+use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord, proto_name};
 
 use super::conntrack::{Flow, Tuple};
-use super::netns;
+use super::{Firewall, Lab, netns};
 
 /// The mark bits the daemons stamp owners in: `sessions.conntrack.owner_mark`, which the tests
 /// leave at its default.
@@ -50,6 +50,25 @@ pub fn read(ns: &str) -> Vec<SessionRecord> {
             record
         })
         .collect()
+}
+
+/// Writes `records` into `fw`'s kernel through failoverd's conntrack backend as node `local`,
+/// with the daemons' owner mark: records of `local` are stamped as its own, the others as the
+/// peer's copies.
+pub fn write(lab: &Lab, fw: Firewall, local: NodeId, records: &[SessionRecord]) {
+    let ops: Vec<SessionOp> = records.iter().cloned().map(SessionOp::Upsert).collect();
+    let report = lab.run_in(fw, || {
+        let config = ConntrackConfig {
+            owner_mark: owner_mark(),
+            ..ConntrackConfig::default()
+        };
+        let mut backend = ConntrackBackend::open(config, local, None).expect("open the backend");
+        backend.apply(&ops)
+    });
+    assert!(
+        report.failed.is_empty() && report.applied == ops.len(),
+        "{fw:?}: {report:?}"
+    );
 }
 
 /// The flow of a session, as the text listings name it (the zone aside); `None` for protocols
