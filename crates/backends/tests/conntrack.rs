@@ -1540,8 +1540,10 @@ fn a_change_is_stamped_before_it_is_handed_on() {
     let maker = std::thread::spawn({
         let records = records.clone();
         move || {
-            for chunk in records.chunks(8) {
+            // Paced, so that events come during most polls, not all before the first.
+            for chunk in records.chunks(4) {
                 client.create_many(chunk);
+                std::thread::sleep(Duration::from_micros(500));
             }
         }
     });
