@@ -53,7 +53,8 @@ pub(super) struct State {
     /// active node, whose sessions a takeover moves (see `ConntrackBackend::set_active`).
     pub local_stamp: Stamp,
     /// Local entries whose kernel stamp is not `local_stamp` (made by packets, or taken over
-    /// from the peer by local activity): `poll_changes` stamps them.
+    /// from the peer by local activity): `poll_changes` stamps them before handing on their
+    /// changes. Each has its change queued (or an overrun pending), so `has_pending` covers it.
     pub unstamped: Vec<SessionKey>,
 }
 

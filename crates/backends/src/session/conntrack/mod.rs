@@ -806,22 +806,38 @@ impl SessionBackend for ConntrackBackend {
         out: &mut Vec<SessionOp>,
         max: usize,
     ) -> Result<usize, BackendError> {
-        // Stamps first: a socket error then leaves the changes queued.
-        let unstamped = std::mem::take(&mut self.shared.lock().unstamped);
-        self.stamp_local(&unstamped)?;
-        let mut state = self.shared.lock();
-        if let Some((kind, message)) = &state.failed {
-            return Err(BackendError::Io(io::Error::new(*kind, message.clone())));
+        // The changes and the stamps they need are taken together, and stamped before the
+        // changes are handed on: a change the peer holds is then one a restart finds stamped.
+        // An event that arrives meanwhile is left whole (change and stamp) for the next poll,
+        // which its change wakes. Stamped on the next poll instead, the last changes of a burst
+        // stayed unstamped until some later event (a restart then swept them as the peer's).
+        let (changes, unstamped) = {
+            let mut state = self.shared.lock();
+            if let Some((kind, message)) = &state.failed {
+                return Err(BackendError::Io(io::Error::new(*kind, message.clone())));
+            }
+            if state.overrun {
+                state.overrun = false;
+                state.changes.clear();
+                // The resync's dump stamps what is left unstamped.
+                state.unstamped.clear();
+                return Err(BackendError::Overrun { lost: None });
+            }
+            let n = max.min(state.changes.len());
+            let changes: Vec<SessionOp> = state.changes.drain(..n).collect();
+            (changes, std::mem::take(&mut state.unstamped))
+        };
+        if let Err(err) = self.stamp_local(&unstamped) {
+            // A socket error leaves the changes queued, in order, with their stamps.
+            let mut state = self.shared.lock();
+            for op in changes.into_iter().rev() {
+                state.changes.push_front(op);
+            }
+            state.unstamped.extend(unstamped);
+            return Err(err);
         }
-        if state.overrun {
-            state.overrun = false;
-            state.changes.clear();
-            // The resync's dump stamps what is left unstamped.
-            state.unstamped.clear();
-            return Err(BackendError::Overrun { lost: None });
-        }
-        let n = max.min(state.changes.len());
-        out.extend(state.changes.drain(..n));
+        let n = changes.len();
+        out.extend(changes);
         Ok(n)
     }
 
