@@ -158,8 +158,6 @@ struct Report {
     during_faults_missing_example: Option<String>,
     flows: usize,
     flows_failed: usize,
-    /// Kills of the active with new flows paused (see [`flows_across_active_kills`]).
-    paused: usize,
     violations: Vec<String>,
 }
 
@@ -220,14 +218,6 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
                 ..
             }
         );
-        let paused = active_killed && !flows_across_active_kills();
-        if paused {
-            // The failing schedule (see flows_across_active_kills): the last flows replicated,
-            // none under way when the active dies.
-            generator.pause();
-            std::thread::sleep(REPLICATED_WITHIN);
-            report.paused += 1;
-        }
         let started = Instant::now();
         let excuse_from = started - REPLICATED_WITHIN;
         let mut partition = None;
@@ -589,16 +579,6 @@ fn owners_not_mirrored(lab: &Lab, keep: impl Fn(&Flow) -> bool) -> Vec<(Flow, St
         .collect()
 }
 
-/// Whether new flows go on across kills of the active (`FAILOVERD_FAULT_FLOWS_ACROSS_ACTIVE_KILLS=1`).
-/// By default they pause from [`REPLICATED_WITHIN`] before such a kill until the pair has
-/// settled: a flow answered through the active after its daemon died has status bits
-/// (`SEEN_REPLY`) in the active's kernel that the survivor's copy lacks, the survivor's bulk
-/// sync then cannot update it (EBUSY) when the active returns, and the returning node stays
-/// not ready and never takes its role back (issue 10, finding 2). That schedule fails today.
-fn flows_across_active_kills() -> bool {
-    std::env::var("FAILOVERD_FAULT_FLOWS_ACROSS_ACTIVE_KILLS").as_deref() == Ok("1")
-}
-
 fn vrrp_options() -> DaemonOptions {
     DaemonOptions::default().vrrp(ADVERT_MS)
 }
@@ -608,7 +588,7 @@ fn print(report: &Report, seed: u64, took: Duration) {
         "seed {seed}: {} faults ({} kills), {} takeovers, {}/{STREAMS} streams survived, longest \
          gap {:?}; {} answered UDP sessions checked, {} lost; {} answered during a partition or \
          while the active's daemon was down (not counted), {} of them missing{}; {} short flows, \
-         {} failed; new flows paused across {} kills of the active; {took:?}",
+         {} failed; {took:?}",
         report.faults,
         report.kills,
         report.takeovers,
@@ -624,7 +604,6 @@ fn print(report: &Report, seed: u64, took: Duration) {
             .map_or(String::new(), |e| format!(", e.g. {e}")),
         report.flows,
         report.flows_failed,
-        report.paused,
     );
 }
 
