@@ -397,6 +397,7 @@ impl Node {
                 config.node_id,
                 config.apart_log_limit,
                 config.has_bug(PlantedBug::DropTombstones),
+                config.remove_hold,
             ),
             inbound: Inbound::new(config.remove_hold),
             outstanding: None,
@@ -1254,7 +1255,7 @@ impl Node {
         let from = self.state.name();
         let to = next.name();
         if let State::Synchronization { .. } = self.state {
-            self.outbound.stop();
+            self.outbound.stop(now);
             self.inbound.suspend(&mut self.stats);
             self.timers.stop(Timer::RemoveHold);
             self.timers.stop(Timer::Digest);

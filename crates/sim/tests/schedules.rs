@@ -268,3 +268,24 @@ fn a_standby_that_was_master_briefly_with_the_link_cut_owns_nothing() {
         outcome.violations
     );
 }
+
+/// Seed 18 (finding 6 of issue 10): the active node's deletes reached the standby, which
+/// acknowledged and held them; a partition 88 ms later made the standby take over and drop
+/// them (its peer seemed dead). Acknowledged but never applied, they are changes made apart:
+/// now the active node's tombstones win the merge, where before the copies the other node kept
+/// came back on both (3 sessions).
+#[test]
+fn deletes_held_by_the_standby_when_the_link_was_cut_stay_deleted() {
+    let outcome = schedule::run_mode(18, Mode::Stream, None);
+    assert!(
+        outcome
+            .faults
+            .iter()
+            .any(|(at, fault)| matches!(fault, schedule::Fault::Partition(_))
+                && at.as_millis() == 6826),
+        "seed 18 no longer replays its schedule: {:?}",
+        outcome.faults
+    );
+    assert!(outcome.violations.is_empty(), "{:#?}", outcome.violations);
+    assert_eq!(outcome.merge_rule_breaches, 0, "deleted sessions came back");
+}
