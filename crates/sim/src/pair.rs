@@ -41,15 +41,15 @@ pub struct SimNode {
     /// brain) or apart from its peer: made outside Synchronization, or made in it but not yet
     /// applied by the peer's backend when Synchronization ended (the peer never saw it). For
     /// the merge oracle ([`Pair::check_settled`]); forgotten when it crashes or leaves (its
-    /// tombstones go with it), and no longer kept once its backend lost events (a delete may be
-    /// among them).
+    /// tombstones go with it). A change whose event its backend lost is not kept (the core never
+    /// saw it).
     pub split_changes: HashMap<SessionKey, (SplitChange, Instant)>,
     /// Changes its traffic made in Synchronization that the peer's backend has not applied
     /// yet: they join `split_changes` if Synchronization ends first.
     unseen: HashMap<SessionKey, (SplitChange, Instant)>,
     /// When the peer last applied its bulk sync (the merge of what it changed apart).
     merged_at: Option<Instant>,
-    /// Its backend lost change events: its split-brain deletes are no longer checked.
+    /// Its backend is losing change events (an overrun not yet reported to the core).
     pub lost_events: bool,
     config: NodeConfig,
     changes: Vec<SessionOp>,
@@ -498,6 +498,8 @@ impl Pair {
                 }
                 Err(_) => {
                     progressed = true;
+                    // Events are seen again from here on.
+                    node.lost_events = false;
                     node.core.handle_changes_lost(now);
                 }
             }
@@ -771,6 +773,8 @@ impl Pair {
         let now = self.now;
         let node = &mut self.nodes[i];
         if node.lost_events {
+            node.unseen.remove(&key);
+            node.split_changes.remove(&key);
             return;
         }
         if both_active || node.core.state() != SyncState::Synchronization {
@@ -803,6 +807,25 @@ impl Pair {
                 self.nodes[x].unseen.remove(key);
             }
         }
+    }
+
+    /// Node `i` left Synchronization: what the peer never applied was made apart from it,
+    /// except a delete the peer dropped by its hold (it took over from `i` without a handover:
+    /// see `NodeConfig::remove_hold`); that session lingers by design, on both nodes.
+    fn unseen_made_apart(&mut self, i: usize) {
+        let unseen = std::mem::take(&mut self.nodes[i].unseen);
+        let peer = &self.nodes[1 - i];
+        let dropped = |key: &SessionKey, change: SplitChange| {
+            change == SplitChange::Deleted
+                && peer.alive
+                && peer.table.get(key).is_some()
+                && !peer.core.has_pending_remove(key)
+        };
+        let apart: Vec<_> = unseen
+            .into_iter()
+            .filter(|(key, (change, _))| !dropped(key, *change))
+            .collect();
+        self.nodes[i].split_changes.extend(apart);
     }
 
     /// Node `i` crashes or leaves: what it changed apart goes with it, but a session both
@@ -870,9 +893,7 @@ impl Pair {
                 }
                 self.nodes[i].sync_since = (*to == SyncState::Synchronization).then_some(now);
                 if *from == SyncState::Synchronization {
-                    // What the peer never applied was made apart from it.
-                    let node = &mut self.nodes[i];
-                    node.split_changes.extend(node.unseen.drain());
+                    self.unseen_made_apart(i);
                 }
             }
             Event::BulkSent { .. } => self.nodes[i].merged_at = Some(now),
