@@ -123,6 +123,8 @@ pub(crate) struct Outbound {
     /// on arrival, a standby may still hold them, and drops them if it takes over. Not applied
     /// when the link is lost, they are changes made apart (their tombstones win the merge).
     held_by_peer: VecDeque<(Instant, SessionKey)>,
+    /// The keys of `held_by_peer`, with when the latest of each was acknowledged.
+    held_keys: HashMap<SessionKey, Instant>,
     writer: BatchWriter,
 }
 
@@ -157,6 +159,7 @@ impl Outbound {
             drop_tombstones,
             peer_hold,
             held_by_peer: VecDeque::new(),
+            held_keys: HashMap::new(),
             writer: BatchWriter::new(),
         }
     }
@@ -208,6 +211,7 @@ impl Outbound {
         // the next bulk, whole or resumed.
         let mut collected = 0;
         self.forget_released(now);
+        self.held_keys.clear();
         for (_, key) in std::mem::take(&mut self.held_by_peer) {
             collected += self.note_apart(key, ApartChange::Deleted);
         }
@@ -258,6 +262,14 @@ impl Outbound {
     /// state of it wins over what the peer sends.
     pub(crate) fn changed_apart(&self, key: &SessionKey) -> bool {
         self.merging.contains(key)
+    }
+
+    /// Whether this node deleted `key` while apart (its tombstone not yet merged, or being
+    /// merged).
+    pub(crate) fn deleted_apart(&self, key: &SessionKey) -> bool {
+        [&self.merging, &self.apart]
+            .iter()
+            .any(|log| log.get(key) == Some(ApartChange::Deleted))
     }
 
     /// Records a change the peer does not have: it is merged when the two meet again.
@@ -532,13 +544,12 @@ impl Outbound {
             for since in &batch.changed_at {
                 stats.lag.record(now.saturating_since(*since));
             }
-            self.held_by_peer.extend(
-                batch
-                    .stream
-                    .iter()
-                    .filter(|(_, change)| *change == ApartChange::Deleted)
-                    .map(|&(key, _)| (now, key)),
-            );
+            for &(key, change) in &batch.stream {
+                if change == ApartChange::Deleted {
+                    self.held_by_peer.push_back((now, key));
+                    self.held_keys.insert(key, now);
+                }
+            }
             stats.stream_records_replicated += batch.changed_at.len() as u64;
             stats.bulk_records_replicated += batch.bulk_records;
             if batch.bulk_last_key.is_some() {
@@ -574,8 +585,18 @@ impl Outbound {
             .front()
             .is_some_and(|(at, _)| now.saturating_since(*at) > self.peer_hold)
         {
-            self.held_by_peer.pop_front();
+            if let Some((at, key)) = self.held_by_peer.pop_front()
+                && self.held_keys.get(&key) == Some(&at)
+            {
+                self.held_keys.remove(&key);
+            }
         }
+    }
+
+    /// Whether the peer may still hold our delete of `key` (acknowledged within its hold):
+    /// its copy, if it sends one, predates that delete.
+    pub(crate) fn peer_may_hold_delete(&self, key: &SessionKey) -> bool {
+        self.held_keys.contains_key(key)
     }
 
     /// True while batches the peer has not applied are outstanding.
