@@ -637,7 +637,13 @@ impl Node {
                 if let Some(liveness) = &mut self.liveness {
                     liveness.handle_goodbye();
                 }
+                // A peer that leaves hands over on purpose: the deletes we hold from it ended
+                // real sessions, and the stream's end must not drop them (dropped, a copy we
+                // adopt at the takeover would outlive the session: simulation seed 921).
+                let held = self.inbound.take_held();
                 self.peer_lost(now, Reason::PeerLeft);
+                self.inbound.apply_after_reset(held);
+                self.drive_backend();
             }
             Ok(Message::SessionBatch(batch)) => {
                 if !matches!(self.state, State::Synchronization { .. }) {

@@ -284,6 +284,9 @@ fn a_standby_that_was_master_briefly_with_the_link_cut_owns_nothing() {
 /// - 244: likewise, and the active node applied the other's copy (resent after its takeover)
 ///   over its own recent delete; now an active node leaves the peer's copy of a session whose
 ///   delete the peer may still hold.
+/// - 921: the active node's echo of a delete the standby had made apart arrived after the
+///   merge, was held, and was dropped when the active node shut down (its goodbye ended the
+///   stream); the standby took over and kept the copy. A goodbye now applies the held deletes.
 #[test]
 fn split_brain_seeds_that_brought_deleted_sessions_back_keep_the_merge_rule() {
     for (seed, mode, first_fault_ms) in [
@@ -292,6 +295,7 @@ fn split_brain_seeds_that_brought_deleted_sessions_back_keep_the_merge_rule() {
         (139, Mode::StreamVrrp, 1092),
         (208, Mode::StreamVrrp, 3899),
         (244, Mode::StreamVrrp, 903),
+        (921, Mode::Stream, 2103),
     ] {
         let outcome = schedule::run_mode(seed, mode, None);
         assert_eq!(

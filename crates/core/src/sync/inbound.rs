@@ -188,6 +188,18 @@ impl Inbound {
         self.queue_released(ops);
     }
 
+    /// Every held delete, taken out of the hold (the peer says goodbye: see
+    /// [`Inbound::apply_after_reset`]).
+    pub(crate) fn take_held(&mut self) -> Vec<SessionOp> {
+        self.hold.release_all()
+    }
+
+    /// Queues the deletes of a peer that left on purpose (they ended real sessions) after the
+    /// stream was forgotten: they apply although the link is gone.
+    pub(crate) fn apply_after_reset(&mut self, ops: Vec<SessionOp>) {
+        self.queue_released(ops);
+    }
+
     /// Released deletes go behind every batch received before them: a batch still waiting
     /// may hold an earlier upsert of the same session, which must not overtake its delete.
     fn queue_released(&mut self, ops: Vec<SessionOp>) {
