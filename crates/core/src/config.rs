@@ -28,9 +28,9 @@ pub struct NodeConfig {
     pub silence_timer: Duration,
     /// How long a delete from the peer waits before it is applied; dropped if this node takes
     /// over meanwhile without the peer handing over on purpose (and so are deletes arriving
-    /// within one hold after such a takeover), so a failing peer's last burst of deletes (a
-    /// flush as its interfaces go down) does not wipe the sessions the survivor is about to
-    /// carry. Longer than the role authority takes to move the role after a failure (the
+    /// within one hold after such a takeover, unless the peer still says it is active then: a
+    /// split brain), so a failing peer's last burst of deletes (a flush as its interfaces go
+    /// down) does not wipe the sessions the survivor is about to carry. Longer than the role authority takes to move the role after a failure (the
     /// daemon uses twice its detection time: the dead interval, or VRRP's longest
     /// `Master_Down_Interval`); zero applies deletes at once. A dropped delete leaves a stale
     /// copy that the table's own ageing removes.

@@ -397,6 +397,7 @@ impl Node {
                 config.node_id,
                 config.apart_log_limit,
                 config.has_bug(PlantedBug::DropTombstones),
+                config.remove_hold,
             ),
             inbound: Inbound::new(config.remove_hold),
             outstanding: None,
@@ -636,7 +637,13 @@ impl Node {
                 if let Some(liveness) = &mut self.liveness {
                     liveness.handle_goodbye();
                 }
+                // A peer that leaves hands over on purpose: the deletes we hold from it ended
+                // real sessions, and the stream's end must not drop them (dropped, a copy we
+                // adopt at the takeover would outlive the session: simulation seed 921).
+                let held = self.inbound.take_held();
                 self.peer_lost(now, Reason::PeerLeft);
+                self.inbound.apply_after_reset(held);
+                self.drive_backend();
             }
             Ok(Message::SessionBatch(batch)) => {
                 if !matches!(self.state, State::Synchronization { .. }) {
@@ -645,9 +652,17 @@ impl Node {
                 }
                 let bug = self.config.has_bug(PlantedBug::AckBeforeApply);
                 let may_resume = !self.outbound.has_apart_changes();
+                let outbound = &self.outbound;
                 if self
                     .inbound
-                    .handle_batch(now, batch, bug, may_resume, &mut self.stats)
+                    .handle_batch(
+                        now,
+                        batch,
+                        bug,
+                        may_resume,
+                        &|key| outbound.deleted_apart(key),
+                        &mut self.stats,
+                    )
                     .is_err()
                 {
                     self.stats.malformed_frames += 1;
@@ -790,6 +805,9 @@ impl Node {
                 }
                 Timer::RemoveHold => {
                     self.inbound.release_held(now);
+                    let peer_active = self.peer_active();
+                    self.inbound
+                        .settle_suspects(now, peer_active, &mut self.stats);
                     self.arm_remove_hold();
                     self.drive_backend();
                 }
@@ -820,6 +838,7 @@ impl Node {
     pub fn handle_local_changes(&mut self, now: Instant, ops: impl IntoIterator<Item = SessionOp>) {
         let active = self.role == Role::Active;
         for op in ops {
+            self.inbound.cancel_suspect(op.key());
             self.outbound
                 .record_change(op, active, now, &mut self.stats);
         }
@@ -1254,7 +1273,7 @@ impl Node {
         let from = self.state.name();
         let to = next.name();
         if let State::Synchronization { .. } = self.state {
-            self.outbound.stop();
+            self.outbound.stop(now);
             self.inbound.suspend(&mut self.stats);
             self.timers.stop(Timer::RemoveHold);
             self.timers.stop(Timer::Digest);
@@ -1344,7 +1363,7 @@ impl Node {
                     // A live peer lost the role by failing (a VRRP fault: its links went
                     // down): its last deletes may be the kernel flushing the sessions this
                     // node now carries.
-                    self.inbound.discard_held(now, &mut self.stats);
+                    self.inbound.discard_held(now);
                 }
                 if self.symmetric() {
                     // The active node owns what it forwards: its own expiry and deletes decide
@@ -1358,9 +1377,10 @@ impl Node {
             } else {
                 // The peer died: its last deletes may be a flush of the sessions this node
                 // now carries.
-                self.inbound.discard_held(now, &mut self.stats);
+                self.inbound.discard_held(now);
             }
-            self.timers.stop(Timer::RemoveHold);
+            // Released deletes are queued; what is left is the window of suspect deletes.
+            self.arm_remove_hold();
             self.drive_backend();
             if self.peer.is_none()
                 && let Some(peer) = self.last_peer
@@ -1638,8 +1658,19 @@ impl Node {
                         // What this node changed while apart wins over the peer's state of the
                         // same sessions until the merge is over (docs/ARCHITECTURE.md, "Split
                         // brain"); a node that is standby takes the active one's state.
+                        // So does a delete of ours that the peer may still hold (acknowledged on
+                        // arrival): its copy of the session predates it (both active, the peer
+                        // resends what it adopted at its takeover).
                         let before = ops.len();
-                        ops.retain(|op| !self.outbound.changed_apart(op.key()));
+                        ops.retain(|op| {
+                            let superseded = match op {
+                                SessionOp::Upsert(_) => {
+                                    self.outbound.peer_may_hold_delete(op.key())
+                                }
+                                _ => false,
+                            };
+                            !(superseded || self.outbound.changed_apart(op.key()))
+                        });
                         self.stats.peer_changes_superseded += (before - ops.len()) as u64;
                     }
                     let mut claimed = Vec::new();

@@ -60,7 +60,8 @@ pub struct Stats {
     /// Deletes from the peer held before they were applied (see `NodeConfig::remove_hold`).
     pub removes_held: u64,
     /// Deletes from the peer dropped: held when this node took over without the peer handing
-    /// over, or when the stream restarted, or arriving within one hold after such a takeover.
+    /// over, or arriving within one hold after such a takeover, unless the peer still said it
+    /// was active one hold after it; or held when the stream restarted.
     pub removes_discarded: u64,
     /// Resyncs started because the backend lost change events.
     pub overrun_resyncs: u64,

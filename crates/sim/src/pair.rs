@@ -1,6 +1,6 @@
 //! Two nodes, their memory tables and the link between them, driven in virtual time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -37,12 +37,19 @@ pub struct SimNode {
     pub sync_since: Option<Instant>,
     /// When it last became standby.
     pub standby_since: Instant,
-    /// What its traffic did to each session while both nodes were active (a split brain) or
-    /// it was apart from its peer, for the merge oracle ([`Pair::check_settled`]); forgotten when it crashes or leaves (its
-    /// tombstones go with it), and no longer kept once its backend lost events (a delete may be
-    /// among them).
-    pub split_changes: HashMap<SessionKey, SplitChange>,
-    /// Its backend lost change events: its split-brain deletes are no longer checked.
+    /// What its traffic did to each session, and when, while both nodes were active (a split
+    /// brain) or apart from its peer: made outside Synchronization, or made in it but not yet
+    /// applied by the peer's backend when Synchronization ended (the peer never saw it). For
+    /// the merge oracle ([`Pair::check_settled`]); forgotten when it crashes or leaves (its
+    /// tombstones go with it). A change whose event its backend lost is not kept (the core never
+    /// saw it).
+    pub split_changes: HashMap<SessionKey, (SplitChange, Instant)>,
+    /// Changes its traffic made in Synchronization that the peer's backend has not applied
+    /// yet: they join `split_changes` if Synchronization ends first.
+    unseen: HashMap<SessionKey, (SplitChange, Instant)>,
+    /// When the peer last applied its bulk sync (the merge of what it changed apart).
+    merged_at: Option<Instant>,
+    /// Its backend is losing change events (an overrun not yet reported to the core).
     pub lost_events: bool,
     config: NodeConfig,
     changes: Vec<SessionOp>,
@@ -71,6 +78,9 @@ pub struct Pair {
     pub strict_merge_rule: bool,
     /// Breaches of the merge rule seen by [`Pair::check_settled`] when not strict.
     pub merge_rule_breaches: Vec<String>,
+    /// Sessions both nodes changed apart whose merge happened before one of them crashed or
+    /// left (forgetting its side): either outcome keeps the rule.
+    contested: HashSet<SessionKey>,
     both_active_since: Option<Instant>,
     reconnect_at: Option<Instant>,
     next_check: Instant,
@@ -140,6 +150,8 @@ impl SimNode {
             sync_since: None,
             standby_since: now,
             split_changes: HashMap::new(),
+            unseen: HashMap::new(),
+            merged_at: None,
             lost_events: false,
             config,
             changes: Vec::new(),
@@ -197,6 +209,7 @@ impl Pair {
             split_brain_at: None,
             strict_merge_rule: false,
             merge_rule_breaches: Vec::new(),
+            contested: HashSet::new(),
             both_active_since: None,
             reconnect_at: Some(now),
             next_check: now,
@@ -485,6 +498,8 @@ impl Pair {
                 }
                 Err(_) => {
                     progressed = true;
+                    // Events are seen again from here on.
+                    node.lost_events = false;
                     node.core.handle_changes_lost(now);
                 }
             }
@@ -524,8 +539,14 @@ impl Pair {
         if let Some(trace) = &mut self.trace {
             trace.push((self.now, i, format!("perform {action:?}")));
         }
+        let applied: Vec<SessionKey> = match &action {
+            Action::Apply { ops, .. } => ops.iter().map(|op| *op.key()).collect(),
+            _ => Vec::new(),
+        };
         let node = &mut self.nodes[i];
         let result = perform(&mut node.table, action).map(|(_, result)| result);
+        self.note_seen(i, &applied);
+        let node = &mut self.nodes[i];
         if let Some(mut result) = result {
             // Dumps come out of a hash map: sort them so a seed replays exactly.
             if let failoverd_core::ActionResult::Dumped(Ok(records)) = &mut result {
@@ -589,8 +610,8 @@ impl Pair {
             return;
         }
         self.check_replicated_present("crash");
+        self.forget_split_changes(i);
         let node = &mut self.nodes[i];
-        node.split_changes.clear();
         node.alive = false;
         node.connected = false;
         node.work = None;
@@ -625,8 +646,8 @@ impl Pair {
             group.shutdown(self.now);
         }
         self.flush_vrrp(i);
+        self.forget_split_changes(i);
         let node = &mut self.nodes[i];
-        node.split_changes.clear();
         node.alive = false;
         node.connected = false;
         node.work = None;
@@ -742,17 +763,86 @@ impl Pair {
     }
 
     /// Records what node `i`'s traffic did to `key` while the two could not agree on it: both
-    /// active, or `i` not synchronized with its peer (apart).
+    /// active, or `i` not synchronized with its peer (apart); a change made in Synchronization
+    /// waits in `unseen` until the peer applies it.
     fn note_split_change(&mut self, i: usize, key: SessionKey, change: SplitChange) {
         let both_active = self
             .nodes
             .iter()
             .all(|n| n.alive && n.core.role() == Role::Active);
+        let now = self.now;
         let node = &mut self.nodes[i];
-        let apart = node.core.state() != SyncState::Synchronization;
-        if (both_active || apart) && !node.lost_events {
-            node.split_changes.insert(key, change);
+        if node.lost_events {
+            node.unseen.remove(&key);
+            node.split_changes.remove(&key);
+            return;
         }
+        if both_active || node.core.state() != SyncState::Synchronization {
+            node.unseen.remove(&key);
+            node.split_changes.insert(key, (change, now));
+        } else {
+            node.unseen.insert(key, (change, now));
+        }
+    }
+
+    /// Node `y`'s backend applied `keys` for its peer: the peer's changes of them that `y`'s
+    /// table now reflects are seen.
+    fn note_seen(&mut self, y: usize, keys: &[SessionKey]) {
+        let x = 1 - y;
+        for key in keys {
+            let Some(&(change, _)) = self.nodes[x].unseen.get(key) else {
+                continue;
+            };
+            let held = self.nodes[y].table.get(key);
+            let seen = match change {
+                SplitChange::Deleted => held.is_none(),
+                SplitChange::Changed => {
+                    held.zip(self.nodes[x].table.get(key))
+                        .is_some_and(|(copy, ours)| {
+                            ComparedFields::of(copy) == ComparedFields::of(ours)
+                        })
+                }
+            };
+            if seen {
+                self.nodes[x].unseen.remove(key);
+            }
+        }
+    }
+
+    /// Node `i` left Synchronization: what the peer never applied was made apart from it,
+    /// except a delete the peer dropped by its hold (it took over from `i` without a handover:
+    /// see `NodeConfig::remove_hold`); that session lingers by design, on both nodes.
+    fn unseen_made_apart(&mut self, i: usize) {
+        let unseen = std::mem::take(&mut self.nodes[i].unseen);
+        let peer = &self.nodes[1 - i];
+        let dropped = |key: &SessionKey, change: SplitChange| {
+            change == SplitChange::Deleted
+                && peer.alive
+                && peer.table.get(key).is_some()
+                && !peer.core.has_pending_remove(key)
+        };
+        let apart: Vec<_> = unseen
+            .into_iter()
+            .filter(|(key, (change, _))| !dropped(key, *change))
+            .collect();
+        self.nodes[i].split_changes.extend(apart);
+    }
+
+    /// Node `i` crashes or leaves: what it changed apart goes with it, but a session both
+    /// changed apart and already merged stays contested (either side may have won).
+    fn forget_split_changes(&mut self, i: usize) {
+        let merged_at = self.nodes[i].merged_at;
+        let peer = &self.nodes[1 - i].split_changes;
+        let contested: Vec<_> = self.nodes[i]
+            .split_changes
+            .iter()
+            .filter(|(key, (_, at))| merged_at.is_some_and(|m| m > *at) && peer.contains_key(key))
+            .map(|(key, _)| *key)
+            .collect();
+        self.contested.extend(contested);
+        let node = &mut self.nodes[i];
+        node.split_changes.clear();
+        node.unseen.clear();
     }
 
     /// One random workload step on every live active node.
@@ -802,7 +892,11 @@ impl Pair {
                     ));
                 }
                 self.nodes[i].sync_since = (*to == SyncState::Synchronization).then_some(now);
+                if *from == SyncState::Synchronization {
+                    self.unseen_made_apart(i);
+                }
             }
+            Event::BulkSent { .. } => self.nodes[i].merged_at = Some(now),
             Event::RoleChanged {
                 to: Role::Standby, ..
             } => self.nodes[i].standby_since = now,
@@ -1003,9 +1097,10 @@ impl Pair {
             let undeleted: Vec<_> = owner
                 .split_changes
                 .iter()
-                .filter(|(key, change)| {
-                    **change == SplitChange::Deleted
+                .filter(|(key, (change, _))| {
+                    *change == SplitChange::Deleted
                         && !holder.split_changes.contains_key(key)
+                        && !self.contested.contains(key)
                         && self.nodes.iter().any(|n| n.table.get(key).is_some())
                 })
                 .map(|(key, _)| *key)

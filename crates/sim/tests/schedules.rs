@@ -268,3 +268,50 @@ fn a_standby_that_was_master_briefly_with_the_link_cut_owns_nothing() {
         outcome.violations
     );
 }
+
+/// Seeds of the randomized run that broke the split-brain merge rule (finding 6 of issue 10),
+/// each with the first fault of its schedule (to see that it still replays the same). Each
+/// brought deleted sessions back:
+/// - 18: the standby acknowledged the active node's deletes and held them; a partition made it
+///   take over and drop them. Acknowledged but never applied, they now count as made apart.
+/// - 104: the standby took the active node's older copies from its bulk over its own deletes
+///   made apart; the active node's echo of those deletes was held, and dropped when the
+///   standby took over. A delete of what we deleted apart now applies at once.
+/// - 139, 208: VRRP masters on both sides of a cut LAN, the failover link up: the node that
+///   took over dropped the other's deletes within one hold (a failing peer's flush, by the
+///   rule), though the other stayed active: its traffic had ended them. Now they are suspect
+///   and apply once the window ends if the peer still says it is active.
+/// - 244: likewise, and the active node applied the other's copy (resent after its takeover)
+///   over its own recent delete; now an active node leaves the peer's copy of a session whose
+///   delete the peer may still hold.
+/// - 921: the active node's echo of a delete the standby had made apart arrived after the
+///   merge, was held, and was dropped when the active node shut down (its goodbye ended the
+///   stream); the standby took over and kept the copy. A goodbye now applies the held deletes.
+#[test]
+fn split_brain_seeds_that_brought_deleted_sessions_back_keep_the_merge_rule() {
+    for (seed, mode, first_fault_ms) in [
+        (18, Mode::Stream, 5200),
+        (104, Mode::Datagram, 1052),
+        (139, Mode::StreamVrrp, 1092),
+        (208, Mode::StreamVrrp, 3899),
+        (244, Mode::StreamVrrp, 903),
+        (921, Mode::Stream, 2103),
+    ] {
+        let outcome = schedule::run_mode(seed, mode, None);
+        assert_eq!(
+            outcome.faults.first().map(|(at, _)| at.as_millis()),
+            Some(first_fault_ms),
+            "seed {seed} no longer replays its schedule: {:?}",
+            outcome.faults
+        );
+        assert!(
+            outcome.violations.is_empty(),
+            "seed {seed}: {:#?}",
+            outcome.violations
+        );
+        assert_eq!(
+            outcome.merge_rule_breaches, 0,
+            "seed {seed}: deleted sessions came back"
+        );
+    }
+}

@@ -12,7 +12,7 @@
 //! held delete, so a session that was ended and begun again with the same tuple is not deleted
 //! late.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use failoverd_wire::{SessionKey, SessionOp};
@@ -29,9 +29,13 @@ pub(crate) struct RemoveHold {
     /// longer here was cancelled (or superseded by a later delete of the same key).
     latest: HashMap<SessionKey, u64>,
     next_ticket: u64,
-    /// Deletes arriving before this instant are dropped: this node took over from a peer
-    /// that did not hand over on purpose (see [`RemoveHold::discard`]).
+    /// Until this instant deletes are suspect: this node took over from a peer that did not
+    /// hand over on purpose (see [`RemoveHold::discard`]).
     distrust_until: Option<Instant>,
+    /// The suspect deletes: held when this node took over, or arriving within one hold after.
+    /// Dropped when the window ends, unless the peer still says it is active then (a split
+    /// brain, not a failing node: they ended real sessions; see [`RemoveHold::settle`]).
+    suspects: BTreeMap<SessionKey, SessionOp>,
 }
 
 /// What [`RemoveHold::split`] did with a batch's ops.
@@ -41,8 +45,9 @@ pub(crate) struct Split {
     pub(crate) now: Vec<SessionOp>,
     /// Deletes taken into the hold.
     pub(crate) held: usize,
-    /// Deletes dropped on arrival (sent by a peer that lost the role by failing).
-    pub(crate) dropped: usize,
+    /// Deletes taken as suspects on arrival (sent by a peer that may have lost the role by
+    /// failing).
+    pub(crate) suspect: usize,
 }
 
 impl RemoveHold {
@@ -53,17 +58,28 @@ impl RemoveHold {
             latest: HashMap::new(),
             next_ticket: 0,
             distrust_until: None,
+            suspects: BTreeMap::new(),
         }
     }
 
     /// Takes the deletes out of `ops` (in stream order) into the hold, or drops them within a
     /// hold after a takeover the peer did not hand over; the rest is to apply now. An upsert
     /// cancels a held delete of its key.
-    pub(crate) fn split(&mut self, now: Instant, ops: Vec<SessionOp>, active: bool) -> Split {
+    /// A delete of a session this node deleted itself while apart (`deleted_here`) is applied
+    /// at once: it only confirms our tombstone (the peer echoes it after the merge, to remove a
+    /// copy we took back from its older bulk), and dropped it would let that copy outlive the
+    /// merge if we take over.
+    pub(crate) fn split(
+        &mut self,
+        now: Instant,
+        ops: Vec<SessionOp>,
+        active: bool,
+        deleted_here: &dyn Fn(&SessionKey) -> bool,
+    ) -> Split {
         let mut split = Split {
             now: Vec::with_capacity(ops.len()),
             held: 0,
-            dropped: 0,
+            suspect: 0,
         };
         if self.hold.is_zero() {
             split.now = ops;
@@ -74,10 +90,17 @@ impl RemoveHold {
             match op {
                 SessionOp::Upsert(ref record) => {
                     self.latest.remove(&record.key);
+                    self.suspects.remove(&record.key);
                     split.now.push(op);
                 }
-                SessionOp::Remove { .. } | SessionOp::RemoveAny { .. } if distrusted => {
-                    split.dropped += 1;
+                SessionOp::Remove { ref key, .. } | SessionOp::RemoveAny { ref key }
+                    if deleted_here(key) =>
+                {
+                    split.now.push(op);
+                }
+                SessionOp::Remove { key, .. } | SessionOp::RemoveAny { key } if distrusted => {
+                    self.suspects.insert(key, op);
+                    split.suspect += 1;
                 }
                 // An active node is not the one a failing peer's flush would wipe out: its
                 // peer is standby and sends deletes of its own entries and of what it deleted
@@ -125,13 +148,39 @@ impl RemoveHold {
         }
     }
 
-    /// Drops every held delete, and those arriving within one hold from `now` (this node
-    /// takes over from a peer that did not hand over on purpose: its last deletes may be a
-    /// flush), and returns how many held ones were still live.
-    pub(crate) fn discard(&mut self, now: Instant) -> usize {
+    /// Makes every held delete suspect, and those arriving within one hold from `now` (this
+    /// node takes over from a peer that did not hand over on purpose: its last deletes may be
+    /// a flush).
+    pub(crate) fn discard(&mut self, now: Instant) {
         self.distrust_until = Some(now + self.hold);
-        self.queue.clear();
-        std::mem::take(&mut self.latest).len()
+        for (_, ticket, op) in self.queue.drain(..) {
+            if self.latest.get(op.key()) == Some(&ticket) {
+                self.suspects.insert(*op.key(), op);
+            }
+        }
+        self.latest.clear();
+    }
+
+    /// This node changed `key` itself: a suspect delete of it would end a session its own
+    /// traffic carries.
+    pub(crate) fn cancel_suspect(&mut self, key: &SessionKey) {
+        self.suspects.remove(key);
+    }
+
+    /// Once the window after a takeover has ended at `now`: the suspect deletes to apply if the
+    /// peer still says it is active (both were: each node's traffic ended its own sessions),
+    /// and how many were dropped otherwise (the peer was failing: a flush).
+    pub(crate) fn settle(&mut self, now: Instant, peer_active: bool) -> (Vec<SessionOp>, usize) {
+        if self.distrust_until.is_some_and(|until| now < until) {
+            return (Vec::new(), 0);
+        }
+        self.distrust_until = None;
+        let suspects = std::mem::take(&mut self.suspects);
+        if peer_active {
+            (suspects.into_values().collect(), 0)
+        } else {
+            (Vec::new(), suspects.len())
+        }
     }
 
     /// Forgets every held delete without a window (the stream they came in is replaced: the
@@ -141,14 +190,24 @@ impl RemoveHold {
         std::mem::take(&mut self.latest).len()
     }
 
-    /// Whether a delete of `key` is held.
-    pub(crate) fn is_held(&self, key: &SessionKey) -> bool {
-        self.latest.contains_key(key)
+    /// The peer is gone: the suspect deletes are dropped (how many is returned).
+    pub(crate) fn drop_suspects(&mut self) -> usize {
+        self.distrust_until = None;
+        std::mem::take(&mut self.suspects).len()
     }
 
-    /// When the next held delete is due.
+    /// Whether a delete of `key` is held (or suspect).
+    pub(crate) fn is_held(&self, key: &SessionKey) -> bool {
+        self.latest.contains_key(key) || self.suspects.contains_key(key)
+    }
+
+    /// When the next held delete is due, or the window after a takeover ends.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.queue.front().map(|(at, ..)| *at)
+        let held = self.queue.front().map(|(at, ..)| *at);
+        match (held, self.distrust_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -173,7 +232,7 @@ mod tests {
 
     /// What `split` passes on at once.
     fn split(hold: &mut RemoveHold, now: Instant, ops: Vec<SessionOp>) -> Vec<SessionOp> {
-        hold.split(now, ops, false).now
+        hold.split(now, ops, false, &|_| false).now
     }
 
     #[test]
@@ -202,32 +261,66 @@ mod tests {
     }
 
     #[test]
-    fn a_takeover_discards_what_is_held_and_what_arrives_within_a_hold() {
+    fn a_takeover_makes_what_is_held_and_what_arrives_within_a_hold_suspect() {
         let t0 = Instant::ZERO;
+        for peer_still_active in [false, true] {
+            let mut hold = RemoveHold::new(HOLD);
+            hold.split(t0, (0..10).map(remove).collect(), false, &|_| false);
+            let takeover = t0 + HOLD / 2;
+            hold.discard(takeover);
+            assert_eq!(hold.release(t0 + HOLD), vec![]);
+            // Sent before the peer knew it had lost the role: suspect, upserts still pass and
+            // clear their key.
+            let late = hold.split(
+                takeover + HOLD / 2,
+                vec![remove(11), upsert(12), upsert(3)],
+                false,
+                &|_| false,
+            );
+            assert_eq!(
+                (late.now, late.held, late.suspect),
+                (vec![upsert(12), upsert(3)], 0, 1)
+            );
+            // Our own traffic changed one: its delete no longer stands.
+            hold.cancel_suspect(remove(4).key());
+            assert_eq!(
+                hold.settle(takeover + HOLD / 2, peer_still_active),
+                (vec![], 0)
+            );
+            assert_eq!(hold.next_due(), Some(takeover + HOLD));
+            // One hold after the takeover: a peer that still says it is active was not
+            // failing, and its deletes apply (all but the two superseded); else they go.
+            let (released, dropped) = hold.settle(takeover + HOLD, peer_still_active);
+            if peer_still_active {
+                let expected: Vec<_> = [0, 1, 2, 5, 6, 7, 8, 9, 11].map(remove).into();
+                assert_eq!((released, dropped), (expected, 0));
+            } else {
+                assert_eq!((released, dropped), (vec![], 9));
+            }
+            // Deletes are held again.
+            let later = hold.split(takeover + HOLD, vec![remove(13)], false, &|_| false);
+            assert_eq!((later.held, later.suspect), (1, 0));
+            assert_eq!(hold.release(takeover + 2 * HOLD), vec![remove(13)]);
+        }
+    }
+
+    #[test]
+    fn a_delete_of_what_we_deleted_apart_is_applied_at_once() {
         let mut hold = RemoveHold::new(HOLD);
-        hold.split(t0, (0..10).map(remove).collect(), false);
-        let takeover = t0 + HOLD / 2;
-        assert_eq!(hold.discard(takeover), 10);
-        assert_eq!(hold.release(t0 + HOLD), vec![]);
-        // Sent before the peer knew it had lost the role: dropped, upserts still pass.
-        let late = hold.split(takeover + HOLD / 2, vec![remove(11), upsert(12)], false);
-        assert_eq!(
-            (late.now, late.held, late.dropped),
-            (vec![upsert(12)], 0, 1)
-        );
-        // One hold after the takeover, deletes are held again.
-        let later = hold.split(takeover + HOLD, vec![remove(13)], false);
-        assert_eq!((later.held, later.dropped), (1, 0));
-        assert_eq!(hold.release(takeover + 2 * HOLD), vec![remove(13)]);
+        let ours = *remove(1).key();
+        let split = hold.split(Instant::ZERO, vec![remove(1), remove(2)], false, &|key| {
+            *key == ours
+        });
+        assert_eq!((split.now, split.held), (vec![remove(1)], 1));
     }
 
     #[test]
     fn clearing_opens_no_window() {
         let t0 = Instant::ZERO;
         let mut hold = RemoveHold::new(HOLD);
-        hold.split(t0, vec![remove(1)], false);
+        hold.split(t0, vec![remove(1)], false, &|_| false);
         assert_eq!(hold.clear(), 1);
-        assert_eq!(hold.split(t0, vec![remove(2)], false).held, 1);
+        assert_eq!(hold.split(t0, vec![remove(2)], false, &|_| false).held, 1);
     }
 
     #[test]

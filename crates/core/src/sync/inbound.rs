@@ -120,6 +120,7 @@ impl Inbound {
         {
             self.interrupted = Some((self.peer, keep));
         }
+        stats.removes_discarded += self.hold.drop_suspects() as u64;
         self.reset(NodeId(0), stats);
     }
 
@@ -156,10 +157,23 @@ impl Inbound {
         self.active = active;
     }
 
-    /// Drops the held deletes, and those arriving within one hold from `now` (this node takes
-    /// over from a peer that did not hand over on purpose).
-    pub(crate) fn discard_held(&mut self, now: Instant, stats: &mut Stats) {
-        stats.removes_discarded += self.hold.discard(now) as u64;
+    /// Makes the held deletes suspect, and those arriving within one hold from `now` (this
+    /// node takes over from a peer that did not hand over on purpose).
+    pub(crate) fn discard_held(&mut self, now: Instant) {
+        self.hold.discard(now);
+    }
+
+    /// The window after a takeover ended: the suspect deletes are applied if the peer still
+    /// says it is active, dropped otherwise (see [`RemoveHold::settle`]).
+    pub(crate) fn settle_suspects(&mut self, now: Instant, peer_active: bool, stats: &mut Stats) {
+        let (ops, dropped) = self.hold.settle(now, peer_active);
+        stats.removes_discarded += dropped as u64;
+        self.queue_released(ops);
+    }
+
+    /// This node changed `key` itself (see [`RemoveHold::cancel_suspect`]).
+    pub(crate) fn cancel_suspect(&mut self, key: &SessionKey) {
+        self.hold.cancel_suspect(key);
     }
 
     /// Queues every held delete for the backend, due or not.
@@ -171,6 +185,18 @@ impl Inbound {
     /// Queues the held deletes due at `now` for the backend.
     pub(crate) fn release_held(&mut self, now: Instant) {
         let ops = self.hold.release(now);
+        self.queue_released(ops);
+    }
+
+    /// Every held delete, taken out of the hold (the peer says goodbye: see
+    /// [`Inbound::apply_after_reset`]).
+    pub(crate) fn take_held(&mut self) -> Vec<SessionOp> {
+        self.hold.release_all()
+    }
+
+    /// Queues the deletes of a peer that left on purpose (they ended real sessions) after the
+    /// stream was forgotten: they apply although the link is gone.
+    pub(crate) fn apply_after_reset(&mut self, ops: Vec<SessionOp>) {
         self.queue_released(ops);
     }
 
@@ -222,12 +248,15 @@ impl Inbound {
     /// Takes in one batch. Errors (a record that does not parse) reject the whole batch.
     /// `may_resume`: this node changed nothing while apart, so what it held of an interrupted
     /// bulk is still the peer's state (else a resumed bulk is refused, and sent whole).
+    /// `deleted_here`: whether this node deleted a session while apart (see
+    /// [`RemoveHold::split`]).
     pub(crate) fn handle_batch(
         &mut self,
         now: Instant,
         batch: BatchView<'_>,
         ack_before_apply: bool,
         may_resume: bool,
+        deleted_here: &dyn Fn(&SessionKey) -> bool,
         stats: &mut Stats,
     ) -> Result<Receipt, WireError> {
         let flags = batch.flags();
@@ -278,9 +307,9 @@ impl Inbound {
             self.reordered.insert(seq, received);
             return Ok(Receipt::OutOfOrder);
         }
-        self.accept(now, received, ack_before_apply, stats);
+        self.accept(now, received, ack_before_apply, deleted_here, stats);
         while let Some(next) = self.reordered.remove(&(self.received + 1)) {
-            self.accept(now, next, ack_before_apply, stats);
+            self.accept(now, next, ack_before_apply, deleted_here, stats);
         }
         Ok(Receipt::Accepted)
     }
@@ -320,6 +349,7 @@ impl Inbound {
         now: Instant,
         mut received: Received,
         ack_before_apply: bool,
+        deleted_here: &dyn Fn(&SessionKey) -> bool,
         stats: &mut Stats,
     ) {
         if let Some(keep) = &mut self.keep {
@@ -335,10 +365,12 @@ impl Inbound {
         }
         stats.batches_received += 1;
         stats.records_received += received.ops.len() as u64;
-        let split = self.hold.split(now, received.ops, self.active);
+        let split = self
+            .hold
+            .split(now, received.ops, self.active, deleted_here);
         received.ops = split.now;
         stats.removes_held += split.held as u64;
-        stats.removes_discarded += split.dropped as u64;
+
         self.received = received.seq;
         if ack_before_apply {
             self.applied = received.seq;
@@ -482,7 +514,7 @@ mod tests {
             panic!()
         };
         inbound
-            .handle_batch(Instant::ZERO, batch, false, true, stats)
+            .handle_batch(Instant::ZERO, batch, false, true, &|_| false, stats)
             .unwrap()
     }
 

@@ -2,6 +2,7 @@
 //! coalesced per session, in numbered batches that the peer acknowledges once applied.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use failoverd_wire::{
     Ack, BatchFlags, BatchWriter, NodeId, RECORD_LEN, SessionKey, SessionOp, SessionRecord,
@@ -116,11 +117,24 @@ pub(crate) struct Outbound {
     apart_collected_since_stop: u64,
     /// Forget deletes made while apart (a planted bug).
     drop_tombstones: bool,
+    /// How long the peer holds our deletes before applying them (its `remove_hold`).
+    peer_hold: Duration,
+    /// Deletes the peer acknowledged within the last `peer_hold`, oldest first: acknowledged
+    /// on arrival, a standby may still hold them, and drops them if it takes over. Not applied
+    /// when the link is lost, they are changes made apart (their tombstones win the merge).
+    held_by_peer: VecDeque<(Instant, SessionKey)>,
+    /// The keys of `held_by_peer`, with when the latest of each was acknowledged.
+    held_keys: HashMap<SessionKey, Instant>,
     writer: BatchWriter,
 }
 
 impl Outbound {
-    pub(crate) fn new(local: NodeId, apart_limit: usize, drop_tombstones: bool) -> Self {
+    pub(crate) fn new(
+        local: NodeId,
+        apart_limit: usize,
+        drop_tombstones: bool,
+        peer_hold: Duration,
+    ) -> Self {
         Self {
             local,
             epoch: 0,
@@ -143,6 +157,9 @@ impl Outbound {
             resume_after: None,
             apart_collected_since_stop: 0,
             drop_tombstones,
+            peer_hold,
+            held_by_peer: VecDeque::new(),
+            held_keys: HashMap::new(),
             writer: BatchWriter::new(),
         }
     }
@@ -188,11 +205,16 @@ impl Outbound {
 
     /// Ends the epoch (link lost). Nothing queues until the next epoch, whose bulk sync resends
     /// everything: the queued changes are dropped, and remembered only as "something changed".
-    pub(crate) fn stop(&mut self) {
+    pub(crate) fn stop(&mut self, now: Instant) {
         self.merging.remove_all(self.merge_delivered.drain());
         // What the peer may not have applied is a change made apart from it: sent again with
         // the next bulk, whole or resumed.
         let mut collected = 0;
+        self.forget_released(now);
+        self.held_keys.clear();
+        for (_, key) in std::mem::take(&mut self.held_by_peer) {
+            collected += self.note_apart(key, ApartChange::Deleted);
+        }
         let mut unapplied = !self.pending_order.is_empty();
         let in_flight = std::mem::take(&mut self.in_flight);
         for batch in in_flight {
@@ -240,6 +262,14 @@ impl Outbound {
     /// state of it wins over what the peer sends.
     pub(crate) fn changed_apart(&self, key: &SessionKey) -> bool {
         self.merging.contains(key)
+    }
+
+    /// Whether this node deleted `key` while apart (its tombstone not yet merged, or being
+    /// merged).
+    pub(crate) fn deleted_apart(&self, key: &SessionKey) -> bool {
+        [&self.merging, &self.apart]
+            .iter()
+            .any(|log| log.get(key) == Some(ApartChange::Deleted))
     }
 
     /// Records a change the peer does not have: it is merged when the two meet again.
@@ -514,6 +544,12 @@ impl Outbound {
             for since in &batch.changed_at {
                 stats.lag.record(now.saturating_since(*since));
             }
+            for &(key, change) in &batch.stream {
+                if change == ApartChange::Deleted {
+                    self.held_by_peer.push_back((now, key));
+                    self.held_keys.insert(key, now);
+                }
+            }
             stats.stream_records_replicated += batch.changed_at.len() as u64;
             stats.bulk_records_replicated += batch.bulk_records;
             if batch.bulk_last_key.is_some() {
@@ -531,6 +567,7 @@ impl Outbound {
                 }
             }
         }
+        self.forget_released(now);
         if let Bulk::Sent { end_seq } = self.bulk
             && end_seq <= ack.applied
         {
@@ -539,6 +576,27 @@ impl Outbound {
             self.end_merge_if_done();
         }
         outcome
+    }
+
+    /// Forgets the acknowledged deletes the peer has applied by now, held or not.
+    fn forget_released(&mut self, now: Instant) {
+        while self
+            .held_by_peer
+            .front()
+            .is_some_and(|(at, _)| now.saturating_since(*at) > self.peer_hold)
+        {
+            if let Some((at, key)) = self.held_by_peer.pop_front()
+                && self.held_keys.get(&key) == Some(&at)
+            {
+                self.held_keys.remove(&key);
+            }
+        }
+    }
+
+    /// Whether the peer may still hold our delete of `key` (acknowledged within its hold):
+    /// its copy, if it sends one, predates that delete.
+    pub(crate) fn peer_may_hold_delete(&self, key: &SessionKey) -> bool {
+        self.held_keys.contains_key(key)
     }
 
     /// True while batches the peer has not applied are outstanding.
@@ -628,7 +686,7 @@ mod tests {
     fn a_change_after_the_dump_request_wins_over_the_dump() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         out.start(7, false, &mut Stats::default());
         let mut newer = record(1, me);
         newer.mark = 42;
@@ -659,7 +717,7 @@ mod tests {
     fn a_bulk_resumed_after_a_link_loss_misses_no_record_of_an_unordered_dump() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         let dump = || (0..1000).rev().map(|i| record(i, me)).collect::<Vec<_>>();
         out.start(4, true, &mut stats);
         out.handle_dump(dump(), &mut stats);
@@ -679,7 +737,7 @@ mod tests {
         }
         // The link is lost with the third batch in flight, unapplied.
         out.next_batch(16 * 1024, 4, &mut stats).unwrap();
-        out.stop();
+        out.stop(Instant::ZERO);
         out.start(5, true, &mut stats);
         out.handle_dump(dump(), &mut stats);
         let mut resent = 0;
@@ -700,7 +758,7 @@ mod tests {
     fn a_bulk_sync_completes_while_changes_keep_coming_faster_than_batches_go() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         out.start(4, false, &mut Stats::default());
         out.handle_dump(
             (0..1000).map(|i| record(i, me)).collect(),
@@ -743,7 +801,7 @@ mod tests {
     fn changes_coalesce_and_peer_owned_changes_are_not_replicated() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         out.start(1, false, &mut Stats::default());
         out.handle_dump(vec![], &mut Stats::default());
         for mark in 0..5 {
@@ -784,7 +842,7 @@ mod tests {
     fn replicated_only_once_applied_and_window_limits_sending() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         out.start(3, false, &mut Stats::default());
         out.handle_dump(
             (0..1000).map(|i| record(i, me)).collect(),
@@ -841,7 +899,7 @@ mod tests {
     fn acks_of_another_epoch_or_beyond_what_was_sent_are_ignored() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         out.start(5, false, &mut Stats::default());
         out.handle_dump(vec![record(1, me)], &mut Stats::default());
         out.next_batch(64 * 1024, 8, &mut stats).unwrap();
@@ -877,7 +935,7 @@ mod tests {
     fn unreceived_batches_are_resent_and_a_lost_ack_is_probed_for() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         out.start(5, false, &mut Stats::default());
         out.handle_dump(
             (0..300).map(|i| record(i, me)).collect(),
@@ -910,7 +968,7 @@ mod tests {
     fn lag_is_sampled_per_stream_record_and_bulk_records_are_counted_apart() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false);
+        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         out.start(2, false, &mut Stats::default());
         out.handle_dump(
             (1000..1300).map(|i| record(i, me)).collect(),
