@@ -198,7 +198,9 @@ fn run(options: DaemonOptions, faults: &[Fault]) -> Report {
         AddrWatch::start(&pair.lab, Firewall::B),
     ];
     let generator = Generator::start(&pair.lab, STREAMS, STREAM_INTERVAL, FLOW_INTERVAL);
-    std::thread::sleep(Duration::from_secs(1));
+    // Traffic whose sessions count at the first fault (answered more than REPLICATED_WITHIN
+    // before it), as between faults.
+    std::thread::sleep(BETWEEN_FAULTS);
     let table_max = MaxWatch::start();
     // Windows whose sessions are reported, not counted: (from, to).
     let mut excused: Vec<(Instant, Instant)> = Vec::new();
