@@ -436,8 +436,8 @@ fn a_large_bulk_sync_applies_in_bounded_slices_without_delaying_hellos() {
     assert_clean(&pair);
 }
 
-#[test]
-fn lost_backend_events_are_repaired_by_a_resync_that_sweeps_stale_entries() {
+/// A settled pair whose active node A replicated 100 sessions, then lost backend events.
+fn settled_with_lost_events() -> Pair {
     let mut pair = pair();
     settle(&mut pair);
     for _ in 0..100 {
@@ -445,6 +445,12 @@ fn lost_backend_events_are_repaired_by_a_resync_that_sweeps_stale_entries() {
     }
     pair.run_for(ms(50));
     pair.lose_events(A);
+    pair
+}
+
+#[test]
+fn lost_backend_events_are_repaired_by_a_resync_that_sweeps_stale_entries() {
+    let mut pair = settled_with_lost_events();
     for _ in 0..10 {
         pair.delete_random(A);
     }
@@ -465,13 +471,7 @@ fn lost_backend_events_are_repaired_by_a_resync_that_sweeps_stale_entries() {
 /// switchover then waits for that bulk to be applied (simulation seed 17372).
 #[test]
 fn a_switchover_is_refused_until_the_peer_holds_the_resync_after_lost_events() {
-    let mut pair = pair();
-    settle(&mut pair);
-    for _ in 0..100 {
-        pair.create_session(A);
-    }
-    pair.run_for(ms(50));
-    pair.lose_events(A);
+    let mut pair = settled_with_lost_events();
     let lost = pair.create_session(A);
     assert_eq!(pair.nodes[A].core.stats().changes_lost, 1);
     assert!(pair.nodes[B].table.get(&lost).is_none());
