@@ -23,11 +23,7 @@ fn randomized_schedules_keep_every_invariant() {
             Mode::of_seed(seed),
             outcome.faults
         );
-        assert!(
-            outcome.violations.is_empty(),
-            "seed {seed}: {:#?}",
-            outcome.violations
-        );
+        assert_no_violation(seed, &outcome);
         return;
     }
     let count = env_u64("FAILOVERD_SIM_SCHEDULES").unwrap_or(1000);
@@ -153,11 +149,7 @@ fn switchover_seeds_that_left_a_stale_copy_keep_every_invariant() {
             "seed {seed} no longer replays its schedule: {:?}",
             outcome.faults
         );
-        assert!(
-            outcome.violations.is_empty(),
-            "seed {seed}: {:#?}",
-            outcome.violations
-        );
+        assert_no_violation(seed, &outcome);
     }
 }
 
@@ -181,11 +173,7 @@ fn a_switchover_right_after_lost_events_waits_for_the_resync() {
         "seed 17372 no longer replays its schedule: {:?}",
         outcome.faults
     );
-    assert!(
-        outcome.violations.is_empty(),
-        "seed 17372: {:#?}",
-        outcome.violations
-    );
+    assert_no_violation(17372, &outcome);
 }
 
 /// With the heartbeat path (never cut), the stream mode's schedules, seed for seed, keep every
@@ -262,11 +250,7 @@ fn a_standby_that_was_master_briefly_with_the_link_cut_owns_nothing() {
         "seed 10642 no longer replays its schedule: {:?}",
         outcome.faults
     );
-    assert!(
-        outcome.violations.is_empty(),
-        "seed 10642: {:#?}",
-        outcome.violations
-    );
+    assert_no_violation(10642, &outcome);
 }
 
 /// Seeds of the randomized run that broke the split-brain merge rule (finding 6 of issue 10),
@@ -304,14 +288,19 @@ fn split_brain_seeds_that_brought_deleted_sessions_back_keep_the_merge_rule() {
             "seed {seed} no longer replays its schedule: {:?}",
             outcome.faults
         );
-        assert!(
-            outcome.violations.is_empty(),
-            "seed {seed}: {:#?}",
-            outcome.violations
-        );
+        assert_no_violation(seed, &outcome);
         assert_eq!(
             outcome.merge_rule_breaches, 0,
             "seed {seed}: deleted sessions came back"
         );
     }
+}
+
+/// A replayed seed keeps every invariant.
+fn assert_no_violation(seed: u64, outcome: &schedule::Outcome) {
+    assert!(
+        outcome.violations.is_empty(),
+        "seed {seed}: {:#?}",
+        outcome.violations
+    );
 }
