@@ -654,9 +654,12 @@ announce_interval_ms = 100
 #accept = true
 # Default node.preempt.
 #preempt = true
-# Non-empty: adverts go to these addresses (the instance's family) instead of multicast.
+# Non-empty: adverts go to these addresses (the instance's family) instead of multicast. IPv6
+# peers may be global: adverts still leave from the link-local source, and a peer's adverts
+# from a link-local address are taken as the peer's.
 #unicast_peers = []
-# The adverts' source; default: the interface's first address of the family (IPv6: link-local).
+# The adverts' source; default: the interface's first address of the family. IPv6: link-local
+# only (RFC 5798 5.1.2.1).
 #source = "10.0.1.2"
 # A virtual MAC on a macvlan "vrrp<vrid>" ("vrrp6-<vrid>" for IPv6) over the interface.
 #vmac = false
@@ -2062,7 +2065,7 @@ fn is_broadcast(addr: IpAddr) -> bool {
 
 /// IPv6 link-local unicast, fe80::/10.
 fn is_link_local_v6(addr: IpAddr) -> bool {
-    matches!(addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+    matches!(addr, IpAddr::V6(v6) if v6.is_unicast_link_local())
 }
 
 /// What the cross-instance checks need to point at.
@@ -2353,7 +2356,18 @@ impl RawInstance {
             unicast_peers.push(peer);
         }
         let source_addr = match &self.source {
-            Some(raw) => Some(peer_address(source, TABLE, "source", raw, ipv6)?),
+            Some(raw) => {
+                let addr = peer_address(source, TABLE, "source", raw, ipv6)?;
+                if ipv6 && !is_link_local_v6(addr) {
+                    return Err(source.bad_value(
+                        TABLE,
+                        "source",
+                        &raw.span(),
+                        "an IPv6 advert's source must be the interface's link-local address (fe80::/10, RFC 5798 5.1.2.1): receivers drop any other; unicast_peers may still be global addresses",
+                    ));
+                }
+                Some(addr)
+            }
             None => None,
         };
         let spans = InstanceSpans {
@@ -2421,8 +2435,7 @@ fn check_instance_against_others(
         }
         for (net, span) in instance.addresses.iter().zip(&here.addresses) {
             // A link-local address is one per link: the same one on two interfaces is two.
-            let link_local =
-                matches!(net.addr(), IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+            let link_local = is_link_local_v6(net.addr());
             let same_scope = !link_local || other.interface == instance.interface;
             if same_scope && other.addresses.iter().any(|o| o.addr() == net.addr()) {
                 return Err(source.bad_value(
@@ -3812,6 +3825,18 @@ timeout_ms = 3000
                 "{PATH}:16:10: vrrp.instance.source = \"fe80::2\": is IPv6 but the instance's addresses are IPv4; must be an IP address of this node, of the instance's family"
             )
         );
+        let lan6 = LAN.replace(
+            "[\"10.0.1.1/24\"]",
+            "[\"fe80::1/64\", \"2001:db8:1::1/64\"]",
+        );
+        assert_eq!(
+            error(&vrrp_file(&format!("{lan6}source = \"2001:db8:1::2\"\n"))),
+            format!(
+                "{PATH}:16:10: vrrp.instance.source = \"2001:db8:1::2\": an IPv6 advert's source must be the interface's link-local address (fe80::/10, RFC 5798 5.1.2.1): receivers drop any other; unicast_peers may still be global addresses"
+            )
+        );
+        let global_peers = "source = \"fe80::2\"\nunicast_peers = [\"2001:db8:1::3\"]\n";
+        assert!(parse(&vrrp_file(&format!("{lan6}{global_peers}"))).is_ok());
         assert_eq!(
             error(&lan_with("source = \"0.0.0.0\"\n")),
             format!("{PATH}:16:10: vrrp.instance.source = \"0.0.0.0\": must be a unicast address")

@@ -414,6 +414,53 @@ fn ipv6_vrrp_takeover_keeps_a_tcp_stream() {
     );
 }
 
+/// IPv6 unicast to the peers' global addresses, as imported keepalived configurations have it:
+/// the adverts leave from the link-local source, reach the peer's global address, elect one
+/// master, and the backup takes over when it dies. (Each node became master while the sockets
+/// were bound to their link-local source.)
+#[test]
+fn ipv6_unicast_to_global_peers_elect_and_take_over() {
+    if !require_root_and_tools() {
+        return;
+    }
+    let lab = Lab::up_without_shared();
+    let options = |peer: u8| {
+        DaemonOptions::default().vrrp(None).extra(&format!(
+            "[[vrrp.instance]]\nname = \"lan6\"\ninterface = \"lan\"\nvrid = 61\n\
+             addresses = [\"fe80::1/64\", \"fd00:1::1/64\"]\nunicast_peers = [\"fd00:1::{peer}\"]\n\n\
+             [[vrrp.instance]]\nname = \"wan6\"\ninterface = \"wan\"\nvrid = 62\n\
+             addresses = [\"fe80::1/64\", \"fd00:2::1/64\"]\nunicast_peers = [\"fd00:2::{peer}\"]\n"
+        ))
+    };
+    let (_a, mut b) = vrrp_pair_with(&lab, &options(3), &options(2));
+    let b_status = b.wait_for("B hears A's unicast adverts", Duration::from_secs(5), |s| {
+        s.takeover.group.as_ref().is_some_and(|g| {
+            g.state == "backup"
+                && g.instances.iter().filter(|i| i.family == "ipv6").all(|i| {
+                    i.adverts_received > 5
+                        && i.malformed_dropped == 0
+                        && i.master_address
+                            .as_deref()
+                            .is_some_and(|m| m.starts_with("fe80:"))
+                })
+        })
+    });
+    println!("B: {:?}", b_status.takeover.group);
+    let server = TcpEchoServer::start(&lab, SocketAddr::new(IpAddr::V6(SERVER6), ECHO_PORT));
+    let probe = stream(&lab, &server, Some(Firewall::B));
+    lab.hard_kill_all(Firewall::A);
+    b.wait_for("B takes over", Duration::from_secs(3), is_master);
+    resumes(
+        &probe,
+        Duration::from_secs(5),
+        "after the IPv6 unicast takeover",
+    );
+    let gateway6: std::net::Ipv6Addr = "fd00:1::1".parse().unwrap();
+    for vip in [gateway6, SNAT6] {
+        assert!(lab.holds_address(Firewall::B, vip), "B holds {vip}");
+    }
+}
+
 /// One failed member moves the group: A's WAN link goes down (A is otherwise healthy), A's
 /// group goes to fault and steps down on the LAN too with priority 0, B takes both over and
 /// the stream continues through B. When the link returns, A resynchronizes and preempts back.

@@ -94,6 +94,25 @@ fn ipv6_unicast_adverts() {
     });
 }
 
+/// Adverts leave from the link-local source (RFC 5798 5.1.2.1) and go to the peer's global
+/// address, as imported keepalived configurations set `unicast_peers`. A socket bound to its
+/// link-local source never sees them: the kernel hands a bound raw socket only datagrams to that
+/// address.
+#[test]
+fn ipv6_unicast_adverts_to_global_peers() {
+    let Some(lab) = Lab::new("v6g") else { return };
+    block_on(async {
+        let (la, lb) = (lab.link_local("a", "va"), lab.link_local("b", "vb"));
+        let a = lab
+            .in_a(|| VrrpSocket::open("va", lab.va, la, false))
+            .unwrap();
+        let b = lab
+            .in_b(|| VrrpSocket::open("vb", lab.vb, lb, false))
+            .unwrap();
+        exchange((&a, la, ip(B6)), (&b, lb, ip(A6))).await;
+    });
+}
+
 /// `a` sends to `b`, then `b` to `a`; each side gets the other's advert with TTL 255 and the
 /// addresses the IP header carried, and never its own (multicast loop is off).
 async fn exchange(a: (&VrrpSocket, IpAddr, IpAddr), b: (&VrrpSocket, IpAddr, IpAddr)) {
@@ -139,6 +158,12 @@ fn send_to_the_other_family_is_refused() {
             .err()
             .expect("bound to an address the interface lacks");
         assert!(error.to_string().contains(B4), "{error}");
+        let lacking = ip("fe80::dead");
+        let error = lab
+            .in_a(|| VrrpSocket::open("va", lab.va, lacking, false))
+            .err()
+            .expect("sending from a link-local address the interface lacks");
+        assert!(error.to_string().contains("fe80::dead"), "{error}");
     });
 }
 

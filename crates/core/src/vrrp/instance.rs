@@ -55,6 +55,17 @@ impl InstanceConfig {
             IpAddr::V6(_) => IpAddr::V6(MULTICAST_V6),
         }]
     }
+
+    /// Whether an advert from `src` is a configured unicast peer's. An IPv6 router sends from
+    /// its link-local address (RFC 5798 5.1.2.1) even to a peer's global address, and the
+    /// configuration names the peer by that global address: then any link-local source stands
+    /// for it (TTL 255 already proves it is on the link).
+    pub fn is_unicast_peer(&self, src: IpAddr) -> bool {
+        let link_local =
+            |addr: &IpAddr| matches!(addr, IpAddr::V6(v6) if v6.is_unicast_link_local());
+        self.unicast_peers.contains(&src)
+            || (link_local(&src) && self.unicast_peers.iter().any(|peer| !link_local(peer)))
+    }
 }
 
 /// An instance's RFC 5798 state.

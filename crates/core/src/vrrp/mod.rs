@@ -600,7 +600,7 @@ fn check(
     if packet.vrid() != instance.config.vrid {
         return Ok(None);
     }
-    if !instance.config.unicast_peers.is_empty() && !instance.config.unicast_peers.contains(&src) {
+    if !instance.config.unicast_peers.is_empty() && !instance.config.is_unicast_peer(src) {
         return Err("source is not a configured unicast peer".to_string());
     }
     Ok(Some(Advert::parse(&packet)))

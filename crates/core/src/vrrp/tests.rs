@@ -546,3 +546,32 @@ fn a_master_contested_by_a_lower_priority_router_reclaims_the_neighbours() {
         b_down - healed
     );
 }
+
+/// IPv6 unicast to the peers' global addresses: each node's adverts leave from its link-local
+/// source (RFC 5798 5.1.2.1), which no configuration names, and elect as multicast does.
+#[test]
+fn ipv6_unicast_peers_by_global_address() {
+    let v6 = |net: u16, host: u16| IpAddr::from([net, 0xdb8, 0, 0, 0, 0, 0, host]);
+    let node = |host: u16, priority: u8, peers: &dyn Fn(u16) -> Vec<IpAddr>| {
+        let mut config = config(0, priority);
+        for (net, instance) in config.instances.iter_mut().enumerate() {
+            let net = 0x2001 + net as u16;
+            instance.addresses = vec![IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1])];
+            instance.source = IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, host]);
+            instance.unicast_peers = peers(net);
+        }
+        config
+    };
+    let by_global = |other: u16| move |net: u16| vec![v6(net, other)];
+    let mut net = Net::new(node(2, 200, &by_global(3)), node(3, 100, &by_global(2)));
+    net.run_for(1000 * MS);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
+    assert_eq!(net.nodes[1].state(), GroupState::Backup, "B hears A");
+    assert_eq!(net.nodes[1].instances()[0].stats.malformed_dropped, 0);
+    // The control: peers named only by link-local addresses accept no other link-local source.
+    let elsewhere = |_: u16| vec![IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 9])];
+    let mut net = Net::new(node(2, 200, &elsewhere), node(3, 100, &elsewhere));
+    net.run_for(1000 * MS);
+    assert_eq!(net.nodes[1].state(), GroupState::Master, "B hears no peer");
+    assert!(net.nodes[1].instances()[0].stats.malformed_dropped > 0);
+}

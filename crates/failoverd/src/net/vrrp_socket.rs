@@ -56,8 +56,11 @@ impl VrrpSocket {
     ///
     /// An IPv4 socket is bound to `source` only for unicast: the kernel delivers to a bound raw
     /// IPv4 socket only datagrams addressed to the bound address, which would hide the group's.
-    /// Its sends carry the source in `IP_PKTINFO` instead. IPv6 has no such filter: the socket
-    /// is always bound, with the scope of `ifindex` (the source is link-local).
+    /// Its sends carry the source in `IP_PKTINFO` instead. An IPv6 socket is never bound: the
+    /// source is link-local (RFC 5798 5.1.2.1) while unicast peers may address this node's
+    /// global address, which a socket bound to the link-local one would never see. Its sends
+    /// carry the source in `IPV6_PKTINFO`; the destination of what arrives comes the same way and
+    /// the core checks it.
     pub fn open(
         interface: &str,
         ifindex: u32,
@@ -100,9 +103,10 @@ impl VrrpSocket {
                 // messages.
                 socket.set_recv_hoplimit_v6(true)?;
                 setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?;
-                socket
-                    .bind(&SocketAddrV6::new(source, 0, 0, ifindex).into())
-                    .map_err(context(format_args!("bind to {source} on {interface}")))?;
+                // Unbound, so prove here that the source is the interface's: every send from it
+                // would fail later.
+                std::net::UdpSocket::bind(SocketAddrV6::new(source, 0, 0, ifindex))
+                    .map_err(context(format_args!("use {source} on {interface}")))?;
                 if multicast {
                     socket
                         .join_multicast_v6(&GROUP_V6, ifindex)
@@ -155,10 +159,24 @@ impl VrrpSocket {
                     Some(&to),
                 )
             }
-            (IpAddr::V6(_), IpAddr::V6(dst)) => {
+            (IpAddr::V6(source), IpAddr::V6(dst)) => {
+                // The link-local source even towards a global peer, whose route would pick a
+                // global one.
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: source.octets(),
+                    },
+                    ipi6_ifindex: self.ifindex,
+                };
                 // The scope matters for ff02::12 and link-local peers; others ignore it.
                 let to = SockaddrStorage::from(SocketAddrV6::new(dst, 0, 0, self.ifindex));
-                sendmsg(fd, &iov, &[], MsgFlags::empty(), Some(&to))
+                sendmsg(
+                    fd,
+                    &iov,
+                    &[ControlMessage::Ipv6PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&to),
+                )
             }
             _ => {
                 return Err(io::Error::new(
