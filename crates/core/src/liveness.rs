@@ -351,6 +351,7 @@ mod tests {
             echo_stamp,
             resync_epoch: 0,
             protocol_minor: 0,
+            applied: None,
         }
     }
 

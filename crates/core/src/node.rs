@@ -886,7 +886,7 @@ impl Node {
     /// A new epoch of our stream: everything is sent again by a bulk sync.
     fn restart_outbound(&mut self) {
         let epoch = self.take_epoch();
-        self.outbound.start(epoch, false, &mut self.stats);
+        self.outbound.start(epoch, false, None, &mut self.stats);
         self.resend.clear();
         self.timers.stop(Timer::Retransmit);
         self.drive_backend();
@@ -1329,7 +1329,9 @@ impl Node {
                 let may_resume = self
                     .common_protocol()
                     .is_some_and(|version| version >= ProtocolVersion::RESUMED_BULK);
-                self.outbound.start(epoch, may_resume, &mut self.stats);
+                let peer_applied = self.peer.as_ref().and_then(|peer| peer.hello.applied);
+                self.outbound
+                    .start(epoch, may_resume, peer_applied, &mut self.stats);
                 self.inbound.reset(*peer, &mut self.stats);
                 self.apply_failed = false;
             }
@@ -1609,6 +1611,7 @@ impl Node {
             echo_stamp: 0,
             resync_epoch: self.resync_requested.unwrap_or(0),
             protocol_minor: ProtocolVersion::CURRENT.minor,
+            applied: self.inbound.applied_position(),
         }
     }
 

@@ -76,6 +76,9 @@ pub struct Stats {
     /// Changes made while the peer was away that were forgotten to stay within
     /// `apart_log_limit` (their merge falls back to the peer's state).
     pub apart_changes_collected: u64,
+    /// Changes sent in batches the peer had not acknowledged when the link was lost, which its
+    /// hello then said it had applied: not made apart from it after all.
+    pub apart_changes_applied_by_peer: u64,
     /// Bulk syncs that resumed one a link loss interrupted (see `BatchFlags::RESUMED`).
     pub bulk_resumes: u64,
     /// Records those resumed bulk syncs did not send again: the peer had applied them.

@@ -445,6 +445,7 @@ fn hello_from_2(
         echo_stamp: stamps.1,
         resync_epoch: epoch,
         protocol_minor: u16::MAX,
+        applied: None,
     };
     let mut frame = Vec::new();
     hello.emit(&mut frame);

@@ -931,6 +931,10 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("bulk_resumes", stats.bulk_resumes),
         ("bulk_records_not_resent", stats.bulk_records_not_resent),
         ("apart_changes_collected", stats.apart_changes_collected),
+        (
+            "apart_changes_applied_by_peer",
+            stats.apart_changes_applied_by_peer,
+        ),
         ("peer_changes_superseded", stats.peer_changes_superseded),
     ]
 }

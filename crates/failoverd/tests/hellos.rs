@@ -38,6 +38,7 @@ fn hello() -> Hello {
         echo_stamp: 0,
         resync_epoch: 0,
         protocol_minor: 0,
+        applied: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use failoverd_backends::ApplyError;
-use failoverd_core::{Instant, NodeConfig, PlantedBug, RoleAuthority};
+use failoverd_core::{Instant, NodeConfig, PlantedBug, RoleAuthority, Stats};
 use failoverd_wire::{NodeId, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -103,6 +103,8 @@ pub struct Outcome {
     /// Breaches of the split-brain merge rule (not violations: see
     /// [`Pair::strict_merge_rule`]).
     pub merge_rule_breaches: usize,
+    /// Both nodes' counters at the end: every run of a seed ends with the same.
+    pub stats: [Stats; 2],
 }
 
 /// The configuration of both nodes for a seed.
@@ -408,5 +410,6 @@ pub fn run_inspect(
         sessions: [pair.nodes[0].table.len(), pair.nodes[1].table.len()],
         split_brain: pair.split_brain_at.is_some(),
         merge_rule_breaches: pair.merge_rule_breaches.len(),
+        stats: [0, 1].map(|i| pair.nodes[i].core.stats().clone()),
     }
 }

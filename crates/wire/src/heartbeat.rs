@@ -212,6 +212,7 @@ mod tests {
             echo_stamp: 0,
             resync_epoch: 0,
             protocol_minor: 1,
+            applied: None,
         }
         .emit(&mut frame);
         frame
@@ -240,7 +241,7 @@ mod tests {
         let bytes = datagram(echo);
         assert_eq!(
             &bytes[..16],
-            &[b'F', b'H', 1, 0, 0, 156, 0, 60, 0, 44, 0, 4, 0, 0, 0, 0]
+            &[b'F', b'H', 1, 0, 0, 172, 0, 76, 0, 44, 0, 4, 0, 0, 0, 0]
         );
         let view = HeartbeatView::new_checked(&bytes[..]).expect("valid");
         assert_eq!(view.challenge().salt, 0x0102_0304_0506_0708);

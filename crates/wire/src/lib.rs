@@ -11,6 +11,7 @@
 //! hello   = pair u32 | node u32 | priority u8 | backup u8 | state u8 | role u8 | flags u8 | 3 zero
 //!           | epoch u32 | hello_ms u32 | dead_ms u32 | tx_stamp u64 | echo_stamp u64
 //!           | resync_epoch u32 | protocol_minor u16 | 2 zero          (the last two since 1.1)
+//!           | applied_epoch u32 | 4 zero | applied_seq u64          (since 1.3; seq 0: none)
 //! ack     = epoch u32 | 4 zero | received u64 | applied u64
 //! goodbye = reason u8 | 3 zero
 //! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*
@@ -37,7 +38,7 @@ pub use message::{
     Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS,
     DigestView, Frame, Goodbye, GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN,
     MAX_SETTINGS, Message, MessageKind, ProtocolVersion, Role, Section, SectionKind, SettingsIter,
-    SettingsView, SyncState, VERSION, digest, frame_len,
+    SettingsView, StreamPosition, SyncState, VERSION, digest, frame_len,
 };
 pub use session::{
     HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,

@@ -18,8 +18,10 @@ const MAGIC: [u8; 2] = *b"FO";
 
 /// A hello of protocol 1.0, which ends with `resync_epoch`.
 const HELLO_LEN_1_0: usize = 48;
-/// A hello of this version: 1.0's, then `protocol_minor` and 2 reserved bytes.
-const HELLO_LEN: usize = 52;
+/// A hello of protocol 1.1 and 1.2: 1.0's, then `protocol_minor` and 2 reserved bytes.
+const HELLO_LEN_1_1: usize = 52;
+/// A hello of this version: 1.1's, then [`Hello::applied`] (epoch, 4 reserved bytes, seq).
+const HELLO_LEN: usize = 68;
 const ACK_LEN: usize = 24;
 const GOODBYE_LEN: usize = 4;
 /// Length of the session-batch header that follows the frame header.
@@ -277,10 +279,10 @@ pub struct ProtocolVersion {
 
 impl ProtocolVersion {
     /// What this build speaks. 1.0 is the first release; 1.1 adds `protocol_minor` to the
-    /// hello; 1.2 adds [`BatchFlags::RESUMED`].
+    /// hello; 1.2 adds [`BatchFlags::RESUMED`]; 1.3 adds [`Hello::applied`].
     pub const CURRENT: Self = Self {
         major: VERSION,
-        minor: 2,
+        minor: 3,
     };
 
     /// The first version with resumed bulk syncs ([`BatchFlags::RESUMED`]).
@@ -345,6 +347,18 @@ pub struct Hello {
     /// The sender's protocol minor version (see [`ProtocolVersion`]); 0 from a 1.0 sender,
     /// whose hello ends before it.
     pub protocol_minor: u16,
+    /// How far the sender applied the receiver's latest session stream, the current one or the
+    /// one a link loss ended; `None` if it applied none (or speaks a minor before 1.3). What
+    /// the receiver could not tell from acknowledgements lost with the link.
+    pub applied: Option<StreamPosition>,
+}
+
+/// A batch of one session stream: its epoch and sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPosition {
+    pub epoch: u32,
+    /// Batches are numbered from 1.
+    pub seq: u64,
 }
 
 impl Hello {
@@ -368,10 +382,19 @@ impl Hello {
             tx_stamp: read_u64(body, 28),
             echo_stamp: read_u64(body, 36),
             resync_epoch: read_u32(body, 44),
-            protocol_minor: if body.len() >= HELLO_LEN {
+            protocol_minor: if body.len() >= HELLO_LEN_1_1 {
                 read_u16(body, 48)
             } else {
                 0
+            },
+            applied: if body.len() >= HELLO_LEN {
+                Some(StreamPosition {
+                    epoch: read_u32(body, 52),
+                    seq: read_u64(body, 60),
+                })
+                .filter(|position| position.seq > 0)
+            } else {
+                None
             },
         })
     }
@@ -399,6 +422,10 @@ impl Hello {
         buf.extend_from_slice(&self.resync_epoch.to_be_bytes());
         buf.extend_from_slice(&self.protocol_minor.to_be_bytes());
         buf.extend_from_slice(&[0, 0]);
+        let applied = self.applied.unwrap_or(StreamPosition { epoch: 0, seq: 0 });
+        buf.extend_from_slice(&applied.epoch.to_be_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&applied.seq.to_be_bytes());
     }
 }
 
@@ -1012,6 +1039,10 @@ mod tests {
             echo_stamp: 999_000,
             resync_epoch: 0x0a0b_0c0d,
             protocol_minor: 0x0102,
+            applied: Some(StreamPosition {
+                epoch: 0x1122_3344,
+                seq: 5,
+            }),
         }
     }
 
@@ -1020,12 +1051,13 @@ mod tests {
         let mut buf = Vec::new();
         hello().emit(&mut buf);
         let expected: &[u8] = &[
-            b'F', b'O', 1, 1, 0, 0, 0, 60, // header
+            b'F', b'O', 1, 1, 0, 0, 0, 76, // header
             0, 0, 0, 7, 1, 2, 3, 4, 200, 0, 2, 1, 1, 0, 0, 0, // pair, node, prio..flags
             0, 0, 0, 3, 0, 0, 0, 50, 0, 0, 0, 150, // epoch, intervals
             0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 0, 0, 0x0f, 0x3e, 0x58, // stamps
             0x0a, 0x0b, 0x0c, 0x0d, // resync epoch
             0x01, 0x02, 0, 0, // protocol minor, reserved
+            0x11, 0x22, 0x33, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, // applied
         ];
         assert_eq!(buf, expected);
         match Message::parse(&buf).unwrap() {
@@ -1143,12 +1175,13 @@ mod tests {
         }
 
         #[test]
-        fn hello_and_ack_round_trip(h in any::<(u32, u32, u8, u8, u8, u32, u32, u32, u64, u64)>(), minor: u16, state in 0u8..3, role in 0u8..2, ack in any::<(u32, u64, u64)>()) {
+        fn hello_and_ack_round_trip(h in any::<(u32, u32, u8, u8, u8, u32, u32, u32, u64, u64)>(), minor: u16, state in 0u8..3, role in 0u8..2, ack in any::<(u32, u64, u64)>(), applied in any::<(u32, u64)>()) {
             let hello = Hello {
                 pair_id: h.0, node_id: h.1, priority: h.2, backup_type: BackupType(h.3),
                 state: SyncState::from_code(state).unwrap(), role: Role::from_code(role).unwrap(),
                 flags: HelloFlags(h.4), epoch: h.5, hello_interval_ms: h.6, dead_interval_ms: h.7,
                 tx_stamp: h.8, echo_stamp: h.9, resync_epoch: h.5 ^ 1, protocol_minor: minor,
+                applied: Some(StreamPosition { epoch: applied.0, seq: applied.1 }).filter(|p| p.seq > 0),
             };
             let mut buf = vec![];
             hello.emit(&mut buf);
@@ -1175,8 +1208,11 @@ mod tests {
             let longer = appended(buf.clone(), &extra);
             prop_assert!(matches!(Message::parse(&longer), Ok(Message::Hello(p)) if p == sent));
             let release_1_0 = appended(buf[..HEADER_LEN + HELLO_LEN_1_0].to_vec(), &[]);
-            let want = Hello { protocol_minor: 0, ..sent };
+            let want = Hello { protocol_minor: 0, applied: None, ..sent };
             prop_assert!(matches!(Message::parse(&release_1_0), Ok(Message::Hello(p)) if p == want));
+            let release_1_2 = appended(buf[..HEADER_LEN + HELLO_LEN_1_1].to_vec(), &[]);
+            let want = Hello { applied: None, ..sent };
+            prop_assert!(matches!(Message::parse(&release_1_2), Ok(Message::Hello(p)) if p == want));
             let sent = Ack { epoch: ack.0, received: ack.1, applied: ack.1 };
             let mut buf = Vec::new();
             sent.emit(&mut buf);

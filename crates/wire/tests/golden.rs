@@ -127,6 +127,7 @@ fn hello_1_0() -> Hello {
         echo_stamp: 1_234_000_000,
         resync_epoch: 0x0a0b_0c0d,
         protocol_minor: 0,
+        applied: None,
     }
 }
 
@@ -301,10 +302,10 @@ fn this_version_emits_1_0_layouts_and_only_appends_to_the_hello() {
     .emit(&mut new);
     assert_eq!(new[..4], old[..4], "magic, major, kind");
     assert_eq!(new[HEADER_LEN..old.len()], old[HEADER_LEN..], "1.0 fields");
-    assert_eq!(
-        new[old.len()..],
-        [0, ProtocolVersion::CURRENT.minor as u8, 0, 0]
-    );
+    let minor = ProtocolVersion::CURRENT.minor.to_be_bytes();
+    // 1.1: the minor and 2 reserved bytes; 1.3: nothing applied (epoch, 4 reserved, seq).
+    let appended = [&minor[..], &[0; 2], &[0; 16]].concat();
+    assert_eq!(new[old.len()..], appended[..]);
     assert_eq!(ProtocolVersion::CURRENT.major, VERSION);
 }
 

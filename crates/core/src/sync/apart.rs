@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use failoverd_wire::{SessionKey, SessionOp};
+use failoverd_wire::{SessionKey, SessionOp, StreamPosition};
 
 /// The last change of one session while apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,10 @@ impl ApartChange {
 pub(crate) struct ApartLog {
     limit: usize,
     changes: HashMap<SessionKey, ApartChange>,
+    /// Of `changes`, those last made in a batch the peer had not acknowledged when the link
+    /// was lost: the batch. The peer may have applied it (the acknowledgement lost with the
+    /// link); its hellos say how far it did, and then the change is no longer one made apart.
+    unacknowledged: HashMap<SessionKey, StreamPosition>,
     /// The keys of `changes`, in the order of their first change.
     order: VecDeque<SessionKey>,
 }
@@ -40,6 +44,7 @@ impl ApartLog {
         Self {
             limit,
             changes: HashMap::new(),
+            unacknowledged: HashMap::new(),
             order: VecDeque::new(),
         }
     }
@@ -51,14 +56,45 @@ impl ApartLog {
         for key in newer.order {
             if let Some(change) = newer.changes.get(&key) {
                 collected += self.note(key, *change);
+                if let Some(batch) = newer.unacknowledged.get(&key) {
+                    self.unacknowledged.insert(key, *batch);
+                }
             }
         }
         collected
     }
 
+    /// Records that `key` changed so in `batch`, which the peer had not acknowledged when the
+    /// link was lost; returns how many older changes were collected to stay within the bound.
+    pub(crate) fn note_unacknowledged(
+        &mut self,
+        key: SessionKey,
+        change: ApartChange,
+        batch: StreamPosition,
+    ) -> u64 {
+        let collected = self.note(key, change);
+        self.unacknowledged.insert(key, batch);
+        collected
+    }
+
+    /// The peer applied `applied.epoch`'s batches up to `applied.seq`: the changes last made in
+    /// those were not made apart from it. Returns how many are forgotten.
+    pub(crate) fn forget_applied_by_peer(&mut self, applied: StreamPosition) -> u64 {
+        let seen: Vec<SessionKey> = self
+            .unacknowledged
+            .iter()
+            .filter(|(_, batch)| batch.epoch == applied.epoch && batch.seq <= applied.seq)
+            .map(|(key, _)| *key)
+            .collect();
+        let forgotten = seen.len() as u64;
+        self.remove_all(seen);
+        forgotten
+    }
+
     /// Records that `key` changed so while apart; returns how many older changes were
     /// collected to stay within the bound.
     pub(crate) fn note(&mut self, key: SessionKey, change: ApartChange) -> u64 {
+        self.unacknowledged.remove(&key);
         if self.changes.insert(key, change).is_some() {
             return 0;
         }
@@ -74,6 +110,7 @@ impl ApartLog {
                 break;
             };
             if self.changes.remove(&oldest).is_some() {
+                self.unacknowledged.remove(&oldest);
                 collected += 1;
             }
         }
@@ -118,6 +155,7 @@ impl ApartLog {
     pub(crate) fn remove_all(&mut self, keys: impl IntoIterator<Item = SessionKey>) {
         for key in keys {
             self.changes.remove(&key);
+            self.unacknowledged.remove(&key);
         }
         let changes = &self.changes;
         self.order.retain(|key| changes.contains_key(key));
@@ -126,6 +164,57 @@ impl ApartLog {
     /// Forgets everything (merged with the peer), keeping the memory for the next absence.
     pub(crate) fn clear(&mut self) {
         self.changes.clear();
+        self.unacknowledged.clear();
         self.order.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::test_record as record;
+    use failoverd_wire::NodeId;
+
+    fn key(i: u16) -> SessionKey {
+        record(i, NodeId(1)).key
+    }
+
+    fn batch(epoch: u32, seq: u64) -> StreamPosition {
+        StreamPosition { epoch, seq }
+    }
+
+    /// Only changes last made in a batch the peer says it applied are forgotten: not those of
+    /// a later batch or another epoch, nor a change made apart after the batch.
+    #[test]
+    fn the_peer_applied_only_what_its_position_covers() {
+        let mut log = ApartLog::new(100);
+        log.note_unacknowledged(key(1), ApartChange::Changed, batch(7, 3));
+        log.note_unacknowledged(key(2), ApartChange::Deleted, batch(7, 4));
+        log.note_unacknowledged(key(3), ApartChange::Changed, batch(7, 5));
+        log.note_unacknowledged(key(4), ApartChange::Changed, batch(6, 1));
+        log.note_unacknowledged(key(5), ApartChange::Changed, batch(7, 3));
+        log.note(key(5), ApartChange::Deleted);
+        log.note(key(6), ApartChange::Changed);
+        assert_eq!(log.forget_applied_by_peer(batch(7, 4)), 2);
+        let left: Vec<_> = log.keys().collect();
+        assert_eq!(left, [key(3), key(4), key(5), key(6)]);
+        assert_eq!(log.get(&key(5)), Some(ApartChange::Deleted));
+        assert_eq!(log.forget_applied_by_peer(batch(7, 4)), 0);
+    }
+
+    /// Absorbing a newer log keeps its batches, and a change made apart later replaces one
+    /// only in flight.
+    #[test]
+    fn absorb_keeps_the_batch_of_the_latest_change() {
+        let mut older = ApartLog::new(100);
+        older.note_unacknowledged(key(1), ApartChange::Changed, batch(7, 3));
+        older.note_unacknowledged(key(2), ApartChange::Changed, batch(7, 3));
+        let mut newer = ApartLog::new(100);
+        newer.note(key(1), ApartChange::Deleted);
+        newer.note_unacknowledged(key(3), ApartChange::Changed, batch(8, 1));
+        older.absorb(newer);
+        assert_eq!(older.forget_applied_by_peer(batch(7, 3)), 1);
+        assert_eq!(older.forget_applied_by_peer(batch(8, 1)), 1);
+        assert_eq!(older.keys().collect::<Vec<_>>(), [key(1)]);
     }
 }

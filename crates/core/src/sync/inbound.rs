@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use failoverd_wire::{
-    Ack, BatchFlags, BatchView, NodeId, SectionKind, SessionKey, SessionOp, WireError,
+    Ack, BatchFlags, BatchView, NodeId, SectionKind, SessionKey, SessionOp, StreamPosition,
+    WireError,
 };
 
 use super::hold::RemoveHold;
@@ -60,6 +61,10 @@ pub(crate) struct Inbound {
     received: u64,
     /// What we acknowledge as applied: never past a batch with an op the backend refused.
     applied: u64,
+    /// How far the stream before this one was applied (a link loss ends a stream, and its
+    /// last acknowledgements may be lost with it). Its epoch names it: epochs start at random
+    /// on every start of a node.
+    previous_applied: Option<StreamPosition>,
     /// The last batch handed to the backend and done, refused ops or not.
     done: u64,
     /// Ops the backend refused and no later op of the same session replaced, by session: tried
@@ -95,6 +100,7 @@ impl Inbound {
             epoch: None,
             received: 0,
             applied: 0,
+            previous_applied: None,
             done: 0,
             refused: HashMap::new(),
             retry_due: false,
@@ -136,6 +142,7 @@ impl Inbound {
             self.interrupted = None;
         }
         stats.removes_discarded += self.hold.clear() as u64;
+        self.previous_applied = self.applied_position();
         self.peer = peer;
         self.epoch = None;
         self.received = 0;
@@ -150,6 +157,19 @@ impl Inbound {
         self.complete = false;
         self.ack_due = false;
         self.generation += 1;
+    }
+
+    /// How far this node applied the peer's latest stream, the current one or the one the
+    /// link loss ended: told in our hellos, so the peer knows which of its unacknowledged
+    /// changes we had (see `ApartLog`).
+    pub(crate) fn applied_position(&self) -> Option<StreamPosition> {
+        match self.epoch {
+            Some(epoch) if self.applied > 0 => Some(StreamPosition {
+                epoch,
+                seq: self.applied,
+            }),
+            _ => self.previous_applied,
+        }
     }
 
     /// This node became active or standby.
@@ -382,8 +402,12 @@ impl Inbound {
     /// the end of a bulk (its sweep must come before anything later).
     pub(crate) fn next_work(&mut self, max_ops: usize) -> Option<InboundWork> {
         if std::mem::take(&mut self.retry_due) && !self.refused.is_empty() {
+            // In key order, not the map's: which of them fit a table with little room left
+            // must not depend on a random hash seed (a simulated schedule replays exactly).
+            let mut refused: Vec<_> = self.refused.drain().collect();
+            refused.sort_unstable_by_key(|(key, _)| *key);
             return Some(InboundWork::Apply {
-                ops: self.refused.drain().map(|(_, op)| op).collect(),
+                ops: refused.into_iter().map(|(_, op)| op).collect(),
                 last_seq: self.done,
                 bulk_end: false,
             });

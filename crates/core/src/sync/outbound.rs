@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use failoverd_wire::{
     Ack, BatchFlags, BatchWriter, NodeId, RECORD_LEN, SessionKey, SessionOp, SessionRecord,
+    StreamPosition,
 };
 
 use super::apart::{ApartChange, ApartLog};
@@ -169,7 +170,21 @@ impl Outbound {
     /// [`BatchFlags::RESUMED`]), a bulk a link loss interrupted resumes where the peer had
     /// applied it, provided every change since is known (none was collected from the apart
     /// log).
-    pub(crate) fn start(&mut self, epoch: u32, may_resume: bool, stats: &mut Stats) {
+    ///
+    /// `peer_applied`, from the peer's hello, says how far it applied our earlier stream: the
+    /// changes of the batches it applied but could not acknowledge before the link was lost
+    /// were not made apart from it.
+    pub(crate) fn start(
+        &mut self,
+        epoch: u32,
+        may_resume: bool,
+        peer_applied: Option<StreamPosition>,
+        stats: &mut Stats,
+    ) {
+        if let Some(applied) = peer_applied {
+            stats.apart_changes_applied_by_peer += self.apart.forget_applied_by_peer(applied)
+                + self.merging.forget_applied_by_peer(applied);
+        }
         let apart = std::mem::replace(&mut self.apart, ApartLog::new(self.merging.limit()));
         let collected = self.merging.absorb(apart) + self.apart_collected_since_stop;
         stats.apart_changes_collected += collected;
@@ -213,21 +228,28 @@ impl Outbound {
         self.forget_released(now);
         self.held_keys.clear();
         for (_, key) in std::mem::take(&mut self.held_by_peer) {
-            collected += self.note_apart(key, ApartChange::Deleted);
+            collected += self.note_apart(key, ApartChange::Deleted, None);
         }
         let mut unapplied = !self.pending_order.is_empty();
         let in_flight = std::mem::take(&mut self.in_flight);
         for batch in in_flight {
             unapplied |= !batch.stream.is_empty();
+            let position = StreamPosition {
+                epoch: self.epoch,
+                seq: batch.seq,
+            };
             for &(key, change) in &batch.stream {
-                collected += self.note_apart(key, change);
+                // A delete the peer applied may still be held there, and dropped if it takes
+                // over: it stays a change made apart whatever the peer says it applied.
+                let unacknowledged = Some(position).filter(|_| change == ApartChange::Changed);
+                collected += self.note_apart(key, change, unacknowledged);
             }
             self.unsure.extend(batch.keys);
         }
         let pending: Vec<_> = self.pending_order.drain(..).collect();
         for key in pending {
             if let Some((op, _)) = self.pending.remove(&key) {
-                collected += self.note_apart(key, ApartChange::of(&op));
+                collected += self.note_apart(key, ApartChange::of(&op), None);
             }
         }
         self.apart_collected_since_stop += collected;
@@ -272,12 +294,21 @@ impl Outbound {
             .any(|log| log.get(key) == Some(ApartChange::Deleted))
     }
 
-    /// Records a change the peer does not have: it is merged when the two meet again.
-    fn note_apart(&mut self, key: SessionKey, change: ApartChange) -> u64 {
+    /// Records a change the peer does not have, or, when `unacknowledged` (the batch that
+    /// carried it), may not have: it is merged when the two meet again.
+    fn note_apart(
+        &mut self,
+        key: SessionKey,
+        change: ApartChange,
+        unacknowledged: Option<StreamPosition>,
+    ) -> u64 {
         if self.drop_tombstones && change == ApartChange::Deleted {
             return 0;
         }
-        self.apart.note(key, change)
+        match unacknowledged {
+            Some(batch) => self.apart.note_unacknowledged(key, change, batch),
+            None => self.apart.note(key, change),
+        }
     }
 
     /// Whether this node changed sessions while apart that the merge has not yet taken to the
@@ -328,7 +359,7 @@ impl Outbound {
         };
         if matches!(self.bulk, Bulk::Idle) {
             self.changed_while_stopped = true;
-            stats.apart_changes_collected += self.note_apart(*op.key(), ApartChange::of(&op));
+            stats.apart_changes_collected += self.note_apart(*op.key(), ApartChange::of(&op), None);
             return;
         }
         let key = *op.key();
@@ -687,7 +718,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
-        out.start(7, false, &mut Stats::default());
+        out.start(7, false, None, &mut Stats::default());
         let mut newer = record(1, me);
         newer.mark = 42;
         out.record_change(
@@ -719,7 +750,7 @@ mod tests {
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
         let dump = || (0..1000).rev().map(|i| record(i, me)).collect::<Vec<_>>();
-        out.start(4, true, &mut stats);
+        out.start(4, true, None, &mut stats);
         out.handle_dump(dump(), &mut stats);
         let mut held = std::collections::BTreeSet::new();
         for seq in 1..=2 {
@@ -738,7 +769,7 @@ mod tests {
         // The link is lost with the third batch in flight, unapplied.
         out.next_batch(16 * 1024, 4, &mut stats).unwrap();
         out.stop(Instant::ZERO);
-        out.start(5, true, &mut stats);
+        out.start(5, true, None, &mut stats);
         out.handle_dump(dump(), &mut stats);
         let mut resent = 0;
         while let Some(frame) = out.next_batch(16 * 1024, 64, &mut stats) {
@@ -759,7 +790,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
-        out.start(4, false, &mut Stats::default());
+        out.start(4, false, None, &mut Stats::default());
         out.handle_dump(
             (0..1000).map(|i| record(i, me)).collect(),
             &mut Stats::default(),
@@ -802,7 +833,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
-        out.start(1, false, &mut Stats::default());
+        out.start(1, false, None, &mut Stats::default());
         out.handle_dump(vec![], &mut Stats::default());
         for mark in 0..5 {
             let mut r = record(9, me);
@@ -843,7 +874,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
-        out.start(3, false, &mut Stats::default());
+        out.start(3, false, None, &mut Stats::default());
         out.handle_dump(
             (0..1000).map(|i| record(i, me)).collect(),
             &mut Stats::default(),
@@ -900,7 +931,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
-        out.start(5, false, &mut Stats::default());
+        out.start(5, false, None, &mut Stats::default());
         out.handle_dump(vec![record(1, me)], &mut Stats::default());
         out.next_batch(64 * 1024, 8, &mut stats).unwrap();
         assert!(
@@ -936,7 +967,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
-        out.start(5, false, &mut Stats::default());
+        out.start(5, false, None, &mut Stats::default());
         out.handle_dump(
             (0..300).map(|i| record(i, me)).collect(),
             &mut Stats::default(),
@@ -969,7 +1000,7 @@ mod tests {
         let me = NodeId(1);
         let mut stats = Stats::default();
         let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
-        out.start(2, false, &mut Stats::default());
+        out.start(2, false, None, &mut Stats::default());
         out.handle_dump(
             (1000..1300).map(|i| record(i, me)).collect(),
             &mut Stats::default(),
