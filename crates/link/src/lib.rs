@@ -30,7 +30,7 @@ use std::path::PathBuf;
 pub use heartbeat::{
     HeartbeatConfig, HeartbeatEvents, HeartbeatSender, HeartbeatStats, spawn_heartbeat,
 };
-pub use identity::{Fingerprint, FingerprintParseError, Identity, fingerprint_of};
+pub use identity::{Fingerprint, FingerprintParseError, Identity, Pins, PinsError, fingerprint_of};
 pub use link::{
     CONTROL_QUEUE_FRAMES, Channel, ChannelStats, ControlTap, DATA_QUEUE_FRAMES,
     DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent,
