@@ -25,13 +25,15 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     init_logging(&config)?;
     let identity = Identity::load(&config.node.key)?;
     let fingerprint = identity.fingerprint();
-    let peer_fingerprint = config.link.peer_key;
-    if fingerprint == peer_fingerprint {
+    let pins = config.link.peer_key;
+    if pins.accepts(&fingerprint) {
         anyhow::bail!(
             "{}: link.peer_key is this node's own key ({fingerprint}); it must be the peer's",
             path.display()
         );
     }
+    // The first pin is the peer's current key (the second, while rotating, its next one).
+    let peer_fingerprint = pins.first();
     let mut core = core_config(&config, NodeId(fingerprint.node_id()));
     core.peer = Some(NodeId(peer_fingerprint.node_id()));
     core.validate()
@@ -61,12 +63,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         reconnect_max: config.link.reconnect_max,
         control_tap: Some(hellos.tap()),
         control_priority: Some(crate::hellos::HELLO_PRIORITY),
-        ..LinkConfig::new(
-            config.link.listen,
-            config.link.peer,
-            identity,
-            peer_fingerprint,
-        )
+        ..LinkConfig::new(config.link.listen, config.link.peer, identity, pins)
     })?;
     let backend = match config.sessions.backend {
         SessionBackend::Memory => {

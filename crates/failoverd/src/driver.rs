@@ -458,13 +458,19 @@ impl Driver {
                 self.node.handle_link_down(now, &reason);
             }
             LinkEvent::Rejected { remote, reason } => {
-                self.record_link(now, format!("rejected connection from {remote}: {reason}"));
+                // The link logged it already (coalesced: one line per source per 10 s, and
+                // only those lines come here): keep it in the history without a second line.
+                self.push_link_history(now, format!("rejected connection from {remote}: {reason}"));
             }
         }
     }
 
     fn record_link(&mut self, now: Instant, message: String) {
         info!(node = %self.name, "{message}");
+        self.push_link_history(now, message);
+    }
+
+    fn push_link_history(&mut self, now: Instant, message: String) {
         if self.link_history.len() == LINK_HISTORY {
             self.link_history.pop_front();
         }
@@ -640,6 +646,10 @@ impl Driver {
             ("link_data_bytes_in", link.data.bytes_in),
             ("link_data_bytes_out", link.data.bytes_out),
             ("link_rejected_handshakes", link.rejected_handshakes),
+            ("link_refused_source", link.refused_source),
+            ("link_refused_rate", link.refused_rate),
+            ("link_evicted_handshakes", link.evicted_handshakes),
+            ("link_log_lines_suppressed", link.log_lines_suppressed),
             ("link_malformed_frames", link.malformed_frames),
             ("link_reconnects", link.reconnects),
             ("link_dial_failures", link.dial_failures),
