@@ -67,7 +67,7 @@ const MAX_PENDING_HANDSHAKES: usize = 16;
 /// `reconnect_min` at first and ever more slowly.
 const HANDSHAKE_BURST: u32 = 16;
 /// See [`HANDSHAKE_BURST`].
-const HANDSHAKES_PER_SECOND: u32 = 8;
+const HANDSHAKES_PER_SECOND: u32 = 16;
 /// At most one log line per source (or local condition) in this interval, and one summary line
 /// per interval of what was suppressed.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);

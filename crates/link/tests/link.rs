@@ -463,6 +463,41 @@ async fn a_connection_from_another_address_is_closed_before_tls() {
     assert_eq!(node.tx.stats().refused_source, 1);
 }
 
+/// Issue 11: idle connections from the peer's own address (which passes the source filter)
+/// held every handshake slot for the 2 s handshake timeout, so the peer's dial was refused.
+/// Now the oldest handshake in progress makes room for the newest, and the link comes up
+/// within the timeout while the idle connections are still open.
+#[tokio::test]
+async fn idle_connections_from_the_peer_address_cannot_keep_the_peer_out() {
+    let ids = identities(2);
+    let mut acceptor = start(&ids[1], ids[0].fingerprint(), unused_peer());
+    let addr = acceptor.tx.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let _dialer = start(&ids[0], ids[1].fingerprint(), addr);
+    loop {
+        match next(&mut acceptor.rx).await {
+            LinkEvent::Up { .. } => break,
+            LinkEvent::Rejected { .. } => {}
+            other => panic!("expected Up, got {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("link up {took:?} after the dialler started, behind 80 idle connections");
+    assert!(
+        took < Duration::from_millis(1500),
+        "the link came up after {took:?}, behind the idle connections"
+    );
+    let stats = acceptor.tx.stats();
+    assert!(stats.evicted_handshakes >= 2, "{stats:?}");
+    assert!(stats.refused_rate > 0, "{stats:?}");
+    drop(idle);
+}
+
 /// Connects to `addr` as `id` pinning `pin`, sends the channel preamble, and waits for the echo.
 async fn raw_half(
     addr: SocketAddr,
