@@ -405,8 +405,8 @@ fn a_wrong_peer_key_never_synchronizes_and_the_right_one_does() {
         NodeFiles::new(root.path(), "a"),
         NodeFiles::new(root.path(), "b"),
     );
-    // The node whose fingerprint sorts first dials; pick the wrong pin so that A dials (with a
-    // wrong pin on the accepting side only, neither node would dial: see the README).
+    // The node whose fingerprint sorts first dials; pick the wrong pin so that A dials (a wrong
+    // pin on a node that only accepts is covered by the link's tests: it probes its peer).
     let stranger = std::iter::repeat_with(|| Identity::generate().fingerprint())
         .find(|f| fa.identity.fingerprint() < *f)
         .unwrap();
