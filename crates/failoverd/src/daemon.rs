@@ -32,10 +32,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
-    // The first pin is the peer's current key (the second, while rotating, its next one).
-    let peer_fingerprint = pins.first();
     let mut core = core_config(&config, NodeId(fingerprint.node_id()));
-    core.peer = Some(NodeId(peer_fingerprint.node_id()));
+    // The first pin is the peer's current key (the second, while rotating, its next one).
+    core.peer = Some(NodeId(pins.first().node_id()));
     core.validate()
         .with_context(|| format!("{}: invalid timers", path.display()))?;
 
@@ -46,13 +45,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 listen: path.listen,
                 peer: path.peer,
                 identity: identity.clone(),
-                peer_fingerprint,
+                pins,
                 max_age: config.timers.dead_interval,
             })?;
             Some(HeartbeatSetup {
                 sender,
                 events,
-                peer: NodeId(peer_fingerprint.node_id()),
                 address: path.peer.to_string(),
             })
         }
