@@ -456,7 +456,7 @@ impl Driver {
                 self.node.handle_link_down(now, &reason);
             }
             LinkEvent::Rejected { remote, reason } => {
-                // The link logged it already (coalesced: one line per source per 10 s, and
+                // The link logged it already (coalesced: one line per source and kind per 10 s, and
                 // only those lines come here): keep it in the history without a second line.
                 self.push_link_history(now, format!("rejected connection from {remote}: {reason}"));
             }

@@ -68,11 +68,15 @@ const MAX_PENDING_HANDSHAKES: usize = 16;
 const HANDSHAKE_BURST: u32 = 16;
 /// See [`HANDSHAKE_BURST`].
 const HANDSHAKES_PER_SECOND: u32 = 16;
-/// At most one log line per source (or local condition) in this interval, and one summary line
+/// At most one log line per source and kind of refusal (or local condition) in this interval,
+/// and one summary line
 /// per interval of what was suppressed.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Sources remembered for log coalescing; beyond, lines are suppressed (and summarized).
 const LOG_KEYS: usize = 1024;
+/// How long a refused handshake's connection stays half open so that the dialler reads the
+/// alert before the connection closes (it closes its side at once when it has).
+const ALERT_LINGER: Duration = Duration::from_millis(250);
 /// What an acceptor answers to the preamble instead of its echo when the dialler's key sorts
 /// after its own: "I dial you".
 const DIAL_REFUSED: u8 = b'R';
@@ -232,8 +236,10 @@ pub enum LinkEvent {
         /// Why, for the log and the event history.
         reason: String,
     },
-    /// A connection failed authentication (or the handshake) and was dropped; an established
-    /// link is not affected.
+    /// A connection was refused before TLS (not the peer's address, over the rate limit) or
+    /// failed authentication or the handshake, and was dropped; an established link is not
+    /// affected. Reported with the log line, so at most once per source and kind per 10 s (the counters
+    /// in [`LinkStats`] count every one).
     Rejected {
         /// Who connected (or whom we dialled).
         remote: SocketAddr,
@@ -272,7 +278,7 @@ pub struct LinkStats {
     /// Handshakes in progress dropped to make room for a newer connection.
     pub evicted_handshakes: u64,
     /// Log lines about refused or rejected connections (and other repeated conditions) left
-    /// out by the coalescing: one line per source per 10 s, plus a summary.
+    /// out by the coalescing: one line per source and kind per 10 s, plus a summary.
     pub log_lines_suppressed: u64,
     /// Frames that failed [`failoverd_wire::frame_len`] (each closed its link).
     pub malformed_frames: u64,
@@ -588,10 +594,7 @@ struct Shared {
 
 impl Shared {
     fn slot(&self) -> MutexGuard<'_, Option<Slot>> {
-        // A panic while holding this lock leaves only plain data behind: keep going.
-        self.slot
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.slot)
     }
 }
 
@@ -792,7 +795,7 @@ impl Ctx {
         self.refused(remote, kind, reason);
     }
 
-    /// Logs a refused connection, at most one line per source and [`LOG_INTERVAL`], and
+    /// Logs a refused connection, at most one line per source, kind and [`LOG_INTERVAL`], and
     /// reports the lines it logs to the daemon (its event history) as [`LinkEvent::Rejected`].
     fn refused(&self, remote: SocketAddr, kind: &'static str, reason: String) {
         let Some(suppressed) = self.allow_log(LogKey::Source(remote.ip().to_canonical()), kind)
@@ -816,7 +819,7 @@ struct Installed {
 type Stream = TlsStream<TcpStream>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain counters behind: keep going.
+    // A panic while holding a lock leaves only plain data behind: keep going.
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
@@ -1141,10 +1144,18 @@ async fn accept_half(
     remote: SocketAddr,
 ) -> Result<Half, Refusal> {
     let _ = tcp.set_nodelay(true);
-    let mut stream = acceptor
-        .accept(tcp)
-        .await
-        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    let mut stream = match acceptor.accept(tcp).into_fallible().await {
+        Ok(stream) => stream,
+        Err((err, mut tcp)) => {
+            // Let our alert (e.g. "bad certificate") reach the dialler: closing with its bytes
+            // unread would reset the connection, and it would log "connection reset", not why.
+            let _ = tcp.shutdown().await;
+            let mut sink = [0; 1024];
+            let drained = async { while matches!(tcp.read(&mut sink).await, Ok(1..)) {} };
+            let _ = tokio::time::timeout(ALERT_LINGER, drained).await;
+            return Err(Refusal::from_io(ctx, remote, &err));
+        }
+    };
     let key = peer_key(stream.get_ref().1).ok_or_else(|| {
         Refusal::new(
             "tls error",

@@ -246,9 +246,10 @@ async fn garbage_and_silent_clients_do_not_disturb_the_link() {
     let _silent = TcpStream::connect(addr).await.expect("connect");
 
     let started = Instant::now();
-    let mut reported = 0;
+    let mut rejected = 0;
     let mut n = 0u8;
-    while acceptor.tx.stats().rejected_handshakes < 2 {
+    // Two kinds of refusal (garbage, silence): a line and an event each.
+    while rejected < 2 {
         n = n.wrapping_add(1);
         dialer
             .tx
@@ -260,7 +261,7 @@ async fn garbage_and_silent_clients_do_not_disturb_the_link() {
                 LinkEvent::Rejected { remote, reason } => {
                     assert_ne!(remote.port(), 0);
                     assert!(!reason.is_empty());
-                    reported += 1;
+                    rejected += 1;
                 }
                 LinkEvent::Frame { channel, bytes } => {
                     assert_eq!((channel, bytes), (Channel::Control, frame(1, &[n])));
@@ -274,9 +275,6 @@ async fn garbage_and_silent_clients_do_not_disturb_the_link() {
     // The silent one can only have been rejected by the handshake timeout.
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(acceptor.tx.stats().rejected_handshakes, 2);
-    // Both came from one address: one line (and event) per source per 10 s.
-    assert_eq!(reported, 1);
-    assert_eq!(acceptor.tx.stats().log_lines_suppressed, 1);
     ping(&dialer.tx, &mut acceptor.rx, 200).await;
 }
 

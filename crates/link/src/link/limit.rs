@@ -6,25 +6,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// What a log line is about: lines with the same key are coalesced.
+/// What a log line is about: lines with the same key and kind are coalesced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum LogKey {
-    /// A connection from this address (or to it): every refusal of one source shares a key,
-    /// so a flood from one host costs one line per interval whatever it tries.
+    /// A connection from this address (or to it). Another address than the peer's has only
+    /// one kind of refusal, so a flood from it costs one line per interval; the peer's address
+    /// gets one line per kind, so that a passing "connection reset" does not hide a wrong key.
     Source(IpAddr),
     /// A local condition (accept failed, dial timed out).
     Local(&'static str),
 }
 
-/// At most one log line per key and interval, and one summary line per interval of what was
-/// suppressed, by kind. Memory is bounded: past `max_keys` keys that have logged within the
+/// At most one log line per key, kind and interval, and one summary line per interval of what
+/// was suppressed, by kind. Memory is bounded: past `max_keys` keys that have logged within the
 /// interval, further keys are suppressed (and still counted in the summary).
 #[derive(Debug)]
 pub(super) struct LogLimiter {
     interval: Duration,
     max_keys: usize,
-    /// When each key last logged, and how many of its lines were suppressed since.
-    last: HashMap<LogKey, (Instant, u64)>,
+    /// When each key and kind last logged, and how many of its lines were suppressed since.
+    last: HashMap<(LogKey, &'static str), (Instant, u64)>,
     /// Lines suppressed since the last summary, by kind.
     suppressed: BTreeMap<&'static str, u64>,
     /// When the current summary window opened.
@@ -45,6 +46,7 @@ impl LogLimiter {
     /// `Some(lines of this key suppressed since its previous line)` if a line may be logged
     /// now; `None` (counted under `kind`) if not.
     pub(super) fn allow(&mut self, key: LogKey, kind: &'static str, now: Instant) -> Option<u64> {
+        let key = (key, kind);
         if !self.last.contains_key(&key) && self.last.len() >= self.max_keys {
             let interval = self.interval;
             self.last
@@ -143,9 +145,15 @@ mod tests {
             log.allow(LogKey::Local("dial timeout"), "dial", at(9000)),
             Some(0)
         );
+        // Another kind of refusal from a source that already logged: a line of its own.
+        assert_eq!(log.allow(ip(0), "wrong key", at(9000)), Some(0));
+        assert_eq!(log.allow(ip(0), "wrong key", at(9001)), None);
         assert_eq!(log.summary(at(9999)), None, "not before the interval");
         let summary = log.summary(at(10_000)).expect("something was suppressed");
-        assert_eq!(summary.into_iter().collect::<Vec<_>>(), [("source", 2997)]);
+        assert_eq!(
+            summary.into_iter().collect::<Vec<_>>(),
+            [("source", 2997), ("wrong key", 1)]
+        );
         assert_eq!(log.summary(at(20_000)), None, "nothing suppressed since");
         // The next line of a source reports what it suppressed.
         assert_eq!(log.allow(ip(0), "source", at(10_000)), Some(999));
