@@ -77,6 +77,16 @@ struct NodeFiles {
     timers: &'static str,
 }
 
+/// Tests that keep both cores busy for seconds take this, so they run one at a time: the
+/// million-session bulk sync with 10 ms hellos declared its peer dead when it ran beside the
+/// connection flood.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    // A failed test poisons it; the next one still runs alone.
+    HEAVY.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 fn free_port() -> SocketAddr {
     free_port_on([127, 0, 0, 1])
 }
@@ -330,6 +340,7 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
 fn a_million_session_bulk_sync_with_10_ms_hellos_declares_no_peer_dead() {
     const SESSIONS: u64 = 1_000_000;
     const TIMERS: &str = "hello_interval_ms = 10\ndead_interval_ms = 30";
+    let _heavy = heavy();
     let root = tempfile::tempdir().unwrap();
     let (mut fa, mut fb) = (
         NodeFiles::new(root.path(), "a"),
@@ -534,6 +545,7 @@ fn a_connection_flood_from_other_addresses_while_the_peer_restarts() {
     const SOURCES: u8 = 50;
     // The daemon's default link.reconnect_max_ms.
     const RECONNECT_MAX: Duration = Duration::from_millis(2000);
+    let _heavy = heavy();
     let root = tempfile::tempdir().unwrap();
     let (fa, fb) = (
         NodeFiles::new_on(root.path(), "a", [127, 0, 0, 2]),
