@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use failoverd_wire::Fingerprint;
+use failoverd_wire::{Fingerprint, Pins};
 pub use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
@@ -128,8 +128,9 @@ pub struct LinkConfig {
     pub listen: SocketAddr,
     /// `peer`: the peer's failover-link address.
     pub peer: SocketAddr,
-    /// `peer_key`: the fingerprint the peer's key must have; nothing else is trusted.
-    pub peer_key: Fingerprint,
+    /// `peer_key`: the fingerprints the peer's key may have (one, or two while the peer's key
+    /// is rotated); nothing else is trusted.
+    pub peer_key: Pins,
     /// `reconnect_min_ms` (default 100): the first delay before dialling again.
     pub reconnect_min: Duration,
     /// `reconnect_max_ms` (default 2000): the delay doubles up to this.
@@ -557,11 +558,16 @@ backup = "symmetric"
 
 [link]
 # The failover link (TLS over TCP). Required.
-listen = "0.0.0.0:7701"
+# This node's address on the failover link: connections are accepted only from the peer's
+# address, and this node dials from this one. (A wildcard such as "0.0.0.0:7701" works only
+# while the peer's dials leave from its link.peer address; a warning is logged.)
+listen = "192.0.2.1:7701"
 # The peer's failover-link address. Required.
 peer = "192.0.2.2:7701"
 # The peer's key fingerprint, printed by `failoverctl keygen` on the peer. Required.
-# Only a peer with this key is accepted. (This all-zero value matches no key.)
+# Only a peer with this key is accepted. (This all-zero value matches no key.) To rotate the
+# peer's key without downtime, pin both: peer_key = ["sha256:<old>", "sha256:<new>"], restart
+# the peer with its new key, then drop the old pin.
 peer_key = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 # Delay before dialling again after a failure; it doubles up to the maximum.
 reconnect_min_ms = 100
@@ -758,11 +764,19 @@ struct RawPair {
 struct RawLink {
     listen: Option<Spanned<String>>,
     peer: Option<Spanned<String>>,
-    peer_key: Option<Spanned<String>>,
+    peer_key: Option<Spanned<RawPins>>,
     reconnect_min_ms: Option<Spanned<i64>>,
     reconnect_max_ms: Option<Spanned<i64>>,
     heartbeat_listen: Option<Spanned<String>>,
     heartbeat_peer: Option<Spanned<String>>,
+}
+
+/// `link.peer_key`: one fingerprint, or a list (validated to one or two).
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "a fingerprint string or a list of at most two")]
+enum RawPins {
+    One(String),
+    List(Vec<String>),
 }
 
 #[derive(Deserialize, Default)]
@@ -929,7 +943,7 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
         &[
             (
                 "listen",
-                "an IP address and port to listen on, e.g. \"0.0.0.0:7701\" or \"[::]:7701\"",
+                "this node's failover-link IP address and port, e.g. \"192.0.2.1:7701\" (a wildcard such as \"0.0.0.0:7701\" is accepted, with a warning)",
             ),
             (
                 "peer",
@@ -937,7 +951,7 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
             ),
             (
                 "peer_key",
-                "\"sha256:\" and 64 hex digits, the fingerprint `failoverctl keygen` printed on the peer",
+                "\"sha256:\" and 64 hex digits, the fingerprint `failoverctl keygen` printed on the peer, or a list of two such (the old and the new key, while rotating the peer's key)",
             ),
             (
                 "reconnect_min_ms",
@@ -1699,14 +1713,28 @@ impl RawLink {
                 "must differ from link.listen: it is the other node's address",
             ));
         }
-        let key = peer_key.get_ref().parse::<Fingerprint>().map_err(|err| {
+        let bad_key = |problem: String| {
             source.bad_value(
                 "link",
                 "peer_key",
                 &peer_key.span(),
-                format!("{err}; must be {}", expected("link", "peer_key")),
+                format!("{problem}; must be {}", expected("link", "peer_key")),
             )
-        })?;
+        };
+        let keys = match peer_key.get_ref() {
+            RawPins::One(text) => vec![
+                text.parse::<Fingerprint>()
+                    .map_err(|err| bad_key(err.to_string()))?,
+            ],
+            RawPins::List(texts) => texts
+                .iter()
+                .map(|text| {
+                    text.parse::<Fingerprint>()
+                        .map_err(|err| bad_key(format!("{text:?}: {err}")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let key = Pins::new(&keys).map_err(|err| bad_key(err.to_string()))?;
         let min = int(
             source,
             "link",
@@ -2937,7 +2965,7 @@ mod tests {
                 link: LinkConfig {
                     listen: "0.0.0.0:7701".parse().unwrap(),
                     peer: "192.0.2.2:7701".parse().unwrap(),
-                    peer_key: KEY.parse().unwrap(),
+                    peer_key: Pins::one(KEY.parse().unwrap()),
                     reconnect_min: Duration::from_millis(100),
                     reconnect_max: Duration::from_millis(2000),
                     heartbeat: None,
@@ -3202,7 +3230,7 @@ mod tests {
         assert_eq!(
             error(&text),
             format!(
-                "{PATH}:8:12: link.peer_key = \"sha256:1234\": expected 64 hex digits after \"sha256:\", found 4 characters; must be \"sha256:\" and 64 hex digits, the fingerprint `failoverctl keygen` printed on the peer"
+                "{PATH}:8:12: link.peer_key = \"sha256:1234\": expected 64 hex digits after \"sha256:\", found 4 characters; must be \"sha256:\" and 64 hex digits, the fingerprint `failoverctl keygen` printed on the peer, or a list of two such (the old and the new key, while rotating the peer's key)"
             )
         );
         let text = minimal().replace(KEY, &KEY.replace("sha256", "sha1"));
@@ -3212,6 +3240,44 @@ mod tests {
             "{}",
             error(&text)
         );
+    }
+
+    /// Issue 11: the peer's key can be rotated: one pin, or a list of at most two.
+    #[test]
+    fn peer_key_is_one_fingerprint_or_a_list_of_two() {
+        let other = KEY.replace("00112233", "ffeeddcc");
+        let pins = |line: &str| {
+            parse(&minimal().replace(&format!("peer_key = \"{KEY}\""), line))
+                .map(|config| config.link.peer_key)
+                .ok()
+        };
+        let key: Fingerprint = KEY.parse().unwrap();
+        let next: Fingerprint = other.parse().unwrap();
+        assert_eq!(pins(&format!("peer_key = \"{KEY}\"")), Some(Pins::one(key)));
+        assert_eq!(
+            pins(&format!("peer_key = [\"{KEY}\"]")),
+            Some(Pins::one(key))
+        );
+        assert_eq!(
+            pins(&format!("peer_key = [\"{KEY}\", \"{other}\"]")),
+            Some(Pins::new(&[key, next]).unwrap())
+        );
+        let refused =
+            |line: String| error(&minimal().replace(&format!("peer_key = \"{KEY}\""), &line));
+        let message = refused(format!("peer_key = [\"{KEY}\", \"{other}\", \"{KEY}\"]"));
+        assert!(
+            message.contains("link.peer_key = [") && message.contains("found 3"),
+            "{message}"
+        );
+        assert!(refused("peer_key = []".to_string()).contains("found 0"));
+        assert!(refused(format!("peer_key = [\"{KEY}\", \"{KEY}\"]")).contains("pinned twice"));
+        let message = refused(format!("peer_key = [\"{KEY}\", \"sha256:12\"]"));
+        assert!(
+            message.contains("\"sha256:12\": expected 64 hex digits"),
+            "{message}"
+        );
+        let message = refused("peer_key = 7".to_string());
+        assert!(message.contains("or a list of two such"), "{message}");
     }
 
     #[test]

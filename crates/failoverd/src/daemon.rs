@@ -25,15 +25,16 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     init_logging(&config)?;
     let identity = Identity::load(&config.node.key)?;
     let fingerprint = identity.fingerprint();
-    let peer_fingerprint = config.link.peer_key;
-    if fingerprint == peer_fingerprint {
+    let pins = config.link.peer_key;
+    if pins.accepts(&fingerprint) {
         anyhow::bail!(
             "{}: link.peer_key is this node's own key ({fingerprint}); it must be the peer's",
             path.display()
         );
     }
     let mut core = core_config(&config, NodeId(fingerprint.node_id()));
-    core.peer = Some(NodeId(peer_fingerprint.node_id()));
+    // The first pin is the peer's current key (the second, while rotating, its next one).
+    core.peer = Some(NodeId(pins.first().node_id()));
     core.validate()
         .with_context(|| format!("{}: invalid timers", path.display()))?;
 
@@ -44,13 +45,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                 listen: path.listen,
                 peer: path.peer,
                 identity: identity.clone(),
-                peer_fingerprint,
+                pins,
                 max_age: config.timers.dead_interval,
             })?;
             Some(HeartbeatSetup {
                 sender,
                 events,
-                peer: NodeId(peer_fingerprint.node_id()),
                 address: path.peer.to_string(),
             })
         }
@@ -61,12 +61,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         reconnect_max: config.link.reconnect_max,
         control_tap: Some(hellos.tap()),
         control_priority: Some(crate::hellos::HELLO_PRIORITY),
-        ..LinkConfig::new(
-            config.link.listen,
-            config.link.peer,
-            identity,
-            peer_fingerprint,
-        )
+        ..LinkConfig::new(config.link.listen, config.link.peer, identity, pins)
     })?;
     let backend = match config.sessions.backend {
         SessionBackend::Memory => {

@@ -59,10 +59,8 @@ pub struct NodeSetup {
 pub struct HeartbeatSetup {
     /// Sends our hellos.
     pub sender: HeartbeatSender,
-    /// The peer's hellos, authenticated as the pinned key and fresh.
+    /// The peer's hellos, authenticated as a pinned key and fresh.
     pub events: HeartbeatEvents,
-    /// The pinned peer's node id: whom the path authenticated.
-    pub peer: NodeId,
     /// The peer's heartbeat address (for status).
     pub address: String,
 }
@@ -157,7 +155,7 @@ pub async fn run(
         );
     }
     let (heartbeat, mut heartbeat_events) = match heartbeat {
-        Some(h) => (Some((h.sender, h.peer, h.address)), Some(h.events)),
+        Some(h) => (Some((h.sender, h.address)), Some(h.events)),
         None => (None, None),
     };
     let mut driver = Driver {
@@ -214,11 +212,11 @@ pub async fn run(
                 driver.begin_turn();
                 driver.on_link(event);
             }
-            Some(hello) = next_heartbeat(&mut heartbeat_events) => {
+            Some((key, hello)) = next_heartbeat(&mut heartbeat_events) => {
                 driver.begin_turn();
-                if let Some((_, peer, _)) = &driver.heartbeat {
-                    driver.node.handle_heartbeat(driver.clock.now(), *peer, &hello);
-                }
+                // The path authenticated the sender as one of the pinned keys.
+                let peer = NodeId(key.node_id());
+                driver.node.handle_heartbeat(driver.clock.now(), peer, &hello);
             }
             sent = async { driver.blocked_data.as_mut().expect("guarded").await }, if driver.blocked_data.is_some() => {
                 driver.begin_turn();
@@ -266,8 +264,8 @@ struct Driver {
     link: LinkSender,
     backend: BackendHandle,
     takeover: Takeover,
-    /// The heartbeat path's sender, the peer it authenticates, and the peer's address.
-    heartbeat: Option<(HeartbeatSender, NodeId, String)>,
+    /// The heartbeat path's sender and the peer's address.
+    heartbeat: Option<(HeartbeatSender, String)>,
     observer: Option<mpsc::UnboundedSender<Observation>>,
     link_up: bool,
     /// Link-ups handled, counted as the hello path counts them.
@@ -404,7 +402,7 @@ impl Driver {
                 }
             }
         }
-        if let Some((sender, _, _)) = &self.heartbeat {
+        if let Some((sender, _)) = &self.heartbeat {
             while let Some(hello) = self.node.poll_heartbeat(now) {
                 sender.send(hello);
             }
@@ -458,13 +456,19 @@ impl Driver {
                 self.node.handle_link_down(now, &reason);
             }
             LinkEvent::Rejected { remote, reason } => {
-                self.record_link(now, format!("rejected connection from {remote}: {reason}"));
+                // The link logged it already (coalesced: one line per source and kind per 10 s, and
+                // only those lines come here): keep it in the history without a second line.
+                self.push_link_history(now, format!("rejected connection from {remote}: {reason}"));
             }
         }
     }
 
     fn record_link(&mut self, now: Instant, message: String) {
         info!(node = %self.name, "{message}");
+        self.push_link_history(now, message);
+    }
+
+    fn push_link_history(&mut self, now: Instant, message: String) {
         if self.link_history.len() == LINK_HISTORY {
             self.link_history.pop_front();
         }
@@ -640,6 +644,10 @@ impl Driver {
             ("link_data_bytes_in", link.data.bytes_in),
             ("link_data_bytes_out", link.data.bytes_out),
             ("link_rejected_handshakes", link.rejected_handshakes),
+            ("link_refused_source", link.refused_source),
+            ("link_refused_rate", link.refused_rate),
+            ("link_evicted_handshakes", link.evicted_handshakes),
+            ("link_log_lines_suppressed", link.log_lines_suppressed),
             ("link_malformed_frames", link.malformed_frames),
             ("link_reconnects", link.reconnects),
             ("link_dial_failures", link.dial_failures),
@@ -663,7 +671,7 @@ impl Driver {
             counters.insert("own_pauses".to_string(), pauses);
             counters.insert("own_pause_max_us".to_string(), longest.as_micros() as u64);
         }
-        if let Some((sender, _, _)) = &self.heartbeat {
+        if let Some((sender, _)) = &self.heartbeat {
             let path = sender.stats();
             counters.insert("heartbeat_sent".to_string(), path.sent);
             counters.insert("heartbeat_send_errors".to_string(), path.send_errors);
@@ -710,7 +718,7 @@ impl Driver {
             uptime_ms: now.as_nanos() / 1_000_000,
             // Filled in from the VRRP task: see `Takeover::status`.
             takeover: TakeoverStatus::default(),
-            heartbeat: self.heartbeat.as_ref().map(|(_, _, address)| {
+            heartbeat: self.heartbeat.as_ref().map(|(_, address)| {
                 let heard = node.heartbeat_peer();
                 HeartbeatInfo {
                     address: address.clone(),
@@ -818,8 +826,8 @@ impl Driver {
     }
 }
 
-/// The next hello from the heartbeat path; never, without one.
-async fn next_heartbeat(events: &mut Option<HeartbeatEvents>) -> Option<Vec<u8>> {
+/// The next hello from the heartbeat path, with the key that signed it; never, without one.
+async fn next_heartbeat(events: &mut Option<HeartbeatEvents>) -> Option<(Fingerprint, Vec<u8>)> {
     match events {
         Some(events) => events.recv().await,
         None => std::future::pending().await,

@@ -27,7 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::{Fingerprint, Identity, LinkError};
+use crate::{Fingerprint, Identity, LinkError, Pins};
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32-byte key follows.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -85,7 +85,7 @@ impl HeartbeatDrop {
 pub struct HeartbeatSeal {
     key_pair: Ed25519KeyPair,
     spki: Vec<u8>,
-    pin: Fingerprint,
+    pins: Pins,
     salt: u64,
     max_age: u64,
     /// The peer's latest challenge we verified: what we echo.
@@ -95,12 +95,12 @@ pub struct HeartbeatSeal {
 }
 
 impl HeartbeatSeal {
-    /// A seal for `identity` (which must be an Ed25519 key) talking to the key pinned by
-    /// `pin`; a datagram counts if it echoes a challenge of ours at most `max_age` old. `salt`
+    /// A seal for `identity` (which must be an Ed25519 key) talking to a peer with one of the
+    /// keys `pins`; a datagram counts if it echoes a challenge of ours at most `max_age` old. `salt`
     /// must be random and differ at every start (0 is replaced by 1).
     pub fn new(
         identity: &Identity,
-        pin: Fingerprint,
+        pins: impl Into<Pins>,
         max_age: Duration,
         salt: u64,
     ) -> Result<Self, LinkError> {
@@ -122,7 +122,7 @@ impl HeartbeatSeal {
         Ok(Self {
             key_pair,
             spki,
-            pin,
+            pins: pins.into(),
             salt: salt.max(1),
             max_age: max_age.as_micros() as u64,
             peer: None,
@@ -147,11 +147,17 @@ impl HeartbeatSeal {
         })
     }
 
-    /// The peer's hello frame if `datagram` is authentic and fresh at `now_us`; else why not.
-    pub fn open<'a>(&mut self, now_us: u64, datagram: &'a [u8]) -> Result<&'a [u8], HeartbeatDrop> {
+    /// The key that signed `datagram` (one of the pins) and the peer's hello frame in it, if it
+    /// is authentic and fresh at `now_us`; else why not.
+    pub fn open<'a>(
+        &mut self,
+        now_us: u64,
+        datagram: &'a [u8],
+    ) -> Result<(Fingerprint, &'a [u8]), HeartbeatDrop> {
         let view = HeartbeatView::new_checked(datagram).map_err(|_| HeartbeatDrop::Malformed)?;
         let key = view.key();
-        if !spki_fingerprint(key).ct_eq(&self.pin) || !key.starts_with(&ED25519_SPKI_PREFIX) {
+        let sender = spki_fingerprint(key);
+        if !self.pins.accepts(&sender) || !key.starts_with(&ED25519_SPKI_PREFIX) {
             return Err(HeartbeatDrop::WrongKey);
         }
         let mut signed = Vec::with_capacity(SIGNATURE_CONTEXT.len() + view.signed().len());
@@ -181,7 +187,7 @@ impl HeartbeatSeal {
             return Err(HeartbeatDrop::Replayed);
         }
         self.counted = Some(challenge);
-        Ok(view.hello())
+        Ok((sender, view.hello()))
     }
 }
 
@@ -201,8 +207,8 @@ pub struct HeartbeatConfig {
     pub peer: SocketAddr,
     /// This node's key: it signs our heartbeats.
     pub identity: Identity,
-    /// The only key whose heartbeats count.
-    pub peer_fingerprint: Fingerprint,
+    /// The only keys whose heartbeats count.
+    pub pins: Pins,
     /// A heartbeat counts only if it echoes a challenge of ours at most this old: the dead
     /// interval, so a datagram held back cannot postpone a takeover by more than that.
     pub max_age: Duration,
@@ -269,12 +275,13 @@ impl HeartbeatSender {
 
 /// The peer's authentic, fresh hellos. Dropping it stops the path.
 pub struct HeartbeatEvents {
-    hellos: mpsc::Receiver<Vec<u8>>,
+    hellos: mpsc::Receiver<(Fingerprint, Vec<u8>)>,
 }
 
 impl HeartbeatEvents {
-    /// The next hello frame from the peer; `None` once the path has stopped. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+    /// The next hello frame from the peer, with the (pinned) key that signed it; `None` once
+    /// the path has stopped. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<(Fingerprint, Vec<u8>)> {
         self.hellos.recv().await
     }
 }
@@ -290,7 +297,7 @@ pub fn spawn_heartbeat(
         .map_err(|_| LinkError::Config("the OS random number generator failed".to_string()))?;
     let seal = HeartbeatSeal::new(
         &config.identity,
-        config.peer_fingerprint,
+        config.pins,
         config.max_age,
         u64::from_be_bytes(salt),
     )?;
@@ -332,7 +339,7 @@ async fn run(
     peer: SocketAddr,
     mut seal: HeartbeatSeal,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
-    hellos: mpsc::Sender<Vec<u8>>,
+    hellos: mpsc::Sender<(Fingerprint, Vec<u8>)>,
     counters: Arc<Counters>,
 ) {
     let origin = Instant::now();
@@ -344,9 +351,9 @@ async fn run(
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
                 match seal.open(now_us(), &buf[..len]) {
-                    Ok(hello) => {
+                    Ok((key, hello)) => {
                         counters.accepted.fetch_add(1, Ordering::Relaxed);
-                        let _ = hellos.try_send(hello.to_vec());
+                        let _ = hellos.try_send((key, hello.to_vec()));
                     }
                     Err(drop) => {
                         let index = HeartbeatDrop::ALL.iter().position(|d| *d == drop).unwrap_or(0);
@@ -391,9 +398,16 @@ mod tests {
 
     /// One exchange each way: each side learns the other's challenge.
     fn handshake(a: &mut HeartbeatSeal, b: &mut HeartbeatSeal, now: u64) {
-        assert_eq!(b.open(now, &a.seal(now, HELLO)), Err(HeartbeatDrop::Stale));
+        assert_eq!(
+            b.open(now, &a.seal(now, HELLO)).map(|(_, hello)| hello),
+            Err(HeartbeatDrop::Stale)
+        );
         let from_b = b.seal(now, HELLO);
-        assert_eq!(a.open(now, &from_b), Ok(HELLO), "b echoes a's challenge");
+        assert_eq!(
+            a.open(now, &from_b).map(|(_, hello)| hello),
+            Ok(HELLO),
+            "b echoes a's challenge"
+        );
     }
 
     const HELLO: &[u8] = &[b'F', b'O', 1, 1, 0, 0, 0, 8];
@@ -402,7 +416,10 @@ mod tests {
     fn an_exchange_makes_heartbeats_count_both_ways() {
         let (mut a, mut b, _) = pair();
         handshake(&mut a, &mut b, 1_000);
-        assert_eq!(b.open(2_000, &a.seal(2_000, HELLO)), Ok(HELLO));
+        assert_eq!(
+            b.open(2_000, &a.seal(2_000, HELLO)).map(|(_, hello)| hello),
+            Ok(HELLO)
+        );
     }
 
     #[test]
@@ -410,18 +427,28 @@ mod tests {
         let (mut a, mut b, _) = pair();
         handshake(&mut a, &mut b, 1_000);
         let old = a.seal(2_000, HELLO);
-        assert_eq!(b.open(2_000, &old), Ok(HELLO));
+        assert_eq!(b.open(2_000, &old).map(|(_, hello)| hello), Ok(HELLO));
         // The same datagram again: a duplicate.
-        assert_eq!(b.open(3_000, &old), Err(HeartbeatDrop::Replayed));
+        assert_eq!(
+            b.open(3_000, &old).map(|(_, hello)| hello),
+            Err(HeartbeatDrop::Replayed)
+        );
         // Recorded, and replayed after the peer died: it echoes a challenge too old.
         let recorded = a.seal(10_000, HELLO);
         let late = 1_000 + AGE.as_micros() as u64 + 1;
-        assert_eq!(b.open(late, &recorded), Err(HeartbeatDrop::Stale));
+        assert_eq!(
+            b.open(late, &recorded).map(|(_, hello)| hello),
+            Err(HeartbeatDrop::Stale)
+        );
         // The control: the same datagram in time counts.
         let (mut a, mut b, _) = pair();
         handshake(&mut a, &mut b, 1_000);
         let in_time = a.seal(10_000, HELLO);
-        assert_eq!(b.open(1_000 + AGE.as_micros() as u64, &in_time), Ok(HELLO));
+        assert_eq!(
+            b.open(1_000 + AGE.as_micros() as u64, &in_time)
+                .map(|(_, hello)| hello),
+            Ok(HELLO)
+        );
     }
 
     #[test]
@@ -430,10 +457,17 @@ mod tests {
         handshake(&mut a, &mut b, 1_000);
         let old = a.seal(1_500, HELLO);
         handshake(&mut a, &mut b, 200_000);
-        assert_eq!(b.open(200_100, &old), Err(HeartbeatDrop::Stale));
+        assert_eq!(
+            b.open(200_100, &old).map(|(_, hello)| hello),
+            Err(HeartbeatDrop::Stale)
+        );
         // b still echoes a's newest challenge, so a counts b's next heartbeat (echoing the
         // replayed one's, it would be stale there).
-        assert_eq!(a.open(200_200, &b.seal(200_200, HELLO)), Ok(HELLO));
+        assert_eq!(
+            a.open(200_200, &b.seal(200_200, HELLO))
+                .map(|(_, hello)| hello),
+            Ok(HELLO)
+        );
     }
 
     #[test]
@@ -445,18 +479,53 @@ mod tests {
         let mut m = HeartbeatSeal::new(&mallory, a_fingerprint(&a), AGE, 33).expect("m");
         m.peer = b.peer;
         assert_eq!(
-            a.open(2_000, &m.seal(2_000, HELLO)),
+            a.open(2_000, &m.seal(2_000, HELLO)).map(|(_, hello)| hello),
             Err(HeartbeatDrop::WrongKey)
         );
         // b's own datagram with one bit of the hello flipped.
         let mut tampered = b.seal(2_000, HELLO);
         tampered[HEARTBEAT_FIXED_LEN + 2] ^= 1;
-        assert_eq!(a.open(2_000, &tampered), Err(HeartbeatDrop::BadSignature));
+        assert_eq!(
+            a.open(2_000, &tampered).map(|(_, hello)| hello),
+            Err(HeartbeatDrop::BadSignature)
+        );
         let mut truncated = b.seal(2_000, HELLO);
         truncated.pop();
-        assert_eq!(a.open(2_000, &truncated), Err(HeartbeatDrop::Malformed));
+        assert_eq!(
+            a.open(2_000, &truncated).map(|(_, hello)| hello),
+            Err(HeartbeatDrop::Malformed)
+        );
         // The control: b's datagram unchanged counts.
-        assert_eq!(a.open(2_000, &b.seal(2_000, HELLO)), Ok(HELLO));
+        assert_eq!(
+            a.open(2_000, &b.seal(2_000, HELLO)).map(|(_, hello)| hello),
+            Ok(HELLO)
+        );
+    }
+
+    /// Issue 11: with two pins (the peer's key being rotated) heartbeats signed by either key
+    /// count, each reported with its key; a third key is dropped.
+    #[test]
+    fn either_pinned_key_is_heard_and_named() {
+        let (a, old, new, third) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let pins = Pins::new(&[old.fingerprint(), new.fingerprint()]).expect("two pins");
+        for (salt, peer) in [(1, &old), (2, &new), (3, &third)] {
+            let mut sa = HeartbeatSeal::new(&a, pins, AGE, 10 + salt).expect("a");
+            let mut sp = HeartbeatSeal::new(peer, a.fingerprint(), AGE, 20 + salt).expect("peer");
+            // The peer learns a's challenge, then answers it.
+            let _ = sp.open(1_000, &sa.seal(1_000, HELLO));
+            let datagram = sp.seal(1_100, HELLO);
+            let heard = sa.open(1_100, &datagram);
+            if salt == 3 {
+                assert_eq!(heard, Err(HeartbeatDrop::WrongKey));
+            } else {
+                assert_eq!(heard, Ok((peer.fingerprint(), HELLO)));
+            }
+        }
     }
 
     fn a_fingerprint(a: &HeartbeatSeal) -> Fingerprint {
@@ -471,14 +540,24 @@ mod tests {
         let b_pin = spki_fingerprint(&b.spki);
         let mut a2 = HeartbeatSeal::new(&a_identity, b_pin, AGE, 44).expect("a2");
         assert_eq!(
-            b.open(5_000, &a2.seal(5_000, HELLO)),
+            b.open(5_000, &a2.seal(5_000, HELLO))
+                .map(|(_, hello)| hello),
             Err(HeartbeatDrop::Stale)
         );
         assert_eq!(
-            a2.open(5_000, &b.seal(5_000, HELLO)),
+            a2.open(5_000, &b.seal(5_000, HELLO))
+                .map(|(_, hello)| hello),
             Err(HeartbeatDrop::Stale)
         );
-        assert_eq!(b.open(5_100, &a2.seal(5_100, HELLO)), Ok(HELLO));
-        assert_eq!(a2.open(5_200, &b.seal(5_200, HELLO)), Ok(HELLO));
+        assert_eq!(
+            b.open(5_100, &a2.seal(5_100, HELLO))
+                .map(|(_, hello)| hello),
+            Ok(HELLO)
+        );
+        assert_eq!(
+            a2.open(5_200, &b.seal(5_200, HELLO))
+                .map(|(_, hello)| hello),
+            Ok(HELLO)
+        );
     }
 }

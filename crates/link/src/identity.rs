@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Priva
 use rustls::server::ParsedCertificate;
 
 use crate::LinkError;
-pub use failoverd_wire::{Fingerprint, FingerprintParseError};
+pub use failoverd_wire::{Fingerprint, FingerprintParseError, Pins, PinsError};
 
 /// A node's key pair and self-signed certificate.
 ///

@@ -8,9 +8,10 @@
 //!   and returns a [`LinkSender`] and a [`LinkEvents`].
 //!
 //! Transport (chosen by measurement, see `docs/TRANSPORT.md`): mutual TLS 1.3 (rustls, ring),
-//! each side accepting exactly the pinned key, over **two TCP connections**, one per channel, so
-//! a heartbeat never queues behind bulk data in a TCP send buffer. The node whose fingerprint
-//! sorts first dials; the other accepts. Both connections form one link: if either drops, both
+//! each side accepting exactly the pinned keys ([`Pins`]: one, or two while the peer's key is
+//! rotated), over **two TCP connections**, one per channel, so a heartbeat never queues behind
+//! bulk data in a TCP send buffer. The node whose key sorts first dials; the other accepts (and
+//! probes, slowly, while no link is up). Only the peer's address may connect. Both connections form one link: if either drops, both
 //! are closed and the link reports [`LinkEvent::Down`] once.
 //!
 //! Not provided: more than two nodes, TLS 1.2, certificate chains or expiry (keys are pinned, as
@@ -30,7 +31,7 @@ use std::path::PathBuf;
 pub use heartbeat::{
     HeartbeatConfig, HeartbeatEvents, HeartbeatSender, HeartbeatStats, spawn_heartbeat,
 };
-pub use identity::{Fingerprint, FingerprintParseError, Identity, fingerprint_of};
+pub use identity::{Fingerprint, FingerprintParseError, Identity, Pins, PinsError, fingerprint_of};
 pub use link::{
     CONTROL_QUEUE_FRAMES, Channel, ChannelStats, ControlTap, DATA_QUEUE_FRAMES,
     DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent,

@@ -1,8 +1,12 @@
 //! The link: two pinned TLS 1.3 connections (control, data) to the one peer, run in tokio tasks.
 //!
-//! Tasks: one accept loop (both nodes listen); on the node whose fingerprint sorts first a dial
-//! loop, on the other a pairing loop that joins an accepted control and data connection into a
-//! link. Each link runs a reader and a batching writer task for the data connection and a
+//! Tasks: one accept loop (both nodes listen), a pairing loop that joins an accepted control and
+//! data connection into a link, and a dial loop. The node whose key sorts first dials; the
+//! acceptor refuses a dial from a key that sorts after its own (before the link starts), which
+//! tells the dialler to wait for the peer instead. A node whose key sorts after every pin only
+//! probes, at the longest backoff and only while no link is up: with the wrong pin on both
+//! sides nobody would dial, and the probe makes both nodes log the refused key. Connections
+//! from any address but the peer's are closed before TLS. Each link runs a reader and a batching writer task for the data connection and a
 //! thread of its own for the control connection ([`control`]), under one supervisor that tears
 //! everything down when any of them ends and then reports `Down`.
 //!
@@ -10,25 +14,27 @@
 //! frames of one channel arrive in order, `Down` follows every frame of its link and precedes the
 //! next `Up`. Control frames and state events overtake queued data frames.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use failoverd_wire::{HEADER_LEN, frame_len};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 use tracing::{debug, info, warn};
 
-use crate::tls::{PinMismatch, peer_refused_our_key, pin_mismatch};
-use crate::{Fingerprint, Identity, LinkError, tls};
+use crate::tls::{PinMismatch, peer_key, peer_refused_our_key, pin_mismatch};
+use crate::{Fingerprint, Identity, LinkError, Pins, tls};
+use limit::{LogKey, LogLimiter, TokenBucket};
 
 mod control;
+mod limit;
 
 /// Default shortest wait between two dial attempts.
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -52,22 +58,41 @@ const WRITE_BATCH: usize = 256 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
 /// Data bytes a reader or writer handles before it lets other tasks run.
 const YIELD_EVERY: usize = 64 * 1024;
-/// Handshakes in progress at once; more are refused so a flood cannot exhaust memory.
-const MAX_PENDING_HANDSHAKES: usize = 64;
-/// At most one log line per reason in this interval; the others are counted.
-const LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// Handshakes in progress at once. When all are taken, a new connection from the peer's address
+/// replaces the oldest: idle connections cannot keep the peer's fresh dial out. (The peer needs
+/// two per attempt.)
+const MAX_PENDING_HANDSHAKES: usize = 16;
+/// Connections from the peer's address that may start a handshake at once, then
+/// [`HANDSHAKES_PER_SECOND`]: the peer dials two per attempt, at most every
+/// `reconnect_min` at first and ever more slowly.
+const HANDSHAKE_BURST: u32 = 16;
+/// See [`HANDSHAKE_BURST`].
+const HANDSHAKES_PER_SECOND: u32 = 16;
+/// At most one log line per source and kind of refusal (or local condition) in this interval,
+/// and one summary line
+/// per interval of what was suppressed.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Sources remembered for log coalescing; beyond, lines are suppressed (and summarized).
+const LOG_KEYS: usize = 1024;
+/// How long a refused handshake's connection stays half open so that the dialler reads the
+/// alert before the connection closes (it closes its side at once when it has).
+const ALERT_LINGER: Duration = Duration::from_millis(250);
+/// What an acceptor answers to the preamble instead of its echo when the dialler's key sorts
+/// after its own: "I dial you".
+const DIAL_REFUSED: u8 = b'R';
 
 /// Where the link listens, whom it talks to, and how it proves who it is.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
     /// Address to accept the peer's connections on (both nodes listen).
     pub listen: SocketAddr,
-    /// The peer's listen address (dialled only if our fingerprint sorts first).
+    /// The peer's listen address: dialled, and the only source address accepted (connections
+    /// from any other are closed before TLS).
     pub peer: SocketAddr,
     /// This node's key and certificate.
     pub identity: Identity,
-    /// The only key accepted from the peer.
-    pub peer_fingerprint: Fingerprint,
+    /// The only keys accepted from the peer.
+    pub pins: Pins,
     /// Shortest wait before redialling.
     pub reconnect_min: Duration,
     /// Longest wait before redialling (the backoff doubles up to this).
@@ -125,23 +150,18 @@ impl LinkConfig {
         listen: SocketAddr,
         peer: SocketAddr,
         identity: Identity,
-        peer_fingerprint: Fingerprint,
+        pins: impl Into<Pins>,
     ) -> Self {
         LinkConfig {
             listen,
             peer,
             identity,
-            peer_fingerprint,
+            pins: pins.into(),
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
             control_tap: None,
             control_priority: None,
         }
-    }
-
-    /// Whether this node dials: the one whose fingerprint sorts first.
-    pub fn dials(&self) -> bool {
-        self.identity.fingerprint() < self.peer_fingerprint
     }
 }
 
@@ -198,7 +218,7 @@ impl fmt::Display for Channel {
 pub enum LinkEvent {
     /// Both connections to the authenticated peer are established.
     Up {
-        /// The peer's (pinned) fingerprint.
+        /// The key the peer presented (one of the pins).
         peer: Fingerprint,
         /// The peer's address (of the control connection).
         remote: SocketAddr,
@@ -216,8 +236,10 @@ pub enum LinkEvent {
         /// Why, for the log and the event history.
         reason: String,
     },
-    /// A connection failed authentication (or the handshake) and was dropped; an established
-    /// link is not affected.
+    /// A connection was refused before TLS (not the peer's address, over the rate limit) or
+    /// failed authentication or the handshake, and was dropped; an established link is not
+    /// affected. Reported with the log line, so at most once per source and kind per 10 s (the counters
+    /// in [`LinkStats`] count every one).
     Rejected {
         /// Who connected (or whom we dialled).
         remote: SocketAddr,
@@ -248,6 +270,16 @@ pub struct LinkStats {
     pub data: ChannelStats,
     /// Connections that failed the handshake or authentication, in either direction.
     pub rejected_handshakes: u64,
+    /// Connections closed before TLS because they came from another address than the peer's.
+    pub refused_source: u64,
+    /// Connections from the peer's address closed before TLS because they came faster than
+    /// the handshake rate limit.
+    pub refused_rate: u64,
+    /// Handshakes in progress dropped to make room for a newer connection.
+    pub evicted_handshakes: u64,
+    /// Log lines about refused or rejected connections (and other repeated conditions) left
+    /// out by the coalescing: one line per source and kind per 10 s, plus a summary.
+    pub log_lines_suppressed: u64,
     /// Frames that failed [`failoverd_wire::frame_len`] (each closed its link).
     pub malformed_frames: u64,
     /// Links established after the first.
@@ -470,7 +502,7 @@ enum Ordered {
 /// the current tokio runtime until the returned [`LinkEvents`] is dropped.
 pub fn spawn(config: LinkConfig) -> Result<(LinkSender, LinkEvents), LinkError> {
     let own = config.identity.fingerprint();
-    if own == config.peer_fingerprint {
+    if config.pins.accepts(&own) {
         return Err(LinkError::Config(format!(
             "the peer's pinned fingerprint {own} is this node's own key: each node needs its own key (`failoverctl keygen`)"
         )));
@@ -482,14 +514,8 @@ pub fn spawn(config: LinkConfig) -> Result<(LinkSender, LinkEvents), LinkError> 
         )));
     }
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| LinkError::NoRuntime)?;
-    let server = TlsAcceptor::from(Arc::new(tls::server_config(
-        &config.identity,
-        config.peer_fingerprint,
-    )?));
-    let client = TlsConnector::from(Arc::new(tls::client_config(
-        &config.identity,
-        config.peer_fingerprint,
-    )?));
+    let server = TlsAcceptor::from(Arc::new(tls::server_config(&config.identity, config.pins)?));
+    let client = TlsConnector::from(Arc::new(tls::client_config(&config.identity, config.pins)?));
 
     let bind_error = |source| LinkError::Bind {
         addr: config.listen,
@@ -510,32 +536,44 @@ pub fn spawn(config: LinkConfig) -> Result<(LinkSender, LinkEvents), LinkError> 
         counters: Counters::default(),
         local_addr,
     });
+    let now = Instant::now();
     let ctx = Arc::new(Ctx {
-        dials: config.dials(),
+        eager: config.pins.iter().any(|pin| own < pin),
         peer: config.peer,
+        source: (!config.listen.ip().is_unspecified()).then_some(config.listen.ip()),
         own,
-        pin: config.peer_fingerprint,
         reconnect: (config.reconnect_min, config.reconnect_max),
         shared: shared.clone(),
         events: control_tx,
         data_events: data_tx,
         next_link: AtomicU64::new(0),
-        log: RateLimiter::default(),
+        log: Mutex::new(LogLimiter::new(LOG_INTERVAL, LOG_KEYS, now)),
+        handshakes: Mutex::new(TokenBucket::new(
+            HANDSHAKES_PER_SECOND,
+            HANDSHAKE_BURST,
+            now,
+        )),
         tap: config.control_tap.clone(),
         control_priority: config.control_priority,
     });
     info!(
-        listen = %local_addr, peer = %config.peer, own = %own, pin = %config.peer_fingerprint,
-        role = if ctx.dials { "dialer" } else { "acceptor" },
+        listen = %local_addr, peer = %config.peer, own = %own, pins = %config.pins,
+        role = if ctx.eager { "dialer" } else { "acceptor" },
         "failover link starting"
     );
+    if ctx.source.is_none() {
+        warn!(
+            listen = %config.listen,
+            "failover link: link.listen is a wildcard address: connections are accepted only \
+             from the peer's address {}, which holds only while the peer dials from it (set \
+             link.listen to this node's failover-link address on both nodes)",
+            config.peer.ip()
+        );
+    }
     let (halves_tx, halves_rx) = mpsc::channel(4);
     runtime.spawn(accept_loop(ctx.clone(), listener, server, halves_tx));
-    if ctx.dials {
-        runtime.spawn(dial_loop(ctx, client));
-    } else {
-        runtime.spawn(pair_loop(ctx, halves_rx));
-    }
+    runtime.spawn(pair_loop(ctx.clone(), halves_rx));
+    runtime.spawn(dial_loop(ctx, client));
     let events = LinkEvents {
         control: control_rx,
         data: data_rx,
@@ -556,10 +594,7 @@ struct Shared {
 
 impl Shared {
     fn slot(&self) -> MutexGuard<'_, Option<Slot>> {
-        // A panic while holding this lock leaves only plain data behind: keep going.
-        self.slot
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.slot)
     }
 }
 
@@ -597,6 +632,10 @@ struct Counters {
     frames_out: [AtomicU64; 2],
     bytes_out: [AtomicU64; 2],
     rejected: AtomicU64,
+    refused_source: AtomicU64,
+    refused_rate: AtomicU64,
+    evicted: AtomicU64,
+    suppressed: AtomicU64,
     malformed: AtomicU64,
     links: AtomicU64,
     dial_failures: AtomicU64,
@@ -614,6 +653,10 @@ impl Counters {
             control: channel(Channel::Control),
             data: channel(Channel::Data),
             rejected_handshakes: self.rejected.load(Ordering::Relaxed),
+            refused_source: self.refused_source.load(Ordering::Relaxed),
+            refused_rate: self.refused_rate.load(Ordering::Relaxed),
+            evicted_handshakes: self.evicted.load(Ordering::Relaxed),
+            log_lines_suppressed: self.suppressed.load(Ordering::Relaxed),
             malformed_frames: self.malformed.load(Ordering::Relaxed),
             reconnects: self.links.load(Ordering::Relaxed).saturating_sub(1),
             dial_failures: self.dial_failures.load(Ordering::Relaxed),
@@ -623,16 +666,22 @@ impl Counters {
 
 /// What every task of one link instance needs.
 struct Ctx {
-    dials: bool,
+    /// This node's key sorts before a pin: it may be the dialler, so it dials at the backoff
+    /// (otherwise it only probes, see the module's doc).
+    eager: bool,
     peer: SocketAddr,
+    /// The address dials leave from (`listen`'s, unless that is a wildcard): the peer accepts
+    /// connections only from our address.
+    source: Option<IpAddr>,
     own: Fingerprint,
-    pin: Fingerprint,
     reconnect: (Duration, Duration),
     shared: Arc<Shared>,
     events: mpsc::Sender<Ordered>,
     data_events: mpsc::Sender<(u64, Vec<u8>)>,
     next_link: AtomicU64,
-    log: RateLimiter,
+    log: Mutex<LogLimiter>,
+    /// Connections from the peer's address that may start a handshake.
+    handshakes: Mutex<TokenBucket>,
     tap: Option<ControlTap>,
     control_priority: Option<u8>,
 }
@@ -667,9 +716,68 @@ impl Ctx {
 
     /// A link authenticated but not started: its connections are dropped.
     fn cannot_install(&self, err: &std::io::Error) {
-        if let Some(suppressed) = self.log.allow("install failed") {
+        if let Some(suppressed) = self.allow_log(LogKey::Local("install failed"), "install failed")
+        {
             warn!(suppressed, "failover link: cannot start a link: {err}");
         }
+    }
+
+    /// Whether a line about `key` may be logged now (see [`LogLimiter::allow`]); a suppressed
+    /// one is counted.
+    fn allow_log(&self, key: LogKey, kind: &'static str) -> Option<u64> {
+        let allowed = lock(&self.log).allow(key, kind, Instant::now());
+        if allowed.is_none() {
+            self.shared
+                .counters
+                .suppressed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// Logs what the coalescing left out in the last interval, if anything.
+    fn log_summary(&self) {
+        let Some(suppressed) = lock(&self.log).summary(Instant::now()) else {
+            return;
+        };
+        let total: u64 = suppressed.values().sum();
+        let kinds = suppressed
+            .iter()
+            .map(|(kind, n)| format!("{kind}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        warn!(
+            suppressed = total,
+            "failover link: {total} log lines suppressed in the last {LOG_INTERVAL:?} ({kinds}); \
+             counters: failoverctl status"
+        );
+    }
+
+    /// Whether a connection from `remote` may start a handshake: it comes from the peer's
+    /// address and within the rate limit. A refused one is counted and logged (coalesced).
+    fn admit(&self, remote: SocketAddr) -> bool {
+        let counters = &self.shared.counters;
+        let expected = self.peer.ip().to_canonical();
+        let (counter, kind, reason) = if remote.ip().to_canonical() != expected {
+            (
+                &counters.refused_source,
+                "not the peer's address",
+                format!("not the peer's address {expected}"),
+            )
+        } else if !lock(&self.handshakes).take(Instant::now()) {
+            (
+                &counters.refused_rate,
+                "over the rate limit",
+                format!(
+                    "more than {HANDSHAKE_BURST} connections at once or {HANDSHAKES_PER_SECOND}/s from the peer's address"
+                ),
+            )
+        } else {
+            return true;
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.refused(remote, kind, format!("closed before TLS: {reason}"));
+        false
     }
 
     /// Ends the current link, if any.
@@ -684,11 +792,19 @@ impl Ctx {
             .counters
             .rejected
             .fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = self.log.allow(kind) {
-            warn!(%remote, suppressed, "failover link: rejected connection: {reason}");
-        }
+        self.refused(remote, kind, reason);
+    }
+
+    /// Logs a refused connection, at most one line per source, kind and [`LOG_INTERVAL`], and
+    /// reports the lines it logs to the daemon (its event history) as [`LinkEvent::Rejected`].
+    fn refused(&self, remote: SocketAddr, kind: &'static str, reason: String) {
+        let Some(suppressed) = self.allow_log(LogKey::Source(remote.ip().to_canonical()), kind)
+        else {
+            return;
+        };
+        warn!(%remote, suppressed, "failover link: rejected connection: {reason}");
         // Never wait here: a flood of rejections must not stall the accept loop; when the
-        // daemon is behind, the counter still tells.
+        // daemon is behind, the counters still tell.
         let _ = self.events.try_send(Ordered::Rejected { remote, reason });
     }
 }
@@ -702,12 +818,17 @@ struct Installed {
 
 type Stream = TlsStream<TcpStream>;
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves only plain data behind: keep going.
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 /// Runs one established link until a connection fails, it is cancelled, or the link stops.
 async fn run_link(
     ctx: Arc<Ctx>,
     installed: Installed,
-    control: Stream,
-    data: Stream,
+    (control, data): (Stream, Stream),
+    peer: Fingerprint,
     remote: SocketAddr,
 ) {
     let Installed {
@@ -717,14 +838,10 @@ async fn run_link(
         cancel,
     } = installed;
     ctx.shared.counters.links.fetch_add(1, Ordering::Relaxed);
-    info!(%remote, peer = %ctx.pin, "failover link up");
+    info!(%remote, %peer, "failover link up");
     if ctx
         .events
-        .send(Ordered::Up {
-            link,
-            peer: ctx.pin,
-            remote,
-        })
+        .send(Ordered::Up { link, peer, remote })
         .await
         .is_err()
     {
@@ -868,17 +985,28 @@ struct Half {
     /// Chosen by the dialler per attempt, so halves of different attempts are never paired.
     attempt: u64,
     stream: Stream,
+    /// The key it presented.
+    key: Fingerprint,
     remote: SocketAddr,
 }
 
 /// Why an incoming or outgoing connection did not become part of a link.
 struct Refusal {
-    /// Rate-limiting key for the log.
+    /// What kind of refusal, for the log summary.
     kind: &'static str,
     reason: String,
-    /// Whether it counts as a rejected handshake (authentication or protocol), as opposed to a
-    /// peer that is merely unreachable.
-    rejected: bool,
+    class: RefusalClass,
+}
+
+/// How a [`Refusal`] is counted and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefusalClass {
+    /// Authentication or protocol: a rejected handshake, logged as a warning.
+    Rejected,
+    /// The peer is unreachable: a dial failure, logged at debug level.
+    Unreachable,
+    /// The two ends both dialled; the one whose key sorts first dials (not a failure).
+    WrongDirection,
 }
 
 impl Refusal {
@@ -886,7 +1014,7 @@ impl Refusal {
         Refusal {
             kind,
             reason,
-            rejected: true,
+            class: RefusalClass::Rejected,
         }
     }
 
@@ -917,11 +1045,10 @@ impl Refusal {
                 format!("TLS handshake with {remote} failed: {err}"),
             );
         }
-        Refusal {
-            kind: "io error",
-            reason: format!("connection with {remote} failed during the handshake: {err}"),
-            rejected: true,
-        }
+        Refusal::new(
+            "io error",
+            format!("connection with {remote} failed during the handshake: {err}"),
+        )
     }
 }
 
@@ -931,36 +1058,53 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     halves: mpsc::Sender<Half>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    // Handshakes in progress, oldest first.
+    let mut pending: VecDeque<AbortHandle> = VecDeque::new();
+    let mut summary = tokio::time::interval(LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            _ = summary.tick() => {
+                ctx.log_summary();
+                continue;
+            }
             () = ctx.events.closed() => return,
         };
         let (tcp, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 // E.g. out of file descriptors: wait a little rather than spin.
-                if let Some(suppressed) = ctx.log.allow("accept failed") {
+                if let Some(suppressed) =
+                    ctx.allow_log(LogKey::Local("accept failed"), "accept failed")
+                {
                     warn!(suppressed, "failover link: accept failed: {err}");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            ctx.reject(
-                remote,
-                "too many handshakes",
-                format!("{MAX_PENDING_HANDSHAKES} handshakes already in progress"),
-            );
+        if !ctx.admit(remote) {
+            // Dropping the socket closes it: no TLS, no slot, no task.
             continue;
-        };
+        }
+        pending.retain(|handshake| !handshake.is_finished());
+        if pending.len() >= MAX_PENDING_HANDSHAKES
+            && let Some(oldest) = pending.pop_front()
+        {
+            oldest.abort();
+            ctx.shared.counters.evicted.fetch_add(1, Ordering::Relaxed);
+            ctx.refused(
+                remote,
+                "handshake evicted",
+                format!(
+                    "{MAX_PENDING_HANDSHAKES} handshakes in progress: the oldest was dropped for this one"
+                ),
+            );
+        }
         let ctx = ctx.clone();
         let acceptor = acceptor.clone();
         let halves = halves.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        let handshake = tokio::spawn(async move {
             let accepted = tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
                 accept_half(&ctx, &acceptor, tcp, remote),
@@ -975,28 +1119,24 @@ async fn accept_loop(
                 ))
             });
             match accepted {
-                Ok(_) if ctx.dials => ctx.reject(
-                    remote,
-                    "unexpected dial",
-                    format!(
-                        "the pinned peer {remote} dialled, but this node dials (its key {} sorts first)",
-                        ctx.own
-                    ),
-                ),
                 Ok(half) => {
                     // The pairing loop only stops when the link stops.
                     let _ = halves.send(half).await;
                 }
+                Err(refusal) if refusal.class == RefusalClass::WrongDirection => {
+                    debug!("failover link: {}", refusal.reason);
+                }
                 Err(refusal) => ctx.reject(remote, refusal.kind, refusal.reason),
             }
         });
+        pending.push_back(handshake.abort_handle());
     }
 }
 
 /// TLS handshake (the verifier checks the pin), then the preamble: the dialler sends its
 /// channel tag and attempt id, we echo the tag. The echo tells the dialler that we accepted its
 /// key: in TLS 1.3 the client finishes its handshake before the server has checked its
-/// certificate.
+/// certificate. A dialler whose key sorts after ours gets [`DIAL_REFUSED`] instead: we dial it.
 async fn accept_half(
     ctx: &Ctx,
     acceptor: &TlsAcceptor,
@@ -1004,10 +1144,24 @@ async fn accept_half(
     remote: SocketAddr,
 ) -> Result<Half, Refusal> {
     let _ = tcp.set_nodelay(true);
-    let mut stream = acceptor
-        .accept(tcp)
-        .await
-        .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    let mut stream = match acceptor.accept(tcp).into_fallible().await {
+        Ok(stream) => stream,
+        Err((err, mut tcp)) => {
+            // Let our alert (e.g. "bad certificate") reach the dialler: closing with its bytes
+            // unread would reset the connection, and it would log "connection reset", not why.
+            let _ = tcp.shutdown().await;
+            let mut sink = [0; 1024];
+            let drained = async { while matches!(tcp.read(&mut sink).await, Ok(1..)) {} };
+            let _ = tokio::time::timeout(ALERT_LINGER, drained).await;
+            return Err(Refusal::from_io(ctx, remote, &err));
+        }
+    };
+    let key = peer_key(stream.get_ref().1).ok_or_else(|| {
+        Refusal::new(
+            "tls error",
+            format!("peer {remote} presented no certificate"),
+        )
+    })?;
     let mut preamble = [0; 9];
     stream
         .read_exact(&mut preamble)
@@ -1022,26 +1176,40 @@ async fn accept_half(
             ),
         )
     })?;
+    let dials = key < ctx.own;
+    let answer = if dials { channel.tag() } else { DIAL_REFUSED };
     let mut attempt = [0; 8];
     attempt.copy_from_slice(&preamble[1..]);
     stream
-        .write_all(&[channel.tag()])
+        .write_all(&[answer])
         .await
         .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
     stream
         .flush()
         .await
         .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    if !dials {
+        let _ = stream.shutdown().await;
+        return Err(Refusal {
+            kind: "peer should accept",
+            reason: format!(
+                "peer {remote} (key {key}) dialled, but this node dials it (its key {} sorts first)",
+                ctx.own
+            ),
+            class: RefusalClass::WrongDirection,
+        });
+    }
     Ok(Half {
         channel,
         attempt: u64::from_be_bytes(attempt),
         stream: TlsStream::Server(stream),
+        key,
         remote,
     })
 }
 
-/// On the accepting node: joins a control and a data half of the same attempt into a link. A
-/// new complete pair replaces the current link (the peer restarted).
+/// Joins a control and a data half of the same attempt into a link. A new complete pair
+/// replaces the current link (the peer restarted).
 async fn pair_loop(ctx: Arc<Ctx>, mut halves: mpsc::Receiver<Half>) {
     let mut waiting: [Option<Half>; 2] = [None, None];
     let mut current: Option<tokio::task::JoinHandle<()>> = None;
@@ -1073,8 +1241,8 @@ async fn pair_loop(ctx: Arc<Ctx>, mut halves: mpsc::Receiver<Half>) {
                         current = Some(tokio::spawn(run_link(
                             ctx.clone(),
                             installed,
-                            control.stream,
-                            data.stream,
+                            (control.stream, data.stream),
+                            control.key,
                             control.remote,
                         )));
                     }
@@ -1090,54 +1258,15 @@ async fn pair_loop(ctx: Arc<Ctx>, mut halves: mpsc::Receiver<Half>) {
     }
 }
 
-/// On the dialling node: connect, run the link until it ends, back off, repeat.
+/// Connect, run the link until it ends, back off, repeat; not while a link the peer dialled is
+/// up. A node that only probes (see the module's doc) waits the longest backoff every time.
 async fn dial_loop(ctx: Arc<Ctx>, connector: TlsConnector) {
-    let (min, max) = ctx.reconnect;
+    let (max, min) = (ctx.reconnect.1, ctx.reconnect.0);
+    let min = if ctx.eager { min } else { max };
     let mut backoff = min;
     loop {
-        let attempt = random_u64();
-        let dialled = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            tokio::try_join!(
-                dial_half(&ctx, &connector, Channel::Control, attempt),
-                dial_half(&ctx, &connector, Channel::Data, attempt),
-            )
-        });
-        let result = tokio::select! {
-            result = dialled => result,
-            () = ctx.events.closed() => return,
-        };
-        match result {
-            Ok(Ok((control, data))) => match ctx.install() {
-                Ok(installed) => {
-                    run_link(ctx.clone(), installed, control, data, ctx.peer).await;
-                    backoff = min;
-                }
-                Err(err) => ctx.cannot_install(&err),
-            },
-            Ok(Err(refusal)) => {
-                ctx.shared
-                    .counters
-                    .dial_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                if refusal.rejected {
-                    ctx.reject(ctx.peer, refusal.kind, refusal.reason);
-                } else if let Some(suppressed) = ctx.log.allow(refusal.kind) {
-                    debug!(suppressed, "failover link: {}", refusal.reason);
-                }
-            }
-            Err(_) => {
-                ctx.shared
-                    .counters
-                    .dial_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = ctx.log.allow("dial timeout") {
-                    warn!(
-                        suppressed,
-                        "failover link: no handshake with {} within {HANDSHAKE_TIMEOUT:?}",
-                        ctx.peer
-                    );
-                }
-            }
+        if ctx.shared.slot().is_none() {
+            dial_once(&ctx, &connector, &mut backoff).await;
         }
         // Jitter in [backoff/2, backoff], never under min: two restarted pairs do not dial in
         // lockstep.
@@ -1152,17 +1281,82 @@ async fn dial_loop(ctx: Arc<Ctx>, connector: TlsConnector) {
     }
 }
 
+/// One dial attempt, and the link it makes until that ends (then the backoff starts over).
+async fn dial_once(ctx: &Arc<Ctx>, connector: &TlsConnector, backoff: &mut Duration) {
+    let attempt = random_u64();
+    let dialled = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        tokio::try_join!(
+            dial_half(ctx, connector, Channel::Control, attempt),
+            dial_half(ctx, connector, Channel::Data, attempt),
+        )
+    });
+    let result = tokio::select! {
+        result = dialled => result,
+        () = ctx.events.closed() => return,
+    };
+    match result {
+        Ok(Ok(((control, key), (data, _)))) => match ctx.install() {
+            Ok(installed) => {
+                run_link(ctx.clone(), installed, (control, data), key, ctx.peer).await;
+                *backoff = ctx.reconnect.0;
+            }
+            Err(err) => ctx.cannot_install(&err),
+        },
+        Ok(Err(refusal)) => match refusal.class {
+            RefusalClass::WrongDirection => debug!("failover link: {}", refusal.reason),
+            class => {
+                ctx.shared
+                    .counters
+                    .dial_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if class == RefusalClass::Rejected {
+                    ctx.reject(ctx.peer, refusal.kind, refusal.reason);
+                } else if let Some(suppressed) =
+                    ctx.allow_log(LogKey::Local(refusal.kind), refusal.kind)
+                {
+                    debug!(suppressed, "failover link: {}", refusal.reason);
+                }
+            }
+        },
+        Err(_) => {
+            ctx.shared
+                .counters
+                .dial_failures
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = ctx.allow_log(LogKey::Local("dial timeout"), "dial timeout") {
+                warn!(
+                    suppressed,
+                    "failover link: no handshake with {} within {HANDSHAKE_TIMEOUT:?}", ctx.peer
+                );
+            }
+        }
+    }
+}
+
+/// Connects from [`Ctx::source`] (the peer accepts only our address).
+async fn connect(ctx: &Ctx) -> std::io::Result<TcpStream> {
+    let remote = ctx.peer;
+    let socket = match remote {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(source) = ctx.source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    socket.connect(remote).await
+}
+
 async fn dial_half(
     ctx: &Ctx,
     connector: &TlsConnector,
     channel: Channel,
     attempt: u64,
-) -> Result<Stream, Refusal> {
+) -> Result<(Stream, Fingerprint), Refusal> {
     let remote = ctx.peer;
-    let tcp = TcpStream::connect(remote).await.map_err(|err| Refusal {
+    let tcp = connect(ctx).await.map_err(|err| Refusal {
         kind: "connect failed",
         reason: format!("cannot connect to peer {remote}: {err}"),
-        rejected: false,
+        class: RefusalClass::Unreachable,
     })?;
     let _ = tcp.set_nodelay(true);
     // The name is not checked (the key is pinned); an IP address also keeps SNI out of the
@@ -1172,6 +1366,12 @@ async fn dial_half(
         .connect(name, tcp)
         .await
         .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    let key = peer_key(stream.get_ref().1).ok_or_else(|| {
+        Refusal::new(
+            "tls error",
+            format!("peer {remote} presented no certificate"),
+        )
+    })?;
     let mut preamble = [0; 9];
     preamble[0] = channel.tag();
     preamble[1..].copy_from_slice(&attempt.to_be_bytes());
@@ -1188,6 +1388,16 @@ async fn dial_half(
         .read_exact(&mut echo)
         .await
         .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
+    if echo[0] == DIAL_REFUSED {
+        return Err(Refusal {
+            kind: "peer dials",
+            reason: format!(
+                "peer {remote} (key {key}) dials this node: its key sorts before ours ({})",
+                ctx.own
+            ),
+            class: RefusalClass::WrongDirection,
+        });
+    }
     if echo[0] != channel.tag() {
         return Err(Refusal::new(
             "bad preamble",
@@ -1197,7 +1407,7 @@ async fn dial_half(
             ),
         ));
     }
-    Ok(TlsStream::Client(stream))
+    Ok((TlsStream::Client(stream), key))
 }
 
 fn random_u64() -> u64 {
@@ -1211,35 +1421,4 @@ fn random_u64() -> u64 {
         return u64::from(nanos);
     }
     u64::from_be_bytes(bytes)
-}
-
-/// At most one log line per key and [`LOG_INTERVAL`]; counts what it suppressed.
-#[derive(Default)]
-struct RateLimiter {
-    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
-}
-
-impl RateLimiter {
-    /// `Some(suppressed since the last line)` if a line may be logged now.
-    fn allow(&self, key: &'static str) -> Option<u64> {
-        let now = Instant::now();
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        match last.get_mut(key) {
-            Some((at, suppressed)) if now.duration_since(*at) < LOG_INTERVAL => {
-                *suppressed += 1;
-                None
-            }
-            Some((at, suppressed)) => {
-                *at = now;
-                Some(std::mem::take(suppressed))
-            }
-            None => {
-                last.insert(key, (now, 0));
-                Some(0)
-            }
-        }
-    }
 }

@@ -1,5 +1,5 @@
 //! Pinned mutual TLS 1.3: both sides present a self-signed certificate, and each accepts exactly
-//! the one key its configuration pins.
+//! the keys its configuration pins (one, or two while the peer's key is rotated).
 //!
 //! The verifiers replace the web PKI (chains, names, dates) by one constant-time comparison of
 //! the SubjectPublicKeyInfo hash; the handshake signatures are still checked with the ring
@@ -18,17 +18,17 @@ use rustls::{
     ServerConfig, SignatureScheme,
 };
 
-use crate::{Fingerprint, Identity, LinkError};
+use crate::{Fingerprint, Identity, LinkError, Pins};
 
-/// The peer presented a key other than the pinned one.
+/// The peer presented a key other than the pinned ones.
 ///
-/// Carried inside the rustls error so the link can name both keys and the peer's address.
+/// Carried inside the rustls error so the link can name the keys and the peer's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinMismatch {
     /// What the peer presented.
     pub presented: Fingerprint,
     /// What our configuration pins.
-    pub expected: Fingerprint,
+    pub expected: Pins,
 }
 
 impl fmt::Display for PinMismatch {
@@ -47,13 +47,16 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The TLS 1.3 client configuration of a node that dials `pin`.
+/// The TLS 1.3 client configuration of a node that dials a peer with one of the keys `pins`.
 ///
 /// Public for tools and benchmarks (e.g. to put the same pinning on another transport); the link
 /// itself is [`crate::spawn`].
-pub fn client_config(identity: &Identity, pin: Fingerprint) -> Result<ClientConfig, LinkError> {
+pub fn client_config(
+    identity: &Identity,
+    pins: impl Into<Pins>,
+) -> Result<ClientConfig, LinkError> {
     let provider = provider();
-    let verifier = Arc::new(PinnedVerifier::new(pin, &provider));
+    let verifier = Arc::new(PinnedVerifier::new(pins.into(), &provider));
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -63,12 +66,15 @@ pub fn client_config(identity: &Identity, pin: Fingerprint) -> Result<ClientConf
     Ok(config)
 }
 
-/// The TLS 1.3 server configuration of a node that accepts only `pin`.
+/// The TLS 1.3 server configuration of a node that accepts only the keys `pins`.
 ///
 /// Public for tools and benchmarks, like [`client_config`].
-pub fn server_config(identity: &Identity, pin: Fingerprint) -> Result<ServerConfig, LinkError> {
+pub fn server_config(
+    identity: &Identity,
+    pins: impl Into<Pins>,
+) -> Result<ServerConfig, LinkError> {
     let provider = provider();
-    let verifier = Arc::new(PinnedVerifier::new(pin, &provider));
+    let verifier = Arc::new(PinnedVerifier::new(pins.into(), &provider));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -78,30 +84,30 @@ pub fn server_config(identity: &Identity, pin: Fingerprint) -> Result<ServerConf
     Ok(config)
 }
 
-/// Accepts exactly one SubjectPublicKeyInfo; serves as both server and client verifier.
+/// Accepts exactly the pinned SubjectPublicKeyInfos; serves as both server and client verifier.
 #[derive(Debug)]
 struct PinnedVerifier {
-    pin: Fingerprint,
+    pins: Pins,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl PinnedVerifier {
-    fn new(pin: Fingerprint, provider: &CryptoProvider) -> Self {
+    fn new(pins: Pins, provider: &CryptoProvider) -> Self {
         PinnedVerifier {
-            pin,
+            pins,
             algorithms: provider.signature_verification_algorithms,
         }
     }
 
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let presented = crate::identity::fingerprint_of(end_entity)?;
-        if presented.ct_eq(&self.pin) {
+        if self.pins.accepts(&presented) {
             Ok(())
         } else {
             Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                 OtherError(Arc::new(PinMismatch {
                     presented,
-                    expected: self.pin,
+                    expected: self.pins,
                 })),
             )))
         }
@@ -181,6 +187,13 @@ impl ClientCertVerifier for PinnedVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// The fingerprint of the key the peer of an established connection presented (one of the
+/// pins: the verifier checked it).
+pub(crate) fn peer_key(connection: &rustls::CommonState) -> Option<Fingerprint> {
+    let cert = connection.peer_certificates()?.first()?;
+    crate::identity::fingerprint_of(cert).ok()
 }
 
 /// Finds a [`PinMismatch`] inside an I/O error from a TLS handshake.

@@ -30,7 +30,7 @@ fn path(
         listen: loopback(),
         peer,
         identity: identity.clone(),
-        peer_fingerprint: pin.fingerprint(),
+        pins: pin.fingerprint().into(),
         max_age: MAX_AGE,
     })
     .expect("spawn")
@@ -67,6 +67,7 @@ fn beat(sender: HeartbeatSender) -> tokio::task::JoinHandle<()> {
 #[tokio::test]
 async fn hellos_cross_and_forged_or_replayed_datagrams_are_dropped() {
     let (a_id, b_id) = (Identity::generate(), Identity::generate());
+    let (a_key, b_key) = (a_id.fingerprint(), b_id.fingerprint());
     let to_b = UdpSocket::bind(loopback()).await.unwrap();
     let to_a = UdpSocket::bind(loopback()).await.unwrap();
     let (a, mut a_events) = path(&a_id, &b_id, to_b.local_addr().unwrap());
@@ -78,9 +79,13 @@ async fn hellos_cross_and_forged_or_replayed_datagrams_are_dropped() {
 
     // Both hear the other once each has heard a challenge.
     let heard = tokio::time::timeout(BOUND, b_events.recv()).await;
-    assert_eq!(heard.expect("B hears A").as_deref(), Some(HELLO));
+    assert_eq!(
+        heard.expect("B hears A"),
+        Some((a_key, HELLO.to_vec())),
+        "B hears A, signed by A's key"
+    );
     let heard = tokio::time::timeout(BOUND, a_events.recv()).await;
-    assert_eq!(heard.expect("A hears B").as_deref(), Some(HELLO));
+    assert_eq!(heard.expect("A hears B"), Some((b_key, HELLO.to_vec())));
 
     // Another host with its own key, sent straight to B.
     let mallory =

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use failoverd_link::{
     Channel, ControlTap, Fingerprint, Identity, LinkConfig, LinkError, LinkEvent, LinkEvents,
-    LinkSender, TapEvent, spawn, tls,
+    LinkSender, Pins, TapEvent, spawn, tls,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -52,7 +52,7 @@ fn start(id: &Identity, pin: Fingerprint, peer: SocketAddr) -> Node {
 fn start_on(
     listen: SocketAddr,
     id: &Identity,
-    pin: Fingerprint,
+    pin: impl Into<Pins>,
     peer: SocketAddr,
 ) -> Result<Node, LinkError> {
     let mut config = LinkConfig::new(listen, peer, id.clone(), pin);
@@ -248,6 +248,7 @@ async fn garbage_and_silent_clients_do_not_disturb_the_link() {
     let started = Instant::now();
     let mut rejected = 0;
     let mut n = 0u8;
+    // Two kinds of refusal (garbage, silence): a line and an event each.
     while rejected < 2 {
         n = n.wrapping_add(1);
         dialer
@@ -275,6 +276,224 @@ async fn garbage_and_silent_clients_do_not_disturb_the_link() {
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(acceptor.tx.stats().rejected_handshakes, 2);
     ping(&dialer.tx, &mut acceptor.rx, 200).await;
+}
+
+/// The first `Rejected` of `rx` (frames and other events are skipped).
+async fn expect_rejected(rx: &mut LinkEvents, within: Duration) -> (SocketAddr, String) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(LinkEvent::Rejected { remote, reason })) => return (remote, reason),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("link stopped"),
+            Err(_) => panic!("no rejection within {within:?}"),
+        }
+    }
+}
+
+/// Issue 11: when both nodes think they accept (the node whose key sorts last pins a key that
+/// sorts before its own, the peer's real key sorts after it), nobody dialled and neither node
+/// said anything. The node that only accepts now probes its peer, and both nodes log the
+/// refused key.
+#[tokio::test]
+async fn a_wrong_pin_on_a_node_that_accepts_is_logged_on_both_nodes() {
+    let [x, y, z]: [Identity; 3] = identities(3).try_into().expect("three");
+    // B (z) pins A (y) correctly; A pins x, but its peer is z. Both keys sort after the key
+    // the other side pins... for A: y > x, for B: z > y: both accept.
+    let mut b = start(&z, y.fingerprint(), unused_peer());
+    let mut a = start(&y, x.fingerprint(), b.tx.local_addr());
+    let within = Duration::from_secs(10);
+    let (_, reason) = expect_rejected(&mut a.rx, within).await;
+    assert_eq!(
+        reason,
+        format!(
+            "peer {} presented key {} but {} is pinned",
+            b.tx.local_addr(),
+            z.fingerprint(),
+            x.fingerprint()
+        )
+    );
+    let (_, reason) = expect_rejected(&mut b.rx, within).await;
+    assert!(
+        reason.contains(&format!("refused our key {}", z.fingerprint())),
+        "{reason}"
+    );
+}
+
+/// A free port on `ip`.
+fn port_on(ip: [u8; 4]) -> SocketAddr {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0))
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+}
+
+/// [`start_on`], retrying while the previous listener on `listen` is still closing.
+async fn restart_on(
+    listen: SocketAddr,
+    id: &Identity,
+    pin: impl Into<Pins> + Copy,
+    peer: SocketAddr,
+) -> Node {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        match start_on(listen, id, pin, peer) {
+            Ok(node) => return node,
+            Err(LinkError::Bind { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
+/// Issue 11: two pins let the peer's key be rotated. The node pinning both sits between them
+/// in key order, so it must accept the one and dial the other; a third key is refused, and
+/// both nodes log it. The nodes use distinct loopback addresses: each dials from its own
+/// `listen` address, the only one its peer accepts.
+#[tokio::test]
+async fn either_of_two_pins_connects_and_a_third_key_is_refused_on_both_nodes() {
+    let [w, x, y, z]: [Identity; 4] = identities(4).try_into().expect("four");
+    let here = port_on([127, 0, 0, 2]);
+    let there = port_on([127, 0, 0, 3]);
+    let pins = Pins::new(&[w.fingerprint(), y.fingerprint()]).expect("two pins");
+    let mut node = start_on(here, &x, pins, there).expect("spawn");
+
+    // The old key sorts first: it dials.
+    let mut peer = restart_on(there, &w, x.fingerprint(), here).await;
+    match next(&mut peer.rx).await {
+        LinkEvent::Up { peer: key, remote } => {
+            assert_eq!((key, remote), (x.fingerprint(), here));
+        }
+        other => panic!("expected Up, got {other:?}"),
+    }
+    match next(&mut node.rx).await {
+        LinkEvent::Up { peer: key, remote } => {
+            assert_eq!(key, w.fingerprint());
+            assert_eq!(
+                remote.ip(),
+                there.ip(),
+                "the dialler's source is its listen address"
+            );
+        }
+        other => panic!("expected Up, got {other:?}"),
+    }
+    ping(&peer.tx, &mut node.rx, 1).await;
+    drop(peer);
+    expect_down(&mut node.rx).await;
+
+    // The new key sorts last: it is dialled.
+    let mut peer = restart_on(there, &y, x.fingerprint(), here).await;
+    expect_up(&mut peer.rx).await;
+    loop {
+        match next(&mut node.rx).await {
+            LinkEvent::Up { peer: key, .. } => {
+                assert_eq!(key, y.fingerprint());
+                break;
+            }
+            LinkEvent::Rejected { .. } => {}
+            other => panic!("expected Up, got {other:?}"),
+        }
+    }
+    ping(&peer.tx, &mut node.rx, 2).await;
+    drop(peer);
+    expect_down(&mut node.rx).await;
+
+    // Negative control: a third key gets nowhere, and both nodes say why.
+    let mut stranger = restart_on(there, &z, x.fingerprint(), here).await;
+    let within = Duration::from_secs(10);
+    let (_, reason) = expect_rejected(&mut node.rx, within).await;
+    assert!(reason.contains(&z.fingerprint().to_string()), "{reason}");
+    assert!(reason.contains(&format!("{pins} is pinned")), "{reason}");
+    let (_, reason) = expect_rejected(&mut stranger.rx, within).await;
+    assert!(reason.contains("refused our key"), "{reason}");
+    assert_eq!(stranger.tx.stats().reconnects, 0);
+    assert!(matches!(
+        stranger.tx.send(Channel::Control, frame(1, &[])),
+        Err(LinkError::NotConnected)
+    ));
+}
+
+/// Issue 11: a connection from another address than the peer's is closed before TLS, counted,
+/// and the log names both addresses.
+#[tokio::test]
+async fn a_connection_from_another_address_is_closed_before_tls() {
+    let ids = identities(2);
+    let peer: SocketAddr = "127.0.0.3:9".parse().expect("address");
+    let mut node =
+        start_on(port_on([127, 0, 0, 2]), &ids[1], ids[0].fingerprint(), peer).expect("spawn");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.4:0".parse().expect("address"))
+        .expect("bind");
+    let mut stranger = socket.connect(node.tx.local_addr()).await.expect("connect");
+    let (remote, reason) = expect_rejected(&mut node.rx, BOUND).await;
+    assert_eq!(remote.ip(), stranger.local_addr().expect("address").ip());
+    assert_eq!(
+        reason,
+        "closed before TLS: not the peer's address 127.0.0.3",
+    );
+    // Closed without a byte: no handshake was started.
+    let mut buf = [0; 16];
+    let read = tokio::time::timeout(BOUND, stranger.read(&mut buf))
+        .await
+        .expect("closed within the bound");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let stats = node.tx.stats();
+    assert_eq!((stats.refused_source, stats.rejected_handshakes), (1, 0));
+
+    // Control: from the peer's address the same connection gets a TLS handshake (which fails
+    // on the garbage, counted as a rejected handshake).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.3:0".parse().expect("address"))
+        .expect("bind");
+    let mut from_peer = socket.connect(node.tx.local_addr()).await.expect("connect");
+    from_peer
+        .write_all(&[0x16, 3, 1, 0, 4, 0, 0, 0, 0])
+        .await
+        .expect("write");
+    let deadline = Instant::now() + BOUND;
+    while node.tx.stats().rejected_handshakes == 0 {
+        assert!(Instant::now() < deadline, "no handshake attempted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.tx.stats().refused_source, 1);
+}
+
+/// Issue 11: idle connections from the peer's own address (which passes the source filter)
+/// held every handshake slot for the 2 s handshake timeout, so the peer's dial was refused.
+/// Now the oldest handshake in progress makes room for the newest, and the link comes up
+/// within the timeout while the idle connections are still open.
+#[tokio::test]
+async fn idle_connections_from_the_peer_address_cannot_keep_the_peer_out() {
+    let ids = identities(2);
+    let mut acceptor = start(&ids[1], ids[0].fingerprint(), unused_peer());
+    let addr = acceptor.tx.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let _dialer = start(&ids[0], ids[1].fingerprint(), addr);
+    loop {
+        match next(&mut acceptor.rx).await {
+            LinkEvent::Up { .. } => break,
+            LinkEvent::Rejected { .. } => {}
+            other => panic!("expected Up, got {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("link up {took:?} after the dialler started, behind 80 idle connections");
+    assert!(
+        took < Duration::from_millis(1500),
+        "the link came up after {took:?}, behind the idle connections"
+    );
+    let stats = acceptor.tx.stats();
+    assert!(stats.evicted_handshakes >= 2, "{stats:?}");
+    assert!(stats.refused_rate > 0, "{stats:?}");
+    drop(idle);
 }
 
 /// Connects to `addr` as `id` pinning `pin`, sends the channel preamble, and waits for the echo.

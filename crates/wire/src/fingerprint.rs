@@ -77,6 +77,89 @@ impl FromStr for Fingerprint {
     }
 }
 
+/// The keys a node accepts from its peer: one, or two while the peer's key is being rotated
+/// (pin the new key next to the old one, restart the peer with its new key, drop the old pin).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pins {
+    first: Fingerprint,
+    second: Option<Fingerprint>,
+}
+
+impl Pins {
+    /// At most this many keys are pinned at once: the current one and its replacement.
+    pub const MAX: usize = 2;
+
+    /// Exactly one key.
+    pub const fn one(key: Fingerprint) -> Self {
+        Pins {
+            first: key,
+            second: None,
+        }
+    }
+
+    /// One or two distinct keys, in the order given (the first is the peer's current key:
+    /// entries found before the peer is heard are attributed to it).
+    pub fn new(keys: &[Fingerprint]) -> Result<Self, PinsError> {
+        match *keys {
+            [key] => Ok(Pins::one(key)),
+            [first, second] if first == second => Err(PinsError::Duplicate(first)),
+            [first, second] => Ok(Pins {
+                first,
+                second: Some(second),
+            }),
+            _ => Err(PinsError::Count(keys.len())),
+        }
+    }
+
+    /// The first key given: the peer's current one.
+    pub const fn first(&self) -> Fingerprint {
+        self.first
+    }
+
+    /// The pinned keys, first first.
+    pub fn iter(&self) -> impl Iterator<Item = Fingerprint> + '_ {
+        std::iter::once(self.first).chain(self.second)
+    }
+
+    /// Whether `key` is pinned; compares with every pin in constant time.
+    pub fn accepts(&self, key: &Fingerprint) -> bool {
+        // `|`, not `||`: no early exit, so timing does not tell which pin matched.
+        key.ct_eq(&self.first) | self.second.is_some_and(|second| key.ct_eq(&second))
+    }
+}
+
+impl From<Fingerprint> for Pins {
+    fn from(key: Fingerprint) -> Self {
+        Pins::one(key)
+    }
+}
+
+impl fmt::Display for Pins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.second {
+            None => write!(f, "{}", self.first),
+            Some(second) => write!(f, "{} or {second}", self.first),
+        }
+    }
+}
+
+impl fmt::Debug for Pins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a list of keys cannot be pinned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinsError {
+    /// None, or more than [`Pins::MAX`].
+    #[error("pin one key, or two while rotating the peer's key; found {0}")]
+    Count(usize),
+    /// The same key twice.
+    #[error("{0} is pinned twice")]
+    Duplicate(Fingerprint),
+}
+
 /// Why a text is not a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FingerprintParseError {
@@ -99,6 +182,22 @@ pub enum FingerprintParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pins_hold_one_or_two_distinct_keys() {
+        let [a, b, c] = [1u8, 2, 3].map(|n| Fingerprint::from_bytes([n; 32]));
+        let one = Pins::new(&[a]).unwrap();
+        assert!(one.accepts(&a) && !one.accepts(&b));
+        assert_eq!(one.to_string(), a.to_string());
+        let two = Pins::new(&[b, a]).unwrap();
+        assert!(two.accepts(&a) && two.accepts(&b) && !two.accepts(&c));
+        assert_eq!(two.first(), b);
+        assert_eq!(two.iter().collect::<Vec<_>>(), [b, a]);
+        assert_eq!(two.to_string(), format!("{b} or {a}"));
+        assert_eq!(Pins::new(&[]), Err(PinsError::Count(0)));
+        assert_eq!(Pins::new(&[a, b, c]), Err(PinsError::Count(3)));
+        assert_eq!(Pins::new(&[a, a]), Err(PinsError::Duplicate(a)));
+    }
 
     #[test]
     fn text_round_trips_in_either_case_and_errors_are_precise() {

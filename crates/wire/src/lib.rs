@@ -33,7 +33,7 @@ mod message;
 mod session;
 pub mod vrrp;
 
-pub use fingerprint::{Fingerprint, FingerprintParseError};
+pub use fingerprint::{Fingerprint, FingerprintParseError, Pins, PinsError};
 pub use message::{
     Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS,
     DigestView, Frame, Goodbye, GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN,

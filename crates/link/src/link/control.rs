@@ -150,7 +150,9 @@ impl Connection {
     fn run(mut self) -> String {
         if let Some(priority) = self.ctx.control_priority
             && let Err(err) = crate::set_realtime_priority(priority)
-            && let Some(suppressed) = self.ctx.log.allow("control priority")
+            && let Some(suppressed) = self
+                .ctx
+                .allow_log(super::LogKey::Local("control priority"), "control priority")
         {
             warn!(
                 suppressed,
