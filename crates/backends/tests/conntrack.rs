@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use failoverd_backends::session::conformance::Harness;
 use failoverd_backends::{
-    ApplyError, ApplyReport, BackendError, ConntrackBackend, ConntrackConfig, ConntrackFilter,
-    LocalError, OwnerMark, SessionBackend, sample_record,
+    ApplyError, ApplyReport, BackendError, ConntrackBackend, ConntrackConfig, LocalError,
+    OwnerMark, SessionBackend, sample_record,
 };
+use failoverd_core::ReplicationFilter;
 use failoverd_wire::{
     HelperName, NodeId, SeqAdj, SessionKey, SessionOp, SessionRecord, TcpState, Tuple,
 };
@@ -867,7 +868,7 @@ fn enobufs_is_reported_once_as_an_overrun() {
 #[test]
 fn the_filter_applies_to_events_and_dumps() {
     require_root!();
-    let filter = ConntrackFilter {
+    let filter = ReplicationFilter {
         zones: vec![0],
         protocols: vec![6, 17],
         include: vec![
@@ -918,7 +919,7 @@ fn the_filter_applies_to_events_and_dumps() {
     assert_eq!(dumped, want);
     assert_eq!(h.backend.count().unwrap(), 9);
 
-    let default = ConntrackFilter::default();
+    let default = ReplicationFilter::default();
     assert!(default.matches(&sample_record(0, LOCAL).key));
     assert!(!default.matches(&records[8].key));
     let mut v6_loopback = sample_record(1, LOCAL).key;

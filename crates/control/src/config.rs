@@ -172,6 +172,11 @@ pub struct SessionsConfig {
     /// digest of its sessions for the peer to compare with its copies (anti-entropy). Each
     /// costs a dump of the table on both nodes.
     pub digest_interval: Duration,
+    /// `peer_buffer_mib` (default 32, 8..=4096): the peer's received batches held in memory
+    /// (ahead of a gap, or waiting for the backend), at most, in bytes. An honest peer keeps
+    /// at most 8 MiB unapplied; past the bound a batch ahead of a gap is dropped (the peer
+    /// resends it) and one in order resets the link.
+    pub peer_buffer: usize,
     /// `[sessions.conntrack]`: settings of the kernel backend (read only with `backend =
     /// "conntrack"`).
     pub conntrack: ConntrackConfig,
@@ -587,6 +592,10 @@ backend = "memory"
 # Anti-entropy: how often each node sends a digest of its sessions for the peer to compare with
 # its copies; drift no event reported is resynchronized. Each costs a dump on both nodes. 0: off.
 digest_interval_ms = 60000
+# The peer's batches held in memory (ahead of a gap, or waiting to be applied), at most, in MiB
+# (8..=4096). An honest peer keeps at most 8 MiB unapplied; one sending past that gets its
+# batches dropped (resent later) or its link reset, never more memory.
+peer_buffer_mib = 32
 
 # Used only with backend = "conntrack".
 [sessions.conntrack]
@@ -775,6 +784,7 @@ struct RawTimers {
 struct RawSessions {
     backend: Option<SessionBackend>,
     digest_interval_ms: Option<Spanned<i64>>,
+    peer_buffer_mib: Option<Spanned<i64>>,
     conntrack: Option<RawConntrack>,
 }
 
@@ -979,6 +989,7 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
                 "digest_interval_ms",
                 "milliseconds, 0 (off) or an integer from 1000 to 86400000",
             ),
+            ("peer_buffer_mib", "MiB, an integer from 8 to 4096"),
         ],
     ),
     (
@@ -1472,9 +1483,19 @@ impl RawSessions {
                 format!("must be {}", expected("sessions", "digest_interval_ms")),
             ));
         }
+        let peer_buffer = int(
+            source,
+            "sessions",
+            "peer_buffer_mib",
+            self.peer_buffer_mib.as_ref(),
+            32,
+            8,
+            4096,
+        )?;
         Ok(SessionsConfig {
             backend,
             digest_interval: millis(digest.value),
+            peer_buffer: (peer_buffer.value as usize) << 20,
             conntrack,
         })
     }
@@ -2937,6 +2958,7 @@ mod tests {
                 sessions: SessionsConfig {
                     backend: SessionBackend::Memory,
                     digest_interval: Duration::from_secs(60),
+                    peer_buffer: 32 << 20,
                     conntrack: ConntrackConfig::default(),
                 },
                 control: ControlConfig {
@@ -3082,6 +3104,10 @@ mod tests {
             format!(
                 "{PATH}:10:22: sessions.digest_interval_ms = 500: must be milliseconds, 0 (off) or an integer from 1000 to 86400000"
             )
+        );
+        assert_eq!(
+            error(&(minimal() + "[sessions]\npeer_buffer_mib = 4\n")),
+            format!("{PATH}:10:19: sessions.peer_buffer_mib = 4: must be at least 8")
         );
         let conntrack = minimal() + "[sessions]\nbackend = \"conntrack\"\n[sessions.conntrack]\n";
         assert_eq!(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use failoverd_backends::MemoryBackend;
 use failoverd_control::config::{BackupType, Config, LogFormat, SessionBackend, TakeoverMode};
 use failoverd_control::transport;
-use failoverd_core::{NodeConfig, RoleAuthority};
+use failoverd_core::{NodeConfig, ReplicationFilter, RoleAuthority};
 use failoverd_link::{HeartbeatConfig, Identity, LinkConfig};
 use failoverd_wire::NodeId;
 use tokio::sync::{mpsc, watch};
@@ -35,7 +35,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let mut core = core_config(&config, NodeId(fingerprint.node_id()));
     core.peer = Some(NodeId(peer_fingerprint.node_id()));
     core.validate()
-        .with_context(|| format!("{}: invalid timers", path.display()))?;
+        .with_context(|| format!("{}: invalid settings", path.display()))?;
 
     let hellos = HelloPath::spawn(&config.node.name, driver::Clock::start())?;
     let heartbeat = match config.link.heartbeat {
@@ -146,9 +146,20 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
         silence_timer: config.timers.silence,
         remove_hold: remove_hold(config),
         digest_interval: config.sessions.digest_interval,
+        filter: replication_filter(config),
+        max_peer_buffer: config.sessions.peer_buffer,
         seed: seed(),
         reliable_link: true,
         ..NodeConfig::default()
+    }
+}
+
+/// What this node replicates, applied to the peer's ops too: the kernel table's filter; the
+/// memory table (the demo, trying it out) replicates everything.
+fn replication_filter(config: &Config) -> ReplicationFilter {
+    match config.sessions.backend {
+        SessionBackend::Conntrack => kernel::replication_filter(config),
+        SessionBackend::Memory => ReplicationFilter::default(),
     }
 }
 
