@@ -247,6 +247,10 @@ pub struct ControlConfig {
     /// `socket` (default `/run/failoverd/failoverd.sock`); a relative path is resolved against
     /// the file's directory.
     pub socket: PathBuf,
+    /// `group` (default none): besides root and the daemon's own user, members of this group
+    /// (a name or a number) may run the commands that change state (switchover, maintenance,
+    /// sessions generate); every local user may run those that only read.
+    pub group: Option<String>,
 }
 
 /// `[log]`: logging.
@@ -616,8 +620,12 @@ include = []
 exclude = []
 
 [control]
-# The Unix socket failoverctl talks to; mode 0660.
+# The Unix socket failoverctl talks to (mode 0666: every local user may read status, peer,
+# sessions and events; keep it in a directory that only root can write, never /tmp).
 socket = "/run/failoverd/failoverd.sock"
+# Besides root and the daemon's own user, members of this group may switch over, turn
+# maintenance on or off and generate sessions. Default: none.
+#group = "failoverd"
 
 [log]
 # "text" or "json" (one object per line).
@@ -804,6 +812,7 @@ struct RawConntrack {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1025,7 +1034,13 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
             ),
         ],
     ),
-    ("control", &[("socket", "the path of the control socket")]),
+    (
+        "control",
+        &[
+            ("socket", "the path of the control socket"),
+            ("group", "a group name or number"),
+        ],
+    ),
     (
         "log",
         &[
@@ -1416,6 +1431,17 @@ impl RawConfig {
             socket: match self.control.socket {
                 Some(socket) => base.join(non_empty_path(source, "control", "socket", &socket)?),
                 None => PathBuf::from(DEFAULT_SOCKET),
+            },
+            group: match self.control.group {
+                Some(group) if group.get_ref().is_empty() => {
+                    return Err(source.bad_value(
+                        "control",
+                        "group",
+                        &group.span(),
+                        format!("must be {}, not empty", expected("control", "group")),
+                    ));
+                }
+                group => group.map(Spanned::into_inner),
             },
         };
         let log = LogConfig {
@@ -2962,7 +2988,8 @@ mod tests {
                     conntrack: ConntrackConfig::default(),
                 },
                 control: ControlConfig {
-                    socket: PathBuf::from(DEFAULT_SOCKET)
+                    socket: PathBuf::from(DEFAULT_SOCKET),
+                    group: None,
                 },
                 log: LogConfig {
                     format: LogFormat::Text,

@@ -64,6 +64,37 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The command's name, as in `cmd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Peer => "peer",
+            Request::Sessions { .. } => "sessions",
+            Request::SessionsCount => "sessions-count",
+            Request::SessionsGenerate { .. } => "sessions-generate",
+            Request::Events { .. } => "events",
+            Request::Switchover => "switchover",
+            Request::Maintenance { .. } => "maintenance",
+        }
+    }
+
+    /// Whether the command changes the daemon's state (then only root, the daemon's own user
+    /// or the `control.group` may run it); the others only read.
+    pub fn changes_state(&self) -> bool {
+        match self {
+            Request::Status
+            | Request::Peer
+            | Request::Sessions { .. }
+            | Request::SessionsCount
+            | Request::Events { .. } => false,
+            Request::SessionsGenerate { .. }
+            | Request::Switchover
+            | Request::Maintenance { .. } => true,
+        }
+    }
+}
+
 /// The answer to one request: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(into = "ResponseRepr", try_from = "ResponseRepr")]
@@ -801,6 +832,27 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// `name` is the `cmd` a request is sent with.
+    #[test]
+    fn request_names_are_their_cmd() {
+        for request in [
+            Request::Status,
+            Request::Peer,
+            Request::Sessions {
+                filter: SessionFilter::default(),
+                limit: None,
+            },
+            Request::SessionsCount,
+            Request::SessionsGenerate { count: 1 },
+            Request::Events { limit: None },
+            Request::Switchover,
+            Request::Maintenance { on: true },
+        ] {
+            let json = serde_json::to_value(&request).unwrap();
+            assert_eq!(json["cmd"], request.name(), "{request:?}");
+        }
+    }
 
     const LOCAL: NodeId = NodeId(0x1000_abcd);
     const PEER: NodeId = NodeId(0x2000_abcd);

@@ -79,6 +79,14 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         }
     };
     let takeover = Takeover::start(&config).await?;
+    let group = match &config.control.group {
+        Some(name) => Some(
+            transport::group_id(name)
+                .with_context(|| format!("{}: control.group {name:?}", path.display()))?,
+        ),
+        None => None,
+    };
+    let access = transport::Access::new(group);
     let listener = transport::bind(&config.control.socket)?;
     info!(
         node = %config.node.name,
@@ -98,7 +106,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     });
     let (requests, request_rx) = mpsc::channel(64);
     let (control, mut control_rx) = mpsc::channel(64);
-    tokio::spawn(transport::serve(listener, control, until(stopped.clone())));
+    tokio::spawn(transport::serve(
+        listener,
+        control,
+        access,
+        until(stopped.clone()),
+    ));
     tokio::spawn(async move {
         while let Some((request, reply)) = control_rx.recv().await {
             if requests
