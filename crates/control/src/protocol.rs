@@ -550,7 +550,42 @@ impl SessionList {
         }
         list
     }
+
+    /// The list [`select`](Self::select) makes with no limit, as the JSON of a `SessionList`
+    /// written piece by piece (the sessions first, then `total` and `matched`): each piece of
+    /// [`SESSIONS_PER_PIECE`] sessions goes to `emit` as soon as it is made, so a large table
+    /// is never held whole as JSON. Stops when `emit` returns false (the reader is gone).
+    pub fn write_json<'a>(
+        records: impl IntoIterator<Item = &'a SessionRecord>,
+        filter: &SessionFilter,
+        local: NodeId,
+        mut emit: impl FnMut(Vec<u8>) -> bool,
+    ) {
+        let (mut total, mut matched) = (0usize, 0usize);
+        let mut piece = b"{\"sessions\":[".to_vec();
+        for record in records {
+            total += 1;
+            if !filter.matches(record, local) {
+                continue;
+            }
+            if matched > 0 {
+                piece.push(b',');
+            }
+            matched += 1;
+            // Invariant: a view is strings and numbers, which always serialize.
+            serde_json::to_writer(&mut piece, &SessionView::from_record(record, local))
+                .expect("a session view serializes");
+            if matched.is_multiple_of(SESSIONS_PER_PIECE) && !emit(std::mem::take(&mut piece)) {
+                return;
+            }
+        }
+        piece.extend_from_slice(format!("],\"total\":{total},\"matched\":{matched}}}").as_bytes());
+        emit(piece);
+    }
 }
+
+/// Sessions per piece of [`SessionList::write_json`].
+pub const SESSIONS_PER_PIECE: usize = 1024;
 
 /// One session as the control protocol shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -832,6 +867,40 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The streamed list is the same JSON value as the one `select` makes, in pieces.
+    #[test]
+    fn a_streamed_list_is_the_selected_list() {
+        let local = NodeId(1);
+        let records: Vec<_> = (0..2500u32)
+            .map(|i| {
+                let mut record = tcp();
+                record.key.orig.src_port = i as u16;
+                record.owner = NodeId(1 + i % 2);
+                record
+            })
+            .collect();
+        let filter = SessionFilter {
+            owner: Some(OwnerFilter::Local),
+            ..SessionFilter::default()
+        };
+        let mut pieces = Vec::new();
+        SessionList::write_json(&records, &filter, local, |piece| {
+            pieces.push(piece);
+            true
+        });
+        assert_eq!(
+            pieces.len(),
+            2,
+            "1,250 matches: one full piece and the rest"
+        );
+        let streamed: SessionList = serde_json::from_slice(&pieces.concat()).unwrap();
+        assert_eq!(
+            streamed,
+            SessionList::select(&records, &filter, None, local)
+        );
+        assert_eq!((streamed.total, streamed.matched), (2500, 1250));
+    }
 
     /// `name` is the `cmd` a request is sent with.
     #[test]

@@ -1,7 +1,8 @@
 //! The control socket: a Unix stream socket carrying JSON lines (see [`crate::protocol`]).
 //!
 //! The daemon [`bind`]s the socket and runs [`serve`], which hands every well-formed request
-//! to the daemon's driver over a channel and writes back its answer; `failoverctl` calls
+//! to the daemon's driver over a channel and writes back its answer (whole, or streamed in
+//! pieces: [`Answer`]); `failoverctl` calls
 //! [`request`] (or keeps a [`Client`] for several requests).
 //!
 //! Every local user may connect (mode 0666) and run the commands that only read; a command that
@@ -48,7 +49,24 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SOCKET_MODE: u32 = 0o666;
 
 /// How [`serve`] passes a request to the daemon: the request and where to send the answer.
-pub type RequestSender = mpsc::Sender<(Request, oneshot::Sender<Response>)>;
+pub type RequestSender = mpsc::Sender<(Request, oneshot::Sender<Answer>)>;
+
+/// The daemon's answer to one request.
+#[derive(Debug)]
+pub enum Answer {
+    /// A whole response.
+    Done(Response),
+    /// A successful response whose `data` arrives in pieces that together are one JSON value
+    /// (a long session list, never held whole). Written as they come; a sender dropped before
+    /// the value is complete leaves the client a line that does not parse.
+    Stream(mpsc::Receiver<Vec<u8>>),
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Answer::Done(response)
+    }
+}
 
 /// Errors of the control socket, on either side.
 #[derive(Debug, thiserror::Error)]
@@ -460,22 +478,39 @@ async fn connection(
         if text.is_empty() {
             continue;
         }
-        let response = match serde_json::from_slice::<Request>(text) {
+        let answer = match serde_json::from_slice::<Request>(text) {
             Ok(request) if !request.changes_state() => forward(&handler, request).await,
             Ok(request) => authorized(&handler, request, access, &credentials).await,
-            Err(err) => Response::error(format!("bad request: {err}")),
+            Err(err) => Response::error(format!("bad request: {err}")).into(),
         };
-        let answer = response_line(&response);
-        match tokio::time::timeout(IDLE_TIMEOUT, writer.write_all(&answer)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::debug!("control connection: {err}");
-                return;
+        if let Err(err) = write_answer(&mut writer, answer).await {
+            tracing::debug!("control connection: {err}");
+            return;
+        }
+    }
+}
+
+/// Writes one answer as one line; a client that takes nothing of it for [`IDLE_TIMEOUT`] is
+/// an error.
+async fn write_answer(writer: &mut OwnedWriteHalf, answer: Answer) -> io::Result<()> {
+    async fn write(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+        match tokio::time::timeout(IDLE_TIMEOUT, writer.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client took no answer for {IDLE_TIMEOUT:?}"),
+            )),
+        }
+    }
+    match answer {
+        Answer::Done(response) => write(writer, &response_line(&response)).await,
+        Answer::Stream(mut pieces) => {
+            // The envelope `Response::Ok` serializes to, around the data.
+            write(writer, b"{\"ok\":true,\"data\":").await?;
+            while let Some(piece) = pieces.recv().await {
+                write(writer, &piece).await?;
             }
-            Err(_) => {
-                tracing::debug!("control client took no answer for {IDLE_TIMEOUT:?}: closed");
-                return;
-            }
+            write(writer, b"}\n").await
         }
     }
 }
@@ -486,7 +521,7 @@ async fn authorized(
     request: Request,
     access: Access,
     client: &Credentials,
-) -> Response {
+) -> Answer {
     let command = request.name();
     let pid = client
         .pid
@@ -504,7 +539,8 @@ async fn authorized(
             "permission denied: {command} needs root or the control group (control.group); \
              you are uid {} gid {}",
             client.uid, client.gid
-        ));
+        ))
+        .into();
     }
     tracing::info!(
         command,
@@ -518,14 +554,14 @@ async fn authorized(
 }
 
 /// Passes a request to the daemon and waits for its answer.
-async fn forward(handler: &RequestSender, request: Request) -> Response {
+async fn forward(handler: &RequestSender, request: Request) -> Answer {
     let (answer, answered) = oneshot::channel();
     if handler.send((request, answer)).await.is_err() {
-        return Response::error("failoverd is shutting down");
+        return Response::error("failoverd is shutting down").into();
     }
-    answered
-        .await
-        .unwrap_or_else(|_| Response::error("failoverd dropped the request (shutting down?)"))
+    answered.await.unwrap_or_else(|_| {
+        Response::error("failoverd dropped the request (shutting down?)").into()
+    })
 }
 
 /// A response as one JSON line.
@@ -549,18 +585,26 @@ mod tests {
     fn spawn_daemon(dir: &Path) -> (PathBuf, oneshot::Sender<()>) {
         let path = dir.join("run/failoverd.sock");
         let listener = bind(&path).unwrap();
-        let (handler, mut requests) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(8);
+        let (handler, mut requests) = mpsc::channel::<(Request, oneshot::Sender<Answer>)>(8);
         tokio::spawn(async move {
             while let Some((request, answer)) = requests.recv().await {
                 let response = match request {
                     Request::Status => Response::Ok(json!({"state": "silence"})),
+                    Request::Sessions { .. } => {
+                        let (pieces, stream) = mpsc::channel(1);
+                        let _ = answer.send(Answer::Stream(stream));
+                        for piece in ["{\"total\":", "2,", "\"sessions\":[]}"] {
+                            pieces.send(piece.into()).await.unwrap();
+                        }
+                        continue;
+                    }
                     Request::SessionsGenerate { count } => Response::ok(&Generated {
                         created: count,
                         table_full: 0,
                     }),
                     other => Response::error(format!("not implemented: {other:?}")),
                 };
-                let _ = answer.send(response);
+                let _ = answer.send(response.into());
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();
@@ -598,6 +642,16 @@ mod tests {
             Err(ControlError::Daemon(message)) => assert_eq!(message, "not implemented: Peer"),
             other => panic!("{other:?}"),
         }
+        assert!(client.call(&Request::Status).await.is_ok());
+        let streamed = Request::Sessions {
+            filter: Default::default(),
+            limit: None,
+        };
+        assert_eq!(
+            client.call(&streamed).await.unwrap(),
+            json!({"total": 2, "sessions": []}),
+            "a streamed answer arrives as one value"
+        );
         assert!(client.call(&Request::Status).await.is_ok());
     }
 
@@ -710,13 +764,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("failoverd.sock");
         let listener = bind(&path).unwrap();
-        let (handler, mut requests) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(64);
+        let (handler, mut requests) = mpsc::channel::<(Request, oneshot::Sender<Answer>)>(64);
         let (held_tx, mut held_rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some((request, answer)) = requests.recv().await {
                 match request {
                     Request::Status => {
-                        let _ = answer.send(Response::Ok(json!({"state": "silence"})));
+                        let _ = answer.send(Response::Ok(json!({"state": "silence"})).into());
                     }
                     // Never answered while the test runs: the client stays busy.
                     _ => held_tx.send(answer).unwrap(),

@@ -126,7 +126,7 @@ impl FakeDaemon {
                     tokio::spawn(async move {
                         while let Some((request, answer)) = incoming.recv().await {
                             requests.lock().unwrap().push(request.clone());
-                            let _ = answer.send(respond(request));
+                            let _ = answer.send(respond(request).into());
                         }
                     });
                     transport::serve(listener, handler, access, async {

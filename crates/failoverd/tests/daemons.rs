@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use failoverd_control::protocol::{EventList, FailoverState, Request, Role, Status};
+use failoverd_control::protocol::{
+    EventList, FailoverState, Request, Role, SessionFilter, SessionList, Status,
+};
 use failoverd_control::transport;
 use failoverd_link::{Fingerprint, Identity};
 use serde_json::Value;
@@ -273,6 +275,34 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
         (5000, 0, 5000)
     );
     assert_eq!(before.sessions.owned, 5000);
+    // The whole list is streamed (issue 11, item 7), a limited one is not: the same JSON.
+    let streamed: SessionList = serde_json::from_value(
+        call(
+            &b,
+            Request::Sessions {
+                filter: SessionFilter::default(),
+                limit: None,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!((streamed.total, streamed.matched), (5000, 5000));
+    assert_eq!(streamed.sessions.len(), 5000);
+    let limited = call(
+        &b,
+        Request::Sessions {
+            filter: SessionFilter::default(),
+            limit: Some(5000),
+        },
+    )
+    .unwrap();
+    let mut limited: SessionList = serde_json::from_value(limited).unwrap();
+    let mut streamed = streamed;
+    let key = |v: &failoverd_control::protocol::SessionView| serde_json::to_string(v).unwrap();
+    streamed.sessions.sort_by_key(key);
+    limited.sessions.sort_by_key(key);
+    assert_eq!(streamed, limited);
 
     // Silent: a stopped process sends nothing (its kernel still holds the connection open), then
     // it dies.
