@@ -384,6 +384,10 @@ pub struct Replication {
     pub lag_max_us: u64,
     /// Number of lag samples.
     pub lag_samples: u64,
+    /// Bytes of the peer's batches held now, waiting for a gap to fill or to be applied (at
+    /// most `sessions.peer_buffer_mib`; absent from daemons before it).
+    #[serde(default)]
+    pub peer_buffered_bytes: u64,
 }
 
 // ---------------------------------------------------------------------------------------------

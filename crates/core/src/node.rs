@@ -1328,6 +1328,8 @@ impl Node {
             self.inbound.suspend(&mut self.stats);
             self.timers.stop(Timer::RemoveHold);
             self.timers.stop(Timer::Digest);
+            self.timers.stop(Timer::PeerDigest);
+            self.peer_digest_waiting = None;
             self.pending_sweep = None;
             self.resend.clear();
             self.timers.stop(Timer::Retransmit);

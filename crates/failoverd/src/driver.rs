@@ -734,6 +734,7 @@ impl Driver {
                 lag_p99_us: stats.lag.quantile(0.99).as_micros() as u64,
                 lag_max_us: stats.lag.max().as_micros() as u64,
                 lag_samples: stats.lag.count(),
+                peer_buffered_bytes: node.peer_buffered_bytes() as u64,
             },
             counters,
             uptime_ms: now.as_nanos() / 1_000_000,
