@@ -303,6 +303,18 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
     streamed.sessions.sort_by_key(key);
     limited.sessions.sort_by_key(key);
     assert_eq!(streamed, limited);
+    // Issue 11, item 7: a command that changes state is logged with who asked, and clients
+    // that connect and send nothing (more than the 32 slots) do not lock out a new one.
+    assert!(
+        a.log().contains("control: sessions-generate by uid 0 pid "),
+        "{}",
+        a.log()
+    );
+    let idle: Vec<_> = (0..40)
+        .map(|_| std::os::unix::net::UnixStream::connect(&b.socket).unwrap())
+        .collect();
+    assert!(status(&b).is_some(), "status answered past 40 idle clients");
+    drop(idle);
 
     // Silent: a stopped process sends nothing (its kernel still holds the connection open), then
     // it dies.
