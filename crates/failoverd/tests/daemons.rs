@@ -601,6 +601,9 @@ struct HostilePeer {
     injected: u64,
 }
 
+/// The dead interval of the hostile peer's test (both sides): room for a loaded machine.
+const DEAD: Duration = Duration::from_secs(1);
+
 /// What the test asks the peer to send; each is answered once sent.
 enum Inject {
     /// One batch, next in its stream.
@@ -640,6 +643,7 @@ fn spawn_peer(
                 pair_id: 7,
                 priority: 200,
                 reliable_link: true,
+                dead_interval: DEAD,
                 // Its own digests (of an empty table) would not match the session slipped
                 // in, and the resync they cause would drop what the daemon holds.
                 digest_interval: Duration::ZERO,
@@ -687,15 +691,20 @@ impl HostilePeer {
             }
             Inject::Reordered { records, count } => {
                 let mut frame = batch_frame(epoch, 0, &records);
-                for i in 0..count {
-                    frame[16..24].copy_from_slice(&(next + 1 + i).to_be_bytes());
-                    self.link
-                        .send_async(LinkChannel::Data, frame.clone())
-                        .await
-                        .unwrap();
-                    // Its own hellos keep going meanwhile.
-                    self.run(Duration::ZERO).await;
+                let link = self.link.clone();
+                let flood = tokio::spawn(async move {
+                    for i in 0..count {
+                        frame[16..24].copy_from_slice(&(next + 1 + i).to_be_bytes());
+                        link.send_async(LinkChannel::Data, frame.clone())
+                            .await
+                            .unwrap();
+                    }
+                });
+                // Its own hellos keep going meanwhile, as a daemon's do.
+                while !flood.is_finished() {
+                    self.run(Duration::from_millis(5)).await;
                 }
+                flood.await.unwrap();
             }
             Inject::Digests { count } => {
                 let mut digest = Vec::new();
@@ -848,10 +857,13 @@ fn peak_rss_kib(daemon: &Daemon) -> u64 {
 #[test]
 fn an_authenticated_peer_gone_bad_is_refused_and_bounded() {
     let root = tempfile::tempdir().unwrap();
-    let (fa, fp) = (
+    let (mut fa, fp) = (
         NodeFiles::new(root.path(), "a"),
         NodeFiles::new(root.path(), "p"),
     );
+    // A loaded machine (a whole test suite beside 2 GB over TLS) must not make the daemon
+    // declare its peer dead, which would start a new stream and drop what it holds.
+    fa.timers = "dead_interval_ms = 1000";
     let a = fa.start_with(
         "a",
         100,
