@@ -381,7 +381,7 @@ cmd_demo() {
 	if [[ -n $(lab_namespaces "$p") ]]; then
 		cmd_down "$p"
 	fi
-	local bin work="/tmp/$p-failoverd"
+	local bin work="/run/$p-failoverd"
 	if ! bin=$(find_bin_dir); then
 		# Without failoverd nobody would hold the gateway: the manual lab instead.
 		cmd_up "$p"

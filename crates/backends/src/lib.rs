@@ -25,6 +25,4 @@ pub use session::{
     MemoryStats, SessionBackend, perform, sample_record,
 };
 #[cfg(target_os = "linux")]
-pub use session::{
-    ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats, OwnerMark, OwnerMarkError,
-};
+pub use session::{ConntrackBackend, ConntrackConfig, ConntrackStats, OwnerMark, OwnerMarkError};

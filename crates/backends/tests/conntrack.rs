@@ -13,18 +13,17 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::net::IpAddr;
-use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use failoverd_backends::session::conformance::Harness;
 use failoverd_backends::{
-    ApplyError, ApplyReport, BackendError, ConntrackBackend, ConntrackConfig, ConntrackFilter,
-    LocalError, OwnerMark, SessionBackend, sample_record,
+    ApplyError, ApplyReport, BackendError, ConntrackBackend, ConntrackConfig, LocalError,
+    OwnerMark, SessionBackend, sample_record,
 };
+use failoverd_core::ReplicationFilter;
 use failoverd_wire::{
     HelperName, NodeId, SeqAdj, SessionKey, SessionOp, SessionRecord, TcpState, Tuple,
 };
@@ -65,67 +64,27 @@ macro_rules! require_root {
 /// Moves the calling thread into a new, empty network namespace. Threads it starts later (the
 /// backend's event reader) and processes it spawns (`nft`, `conntrack`, `ip`) inherit it.
 fn enter_fresh_netns() {
-    // Opened from the initial namespace, before the first unshare (see `max_sysctl`).
-    max_sysctl();
+    // Read in the initial namespace, before the first unshare (see `conntrack_max`).
+    conntrack_max();
     // SAFETY: plain system call; affects the calling thread only.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         panic!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
     }
 }
 
-/// `net.netfilter.nf_conntrack_max` is host-wide: writable only from the initial namespace, so
-/// it is opened there once, and its value at start is what every change restores.
-fn max_sysctl() -> &'static (Mutex<File>, u64) {
-    static MAX: OnceLock<(Mutex<File>, u64)> = OnceLock::new();
-    MAX.get_or_init(|| {
-        let path = "/proc/sys/net/netfilter/nf_conntrack_max";
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .open(path)
-            .expect("open nf_conntrack_max in the initial namespace");
-        let original = std::fs::read_to_string(path)
-            .unwrap()
+/// `net.netfilter.nf_conntrack_max`: host-wide, and never changed by these tests (a lowered
+/// limit would drop new connections everywhere on the host while they run). A table is made
+/// full by filling its own namespace up to it instead: the limit is global, the count per
+/// namespace.
+fn conntrack_max() -> u64 {
+    static MAX: OnceLock<u64> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+            .expect("read nf_conntrack_max")
             .trim()
             .parse()
-            .unwrap();
-        (Mutex::new(file), original)
+            .expect("nf_conntrack_max is a number")
     })
-}
-
-fn set_conntrack_max(value: u64) {
-    let (file, _) = max_sysctl();
-    file.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .write_all_at(format!("{value}\n").as_bytes(), 0)
-        .expect("write nf_conntrack_max");
-}
-
-/// Tests share `nf_conntrack_max`: a test that lowers it holds this exclusively (and restores it
-/// when done), every other test holds it shared, so none runs into a lowered limit.
-static TABLE_LIMIT: RwLock<()> = RwLock::new(());
-
-enum LimitGuard {
-    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
-    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
-}
-
-impl LimitGuard {
-    fn shared() -> Self {
-        Self::Shared(TABLE_LIMIT.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn exclusive() -> Self {
-        Self::Exclusive(TABLE_LIMIT.write().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-impl Drop for LimitGuard {
-    fn drop(&mut self) {
-        if matches!(self, Self::Exclusive(_)) {
-            set_conntrack_max(max_sysctl().1);
-        }
-    }
 }
 
 /// Runs `program` with `args` in the calling thread's namespace, feeding it `input`.
@@ -461,7 +420,6 @@ struct ConntrackHarness {
     client: Client,
     /// Foreign events (`events_in + events_filtered`) the harness's own activity caused.
     expected_events: u64,
-    limit: Option<LimitGuard>,
 }
 
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -472,14 +430,12 @@ impl ConntrackHarness {
     }
 
     fn with_config(config: ConntrackConfig, peer: Option<NodeId>) -> Self {
-        let limit = LimitGuard::shared();
         enter_fresh_netns();
         let backend = ConntrackBackend::open(config, LOCAL, peer).expect("open the backend");
         Self {
             backend,
             client: Client::open(),
             expected_events: 0,
-            limit: Some(limit),
         }
     }
 
@@ -520,6 +476,42 @@ impl ConntrackHarness {
             .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == wanted))
             .and_then(|e| e.file_name().to_str()?.parse().ok())
             .expect("the event socket's descriptor")
+    }
+
+    /// Fills this namespace with loopback entries, which the backend filters out, until only
+    /// `room` more fit under the host's `nf_conntrack_max`, which stays as it is (the limit is
+    /// host-wide, the count per namespace). The fillers are ASSURED, so the full table refuses
+    /// new entries rather than early-dropping them; their change events are consumed. Returns
+    /// the last filler's key (deleting it makes room for one entry).
+    fn fill(&mut self, room: u64) -> SessionKey {
+        let limit = conntrack_max();
+        let present = self.backend.count().expect("count") as u64;
+        assert!(
+            present + room < limit,
+            "{present} entries, room {room}, limit {limit}"
+        );
+        let fillers: Vec<_> = (0..(limit - room - present) as u32)
+            .map(loopback_filler)
+            .collect();
+        let (last, fillers) = fillers.split_last().expect("room for one filler");
+        self.client.create_many(fillers);
+        // Every filler's event has been read (or lost) before the last slot is taken: the
+        // sentinel needs one.
+        self.sync_with_sentinel();
+        self.client.create(last).expect("the last filler");
+        self.expect_events(1);
+        assert_eq!(self.backend.count().expect("count") as u64, limit - room);
+        // A burst this size may overflow the event socket: the overrun is the fillers'.
+        let mut events = Vec::new();
+        loop {
+            match self.backend.poll_changes(&mut events, 1024) {
+                Ok(0) => break,
+                Ok(_) => events.clear(),
+                Err(BackendError::Overrun { .. }) => {}
+                Err(error) => panic!("poll_changes: {error}"),
+            }
+        }
+        last.key
     }
 
     /// Creates and deletes a loopback entry (filtered by every backend) and waits until the
@@ -586,25 +578,10 @@ impl Harness for ConntrackHarness {
     }
 
     fn set_capacity(&mut self, entries: usize) {
-        // Lowered for every namespace: wait until no other test runs.
-        self.limit = None;
-        self.limit = Some(LimitGuard::exclusive());
-        if entries == 0 {
-            // The kernel reads 0 as "no limit": hold one entry the backend does not replicate
-            // (loopback) under a limit of 1. Dumps leave it out; `count` would not.
-            assert_eq!(self.backend.count().unwrap(), 0);
-            let mut filler = sample_record(0, LOCAL);
-            filler.key.orig.src = "127.0.0.9".parse().unwrap();
-            filler.key.orig.dst = "127.0.0.10".parse().unwrap();
-            filler.reply.dst = "127.0.0.9".parse().unwrap();
-            filler.reply.src = "127.0.0.10".parse().unwrap();
-            self.client.create(&filler).expect("filler");
-            self.expect_events(1);
-            set_conntrack_max(1);
-        } else {
-            set_conntrack_max(entries as u64);
-        }
+        self.fill(entries as u64);
     }
+
+    const CHEAP_CAPACITY: bool = false;
 
     /// A real ENOBUFS: shrinks the event socket's buffer to the minimum, makes the kernel emit
     /// bursts of events until the backend sees the overflow, then restores the buffer.
@@ -633,38 +610,16 @@ impl Harness for ConntrackHarness {
         self.sync_with_sentinel();
     }
 
-    /// Fills this namespace up to the unchanged `nf_conntrack_max` (the shared limit guard
-    /// keeps it unchanged) with loopback entries, which the backend filters out. They are
-    /// ASSURED, so the full table refuses new entries rather than early-dropping them.
+    /// Fills this namespace up to the unchanged `nf_conntrack_max`.
     fn fill_to_limit(&mut self) -> SessionKey {
-        let limit = max_sysctl().1;
-        let present = self.backend.count().expect("count") as u64;
-        assert!(present < limit, "{present} entries, limit {limit}");
-        let fillers: Vec<_> = (0..(limit - present) as u32).map(loopback_filler).collect();
-        let (last, fillers) = fillers.split_last().expect("room for one filler");
-        self.client.create_many(fillers);
-        // Every filler's event has been read (or lost) before the last slot is taken: the
-        // sentinel needs one.
-        self.sync_with_sentinel();
-        self.client.create(last).expect("the last filler");
-        self.expect_events(1);
-        assert_eq!(self.backend.count().expect("count") as u64, limit);
+        let last = self.fill(0);
+        let limit = conntrack_max();
         assert_eq!(
             self.client.create(&loopback_filler(limit as u32)),
             Err(libc::ENOMEM),
             "the namespace is full at nf_conntrack_max = {limit}"
         );
-        // A burst this size may overflow the event socket: the overrun is the fillers'.
-        let mut events = Vec::new();
-        loop {
-            match self.backend.poll_changes(&mut events, 1024) {
-                Ok(0) => break,
-                Ok(_) => events.clear(),
-                Err(BackendError::Overrun { .. }) => {}
-                Err(error) => panic!("poll_changes: {error}"),
-            }
-        }
-        last.key
+        last
     }
 
     fn normalize(&self, mut record: SessionRecord) -> SessionRecord {
@@ -867,7 +822,7 @@ fn enobufs_is_reported_once_as_an_overrun() {
 #[test]
 fn the_filter_applies_to_events_and_dumps() {
     require_root!();
-    let filter = ConntrackFilter {
+    let filter = ReplicationFilter {
         zones: vec![0],
         protocols: vec![6, 17],
         include: vec![
@@ -918,7 +873,7 @@ fn the_filter_applies_to_events_and_dumps() {
     assert_eq!(dumped, want);
     assert_eq!(h.backend.count().unwrap(), 9);
 
-    let default = ConntrackFilter::default();
+    let default = ReplicationFilter::default();
     assert!(default.matches(&sample_record(0, LOCAL).key));
     assert!(!default.matches(&records[8].key));
     let mut v6_loopback = sample_record(1, LOCAL).key;
@@ -1173,7 +1128,6 @@ fn peer_timeouts_are_inflated_and_restored_by_adoption() {
 #[test]
 fn open_takes_existing_entries_as_the_peers() {
     require_root!();
-    let _limit = LimitGuard::shared();
     enter_fresh_netns();
     let mut client = Client::open();
     let existing: Vec<_> = (0..3).map(|i| sample_record(i, LOCAL)).collect();
@@ -1281,7 +1235,7 @@ fn kernel_settings_read_the_namespaces_sysctls() {
             "nf_conntrack_tcp_timeout_established",
         ]
     );
-    assert_eq!(settings[0].1, Some(max_sysctl().1));
+    assert_eq!(settings[0].1, Some(conntrack_max()));
     assert!(settings[3].1.is_some_and(|events| events > 0));
 }
 
@@ -1289,7 +1243,6 @@ fn kernel_settings_read_the_namespaces_sysctls() {
 #[test]
 fn open_turns_events_on() {
     require_root!();
-    let _limit = LimitGuard::shared();
     enter_fresh_netns();
     std::fs::write("/proc/sys/net/netfilter/nf_conntrack_events", "0").unwrap();
     let backend = ConntrackBackend::open(ConntrackConfig::default(), LOCAL, None).unwrap();
@@ -1302,7 +1255,6 @@ fn open_turns_events_on() {
 #[test]
 fn dropping_the_backend_stops_its_reader() {
     require_root!();
-    let _limit = LimitGuard::shared();
     enter_fresh_netns();
     for _ in 0..20 {
         let backend = ConntrackBackend::open(ConntrackConfig::default(), LOCAL, None).unwrap();
@@ -1466,7 +1418,6 @@ fn owners_at_open(config: ConntrackConfig) -> std::collections::HashMap<SessionK
 #[test]
 fn a_restarted_backend_keeps_the_entries_it_stamped_as_its_own() {
     require_root!();
-    let _limit = LimitGuard::shared();
     enter_fresh_netns();
     let mut client = Client::open();
     let mut backend =
@@ -1531,7 +1482,6 @@ fn a_restarted_backend_keeps_the_entries_it_stamped_as_its_own() {
 #[test]
 fn a_change_is_stamped_before_it_is_handed_on() {
     require_root!();
-    let _limit = LimitGuard::shared();
     enter_fresh_netns();
     let mut backend =
         ConntrackBackend::open(ConntrackConfig::default(), LOCAL, Some(PEER)).unwrap();
@@ -1588,7 +1538,6 @@ fn a_change_is_stamped_before_it_is_handed_on() {
 #[test]
 fn the_stamp_follows_the_owner_and_the_active_role() {
     require_root!();
-    let _limit = LimitGuard::shared();
     enter_fresh_netns();
     let mut client = Client::open();
     let mut backend =
@@ -1673,4 +1622,46 @@ fn an_update_keeps_the_status_bits_the_kernel_never_clears() {
     assert_eq!(dumped.len(), 1);
     assert_eq!(dumped[0].mark, 7, "the rest of the record is written");
     assert_eq!(dumped[0].status & SEEN_REPLY_ASSURED, SEEN_REPLY_ASSURED);
+}
+
+/// Issue 11, item 8: a full table is made by filling the test's own namespace, never by
+/// lowering the host-wide `nf_conntrack_max` (which dropped new connections on the whole host
+/// while the tests ran). A thread that stays in the initial namespace watches the limit while
+/// a table is filled to three free slots and a fourth entry is refused: it never changes.
+#[test]
+fn a_full_table_leaves_the_host_limit_alone() {
+    require_root!();
+    let limit = conntrack_max();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now =
+                    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max").unwrap();
+                seen.insert(now.trim().parse::<u64>().unwrap());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            seen
+        }
+    });
+    let started = Instant::now();
+    let mut h = ConntrackHarness::new();
+    h.set_capacity(3);
+    let filled = started.elapsed();
+    let peer = NodeId(2);
+    let records: Vec<_> = (0..4).map(|i| sample_record(i, peer)).collect();
+    let report = h.backend().apply(&upsert(&records));
+    assert_eq!(report.applied, 3);
+    assert_eq!(report.failed, [(3, ApplyError::TableFull)]);
+    drop(h);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [limit],
+        "the host's nf_conntrack_max stayed {limit}"
+    );
+    eprintln!("filled a namespace to {limit} - 3 entries in {filled:?}");
 }

@@ -173,6 +173,11 @@ pub struct SessionsConfig {
     /// digest of its sessions for the peer to compare with its copies (anti-entropy). Each
     /// costs a dump of the table on both nodes.
     pub digest_interval: Duration,
+    /// `peer_buffer_mib` (default 32, 8..=4096): the peer's received batches held in memory
+    /// (ahead of a gap, or waiting for the backend), at most, in bytes. An honest peer keeps
+    /// at most 8 MiB unapplied; past the bound a batch ahead of a gap is dropped (the peer
+    /// resends it) and one in order resets the link.
+    pub peer_buffer: usize,
     /// `[sessions.conntrack]`: settings of the kernel backend (read only with `backend =
     /// "conntrack"`).
     pub conntrack: ConntrackConfig,
@@ -243,6 +248,10 @@ pub struct ControlConfig {
     /// `socket` (default `/run/failoverd/failoverd.sock`); a relative path is resolved against
     /// the file's directory.
     pub socket: PathBuf,
+    /// `group` (default none): besides root and the daemon's own user, members of this group
+    /// (a name or a number) may run the commands that change state (switchover, maintenance,
+    /// sessions generate) and list the sessions; every local user may read the status.
+    pub group: Option<String>,
 }
 
 /// `[log]`: logging.
@@ -593,6 +602,10 @@ backend = "memory"
 # Anti-entropy: how often each node sends a digest of its sessions for the peer to compare with
 # its copies; drift no event reported is resynchronized. Each costs a dump on both nodes. 0: off.
 digest_interval_ms = 60000
+# The peer's batches held in memory (ahead of a gap, or waiting to be applied), at most, in MiB
+# (8..=4096). An honest peer keeps at most 8 MiB unapplied; one sending past that gets its
+# batches dropped (resent later) or its link reset, never more memory.
+peer_buffer_mib = 32
 
 # Used only with backend = "conntrack".
 [sessions.conntrack]
@@ -613,8 +626,12 @@ include = []
 exclude = []
 
 [control]
-# The Unix socket failoverctl talks to; mode 0660.
+# The Unix socket failoverctl talks to (mode 0666: every local user may read status, peer,
+# the session count and events; keep it in a directory that only root can write, never /tmp).
 socket = "/run/failoverd/failoverd.sock"
+# Besides root and the daemon's own user, members of this group may switch over, turn
+# maintenance on or off, generate sessions and list them. Default: none.
+#group = "failoverd"
 
 [log]
 # "text" or "json" (one object per line).
@@ -792,6 +809,7 @@ struct RawTimers {
 struct RawSessions {
     backend: Option<SessionBackend>,
     digest_interval_ms: Option<Spanned<i64>>,
+    peer_buffer_mib: Option<Spanned<i64>>,
     conntrack: Option<RawConntrack>,
 }
 
@@ -811,6 +829,7 @@ struct RawConntrack {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -996,6 +1015,7 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
                 "digest_interval_ms",
                 "milliseconds, 0 (off) or an integer from 1000 to 86400000",
             ),
+            ("peer_buffer_mib", "MiB, an integer from 8 to 4096"),
         ],
     ),
     (
@@ -1031,7 +1051,13 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
             ),
         ],
     ),
-    ("control", &[("socket", "the path of the control socket")]),
+    (
+        "control",
+        &[
+            ("socket", "the path of the control socket"),
+            ("group", "a group name or number"),
+        ],
+    ),
     (
         "log",
         &[
@@ -1423,6 +1449,17 @@ impl RawConfig {
                 Some(socket) => base.join(non_empty_path(source, "control", "socket", &socket)?),
                 None => PathBuf::from(DEFAULT_SOCKET),
             },
+            group: match self.control.group {
+                Some(group) if group.get_ref().is_empty() => {
+                    return Err(source.bad_value(
+                        "control",
+                        "group",
+                        &group.span(),
+                        format!("must be {}, not empty", expected("control", "group")),
+                    ));
+                }
+                group => group.map(Spanned::into_inner),
+            },
         };
         let log = LogConfig {
             format: self.log.format.unwrap_or(LogFormat::Text),
@@ -1489,9 +1526,19 @@ impl RawSessions {
                 format!("must be {}", expected("sessions", "digest_interval_ms")),
             ));
         }
+        let peer_buffer = int(
+            source,
+            "sessions",
+            "peer_buffer_mib",
+            self.peer_buffer_mib.as_ref(),
+            32,
+            8,
+            4096,
+        )?;
         Ok(SessionsConfig {
             backend,
             digest_interval: millis(digest.value),
+            peer_buffer: (peer_buffer.value as usize) << 20,
             conntrack,
         })
     }
@@ -2978,10 +3025,12 @@ mod tests {
                 sessions: SessionsConfig {
                     backend: SessionBackend::Memory,
                     digest_interval: Duration::from_secs(60),
+                    peer_buffer: 32 << 20,
                     conntrack: ConntrackConfig::default(),
                 },
                 control: ControlConfig {
-                    socket: PathBuf::from(DEFAULT_SOCKET)
+                    socket: PathBuf::from(DEFAULT_SOCKET),
+                    group: None,
                 },
                 log: LogConfig {
                     format: LogFormat::Text,
@@ -3123,6 +3172,10 @@ mod tests {
             format!(
                 "{PATH}:10:22: sessions.digest_interval_ms = 500: must be milliseconds, 0 (off) or an integer from 1000 to 86400000"
             )
+        );
+        assert_eq!(
+            error(&(minimal() + "[sessions]\npeer_buffer_mib = 4\n")),
+            format!("{PATH}:10:19: sessions.peer_buffer_mib = 4: must be at least 8")
         );
         let conntrack = minimal() + "[sessions]\nbackend = \"conntrack\"\n[sessions.conntrack]\n";
         assert_eq!(

@@ -64,6 +64,39 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The command's name, as in `cmd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Peer => "peer",
+            Request::Sessions { .. } => "sessions",
+            Request::SessionsCount => "sessions-count",
+            Request::SessionsGenerate { .. } => "sessions-generate",
+            Request::Events { .. } => "events",
+            Request::Switchover => "switchover",
+            Request::Maintenance { .. } => "maintenance",
+        }
+    }
+
+    /// Whether only root, the daemon's own user or the `control.group` may run the command:
+    /// those that change the daemon's state, and the session list, which shows the
+    /// connections crossing the firewall (the kernel lists its conntrack table to
+    /// `CAP_NET_ADMIN` only). Any local user may run the others.
+    pub fn privileged(&self) -> bool {
+        match self {
+            Request::Status
+            | Request::Peer
+            | Request::SessionsCount
+            | Request::Events { .. } => false,
+            Request::Sessions { .. }
+            | Request::SessionsGenerate { .. }
+            | Request::Switchover
+            | Request::Maintenance { .. } => true,
+        }
+    }
+}
+
 /// The answer to one request: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(into = "ResponseRepr", try_from = "ResponseRepr")]
@@ -353,6 +386,10 @@ pub struct Replication {
     pub lag_max_us: u64,
     /// Number of lag samples.
     pub lag_samples: u64,
+    /// Bytes of the peer's batches held now, waiting for a gap to fill or to be applied (at
+    /// most `sessions.peer_buffer_mib`; absent from daemons before it).
+    #[serde(default)]
+    pub peer_buffered_bytes: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -519,7 +556,42 @@ impl SessionList {
         }
         list
     }
+
+    /// The list [`select`](Self::select) makes with no limit, as the JSON of a `SessionList`
+    /// written piece by piece (the sessions first, then `total` and `matched`): each piece of
+    /// [`SESSIONS_PER_PIECE`] sessions goes to `emit` as soon as it is made, so a large table
+    /// is never held whole as JSON. Stops when `emit` returns false (the reader is gone).
+    pub fn write_json<'a>(
+        records: impl IntoIterator<Item = &'a SessionRecord>,
+        filter: &SessionFilter,
+        local: NodeId,
+        mut emit: impl FnMut(Vec<u8>) -> bool,
+    ) {
+        let (mut total, mut matched) = (0usize, 0usize);
+        let mut piece = b"{\"sessions\":[".to_vec();
+        for record in records {
+            total += 1;
+            if !filter.matches(record, local) {
+                continue;
+            }
+            if matched > 0 {
+                piece.push(b',');
+            }
+            matched += 1;
+            // Invariant: a view is strings and numbers, which always serialize.
+            serde_json::to_writer(&mut piece, &SessionView::from_record(record, local))
+                .expect("a session view serializes");
+            if matched.is_multiple_of(SESSIONS_PER_PIECE) && !emit(std::mem::take(&mut piece)) {
+                return;
+            }
+        }
+        piece.extend_from_slice(format!("],\"total\":{total},\"matched\":{matched}}}").as_bytes());
+        emit(piece);
+    }
 }
+
+/// Sessions per piece of [`SessionList::write_json`].
+pub const SESSIONS_PER_PIECE: usize = 1024;
 
 /// One session as the control protocol shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -801,6 +873,61 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The streamed list is the same JSON value as the one `select` makes, in pieces.
+    #[test]
+    fn a_streamed_list_is_the_selected_list() {
+        let local = NodeId(1);
+        let records: Vec<_> = (0..2500u32)
+            .map(|i| {
+                let mut record = tcp();
+                record.key.orig.src_port = i as u16;
+                record.owner = NodeId(1 + i % 2);
+                record
+            })
+            .collect();
+        let filter = SessionFilter {
+            owner: Some(OwnerFilter::Local),
+            ..SessionFilter::default()
+        };
+        let mut pieces = Vec::new();
+        SessionList::write_json(&records, &filter, local, |piece| {
+            pieces.push(piece);
+            true
+        });
+        assert_eq!(
+            pieces.len(),
+            2,
+            "1,250 matches: one full piece and the rest"
+        );
+        let streamed: SessionList = serde_json::from_slice(&pieces.concat()).unwrap();
+        assert_eq!(
+            streamed,
+            SessionList::select(&records, &filter, None, local)
+        );
+        assert_eq!((streamed.total, streamed.matched), (2500, 1250));
+    }
+
+    /// `name` is the `cmd` a request is sent with.
+    #[test]
+    fn request_names_are_their_cmd() {
+        for request in [
+            Request::Status,
+            Request::Peer,
+            Request::Sessions {
+                filter: SessionFilter::default(),
+                limit: None,
+            },
+            Request::SessionsCount,
+            Request::SessionsGenerate { count: 1 },
+            Request::Events { limit: None },
+            Request::Switchover,
+            Request::Maintenance { on: true },
+        ] {
+            let json = serde_json::to_value(&request).unwrap();
+            assert_eq!(json["cmd"], request.name(), "{request:?}");
+        }
+    }
 
     const LOCAL: NodeId = NodeId(0x1000_abcd);
     const PEER: NodeId = NodeId(0x2000_abcd);

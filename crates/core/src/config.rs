@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use failoverd_wire::{BackupType, NodeId};
 
+use crate::filter::ReplicationFilter;
+
 /// How one node negotiates and replicates.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -64,6 +66,15 @@ pub struct NodeConfig {
     /// copies (anti-entropy: drift that no event reported is found and resynchronized); zero
     /// turns it off. Each digest costs a dump of the table on both nodes.
     pub digest_interval: Duration,
+    /// Which sessions this node replicates. The backend applies it to local changes; the core
+    /// applies it to the peer's ops, refusing (and counting) those outside it.
+    pub filter: ReplicationFilter,
+    /// Bytes of the peer's received batches held in memory (parsed, waiting for a gap to fill
+    /// or for the backend), at most. An honest peer keeps at most `max_in_flight` batches of
+    /// `max_batch_bytes` unapplied, so this must be at least that much (both nodes run the
+    /// same limits); past it a batch ahead of a gap is dropped (the peer resends it), and one
+    /// in order resets the link (the peer ignored its window).
+    pub max_peer_buffer: usize,
     /// Sessions remembered as changed or deleted while the peer is away, at most (about 60
     /// bytes each): when the two meet again, these changes win over the peer's older state of
     /// the same sessions (a split brain's deletes are not undone by the other node's copies).
@@ -131,6 +142,8 @@ impl Default for NodeConfig {
             max_apply_slice: 4096,
             max_pending_changes: 8 * 1024,
             digest_interval: Duration::from_secs(60),
+            filter: ReplicationFilter::default(),
+            max_peer_buffer: 32 << 20,
             apart_log_limit: 256 * 1024,
             settings: Vec::new(),
             history_len: 256,
@@ -161,6 +174,14 @@ pub enum ConfigError {
     /// More settings than one frame carries.
     #[error("{0} settings to compare; at most {max}", max = failoverd_wire::MAX_SETTINGS)]
     TooManySettings(usize),
+    /// A peer buffer smaller than an honest peer's window.
+    #[error("peer buffer of {buffer} bytes is below the in-flight window of {window} bytes")]
+    PeerBufferTooSmall {
+        /// Configured bound.
+        buffer: usize,
+        /// `max_in_flight` batches of `max_batch_bytes`.
+        window: usize,
+    },
     /// Nothing could ever be sent or applied.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -187,6 +208,13 @@ impl NodeConfig {
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError::Zero("max in-flight batches"));
+        }
+        let window = self.max_in_flight.saturating_mul(self.max_batch_bytes);
+        if self.max_peer_buffer < window {
+            return Err(ConfigError::PeerBufferTooSmall {
+                buffer: self.max_peer_buffer,
+                window,
+            });
         }
         if self.max_apply_slice == 0 {
             return Err(ConfigError::Zero("max apply slice"));

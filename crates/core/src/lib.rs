@@ -13,6 +13,7 @@
 
 mod config;
 mod event;
+mod filter;
 mod liveness;
 mod node;
 mod stats;
@@ -27,6 +28,7 @@ pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use event::{
     Election, Event, HelloTimers, History, HistoryEntry, Incompatibility, Reason, TimerMismatch,
 };
+pub use filter::{IpNet, ReplicationFilter};
 pub use liveness::Liveness;
 pub use node::{
     Action, ActionResult, ApplyError, Channel, CommandError, HeartbeatPeer, Node, NotReady,

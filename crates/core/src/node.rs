@@ -15,7 +15,7 @@ use crate::config::{NodeConfig, PlantedBug, RoleAuthority};
 use crate::event::{Election, Event, HelloTimers, History, Incompatibility, Reason, TimerMismatch};
 use crate::liveness::Liveness;
 use crate::stats::Stats;
-use crate::sync::inbound::{Inbound, InboundWork};
+use crate::sync::inbound::{Inbound, InboundWork, Receipt};
 use crate::sync::outbound::Outbound;
 use crate::time::Instant;
 use crate::timer::{Timer, TimerTable};
@@ -344,6 +344,10 @@ pub struct Node {
     digest_round: u32,
     /// The peer's latest digest, waiting for ours of its sessions to compare with.
     peer_digest: Option<Box<Digest>>,
+    /// The peer's latest digest, waiting for `peer_digest_after`: each comparison costs a
+    /// dump, so a peer sending digests faster than one per digest interval gets no more.
+    peer_digest_waiting: Option<Box<Digest>>,
+    peer_digest_after: Instant,
     /// The previous comparison (the peer's digest, ours): a bucket that differs twice with
     /// neither side changed in between is drift, not sessions on their way.
     last_comparison: Option<(Box<Digest>, Box<Digest>)>,
@@ -399,7 +403,11 @@ impl Node {
                 config.has_bug(PlantedBug::DropTombstones),
                 config.remove_hold,
             ),
-            inbound: Inbound::new(config.remove_hold),
+            inbound: Inbound::new(
+                config.remove_hold,
+                config.filter.clone(),
+                config.max_peer_buffer,
+            ),
             outstanding: None,
             next_token: 0,
             adopt: None,
@@ -409,6 +417,8 @@ impl Node {
             digest_due: false,
             digest_round: 0,
             peer_digest: None,
+            peer_digest_waiting: None,
+            peer_digest_after: now,
             last_comparison: None,
             resend: VecDeque::new(),
             control: VecDeque::new(),
@@ -581,6 +591,12 @@ impl Node {
             || self.outbound.pending_len() < self.config.max_pending_changes
     }
 
+    /// Bytes of the peer's batches held, waiting for a gap to fill or for the backend (at
+    /// most [`NodeConfig::max_peer_buffer`]).
+    pub fn peer_buffered_bytes(&self) -> usize {
+        self.inbound.buffered_bytes()
+    }
+
     /// Changes queued, not yet sent.
     pub fn pending_changes(&self) -> usize {
         self.outbound.pending_len()
@@ -653,19 +669,28 @@ impl Node {
                 let bug = self.config.has_bug(PlantedBug::AckBeforeApply);
                 let may_resume = !self.outbound.has_apart_changes();
                 let outbound = &self.outbound;
-                if self
-                    .inbound
-                    .handle_batch(
-                        now,
-                        batch,
-                        bug,
-                        may_resume,
-                        &|key| outbound.deleted_apart(key),
-                        &mut self.stats,
-                    )
-                    .is_err()
-                {
-                    self.stats.malformed_frames += 1;
+                match self.inbound.handle_batch(
+                    now,
+                    batch,
+                    bug,
+                    may_resume,
+                    &|key| outbound.deleted_apart(key),
+                    &mut self.stats,
+                ) {
+                    Err(_) => self.stats.malformed_frames += 1,
+                    Ok(Receipt::Overflow) => {
+                        // The peer ignored its window. Everything applied stays; the next
+                        // synchronization's bulk sync and sweep bring the rest.
+                        self.stats.peer_buffer_resets += 1;
+                        self.peer_lost(
+                            now,
+                            Reason::LinkClosed("the peer sent past its window".to_owned()),
+                        );
+                        self.actions.push_back(Action::ResetLink);
+                        self.update_role(now);
+                        return;
+                    }
+                    Ok(_) => {}
                 }
                 if let Some(epoch) = self.inbound.take_resume_refused() {
                     // The peer resumes a bulk we no longer hold part of: ask for it whole.
@@ -697,8 +722,15 @@ impl Node {
                     && matches!(self.state, State::Synchronization { .. })
                     && self.inbound.complete()
                 {
-                    self.peer_digest = Some(Box::new(digest.buckets()));
-                    self.drive_backend();
+                    if self.config.digest_interval.is_zero() {
+                        self.stats.digests_dropped += 1;
+                    } else {
+                        let digest = Box::new(digest.buckets());
+                        if self.peer_digest_waiting.replace(digest).is_some() {
+                            self.stats.digests_dropped += 1;
+                        }
+                        self.promote_peer_digest(now);
+                    }
                 }
             }
             Ok(Message::Unknown(_)) => self.stats.unknown_messages += 1,
@@ -783,6 +815,7 @@ impl Node {
                     self.timers
                         .set(Timer::Digest, now + self.config.digest_interval);
                 }
+                Timer::PeerDigest => self.promote_peer_digest(now),
                 Timer::ResyncBackoff => {
                     if matches!(self.state, State::Synchronization { .. }) {
                         self.resync_after_overrun(now);
@@ -1243,6 +1276,24 @@ impl Node {
         self.hello_due = true;
     }
 
+    /// The peer's waiting digest becomes the one to compare, if one digest interval passed
+    /// since the last did; otherwise it waits for that.
+    fn promote_peer_digest(&mut self, now: Instant) {
+        if now < self.peer_digest_after {
+            self.timers.set(Timer::PeerDigest, self.peer_digest_after);
+            return;
+        }
+        let Some(digest) = self.peer_digest_waiting.take() else {
+            return;
+        };
+        // One still not compared (the backend was busy) is older than this one.
+        if self.peer_digest.replace(digest).is_some() {
+            self.stats.digests_dropped += 1;
+        }
+        self.peer_digest_after = now + self.config.digest_interval;
+        self.drive_backend();
+    }
+
     fn compare_settings(&mut self, now: Instant, settings: SettingsView<'_>) {
         let peer: BTreeMap<&str, u64> = settings.entries().collect();
         let local: BTreeMap<&str, u64> = self
@@ -1277,6 +1328,8 @@ impl Node {
             self.inbound.suspend(&mut self.stats);
             self.timers.stop(Timer::RemoveHold);
             self.timers.stop(Timer::Digest);
+            self.timers.stop(Timer::PeerDigest);
+            self.peer_digest_waiting = None;
             self.pending_sweep = None;
             self.resend.clear();
             self.timers.stop(Timer::Retransmit);
@@ -1312,6 +1365,8 @@ impl Node {
                 self.timers.stop(Timer::AdoptAlone);
                 self.digest_due = false;
                 self.peer_digest = None;
+                self.peer_digest_waiting = None;
+                self.timers.stop(Timer::PeerDigest);
                 self.last_comparison = None;
                 if !self.config.digest_interval.is_zero() {
                     self.timers

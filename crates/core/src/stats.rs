@@ -39,6 +39,14 @@ pub struct Stats {
     pub unknown_sections: u64,
     /// Records the peer sent for entries it does not own (dropped).
     pub foreign_records: u64,
+    /// Ops of the peer outside this node's replication filter (refused: see
+    /// `NodeConfig::filter`).
+    pub peer_ops_filtered: u64,
+    /// Batches of the peer dropped because the batches held already filled
+    /// `NodeConfig::max_peer_buffer` (those ahead of a gap are resent by the peer).
+    pub peer_buffer_drops: u64,
+    /// Link resets because the peer sent in order past the buffer (past its window).
+    pub peer_buffer_resets: u64,
     /// Acknowledgements for batches never sent (ignored).
     pub bogus_acks: u64,
     /// Frames that arrived while the link was not up (dropped).
@@ -71,6 +79,9 @@ pub struct Stats {
     pub digests_sent: u64,
     /// The peer's digests compared with our copies of its sessions.
     pub digests_compared: u64,
+    /// The peer's digests not compared: a newer one replaced it while it waited (at most one
+    /// is compared per `NodeConfig::digest_interval`), or digests are off here.
+    pub digests_dropped: u64,
     /// Resyncs requested because the comparison found drift.
     pub drift_repairs: u64,
     /// Changes made while the peer was away that were forgotten to stay within

@@ -18,6 +18,8 @@ pub(crate) enum Timer {
     RemoveHold,
     /// Time to send a digest of our sessions (anti-entropy).
     Digest,
+    /// The peer's digest that waited may be compared (one per digest interval).
+    PeerDigest,
     /// Active alone since start for long enough: adopt the entries found at start.
     AdoptAlone,
     /// A resync forced by lost backend events, deferred by the backoff, is due.
@@ -29,13 +31,14 @@ pub(crate) enum Timer {
 }
 
 impl Timer {
-    const ALL: [Timer; 10] = [
+    const ALL: [Timer; 11] = [
         Timer::Silence,
         Timer::Retransmit,
         Timer::DumpRetry,
         Timer::ApplyRetry,
         Timer::RemoveHold,
         Timer::Digest,
+        Timer::PeerDigest,
         Timer::AdoptAlone,
         Timer::ResyncBackoff,
         Timer::Heartbeat,

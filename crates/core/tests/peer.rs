@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use failoverd_core::wire::{
-    BackupType, BatchView, HEADER_LEN, Hello, HelloFlags, Message, NodeId, ProtocolVersion,
-    RECORD_LEN, Role, SyncState,
+    BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS, DigestView, HEADER_LEN, Hello,
+    HelloFlags, Message, NodeId, ProtocolVersion, RECORD_LEN, Role, SyncState,
 };
 use failoverd_core::wire::{SessionKey, SessionOp, SessionRecord, digest};
 use failoverd_core::{
-    Action, ActionResult, Event, HelloTimers, Instant, Node, NodeConfig, TimerMismatch,
+    Action, ActionResult, Event, HelloTimers, Instant, Node, NodeConfig, ReplicationFilter,
+    TimerMismatch,
 };
 use proptest::prelude::*;
 use support::{config, record};
@@ -574,4 +575,213 @@ fn a_million_record_dump_is_examined_in_bounded_steps() {
     own.sort_by_key(|r| r.key);
     assert_eq!(received, own);
     assert!(pair.members[1].node.is_ready());
+}
+
+// Issue 11, item 6: an authenticated peer gone bad (a stolen key). Node 2 synchronizes
+// honestly, then frames built by hand arrive at node 1 as node 2's.
+
+/// A pair synchronized with node 2 active (so node 1 holds a copy and compares digests).
+fn synchronized(one: NodeConfig) -> Pair {
+    let mut two = config(2);
+    two.priority = 200;
+    two.digest_interval = one.digest_interval;
+    let mut pair = Pair::new([one, two]);
+    pair.connect();
+    pair.run(Duration::from_secs(3));
+    assert_eq!(pair.members[0].node.state(), SyncState::Synchronization);
+    assert!(
+        pair.members[0].node.is_ready(),
+        "node 1 holds node 2's bulk"
+    );
+    pair
+}
+
+/// Node 2's stream as node 1 expects it next: (epoch, next sequence number).
+fn next_batch_of_2(pair: &Pair) -> (u32, u64) {
+    let two = &pair.members[1].node;
+    assert_eq!(two.stats().retransmits, 0, "one batch per sequence number");
+    (two.epoch(), two.stats().batches_sent + 1)
+}
+
+fn batch(epoch: u32, seq: u64, records: &[SessionRecord]) -> Vec<u8> {
+    let mut writer = BatchWriter::new();
+    for r in records {
+        writer.push_upsert(r);
+    }
+    let mut frame = Vec::new();
+    writer.finish(epoch, seq, BatchFlags(0), &mut frame);
+    frame
+}
+
+/// Node 2's session `i`, but of protocol `l4proto`.
+fn of_proto(i: u32, l4proto: u8) -> SessionRecord {
+    let mut r = record(i, NodeId(2));
+    r.key.l4proto = l4proto;
+    r
+}
+
+/// Node 1 replicates TCP only and never 198.51.100.0/24: node 2's UDP session and its session
+/// to 198.51.100.7 are refused and counted, its TCP session applied. The control: with the
+/// default filter all three are applied (so the check can see a peer op reach the table).
+#[test]
+fn peer_ops_outside_the_local_filter_are_refused_and_counted() {
+    let mut udp_and_tcp_only = config(1);
+    udp_and_tcp_only.filter = ReplicationFilter {
+        protocols: vec![6],
+        exclude: vec!["198.51.100.0/24".parse().unwrap()],
+        ..ReplicationFilter::default()
+    };
+    for (filter, refused) in [(udp_and_tcp_only, 2), (config(1), 0)] {
+        let mut pair = synchronized(filter);
+        let (epoch, seq) = next_batch_of_2(&pair);
+        let mut excluded = record(2, NodeId(2));
+        excluded.key.orig.dst = "198.51.100.7".parse().unwrap();
+        let records = [of_proto(1, 17), excluded, of_proto(3, 6)];
+        let now = pair.now;
+        pair.members[0]
+            .node
+            .handle_frame(now, &batch(epoch, seq, &records));
+        pair.run(Duration::from_millis(100));
+        let one = &pair.members[0];
+        let applied = records
+            .iter()
+            .filter(|r| one.table.contains_key(&r.key))
+            .count();
+        assert_eq!(applied, 3 - refused);
+        assert!(one.table.contains_key(&records[2].key), "TCP is applied");
+        assert_eq!(one.node.stats().peer_ops_filtered, refused as u64);
+        assert_eq!(one.node.state(), SyncState::Synchronization);
+    }
+}
+
+/// Records of node 2 filling a batch of about 1 MiB (the largest frame).
+fn mib_of_records() -> Vec<SessionRecord> {
+    let count = (failoverd_core::wire::MAX_FRAME_LEN - 64) / RECORD_LEN;
+    (0..count as u32).map(|i| record(i, NodeId(2))).collect()
+}
+
+/// Sets the sequence number of a batch frame.
+fn set_seq(frame: &mut [u8], seq: u64) {
+    frame[HEADER_LEN + 8..HEADER_LEN + 16].copy_from_slice(&seq.to_be_bytes());
+}
+
+/// Node 2 sends 2,000 batches of 1 MiB, all ahead of a gap: node 1 holds at most its
+/// 32 MiB (`max_peer_buffer`), counts the rest as dropped, and once the gap is filled
+/// applies what it held and stays synchronized (the rest is the sender's to resend). The
+/// control: with the bound lifted, 100 such batches are all held (the measure sees growth).
+#[test]
+fn reordered_batches_are_held_within_the_peer_buffer() {
+    let budget = NodeConfig::default().max_peer_buffer;
+    let records = mib_of_records();
+    for (max_peer_buffer, sent) in [(budget, 2000), (usize::MAX, 100)] {
+        let mut pair = synchronized(NodeConfig {
+            max_peer_buffer,
+            ..config(1)
+        });
+        let (epoch, gap) = next_batch_of_2(&pair);
+        let mut frame = batch(epoch, 0, &records);
+        let now = pair.now;
+        let mut most = 0;
+        for seq in gap + 1..=gap + sent {
+            set_seq(&mut frame, seq);
+            pair.members[0].node.handle_frame(now, &frame);
+            most = most.max(pair.members[0].node.peer_buffered_bytes());
+        }
+        let held = most / (frame.len() - HEADER_LEN);
+        let stats = pair.members[0].node.stats();
+        if max_peer_buffer == usize::MAX {
+            assert_eq!(held as u64, sent, "the control holds every batch");
+            assert!(most > budget);
+            continue;
+        }
+        assert!(most <= budget, "{most} bytes held");
+        // Those more than 1,024 ahead are refused before the buffer is even considered.
+        assert!(
+            stats.peer_buffer_drops >= 1000 - held as u64,
+            "{} dropped",
+            stats.peer_buffer_drops
+        );
+        let first = pair.members[0].table.len();
+        pair.members[0]
+            .node
+            .handle_frame(now, &batch(epoch, gap, &[of_proto(7_000_000, 6)]));
+        pair.settle();
+        let one = &pair.members[0];
+        assert_eq!(
+            one.node.peer_buffered_bytes(),
+            0,
+            "the held batches applied"
+        );
+        assert_eq!(one.table.len(), first + records.len() + 1);
+        assert_eq!(one.node.state(), SyncState::Synchronization);
+        assert_eq!(pair.resets, 0);
+    }
+}
+
+/// A peer that sends in order past its window (2,000 batches of 1 MiB, none applied yet)
+/// fills the buffer, then the link is reset: at most 32 MiB held, the excess counted, and
+/// the pair synchronizes again. The control: an honest window (`max_in_flight` batches of
+/// `max_batch_bytes`) fits, and nothing is reset.
+#[test]
+fn a_peer_sending_past_its_window_resets_the_link() {
+    let budget = NodeConfig::default().max_peer_buffer;
+    let window = NodeConfig::default().max_in_flight;
+    let big = mib_of_records();
+    let honest: Vec<_> = big[..NodeConfig::default().max_batch_bytes / RECORD_LEN - 1].to_vec();
+    for (records, sent) in [(big, 2000), (honest, window as u64)] {
+        let mut pair = synchronized(config(1));
+        let (epoch, first) = next_batch_of_2(&pair);
+        let mut frame = batch(epoch, 0, &records);
+        let now = pair.now;
+        let mut most = 0;
+        // Delivered back to back: the backend applies nothing in between.
+        for seq in first..first + sent {
+            set_seq(&mut frame, seq);
+            pair.members[0].node.handle_frame(now, &frame);
+            most = most.max(pair.members[0].node.peer_buffered_bytes());
+        }
+        let stats = pair.members[0].node.stats().clone();
+        assert!(most <= budget, "{most} bytes held");
+        pair.run(Duration::from_secs(3));
+        if sent == window as u64 {
+            assert_eq!((stats.peer_buffer_drops, stats.peer_buffer_resets), (0, 0));
+            assert_eq!(pair.resets, 0, "the control: an honest window fits");
+            continue;
+        }
+        assert_eq!(stats.peer_buffer_resets, 1);
+        assert!(stats.peer_buffer_drops >= 1);
+        assert_eq!(pair.resets, 1, "the link was reset");
+        assert_eq!(pair.members[0].node.state(), SyncState::Synchronization);
+    }
+}
+
+/// Node 2 sends 100 digests a second for 10 s with a digest interval of 1 s: node 1 compares
+/// at most one per second (each costs a dump) and counts the rest as dropped. The control:
+/// node 2's own digests, one a second, are all compared and none dropped.
+#[test]
+fn the_peers_digests_cost_at_most_one_dump_per_interval() {
+    let one = || NodeConfig {
+        digest_interval: Duration::from_secs(1),
+        ..config(1)
+    };
+    let mut pair = synchronized(one());
+    let before = pair.members[0].node.stats().clone();
+    pair.run(Duration::from_secs(10));
+    let honest = pair.members[0].node.stats();
+    assert!(honest.digests_compared - before.digests_compared >= 9);
+    assert_eq!(honest.digests_dropped, 0);
+
+    let mut pair = synchronized(one());
+    let before = pair.members[0].node.stats().clone();
+    let mut frame = Vec::new();
+    DigestView::emit(0, &[0; DIGEST_BUCKETS], &mut frame);
+    for _ in 0..1000 {
+        pair.run(Duration::from_millis(10));
+        let now = pair.now;
+        pair.members[0].node.handle_frame(now, &frame);
+    }
+    let stats = pair.members[0].node.stats();
+    let compared = stats.digests_compared - before.digests_compared;
+    assert!(compared <= 11, "{compared} digests compared in 10 s");
+    assert!(stats.digests_dropped >= 980, "{}", stats.digests_dropped);
 }

@@ -624,6 +624,7 @@ mod tests {
                 lag_p99_us: 800,
                 lag_max_us: 2100,
                 lag_samples: 1234,
+                peer_buffered_bytes: 0,
             },
             counters: BTreeMap::from([
                 ("hellos_sent".to_string(), 1234),

@@ -98,6 +98,14 @@ impl FakeDaemon {
 
     /// A daemon answering with `respond`.
     fn start_with(respond: fn(Request) -> Response) -> FakeDaemon {
+        Self::start_with_access(respond, transport::Access::new(None))
+    }
+
+    /// A daemon answering with `respond`, letting `access` change state.
+    fn start_with_access(
+        respond: fn(Request) -> Response,
+        access: transport::Access,
+    ) -> FakeDaemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("failoverd.sock");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -118,10 +126,10 @@ impl FakeDaemon {
                     tokio::spawn(async move {
                         while let Some((request, answer)) = incoming.recv().await {
                             requests.lock().unwrap().push(request.clone());
-                            let _ = answer.send(respond(request));
+                            let _ = answer.send(respond(request).into());
                         }
                     });
-                    transport::serve(listener, handler, async {
+                    transport::serve(listener, handler, access, async {
                         let _ = stopped.await;
                     })
                     .await;
@@ -429,4 +437,104 @@ fn keygen_writes_a_private_key_once() {
     assert!(text.contains("\npeer_key = \"sha256:"), "{text}");
     assert_ne!(std::fs::read(&out).unwrap(), key);
     assert!(Path::new(&out).exists());
+}
+
+/// Runs `failoverctl` as `nobody`, with the supplementary groups `groups` (setpriv).
+fn as_nobody(daemon: &FakeDaemon, groups: &str, args: &[&str]) -> Output {
+    // The test's temporary directory is 0700: let the unprivileged client reach the socket.
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534"])
+        .arg(groups)
+        .arg(env!("CARGO_BIN_EXE_failoverctl"))
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+/// Changing users needs root: skipped without it, except in CI.
+fn running_as_root() -> bool {
+    let uid = Command::new("id").arg("-u").output().expect("run id");
+    if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "this test must run as root in CI"
+    );
+    eprintln!("skipped: needs root to run failoverctl as another user");
+    false
+}
+
+/// Issue 11, item 7: any local user reads the status and the events, but only root (and the
+/// control group) may switch over or list the sessions: the daemon checks the client's credentials (SO_PEERCRED, SO_PEERGROUPS).
+/// The controls: root's switchover reaches the daemon, and so does nobody's once in the group.
+#[test]
+fn an_unprivileged_user_reads_the_status_but_cannot_switch_over() {
+    if !running_as_root() {
+        return;
+    }
+    const GROUP: u32 = 4242;
+    let daemon = FakeDaemon::start_with_access(
+        respond,
+        transport::Access {
+            owner: 0,
+            group: Some(GROUP),
+        },
+    );
+    let output = as_nobody(&daemon, "--clear-groups", &["status"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("fw-a"));
+
+    let output = as_nobody(&daemon, "--clear-groups", &["switchover"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("permission denied: switchover needs root or the control group"),
+        "{}",
+        stderr(&output)
+    );
+    let output = as_nobody(&daemon, "--clear-groups", &["maintenance", "on"]);
+    assert!(
+        stderr(&output).contains("permission denied"),
+        "{}",
+        stderr(&output)
+    );
+    // The session list shows the connections crossing the firewall: privileged too.
+    let output = as_nobody(&daemon, "--clear-groups", &["sessions"]);
+    assert!(
+        stderr(&output).contains("permission denied: sessions"),
+        "{}",
+        stderr(&output)
+    );
+    let output = as_nobody(&daemon, "--clear-groups", &["events"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        daemon.requests(),
+        [Request::Status, Request::Events { limit: None }],
+        "the refused commands never reached the daemon"
+    );
+
+    let output = with_socket(&daemon, &["switchover"]);
+    assert!(
+        stderr(&output).contains("the peer is not ready"),
+        "root: {}",
+        stderr(&output)
+    );
+    let output = as_nobody(&daemon, &format!("--groups={GROUP}"), &["switchover"]);
+    assert!(
+        stderr(&output).contains("the peer is not ready"),
+        "in the group: {}",
+        stderr(&output)
+    );
+    assert_eq!(
+        daemon.requests(),
+        [
+            Request::Status,
+            Request::Events { limit: None },
+            Request::Switchover,
+            Request::Switchover
+        ]
+    );
 }

@@ -2025,9 +2025,11 @@ fn status_summary(s: &Status) -> Value {
 /// `nf_conntrack_max` raised for the run and restored when dropped (host-wide: only the initial
 /// namespace may write it; the main thread never leaves it).
 ///
-/// Other programs (tests that fill a table) lower it for a while: a value below the kernel's
-/// usual minimum is taken as such a change and the run refuses to start, and at the end the old
-/// value is written back only if the value is still the one this run set.
+/// Another program may have lowered it (the project's tests no longer do: they fill their own
+/// namespaces): a value below the kernel's usual minimum is taken as such a change and the run
+/// refuses to start, and at the end the old value is written back only if the value is still
+/// the one this run set. SIGINT and SIGTERM end the run through the same drop
+/// ([`check_interrupted`]).
 struct ConntrackMax {
     /// (the value found, the value written)
     changed: Option<(u64, u64)>,
@@ -2045,8 +2047,8 @@ impl ConntrackMax {
             .context("read net.netfilter.nf_conntrack_max (is nf_conntrack loaded?)")?;
         ensure!(
             old >= MAX_PLAUSIBLE_MIN,
-            "net.netfilter.nf_conntrack_max is {old}: another program (a test filling a table?) \
-             has lowered this host-wide limit; run the benchmark when it is done"
+            "net.netfilter.nf_conntrack_max is {old}: another program has lowered this \
+             host-wide limit; run the benchmark when it is done"
         );
         if old >= to {
             return Ok(ConntrackMax { changed: None });

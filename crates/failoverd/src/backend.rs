@@ -59,6 +59,10 @@ pub enum Command {
         limit: Option<usize>,
         reply: oneshot::Sender<Result<SessionList, String>>,
     },
+    /// Every entry, for a client to list (see [`Command::List`] for a bounded list).
+    Records {
+        reply: oneshot::Sender<Result<Vec<SessionRecord>, String>>,
+    },
     /// Entries by owner, and the table's counters.
     Counts {
         reply: oneshot::Sender<Result<Counts, String>>,
@@ -288,6 +292,9 @@ impl<T: Table> Worker<T> {
                         .list(&filter, limit)
                         .map_err(|err| err.to_string()),
                 );
+            }
+            Command::Records { reply } => {
+                let _ = reply.send(self.backend.dump().map_err(|err| err.to_string()));
             }
             Command::Counts { reply } => {
                 let _ = reply.send(self.backend.counts().map_err(|err| err.to_string()));

@@ -8,7 +8,7 @@ use anyhow::Context;
 use failoverd_backends::MemoryBackend;
 use failoverd_control::config::{BackupType, Config, LogFormat, SessionBackend, TakeoverMode};
 use failoverd_control::transport;
-use failoverd_core::{NodeConfig, RoleAuthority};
+use failoverd_core::{NodeConfig, ReplicationFilter, RoleAuthority};
 use failoverd_link::{HeartbeatConfig, Identity, LinkConfig};
 use failoverd_wire::NodeId;
 use tokio::sync::{mpsc, watch};
@@ -36,7 +36,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     // The first pin is the peer's current key (the second, while rotating, its next one).
     core.peer = Some(NodeId(pins.first().node_id()));
     core.validate()
-        .with_context(|| format!("{}: invalid timers", path.display()))?;
+        .with_context(|| format!("{}: invalid settings", path.display()))?;
 
     let hellos = HelloPath::spawn(&config.node.name, driver::Clock::start())?;
     let heartbeat = match config.link.heartbeat {
@@ -74,6 +74,14 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         }
     };
     let takeover = Takeover::start(&config).await?;
+    let group = match &config.control.group {
+        Some(name) => Some(
+            transport::group_id(name)
+                .with_context(|| format!("{}: control.group {name:?}", path.display()))?,
+        ),
+        None => None,
+    };
+    let access = transport::Access::new(group);
     let listener = transport::bind(&config.control.socket)?;
     info!(
         node = %config.node.name,
@@ -93,7 +101,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     });
     let (requests, request_rx) = mpsc::channel(64);
     let (control, mut control_rx) = mpsc::channel(64);
-    tokio::spawn(transport::serve(listener, control, until(stopped.clone())));
+    tokio::spawn(transport::serve(
+        listener,
+        control,
+        access,
+        until(stopped.clone()),
+    ));
     tokio::spawn(async move {
         while let Some((request, reply)) = control_rx.recv().await {
             if requests
@@ -141,9 +154,20 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
         silence_timer: config.timers.silence,
         remove_hold: remove_hold(config),
         digest_interval: config.sessions.digest_interval,
+        filter: replication_filter(config),
+        max_peer_buffer: config.sessions.peer_buffer,
         seed: seed(),
         reliable_link: true,
         ..NodeConfig::default()
+    }
+}
+
+/// What this node replicates, applied to the peer's ops too: the kernel table's filter; the
+/// memory table (the demo, trying it out) replicates everything.
+fn replication_filter(config: &Config) -> ReplicationFilter {
+    match config.sessions.backend {
+        SessionBackend::Conntrack => kernel::replication_filter(config),
+        SessionBackend::Memory => ReplicationFilter::default(),
     }
 }
 

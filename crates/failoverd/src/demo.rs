@@ -11,6 +11,7 @@ use std::time::{Duration, Instant as WallInstant};
 use anyhow::{Context, bail};
 use failoverd_backends::MemoryBackend;
 use failoverd_control::protocol::{Request, Response, Status};
+use failoverd_control::transport::Answer;
 use failoverd_core::{Event, NodeConfig, Reason};
 use failoverd_link::{Identity, LinkConfig};
 use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
@@ -194,8 +195,9 @@ impl DemoNode {
             .await
             .context("node stopped")?;
         match rx.await.context("node stopped")? {
-            Response::Ok(value) => Ok(serde_json::from_value(value)?),
-            Response::Error(error) => bail!("{} status: {error}", self.name),
+            Answer::Done(Response::Ok(value)) => Ok(serde_json::from_value(value)?),
+            Answer::Done(Response::Error(error)) => bail!("{} status: {error}", self.name),
+            Answer::Stream(_) => bail!("{} status: a streamed answer", self.name),
         }
     }
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use failoverd_control::protocol::{
     EventKind, EventList, EventView, FailoverState, HeartbeatInfo, LinkState, MaintenanceDone,
-    NodeInfo, PeerInfo, Replication, Request, Response, Role as RoleView, SessionCounts, Status,
-    SwitchoverDone, TakeoverStatus,
+    NodeInfo, PeerInfo, Replication, Request, Response, Role as RoleView, SessionCounts,
+    SessionList, Status, SwitchoverDone, TakeoverStatus,
 };
+use failoverd_control::transport::Answer;
 use failoverd_core::{
     Action, Channel, CommandError, Event, Instant, LagHistogram, Node, NodeConfig, Reason,
 };
@@ -68,7 +69,7 @@ pub struct HeartbeatSetup {
 /// A request to a running node.
 pub enum NodeRequest {
     /// A `failoverctl` request.
-    Control(Request, oneshot::Sender<Response>),
+    Control(Request, oneshot::Sender<Answer>),
     /// The node's sessions and which of them the peer has applied (the demo's measurement).
     Replication(oneshot::Sender<ReplicationSnapshot>),
 }
@@ -527,7 +528,7 @@ impl Driver {
         }
     }
 
-    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+    fn control(&mut self, request: Request, reply: oneshot::Sender<Answer>) {
         match request {
             Request::Status => {
                 let mut status = self.status();
@@ -541,12 +542,37 @@ impl Driver {
                             status.counters.insert(format!("backend_{name}"), value);
                         }
                     }
-                    let _ = reply.send(Response::ok(&status));
+                    answer(reply, Response::ok(&status));
                 });
             }
             Request::Peer => {
                 let peer = self.peer_info();
-                let _ = reply.send(Response::ok(&peer));
+                answer(reply, Response::ok(&peer));
+            }
+            Request::Sessions {
+                filter,
+                limit: None,
+            } => {
+                // The whole table: dumped on the table's thread, turned into JSON elsewhere
+                // and streamed to the client a piece at a time.
+                let (tx, rx) = oneshot::channel();
+                self.backend.send(Command::Records { reply: tx });
+                let local = self.node.config().node_id;
+                tokio::spawn(async move {
+                    match rx.await {
+                        Ok(Ok(records)) => {
+                            let (pieces, stream) = mpsc::channel(4);
+                            tokio::task::spawn_blocking(move || {
+                                SessionList::write_json(&records, &filter, local, |piece| {
+                                    pieces.blocking_send(piece).is_ok()
+                                });
+                            });
+                            let _ = reply.send(Answer::Stream(stream));
+                        }
+                        Ok(Err(error)) => answer(reply, Response::error(error)),
+                        Err(_) => answer(reply, Response::error(TABLE_GONE)),
+                    }
+                });
             }
             Request::Sessions { filter, limit } => {
                 let (tx, rx) = oneshot::channel();
@@ -564,7 +590,7 @@ impl Driver {
                         Ok((counts, _)) => Response::ok(&counts),
                         Err(error) => Response::error(error),
                     };
-                    let _ = reply.send(response);
+                    answer(reply, response);
                 });
             }
             Request::SessionsGenerate { count } => {
@@ -573,11 +599,11 @@ impl Driver {
                 answer_later(rx, reply);
             }
             Request::Events { limit } => {
-                let _ = reply.send(Response::ok(&self.events(limit)));
+                answer(reply, Response::ok(&self.events(limit)));
             }
             Request::Switchover => {
                 if let Err(err) = self.node.switchover(self.clock.now()) {
-                    let _ = reply.send(Response::error(err.to_string()));
+                    answer(reply, Response::error(err.to_string()));
                     return;
                 }
                 let handed_over = self.takeover.hand_over();
@@ -588,7 +614,7 @@ impl Driver {
                         }),
                         Err(err) => Response::error(err),
                     };
-                    let _ = reply.send(response);
+                    answer(reply, response);
                 });
             }
             Request::Maintenance { on } => {
@@ -608,17 +634,20 @@ impl Driver {
                         }
                     })
                 };
-                let _ = reply.send(match response {
-                    Ok(()) => Response::ok(&MaintenanceDone {
-                        message: if on {
-                            "maintenance on: handing over if master, then staying backup"
-                        } else {
-                            "maintenance off"
-                        }
-                        .to_string(),
-                    }),
-                    Err(err) => Response::error(err),
-                });
+                answer(
+                    reply,
+                    match response {
+                        Ok(()) => Response::ok(&MaintenanceDone {
+                            message: if on {
+                                "maintenance on: handing over if master, then staying backup"
+                            } else {
+                                "maintenance off"
+                            }
+                            .to_string(),
+                        }),
+                        Err(err) => Response::error(err),
+                    },
+                );
             }
         }
     }
@@ -713,6 +742,7 @@ impl Driver {
                 lag_p99_us: stats.lag.quantile(0.99).as_micros() as u64,
                 lag_max_us: stats.lag.max().as_micros() as u64,
                 lag_samples: stats.lag.count(),
+                peer_buffered_bytes: node.peer_buffered_bytes() as u64,
             },
             counters,
             uptime_ms: now.as_nanos() / 1_000_000,
@@ -836,16 +866,24 @@ async fn next_heartbeat(events: &mut Option<HeartbeatEvents>) -> Option<(Fingerp
 
 fn answer_later<T: serde::Serialize + Send + 'static>(
     rx: oneshot::Receiver<Result<T, String>>,
-    reply: oneshot::Sender<Response>,
+    reply: oneshot::Sender<Answer>,
 ) {
     tokio::spawn(async move {
         let response = match rx.await {
             Ok(Ok(value)) => Response::ok(&value),
             Ok(Err(error)) => Response::error(error),
-            Err(_) => Response::error("the session table is not available"),
+            Err(_) => Response::error(TABLE_GONE),
         };
-        let _ = reply.send(response);
+        answer(reply, response);
     });
+}
+
+/// The answer when the table's thread is gone.
+const TABLE_GONE: &str = "the session table is not available";
+
+/// Sends a whole response (a client that left does not matter).
+fn answer(reply: oneshot::Sender<Answer>, response: Response) {
+    let _ = reply.send(response.into());
 }
 
 fn state_view(state: SyncState) -> FailoverState {
@@ -918,6 +956,9 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("unknown_messages", stats.unknown_messages),
         ("unknown_sections", stats.unknown_sections),
         ("foreign_records", stats.foreign_records),
+        ("peer_ops_filtered", stats.peer_ops_filtered),
+        ("peer_buffer_drops", stats.peer_buffer_drops),
+        ("peer_buffer_resets", stats.peer_buffer_resets),
         ("bogus_acks", stats.bogus_acks),
         ("frames_without_link", stats.frames_without_link),
         ("coalesced", stats.coalesced),
@@ -935,6 +976,7 @@ fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
         ("resyncs_deferred", stats.resyncs_deferred),
         ("digests_sent", stats.digests_sent),
         ("digests_compared", stats.digests_compared),
+        ("digests_dropped", stats.digests_dropped),
         ("drift_repairs", stats.drift_repairs),
         ("bulk_resumes", stats.bulk_resumes),
         ("bulk_records_not_resent", stats.bulk_records_not_resent),

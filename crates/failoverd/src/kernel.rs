@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use failoverd_backends::{
-    BackendError, ConntrackBackend, ConntrackConfig, ConntrackFilter, OwnerMark, SessionBackend,
+    BackendError, ConntrackBackend, ConntrackConfig, OwnerMark, SessionBackend,
 };
 use failoverd_control::config::{Config, IpNet};
+use failoverd_core::ReplicationFilter;
 use failoverd_wire::NodeId;
 use tracing::{info, warn};
 
 use crate::backend::Counts;
 use crate::table::Table;
 
-/// Opens the kernel table with the config's filter (the failover link's own addresses are never
-/// replicated: its connections are this node's, not the pair's), and returns it with the kernel
+/// Opens the kernel table with the config's filter ([`replication_filter`]), and returns it with the kernel
 /// settings the two nodes should share, to compare with the peer's at negotiation (a smaller
 /// table or stricter TCP tracking on the standby breaks a takeover).
 pub fn open_conntrack(
@@ -25,24 +25,13 @@ pub fn open_conntrack(
     peer: Option<NodeId>,
 ) -> anyhow::Result<(ConntrackBackend, Vec<(String, u64)>)> {
     let settings = &config.sessions.conntrack;
-    let mut exclude = settings.exclude.clone();
-    for address in [config.link.listen.ip(), config.link.peer.ip()] {
-        if !address.is_unspecified() {
-            exclude.push(IpNet::from(address));
-        }
-    }
     let table = ConntrackBackend::open(
         ConntrackConfig {
             event_buffer_bytes: settings.event_buffer_bytes,
             peer_entry_timeout_secs: settings.peer_entry_timeout_secs,
             owner_mark: OwnerMark::new(settings.owner_mark)
                 .context("sessions.conntrack.owner_mark")?,
-            filter: ConntrackFilter {
-                zones: settings.zones.clone(),
-                protocols: settings.protocols.clone(),
-                include: settings.include.clone(),
-                exclude,
-            },
+            filter: replication_filter(config),
         },
         local,
         peer,
@@ -77,6 +66,25 @@ pub fn open_conntrack(
         .filter_map(|(name, value)| Some((name.to_string(), value?)))
         .collect();
     Ok((table, shared))
+}
+
+/// The sessions the kernel table replicates, from the config: the backend applies it to local
+/// changes, the core to the peer's ops. The failover link's own addresses are never
+/// replicated: its connections are this node's, not the pair's.
+pub fn replication_filter(config: &Config) -> ReplicationFilter {
+    let settings = &config.sessions.conntrack;
+    let mut exclude = settings.exclude.clone();
+    for address in [config.link.listen.ip(), config.link.peer.ip()] {
+        if !address.is_unspecified() {
+            exclude.push(IpNet::from(address));
+        }
+    }
+    ReplicationFilter {
+        zones: settings.zones.clone(),
+        protocols: settings.protocols.clone(),
+        include: settings.include.clone(),
+        exclude,
+    }
 }
 
 /// Masquerade translates to each node's own address, so a replicated translation points at an

@@ -8,9 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use failoverd_control::protocol::{EventList, FailoverState, Request, Role, Status};
+use failoverd_control::protocol::{
+    EventList, FailoverState, Request, Role, SessionFilter, SessionList, Status,
+};
 use failoverd_control::transport;
-use failoverd_link::{Fingerprint, Identity};
+use failoverd_core::wire::{
+    BatchFlags, BatchWriter, DIGEST_BUCKETS, DigestView, HelperName, NodeId, SessionKey,
+    SessionRecord, TcpInfo, Tuple,
+};
+use failoverd_core::{Action, ActionResult, Instant as CoreInstant, Node, NodeConfig};
+use failoverd_link::{
+    Channel as LinkChannel, Fingerprint, Identity, LinkConfig, LinkEvent, LinkEvents, LinkSender,
+};
 use serde_json::Value;
 use support::tools;
 
@@ -302,6 +311,46 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
         (5000, 0, 5000)
     );
     assert_eq!(before.sessions.owned, 5000);
+    // The whole list is streamed (issue 11, item 7), a limited one is not: the same JSON.
+    let streamed: SessionList = serde_json::from_value(
+        call(
+            &b,
+            Request::Sessions {
+                filter: SessionFilter::default(),
+                limit: None,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!((streamed.total, streamed.matched), (5000, 5000));
+    assert_eq!(streamed.sessions.len(), 5000);
+    let limited = call(
+        &b,
+        Request::Sessions {
+            filter: SessionFilter::default(),
+            limit: Some(5000),
+        },
+    )
+    .unwrap();
+    let mut limited: SessionList = serde_json::from_value(limited).unwrap();
+    let mut streamed = streamed;
+    let key = |v: &failoverd_control::protocol::SessionView| serde_json::to_string(v).unwrap();
+    streamed.sessions.sort_by_key(key);
+    limited.sessions.sort_by_key(key);
+    assert_eq!(streamed, limited);
+    // Issue 11, item 7: a command that changes state is logged with who asked, and clients
+    // that connect and send nothing (more than the 32 slots) do not lock out a new one.
+    assert!(
+        a.log().contains("control: sessions-generate by uid 0 pid "),
+        "{}",
+        a.log()
+    );
+    let idle: Vec<_> = (0..40)
+        .map(|_| std::os::unix::net::UnixStream::connect(&b.socket).unwrap())
+        .collect();
+    assert!(status(&b).is_some(), "status answered past 40 idle clients");
+    drop(idle);
 
     // Silent: a stopped process sends nothing (its kernel still holds the connection open), then
     // it dies.
@@ -760,4 +809,354 @@ fn hooks_run_on_role_changes_with_their_environment_and_timeout() {
     assert!(a.log().contains("on_standby"), "the hook is in A's log");
     b.signal("TERM");
     b.wait_exit(Duration::from_secs(5));
+}
+
+/// A peer with the right key, played by the test on a thread of its own: a real core for the
+/// negotiation and the stream (its table is empty and stays so), on the real failover link,
+/// into which hand-built frames are slipped on command.
+struct HostilePeer {
+    node: Node,
+    link: LinkSender,
+    events: LinkEvents,
+    daemon: NodeId,
+    started: Instant,
+    /// Batches slipped into its stream: the next one the daemon expects comes after them.
+    injected: u64,
+}
+
+/// The dead interval of the hostile peer's test (both sides): room for a loaded machine.
+const DEAD: Duration = Duration::from_secs(1);
+
+/// What the test asks the peer to send; each is answered once sent.
+enum Inject {
+    /// One batch, next in its stream.
+    Batch(Vec<SessionRecord>),
+    /// `count` copies of a batch of `records`, every one ahead of a gap (the next sequence
+    /// number is skipped).
+    Reordered {
+        records: Vec<SessionRecord>,
+        count: u64,
+    },
+    /// `count` digests, one every 10 ms.
+    Digests { count: u32 },
+}
+
+/// Runs a [`HostilePeer`] until the returned sender is dropped.
+fn spawn_peer(
+    files: &NodeFiles,
+    daemon: &NodeFiles,
+) -> (
+    std::sync::mpsc::Sender<Inject>,
+    std::sync::mpsc::Receiver<()>,
+    NodeId,
+) {
+    let (listen, identity) = (files.listen, files.identity.clone());
+    let (daemon_listen, daemon_key) = (daemon.listen, daemon.identity.fingerprint());
+    let me = NodeId(identity.fingerprint().node_id());
+    let (inject, commands) = std::sync::mpsc::channel();
+    let (done, sent) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let (link, events) =
+                failoverd_link::spawn(LinkConfig::new(listen, daemon_listen, identity, daemon_key))
+                    .expect("the peer's link");
+            let config = NodeConfig {
+                node_id: me,
+                peer: Some(NodeId(daemon_key.node_id())),
+                pair_id: 7,
+                priority: 200,
+                reliable_link: true,
+                dead_interval: DEAD,
+                // Its own digests (of an empty table) would not match the session slipped
+                // in, and the resync they cause would drop what the daemon holds.
+                digest_interval: Duration::ZERO,
+                ..NodeConfig::default()
+            };
+            let mut peer = HostilePeer {
+                node: Node::new(config, CoreInstant::ZERO),
+                link,
+                events,
+                daemon: NodeId(daemon_key.node_id()),
+                started: Instant::now(),
+                injected: 0,
+            };
+            loop {
+                peer.run(Duration::from_millis(10)).await;
+                match commands.try_recv() {
+                    Ok(command) => {
+                        peer.inject(command).await;
+                        let _ = done.send(());
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+        });
+    });
+    (inject, sent, me)
+}
+
+impl HostilePeer {
+    fn now(&self) -> CoreInstant {
+        CoreInstant::from_nanos(self.started.elapsed().as_nanos() as u64)
+    }
+
+    async fn inject(&mut self, command: Inject) {
+        let (epoch, next) = (
+            self.node.epoch(),
+            self.node.stats().batches_sent + 1 + self.injected,
+        );
+        match command {
+            Inject::Batch(records) => {
+                self.injected += 1;
+                let frame = batch_frame(epoch, next, &records);
+                self.link.send(LinkChannel::Data, frame).unwrap();
+            }
+            Inject::Reordered { records, count } => {
+                let mut frame = batch_frame(epoch, 0, &records);
+                let link = self.link.clone();
+                let flood = tokio::spawn(async move {
+                    for i in 0..count {
+                        frame[16..24].copy_from_slice(&(next + 1 + i).to_be_bytes());
+                        link.send_async(LinkChannel::Data, frame.clone())
+                            .await
+                            .unwrap();
+                    }
+                });
+                // Its own hellos keep going meanwhile, as a daemon's do.
+                while !flood.is_finished() {
+                    self.run(Duration::from_millis(5)).await;
+                }
+                flood.await.unwrap();
+            }
+            Inject::Digests { count } => {
+                let mut digest = Vec::new();
+                DigestView::emit(0, &[0; DIGEST_BUCKETS], &mut digest);
+                for _ in 0..count {
+                    self.link
+                        .send(LinkChannel::Control, digest.clone())
+                        .unwrap();
+                    self.run(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// Drives the core for `duration` (at least one turn).
+    async fn run(&mut self, duration: Duration) {
+        let end = tokio::time::Instant::now() + duration;
+        loop {
+            while let Some(action) = self.node.poll_action() {
+                let (token, result) = match action {
+                    Action::Dump { token } => (token, ActionResult::Dumped(Ok(Vec::new()))),
+                    Action::Apply { token, ops } => {
+                        let applied = ops.len() as u64;
+                        let refused = Vec::new();
+                        (
+                            token,
+                            ActionResult::Applied {
+                                ops,
+                                applied,
+                                refused,
+                            },
+                        )
+                    }
+                    Action::Sweep { token, .. } => (token, ActionResult::Swept(Ok(0))),
+                    Action::Adopt { token, .. } => (token, ActionResult::Adopted(Ok(0))),
+                    Action::Digest { token, .. } => (
+                        token,
+                        ActionResult::Digested(Ok(Box::new([0; DIGEST_BUCKETS]))),
+                    ),
+                    Action::ResetLink => continue,
+                };
+                let now = self.now();
+                self.node.handle_action_done(now, token, result);
+            }
+            let now = self.now();
+            while let Some(transmit) = self.node.poll_transmit(now, true) {
+                let _ = self.link.send(channel(transmit.channel), transmit.payload);
+            }
+            let wake = self
+                .node
+                .poll_timeout()
+                .map(|at| self.started + Duration::from_nanos(at.as_nanos()))
+                .map_or(end, |at| tokio::time::Instant::from_std(at).min(end));
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(LinkEvent::Up { .. }) => {
+                        let now = self.now();
+                        self.node.handle_link_up(now, self.daemon);
+                    }
+                    Some(LinkEvent::Frame { bytes, .. }) => {
+                        let now = self.now();
+                        self.node.handle_frame(now, &bytes);
+                    }
+                    Some(LinkEvent::Down { reason }) => {
+                        let now = self.now();
+                        self.node.handle_link_down(now, &reason);
+                    }
+                    Some(LinkEvent::Rejected { .. }) => {}
+                    None => panic!("the peer's link stopped"),
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = self.now();
+                    self.node.handle_timeout(now);
+                }
+            }
+            if tokio::time::Instant::now() >= end {
+                return;
+            }
+        }
+    }
+}
+
+fn channel(channel: failoverd_core::Channel) -> LinkChannel {
+    match channel {
+        failoverd_core::Channel::Control => LinkChannel::Control,
+        failoverd_core::Channel::Data => LinkChannel::Data,
+    }
+}
+
+/// A TCP session of `owner` from `src`.
+fn peer_record(owner: NodeId, src: &str, port: u16) -> SessionRecord {
+    let orig = Tuple {
+        src: src.parse().unwrap(),
+        dst: "192.0.2.1".parse().unwrap(),
+        src_port: port,
+        dst_port: 80,
+    };
+    SessionRecord {
+        key: SessionKey {
+            zone: 0,
+            l4proto: 6,
+            orig,
+        },
+        reply: Tuple {
+            src: orig.dst,
+            dst: orig.src,
+            src_port: 80,
+            dst_port: port,
+        },
+        owner,
+        mark: 0,
+        status: 0,
+        timeout_secs: 100,
+        tcp: TcpInfo::default(),
+        seq_adj: Default::default(),
+        labels: [0; 16],
+        helper: HelperName::NONE,
+    }
+}
+
+fn batch_frame(epoch: u32, seq: u64, records: &[SessionRecord]) -> Vec<u8> {
+    let mut writer = BatchWriter::new();
+    for r in records {
+        writer.push_upsert(r);
+    }
+    let mut frame = Vec::new();
+    writer.finish(epoch, seq, BatchFlags(0), &mut frame);
+    frame
+}
+
+fn counter(status: &Status, name: &str) -> u64 {
+    status.counters.get(name).copied().unwrap_or(0)
+}
+
+/// The daemon's peak resident memory, from `/proc`.
+fn peak_rss_kib(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Issue 11, item 6, against a real daemon: a peer with the right key (the test, on the real
+/// failover link) sends an op outside the daemon's filter (loopback), 2,000 batches of 1 MiB
+/// ahead of a gap and 100 digests a second for 5 s. The op is refused and counted (the
+/// control: its in-filter twin in the same batch is applied), at most 32 MiB are held and the
+/// process's peak memory stays bounded, and at most one digest a second is compared.
+#[test]
+fn an_authenticated_peer_gone_bad_is_refused_and_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut fa, fp) = (
+        NodeFiles::new(root.path(), "a"),
+        NodeFiles::new(root.path(), "p"),
+    );
+    // A loaded machine (a whole test suite beside 2 GB over TLS) must not make the daemon
+    // declare its peer dead, which would start a new stream and drop what it holds.
+    fa.timers = "dead_interval_ms = 1000";
+    let a = fa.start_with(
+        "a",
+        100,
+        &fp,
+        fp.identity.fingerprint(),
+        "[sessions]\ndigest_interval_ms = 1000\n",
+    );
+    let (inject, sent, me) = spawn_peer(&fp, &fa);
+    let send = |command| {
+        inject.send(command).unwrap();
+        sent.recv_timeout(Duration::from_secs(120))
+            .expect("the peer sent it");
+    };
+    let ready = wait_for(&a, "a holds the peer's bulk", |s| {
+        synchronized(s) && s.replication.bulk_received
+    });
+    assert_eq!(ready.role, Role::Standby);
+
+    // One batch: a loopback session (outside every filter) and an ordinary one.
+    send(Inject::Batch(vec![
+        peer_record(me, "127.0.0.5", 1),
+        peer_record(me, "10.0.0.5", 2),
+    ]));
+    let filtered = wait_for(&a, "the batch applied", |s| s.sessions.peer_owned == 1);
+    assert_eq!(counter(&filtered, "peer_ops_filtered"), 1);
+
+    // 2,000 batches of 1 MiB, every one ahead of a gap.
+    let before_rss = peak_rss_kib(&a);
+    let records: Vec<_> = (0..6700u32)
+        .map(|i| peer_record(me, "10.1.0.1", i as u16))
+        .collect();
+    let flood = Instant::now();
+    send(Inject::Reordered {
+        records,
+        count: 2000,
+    });
+    let flood = flood.elapsed();
+    let flooded = wait_for(&a, "the flood received", |s| {
+        counter(s, "link_data_frames_in") >= 2002
+    });
+    // Nothing fills the gap: what is held now is the most the flood could make it hold.
+    let held = flooded.replication.peer_buffered_bytes;
+    let after_rss = peak_rss_kib(&a);
+    assert!(
+        held > 0 && held <= 32 << 20,
+        "{held} bytes held: {:?}",
+        flooded.counters
+    );
+    assert!(counter(&flooded, "peer_buffer_drops") > 0);
+    assert_eq!(
+        flooded.state,
+        FailoverState::Synchronization,
+        "nothing reset"
+    );
+
+    // 100 digests a second for 5 s.
+    let compared = counter(&flooded, "digests_compared");
+    send(Inject::Digests { count: 500 });
+    let after = status(&a).unwrap();
+    let compared = counter(&after, "digests_compared") - compared;
+    assert!(compared <= 7, "{compared} digests compared in 5 s");
+    assert!(counter(&after, "digests_dropped") >= 450);
+    eprintln!(
+        "held {held} bytes; peak RSS {before_rss} -> {after_rss} KiB; 2,000 MiB sent in \
+         {flood:?}; {compared} digests compared in 5 s, {} dropped; {} batches dropped",
+        counter(&after, "digests_dropped"),
+        counter(&after, "peer_buffer_drops"),
+    );
+    assert!(
+        after_rss < before_rss + 256 * 1024,
+        "peak RSS grew from {before_rss} to {after_rss} KiB"
+    );
 }

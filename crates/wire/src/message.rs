@@ -800,6 +800,11 @@ impl<'a> BatchView<'a> {
         read_u64(self.body, 8)
     }
 
+    /// Bytes of the body: what the peer made this node receive.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// The sections, in order.
     pub fn sections(&self) -> impl Iterator<Item = Section<'a>> + 'a {
         let body = self.body;

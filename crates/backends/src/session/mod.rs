@@ -17,9 +17,7 @@ mod perform;
 mod sample;
 
 #[cfg(target_os = "linux")]
-pub use conntrack::{
-    ConntrackBackend, ConntrackConfig, ConntrackFilter, ConntrackStats, OwnerMark, OwnerMarkError,
-};
+pub use conntrack::{ConntrackBackend, ConntrackConfig, ConntrackStats, OwnerMark, OwnerMarkError};
 pub use memory::{DEFAULT_QUEUE_LIMIT, MemoryBackend, MemoryStats};
 pub use perform::perform;
 pub use sample::sample_record;

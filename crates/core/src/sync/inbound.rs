@@ -10,6 +10,7 @@ use failoverd_wire::{
 };
 
 use super::hold::RemoveHold;
+use crate::filter::ReplicationFilter;
 use crate::stats::Stats;
 use crate::time::Instant;
 
@@ -22,6 +23,8 @@ struct Received {
     seq: u64,
     ops: Vec<SessionOp>,
     bulk_end: bool,
+    /// Its body's length, counted against [`Inbound::max_buffered`] while it is held.
+    bytes: usize,
 }
 
 /// Work for the backend, in the order it must happen.
@@ -51,6 +54,9 @@ pub(crate) enum Receipt {
     OutOfOrder,
     /// Belongs to an epoch that is not current.
     StaleEpoch,
+    /// In order, but the batches held already fill the buffer: the peer sent past its
+    /// window. Dropped; the stream cannot go on without it, so the link is reset.
+    Overflow,
 }
 
 /// The peer's side of the replication stream, as we receive it.
@@ -91,10 +97,19 @@ pub(crate) struct Inbound {
     hold: RemoveHold,
     /// This node is active: the peer's deletes apply at once (see [`RemoveHold::split`]).
     active: bool,
+    /// Ops outside it are refused: the peer's key does not make it trusted with everything.
+    filter: ReplicationFilter,
+    /// Bytes of the batches in `queue` and `reordered`, and the bound on them.
+    buffered: usize,
+    max_buffered: usize,
 }
 
 impl Inbound {
-    pub(crate) fn new(remove_hold: Duration) -> Self {
+    pub(crate) fn new(
+        remove_hold: Duration,
+        filter: ReplicationFilter,
+        max_buffered: usize,
+    ) -> Self {
         Self {
             peer: NodeId(0),
             epoch: None,
@@ -115,6 +130,9 @@ impl Inbound {
             generation: 0,
             hold: RemoveHold::new(remove_hold),
             active: false,
+            filter,
+            buffered: 0,
+            max_buffered,
         }
     }
 
@@ -152,6 +170,7 @@ impl Inbound {
         self.retry_due = false;
         self.queue.clear();
         self.reordered.clear();
+        self.buffered = 0;
         self.keep = None;
         self.bulk_records = 0;
         self.complete = false;
@@ -228,6 +247,7 @@ impl Inbound {
                 seq: self.received,
                 ops,
                 bulk_end: false,
+                bytes: 0,
             });
         }
     }
@@ -263,6 +283,11 @@ impl Inbound {
 
     pub(crate) fn queued_batches(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Bytes of the peer's batches held, waiting for a gap to fill or for the backend.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.buffered
     }
 
     /// Takes in one batch. Errors (a record that does not parse) reject the whole batch.
@@ -314,11 +339,22 @@ impl Inbound {
             self.ack_due = true;
             return Ok(Receipt::OutOfOrder);
         }
+        let bytes = batch.body_len();
+        if !self.make_room(seq, bytes, stats) {
+            self.ack_due = true;
+            if seq == self.received + 1 {
+                return Ok(Receipt::Overflow);
+            }
+            stats.out_of_order_batches += 1;
+            return Ok(Receipt::OutOfOrder);
+        }
         let ops = self.parse_ops(&batch, stats)?;
+        self.buffered += bytes;
         let received = Received {
             seq,
             ops,
             bulk_end: flags.has(BatchFlags::BULK_END),
+            bytes,
         };
         self.ack_due = true;
         if seq != self.received + 1 {
@@ -332,6 +368,25 @@ impl Inbound {
             self.accept(now, next, ack_before_apply, deleted_here, stats);
         }
         Ok(Receipt::Accepted)
+    }
+
+    /// Whether a batch of `bytes` with sequence number `seq` fits the buffer, after dropping
+    /// held batches later than it (they are resent once the gap before them is filled, so
+    /// nothing is lost). Counts what does not fit.
+    fn make_room(&mut self, seq: u64, bytes: usize, stats: &mut Stats) -> bool {
+        while self.buffered + bytes > self.max_buffered {
+            match self.reordered.last_entry() {
+                Some(last) if *last.key() > seq => {
+                    self.buffered -= last.remove().bytes;
+                    stats.peer_buffer_drops += 1;
+                }
+                _ => {
+                    stats.peer_buffer_drops += 1;
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn parse_ops(
@@ -353,10 +408,12 @@ impl Inbound {
                     SessionOp::Remove { owner, .. } => *owner == self.peer,
                     SessionOp::RemoveAny { .. } => true,
                 };
-                if from_owner {
-                    ops.push(op);
-                } else {
+                if !from_owner {
                     stats.foreign_records += 1;
+                } else if !self.filter.matches(op.key()) {
+                    stats.peer_ops_filtered += 1;
+                } else {
+                    ops.push(op);
                 }
             }
         }
@@ -413,6 +470,7 @@ impl Inbound {
             });
         }
         let first = self.queue.pop_front()?;
+        self.buffered -= first.bytes;
         let mut ops = first.ops;
         let mut last_seq = first.seq;
         let mut bulk_end = first.bulk_end;
@@ -424,6 +482,7 @@ impl Inbound {
             let Some(next) = self.queue.pop_front() else {
                 break;
             };
+            self.buffered -= next.bytes;
             ops.extend(next.ops);
             last_seq = next.seq;
             bulk_end = next.bulk_end;
@@ -546,7 +605,7 @@ mod tests {
     fn batches_are_taken_in_order_and_acked_only_when_applied() {
         let peer = NodeId(2);
         let mut stats = Stats::default();
-        let mut inbound = Inbound::new(Duration::ZERO);
+        let mut inbound = Inbound::new(Duration::ZERO, ReplicationFilter::default(), 32 << 20);
         inbound.reset(peer, &mut stats);
         let b1 = frame(9, 1, BatchFlags::BULK_BEGIN, &[record(1, peer)]);
         let b2 = frame(9, 2, 0, &[record(2, peer)]);
@@ -620,7 +679,7 @@ mod tests {
     fn refused_ops_hold_back_the_ack_until_retried_or_replaced() {
         let peer = NodeId(2);
         let mut stats = Stats::default();
-        let mut inbound = Inbound::new(Duration::ZERO);
+        let mut inbound = Inbound::new(Duration::ZERO, ReplicationFilter::default(), 32 << 20);
         inbound.reset(peer, &mut stats);
         let (r1, r2) = (record(1, peer), record(2, peer));
         let bulk = BatchFlags::BULK_BEGIN | BatchFlags::BULK_END;
@@ -677,7 +736,7 @@ mod tests {
     fn a_new_bulk_restarts_the_stream() {
         let peer = NodeId(2);
         let mut stats = Stats::default();
-        let mut inbound = Inbound::new(Duration::ZERO);
+        let mut inbound = Inbound::new(Duration::ZERO, ReplicationFilter::default(), 32 << 20);
         inbound.reset(peer, &mut stats);
         receive(
             &mut inbound,

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord};
 use tokio::sync::Notify;
 
-use super::ConntrackFilter;
+use super::ReplicationFilter;
 use super::owner::{OwnerMark, Stamp};
 use super::socket::{self, Datagrams, NlSocket};
 use super::wire::{self, Entry, MSG_DELETE, MSG_NEW, NLMSG_ERROR, ParseError, Writer};
@@ -111,7 +111,7 @@ pub(super) struct ReaderSetup {
     pub own_port: u32,
     pub local: NodeId,
     pub owner_mark: OwnerMark,
-    pub filter: ConntrackFilter,
+    pub filter: ReplicationFilter,
     pub shared: Arc<Shared>,
 }
 

@@ -93,12 +93,11 @@ mod wire;
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use failoverd_core::ReplicationFilter;
 use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord};
-use ipnet::IpNet;
 
 use self::command::Command;
 use self::events::{PeerEntry, Reader, ReaderSetup, Shared};
@@ -130,8 +129,9 @@ pub struct ConntrackConfig {
     /// The mark bits that record each entry's owner in the kernel, so that a restarted daemon
     /// knows its own entries from its copies of the peer's. Default bits 30 and 31.
     pub owner_mark: OwnerMark,
-    /// Which sessions are replicated.
-    pub filter: ConntrackFilter,
+    /// Which sessions are replicated: applies to local change events and to dumps (so to
+    /// bulk syncs); the core applies the same filter to the peer's ops.
+    pub filter: ReplicationFilter,
 }
 
 impl Default for ConntrackConfig {
@@ -140,42 +140,8 @@ impl Default for ConntrackConfig {
             event_buffer_bytes: 64 << 20,
             peer_entry_timeout_secs: 3600,
             owner_mark: OwnerMark::DEFAULT,
-            filter: ConntrackFilter::default(),
+            filter: ReplicationFilter::default(),
         }
-    }
-}
-
-/// Which sessions are replicated: applies to local change events and to dumps (so to bulk
-/// syncs). Ops from the peer are applied whatever they are.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConntrackFilter {
-    /// Conntrack zones; empty for all.
-    pub zones: Vec<u16>,
-    /// IP protocol numbers; empty for all.
-    pub protocols: Vec<u8>,
-    /// When not empty, the original source or destination must be inside one of these.
-    pub include: Vec<IpNet>,
-    /// A session whose original source or destination is inside one of these is not
-    /// replicated. Loopback (127.0.0.0/8, ::1/128) and multicast or broadcast destinations
-    /// are always excluded.
-    pub exclude: Vec<IpNet>,
-}
-
-impl ConntrackFilter {
-    /// Whether the session with this key is replicated.
-    pub fn matches(&self, key: &SessionKey) -> bool {
-        let (src, dst) = (key.orig.src, key.orig.dst);
-        let inside = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&src) || n.contains(&dst));
-        !src.is_loopback()
-            && !dst.is_loopback()
-            // Multicast and broadcast (VRRP adverts, routing protocols) are the node's own
-            // chatter, never a session the peer could carry.
-            && !dst.is_multicast()
-            && dst != IpAddr::V4(Ipv4Addr::BROADCAST)
-            && (self.zones.is_empty() || self.zones.contains(&key.zone))
-            && (self.protocols.is_empty() || self.protocols.contains(&key.l4proto))
-            && !inside(&self.exclude)
-            && (self.include.is_empty() || inside(&self.include))
     }
 }
 
@@ -978,7 +944,7 @@ impl Dumper {
     /// no new dump before).
     fn dump(
         &mut self,
-        filter: &ConntrackFilter,
+        filter: &ReplicationFilter,
         local: NodeId,
         owner_mark: OwnerMark,
     ) -> io::Result<Vec<(SessionRecord, Stamp)>> {
