@@ -311,6 +311,10 @@ pub struct VrrpConfig {
     pub announce_repeat: u32,
     /// `announce_interval_ms` (default 100, 10..=10000): the time between those.
     pub announce_interval: Duration,
+    /// `peer_check` (default true): adverts that the failoverd peer's state contradicts (it
+    /// says over the failover link that it is not master) are ignored (docs/TAKEOVER.md,
+    /// "Threats").
+    pub peer_check: bool,
     /// `[[vrrp.instance]]`: the virtual routers (at least one with `takeover.mode = "vrrp"`).
     pub instances: Vec<VrrpInstanceConfig>,
     /// `[[vrrp.track_interface]]`.
@@ -327,6 +331,7 @@ impl Default for VrrpConfig {
             preempt_delay: Duration::ZERO,
             announce_repeat: 3,
             announce_interval: Duration::from_millis(100),
+            peer_check: true,
             instances: Vec::new(),
             track_interfaces: Vec::new(),
             track_routes: Vec::new(),
@@ -633,6 +638,11 @@ preempt_delay_ms = 0
 # (1..=100), and the time between them (10..=10000).
 announce_repeat = 3
 announce_interval_ms = 100
+# Ignore adverts that the failoverd peer contradicts: while it says over the failover link that
+# it is not master, an advert claiming mastership is forged and neither takes this node's
+# group down nor holds it back (a deviation from RFC 5798; see docs/TAKEOVER.md, "Threats").
+# Turn off only if a third VRRP router shares the pair's virtual router ids.
+peer_check = true
 
 # The sections below are examples, not defaults: a line that starts with # and no space
 # is a setting to uncomment. All instances of a node move together (one group).
@@ -816,6 +826,7 @@ struct RawVrrp {
     preempt_delay_ms: Option<Spanned<i64>>,
     announce_repeat: Option<Spanned<i64>>,
     announce_interval_ms: Option<Spanned<i64>>,
+    peer_check: Option<bool>,
     #[serde(default)]
     instance: Vec<Spanned<RawInstance>>,
     #[serde(default)]
@@ -1039,6 +1050,7 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
                 "announce_interval_ms",
                 "milliseconds, an integer from 10 to 10000",
             ),
+            ("peer_check", "true or false"),
         ],
     ),
     (
@@ -2257,6 +2269,7 @@ impl RawVrrp {
             // Invariant: `int` checked the ranges.
             announce_repeat: repeat.value as u32,
             announce_interval: millis(announce.value),
+            peer_check: self.peer_check.unwrap_or(defaults.peer_check),
             instances,
             track_interfaces,
             track_routes,
@@ -2953,6 +2966,7 @@ mod tests {
                     preempt_delay: Duration::ZERO,
                     announce_repeat: 3,
                     announce_interval: Duration::from_millis(100),
+                    peer_check: true,
                     instances: vec![],
                     track_interfaces: vec![],
                     track_routes: vec![],
@@ -3324,6 +3338,7 @@ advert_interval_ms = 100
 preempt_delay_ms = 2000
 announce_repeat = 5
 announce_interval_ms = 20
+peer_check = false
 
 [[vrrp.instance]]
 name = "lan"
@@ -3409,6 +3424,7 @@ timeout_ms = 3000
                 preempt_delay: Duration::from_secs(2),
                 announce_repeat: 5,
                 announce_interval: Duration::from_millis(20),
+                peer_check: false,
                 instances: vec![
                     VrrpInstanceConfig {
                         unicast_peers: vec!["10.0.1.3".parse().unwrap()],
@@ -3733,7 +3749,7 @@ timeout_ms = 3000
         assert_eq!(
             message,
             format!(
-                "{PATH}:12:1: vrrp.mode: unknown key; [vrrp] has the keys advert_interval_ms, preempt_delay_ms, announce_repeat, announce_interval_ms and the tables [[vrrp.instance]], [[vrrp.track_interface]], [[vrrp.track_route]], [[vrrp.track_script]]"
+                "{PATH}:12:1: vrrp.mode: unknown key; [vrrp] has the keys advert_interval_ms, preempt_delay_ms, announce_repeat, announce_interval_ms, peer_check and the tables [[vrrp.instance]], [[vrrp.track_interface]], [[vrrp.track_route]], [[vrrp.track_script]]"
             )
         );
     }

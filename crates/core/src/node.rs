@@ -502,6 +502,15 @@ impl Node {
         })
     }
 
+    /// The peer's role as its authenticated hellos say, over the failover link or else the
+    /// heartbeat path; `None` while neither hears it.
+    pub fn peer_role(&self) -> Option<Role> {
+        self.peer
+            .as_ref()
+            .map(|p| p.hello.role)
+            .or_else(|| self.heartbeat.as_ref().map(|h| h.hello.role))
+    }
+
     /// The peer as the heartbeat path hears it (heard within the dead interval), if at all.
     pub fn heartbeat_peer(&self) -> Option<HeartbeatPeer> {
         self.heartbeat.as_ref().map(|h| HeartbeatPeer {

@@ -187,10 +187,15 @@ fn vrrp_group(out: &mut String, mode: &str, group: &VrrpGroupView) {
         out,
         "",
         format_args!(
-            "ready to preempt {}  maintenance {}  priority penalty {}",
+            "ready to preempt {}  maintenance {}  priority penalty {}  peer check {}",
             yes_no(group.ready_to_preempt),
             if group.maintenance { "on" } else { "off" },
-            group.priority_penalty
+            group.priority_penalty,
+            if group.peer_check {
+                format!("on (peer {})", group.peer)
+            } else {
+                "off".to_string()
+            }
         ),
     );
     if let Some(why) = &group.not_preempting {
@@ -265,8 +270,31 @@ fn instance_cells(instance: &VrrpInstanceView) -> Vec<String> {
             instance.adverts_received,
             instance.malformed_dropped
         ),
+        suspicious(instance),
         unicast,
     ]
+}
+
+/// What shows an attack, only where non-zero: drops per reason, adverts the peer
+/// contradicts, answers held back.
+fn suspicious(instance: &VrrpInstanceView) -> String {
+    let d = &instance.dropped;
+    [
+        ("family", d.family),
+        ("TTL", d.ttl),
+        ("version", d.version),
+        ("type", d.kind),
+        ("length", d.length),
+        ("checksum", d.checksum),
+        ("unknown peer", d.unknown_peer),
+        ("contradicted by the peer", instance.peer_contradicted),
+        ("answers limited", instance.answers_limited),
+    ]
+    .into_iter()
+    .filter(|&(_, n)| n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 fn track_cells(track: &TrackView) -> Vec<String> {
@@ -567,7 +595,7 @@ mod tests {
 
     use failoverd_control::protocol::{
         EventKind, EventView, FailoverState, Family, HooksView, LinkState, NodeInfo, Replication,
-        Role, RoutingView,
+        Role, RoutingView, VrrpDropsView,
     };
 
     use super::*;
@@ -655,6 +683,7 @@ mod tests {
             adverts_received: 4,
             malformed_dropped: 0,
             became_master: 1,
+            ..VrrpInstanceView::default()
         }
     }
 
@@ -667,6 +696,8 @@ mod tests {
                 ready_to_preempt: true,
                 not_preempting: None,
                 maintenance: false,
+                peer_check: true,
+                peer: "not-master".into(),
                 priority_penalty: 0,
                 fault: None,
                 instances: vec![
@@ -797,7 +828,7 @@ counters      batches_received    12
         let text = status(&s);
         let block = "\
 takeover      vrrp  group master (master down timer expired on lan)
-              ready to preempt yes  maintenance off  priority penalty 0
+              ready to preempt yes  maintenance off  priority penalty 0  peer check on (peer not-master)
 instances     lan   on lan  vrid 51  ipv4  master  priority 200  master 10.0.1.2 (200)  holds 10.0.1.1/24                adverts every 50 ms: 123 sent 4 received 0 malformed
               lan6  on lan  vrid 7   ipv6  master  priority 200  master fe80::2 (200)   holds fe80::1/64 2001:db8::1/64  adverts every 50 ms: 1 sent 4 received 0 malformed
 tracks        interface  wan        up  fault while down
@@ -822,6 +853,7 @@ hooks         on_active exited 0 after 12 ms
         group.ready_to_preempt = false;
         group.not_preempting = Some("the peer's sessions are not all here yet".into());
         group.maintenance = true;
+        group.peer_check = false;
         group.priority_penalty = 50;
         group.fault = Some("interface wan is down".into());
         group.tracks.truncate(1);
@@ -834,6 +866,13 @@ hooks         on_active exited 0 after 12 ms
             addresses: (1..=5).map(|i| format!("10.0.1.{i}/24")).collect(),
             holds_addresses: false,
             unicast_peers: vec!["10.0.1.3".into()],
+            malformed_dropped: 3,
+            dropped: VrrpDropsView {
+                ttl: 2,
+                unknown_peer: 1,
+                ..VrrpDropsView::default()
+            },
+            answers_limited: 40,
             ..sample_instance()
         }];
         takeover.routing = Some(RoutingView {
@@ -845,10 +884,10 @@ hooks         on_active exited 0 after 12 ms
         let text = status(&s);
         let block = "\
 takeover      vrrp  group backup (maintenance on)
-              ready to preempt no  maintenance on  priority penalty 50
+              ready to preempt no  maintenance on  priority penalty 50  peer check off
               not preempting: the peer's sessions are not all here yet
               fault: interface wan is down
-instances     lan  on lan  vrid 51  ipv4  backup  priority 150 (200 configured)  master unknown  not holding 10.0.1.1/24 10.0.1.2/24 +3 more  adverts every 50 ms: 123 sent 4 received 0 malformed  unicast to 10.0.1.3
+instances     lan  on lan  vrid 51  ipv4  backup  priority 150 (200 configured)  master unknown  not holding 10.0.1.1/24 10.0.1.2/24 +3 more  adverts every 50 ms: 123 sent 4 received 3 malformed  2 TTL, 1 unknown peer, 40 answers limited  unicast to 10.0.1.3
 tracks        interface  wan  down  fault while down
 routing       FRR standby  last error: vtysh exited 1
 hooks         none run yet

@@ -190,6 +190,7 @@ pub async fn run(
         driver.grant_credit();
         let ready = driver.node.is_ready();
         driver.takeover.set_ready(ready);
+        driver.takeover.set_peer_role(driver.node.peer_role());
         driver.hand_hello_over();
         driver.turns.end();
         let deadline = driver

@@ -13,7 +13,13 @@
 //!   (it holds the peer's sessions), for `preempt_delay`, and not after handing over; with no
 //!   master at all it takes over at once, ready or not;
 //! - tracking lowers every instance's priority, or puts the group in fault (never master);
-//! - maintenance: hand over and stay backup.
+//! - maintenance: hand over and stay backup;
+//! - the peer cross-check (a deviation from RFC 5798 6.4.3, docs/TAKEOVER.md "Threats"): while
+//!   the failoverd peer says over the failover link that it is not master, an advert claiming
+//!   mastership is not the peer's and is ignored, so a forged one neither takes the group down
+//!   nor holds a backup back;
+//! - answers to contested claims and priority 0, and the announcements they repeat, are rate
+//!   limited, so a flood of forged adverts is not amplified.
 
 mod instance;
 
@@ -22,11 +28,15 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use failoverd_wire::Role;
+use failoverd_wire::WireError;
 use failoverd_wire::vrrp::{Advert, TTL, VrrpPacket};
 
 use crate::time::Instant;
+pub use instance::{
+    DropCounts, DropReason, InstanceConfig, InstanceState, InstanceStats, master_down_interval,
+};
 use instance::{Heard, Instance};
-pub use instance::{InstanceConfig, InstanceState, InstanceStats, master_down_interval};
 
 /// The group's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +49,46 @@ pub struct GroupConfig {
     pub announce_repeat: u32,
     /// Between those.
     pub announce_interval: Duration,
+    /// Cross-check adverts with the peer's state from the failover link ([`PeerView`]).
+    pub peer_check: bool,
+}
+
+/// The smallest window in which a master repeats its announcements at most
+/// [`GroupConfig::announce_repeat`] times (a burst that lasts longer is its own window).
+pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(1);
+
+/// What the failover link says about the peer's VRRP group: the role in its authenticated
+/// hellos, which follows its group's mastership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerView {
+    /// No failoverd peer is heard (none configured, a keepalived or other router, or the
+    /// failoverd peer is dead or cut off): adverts are taken as RFC 5798 says.
+    Unheard,
+    /// The peer is alive and says its group is not master.
+    NotMaster,
+    /// The peer is alive and says its group is master.
+    Master,
+}
+
+impl PeerView {
+    /// From the peer's role as the failover link says ([`crate::Node::peer_role`]): under
+    /// VRRP the role follows the group's mastership.
+    pub fn from_role(role: Option<Role>) -> Self {
+        match role {
+            None => Self::Unheard,
+            Some(Role::Standby) => Self::NotMaster,
+            Some(Role::Active) => Self::Master,
+        }
+    }
+
+    /// Stable name for status and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unheard => "unheard",
+            Self::NotMaster => "not-master",
+            Self::Master => "master",
+        }
+    }
 }
 
 /// The group's state.
@@ -205,6 +255,10 @@ pub struct Group {
     fault: Option<String>,
     announce_at: Option<Instant>,
     announces_left: u32,
+    /// When the last burst of announcements began (taking over or reclaiming).
+    burst_at: Option<Instant>,
+    /// The peer's group, as the failover link says.
+    peer: PeerView,
     transmits: VecDeque<VrrpTransmit>,
     actions: VecDeque<VrrpAction>,
     events: VecDeque<VrrpEvent>,
@@ -231,6 +285,8 @@ impl Group {
             fault: None,
             announce_at: None,
             announces_left: 0,
+            burst_at: None,
+            peer: PeerView::Unheard,
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -280,6 +336,11 @@ impl Group {
                 stats: i.stats,
             })
             .collect()
+    }
+
+    /// The peer's group as last told ([`Group::set_peer`]).
+    pub fn peer(&self) -> PeerView {
+        self.peer
     }
 
     /// Whether maintenance mode is on.
@@ -334,9 +395,12 @@ impl Group {
         let advert = match check(instance, src, dst, ttl, bytes) {
             Ok(Some(advert)) => advert,
             // Another virtual router on the same network: not ours, not an error.
-            Ok(None) => return,
-            Err(why) => {
-                instance.stats.malformed_dropped += 1;
+            Ok(None) => {
+                instance.stats.other_vrid += 1;
+                return;
+            }
+            Err((reason, why)) => {
+                instance.stats.dropped.count(reason);
                 self.events.push_back(VrrpEvent::Dropped {
                     instance: index,
                     src,
@@ -345,14 +409,32 @@ impl Group {
                 return;
             }
         };
+        if self.contradicted(index, &advert) {
+            self.instances[index].stats.peer_contradicted += 1;
+            self.events.push_back(VrrpEvent::Dropped {
+                instance: index,
+                src,
+                why: format!(
+                    "priority {} contradicts the peer, which says over the failover link that \
+                     it is not master",
+                    advert.priority
+                ),
+            });
+            return;
+        }
         let may_preempt = self.not_preempting(now).is_none();
         match self.instances[index].heard(now, src, &advert, may_preempt) {
             Heard::Nothing => {}
-            Heard::AdvertiseNow => self.advertise_now(now, index),
+            Heard::AdvertiseNow => self.answer(now, index),
             Heard::Contested => {
-                self.advertise_now(now, index);
-                self.announces_left = self.config.announce_repeat;
-                self.announce(now);
+                // A reclaim is an answer and a burst of announcements; a flood of claims gets
+                // one per window, the regular adverts do the rest.
+                if self.burst_allowed(now) {
+                    self.answer(now, index);
+                    self.begin_burst(now);
+                } else {
+                    self.instances[index].stats.answers_limited += 1;
+                }
             }
             Heard::Outranked { by, priority } => {
                 let name = self.instances[index].config.name.clone();
@@ -394,6 +476,12 @@ impl Group {
         if self.announce_at.is_some_and(|at| at <= now) {
             self.announce(now);
         }
+    }
+
+    /// What the failover link says about the peer's group (used only with
+    /// [`GroupConfig::peer_check`]).
+    pub fn set_peer(&mut self, peer: PeerView) {
+        self.peer = peer;
     }
 
     /// What the failover core says: whether it holds the peer's sessions.
@@ -488,12 +576,60 @@ impl Group {
 
     // ---- internals ----
 
-    /// Whether an instance other than `index` follows a live master.
+    /// Whether an instance other than `index` follows a live master. A master the peer
+    /// denies being is none (the peer check): forged adverts on one network do not hold the
+    /// group back on the others.
     fn master_heard_elsewhere(&self, index: usize, now: Instant) -> bool {
-        self.instances
-            .iter()
-            .enumerate()
-            .any(|(other, i)| other != index && i.follows_live_master(now))
+        !self.peer_denies_mastership()
+            && self
+                .instances
+                .iter()
+                .enumerate()
+                .any(|(other, i)| other != index && i.follows_live_master(now))
+    }
+
+    fn peer_denies_mastership(&self) -> bool {
+        self.config.peer_check && self.peer == PeerView::NotMaster
+    }
+
+    /// The peer check: the VRID's other router is the failoverd peer, which says it is not
+    /// master, so a claim of mastership is not the peer's. A master ignores every advert (an
+    /// outranking one would take the group down, a lower one would be contested); a backup
+    /// ignores all but priority 0 (a leaving master's, which the peer, no longer master, may
+    /// already have said).
+    fn contradicted(&self, index: usize, advert: &Advert) -> bool {
+        self.peer_denies_mastership()
+            && match self.instances[index].state {
+                InstanceState::Master => true,
+                InstanceState::Backup => advert.priority != 0,
+                InstanceState::Initialize => false,
+            }
+    }
+
+    /// An advert out of turn, at most one per advert interval per instance.
+    fn answer(&mut self, now: Instant, index: usize) {
+        let instance = &mut self.instances[index];
+        let interval = instance.config.advert_interval;
+        if instance.answered_at.is_some_and(|at| now < at + interval) {
+            instance.stats.answers_limited += 1;
+            return;
+        }
+        instance.answered_at = Some(now);
+        self.advertise_now(now, index);
+    }
+
+    /// Whether a new burst of announcements may begin: one per window of at least
+    /// [`ANNOUNCE_WINDOW`], or the length of a burst if longer.
+    fn burst_allowed(&self, now: Instant) -> bool {
+        let burst = self.config.announce_interval * self.config.announce_repeat;
+        self.burst_at
+            .is_none_or(|at| now >= at + burst.max(ANNOUNCE_WINDOW))
+    }
+
+    fn begin_burst(&mut self, now: Instant) {
+        self.burst_at = Some(now);
+        self.announces_left = self.config.announce_repeat;
+        self.announce(now);
     }
 
     fn take_over(&mut self, now: Instant, reason: String) {
@@ -504,8 +640,7 @@ impl Group {
             self.actions
                 .push_back(VrrpAction::AddAddresses { instance: index });
         }
-        self.announces_left = self.config.announce_repeat;
-        self.announce(now);
+        self.begin_burst(now);
         self.set_state(GroupState::Master, reason);
     }
 
@@ -578,30 +713,40 @@ impl Group {
     }
 }
 
-/// RFC 5798 7.1: the checks of a received advert. `Ok(None)`: valid, for another virtual
-/// router.
+/// RFC 5798 7.1: the checks of a received advert, cheapest first. `Ok(None)`: valid, for
+/// another virtual router.
 fn check(
     instance: &Instance,
     src: IpAddr,
     dst: IpAddr,
     ttl: u8,
     bytes: &[u8],
-) -> Result<Option<Advert>, String> {
+) -> Result<Option<Advert>, (DropReason, String)> {
     if src.is_ipv6() != instance.config.source.is_ipv6() {
-        return Err("wrong address family".to_string());
+        return Err((DropReason::Family, "wrong address family".to_string()));
     }
     if ttl != TTL {
-        return Err(format!("TTL {ttl}, not {TTL}"));
+        return Err((DropReason::Ttl, format!("TTL {ttl}, not {TTL}")));
     }
-    let packet = VrrpPacket::new_checked(bytes, src.is_ipv6()).map_err(|e| e.to_string())?;
+    let packet = VrrpPacket::new_checked(bytes, src.is_ipv6()).map_err(|err| {
+        let reason = match err {
+            WireError::UnsupportedVersion(_) => DropReason::Version,
+            WireError::Malformed(_) => DropReason::Type,
+            _ => DropReason::Length,
+        };
+        (reason, err.to_string())
+    })?;
     if !packet.checksum_ok(src, dst) {
-        return Err("bad checksum".to_string());
+        return Err((DropReason::Checksum, "bad checksum".to_string()));
     }
     if packet.vrid() != instance.config.vrid {
         return Ok(None);
     }
     if !instance.config.unicast_peers.is_empty() && !instance.config.unicast_peers.contains(&src) {
-        return Err("source is not a configured unicast peer".to_string());
+        return Err((
+            DropReason::UnknownPeer,
+            "source is not a configured unicast peer".to_string(),
+        ));
     }
     Ok(Some(Advert::parse(&packet)))
 }

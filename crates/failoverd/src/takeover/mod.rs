@@ -21,6 +21,7 @@ pub mod vrrp;
 
 use failoverd_control::config::{Config, TakeoverMode};
 use failoverd_control::protocol::{TakeoverStatus, VrrpGroupView};
+use failoverd_core::wire::Role;
 use tokio::sync::oneshot;
 
 /// What moves the traffic for one node: the VRRP task (mode `vrrp`), FRR and hooks. The driver
@@ -35,6 +36,8 @@ pub struct Takeover {
     hooks: Option<hooks::Hooks>,
     /// The readiness last told to the VRRP task.
     ready: Option<bool>,
+    /// The peer's role last told to the VRRP task.
+    peer_role: Option<Option<Role>>,
     history: history::History,
 }
 
@@ -65,6 +68,7 @@ impl Takeover {
             frr,
             hooks,
             ready: None,
+            peer_role: None,
             history,
         })
     }
@@ -93,6 +97,21 @@ impl Takeover {
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &self.vrrp {
             let _ = vrrp.requests.send(vrrp::Request::Ready(ready));
+        }
+    }
+
+    /// The peer's role as the failover link says (`None`: not heard), told to the VRRP group
+    /// when it changes: under VRRP the peer's role is its group's mastership, which the group
+    /// cross-checks adverts with.
+    pub fn set_peer_role(&mut self, role: Option<Role>) {
+        if self.peer_role == Some(role) {
+            return;
+        }
+        self.peer_role = Some(role);
+        #[cfg(target_os = "linux")]
+        if let Some(vrrp) = &self.vrrp {
+            let peer = failoverd_core::vrrp::PeerView::from_role(role);
+            let _ = vrrp.requests.send(vrrp::Request::Peer(peer));
         }
     }
 

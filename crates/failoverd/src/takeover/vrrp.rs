@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
-use failoverd_control::protocol::{EventKind, VrrpGroupView, VrrpInstanceView};
+use failoverd_control::protocol::{EventKind, VrrpDropsView, VrrpGroupView, VrrpInstanceView};
 use failoverd_core::vrrp::{
-    Group, GroupConfig, GroupState, InstanceConfig, VrrpAction, VrrpEvent, VrrpTransmit,
+    DropCounts, DropReason, Group, GroupConfig, GroupState, InstanceConfig, PeerView, VrrpAction,
+    VrrpEvent, VrrpTransmit,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -29,6 +30,8 @@ const RECV_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(1
 pub enum Request {
     /// The failover core's readiness (it holds the peer's sessions): gates preemption.
     Ready(bool),
+    /// The peer's group as the failover link says: the peer check.
+    Peer(PeerView),
     /// Switchover: hand mastership to the peer.
     HandOver(oneshot::Sender<Result<(), String>>),
     /// Maintenance on or off.
@@ -106,6 +109,7 @@ pub async fn spawn(config: &VrrpConfig, history: History) -> anyhow::Result<Vrrp
         preempt_delay: config.preempt_delay,
         announce_repeat: config.announce_repeat,
         announce_interval: config.announce_interval,
+        peer_check: config.peer_check,
     });
     let (requests, request_rx) = mpsc::unbounded_channel();
     let (forwarding_tx, forwarding) = mpsc::unbounded_channel();
@@ -310,6 +314,7 @@ impl Task {
         let now = self.clock.now();
         match request {
             Request::Ready(ready) => self.group.set_ready(now, ready),
+            Request::Peer(peer) => self.group.set_peer(peer),
             Request::HandOver(reply) => {
                 let _ = reply.send(self.group.hand_over(now).map_err(|e| e.to_string()));
             }
@@ -449,6 +454,8 @@ impl Task {
             ready_to_preempt: not_preempting.is_none(),
             not_preempting: not_preempting.map(|n| n.name().to_string()),
             maintenance: self.group.maintenance(),
+            peer_check: self.group.config().peer_check,
+            peer: self.group.peer().name().to_string(),
             priority_penalty: penalty,
             fault: fault.map(str::to_string),
             instances: self
@@ -487,11 +494,27 @@ impl Task {
                         .collect(),
                     adverts_sent: instance.stats.adverts_sent,
                     adverts_received: instance.stats.adverts_received,
-                    malformed_dropped: instance.stats.malformed_dropped,
+                    malformed_dropped: instance.stats.dropped.total(),
+                    dropped: drops_view(&instance.stats.dropped),
+                    other_vrid: instance.stats.other_vrid,
+                    peer_contradicted: instance.stats.peer_contradicted,
+                    answers_limited: instance.stats.answers_limited,
                     became_master: instance.stats.became_master,
                 })
                 .collect(),
             tracks: self.verdicts.borrow().tracks.clone(),
         }
+    }
+}
+
+fn drops_view(dropped: &DropCounts) -> VrrpDropsView {
+    VrrpDropsView {
+        family: dropped.get(DropReason::Family),
+        ttl: dropped.get(DropReason::Ttl),
+        version: dropped.get(DropReason::Version),
+        kind: dropped.get(DropReason::Type),
+        length: dropped.get(DropReason::Length),
+        checksum: dropped.get(DropReason::Checksum),
+        unknown_peer: dropped.get(DropReason::UnknownPeer),
     }
 }
