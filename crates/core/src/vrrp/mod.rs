@@ -53,8 +53,9 @@ pub struct GroupConfig {
     pub peer_check: bool,
 }
 
-/// The smallest window in which a master repeats its announcements at most
-/// [`GroupConfig::announce_repeat`] times (a burst that lasts longer is its own window).
+/// A new burst of announcements (a reclaim) begins at least this long after the last
+/// announcement, so any window of this length holds at most one burst:
+/// [`GroupConfig::announce_repeat`] announcements per address.
 pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(1);
 
 /// What the failover link says about the peer's VRRP group: the role in its authenticated
@@ -255,8 +256,8 @@ pub struct Group {
     fault: Option<String>,
     announce_at: Option<Instant>,
     announces_left: u32,
-    /// When the last burst of announcements began (taking over or reclaiming).
-    burst_at: Option<Instant>,
+    /// No new burst of announcements before this: [`ANNOUNCE_WINDOW`] after the last one.
+    quiet_until: Option<Instant>,
     /// The peer's group, as the failover link says.
     peer: PeerView,
     transmits: VecDeque<VrrpTransmit>,
@@ -285,7 +286,7 @@ impl Group {
             fault: None,
             announce_at: None,
             announces_left: 0,
-            burst_at: None,
+            quiet_until: None,
             peer: PeerView::Unheard,
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
@@ -618,16 +619,12 @@ impl Group {
         self.advertise_now(now, index);
     }
 
-    /// Whether a new burst of announcements may begin: one per window of at least
-    /// [`ANNOUNCE_WINDOW`], or the length of a burst if longer.
+    /// Whether a new burst of announcements may begin.
     fn burst_allowed(&self, now: Instant) -> bool {
-        let burst = self.config.announce_interval * self.config.announce_repeat;
-        self.burst_at
-            .is_none_or(|at| now >= at + burst.max(ANNOUNCE_WINDOW))
+        self.quiet_until.is_none_or(|at| now >= at)
     }
 
     fn begin_burst(&mut self, now: Instant) {
-        self.burst_at = Some(now);
         self.announces_left = self.config.announce_repeat;
         self.announce(now);
     }
@@ -695,6 +692,7 @@ impl Group {
             return;
         }
         self.announces_left -= 1;
+        self.quiet_until = Some(now + ANNOUNCE_WINDOW);
         for index in 0..self.instances.len() {
             self.actions
                 .push_back(VrrpAction::Announce { instance: index });
