@@ -315,6 +315,10 @@ pub struct VrrpConfig {
     /// says over the failover link that it is not master) are ignored (docs/TAKEOVER.md,
     /// "Threats").
     pub peer_check: bool,
+    /// `silent_intervals` (default 3, 0..=100; 0: never): after this many master-down
+    /// intervals with no master heard on one instance while the group follows a master on
+    /// another network, the failover link decides which node acts (docs/TAKEOVER.md).
+    pub silent_intervals: u32,
     /// `[[vrrp.instance]]`: the virtual routers (at least one with `takeover.mode = "vrrp"`).
     pub instances: Vec<VrrpInstanceConfig>,
     /// `[[vrrp.track_interface]]`.
@@ -332,6 +336,7 @@ impl Default for VrrpConfig {
             announce_repeat: 3,
             announce_interval: Duration::from_millis(100),
             peer_check: true,
+            silent_intervals: 3,
             instances: Vec::new(),
             track_interfaces: Vec::new(),
             track_routes: Vec::new(),
@@ -643,6 +648,10 @@ announce_interval_ms = 100
 # group down nor holds it back (a deviation from RFC 5798; see docs/TAKEOVER.md, "Threats").
 # Turn off only if a third VRRP router shares the pair's virtual router ids.
 peer_check = true
+# After this many master-down intervals with no master heard on one instance while the group
+# follows a master on another network (a dead switch behind a live port), the failover link
+# decides which node acts: the one whose port still hears that network (0..=100; 0: never).
+silent_intervals = 3
 
 # The sections below are examples, not defaults: a line that starts with # and no space
 # is a setting to uncomment. All instances of a node move together (one group).
@@ -827,6 +836,7 @@ struct RawVrrp {
     announce_repeat: Option<Spanned<i64>>,
     announce_interval_ms: Option<Spanned<i64>>,
     peer_check: Option<bool>,
+    silent_intervals: Option<Spanned<i64>>,
     #[serde(default)]
     instance: Vec<Spanned<RawInstance>>,
     #[serde(default)]
@@ -1051,6 +1061,7 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
                 "milliseconds, an integer from 10 to 10000",
             ),
             ("peer_check", "true or false"),
+            ("silent_intervals", "an integer from 0 to 100"),
         ],
     ),
     (
@@ -2148,6 +2159,15 @@ impl RawVrrp {
             10,
             10_000,
         )?;
+        let silent = int(
+            source,
+            TABLE,
+            "silent_intervals",
+            self.silent_intervals.as_ref(),
+            i64::from(defaults.silent_intervals),
+            0,
+            100,
+        )?;
         match mode {
             TakeoverMode::Election => {
                 let given = [
@@ -2270,6 +2290,8 @@ impl RawVrrp {
             announce_repeat: repeat.value as u32,
             announce_interval: millis(announce.value),
             peer_check: self.peer_check.unwrap_or(defaults.peer_check),
+            // Invariant: `int` checked the range.
+            silent_intervals: silent.value as u32,
             instances,
             track_interfaces,
             track_routes,
@@ -2967,6 +2989,7 @@ mod tests {
                     announce_repeat: 3,
                     announce_interval: Duration::from_millis(100),
                     peer_check: true,
+                    silent_intervals: 3,
                     instances: vec![],
                     track_interfaces: vec![],
                     track_routes: vec![],
@@ -3339,6 +3362,7 @@ preempt_delay_ms = 2000
 announce_repeat = 5
 announce_interval_ms = 20
 peer_check = false
+silent_intervals = 5
 
 [[vrrp.instance]]
 name = "lan"
@@ -3425,6 +3449,7 @@ timeout_ms = 3000
                 announce_repeat: 5,
                 announce_interval: Duration::from_millis(20),
                 peer_check: false,
+                silent_intervals: 5,
                 instances: vec![
                     VrrpInstanceConfig {
                         unicast_peers: vec!["10.0.1.3".parse().unwrap()],
@@ -3749,7 +3774,7 @@ timeout_ms = 3000
         assert_eq!(
             message,
             format!(
-                "{PATH}:12:1: vrrp.mode: unknown key; [vrrp] has the keys advert_interval_ms, preempt_delay_ms, announce_repeat, announce_interval_ms, peer_check and the tables [[vrrp.instance]], [[vrrp.track_interface]], [[vrrp.track_route]], [[vrrp.track_script]]"
+                "{PATH}:12:1: vrrp.mode: unknown key; [vrrp] has the keys advert_interval_ms, preempt_delay_ms, announce_repeat, announce_interval_ms, peer_check, silent_intervals and the tables [[vrrp.instance]], [[vrrp.track_interface]], [[vrrp.track_route]], [[vrrp.track_script]]"
             )
         );
     }

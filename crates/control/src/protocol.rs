@@ -406,6 +406,10 @@ pub struct VrrpGroupView {
     /// adverts are taken as RFC 5798 says), `"not-master"` or `"master"`.
     #[serde(default)]
     pub peer: String,
+    /// `vrrp.silent_intervals`: after this many master-down intervals with no master heard on
+    /// one instance, the failover link decides which node acts (0: never).
+    #[serde(default)]
+    pub silent_intervals: u32,
     /// The sum of the weights of the trackers that are down, taken off every instance's
     /// priority.
     pub priority_penalty: u8,
@@ -465,6 +469,20 @@ pub struct VrrpInstanceView {
     /// Contested claims and priority-0 adverts not answered at once (rate limited).
     #[serde(default)]
     pub answers_limited: u64,
+    /// Master-down intervals in a row with no master heard (a backup that follows a master
+    /// on another network); 0 when a master is heard.
+    #[serde(default)]
+    pub silent_for: u32,
+    /// The interface received packets within the last 2 s: the network behind it is alive.
+    #[serde(default)]
+    pub port_hears: bool,
+    /// The peer's report on this virtual router (over the failover link): it has heard no
+    /// master for `silent_intervals`; `None` without a report.
+    #[serde(default)]
+    pub peer_silent: Option<bool>,
+    /// The peer's report: its port hears the network; `None` without a report.
+    #[serde(default)]
+    pub peer_hears: Option<bool>,
     /// Times this instance became master.
     pub became_master: u64,
 }
@@ -1096,7 +1114,7 @@ mod tests {
         json!({"mode": "vrrp",
             "group": {"state": "master", "reason": "master down timer expired on lan",
                 "ready_to_preempt": true, "not_preempting": null, "maintenance": false,
-                "peer_check": true, "peer": "not-master",
+                "peer_check": true, "peer": "not-master", "silent_intervals": 3,
                 "priority_penalty": 0, "fault": null,
                 "instances": [{"name": "lan", "interface": "lan", "vrid": 51, "family": "ipv4",
                     "state": "master", "priority": 200, "configured_priority": 200,
@@ -1107,7 +1125,8 @@ mod tests {
                     "dropped": {"family": 0, "ttl": 1, "version": 0, "type": 0, "length": 0,
                         "checksum": 0, "unknown_peer": 0},
                     "other_vrid": 0, "peer_contradicted": 0, "answers_limited": 0,
-                    "became_master": 1}],
+                    "silent_for": 0, "port_hears": true, "peer_silent": false,
+                    "peer_hears": true, "became_master": 1}],
                 "tracks": [{"kind": "interface", "name": "wan", "up": true, "weight": 0}]},
             "routing": {"state": "active", "last_error": null},
             "hooks": {"last": "on_active exited 0 after 12 ms"}})
@@ -1125,6 +1144,7 @@ mod tests {
                 maintenance: false,
                 peer_check: true,
                 peer: "not-master".into(),
+                silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
                 instances: vec![VrrpInstanceView {
@@ -1148,6 +1168,9 @@ mod tests {
                         ttl: 1,
                         ..VrrpDropsView::default()
                     },
+                    port_hears: true,
+                    peer_silent: Some(false),
+                    peer_hears: Some(true),
                     became_master: 1,
                     ..VrrpInstanceView::default()
                 }],

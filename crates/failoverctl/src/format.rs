@@ -187,7 +187,7 @@ fn vrrp_group(out: &mut String, mode: &str, group: &VrrpGroupView) {
         out,
         "",
         format_args!(
-            "ready to preempt {}  maintenance {}  priority penalty {}  peer check {}",
+            "ready to preempt {}  maintenance {}  priority penalty {}  peer check {}  {}",
             yes_no(group.ready_to_preempt),
             if group.maintenance { "on" } else { "off" },
             group.priority_penalty,
@@ -195,6 +195,10 @@ fn vrrp_group(out: &mut String, mode: &str, group: &VrrpGroupView) {
                 format!("on (peer {})", group.peer)
             } else {
                 "off".to_string()
+            },
+            match group.silent_intervals {
+                0 => "silent networks: ignored".to_string(),
+                k => format!("silent networks: the link decides after {k} intervals"),
             }
         ),
     );
@@ -270,9 +274,39 @@ fn instance_cells(instance: &VrrpInstanceView) -> Vec<String> {
             instance.adverts_received,
             instance.malformed_dropped
         ),
+        network(instance),
         suspicious(instance),
         unicast,
     ]
+}
+
+/// Whether the network behind the instance's port is alive, whether a master is heard on it,
+/// and what the peer reports of it.
+fn network(instance: &VrrpInstanceView) -> String {
+    let mut text = format!(
+        "port {}",
+        if instance.port_hears {
+            "hears"
+        } else {
+            "hears nothing"
+        }
+    );
+    if instance.silent_for > 0 {
+        let _ = write!(text, ", no master for {} intervals", instance.silent_for);
+    }
+    if let (Some(silent), Some(hears)) = (instance.peer_silent, instance.peer_hears) {
+        let _ = write!(
+            text,
+            "; peer: {}, port {}",
+            if silent {
+                "no master"
+            } else {
+                "hears a master or is master"
+            },
+            if hears { "hears" } else { "hears nothing" }
+        );
+    }
+    text
 }
 
 /// What shows an attack, only where non-zero: drops per reason, adverts the peer
@@ -683,6 +717,7 @@ mod tests {
             adverts_received: 4,
             malformed_dropped: 0,
             became_master: 1,
+            port_hears: true,
             ..VrrpInstanceView::default()
         }
     }
@@ -698,6 +733,7 @@ mod tests {
                 maintenance: false,
                 peer_check: true,
                 peer: "not-master".into(),
+                silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
                 instances: vec![
@@ -828,9 +864,9 @@ counters      batches_received    12
         let text = status(&s);
         let block = "\
 takeover      vrrp  group master (master down timer expired on lan)
-              ready to preempt yes  maintenance off  priority penalty 0  peer check on (peer not-master)
-instances     lan   on lan  vrid 51  ipv4  master  priority 200  master 10.0.1.2 (200)  holds 10.0.1.1/24                adverts every 50 ms: 123 sent 4 received 0 malformed
-              lan6  on lan  vrid 7   ipv6  master  priority 200  master fe80::2 (200)   holds fe80::1/64 2001:db8::1/64  adverts every 50 ms: 1 sent 4 received 0 malformed
+              ready to preempt yes  maintenance off  priority penalty 0  peer check on (peer not-master)  silent networks: the link decides after 3 intervals
+instances     lan   on lan  vrid 51  ipv4  master  priority 200  master 10.0.1.2 (200)  holds 10.0.1.1/24                adverts every 50 ms: 123 sent 4 received 0 malformed  port hears
+              lan6  on lan  vrid 7   ipv6  master  priority 200  master fe80::2 (200)   holds fe80::1/64 2001:db8::1/64  adverts every 50 ms: 1 sent 4 received 0 malformed    port hears
 tracks        interface  wan        up  fault while down
               route      0.0.0.0/0  up  priority -50 while down
 routing       FRR active
@@ -873,6 +909,10 @@ hooks         on_active exited 0 after 12 ms
                 ..VrrpDropsView::default()
             },
             answers_limited: 40,
+            port_hears: false,
+            silent_for: 4,
+            peer_silent: Some(false),
+            peer_hears: Some(true),
             ..sample_instance()
         }];
         takeover.routing = Some(RoutingView {
@@ -884,10 +924,10 @@ hooks         on_active exited 0 after 12 ms
         let text = status(&s);
         let block = "\
 takeover      vrrp  group backup (maintenance on)
-              ready to preempt no  maintenance on  priority penalty 50  peer check off
+              ready to preempt no  maintenance on  priority penalty 50  peer check off  silent networks: the link decides after 3 intervals
               not preempting: the peer's sessions are not all here yet
               fault: interface wan is down
-instances     lan  on lan  vrid 51  ipv4  backup  priority 150 (200 configured)  master unknown  not holding 10.0.1.1/24 10.0.1.2/24 +3 more  adverts every 50 ms: 123 sent 4 received 3 malformed  2 TTL, 1 unknown peer, 40 answers limited  unicast to 10.0.1.3
+instances     lan  on lan  vrid 51  ipv4  backup  priority 150 (200 configured)  master unknown  not holding 10.0.1.1/24 10.0.1.2/24 +3 more  adverts every 50 ms: 123 sent 4 received 3 malformed  port hears nothing, no master for 4 intervals; peer: hears a master or is master, port hears  2 TTL, 1 unknown peer, 40 answers limited  unicast to 10.0.1.3
 tracks        interface  wan  down  fault while down
 routing       FRR standby  last error: vtysh exited 1
 hooks         none run yet

@@ -50,6 +50,7 @@ fn status() -> Status {
                 maintenance: false,
                 peer_check: true,
                 peer: "master".into(),
+                silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
                 instances: vec![VrrpInstanceView {
@@ -252,9 +253,9 @@ fn human_status_shows_the_vrrp_group() {
         text.contains(
             "\
 takeover      vrrp  group backup (higher-priority master 10.0.1.3)
-              ready to preempt no  maintenance off  priority penalty 0  peer check on (peer master)
+              ready to preempt no  maintenance off  priority penalty 0  peer check on (peer master)  silent networks: the link decides after 3 intervals
               not preempting: not ready: no bulk sync from the peer yet
-instances     lan  on eth1  vrid 51  ipv4  backup  priority 100  master 10.0.1.3 (200)  not holding 10.0.1.1/24  adverts every 50 ms: 0 sent 1200 received 2 malformed  2 checksum
+instances     lan  on eth1  vrid 51  ipv4  backup  priority 100  master 10.0.1.3 (200)  not holding 10.0.1.1/24  adverts every 50 ms: 0 sent 1200 received 2 malformed  port hears nothing  2 checksum
 tracks        script  upstream  up  priority -20 while down
 sessions "
         ),

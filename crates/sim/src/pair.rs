@@ -274,6 +274,7 @@ impl Pair {
             announce_repeat: 0,
             announce_interval: advert_interval,
             peer_check: true,
+            silent_intervals: 3,
         });
         group.start(self.now);
         self.nodes[i].vrrp = Some(group);

@@ -211,6 +211,11 @@ pub(crate) struct Instance {
     /// When this master last advertised out of turn (answering a priority 0 or a contested
     /// claim): at most once per advert interval, so a flood is not echoed.
     pub(crate) answered_at: Option<Instant>,
+    /// Master-down intervals in a row that ran out with no master heard (the group did not
+    /// take over: it follows a master elsewhere, or cannot).
+    pub(crate) silent_for: u32,
+    /// The interface's received-packet count as last read, and when it last grew.
+    pub(crate) rx: Option<(u64, Instant)>,
     pub(crate) stats: InstanceStats,
 }
 
@@ -226,6 +231,8 @@ impl Instance {
             master: None,
             followed_at: None,
             answered_at: None,
+            silent_for: 0,
+            rx: None,
             stats: InstanceStats::default(),
         }
     }
@@ -270,6 +277,7 @@ impl Instance {
 
     pub(crate) fn become_master(&mut self, now: Instant) {
         self.state = InstanceState::Master;
+        self.silent_for = 0;
         self.master_down_timer = None;
         self.adver_timer = Some(now + self.config.advert_interval);
         self.master = Some((self.config.source, self.priority));
@@ -322,6 +330,7 @@ impl Instance {
                     self.master_down_timer = Some(now + self.master_down_interval());
                     self.master = Some((src, advert.priority));
                     self.followed_at = Some(now);
+                    self.silent_for = 0;
                 } else {
                     // Preempting: the lower-priority master is ignored, so the master-down
                     // timer runs out.

@@ -28,9 +28,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use failoverd_wire::Role;
 use failoverd_wire::WireError;
 use failoverd_wire::vrrp::{Advert, TTL, VrrpPacket};
+use failoverd_wire::{Role, VrrpInstanceReport, VrrpReport};
 
 use crate::time::Instant;
 pub use instance::{
@@ -51,7 +51,15 @@ pub struct GroupConfig {
     pub announce_interval: Duration,
     /// Cross-check adverts with the peer's state from the failover link ([`PeerView`]).
     pub peer_check: bool,
+    /// After this many master-down intervals in a row with no master heard on one instance
+    /// (while the group follows a master on another network), the failover link decides
+    /// which node acts ([`Group::set_peer_report`]); 0: never.
+    pub silent_intervals: u32,
 }
+
+/// An interface "hears" its network while its received-packet count grew within this long:
+/// hosts there (ARP, neighbour discovery, traffic) reach it.
+pub const HEARS_WINDOW: Duration = Duration::from_secs(2);
 
 /// A new burst of announcements (a reclaim) begins at least this long after the last
 /// announcement, so any window of this length holds at most one burst:
@@ -202,6 +210,8 @@ pub struct InstanceView {
     pub master: Option<(IpAddr, u8)>,
     /// Its counters.
     pub stats: InstanceStats,
+    /// Master-down intervals in a row with no master heard.
+    pub silent_for: u32,
 }
 
 /// Why a ready backup would still not preempt, for status.
@@ -260,6 +270,8 @@ pub struct Group {
     quiet_until: Option<Instant>,
     /// The peer's group, as the failover link says.
     peer: PeerView,
+    /// What the peer's instances hear, as its last report over the failover link said.
+    peer_report: Option<VrrpReport>,
     transmits: VecDeque<VrrpTransmit>,
     actions: VecDeque<VrrpAction>,
     events: VecDeque<VrrpEvent>,
@@ -288,6 +300,7 @@ impl Group {
             announces_left: 0,
             quiet_until: None,
             peer: PeerView::Unheard,
+            peer_report: None,
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -335,6 +348,7 @@ impl Group {
                 priority: i.priority,
                 master: i.master,
                 stats: i.stats,
+                silent_for: i.silent_for,
             })
             .collect()
     }
@@ -471,6 +485,7 @@ impl Group {
                     instance.master = None;
                     instance.followed_at = None;
                     instance.master_down_timer = Some(now + instance.master_down_interval());
+                    instance.silent_for = instance.silent_for.saturating_add(1);
                 }
             }
         }
@@ -483,6 +498,69 @@ impl Group {
     /// [`GroupConfig::peer_check`]).
     pub fn set_peer(&mut self, peer: PeerView) {
         self.peer = peer;
+    }
+
+    /// The received-packet count of instance `index`'s interface, read periodically (every
+    /// advert interval or so): whether the network behind it is alive.
+    pub fn handle_port_rx(&mut self, now: Instant, index: usize, rx_packets: u64) {
+        let Some(instance) = self.instances.get_mut(index) else {
+            return;
+        };
+        match instance.rx {
+            Some((count, _)) if count == rx_packets => {}
+            _ => instance.rx = Some((rx_packets, now)),
+        }
+        self.yield_to_a_hearing_peer(now);
+    }
+
+    /// What the peer's instances hear, from its reports over the failover link (`None`: no
+    /// live peer, or one that does not report).
+    pub fn set_peer_report(&mut self, now: Instant, report: Option<VrrpReport>) {
+        self.peer_report = report;
+        self.yield_to_a_hearing_peer(now);
+    }
+
+    /// What this node's instances hear, for the peer.
+    pub fn report(&self, now: Instant) -> VrrpReport {
+        VrrpReport {
+            instances: (0..self.instances.len())
+                .map(|index| {
+                    let instance = &self.instances[index];
+                    VrrpInstanceReport {
+                        vrid: instance.config.vrid,
+                        ipv6: instance.config.source.is_ipv6(),
+                        silent: self.silent(index),
+                        hears: self.hears(index, now),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The peer's report on instance `index`'s virtual router, if any.
+    pub fn peer_report_on(&self, index: usize) -> Option<VrrpInstanceReport> {
+        let config = &self.instances[index].config;
+        self.peer_report.as_ref().and_then(|report| {
+            report
+                .instances
+                .iter()
+                .find(|r| r.vrid == config.vrid && r.ipv6 == config.source.is_ipv6())
+                .copied()
+        })
+    }
+
+    /// Whether instance `index` has heard no master for `silent_intervals` master-down
+    /// intervals.
+    pub fn silent(&self, index: usize) -> bool {
+        self.config.silent_intervals > 0
+            && self.instances[index].silent_for >= self.config.silent_intervals
+    }
+
+    /// Whether instance `index`'s interface heard its network lately ([`HEARS_WINDOW`]).
+    pub fn hears(&self, index: usize, now: Instant) -> bool {
+        self.instances[index]
+            .rx
+            .is_some_and(|(_, grew)| now < grew + HEARS_WINDOW)
     }
 
     /// What the failover core says: whether it holds the peer's sessions.
@@ -576,6 +654,35 @@ impl Group {
     }
 
     // ---- internals ----
+
+    /// A master whose adverts do not reach the peer on one network (a dead switch behind a live
+    /// port) while the peer hears that network and this node does not hands the group over:
+    /// the network's hosts are on the peer's side. A backup with a dead port, which reports
+    /// that it hears nothing, is not followed.
+    fn yield_to_a_hearing_peer(&mut self, now: Instant) {
+        if self.state != GroupState::Master {
+            return;
+        }
+        let found = (0..self.instances.len()).find(|&index| {
+            self.peer_report_on(index)
+                .is_some_and(|peer| peer.silent && peer.hears && !self.hears(index, now))
+        });
+        if let Some(index) = found {
+            let name = self.instances[index].config.name.clone();
+            // As after a switchover: no preemption back while the peer is master, or the
+            // group would return to the side that cannot reach the network.
+            self.handed_over = true;
+            self.step_down(
+                now,
+                GroupState::Backup,
+                format!(
+                    "{name}: the peer hears that network but none of our adverts, and this \
+                     node's port hears nothing"
+                ),
+                None,
+            );
+        }
+    }
 
     /// Whether an instance other than `index` follows a live master. A master the peer
     /// denies being is none (the peer check): forged adverts on one network do not hold the

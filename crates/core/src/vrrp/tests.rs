@@ -47,6 +47,7 @@ fn config(host: u8, priority: u8) -> GroupConfig {
         announce_repeat: 2,
         announce_interval: 50 * MS,
         peer_check: true,
+        silent_intervals: 3,
     }
 }
 
@@ -68,6 +69,10 @@ struct Net {
     announced: Vec<(Instant, usize, usize)>,
     /// The failover link is up: each node knows whether the other's group is master.
     link: bool,
+    /// Per node and instance: whether hosts on the network reach its port (its received-packet
+    /// count grows).
+    port_alive: [[bool; 2]; 2],
+    rx: [[u64; 2]; 2],
 }
 
 impl Net {
@@ -83,6 +88,8 @@ impl Net {
             announces: [0; 2],
             announced: Vec::new(),
             link: false,
+            port_alive: [[true; 2]; 2],
+            rx: [[0; 2]; 2],
         };
         for node in &mut net.nodes {
             node.set_ready(Instant::ZERO, true);
@@ -177,6 +184,30 @@ impl Net {
 
     fn run_for(&mut self, d: Duration) {
         self.run_until(self.now + d);
+    }
+
+    /// [`Net::run_for`] with the daemon's periodic work every 100 ms: each port's
+    /// received-packet count read, and (with the link) each node's report sent to the other.
+    fn run_polling(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.run_for(100 * MS);
+            let now = self.now;
+            for n in 0..2 {
+                for i in 0..2 {
+                    if self.port_alive[n][i] {
+                        self.rx[n][i] += 1;
+                    }
+                    self.nodes[n].handle_port_rx(now, i, self.rx[n][i]);
+                }
+            }
+            for n in 0..2 {
+                let report =
+                    (self.link && !self.down[1 - n]).then(|| self.nodes[1 - n].report(now));
+                self.nodes[n].set_peer_report(now, report);
+            }
+            self.deliver();
+        }
     }
 
     /// A host on instance `instance`'s network sends a valid advert with the pair's VRID at
@@ -745,4 +776,64 @@ fn a_flood_of_lower_priority_claims_is_not_amplified() {
             );
         }
     }
+}
+
+/// A (master) and B settled with the link up; then LAN adverts stop between them and only
+/// `hearing`'s LAN port still hears the network's hosts (a dead switch behind the other's
+/// live port). Returns when B became master, if it did within 10 s.
+fn lan_lost_behind(hearing: usize, silent_intervals: u32) -> (Net, Option<Duration>) {
+    let (mut a, mut b) = (config(2, 200), config(3, 100));
+    a.silent_intervals = silent_intervals;
+    b.silent_intervals = silent_intervals;
+    let mut net = Net::new(a, b);
+    net.link = true;
+    net.run_polling(2000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    let cut = net.now;
+    net.cut[0] = true;
+    net.port_alive[1 - hearing][0] = false;
+    net.run_polling(10_000 * MS);
+    let moved = net.became_master_at(1).map(|at| at - cut);
+    (net, moved)
+}
+
+#[test]
+fn adverts_lost_beyond_the_masters_port_move_the_group() {
+    let (net, moved) = lan_lost_behind(1, 3);
+    let moved = moved.expect("B took over");
+    // B silent for 3 master-down intervals (3 x 361 ms), A's port silent for the hearing
+    // window (2 s), and a poll (100 ms) at most.
+    assert!(moved <= HEARS_WINDOW + 300 * MS, "moved after {moved:?}");
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    assert_eq!(net.holds, [[false, false], [true, true]]);
+    let changes = net
+        .log
+        .iter()
+        .filter(|(_, _, e)| matches!(e, VrrpEvent::GroupChanged { .. }))
+        .count();
+    // Each: initialize -> backup, A backup -> master, then A master -> backup and B
+    // backup -> master once: no flapping in the 10 s.
+    assert_eq!(changes, 5, "{:?}", net.log);
+}
+
+#[test]
+fn without_the_silent_rule_a_dead_switch_behind_the_master_strands_the_network() {
+    // The control: the same fault, silent_intervals = 0 (the rule off): B follows A's WAN
+    // adverts and never takes over.
+    let (net, moved) = lan_lost_behind(1, 0);
+    assert_eq!(moved, None);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+}
+
+#[test]
+fn adverts_lost_beyond_the_backups_port_move_nothing() {
+    let (net, moved) = lan_lost_behind(0, 3);
+    assert_eq!(moved, None, "{:?}", net.log);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    assert_eq!(net.holds, [[true, true], [false, false]]);
+    assert!(net.nodes[1].silent(0), "B reports the silence");
+    assert!(
+        !net.nodes[1].hears(0, net.now),
+        "and that its port hears nothing"
+    );
 }
