@@ -529,7 +529,10 @@ impl Group {
                     VrrpInstanceReport {
                         vrid: instance.config.vrid,
                         ipv6: instance.config.source.is_ipv6(),
-                        silent: self.silent(index),
+                        // Only a backup that would take over: the master hands over to it.
+                        silent: self.silent(index)
+                            && self.state == GroupState::Backup
+                            && !self.maintenance,
                         hears: self.hears(index, now),
                     }
                 })

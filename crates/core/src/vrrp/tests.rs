@@ -782,6 +782,15 @@ fn a_flood_of_lower_priority_claims_is_not_amplified() {
 /// `hearing`'s LAN port still hears the network's hosts (a dead switch behind the other's
 /// live port). Returns when B became master, if it did within 10 s.
 fn lan_lost_behind(hearing: usize, silent_intervals: u32) -> (Net, Option<Duration>) {
+    lan_lost_behind_with(hearing, silent_intervals, |_| {})
+}
+
+/// [`lan_lost_behind`], with `setup` done to the settled pair before the fault.
+fn lan_lost_behind_with(
+    hearing: usize,
+    silent_intervals: u32,
+    setup: impl FnOnce(&mut Net),
+) -> (Net, Option<Duration>) {
     let (mut a, mut b) = (config(2, 200), config(3, 100));
     a.silent_intervals = silent_intervals;
     b.silent_intervals = silent_intervals;
@@ -789,6 +798,7 @@ fn lan_lost_behind(hearing: usize, silent_intervals: u32) -> (Net, Option<Durati
     net.link = true;
     net.run_polling(2000 * MS);
     assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    setup(&mut net);
     let cut = net.now;
     net.cut[0] = true;
     net.port_alive[1 - hearing][0] = false;
@@ -835,5 +845,22 @@ fn adverts_lost_beyond_the_backups_port_move_nothing() {
     assert!(
         !net.nodes[1].hears(0, net.now),
         "and that its port hears nothing"
+    );
+}
+
+#[test]
+fn a_peer_that_would_not_take_over_is_not_handed_the_group() {
+    // B in maintenance never becomes master: its silence is not reported, and A keeps the
+    // group (a stranded LAN is no worse than no gateway anywhere).
+    let (net, moved) = lan_lost_behind_with(1, 3, |net| {
+        let now = net.now;
+        net.nodes[1].set_maintenance(now, true);
+    });
+    assert_eq!(moved, None, "{:?}", net.log);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    assert!(net.nodes[1].silent(0) && net.nodes[1].hears(0, net.now));
+    assert_eq!(
+        net.nodes[0].peer_report_on(0).map(|r| r.silent),
+        Some(false)
     );
 }
