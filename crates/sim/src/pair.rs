@@ -512,7 +512,7 @@ impl Pair {
         let node = &mut self.nodes[i];
         if let Some(group) = node.vrrp.as_mut() {
             group.set_ready(now, node.core.is_ready());
-            group.set_peer(PeerView::from_role(node.core.peer_role()));
+            group.set_peer(now, PeerView::from_role(node.core.peer_role()));
         }
     }
 

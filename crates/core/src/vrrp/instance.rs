@@ -211,11 +211,16 @@ pub(crate) struct Instance {
     /// When this master last advertised out of turn (answering a priority 0 or a contested
     /// claim): at most once per advert interval, so a flood is not echoed.
     pub(crate) answered_at: Option<Instant>,
+    /// An outranking advert this master ignored because the peer said it was not master:
+    /// when, from whom, at which priority. If the peer's next word is that it is master, it
+    /// was the peer's, ahead of its hello.
+    pub(crate) outranked_by: Option<(Instant, IpAddr, u8)>,
     /// Master-down intervals in a row that ran out with no master heard (the group did not
     /// take over: it follows a master elsewhere, or cannot).
     pub(crate) silent_for: u32,
-    /// The interface's received-packet count as last read, and when it last grew.
-    pub(crate) rx: Option<(u64, Instant)>,
+    /// The interface's received-packet count as last read, and when it last grew (not yet:
+    /// `None`).
+    pub(crate) rx: Option<(u64, Option<Instant>)>,
     pub(crate) stats: InstanceStats,
 }
 
@@ -231,6 +236,7 @@ impl Instance {
             master: None,
             followed_at: None,
             answered_at: None,
+            outranked_by: None,
             silent_for: 0,
             rx: None,
             stats: InstanceStats::default(),
@@ -284,7 +290,15 @@ impl Instance {
         self.stats.became_master += 1;
     }
 
+    /// Whether an advert from `src` outranks this instance (RFC 5798 6.4.3: a higher priority,
+    /// or an equal one from a higher address).
+    pub(crate) fn outranked(&self, src: IpAddr, advert: &Advert) -> bool {
+        advert.priority > self.priority
+            || (advert.priority == self.priority && src > self.config.source)
+    }
+
     pub(crate) fn become_backup(&mut self, now: Instant) {
+        self.outranked_by = None;
         self.state = InstanceState::Backup;
         self.adver_timer = None;
         self.master_down_timer = Some(now + self.master_down_interval());
@@ -341,9 +355,7 @@ impl Instance {
             InstanceState::Master => {
                 if advert.priority == 0 {
                     Heard::AdvertiseNow
-                } else if advert.priority > self.priority
-                    || (advert.priority == self.priority && src > self.config.source)
-                {
+                } else if self.outranked(src, advert) {
                     self.master_adver_interval = interval;
                     self.master = Some((src, advert.priority));
                     Heard::Outranked {

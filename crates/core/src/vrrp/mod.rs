@@ -425,7 +425,11 @@ impl Group {
             }
         };
         if self.contradicted(index, &advert) {
-            self.instances[index].stats.peer_contradicted += 1;
+            let instance = &mut self.instances[index];
+            instance.stats.peer_contradicted += 1;
+            if instance.state == InstanceState::Master && instance.outranked(src, &advert) {
+                instance.outranked_by = Some((now, src, advert.priority));
+            }
             self.events.push_back(VrrpEvent::Dropped {
                 instance: index,
                 src,
@@ -495,9 +499,28 @@ impl Group {
     }
 
     /// What the failover link says about the peer's group (used only with
-    /// [`GroupConfig::peer_check`]).
-    pub fn set_peer(&mut self, peer: PeerView) {
+    /// [`GroupConfig::peer_check`]). A master that ignored the peer's outranking advert because
+    /// its hello saying so had not arrived yet (the advert comes first) steps down now.
+    pub fn set_peer(&mut self, now: Instant, peer: PeerView) {
         self.peer = peer;
+        if peer != PeerView::Master || self.state != GroupState::Master {
+            return;
+        }
+        let waiting = self.instances.iter().enumerate().find_map(|(index, i)| {
+            i.outranked_by
+                .filter(|&(at, _, _)| now < at + i.master_down_interval())
+                .map(|(_, by, priority)| (index, by, priority))
+        });
+        if let Some((index, by, priority)) = waiting {
+            let name = self.instances[index].config.name.clone();
+            self.step_down(
+                now,
+                GroupState::Backup,
+                format!("{name}: master {by} has priority {priority}"),
+                Some(index),
+            );
+            self.instances[index].master = Some((by, priority));
+        }
     }
 
     /// The received-packet count of instance `index`'s interface, read periodically (every
@@ -506,10 +529,12 @@ impl Group {
         let Some(instance) = self.instances.get_mut(index) else {
             return;
         };
-        match instance.rx {
-            Some((count, _)) if count == rx_packets => {}
-            _ => instance.rx = Some((rx_packets, now)),
-        }
+        instance.rx = match instance.rx {
+            // The first reading tells nothing of the network yet.
+            None => Some((rx_packets, None)),
+            Some((count, grew)) if count == rx_packets => Some((count, grew)),
+            Some(_) => Some((rx_packets, Some(now))),
+        };
         self.yield_to_a_hearing_peer(now);
     }
 
@@ -563,7 +588,8 @@ impl Group {
     pub fn hears(&self, index: usize, now: Instant) -> bool {
         self.instances[index]
             .rx
-            .is_some_and(|(_, grew)| now < grew + HEARS_WINDOW)
+            .and_then(|(_, grew)| grew)
+            .is_some_and(|grew| now < grew + HEARS_WINDOW)
     }
 
     /// What the failover core says: whether it holds the peer's sessions.

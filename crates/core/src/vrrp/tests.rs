@@ -111,7 +111,8 @@ impl Net {
             } else {
                 PeerView::Unheard
             };
-            self.nodes[n].set_peer(peer);
+            let now = self.now;
+            self.nodes[n].set_peer(now, peer);
         }
     }
 
@@ -863,4 +864,37 @@ fn a_peer_that_would_not_take_over_is_not_handed_the_group() {
         net.nodes[0].peer_report_on(0).map(|r| r.silent),
         Some(false)
     );
+}
+
+#[test]
+fn the_peers_advert_ahead_of_its_hello_counts_once_the_hello_arrives() {
+    // B became master (it preempts at 250, say) and its advert reaches A before its hello
+    // saying so: A ignores it, then steps down as soon as the hello tells it was the peer's,
+    // not at B's next advert.
+    let mut net = checked(true);
+    let now = net.now;
+    let src = addr(3);
+    let dst = IpAddr::V4(MULTICAST_V4);
+    let mut bytes = Vec::new();
+    Advert {
+        vrid: 51,
+        priority: 250,
+        max_advert_interval_cs: 10,
+        addresses: vec![addr(1)],
+    }
+    .emit(src, dst, &mut bytes);
+    let a = &mut net.nodes[0];
+    assert_eq!(a.peer(), PeerView::NotMaster);
+    a.handle_packet(now, 0, src, dst, 255, &bytes);
+    assert_eq!(a.state(), GroupState::Master, "contradicted for now");
+    a.set_peer(now + 2 * MS, PeerView::Master);
+    assert_eq!(a.state(), GroupState::Backup);
+    assert_eq!(a.instances()[0].master, Some((src, 250)));
+    // An outranking advert long past (a forger's, say) does not count when the peer later
+    // becomes master.
+    let mut net = checked(true);
+    let now = net.now;
+    net.nodes[0].handle_packet(now, 0, src, dst, 255, &bytes);
+    net.nodes[0].set_peer(now + 1000 * MS, PeerView::Master);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
 }

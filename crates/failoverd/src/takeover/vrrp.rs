@@ -370,7 +370,7 @@ impl Task {
         let now = self.clock.now();
         match request {
             Request::Ready(ready) => self.group.set_ready(now, ready),
-            Request::Peer(peer) => self.group.set_peer(peer),
+            Request::Peer(peer) => self.group.set_peer(now, peer),
             Request::PeerReport(report) => self.group.set_peer_report(now, report),
             Request::HandOver(reply) => {
                 let _ = reply.send(self.group.hand_over(now).map_err(|e| e.to_string()));
