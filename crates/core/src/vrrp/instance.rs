@@ -211,10 +211,9 @@ pub(crate) struct Instance {
     /// When this master last advertised out of turn (answering a priority 0 or a contested
     /// claim): at most once per advert interval, so a flood is not echoed.
     pub(crate) answered_at: Option<Instant>,
-    /// An outranking advert this master ignored because the peer said it was not master:
-    /// when, from whom, at which priority. If the peer's next word is that it is master, it
-    /// was the peer's, ahead of its hello.
-    pub(crate) outranked_by: Option<(Instant, IpAddr, u8)>,
+    /// The last advert ignored because the peer said it was not master: when, from whom. If
+    /// the peer's next word is that it is master, it was the peer's, ahead of its hello.
+    pub(crate) contradicted: Option<(Instant, IpAddr, Advert)>,
     /// Master-down intervals in a row that ran out with no master heard (the group did not
     /// take over: it follows a master elsewhere, or cannot).
     pub(crate) silent_for: u32,
@@ -236,7 +235,7 @@ impl Instance {
             master: None,
             followed_at: None,
             answered_at: None,
-            outranked_by: None,
+            contradicted: None,
             silent_for: 0,
             rx: None,
             stats: InstanceStats::default(),
@@ -298,7 +297,6 @@ impl Instance {
     }
 
     pub(crate) fn become_backup(&mut self, now: Instant) {
-        self.outranked_by = None;
         self.state = InstanceState::Backup;
         self.adver_timer = None;
         self.master_down_timer = Some(now + self.master_down_interval());

@@ -427,9 +427,6 @@ impl Group {
         if self.contradicted(index, &advert) {
             let instance = &mut self.instances[index];
             instance.stats.peer_contradicted += 1;
-            if instance.state == InstanceState::Master && instance.outranked(src, &advert) {
-                instance.outranked_by = Some((now, src, advert.priority));
-            }
             self.events.push_back(VrrpEvent::Dropped {
                 instance: index,
                 src,
@@ -439,10 +436,17 @@ impl Group {
                     advert.priority
                 ),
             });
+            instance.contradicted = Some((now, src, advert));
             return;
         }
+        self.heard(now, index, src, &advert);
+    }
+
+    /// A valid advert that the peer's state does not contradict: RFC 5798 6.4.2 and 6.4.3,
+    /// and the group's decisions.
+    fn heard(&mut self, now: Instant, index: usize, src: IpAddr, advert: &Advert) {
         let may_preempt = self.not_preempting(now).is_none();
-        match self.instances[index].heard(now, src, &advert, may_preempt) {
+        match self.instances[index].heard(now, src, advert, may_preempt) {
             Heard::Nothing => {}
             Heard::AdvertiseNow => self.answer(now, index),
             Heard::Contested => {
@@ -499,27 +503,24 @@ impl Group {
     }
 
     /// What the failover link says about the peer's group (used only with
-    /// [`GroupConfig::peer_check`]). A master that ignored the peer's outranking advert because
-    /// its hello saying so had not arrived yet (the advert comes first) steps down now.
+    /// [`GroupConfig::peer_check`]). When the peer becomes master, the adverts ignored because
+    /// it said it was not (its first advert comes ahead of its hello saying so) are taken now,
+    /// the last of each instance if within its master-down interval: a master steps down for
+    /// it, a backup follows it instead of taking over too.
     pub fn set_peer(&mut self, now: Instant, peer: PeerView) {
+        let became_master = peer == PeerView::Master && self.peer != PeerView::Master;
         self.peer = peer;
-        if peer != PeerView::Master || self.state != GroupState::Master {
+        if !became_master {
             return;
         }
-        let waiting = self.instances.iter().enumerate().find_map(|(index, i)| {
-            i.outranked_by
-                .filter(|&(at, _, _)| now < at + i.master_down_interval())
-                .map(|(_, by, priority)| (index, by, priority))
-        });
-        if let Some((index, by, priority)) = waiting {
-            let name = self.instances[index].config.name.clone();
-            self.step_down(
-                now,
-                GroupState::Backup,
-                format!("{name}: master {by} has priority {priority}"),
-                Some(index),
-            );
-            self.instances[index].master = Some((by, priority));
+        for index in 0..self.instances.len() {
+            let instance = &mut self.instances[index];
+            let recent = instance.master_down_interval();
+            if let Some((at, src, advert)) = instance.contradicted.take()
+                && now < at + recent
+            {
+                self.heard(now, index, src, &advert);
+            }
         }
     }
 

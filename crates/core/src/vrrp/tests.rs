@@ -898,3 +898,32 @@ fn the_peers_advert_ahead_of_its_hello_counts_once_the_hello_arrives() {
     net.nodes[0].set_peer(now + 1000 * MS, PeerView::Master);
     assert_eq!(net.nodes[0].state(), GroupState::Master);
 }
+
+#[test]
+fn a_backup_follows_the_peers_advert_ahead_of_its_hello_once_the_hello_arrives() {
+    // B restarted (priority 200, not ready: it must follow any master); A took over at 100
+    // meanwhile, and its first advert reaches B before its hello saying it is master. B
+    // ignores it for now, then follows it when the hello arrives, instead of taking over too
+    // when its master-down timer (321.9 ms) runs out (simulation seed 2611).
+    let mut b = Group::new(config(3, 200));
+    b.set_peer(Instant::ZERO, PeerView::NotMaster);
+    b.start(Instant::ZERO);
+    let at = Instant::ZERO + 300 * MS;
+    let dst = IpAddr::V4(MULTICAST_V4);
+    for (index, src) in [(0, addr(2)), (1, wan(2))] {
+        let mut bytes = Vec::new();
+        Advert {
+            vrid: b.config().instances[index].vrid,
+            priority: 100,
+            max_advert_interval_cs: 10,
+            addresses: b.config().instances[index].addresses.clone(),
+        }
+        .emit(src, dst, &mut bytes);
+        b.handle_packet(at, index, src, dst, 255, &bytes);
+    }
+    assert_eq!(b.instances()[0].stats.peer_contradicted, 1);
+    b.set_peer(at + 2 * MS, PeerView::Master);
+    b.handle_timeout(Instant::ZERO + 330 * MS);
+    assert_eq!(b.state(), GroupState::Backup);
+    assert_eq!(b.instances()[0].master, Some((addr(2), 100)));
+}
