@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             SettingsView::emit(entries.into_iter(), &mut buf);
         }
         Message::Digest(digest) => DigestView::emit(digest.round(), &digest.buckets(), &mut buf),
+        Message::VrrpReport(report) => report.report().emit(&mut buf),
         Message::Unknown(_) => return, // no encoder: the receiver counts and skips it
     }
     let again = Message::parse(&buf).expect("re-encoded frame parses");
@@ -37,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         (Message::Digest(a), Message::Digest(b)) => {
             assert_eq!((a.round(), a.buckets()), (b.round(), b.buckets()));
         }
+        (Message::VrrpReport(a), Message::VrrpReport(b)) => assert_eq!(a.report(), b.report()),
         (Message::SessionBatch(a), Message::SessionBatch(b)) => {
             assert_eq!(
                 (a.epoch(), a.seq(), a.flags()),

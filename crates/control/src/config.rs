@@ -321,6 +321,14 @@ pub struct VrrpConfig {
     pub announce_repeat: u32,
     /// `announce_interval_ms` (default 100, 10..=10000): the time between those.
     pub announce_interval: Duration,
+    /// `peer_check` (default true): adverts that the failoverd peer's state contradicts (it
+    /// says over the failover link that it is not master) are ignored (docs/TAKEOVER.md,
+    /// "Threats").
+    pub peer_check: bool,
+    /// `silent_intervals` (default 3, 0..=100; 0: never): after this many master-down
+    /// intervals with no master heard on one instance while the group follows a master on
+    /// another network, the failover link decides which node acts (docs/TAKEOVER.md).
+    pub silent_intervals: u32,
     /// `[[vrrp.instance]]`: the virtual routers (at least one with `takeover.mode = "vrrp"`).
     pub instances: Vec<VrrpInstanceConfig>,
     /// `[[vrrp.track_interface]]`.
@@ -337,6 +345,8 @@ impl Default for VrrpConfig {
             preempt_delay: Duration::ZERO,
             announce_repeat: 3,
             announce_interval: Duration::from_millis(100),
+            peer_check: true,
+            silent_intervals: 3,
             instances: Vec::new(),
             track_interfaces: Vec::new(),
             track_routes: Vec::new(),
@@ -656,6 +666,15 @@ preempt_delay_ms = 0
 # (1..=100), and the time between them (10..=10000).
 announce_repeat = 3
 announce_interval_ms = 100
+# Ignore adverts that the failoverd peer contradicts: while it says over the failover link that
+# it is not master, an advert claiming mastership is forged and neither takes this node's
+# group down nor holds it back (a deviation from RFC 5798; see docs/TAKEOVER.md, "Threats").
+# Turn off only if a third VRRP router shares the pair's virtual router ids.
+peer_check = true
+# After this many master-down intervals with no master heard on one instance while the group
+# follows a master on another network (a dead switch behind a live port), the failover link
+# decides which node acts: the one whose port still hears that network (0..=100; 0: never).
+silent_intervals = 3
 
 # The sections below are examples, not defaults: a line that starts with # and no space
 # is a setting to uncomment. All instances of a node move together (one group).
@@ -852,6 +871,8 @@ struct RawVrrp {
     preempt_delay_ms: Option<Spanned<i64>>,
     announce_repeat: Option<Spanned<i64>>,
     announce_interval_ms: Option<Spanned<i64>>,
+    peer_check: Option<bool>,
+    silent_intervals: Option<Spanned<i64>>,
     #[serde(default)]
     instance: Vec<Spanned<RawInstance>>,
     #[serde(default)]
@@ -1082,6 +1103,8 @@ const SCHEMA: &[(&str, &[(&str, &str)])] = &[
                 "announce_interval_ms",
                 "milliseconds, an integer from 10 to 10000",
             ),
+            ("peer_check", "true or false"),
+            ("silent_intervals", "an integer from 0 to 100"),
         ],
     ),
     (
@@ -2214,6 +2237,15 @@ impl RawVrrp {
             10,
             10_000,
         )?;
+        let silent = int(
+            source,
+            TABLE,
+            "silent_intervals",
+            self.silent_intervals.as_ref(),
+            i64::from(defaults.silent_intervals),
+            0,
+            100,
+        )?;
         match mode {
             TakeoverMode::Election => {
                 let given = [
@@ -2335,6 +2367,9 @@ impl RawVrrp {
             // Invariant: `int` checked the ranges.
             announce_repeat: repeat.value as u32,
             announce_interval: millis(announce.value),
+            peer_check: self.peer_check.unwrap_or(defaults.peer_check),
+            // Invariant: `int` checked the range.
+            silent_intervals: silent.value as u32,
             instances,
             track_interfaces,
             track_routes,
@@ -3043,6 +3078,8 @@ mod tests {
                     preempt_delay: Duration::ZERO,
                     announce_repeat: 3,
                     announce_interval: Duration::from_millis(100),
+                    peer_check: true,
+                    silent_intervals: 3,
                     instances: vec![],
                     track_interfaces: vec![],
                     track_routes: vec![],
@@ -3456,6 +3493,8 @@ advert_interval_ms = 100
 preempt_delay_ms = 2000
 announce_repeat = 5
 announce_interval_ms = 20
+peer_check = false
+silent_intervals = 5
 
 [[vrrp.instance]]
 name = "lan"
@@ -3541,6 +3580,8 @@ timeout_ms = 3000
                 preempt_delay: Duration::from_secs(2),
                 announce_repeat: 5,
                 announce_interval: Duration::from_millis(20),
+                peer_check: false,
+                silent_intervals: 5,
                 instances: vec![
                     VrrpInstanceConfig {
                         unicast_peers: vec!["10.0.1.3".parse().unwrap()],
@@ -3865,7 +3906,7 @@ timeout_ms = 3000
         assert_eq!(
             message,
             format!(
-                "{PATH}:12:1: vrrp.mode: unknown key; [vrrp] has the keys advert_interval_ms, preempt_delay_ms, announce_repeat, announce_interval_ms and the tables [[vrrp.instance]], [[vrrp.track_interface]], [[vrrp.track_route]], [[vrrp.track_script]]"
+                "{PATH}:12:1: vrrp.mode: unknown key; [vrrp] has the keys advert_interval_ms, preempt_delay_ms, announce_repeat, announce_interval_ms, peer_check, silent_intervals and the tables [[vrrp.instance]], [[vrrp.track_interface]], [[vrrp.track_route]], [[vrrp.track_script]]"
             )
         );
     }

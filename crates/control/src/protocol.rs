@@ -85,10 +85,9 @@ impl Request {
     /// `CAP_NET_ADMIN` only). Any local user may run the others.
     pub fn privileged(&self) -> bool {
         match self {
-            Request::Status
-            | Request::Peer
-            | Request::SessionsCount
-            | Request::Events { .. } => false,
+            Request::Status | Request::Peer | Request::SessionsCount | Request::Events { .. } => {
+                false
+            }
             Request::Sessions { .. }
             | Request::SessionsGenerate { .. }
             | Request::Switchover
@@ -436,6 +435,17 @@ pub struct VrrpGroupView {
     pub not_preempting: Option<String>,
     /// Maintenance is on (`failoverctl maintenance on`).
     pub maintenance: bool,
+    /// `vrrp.peer_check`: adverts the peer's state contradicts are ignored.
+    #[serde(default)]
+    pub peer_check: bool,
+    /// The peer's group as the failover link says: `"unheard"` (no failoverd peer heard:
+    /// adverts are taken as RFC 5798 says), `"not-master"` or `"master"`.
+    #[serde(default)]
+    pub peer: String,
+    /// `vrrp.silent_intervals`: after this many master-down intervals with no master heard on
+    /// one instance, the failover link decides which node acts (0: never).
+    #[serde(default)]
+    pub silent_intervals: u32,
     /// The sum of the weights of the trackers that are down, taken off every instance's
     /// priority.
     pub priority_penalty: u8,
@@ -480,10 +490,57 @@ pub struct VrrpInstanceView {
     pub adverts_sent: u64,
     /// Valid advertisements received.
     pub adverts_received: u64,
-    /// Packets dropped as malformed or not for this instance (bad checksum, TTL, version...).
+    /// Packets dropped by the checks: the sum of `dropped`.
     pub malformed_dropped: u64,
+    /// Those per reason.
+    #[serde(default)]
+    pub dropped: VrrpDropsView,
+    /// Valid adverts of another virtual router on the network (ignored, not counted above).
+    #[serde(default)]
+    pub other_vrid: u64,
+    /// Valid adverts ignored because the peer, over the failover link, says it is not master
+    /// (forged; not counted above).
+    #[serde(default)]
+    pub peer_contradicted: u64,
+    /// Contested claims and priority-0 adverts not answered at once (rate limited).
+    #[serde(default)]
+    pub answers_limited: u64,
+    /// Master-down intervals in a row with no master heard (a backup that follows a master
+    /// on another network); 0 when a master is heard.
+    #[serde(default)]
+    pub silent_for: u32,
+    /// The interface received packets within the last 2 s: the network behind it is alive.
+    #[serde(default)]
+    pub port_hears: bool,
+    /// The peer's report on this virtual router (over the failover link): it has heard no
+    /// master for `silent_intervals`; `None` without a report.
+    #[serde(default)]
+    pub peer_silent: Option<bool>,
+    /// The peer's report: its port hears the network; `None` without a report.
+    #[serde(default)]
+    pub peer_hears: Option<bool>,
     /// Times this instance became master.
     pub became_master: u64,
+}
+
+/// VRRP packets dropped by the checks (RFC 5798 7.1), per reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VrrpDropsView {
+    /// IPv4 on an IPv6 instance or the reverse.
+    pub family: u64,
+    /// TTL / hop limit not 255 (routed from off the link).
+    pub ttl: u64,
+    /// Not VRRP version 3.
+    pub version: u64,
+    /// Not an advertisement.
+    #[serde(rename = "type")]
+    pub kind: u64,
+    /// Too short, or not exactly the header and its addresses.
+    pub length: u64,
+    /// Bad checksum.
+    pub checksum: u64,
+    /// With `unicast_peers`: from another source.
+    pub unknown_peer: u64,
 }
 
 /// One tracker (`[[vrrp.track_*]]`).
@@ -1183,13 +1240,19 @@ mod tests {
         json!({"mode": "vrrp",
             "group": {"state": "master", "reason": "master down timer expired on lan",
                 "ready_to_preempt": true, "not_preempting": null, "maintenance": false,
+                "peer_check": true, "peer": "not-master", "silent_intervals": 3,
                 "priority_penalty": 0, "fault": null,
                 "instances": [{"name": "lan", "interface": "lan", "vrid": 51, "family": "ipv4",
                     "state": "master", "priority": 200, "configured_priority": 200,
                     "advert_interval_ms": 50, "master_address": "10.0.1.2",
                     "master_priority": 200, "addresses": ["10.0.1.1/24"],
                     "holds_addresses": true, "unicast_peers": [], "adverts_sent": 123,
-                    "adverts_received": 4, "malformed_dropped": 0, "became_master": 1}],
+                    "adverts_received": 4, "malformed_dropped": 1,
+                    "dropped": {"family": 0, "ttl": 1, "version": 0, "type": 0, "length": 0,
+                        "checksum": 0, "unknown_peer": 0},
+                    "other_vrid": 0, "peer_contradicted": 0, "answers_limited": 0,
+                    "silent_for": 0, "port_hears": true, "peer_silent": false,
+                    "peer_hears": true, "became_master": 1}],
                 "tracks": [{"kind": "interface", "name": "wan", "up": true, "weight": 0}]},
             "routing": {"state": "active", "last_error": null},
             "hooks": {"last": "on_active exited 0 after 12 ms"}})
@@ -1205,6 +1268,9 @@ mod tests {
                 ready_to_preempt: true,
                 not_preempting: None,
                 maintenance: false,
+                peer_check: true,
+                peer: "not-master".into(),
+                silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
                 instances: vec![VrrpInstanceView {
@@ -1223,8 +1289,16 @@ mod tests {
                     unicast_peers: vec![],
                     adverts_sent: 123,
                     adverts_received: 4,
-                    malformed_dropped: 0,
+                    malformed_dropped: 1,
+                    dropped: VrrpDropsView {
+                        ttl: 1,
+                        ..VrrpDropsView::default()
+                    },
+                    port_hears: true,
+                    peer_silent: Some(false),
+                    peer_hears: Some(true),
                     became_master: 1,
+                    ..VrrpInstanceView::default()
                 }],
                 tracks: vec![TrackView {
                     kind: "interface".into(),

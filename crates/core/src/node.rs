@@ -6,7 +6,7 @@ use std::time::Duration;
 use failoverd_wire::{
     BackupType, DIGEST_BUCKETS, DigestView, Goodbye, GoodbyeReason, Hello, HelloFlags, Message,
     NodeId, ProtocolVersion, Role, SessionKey, SessionOp, SessionRecord, SettingsView, SyncState,
-    WireError,
+    VrrpReport, WireError,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -353,6 +353,10 @@ pub struct Node {
     last_comparison: Option<(Box<Digest>, Box<Digest>)>,
     resend: VecDeque<Vec<u8>>,
     control: VecDeque<Vec<u8>>,
+    /// What our VRRP instances hear, and whether the live peer has it.
+    vrrp_report: Option<(VrrpReport, bool)>,
+    /// What the live peer's VRRP instances hear, as it last said.
+    peer_vrrp_report: Option<VrrpReport>,
     /// What our hellos say changed in a way the peer must learn at once.
     hello_due: bool,
     /// The hello schedule and the dead timer, unless the driver runs them apart
@@ -422,6 +426,8 @@ impl Node {
             last_comparison: None,
             resend: VecDeque::new(),
             control: VecDeque::new(),
+            vrrp_report: None,
+            peer_vrrp_report: None,
             hello_due: false,
             liveness: Some(Liveness::new(
                 config.hello_interval,
@@ -510,6 +516,21 @@ impl Node {
             timers: peer_timers(&p.hello),
             timer_mismatch: TimerMismatch::between(self.local_timers(), peer_timers(&p.hello)),
         })
+    }
+
+    /// The peer's role as its authenticated hellos say, over the failover link or else the
+    /// heartbeat path; `None` while neither hears it.
+    pub fn peer_role(&self) -> Option<Role> {
+        self.peer
+            .as_ref()
+            .map(|p| p.hello.role)
+            .or_else(|| self.heartbeat.as_ref().map(|h| h.hello.role))
+    }
+
+    /// What the live peer's VRRP instances hear, as its last report over the failover link
+    /// said (peers from 1.3 on).
+    pub fn peer_vrrp_report(&self) -> Option<&VrrpReport> {
+        self.peer_vrrp_report.as_ref()
     }
 
     /// The peer as the heartbeat path hears it (heard within the dead interval), if at all.
@@ -733,6 +754,7 @@ impl Node {
                     }
                 }
             }
+            Ok(Message::VrrpReport(report)) => self.peer_vrrp_report = Some(report.report()),
             Ok(Message::Unknown(_)) => self.stats.unknown_messages += 1,
         }
         self.update_role(now);
@@ -1091,6 +1113,16 @@ impl Node {
         self.heartbeat_due = true;
         self.update_role(now);
         Ok(())
+    }
+
+    /// What this node's VRRP instances hear, for the peer: sent over the failover link when it
+    /// changes and to each new peer (from 1.3 on).
+    pub fn set_vrrp_report(&mut self, report: VrrpReport) {
+        if self.vrrp_report.as_ref().is_some_and(|(r, _)| *r == report) {
+            return;
+        }
+        self.vrrp_report = Some((report, false));
+        self.send_vrrp_report();
     }
 
     /// What the takeover mechanism decided (only with [`RoleAuthority::External`]): this node
@@ -1486,6 +1518,7 @@ impl Node {
             heard_at: now,
             compatible: compatible.clone(),
         });
+        self.send_vrrp_report();
         match compatible {
             Err(why) => self.incompatible(now, why),
             Ok(()) => {
@@ -1614,6 +1647,10 @@ impl Node {
     }
 
     fn peer_lost(&mut self, now: Instant, reason: Reason) {
+        self.peer_vrrp_report = None;
+        if let Some((_, sent)) = &mut self.vrrp_report {
+            *sent = false;
+        }
         if let Some(peer) = self.peer.take() {
             self.last_peer = Some(peer.node);
             self.peer_heard = true;
@@ -1622,6 +1659,24 @@ impl Node {
             self.set_state(now, State::Silence { startup: false }, reason.clone());
         }
         self.loss_reason = Some(reason);
+    }
+
+    /// Queues our VRRP report if the live peer lacks it and reads it (an older one would count
+    /// it as unknown).
+    fn send_vrrp_report(&mut self) {
+        let reads = self
+            .common_protocol()
+            .is_some_and(|version| version >= ProtocolVersion::VRRP_REPORT);
+        if let Some((report, sent)) = &mut self.vrrp_report
+            && !*sent
+            && reads
+            && self.link.is_some()
+        {
+            let mut frame = Vec::new();
+            report.emit(&mut frame);
+            self.control.push_back(frame);
+            *sent = true;
+        }
     }
 
     fn arm_retransmit(&mut self, now: Instant, restart: bool) {

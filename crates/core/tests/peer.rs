@@ -10,7 +10,9 @@ use failoverd_core::wire::{
     BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS, DigestView, HEADER_LEN, Hello,
     HelloFlags, Message, NodeId, ProtocolVersion, RECORD_LEN, Role, SyncState,
 };
-use failoverd_core::wire::{SessionKey, SessionOp, SessionRecord, digest};
+use failoverd_core::wire::{
+    SessionKey, SessionOp, SessionRecord, VrrpInstanceReport, VrrpReport, digest,
+};
 use failoverd_core::{
     Action, ActionResult, Event, HelloTimers, Instant, Node, NodeConfig, ReplicationFilter,
     TimerMismatch,
@@ -784,4 +786,67 @@ fn the_peers_digests_cost_at_most_one_dump_per_interval() {
     let compared = stats.digests_compared - before.digests_compared;
     assert!(compared <= 11, "{compared} digests compared in 10 s");
     assert!(stats.digests_dropped >= 980, "{}", stats.digests_dropped);
+}
+
+fn lan_report(silent: bool) -> VrrpReport {
+    VrrpReport {
+        instances: vec![VrrpInstanceReport {
+            vrid: 51,
+            ipv6: false,
+            silent,
+            hears: true,
+        }],
+    }
+}
+
+#[test]
+fn vrrp_reports_reach_the_peer_when_they_change_and_after_a_reconnect() {
+    let mut pair = Pair::new([config(1), config(2)]);
+    // Set before any peer: sent once one is heard.
+    pair.members[1].node.set_vrrp_report(lan_report(false));
+    pair.connect();
+    pair.run(Duration::from_secs(1));
+    assert_eq!(
+        pair.members[0].node.peer_vrrp_report(),
+        Some(&lan_report(false))
+    );
+    pair.members[1].node.set_vrrp_report(lan_report(true));
+    pair.run(Duration::from_millis(10));
+    assert_eq!(
+        pair.members[0].node.peer_vrrp_report(),
+        Some(&lan_report(true))
+    );
+    pair.disconnect();
+    assert_eq!(
+        pair.members[0].node.peer_vrrp_report(),
+        None,
+        "forgotten with the peer"
+    );
+    pair.connect();
+    pair.run(Duration::from_secs(1));
+    assert_eq!(
+        pair.members[0].node.peer_vrrp_report(),
+        Some(&lan_report(true)),
+        "sent again to the returning peer"
+    );
+}
+
+#[test]
+fn a_peer_older_than_1_3_gets_no_vrrp_report() {
+    // Node 2 speaks 1.0: node 1 does not send what it would count as unknown.
+    let mut pair = Pair::new([config(1), config(2)]);
+    pair.rewrite_from_2 = Some(as_release_1_0);
+    pair.members[0].node.set_vrrp_report(lan_report(true));
+    pair.connect();
+    pair.run(Duration::from_secs(3));
+    assert_eq!(pair.members[1].node.peer_vrrp_report(), None);
+    // The control: node 2 at the current version gets it.
+    let mut pair = Pair::new([config(1), config(2)]);
+    pair.members[0].node.set_vrrp_report(lan_report(true));
+    pair.connect();
+    pair.run(Duration::from_secs(3));
+    assert_eq!(
+        pair.members[1].node.peer_vrrp_report(),
+        Some(&lan_report(true))
+    );
 }

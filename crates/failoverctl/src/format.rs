@@ -187,10 +187,19 @@ fn vrrp_group(out: &mut String, mode: &str, group: &VrrpGroupView) {
         out,
         "",
         format_args!(
-            "ready to preempt {}  maintenance {}  priority penalty {}",
+            "ready to preempt {}  maintenance {}  priority penalty {}  peer check {}  {}",
             yes_no(group.ready_to_preempt),
             if group.maintenance { "on" } else { "off" },
-            group.priority_penalty
+            group.priority_penalty,
+            if group.peer_check {
+                format!("on (peer {})", group.peer)
+            } else {
+                "off".to_string()
+            },
+            match group.silent_intervals {
+                0 => "silent networks: ignored".to_string(),
+                k => format!("silent networks: the link decides after {k} intervals"),
+            }
         ),
     );
     if let Some(why) = &group.not_preempting {
@@ -265,8 +274,61 @@ fn instance_cells(instance: &VrrpInstanceView) -> Vec<String> {
             instance.adverts_received,
             instance.malformed_dropped
         ),
+        network(instance),
+        suspicious(instance),
         unicast,
     ]
+}
+
+/// Whether the network behind the instance's port is alive, whether a master is heard on it,
+/// and what the peer reports of it.
+fn network(instance: &VrrpInstanceView) -> String {
+    let mut text = format!(
+        "port {}",
+        if instance.port_hears {
+            "hears"
+        } else {
+            "hears nothing"
+        }
+    );
+    if instance.silent_for > 0 {
+        let _ = write!(text, ", no master for {} intervals", instance.silent_for);
+    }
+    if let (Some(silent), Some(hears)) = (instance.peer_silent, instance.peer_hears) {
+        let _ = write!(
+            text,
+            "; peer: {}, port {}",
+            if silent {
+                "no master"
+            } else {
+                "hears a master or is master"
+            },
+            if hears { "hears" } else { "hears nothing" }
+        );
+    }
+    text
+}
+
+/// What shows an attack, only where non-zero: drops per reason, adverts the peer
+/// contradicts, answers held back.
+fn suspicious(instance: &VrrpInstanceView) -> String {
+    let d = &instance.dropped;
+    [
+        ("family", d.family),
+        ("TTL", d.ttl),
+        ("version", d.version),
+        ("type", d.kind),
+        ("length", d.length),
+        ("checksum", d.checksum),
+        ("unknown peer", d.unknown_peer),
+        ("contradicted by the peer", instance.peer_contradicted),
+        ("answers limited", instance.answers_limited),
+    ]
+    .into_iter()
+    .filter(|&(_, n)| n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 fn track_cells(track: &TrackView) -> Vec<String> {
@@ -567,7 +629,7 @@ mod tests {
 
     use failoverd_control::protocol::{
         EventKind, EventView, FailoverState, Family, HooksView, LinkState, NodeInfo, Replication,
-        Role, RoutingView,
+        Role, RoutingView, VrrpDropsView,
     };
 
     use super::*;
@@ -656,6 +718,8 @@ mod tests {
             adverts_received: 4,
             malformed_dropped: 0,
             became_master: 1,
+            port_hears: true,
+            ..VrrpInstanceView::default()
         }
     }
 
@@ -668,6 +732,9 @@ mod tests {
                 ready_to_preempt: true,
                 not_preempting: None,
                 maintenance: false,
+                peer_check: true,
+                peer: "not-master".into(),
+                silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
                 instances: vec![
@@ -798,9 +865,9 @@ counters      batches_received    12
         let text = status(&s);
         let block = "\
 takeover      vrrp  group master (master down timer expired on lan)
-              ready to preempt yes  maintenance off  priority penalty 0
-instances     lan   on lan  vrid 51  ipv4  master  priority 200  master 10.0.1.2 (200)  holds 10.0.1.1/24                adverts every 50 ms: 123 sent 4 received 0 malformed
-              lan6  on lan  vrid 7   ipv6  master  priority 200  master fe80::2 (200)   holds fe80::1/64 2001:db8::1/64  adverts every 50 ms: 1 sent 4 received 0 malformed
+              ready to preempt yes  maintenance off  priority penalty 0  peer check on (peer not-master)  silent networks: the link decides after 3 intervals
+instances     lan   on lan  vrid 51  ipv4  master  priority 200  master 10.0.1.2 (200)  holds 10.0.1.1/24                adverts every 50 ms: 123 sent 4 received 0 malformed  port hears
+              lan6  on lan  vrid 7   ipv6  master  priority 200  master fe80::2 (200)   holds fe80::1/64 2001:db8::1/64  adverts every 50 ms: 1 sent 4 received 0 malformed    port hears
 tracks        interface  wan        up  fault while down
               route      0.0.0.0/0  up  priority -50 while down
 routing       FRR active
@@ -823,6 +890,7 @@ hooks         on_active exited 0 after 12 ms
         group.ready_to_preempt = false;
         group.not_preempting = Some("the peer's sessions are not all here yet".into());
         group.maintenance = true;
+        group.peer_check = false;
         group.priority_penalty = 50;
         group.fault = Some("interface wan is down".into());
         group.tracks.truncate(1);
@@ -835,6 +903,17 @@ hooks         on_active exited 0 after 12 ms
             addresses: (1..=5).map(|i| format!("10.0.1.{i}/24")).collect(),
             holds_addresses: false,
             unicast_peers: vec!["10.0.1.3".into()],
+            malformed_dropped: 3,
+            dropped: VrrpDropsView {
+                ttl: 2,
+                unknown_peer: 1,
+                ..VrrpDropsView::default()
+            },
+            answers_limited: 40,
+            port_hears: false,
+            silent_for: 4,
+            peer_silent: Some(false),
+            peer_hears: Some(true),
             ..sample_instance()
         }];
         takeover.routing = Some(RoutingView {
@@ -846,10 +925,10 @@ hooks         on_active exited 0 after 12 ms
         let text = status(&s);
         let block = "\
 takeover      vrrp  group backup (maintenance on)
-              ready to preempt no  maintenance on  priority penalty 50
+              ready to preempt no  maintenance on  priority penalty 50  peer check off  silent networks: the link decides after 3 intervals
               not preempting: the peer's sessions are not all here yet
               fault: interface wan is down
-instances     lan  on lan  vrid 51  ipv4  backup  priority 150 (200 configured)  master unknown  not holding 10.0.1.1/24 10.0.1.2/24 +3 more  adverts every 50 ms: 123 sent 4 received 0 malformed  unicast to 10.0.1.3
+instances     lan  on lan  vrid 51  ipv4  backup  priority 150 (200 configured)  master unknown  not holding 10.0.1.1/24 10.0.1.2/24 +3 more  adverts every 50 ms: 123 sent 4 received 3 malformed  port hears nothing, no master for 4 intervals; peer: hears a master or is master, port hears  2 TTL, 1 unknown peer, 40 answers limited  unicast to 10.0.1.3
 tracks        interface  wan  down  fault while down
 routing       FRR standby  last error: vtysh exited 1
 hooks         none run yet

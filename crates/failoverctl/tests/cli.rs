@@ -11,7 +11,7 @@ use std::thread;
 use failoverd_control::protocol::{
     EventKind, EventList, EventView, FailoverState, MaintenanceDone, NodeInfo, Replication,
     Request, Response, Role, SessionCounts, SessionList, Status, TakeoverStatus, TrackView,
-    VrrpGroupView, VrrpInstanceView,
+    VrrpDropsView, VrrpGroupView, VrrpInstanceView,
 };
 use failoverd_control::transport;
 use serde_json::json;
@@ -48,6 +48,9 @@ fn status() -> Status {
                 ready_to_preempt: false,
                 not_preempting: Some("not ready: no bulk sync from the peer yet".into()),
                 maintenance: false,
+                peer_check: true,
+                peer: "master".into(),
+                silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
                 instances: vec![VrrpInstanceView {
@@ -67,7 +70,12 @@ fn status() -> Status {
                     adverts_sent: 0,
                     adverts_received: 1200,
                     malformed_dropped: 2,
+                    dropped: VrrpDropsView {
+                        checksum: 2,
+                        ..VrrpDropsView::default()
+                    },
                     became_master: 0,
+                    ..VrrpInstanceView::default()
                 }],
                 tracks: vec![TrackView {
                     kind: "script".into(),
@@ -253,9 +261,9 @@ fn human_status_shows_the_vrrp_group() {
         text.contains(
             "\
 takeover      vrrp  group backup (higher-priority master 10.0.1.3)
-              ready to preempt no  maintenance off  priority penalty 0
+              ready to preempt no  maintenance off  priority penalty 0  peer check on (peer master)  silent networks: the link decides after 3 intervals
               not preempting: not ready: no bulk sync from the peer yet
-instances     lan  on eth1  vrid 51  ipv4  backup  priority 100  master 10.0.1.3 (200)  not holding 10.0.1.1/24  adverts every 50 ms: 0 sent 1200 received 2 malformed
+instances     lan  on eth1  vrid 51  ipv4  backup  priority 100  master 10.0.1.3 (200)  not holding 10.0.1.1/24  adverts every 50 ms: 0 sent 1200 received 2 malformed  port hears nothing  2 checksum
 tracks        script  upstream  up  priority -20 while down
 sessions "
         ),

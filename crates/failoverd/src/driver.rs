@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::backend::{self, BackendHandle, Command, TableCounters};
 use crate::hellos::{self, HelloPath, PeerDead};
-use crate::takeover::Takeover;
+use crate::takeover::{News, Takeover};
 
 /// Link events kept for `failoverctl events` (the core keeps its own history).
 const LINK_HISTORY: usize = 64;
@@ -189,6 +189,10 @@ pub async fn run(
         driver.grant_credit();
         let ready = driver.node.is_ready();
         driver.takeover.set_ready(ready);
+        driver.takeover.set_peer_role(driver.node.peer_role());
+        driver
+            .takeover
+            .set_peer_report(driver.node.peer_vrrp_report());
         driver.hand_hello_over();
         driver.turns.end();
         let deadline = driver
@@ -234,9 +238,14 @@ pub async fn run(
                 driver.begin_turn();
                 driver.on_request(request);
             }
-            Some((master, reason)) = driver.takeover.forwarding() => {
+            Some(news) = driver.takeover.news() => {
                 driver.begin_turn();
-                driver.node.set_forwarding(driver.clock.now(), master, &reason);
+                match news {
+                    News::Forwarding(master, reason) => {
+                        driver.node.set_forwarding(driver.clock.now(), master, &reason);
+                    }
+                    News::Report(report) => driver.node.set_vrrp_report(report),
+                }
             }
             Some(verdict) = dead_verdicts.recv() => {
                 driver.begin_turn();

@@ -1091,7 +1091,7 @@ fn an_authenticated_peer_gone_bad_is_refused_and_bounded() {
         "a",
         100,
         &fp,
-        fp.identity.fingerprint(),
+        &[fp.identity.fingerprint()],
         "[sessions]\ndigest_interval_ms = 1000\n",
     );
     let (inject, sent, me) = spawn_peer(&fp, &fa);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use failoverd_backends::session::conformance::ComparedFields;
 use failoverd_backends::{MemoryBackend, SessionBackend, perform, sample_record};
-use failoverd_core::vrrp::{Group, GroupConfig, GroupState, InstanceConfig, VrrpEvent};
+use failoverd_core::vrrp::{Group, GroupConfig, GroupState, InstanceConfig, PeerView, VrrpEvent};
 use failoverd_core::{Action, Event, Instant, Node, NodeConfig, Reason, Token};
 use failoverd_wire::{NodeId, Role, SessionKey, SessionOp, SessionRecord, SyncState};
 use rand::rngs::SmallRng;
@@ -273,6 +273,8 @@ impl Pair {
             preempt_delay: Duration::ZERO,
             announce_repeat: 0,
             announce_interval: advert_interval,
+            peer_check: true,
+            silent_intervals: 3,
         });
         group.start(self.now);
         self.nodes[i].vrrp = Some(group);
@@ -510,6 +512,7 @@ impl Pair {
         let node = &mut self.nodes[i];
         if let Some(group) = node.vrrp.as_mut() {
             group.set_ready(now, node.core.is_ready());
+            group.set_peer(now, PeerView::from_role(node.core.peer_role()));
         }
     }
 

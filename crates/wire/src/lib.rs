@@ -14,6 +14,7 @@
 //!           | applied_epoch u32 | 4 zero | applied_seq u64          (since 1.3; seq 0: none)
 //! ack     = epoch u32 | 4 zero | received u64 | applied u64
 //! goodbye = reason u8 | 3 zero
+//! report  = count u16 | 2 zero | count * (vrid u8 | family u8 | flags u8 | 0)   (since 1.3)
 //! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*
 //! section = kind u8 | 0 | record_len u16 | count u32 | count * record
 //! record  = upsert: session record (156) | remove: session key (40) | owner u32
@@ -37,8 +38,9 @@ pub use fingerprint::{Fingerprint, FingerprintParseError, Pins, PinsError};
 pub use message::{
     Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS,
     DigestView, Frame, Goodbye, GoodbyeReason, HEADER_LEN, Hello, HelloFlags, MAX_FRAME_LEN,
-    MAX_SETTINGS, Message, MessageKind, ProtocolVersion, Role, Section, SectionKind, SettingsIter,
-    SettingsView, StreamPosition, SyncState, VERSION, digest, frame_len,
+    MAX_SETTINGS, MAX_VRRP_INSTANCES, Message, MessageKind, ProtocolVersion, Role, Section,
+    SectionKind, SettingsIter, SettingsView, StreamPosition, SyncState, VERSION,
+    VrrpInstanceReport, VrrpReport, VrrpReportView, digest, frame_len,
 };
 pub use session::{
     HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,

@@ -354,6 +354,64 @@ mod tests {
         }
 
         #[test]
+        fn the_decoder_accepts_exactly_the_rfc_layout(bytes in proptest::collection::vec(any::<u8>(), 0..120), version_ok: bool, ipv6: bool) {
+            // Half the inputs get the right version and type, so the length check is reached.
+            let mut bytes = bytes;
+            if version_ok && !bytes.is_empty() {
+                bytes[0] = 0x31;
+            }
+            let expected = bytes.len() >= HEADER_LEN
+                && bytes[0] == 0x31
+                && bytes.len() == HEADER_LEN + usize::from(bytes[3]) * address_len(ipv6);
+            let packet = VrrpPacket::new_checked(&bytes, ipv6);
+            prop_assert_eq!(packet.is_ok(), expected, "{:?}", packet.err());
+            if let Ok(packet) = packet {
+                prop_assert_eq!(Advert::parse(&packet).addresses.len(), usize::from(bytes[3]));
+            }
+        }
+
+        #[test]
+        fn a_mangled_advert_is_refused_or_decodes_to_what_it_re_emits(
+            advert in any_advert(false),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<Option<usize>>(),
+            fix_checksum: bool,
+        ) {
+            let mut out = Vec::new();
+            advert.emit(SRC4, DST4, &mut out);
+            for (at, byte) in edits {
+                let at = at % out.len();
+                out[at] = byte;
+            }
+            if let Some(cut) = cut {
+                out.truncate(cut % (out.len() + 1));
+            }
+            if fix_checksum && out.len() >= HEADER_LEN {
+                // A forger computes the checksum: only the layout checks stand in its way.
+                out[6..8].fill(0);
+                let checksum = !fold(pseudo_header_sum(SRC4, DST4, out.len()) + sum(&out));
+                out[6..8].copy_from_slice(&checksum.to_be_bytes());
+            }
+            let Ok(packet) = VrrpPacket::new_checked(&out, false) else {
+                return Ok(());
+            };
+            let decoded = Advert::parse(&packet);
+            let mut again = Vec::new();
+            decoded.emit(SRC4, DST4, &mut again);
+            let check = VrrpPacket::new_checked(&again, false).unwrap();
+            prop_assert!(check.checksum_ok(SRC4, DST4));
+            prop_assert_eq!(Advert::parse(&check), decoded.clone());
+            if packet.checksum_ok(SRC4, DST4) {
+                // What was accepted differs from its re-emission in the reserved bits at most
+                // (and so in the checksum).
+                let mut reserved = out.clone();
+                reserved[4] &= 0x0f;
+                prop_assert_eq!(&reserved[..6], &again[..6]);
+                prop_assert_eq!(&reserved[8..], &again[8..]);
+            }
+        }
+
+        #[test]
         fn a_flipped_bit_breaks_the_checksum(advert in any_advert(false), bit in 0usize..64) {
             let mut out = Vec::new();
             advert.emit(SRC4, DST4, &mut out);

@@ -116,6 +116,71 @@ pub(crate) enum Heard {
     },
 }
 
+/// Why a received packet failed the checks of RFC 5798 7.1, cheapest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// An IPv4 packet on an IPv6 instance's socket, or the reverse.
+    Family,
+    /// TTL / hop limit not 255: it was routed, so it comes from off the link.
+    Ttl,
+    /// Not VRRP version 3.
+    Version,
+    /// Not an advertisement.
+    Type,
+    /// Shorter than its header, or not exactly the header and `count` addresses.
+    Length,
+    /// The checksum over the pseudo-header fails.
+    Checksum,
+    /// With `unicast_peers`: from another source.
+    UnknownPeer,
+}
+
+impl DropReason {
+    /// Every reason, in the order of the checks.
+    pub const ALL: [Self; 7] = [
+        Self::Family,
+        Self::Ttl,
+        Self::Version,
+        Self::Type,
+        Self::Length,
+        Self::Checksum,
+        Self::UnknownPeer,
+    ];
+
+    /// Stable name for status and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Family => "family",
+            Self::Ttl => "ttl",
+            Self::Version => "version",
+            Self::Type => "type",
+            Self::Length => "length",
+            Self::Checksum => "checksum",
+            Self::UnknownPeer => "unknown_peer",
+        }
+    }
+}
+
+/// Packets dropped by the checks, one counter per [`DropReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; DropReason::ALL.len()]);
+
+impl DropCounts {
+    /// How many were dropped for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize]
+    }
+
+    /// All of them: what status calls `malformed_dropped`.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn count(&mut self, reason: DropReason) {
+        self.0[reason as usize] += 1;
+    }
+}
+
 /// Counters of one instance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InstanceStats {
@@ -123,8 +188,16 @@ pub struct InstanceStats {
     pub adverts_sent: u64,
     /// Valid adverts for this instance received.
     pub adverts_received: u64,
-    /// Adverts dropped: bad TTL, checksum, version, type, length, unknown unicast source.
-    pub malformed_dropped: u64,
+    /// Packets dropped by the checks, per reason; their total is `malformed_dropped`.
+    pub dropped: DropCounts,
+    /// Valid adverts for another virtual router on the network (ignored, not an error).
+    pub other_vrid: u64,
+    /// Valid adverts ignored because the failoverd peer's state, heard over the failover
+    /// link, contradicts them (forged, docs/TAKEOVER.md "Threats").
+    pub peer_contradicted: u64,
+    /// Contested or priority-0 adverts not answered at once (rate limited): their answer is
+    /// the next regular advert.
+    pub answers_limited: u64,
     /// Valid adverts whose address list differs from ours (RFC 5798 says to log them).
     pub address_mismatches: u64,
     /// Times this instance became master.
@@ -146,6 +219,18 @@ pub(crate) struct Instance {
     /// When this backup last accepted a master's advert (and reset its master-down timer);
     /// `None` while it ignores a lower-priority master to preempt it, or after the master left.
     pub(crate) followed_at: Option<Instant>,
+    /// When this master last advertised out of turn (answering a priority 0 or a contested
+    /// claim): at most once per advert interval, so a flood is not echoed.
+    pub(crate) answered_at: Option<Instant>,
+    /// The last advert ignored because the peer said it was not master: when, from whom. If
+    /// the peer's next word is that it is master, it was the peer's, ahead of its hello.
+    pub(crate) contradicted: Option<(Instant, IpAddr, Advert)>,
+    /// Master-down intervals in a row that ran out with no master heard (the group did not
+    /// take over: it follows a master elsewhere, or cannot).
+    pub(crate) silent_for: u32,
+    /// The interface's received-packet count as last read, and when it last grew (not yet:
+    /// `None`).
+    pub(crate) rx: Option<(u64, Option<Instant>)>,
     pub(crate) stats: InstanceStats,
 }
 
@@ -160,6 +245,10 @@ impl Instance {
             master_down_timer: None,
             master: None,
             followed_at: None,
+            answered_at: None,
+            contradicted: None,
+            silent_for: 0,
+            rx: None,
             stats: InstanceStats::default(),
         }
     }
@@ -204,10 +293,18 @@ impl Instance {
 
     pub(crate) fn become_master(&mut self, now: Instant) {
         self.state = InstanceState::Master;
+        self.silent_for = 0;
         self.master_down_timer = None;
         self.adver_timer = Some(now + self.config.advert_interval);
         self.master = Some((self.config.source, self.priority));
         self.stats.became_master += 1;
+    }
+
+    /// Whether an advert from `src` outranks this instance (RFC 5798 6.4.3: a higher priority,
+    /// or an equal one from a higher address).
+    pub(crate) fn outranked(&self, src: IpAddr, advert: &Advert) -> bool {
+        advert.priority > self.priority
+            || (advert.priority == self.priority && src > self.config.source)
     }
 
     pub(crate) fn become_backup(&mut self, now: Instant) {
@@ -256,6 +353,7 @@ impl Instance {
                     self.master_down_timer = Some(now + self.master_down_interval());
                     self.master = Some((src, advert.priority));
                     self.followed_at = Some(now);
+                    self.silent_for = 0;
                 } else {
                     // Preempting: the lower-priority master is ignored, so the master-down
                     // timer runs out.
@@ -266,9 +364,7 @@ impl Instance {
             InstanceState::Master => {
                 if advert.priority == 0 {
                     Heard::AdvertiseNow
-                } else if advert.priority > self.priority
-                    || (advert.priority == self.priority && src > self.config.source)
-                {
+                } else if self.outranked(src, advert) {
                     self.master_adver_interval = interval;
                     self.master = Some((src, advert.priority));
                     Heard::Outranked {

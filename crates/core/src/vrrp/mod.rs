@@ -13,7 +13,13 @@
 //!   (it holds the peer's sessions), for `preempt_delay`, and not after handing over; with no
 //!   master at all it takes over at once, ready or not;
 //! - tracking lowers every instance's priority, or puts the group in fault (never master);
-//! - maintenance: hand over and stay backup.
+//! - maintenance: hand over and stay backup;
+//! - the peer cross-check (a deviation from RFC 5798 6.4.3, docs/TAKEOVER.md "Threats"): while
+//!   the failoverd peer says over the failover link that it is not master, an advert claiming
+//!   mastership is not the peer's and is ignored, so a forged one neither takes the group down
+//!   nor holds a backup back;
+//! - answers to contested claims and priority 0, and the announcements they repeat, are rate
+//!   limited, so a flood of forged adverts is not amplified.
 
 mod instance;
 
@@ -22,11 +28,15 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use failoverd_wire::WireError;
 use failoverd_wire::vrrp::{Advert, TTL, VrrpPacket};
+use failoverd_wire::{Role, VrrpInstanceReport, VrrpReport};
 
 use crate::time::Instant;
+pub use instance::{
+    DropCounts, DropReason, InstanceConfig, InstanceState, InstanceStats, master_down_interval,
+};
 use instance::{Heard, Instance};
-pub use instance::{InstanceConfig, InstanceState, InstanceStats, master_down_interval};
 
 /// The group's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +49,55 @@ pub struct GroupConfig {
     pub announce_repeat: u32,
     /// Between those.
     pub announce_interval: Duration,
+    /// Cross-check adverts with the peer's state from the failover link ([`PeerView`]).
+    pub peer_check: bool,
+    /// After this many master-down intervals in a row with no master heard on one instance
+    /// (while the group follows a master on another network), the failover link decides
+    /// which node acts ([`Group::set_peer_report`]); 0: never.
+    pub silent_intervals: u32,
+}
+
+/// An interface "hears" its network while its received-packet count grew within this long:
+/// hosts there (ARP, neighbour discovery, traffic) reach it.
+pub const HEARS_WINDOW: Duration = Duration::from_secs(2);
+
+/// A new burst of announcements (a reclaim) begins at least this long after the last
+/// announcement, so any window of this length holds at most one burst:
+/// [`GroupConfig::announce_repeat`] announcements per address.
+pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(1);
+
+/// What the failover link says about the peer's VRRP group: the role in its authenticated
+/// hellos, which follows its group's mastership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerView {
+    /// No failoverd peer is heard (none configured, a keepalived or other router, or the
+    /// failoverd peer is dead or cut off): adverts are taken as RFC 5798 says.
+    Unheard,
+    /// The peer is alive and says its group is not master.
+    NotMaster,
+    /// The peer is alive and says its group is master.
+    Master,
+}
+
+impl PeerView {
+    /// From the peer's role as the failover link says ([`crate::Node::peer_role`]): under
+    /// VRRP the role follows the group's mastership.
+    pub fn from_role(role: Option<Role>) -> Self {
+        match role {
+            None => Self::Unheard,
+            Some(Role::Standby) => Self::NotMaster,
+            Some(Role::Active) => Self::Master,
+        }
+    }
+
+    /// Stable name for status and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unheard => "unheard",
+            Self::NotMaster => "not-master",
+            Self::Master => "master",
+        }
+    }
 }
 
 /// The group's state.
@@ -151,6 +210,8 @@ pub struct InstanceView {
     pub master: Option<(IpAddr, u8)>,
     /// Its counters.
     pub stats: InstanceStats,
+    /// Master-down intervals in a row with no master heard.
+    pub silent_for: u32,
 }
 
 /// Why a ready backup would still not preempt, for status.
@@ -205,6 +266,12 @@ pub struct Group {
     fault: Option<String>,
     announce_at: Option<Instant>,
     announces_left: u32,
+    /// No new burst of announcements before this: [`ANNOUNCE_WINDOW`] after the last one.
+    quiet_until: Option<Instant>,
+    /// The peer's group, as the failover link says.
+    peer: PeerView,
+    /// What the peer's instances hear, as its last report over the failover link said.
+    peer_report: Option<VrrpReport>,
     transmits: VecDeque<VrrpTransmit>,
     actions: VecDeque<VrrpAction>,
     events: VecDeque<VrrpEvent>,
@@ -231,6 +298,9 @@ impl Group {
             fault: None,
             announce_at: None,
             announces_left: 0,
+            quiet_until: None,
+            peer: PeerView::Unheard,
+            peer_report: None,
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -278,8 +348,14 @@ impl Group {
                 priority: i.priority,
                 master: i.master,
                 stats: i.stats,
+                silent_for: i.silent_for,
             })
             .collect()
+    }
+
+    /// The peer's group as last told ([`Group::set_peer`]).
+    pub fn peer(&self) -> PeerView {
+        self.peer
     }
 
     /// Whether maintenance mode is on.
@@ -334,9 +410,12 @@ impl Group {
         let advert = match check(instance, src, dst, ttl, bytes) {
             Ok(Some(advert)) => advert,
             // Another virtual router on the same network: not ours, not an error.
-            Ok(None) => return,
-            Err(why) => {
-                instance.stats.malformed_dropped += 1;
+            Ok(None) => {
+                instance.stats.other_vrid += 1;
+                return;
+            }
+            Err((reason, why)) => {
+                instance.stats.dropped.count(reason);
                 self.events.push_back(VrrpEvent::Dropped {
                     instance: index,
                     src,
@@ -345,14 +424,40 @@ impl Group {
                 return;
             }
         };
+        if self.contradicted(index, &advert) {
+            let instance = &mut self.instances[index];
+            instance.stats.peer_contradicted += 1;
+            self.events.push_back(VrrpEvent::Dropped {
+                instance: index,
+                src,
+                why: format!(
+                    "priority {} contradicts the peer, which says over the failover link that \
+                     it is not master",
+                    advert.priority
+                ),
+            });
+            instance.contradicted = Some((now, src, advert));
+            return;
+        }
+        self.heard(now, index, src, &advert);
+    }
+
+    /// A valid advert that the peer's state does not contradict: RFC 5798 6.4.2 and 6.4.3,
+    /// and the group's decisions.
+    fn heard(&mut self, now: Instant, index: usize, src: IpAddr, advert: &Advert) {
         let may_preempt = self.not_preempting(now).is_none();
-        match self.instances[index].heard(now, src, &advert, may_preempt) {
+        match self.instances[index].heard(now, src, advert, may_preempt) {
             Heard::Nothing => {}
-            Heard::AdvertiseNow => self.advertise_now(now, index),
+            Heard::AdvertiseNow => self.answer(now, index),
             Heard::Contested => {
-                self.advertise_now(now, index);
-                self.announces_left = self.config.announce_repeat;
-                self.announce(now);
+                // A reclaim is an answer and a burst of announcements; a flood of claims gets
+                // one per window, the regular adverts do the rest.
+                if self.burst_allowed(now) {
+                    self.answer(now, index);
+                    self.begin_burst(now);
+                } else {
+                    self.instances[index].stats.answers_limited += 1;
+                }
             }
             Heard::Outranked { by, priority } => {
                 let name = self.instances[index].config.name.clone();
@@ -388,12 +493,104 @@ impl Group {
                     instance.master = None;
                     instance.followed_at = None;
                     instance.master_down_timer = Some(now + instance.master_down_interval());
+                    instance.silent_for = instance.silent_for.saturating_add(1);
                 }
             }
         }
         if self.announce_at.is_some_and(|at| at <= now) {
             self.announce(now);
         }
+    }
+
+    /// What the failover link says about the peer's group (used only with
+    /// [`GroupConfig::peer_check`]). When the peer becomes master, the adverts ignored because
+    /// it said it was not (its first advert comes ahead of its hello saying so) are taken now,
+    /// the last of each instance if within its master-down interval: a master steps down for
+    /// it, a backup follows it instead of taking over too.
+    pub fn set_peer(&mut self, now: Instant, peer: PeerView) {
+        let became_master = peer == PeerView::Master && self.peer != PeerView::Master;
+        self.peer = peer;
+        if !became_master {
+            return;
+        }
+        for index in 0..self.instances.len() {
+            let instance = &mut self.instances[index];
+            let recent = instance.master_down_interval();
+            if let Some((at, src, advert)) = instance.contradicted.take()
+                && now < at + recent
+            {
+                self.heard(now, index, src, &advert);
+            }
+        }
+    }
+
+    /// The received-packet count of instance `index`'s interface, read periodically (every
+    /// advert interval or so): whether the network behind it is alive.
+    pub fn handle_port_rx(&mut self, now: Instant, index: usize, rx_packets: u64) {
+        let Some(instance) = self.instances.get_mut(index) else {
+            return;
+        };
+        instance.rx = match instance.rx {
+            // The first reading tells nothing of the network yet.
+            None => Some((rx_packets, None)),
+            Some((count, grew)) if count == rx_packets => Some((count, grew)),
+            Some(_) => Some((rx_packets, Some(now))),
+        };
+        self.yield_to_a_hearing_peer(now);
+    }
+
+    /// What the peer's instances hear, from its reports over the failover link (`None`: no
+    /// live peer, or one that does not report).
+    pub fn set_peer_report(&mut self, now: Instant, report: Option<VrrpReport>) {
+        self.peer_report = report;
+        self.yield_to_a_hearing_peer(now);
+    }
+
+    /// What this node's instances hear, for the peer.
+    pub fn report(&self, now: Instant) -> VrrpReport {
+        VrrpReport {
+            instances: (0..self.instances.len())
+                .map(|index| {
+                    let instance = &self.instances[index];
+                    VrrpInstanceReport {
+                        vrid: instance.config.vrid,
+                        ipv6: instance.config.source.is_ipv6(),
+                        // Only a backup that would take over: the master hands over to it.
+                        silent: self.silent(index)
+                            && self.state == GroupState::Backup
+                            && !self.maintenance,
+                        hears: self.hears(index, now),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The peer's report on instance `index`'s virtual router, if any.
+    pub fn peer_report_on(&self, index: usize) -> Option<VrrpInstanceReport> {
+        let config = &self.instances[index].config;
+        self.peer_report.as_ref().and_then(|report| {
+            report
+                .instances
+                .iter()
+                .find(|r| r.vrid == config.vrid && r.ipv6 == config.source.is_ipv6())
+                .copied()
+        })
+    }
+
+    /// Whether instance `index` has heard no master for `silent_intervals` master-down
+    /// intervals.
+    pub fn silent(&self, index: usize) -> bool {
+        self.config.silent_intervals > 0
+            && self.instances[index].silent_for >= self.config.silent_intervals
+    }
+
+    /// Whether instance `index`'s interface heard its network lately ([`HEARS_WINDOW`]).
+    pub fn hears(&self, index: usize, now: Instant) -> bool {
+        self.instances[index]
+            .rx
+            .and_then(|(_, grew)| grew)
+            .is_some_and(|grew| now < grew + HEARS_WINDOW)
     }
 
     /// What the failover core says: whether it holds the peer's sessions.
@@ -488,12 +685,85 @@ impl Group {
 
     // ---- internals ----
 
-    /// Whether an instance other than `index` follows a live master.
+    /// A master whose adverts do not reach the peer on one network (a dead switch behind a live
+    /// port) while the peer hears that network and this node does not hands the group over:
+    /// the network's hosts are on the peer's side. A backup with a dead port, which reports
+    /// that it hears nothing, is not followed.
+    fn yield_to_a_hearing_peer(&mut self, now: Instant) {
+        if self.state != GroupState::Master {
+            return;
+        }
+        let found = (0..self.instances.len()).find(|&index| {
+            self.peer_report_on(index)
+                .is_some_and(|peer| peer.silent && peer.hears && !self.hears(index, now))
+        });
+        if let Some(index) = found {
+            let name = self.instances[index].config.name.clone();
+            // As after a switchover: no preemption back while the peer is master, or the
+            // group would return to the side that cannot reach the network.
+            self.handed_over = true;
+            self.step_down(
+                now,
+                GroupState::Backup,
+                format!(
+                    "{name}: the peer hears that network but none of our adverts, and this \
+                     node's port hears nothing"
+                ),
+                None,
+            );
+        }
+    }
+
+    /// Whether an instance other than `index` follows a live master. A master the peer
+    /// denies being is none (the peer check): forged adverts on one network do not hold the
+    /// group back on the others.
     fn master_heard_elsewhere(&self, index: usize, now: Instant) -> bool {
-        self.instances
-            .iter()
-            .enumerate()
-            .any(|(other, i)| other != index && i.follows_live_master(now))
+        !self.peer_denies_mastership()
+            && self
+                .instances
+                .iter()
+                .enumerate()
+                .any(|(other, i)| other != index && i.follows_live_master(now))
+    }
+
+    fn peer_denies_mastership(&self) -> bool {
+        self.config.peer_check && self.peer == PeerView::NotMaster
+    }
+
+    /// The peer check: the VRID's other router is the failoverd peer, which says it is not
+    /// master, so a claim of mastership is not the peer's. A master ignores every advert (an
+    /// outranking one would take the group down, a lower one would be contested); a backup
+    /// ignores all but priority 0 (a leaving master's, which the peer, no longer master, may
+    /// already have said).
+    fn contradicted(&self, index: usize, advert: &Advert) -> bool {
+        self.peer_denies_mastership()
+            && match self.instances[index].state {
+                InstanceState::Master => true,
+                InstanceState::Backup => advert.priority != 0,
+                InstanceState::Initialize => false,
+            }
+    }
+
+    /// An advert out of turn, at most one per advert interval per instance.
+    fn answer(&mut self, now: Instant, index: usize) {
+        let instance = &mut self.instances[index];
+        let interval = instance.config.advert_interval;
+        if instance.answered_at.is_some_and(|at| now < at + interval) {
+            instance.stats.answers_limited += 1;
+            return;
+        }
+        instance.answered_at = Some(now);
+        self.advertise_now(now, index);
+    }
+
+    /// Whether a new burst of announcements may begin.
+    fn burst_allowed(&self, now: Instant) -> bool {
+        self.quiet_until.is_none_or(|at| now >= at)
+    }
+
+    fn begin_burst(&mut self, now: Instant) {
+        self.announces_left = self.config.announce_repeat;
+        self.announce(now);
     }
 
     fn take_over(&mut self, now: Instant, reason: String) {
@@ -504,8 +774,7 @@ impl Group {
             self.actions
                 .push_back(VrrpAction::AddAddresses { instance: index });
         }
-        self.announces_left = self.config.announce_repeat;
-        self.announce(now);
+        self.begin_burst(now);
         self.set_state(GroupState::Master, reason);
     }
 
@@ -560,6 +829,7 @@ impl Group {
             return;
         }
         self.announces_left -= 1;
+        self.quiet_until = Some(now + ANNOUNCE_WINDOW);
         for index in 0..self.instances.len() {
             self.actions
                 .push_back(VrrpAction::Announce { instance: index });
@@ -578,30 +848,40 @@ impl Group {
     }
 }
 
-/// RFC 5798 7.1: the checks of a received advert. `Ok(None)`: valid, for another virtual
-/// router.
+/// RFC 5798 7.1: the checks of a received advert, cheapest first. `Ok(None)`: valid, for
+/// another virtual router.
 fn check(
     instance: &Instance,
     src: IpAddr,
     dst: IpAddr,
     ttl: u8,
     bytes: &[u8],
-) -> Result<Option<Advert>, String> {
+) -> Result<Option<Advert>, (DropReason, String)> {
     if src.is_ipv6() != instance.config.source.is_ipv6() {
-        return Err("wrong address family".to_string());
+        return Err((DropReason::Family, "wrong address family".to_string()));
     }
     if ttl != TTL {
-        return Err(format!("TTL {ttl}, not {TTL}"));
+        return Err((DropReason::Ttl, format!("TTL {ttl}, not {TTL}")));
     }
-    let packet = VrrpPacket::new_checked(bytes, src.is_ipv6()).map_err(|e| e.to_string())?;
+    let packet = VrrpPacket::new_checked(bytes, src.is_ipv6()).map_err(|err| {
+        let reason = match err {
+            WireError::UnsupportedVersion(_) => DropReason::Version,
+            WireError::Malformed(_) => DropReason::Type,
+            _ => DropReason::Length,
+        };
+        (reason, err.to_string())
+    })?;
     if !packet.checksum_ok(src, dst) {
-        return Err("bad checksum".to_string());
+        return Err((DropReason::Checksum, "bad checksum".to_string()));
     }
     if packet.vrid() != instance.config.vrid {
         return Ok(None);
     }
     if !instance.config.unicast_peers.is_empty() && !instance.config.is_unicast_peer(src) {
-        return Err("source is not a configured unicast peer".to_string());
+        return Err((
+            DropReason::UnknownPeer,
+            "source is not a configured unicast peer".to_string(),
+        ));
     }
     Ok(Some(Advert::parse(&packet)))
 }

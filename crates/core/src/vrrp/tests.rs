@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use failoverd_wire::Role;
 use failoverd_wire::vrrp::{Advert, MULTICAST_V4};
 
 use super::*;
@@ -45,6 +46,8 @@ fn config(host: u8, priority: u8) -> GroupConfig {
         preempt_delay: Duration::ZERO,
         announce_repeat: 2,
         announce_interval: 50 * MS,
+        peer_check: true,
+        silent_intervals: 3,
     }
 }
 
@@ -62,6 +65,14 @@ struct Net {
     /// Per node: which instances hold their addresses.
     holds: [[bool; 2]; 2],
     announces: [u32; 2],
+    /// (time, node, instance) of every announcement.
+    announced: Vec<(Instant, usize, usize)>,
+    /// The failover link is up: each node knows whether the other's group is master.
+    link: bool,
+    /// Per node and instance: whether hosts on the network reach its port (its received-packet
+    /// count grows).
+    port_alive: [[bool; 2]; 2],
+    rx: [[u64; 2]; 2],
 }
 
 impl Net {
@@ -75,6 +86,10 @@ impl Net {
             log: Vec::new(),
             holds: [[false; 2]; 2],
             announces: [0; 2],
+            announced: Vec::new(),
+            link: false,
+            port_alive: [[true; 2]; 2],
+            rx: [[0; 2]; 2],
         };
         for node in &mut net.nodes {
             node.set_ready(Instant::ZERO, true);
@@ -84,8 +99,26 @@ impl Net {
         net
     }
 
+    /// What each node's failover link says about the other (instantly, in this model).
+    fn tell_peers(&mut self) {
+        for n in 0..2 {
+            let peer = if self.link && !self.down[1 - n] {
+                PeerView::from_role(Some(if self.nodes[1 - n].state() == GroupState::Master {
+                    Role::Active
+                } else {
+                    Role::Standby
+                }))
+            } else {
+                PeerView::Unheard
+            };
+            let now = self.now;
+            self.nodes[n].set_peer(now, peer);
+        }
+    }
+
     fn deliver(&mut self) {
         loop {
+            self.tell_peers();
             let mut moved = false;
             for from in 0..2 {
                 while let Some(t) = self.nodes[from].poll_transmit() {
@@ -109,7 +142,10 @@ impl Net {
                         VrrpAction::RemoveAddresses { instance } => {
                             self.holds[from][instance] = false
                         }
-                        VrrpAction::Announce { .. } => self.announces[from] += 1,
+                        VrrpAction::Announce { instance } => {
+                            self.announces[from] += 1;
+                            self.announced.push((self.now, from, instance));
+                        }
                     }
                 }
                 while let Some(event) = self.nodes[from].poll_event() {
@@ -133,6 +169,7 @@ impl Net {
             match next {
                 Some(at) if at <= until => {
                     self.now = self.now.max(at);
+                    self.tell_peers();
                     for n in 0..2 {
                         if !self.down[n] {
                             self.nodes[n].handle_timeout(self.now);
@@ -148,6 +185,56 @@ impl Net {
 
     fn run_for(&mut self, d: Duration) {
         self.run_until(self.now + d);
+    }
+
+    /// [`Net::run_for`] with the daemon's periodic work every 100 ms: each port's
+    /// received-packet count read, and (with the link) each node's report sent to the other.
+    fn run_polling(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.run_for(100 * MS);
+            let now = self.now;
+            for n in 0..2 {
+                for i in 0..2 {
+                    if self.port_alive[n][i] {
+                        self.rx[n][i] += 1;
+                    }
+                    self.nodes[n].handle_port_rx(now, i, self.rx[n][i]);
+                }
+            }
+            for n in 0..2 {
+                let report =
+                    (self.link && !self.down[1 - n]).then(|| self.nodes[1 - n].report(now));
+                self.nodes[n].set_peer_report(now, report);
+            }
+            self.deliver();
+        }
+    }
+
+    /// A host on instance `instance`'s network sends a valid advert with the pair's VRID at
+    /// `priority` every `every` for `during`; both nodes hear it.
+    fn forge(&mut self, instance: usize, priority: u8, every: Duration, during: Duration) {
+        let src = [addr(9), wan(9)][instance];
+        let dst = IpAddr::V4(MULTICAST_V4);
+        let mut bytes = Vec::new();
+        Advert {
+            vrid: self.nodes[0].config().instances[instance].vrid,
+            priority,
+            max_advert_interval_cs: 10,
+            addresses: self.nodes[0].config().instances[instance].addresses.clone(),
+        }
+        .emit(src, dst, &mut bytes);
+        let end = self.now + during;
+        while self.now < end {
+            self.run_for(every);
+            for n in 0..2 {
+                if !self.down[n] {
+                    let now = self.now;
+                    self.nodes[n].handle_packet(now, instance, src, dst, 255, &bytes);
+                }
+            }
+            self.deliver();
+        }
     }
 
     fn states(&self) -> [GroupState; 2] {
@@ -422,7 +509,7 @@ fn malformed_adverts_are_counted_and_dropped() {
     node.handle_packet(now, 0, src, dst, 255, &bad_sum);
     node.handle_packet(now, 0, src, dst, 255, &good[..9]);
     node.handle_packet(now, 0, wan(3), dst, 255, &good);
-    assert_eq!(node.instances()[0].stats.malformed_dropped, 4);
+    assert_eq!(node.instances()[0].stats.dropped.total(), 4);
     assert_eq!(node.state(), GroupState::Master, "none of them counted");
     // Another virtual router on the same network is ignored without counting.
     let mut other = Vec::new();
@@ -434,7 +521,24 @@ fn malformed_adverts_are_counted_and_dropped() {
     }
     .emit(src, dst, &mut other);
     node.handle_packet(now, 0, src, dst, 255, &other);
-    assert_eq!(node.instances()[0].stats.malformed_dropped, 4);
+    assert_eq!(node.instances()[0].stats.dropped.total(), 4);
+    let mut version = good.clone();
+    version[0] = 0x21;
+    node.handle_packet(now, 0, src, dst, 255, &version);
+    let mut kind = good.clone();
+    kind[0] = 0x32;
+    node.handle_packet(now, 0, src, dst, 255, &kind);
+    node.handle_packet(now, 0, "fe80::3".parse().unwrap(), dst, 255, &good);
+    let stats = node.instances()[0].stats;
+    let counts: Vec<u64> = DropReason::ALL
+        .iter()
+        .map(|&r| stats.dropped.get(r))
+        .collect();
+    // family, TTL, version, type, length, checksum (twice: also from another source),
+    // unknown peer: one counter per reason.
+    assert_eq!(counts, [1, 1, 1, 1, 1, 2, 0]);
+    assert_eq!(stats.dropped.total(), 7);
+    assert_eq!(stats.other_vrid, 1);
     // The valid one outranks A.
     node.handle_packet(now, 0, src, dst, 255, &good);
     assert_eq!(node.state(), GroupState::Backup);
@@ -457,7 +561,14 @@ fn unicast_peers_only() {
     }
     .emit(src, dst, &mut advert);
     net.nodes[0].handle_packet(net.now, 0, src, dst, 255, &advert);
-    assert_eq!(net.nodes[0].instances()[0].stats.malformed_dropped, 1);
+    assert_eq!(net.nodes[0].instances()[0].stats.dropped.total(), 1);
+    assert_eq!(
+        net.nodes[0].instances()[0]
+            .stats
+            .dropped
+            .get(DropReason::UnknownPeer),
+        1
+    );
     assert_eq!(net.nodes[0].state(), GroupState::Master);
     let dests = net.nodes[0].config().instances[0].destinations();
     assert_eq!(dests, vec![addr(3)]);
@@ -567,11 +678,282 @@ fn ipv6_unicast_peers_by_global_address() {
     net.run_for(1000 * MS);
     assert_eq!(net.nodes[0].state(), GroupState::Master);
     assert_eq!(net.nodes[1].state(), GroupState::Backup, "B hears A");
-    assert_eq!(net.nodes[1].instances()[0].stats.malformed_dropped, 0);
+    assert_eq!(net.nodes[1].instances()[0].stats.dropped.total(), 0);
     // The control: peers named only by link-local addresses accept no other link-local source.
     let elsewhere = |_: u16| vec![IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 9])];
     let mut net = Net::new(node(2, 200, &elsewhere), node(3, 100, &elsewhere));
     net.run_for(1000 * MS);
     assert_eq!(net.nodes[1].state(), GroupState::Master, "B hears no peer");
-    assert!(net.nodes[1].instances()[0].stats.malformed_dropped > 0);
+    let dropped = net.nodes[1].instances()[0].stats.dropped;
+    assert!(dropped.get(DropReason::UnknownPeer) > 0, "{dropped:?}");
+}
+
+/// A and B settled with A master, the failover link up, and the peer check as given.
+fn checked(check: bool) -> Net {
+    let (mut a, mut b) = (config(2, 200), config(3, 100));
+    a.peer_check = check;
+    b.peer_check = check;
+    let mut net = Net::new(a, b);
+    net.link = true;
+    net.run_for(2000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    net
+}
+
+#[test]
+fn a_forged_priority_255_advert_does_not_take_a_checked_group_down() {
+    let mut net = checked(true);
+    net.forge(0, 255, MS, 2000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    assert_eq!(
+        net.holds,
+        [[true, true], [false, false]],
+        "A keeps every address"
+    );
+    let stats = net.nodes[0].instances()[0].stats;
+    assert!(stats.peer_contradicted >= 1999, "{stats:?}");
+    assert_eq!(net.nodes[0].instances()[1].stats.peer_contradicted, 0);
+    assert_eq!(stats.dropped.total(), 0, "valid adverts are not malformed");
+}
+
+#[test]
+fn without_the_peer_check_a_forged_advert_takes_the_group_down() {
+    // The control of the test above: the same flood, the check off.
+    let mut net = checked(false);
+    net.forge(0, 255, MS, 2000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Backup]);
+    assert_eq!(
+        net.holds,
+        [[false, false], [false, false]],
+        "no node forwards"
+    );
+    // And with the check on but the failover link down (a keepalived peer, say): RFC 5798.
+    let mut net = checked(true);
+    net.link = false;
+    net.forge(0, 255, MS, 2000 * MS);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Backup]);
+}
+
+#[test]
+fn a_peer_that_is_master_is_not_contradicted() {
+    // B is deaf for a while and becomes master too; once it hears A again, A's adverts outrank
+    // it even with the check on: the peer says it is master, so the RFC decides.
+    let mut net = checked(true);
+    net.deaf[1] = true;
+    net.run_for(500 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Master]);
+    net.deaf[1] = false;
+    net.run_for(200 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    assert_eq!(net.nodes[1].instances()[0].stats.peer_contradicted, 0);
+}
+
+/// A hands over for maintenance while a host on the WAN forges the pair's VRID at 255.
+fn maintenance_under_forged_wan_adverts(check: bool) -> Net {
+    let mut net = checked(check);
+    let now = net.now;
+    net.nodes[0].set_maintenance(now, true);
+    net.deliver();
+    net.forge(1, 255, MS, 2000 * MS);
+    net
+}
+
+#[test]
+fn forged_adverts_on_another_network_do_not_hold_a_checked_backup_back() {
+    let net = maintenance_under_forged_wan_adverts(true);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    assert_eq!(net.holds[1], [true, true]);
+}
+
+#[test]
+fn without_the_peer_check_forged_adverts_elsewhere_leave_no_master() {
+    // The control: the forged master on the WAN is "heard elsewhere" and is followed there.
+    let net = maintenance_under_forged_wan_adverts(false);
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Backup]);
+    assert_eq!(net.holds, [[false, false], [false, false]]);
+}
+
+#[test]
+fn a_flood_of_lower_priority_claims_is_not_amplified() {
+    // RFC behaviour (no peer heard): every claim is contested, but answered at most once per
+    // advert interval, and the announcements repeat at most `announce_repeat` times a window.
+    let mut net = settled(200, 100);
+    let start = net.now;
+    let sent = net.nodes[0].instances()[0].stats.adverts_sent;
+    net.forge(0, 1, MS, 3000 * MS);
+    net.forge(0, 0, MS, 1000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    let stats = net.nodes[0].instances()[0].stats;
+    // 4 s of 100 ms adverts, and at most one answer per interval besides.
+    assert!(stats.adverts_sent - sent <= 2 * 40 + 2, "{stats:?}");
+    assert!(stats.answers_limited >= 3900, "{stats:?}");
+    let repeat = net.nodes[0].config().announce_repeat as usize;
+    for instance in 0..2 {
+        let times: Vec<Instant> = net
+            .announced
+            .iter()
+            .filter(|(at, n, i)| *n == 0 && *i == instance && *at >= start)
+            .map(|(at, ..)| *at)
+            .collect();
+        assert!(!times.is_empty(), "A did reclaim its neighbours");
+        for (k, &first) in times.iter().enumerate() {
+            let in_window = times[k..]
+                .iter()
+                .take_while(|&&t| t < first + ANNOUNCE_WINDOW)
+                .count();
+            assert!(
+                in_window <= repeat,
+                "{in_window} announcements within a window: {times:?}"
+            );
+        }
+    }
+}
+
+/// A (master) and B settled with the link up; then LAN adverts stop between them and only
+/// `hearing`'s LAN port still hears the network's hosts (a dead switch behind the other's
+/// live port). Returns when B became master, if it did within 10 s.
+fn lan_lost_behind(hearing: usize, silent_intervals: u32) -> (Net, Option<Duration>) {
+    lan_lost_behind_with(hearing, silent_intervals, |_| {})
+}
+
+/// [`lan_lost_behind`], with `setup` done to the settled pair before the fault.
+fn lan_lost_behind_with(
+    hearing: usize,
+    silent_intervals: u32,
+    setup: impl FnOnce(&mut Net),
+) -> (Net, Option<Duration>) {
+    let (mut a, mut b) = (config(2, 200), config(3, 100));
+    a.silent_intervals = silent_intervals;
+    b.silent_intervals = silent_intervals;
+    let mut net = Net::new(a, b);
+    net.link = true;
+    net.run_polling(2000 * MS);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    setup(&mut net);
+    let cut = net.now;
+    net.cut[0] = true;
+    net.port_alive[1 - hearing][0] = false;
+    net.run_polling(10_000 * MS);
+    let moved = net.became_master_at(1).map(|at| at - cut);
+    (net, moved)
+}
+
+#[test]
+fn adverts_lost_beyond_the_masters_port_move_the_group() {
+    let (net, moved) = lan_lost_behind(1, 3);
+    let moved = moved.expect("B took over");
+    // B silent for 3 master-down intervals (3 x 361 ms), A's port silent for the hearing
+    // window (2 s), and a poll (100 ms) at most.
+    assert!(moved <= HEARS_WINDOW + 300 * MS, "moved after {moved:?}");
+    assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
+    assert_eq!(net.holds, [[false, false], [true, true]]);
+    let changes = net
+        .log
+        .iter()
+        .filter(|(_, _, e)| matches!(e, VrrpEvent::GroupChanged { .. }))
+        .count();
+    // Each: initialize -> backup, A backup -> master, then A master -> backup and B
+    // backup -> master once: no flapping in the 10 s.
+    assert_eq!(changes, 5, "{:?}", net.log);
+}
+
+#[test]
+fn without_the_silent_rule_a_dead_switch_behind_the_master_strands_the_network() {
+    // The control: the same fault, silent_intervals = 0 (the rule off): B follows A's WAN
+    // adverts and never takes over.
+    let (net, moved) = lan_lost_behind(1, 0);
+    assert_eq!(moved, None);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+}
+
+#[test]
+fn adverts_lost_beyond_the_backups_port_move_nothing() {
+    let (net, moved) = lan_lost_behind(0, 3);
+    assert_eq!(moved, None, "{:?}", net.log);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    assert_eq!(net.holds, [[true, true], [false, false]]);
+    assert!(net.nodes[1].silent(0), "B reports the silence");
+    assert!(
+        !net.nodes[1].hears(0, net.now),
+        "and that its port hears nothing"
+    );
+}
+
+#[test]
+fn a_peer_that_would_not_take_over_is_not_handed_the_group() {
+    // B in maintenance never becomes master: its silence is not reported, and A keeps the
+    // group (a stranded LAN is no worse than no gateway anywhere).
+    let (net, moved) = lan_lost_behind_with(1, 3, |net| {
+        let now = net.now;
+        net.nodes[1].set_maintenance(now, true);
+    });
+    assert_eq!(moved, None, "{:?}", net.log);
+    assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+    assert!(net.nodes[1].silent(0) && net.nodes[1].hears(0, net.now));
+    assert_eq!(
+        net.nodes[0].peer_report_on(0).map(|r| r.silent),
+        Some(false)
+    );
+}
+
+#[test]
+fn the_peers_advert_ahead_of_its_hello_counts_once_the_hello_arrives() {
+    // B became master (it preempts at 250, say) and its advert reaches A before its hello
+    // saying so: A ignores it, then steps down as soon as the hello tells it was the peer's,
+    // not at B's next advert.
+    let mut net = checked(true);
+    let now = net.now;
+    let src = addr(3);
+    let dst = IpAddr::V4(MULTICAST_V4);
+    let mut bytes = Vec::new();
+    Advert {
+        vrid: 51,
+        priority: 250,
+        max_advert_interval_cs: 10,
+        addresses: vec![addr(1)],
+    }
+    .emit(src, dst, &mut bytes);
+    let a = &mut net.nodes[0];
+    assert_eq!(a.peer(), PeerView::NotMaster);
+    a.handle_packet(now, 0, src, dst, 255, &bytes);
+    assert_eq!(a.state(), GroupState::Master, "contradicted for now");
+    a.set_peer(now + 2 * MS, PeerView::Master);
+    assert_eq!(a.state(), GroupState::Backup);
+    assert_eq!(a.instances()[0].master, Some((src, 250)));
+    // An outranking advert long past (a forger's, say) does not count when the peer later
+    // becomes master.
+    let mut net = checked(true);
+    let now = net.now;
+    net.nodes[0].handle_packet(now, 0, src, dst, 255, &bytes);
+    net.nodes[0].set_peer(now + 1000 * MS, PeerView::Master);
+    assert_eq!(net.nodes[0].state(), GroupState::Master);
+}
+
+#[test]
+fn a_backup_follows_the_peers_advert_ahead_of_its_hello_once_the_hello_arrives() {
+    // B restarted (priority 200, not ready: it must follow any master); A took over at 100
+    // meanwhile, and its first advert reaches B before its hello saying it is master. B
+    // ignores it for now, then follows it when the hello arrives, instead of taking over too
+    // when its master-down timer (321.9 ms) runs out (simulation seed 2611).
+    let mut b = Group::new(config(3, 200));
+    b.set_peer(Instant::ZERO, PeerView::NotMaster);
+    b.start(Instant::ZERO);
+    let at = Instant::ZERO + 300 * MS;
+    let dst = IpAddr::V4(MULTICAST_V4);
+    for (index, src) in [(0, addr(2)), (1, wan(2))] {
+        let mut bytes = Vec::new();
+        Advert {
+            vrid: b.config().instances[index].vrid,
+            priority: 100,
+            max_advert_interval_cs: 10,
+            addresses: b.config().instances[index].addresses.clone(),
+        }
+        .emit(src, dst, &mut bytes);
+        b.handle_packet(at, index, src, dst, 255, &bytes);
+    }
+    assert_eq!(b.instances()[0].stats.peer_contradicted, 1);
+    b.set_peer(at + 2 * MS, PeerView::Master);
+    b.handle_timeout(Instant::ZERO + 330 * MS);
+    assert_eq!(b.state(), GroupState::Backup);
+    assert_eq!(b.instances()[0].master, Some((addr(2), 100)));
 }

@@ -32,6 +32,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// The MTU.
     pub mtu: u32,
+    /// Packets received since the link was created (0 if the kernel sent no statistics).
+    pub rx_packets: u64,
 }
 
 /// A link's state as reported by [`watch_links`].
@@ -282,6 +284,7 @@ fn link_info(message: &LinkMessage) -> LinkInfo {
         mac: [0; 6],
         up: is_up(message.header.flags),
         mtu: 0,
+        rx_packets: 0,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -291,6 +294,7 @@ fn link_info(message: &LinkMessage) -> LinkInfo {
                 }
             }
             LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
+            LinkAttribute::Stats64(stats) => info.rx_packets = stats.rx_packets,
             _ => {}
         }
     }

@@ -21,7 +21,16 @@ pub mod vrrp;
 
 use failoverd_control::config::{Config, TakeoverMode};
 use failoverd_control::protocol::{TakeoverStatus, VrrpGroupView};
+use failoverd_core::wire::{Role, VrrpReport};
 use tokio::sync::oneshot;
+
+/// What the VRRP group tells the driver.
+pub enum News {
+    /// Its mastership changed: this node forwards (`true`) or not, and why.
+    Forwarding(bool, String),
+    /// What its instances hear, for the peer (`Node::set_vrrp_report`).
+    Report(VrrpReport),
+}
 
 /// What moves the traffic for one node: the VRRP task (mode `vrrp`), FRR and hooks. The driver
 /// tells it the core's role changes and readiness; in mode `vrrp` it tells the driver who
@@ -35,6 +44,10 @@ pub struct Takeover {
     hooks: Option<hooks::Hooks>,
     /// The readiness last told to the VRRP task.
     ready: Option<bool>,
+    /// The peer's role last told to the VRRP task.
+    peer_role: Option<Option<Role>>,
+    /// The peer's VRRP report last told to the VRRP task.
+    peer_report: Option<Option<VrrpReport>>,
     history: history::History,
 }
 
@@ -65,6 +78,8 @@ impl Takeover {
             frr,
             hooks,
             ready: None,
+            peer_role: None,
+            peer_report: None,
             history,
         })
     }
@@ -96,11 +111,45 @@ impl Takeover {
         }
     }
 
-    /// The next mastership change of the VRRP group; never resolves without one.
-    pub async fn forwarding(&mut self) -> Option<(bool, String)> {
+    /// The peer's role as the failover link says (`None`: not heard), told to the VRRP group
+    /// when it changes: under VRRP the peer's role is its group's mastership, which the group
+    /// cross-checks adverts with.
+    pub fn set_peer_role(&mut self, role: Option<Role>) {
+        if self.peer_role == Some(role) {
+            return;
+        }
+        self.peer_role = Some(role);
+        #[cfg(target_os = "linux")]
+        if let Some(vrrp) = &self.vrrp {
+            let peer = failoverd_core::vrrp::PeerView::from_role(role);
+            let _ = vrrp.requests.send(vrrp::Request::Peer(peer));
+        }
+    }
+
+    /// What the peer's VRRP instances hear (its last report over the failover link), told to
+    /// the VRRP group when it changes.
+    pub fn set_peer_report(&mut self, report: Option<&VrrpReport>) {
+        if self.peer_report.as_ref().map(Option::as_ref) == Some(report) {
+            return;
+        }
+        self.peer_report = Some(report.cloned());
+        #[cfg(target_os = "linux")]
+        if let Some(vrrp) = &self.vrrp {
+            let _ = vrrp
+                .requests
+                .send(vrrp::Request::PeerReport(report.cloned()));
+        }
+    }
+
+    /// The next news of the VRRP group (a mastership change or a report for the peer); never
+    /// resolves without one.
+    pub async fn news(&mut self) -> Option<News> {
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &mut self.vrrp {
-            return vrrp.forwarding.recv().await.map(|f| (f.master, f.reason));
+            return vrrp.news.recv().await.map(|news| match news {
+                vrrp::News::Forwarding { master, reason } => News::Forwarding(master, reason),
+                vrrp::News::Report(report) => News::Report(report),
+            });
         }
         std::future::pending().await
     }

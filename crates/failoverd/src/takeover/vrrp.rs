@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
-use failoverd_control::protocol::{EventKind, VrrpGroupView, VrrpInstanceView};
+use failoverd_control::protocol::{EventKind, VrrpDropsView, VrrpGroupView, VrrpInstanceView};
 use failoverd_core::vrrp::{
-    Group, GroupConfig, GroupState, InstanceConfig, VrrpAction, VrrpEvent, VrrpTransmit,
+    DropCounts, DropReason, Group, GroupConfig, GroupState, InstanceConfig, PeerView, VrrpAction,
+    VrrpEvent, VrrpTransmit,
 };
+use failoverd_core::wire::VrrpReport;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -24,11 +26,19 @@ use crate::takeover::track::{self, Verdict};
 const RECEIVED_QUEUE: usize = 256;
 /// After a socket error, before the next receive.
 const RECV_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+/// How often the instances' interfaces' received-packet counts are read (whether their
+/// networks are alive: `core::vrrp::HEARS_WINDOW`).
+const RX_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the driver asks of the VRRP task.
 pub enum Request {
     /// The failover core's readiness (it holds the peer's sessions): gates preemption.
     Ready(bool),
+    /// The peer's group as the failover link says: the peer check.
+    Peer(PeerView),
+    /// What the peer's instances hear, from its last report (`None`: no live peer, or one
+    /// that does not report).
+    PeerReport(Option<VrrpReport>),
     /// Switchover: hand mastership to the peer.
     HandOver(oneshot::Sender<Result<(), String>>),
     /// Maintenance on or off.
@@ -39,21 +49,26 @@ pub enum Request {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// The group's mastership changed: this node forwards (`master`) or not.
+/// What the task tells the driver.
 #[derive(Debug)]
-pub struct Forwarding {
-    /// Master: this node forwards.
-    pub master: bool,
-    /// Why, for the core's role history.
-    pub reason: String,
+pub enum News {
+    /// The group's mastership changed: this node forwards (`master`) or not.
+    Forwarding {
+        /// Master: this node forwards.
+        master: bool,
+        /// Why, for the core's role history.
+        reason: String,
+    },
+    /// What the instances hear changed: for the peer, over the failover link.
+    Report(VrrpReport),
 }
 
 /// The running task's ends.
 pub struct VrrpHandle {
     /// Requests to the task.
     pub requests: mpsc::UnboundedSender<Request>,
-    /// Mastership changes, in order.
-    pub forwarding: mpsc::UnboundedReceiver<Forwarding>,
+    /// Mastership changes and reports, in order.
+    pub news: mpsc::UnboundedReceiver<News>,
 }
 
 /// One instance's I/O: where it sends from and what it holds.
@@ -106,9 +121,18 @@ pub async fn spawn(config: &VrrpConfig, history: History) -> anyhow::Result<Vrrp
         preempt_delay: config.preempt_delay,
         announce_repeat: config.announce_repeat,
         announce_interval: config.announce_interval,
+        peer_check: config.peer_check,
+        silent_intervals: config.silent_intervals,
     });
     let (requests, request_rx) = mpsc::unbounded_channel();
-    let (forwarding_tx, forwarding) = mpsc::unbounded_channel();
+    let (news_tx, news) = mpsc::unbounded_channel();
+    let rx_counts = poll_rx(
+        config
+            .instances
+            .iter()
+            .map(|i| i.interface.clone())
+            .collect(),
+    )?;
     // Bounded: under a flood the sockets' own buffers drop what the task cannot take.
     let (received_tx, received) = mpsc::channel(RECEIVED_QUEUE);
     let ports: Vec<Arc<Port>> = ports.into_iter().map(Arc::new).collect();
@@ -142,16 +166,40 @@ pub async fn spawn(config: &VrrpConfig, history: History) -> anyhow::Result<Vrrp
         ports,
         netlink,
         announcer,
-        forwarding: forwarding_tx,
+        news: news_tx,
+        report: None,
         verdicts,
         not_accepting: !not_accepting.is_empty(),
         history,
     };
-    tokio::spawn(task.run(request_rx, received));
-    Ok(VrrpHandle {
-        requests,
-        forwarding,
-    })
+    tokio::spawn(task.run(request_rx, received, rx_counts));
+    Ok(VrrpHandle { requests, news })
+}
+
+/// Reads the received-packet count of each interface every [`RX_POLL`], on a connection of
+/// its own; `None` where it cannot be read.
+fn poll_rx(interfaces: Vec<String>) -> anyhow::Result<watch::Receiver<Vec<Option<u64>>>> {
+    let netlink = Netlink::connect().context("cannot open rtnetlink")?;
+    let (counts_tx, counts) = watch::channel(Vec::new());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RX_POLL).await;
+            let mut read = Vec::with_capacity(interfaces.len());
+            for interface in &interfaces {
+                read.push(match netlink.link(interface).await {
+                    Ok(link) => Some(link.rx_packets),
+                    Err(err) => {
+                        debug!("{interface}: received-packet count not read: {err:#}");
+                        None
+                    }
+                });
+            }
+            if counts_tx.send(read).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(counts)
 }
 
 fn action_instance(action: VrrpAction) -> usize {
@@ -178,7 +226,7 @@ async fn open(
             .map(|(address, _)| address)
             .find(|address| match address {
                 IpAddr::V4(_) => !ipv6,
-                IpAddr::V6(a) => ipv6 && a.segments()[0] & 0xffc0 == 0xfe80,
+                IpAddr::V6(a) => ipv6 && a.is_unicast_link_local(),
             })
             .with_context(|| {
                 format!(
@@ -241,7 +289,9 @@ struct Task {
     holds: Vec<bool>,
     netlink: Netlink,
     announcer: Announcer,
-    forwarding: mpsc::UnboundedSender<Forwarding>,
+    news: mpsc::UnboundedSender<News>,
+    /// The report last sent.
+    report: Option<VrrpReport>,
     verdicts: watch::Receiver<Verdict>,
     /// The accept-mode table is installed (some instance has `accept = false`).
     not_accepting: bool,
@@ -253,6 +303,7 @@ impl Task {
         mut self,
         mut requests: mpsc::UnboundedReceiver<Request>,
         mut received: mpsc::Receiver<(usize, Received)>,
+        mut rx_counts: watch::Receiver<Vec<Option<u64>>>,
     ) {
         let now = self.clock.now();
         let verdict = self.verdicts.borrow_and_update().clone();
@@ -279,6 +330,15 @@ impl Task {
                         packet.ttl,
                         &packet.payload,
                     );
+                }
+                Ok(()) = rx_counts.changed() => {
+                    let now = self.clock.now();
+                    let counts = rx_counts.borrow_and_update().clone();
+                    for (index, count) in counts.into_iter().enumerate() {
+                        if let Some(count) = count {
+                            self.group.handle_port_rx(now, index, count);
+                        }
+                    }
                 }
                 Ok(()) = self.verdicts.changed() => {
                     let verdict = self.verdicts.borrow_and_update().clone();
@@ -310,6 +370,8 @@ impl Task {
         let now = self.clock.now();
         match request {
             Request::Ready(ready) => self.group.set_ready(now, ready),
+            Request::Peer(peer) => self.group.set_peer(now, peer),
+            Request::PeerReport(report) => self.group.set_peer_report(now, report),
             Request::HandOver(reply) => {
                 let _ = reply.send(self.group.hand_over(now).map_err(|e| e.to_string()));
             }
@@ -322,7 +384,7 @@ impl Task {
     }
 
     /// Adverts first (they are what the peer waits for), then the addresses and their
-    /// announcements, then the events.
+    /// announcements, then the events, then the report if it changed.
     async fn flush(&mut self) {
         while let Some(VrrpTransmit {
             instance,
@@ -344,7 +406,7 @@ impl Task {
                     self.history.record(EventKind::Vrrp, event.to_string());
                     let master = *to == GroupState::Master;
                     if master != (*from == GroupState::Master) {
-                        let _ = self.forwarding.send(Forwarding {
+                        let _ = self.news.send(News::Forwarding {
                             master,
                             reason: format!("VRRP {to}: {reason}"),
                         });
@@ -352,6 +414,11 @@ impl Task {
                 }
                 VrrpEvent::Dropped { .. } => debug!("{event}"),
             }
+        }
+        let report = self.group.report(self.clock.now());
+        if self.report.as_ref() != Some(&report) {
+            self.report = Some(report.clone());
+            let _ = self.news.send(News::Report(report));
         }
     }
 
@@ -449,6 +516,9 @@ impl Task {
             ready_to_preempt: not_preempting.is_none(),
             not_preempting: not_preempting.map(|n| n.name().to_string()),
             maintenance: self.group.maintenance(),
+            peer_check: self.group.config().peer_check,
+            peer: self.group.peer().name().to_string(),
+            silent_intervals: self.group.config().silent_intervals,
             priority_penalty: penalty,
             fault: fault.map(str::to_string),
             instances: self
@@ -457,7 +527,8 @@ impl Task {
                 .into_iter()
                 .zip(&self.ports)
                 .zip(&self.holds)
-                .map(|((instance, port), holds)| VrrpInstanceView {
+                .enumerate()
+                .map(|(index, ((instance, port), holds))| VrrpInstanceView {
                     name: instance.config.name.clone(),
                     interface: port.interface.clone(),
                     vrid: instance.config.vrid,
@@ -487,11 +558,31 @@ impl Task {
                         .collect(),
                     adverts_sent: instance.stats.adverts_sent,
                     adverts_received: instance.stats.adverts_received,
-                    malformed_dropped: instance.stats.malformed_dropped,
+                    malformed_dropped: instance.stats.dropped.total(),
+                    dropped: drops_view(&instance.stats.dropped),
+                    other_vrid: instance.stats.other_vrid,
+                    peer_contradicted: instance.stats.peer_contradicted,
+                    answers_limited: instance.stats.answers_limited,
+                    silent_for: instance.silent_for,
+                    port_hears: self.group.hears(index, now),
+                    peer_silent: self.group.peer_report_on(index).map(|r| r.silent),
+                    peer_hears: self.group.peer_report_on(index).map(|r| r.hears),
                     became_master: instance.stats.became_master,
                 })
                 .collect(),
             tracks: self.verdicts.borrow().tracks.clone(),
         }
+    }
+}
+
+fn drops_view(dropped: &DropCounts) -> VrrpDropsView {
+    VrrpDropsView {
+        family: dropped.get(DropReason::Family),
+        ttl: dropped.get(DropReason::Ttl),
+        version: dropped.get(DropReason::Version),
+        kind: dropped.get(DropReason::Type),
+        length: dropped.get(DropReason::Length),
+        checksum: dropped.get(DropReason::Checksum),
+        unknown_peer: dropped.get(DropReason::UnknownPeer),
     }
 }

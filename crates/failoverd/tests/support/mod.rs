@@ -3,7 +3,8 @@
 //! kernel tables read by failoverd's backend and compared on the shared field list ([`tables`]),
 //! `failoverd` processes in the firewalls' namespaces ([`daemon`]), traffic ([`traffic`]),
 //! keepalived + conntrackd as the incumbent to compare with ([`keepalived`]), address
-//! changes as they happen ([`addrwatch`]) and the programs the tests run ([`tools`]).
+//! changes as they happen ([`addrwatch`]), forged VRRP adverts from a LAN host ([`forger`]) and
+//! the programs the tests run ([`tools`]).
 //!
 //! Each test target that uses it declares `mod support;`; not every target uses every helper.
 #![allow(dead_code)]
@@ -11,6 +12,7 @@
 pub mod addrwatch;
 pub mod conntrack;
 pub mod daemon;
+pub mod forger;
 pub mod keepalived;
 pub mod lab;
 pub mod netns;
