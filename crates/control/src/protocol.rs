@@ -439,7 +439,8 @@ pub struct VrrpGroupView {
     #[serde(default)]
     pub peer_check: bool,
     /// The peer's group as the failover link says: `"unheard"` (no failoverd peer heard:
-    /// adverts are taken as RFC 5798 says), `"not-master"` or `"master"`.
+    /// adverts are taken as RFC 5798 says), `"not-master"`, `"preempting"` (about to take
+    /// over: adverts are taken as the RFC says) or `"master"`.
     #[serde(default)]
     pub peer: String,
     /// `vrrp.silent_intervals`: after this many master-down intervals with no master heard on

@@ -518,15 +518,6 @@ impl Node {
         })
     }
 
-    /// The peer's role as its authenticated hellos say, over the failover link or else the
-    /// heartbeat path; `None` while neither hears it.
-    pub fn peer_role(&self) -> Option<Role> {
-        self.peer
-            .as_ref()
-            .map(|p| p.hello.role)
-            .or_else(|| self.heartbeat.as_ref().map(|h| h.hello.role))
-    }
-
     /// What the live peer's VRRP instances hear, as its last report over the failover link
     /// said (peers from 1.3 on).
     pub fn peer_vrrp_report(&self) -> Option<&VrrpReport> {
@@ -1884,6 +1875,33 @@ impl Node {
     /// only with the new bulk (simulation seed 17372).
     fn peer_holds_ours(&self, peer: &PeerView) -> bool {
         peer.hello.flags.has(HelloFlags::READY) && self.outbound.bulk_complete()
+    }
+
+    /// The peer's VRRP group as its hellos (over the link, or the heartbeat path) describe it,
+    /// for the VRRP peer check: under VRRP the peer's role is its group's mastership.
+    pub fn vrrp_peer(&self) -> crate::vrrp::PeerView {
+        use crate::vrrp::PeerView;
+        let Some(hello) = self
+            .peer
+            .as_ref()
+            .or(self.heartbeat.as_ref())
+            .map(|peer| &peer.hello)
+        else {
+            return PeerView::Unheard;
+        };
+        let flags = hello.flags;
+        match hello.role {
+            Role::Active => PeerView::Master,
+            Role::Standby
+                if flags.has(HelloFlags::READY)
+                    && flags.has(HelloFlags::PREEMPT)
+                    && !flags.has(HelloFlags::YIELDING)
+                    && hello.priority > self.config.priority =>
+            {
+                PeerView::Preempting
+            }
+            Role::Standby => PeerView::NotMaster,
+        }
     }
 
     /// The live peer says it is active.

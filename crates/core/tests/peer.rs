@@ -850,3 +850,46 @@ fn a_peer_older_than_1_3_gets_no_vrrp_report() {
         Some(&lan_report(true))
     );
 }
+
+/// Under VRRP the peer's hellos say how its group stands: master while it forwards; about to
+/// preempt while it is a ready standby with preemption and a higher priority (its first advert
+/// outruns the hello that says it became master); not master otherwise. Unheard with no peer.
+#[test]
+fn the_vrrp_peer_check_sees_a_preempting_peer() {
+    use failoverd_core::RoleAuthority;
+    use failoverd_core::vrrp::PeerView;
+    let vrrp = |node: u32, priority: u8| NodeConfig {
+        role_authority: RoleAuthority::External,
+        priority,
+        ..config(node)
+    };
+    let mut pair = Pair::new([vrrp(1, 100), vrrp(2, 200)]);
+    assert_eq!(pair.members[0].node.vrrp_peer(), PeerView::Unheard);
+    let now = pair.now;
+    pair.members[0]
+        .node
+        .set_forwarding(now, true, "VRRP master");
+    pair.connect();
+    pair.run(Duration::from_secs(3));
+    assert!(pair.members[1].node.is_ready());
+    assert_eq!(pair.members[0].node.vrrp_peer(), PeerView::Preempting);
+    assert_eq!(
+        pair.members[1].node.vrrp_peer(),
+        PeerView::Master,
+        "node 1 forwards"
+    );
+    let now = pair.now;
+    pair.members[1]
+        .node
+        .set_forwarding(now, true, "VRRP master");
+    pair.members[0]
+        .node
+        .set_forwarding(now, false, "VRRP backup");
+    pair.run(Duration::from_secs(1));
+    assert_eq!(pair.members[0].node.vrrp_peer(), PeerView::Master);
+    assert_eq!(
+        pair.members[1].node.vrrp_peer(),
+        PeerView::NotMaster,
+        "a lower priority does not preempt"
+    );
+}

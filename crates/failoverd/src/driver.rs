@@ -189,7 +189,7 @@ pub async fn run(
         driver.grant_credit();
         let ready = driver.node.is_ready();
         driver.takeover.set_ready(ready);
-        driver.takeover.set_peer_role(driver.node.peer_role());
+        driver.takeover.set_vrrp_peer(driver.node.vrrp_peer());
         driver
             .takeover
             .set_peer_report(driver.node.peer_vrrp_report());

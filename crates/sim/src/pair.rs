@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use failoverd_backends::session::conformance::ComparedFields;
 use failoverd_backends::{MemoryBackend, SessionBackend, perform, sample_record};
-use failoverd_core::vrrp::{Group, GroupConfig, GroupState, InstanceConfig, PeerView, VrrpEvent};
+use failoverd_core::vrrp::{Group, GroupConfig, GroupState, InstanceConfig, VrrpEvent};
 use failoverd_core::{Action, Event, Instant, Node, NodeConfig, Reason, Token};
 use failoverd_wire::{NodeId, Role, SessionKey, SessionOp, SessionRecord, SyncState};
 use rand::rngs::SmallRng;
@@ -512,7 +512,7 @@ impl Pair {
         let node = &mut self.nodes[i];
         if let Some(group) = node.vrrp.as_mut() {
             group.set_ready(now, node.core.is_ready());
-            group.set_peer(now, PeerView::from_role(node.core.peer_role()));
+            group.set_peer(now, node.core.vrrp_peer());
         }
     }
 

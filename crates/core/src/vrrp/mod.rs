@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use failoverd_wire::WireError;
 use failoverd_wire::vrrp::{Advert, TTL, VrrpPacket};
-use failoverd_wire::{Role, VrrpInstanceReport, VrrpReport};
+use failoverd_wire::{VrrpInstanceReport, VrrpReport};
 
 use crate::time::Instant;
 pub use instance::{
@@ -67,7 +67,7 @@ pub const HEARS_WINDOW: Duration = Duration::from_secs(2);
 pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(1);
 
 /// What the failover link says about the peer's VRRP group: the role in its authenticated
-/// hellos, which follows its group's mastership.
+/// hellos, which follows its group's mastership ([`crate::Node::vrrp_peer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerView {
     /// No failoverd peer is heard (none configured, a keepalived or other router, or the
@@ -75,26 +75,22 @@ pub enum PeerView {
     Unheard,
     /// The peer is alive and says its group is not master.
     NotMaster,
+    /// The peer is alive and not master yet, but ready, preempting and of a higher priority:
+    /// it is about to take over. Its first advert travels the LAN faster than the hello that
+    /// says it became master, so adverts are taken as RFC 5798 says (otherwise both would be
+    /// master until that hello arrived: two writers of one table at every failback).
+    Preempting,
     /// The peer is alive and says its group is master.
     Master,
 }
 
 impl PeerView {
-    /// From the peer's role as the failover link says ([`crate::Node::peer_role`]): under
-    /// VRRP the role follows the group's mastership.
-    pub fn from_role(role: Option<Role>) -> Self {
-        match role {
-            None => Self::Unheard,
-            Some(Role::Standby) => Self::NotMaster,
-            Some(Role::Active) => Self::Master,
-        }
-    }
-
     /// Stable name for status and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Self::Unheard => "unheard",
             Self::NotMaster => "not-master",
+            Self::Preempting => "preempting",
             Self::Master => "master",
         }
     }

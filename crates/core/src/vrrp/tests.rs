@@ -4,7 +4,6 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use failoverd_wire::Role;
 use failoverd_wire::vrrp::{Advert, MULTICAST_V4};
 
 use super::*;
@@ -103,11 +102,11 @@ impl Net {
     fn tell_peers(&mut self) {
         for n in 0..2 {
             let peer = if self.link && !self.down[1 - n] {
-                PeerView::from_role(Some(if self.nodes[1 - n].state() == GroupState::Master {
-                    Role::Active
+                if self.nodes[1 - n].state() == GroupState::Master {
+                    PeerView::Master
                 } else {
-                    Role::Standby
-                }))
+                    PeerView::NotMaster
+                }
             } else {
                 PeerView::Unheard
             };
@@ -956,4 +955,35 @@ fn a_backup_follows_the_peers_advert_ahead_of_its_hello_once_the_hello_arrives()
     b.handle_timeout(Instant::ZERO + 330 * MS);
     assert_eq!(b.state(), GroupState::Backup);
     assert_eq!(b.instances()[0].master, Some((addr(2), 100)));
+}
+
+/// The peer check lets a failback through: a peer that is ready, preempting and of higher
+/// priority is about to take over, and its first advert comes ahead of the hello that says it
+/// did; the master steps down for that advert at once instead of staying master too until the
+/// hello arrives (two writers of one table at every failback). The control: a peer that only
+/// says it is not master is contradicted, as a forger would be.
+#[test]
+fn a_preempting_peer_is_followed_before_its_hello_says_master() {
+    let mut net = checked(true);
+    let now = net.now;
+    let (src, dst) = (addr(3), IpAddr::V4(MULTICAST_V4));
+    let mut bytes = Vec::new();
+    Advert {
+        vrid: 51,
+        priority: 250,
+        max_advert_interval_cs: 10,
+        addresses: vec![addr(1)],
+    }
+    .emit(src, dst, &mut bytes);
+    let a = &mut net.nodes[0];
+    a.set_peer(now, PeerView::NotMaster);
+    a.handle_packet(now, 0, src, dst, 255, &bytes);
+    assert_eq!(a.state(), GroupState::Master, "contradicted");
+    a.set_peer(now, PeerView::Preempting);
+    a.handle_packet(now, 0, src, dst, 255, &bytes);
+    assert_eq!(
+        a.state(),
+        GroupState::Backup,
+        "A follows the preempting peer"
+    );
 }

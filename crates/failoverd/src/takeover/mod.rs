@@ -21,7 +21,8 @@ pub mod vrrp;
 
 use failoverd_control::config::{Config, TakeoverMode};
 use failoverd_control::protocol::{TakeoverStatus, VrrpGroupView};
-use failoverd_core::wire::{Role, VrrpReport};
+use failoverd_core::vrrp::PeerView;
+use failoverd_core::wire::VrrpReport;
 use tokio::sync::oneshot;
 
 /// What the VRRP group tells the driver.
@@ -44,8 +45,8 @@ pub struct Takeover {
     hooks: Option<hooks::Hooks>,
     /// The readiness last told to the VRRP task.
     ready: Option<bool>,
-    /// The peer's role last told to the VRRP task.
-    peer_role: Option<Option<Role>>,
+    /// The peer's group as last told to the VRRP task.
+    vrrp_peer: Option<PeerView>,
     /// The peer's VRRP report last told to the VRRP task.
     peer_report: Option<Option<VrrpReport>>,
     history: history::History,
@@ -78,7 +79,7 @@ impl Takeover {
             frr,
             hooks,
             ready: None,
-            peer_role: None,
+            vrrp_peer: None,
             peer_report: None,
             history,
         })
@@ -111,17 +112,15 @@ impl Takeover {
         }
     }
 
-    /// The peer's role as the failover link says (`None`: not heard), told to the VRRP group
-    /// when it changes: under VRRP the peer's role is its group's mastership, which the group
-    /// cross-checks adverts with.
-    pub fn set_peer_role(&mut self, role: Option<Role>) {
-        if self.peer_role == Some(role) {
+    /// The peer's group as the failover link says ([`failoverd_core::Node::vrrp_peer`]), told
+    /// to the VRRP group when it changes, which cross-checks adverts with it.
+    pub fn set_vrrp_peer(&mut self, peer: PeerView) {
+        if self.vrrp_peer == Some(peer) {
             return;
         }
-        self.peer_role = Some(role);
+        self.vrrp_peer = Some(peer);
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &self.vrrp {
-            let peer = failoverd_core::vrrp::PeerView::from_role(role);
             let _ = vrrp.requests.send(vrrp::Request::Peer(peer));
         }
     }
