@@ -13,12 +13,13 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use failoverd_control::protocol::{Request, Status};
+use failoverd_control::protocol::Request;
 use support::conntrack::by_flow;
 use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
 use support::lab::Ns;
 use support::lab::{SERVER4, SERVER6, SNAT6, VIPS4};
 use support::traffic::{Probe, TcpEchoServer};
+use support::vrrp::{group_state, is_master, vrrp_pair, vrrp_pair_with};
 use support::{Firewall, Lab, require_root_and_tools, wait_until};
 
 const ECHO_PORT: u16 = 5000;
@@ -29,43 +30,6 @@ const LINKS: [&str; 3] = ["lan", "wan", "fo"];
 
 fn server_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(SERVER4), ECHO_PORT)
-}
-
-fn group_state(status: &Status) -> &str {
-    status
-        .takeover
-        .group
-        .as_ref()
-        .map_or("none", |g| g.state.as_str())
-}
-
-fn is_master(status: &Status) -> bool {
-    group_state(status) == "master"
-}
-
-/// Both daemons with VRRP (A priority 200, B 100); waits until A is master holding the
-/// addresses, B backup, both synchronized and ready.
-fn vrrp_pair(lab: &Lab, options: &DaemonOptions) -> (Daemon, Daemon) {
-    vrrp_pair_with(lab, options, options)
-}
-
-/// [`vrrp_pair`] with different options for A and B.
-fn vrrp_pair_with(lab: &Lab, a: &DaemonOptions, b: &DaemonOptions) -> (Daemon, Daemon) {
-    let mut a = lab.spawn_daemon(Firewall::A, a);
-    let mut b = lab.spawn_daemon(Firewall::B, b);
-    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
-    a.wait_for("A is VRRP master", Duration::from_secs(5), is_master);
-    wait_until(
-        "A holds the addresses",
-        Duration::from_secs(5),
-        POLL,
-        || {
-            (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
-                .then_some(())
-                .ok_or_else(|| format!("A: {:?}", lab.addresses(Firewall::A)))
-        },
-    );
-    (a, b)
 }
 
 /// A TCP stream through the virtual gateway and SNAT, echoing; waits until `fw` holds its

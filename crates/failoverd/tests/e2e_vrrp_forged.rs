@@ -14,11 +14,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use failoverd_control::protocol::{Status, VrrpInstanceView};
 use failoverd_wire::vrrp::Advert;
-use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
+use support::daemon::DaemonOptions;
 use support::forger::{Forger, GarpCounter};
 use support::lab::{CLIENT4, GATEWAY4, Ns};
+use support::vrrp::{group_state, lan, vrrp_pair};
 use support::{Firewall, Lab, require_root_and_tools, wait_until};
 
 const POLL: Duration = Duration::from_millis(20);
@@ -33,45 +33,6 @@ const ANNOUNCE_WINDOW: Duration = Duration::from_secs(1);
 /// What the capture's timestamps may be off by: two sends seen from another namespace.
 const JITTER: Duration = Duration::from_millis(10);
 
-fn group_state(status: &Status) -> &str {
-    status
-        .takeover
-        .group
-        .as_ref()
-        .map_or("none", |g| g.state.as_str())
-}
-
-fn lan(status: &Status) -> VrrpInstanceView {
-    let group = status.takeover.group.as_ref().expect("a VRRP group");
-    group
-        .instances
-        .iter()
-        .find(|i| i.name == "lan")
-        .expect("instance lan")
-        .clone()
-}
-
-/// Both daemons (A priority 200, B 100); waits until A is master holding the addresses.
-fn pair(lab: &Lab, options: &DaemonOptions) -> (Daemon, Daemon) {
-    let mut a = lab.spawn_daemon(Firewall::A, options);
-    let mut b = lab.spawn_daemon(Firewall::B, options);
-    wait_synchronized(&mut a, &mut b, Duration::from_secs(15));
-    a.wait_for("A is VRRP master", Duration::from_secs(5), |s| {
-        group_state(s) == "master"
-    });
-    wait_until(
-        "A holds the addresses",
-        Duration::from_secs(5),
-        POLL,
-        || {
-            (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
-                .then_some(())
-                .ok_or_else(|| format!("A: {:?}", lab.addresses(Firewall::A)))
-        },
-    );
-    (a, b)
-}
-
 /// The pair's LAN advert, as a host that read one off the wire would forge it.
 fn forged(priority: u8) -> Advert {
     Advert {
@@ -82,13 +43,20 @@ fn forged(priority: u8) -> Advert {
     }
 }
 
+/// The lab's VRRP instances with `vrrp.peer_check = false`: RFC 5798 as written.
+fn without_the_check() -> DaemonOptions {
+    DaemonOptions::default()
+        .vrrp(None)
+        .vrrp_line("peer_check = false")
+}
+
 #[test]
 fn forged_priority_255_adverts_leave_the_checked_master_every_address() {
     if !require_root_and_tools() {
         return;
     }
     let lab = Lab::up_without_shared();
-    let (mut a, b) = pair(&lab, &DaemonOptions::default().vrrp(None));
+    let (mut a, b) = vrrp_pair(&lab, &DaemonOptions::default().vrrp(None));
     let before = lan(&a.status().unwrap());
     let forger = Forger::start(&lab, Ns::Client, CLIENT4, &forged(255), EVERY);
     let started = Instant::now();
@@ -132,10 +100,7 @@ fn without_the_peer_check_forged_priority_255_adverts_take_the_group_down() {
         return;
     }
     let lab = Lab::up_without_shared();
-    let options = DaemonOptions::default()
-        .vrrp(None)
-        .vrrp_line("peer_check = false");
-    let (mut a, _b) = pair(&lab, &options);
+    let (mut a, _b) = vrrp_pair(&lab, &without_the_check());
     let forger = Forger::start(&lab, Ns::Client, CLIENT4, &forged(255), EVERY);
     let (_, took) = wait_until("the group is down", FLOOD, POLL, || {
         (!lab.holds_any_vip(Firewall::A) && !lab.holds_any_vip(Firewall::B))
@@ -170,10 +135,7 @@ fn a_flood_of_low_priority_claims_is_not_amplified() {
         return;
     }
     let lab = Lab::up_without_shared();
-    let options = DaemonOptions::default()
-        .vrrp(None)
-        .vrrp_line("peer_check = false");
-    let (mut a, _b) = pair(&lab, &options);
+    let (mut a, _b) = vrrp_pair(&lab, &without_the_check());
     let before = lan(&a.status().unwrap());
     let garps = GarpCounter::start(&lab, Ns::Client, GATEWAY4);
     let forger = Forger::start(&lab, Ns::Client, CLIENT4, &forged(1), EVERY);

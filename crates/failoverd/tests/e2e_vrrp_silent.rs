@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use failoverd_control::protocol::{Status, VrrpInstanceView};
 use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
 use support::lab::{CLIENT4, GATEWAY4, Ns};
 use support::netns;
+use support::vrrp::{group_state, lan};
 use support::{Firewall, Lab, require_root_and_tools, wait_until};
 
 const POLL: Duration = Duration::from_millis(20);
@@ -30,24 +30,6 @@ const POLL: Duration = Duration::from_millis(20);
 /// 150 ms + 30.5 ms; three of them, the 2 s in which A's port must hear nothing, a 100 ms poll
 /// of the packet counts and the handover (B's skew time).
 const BOUND: Duration = Duration::from_millis(3 * 181 + 2000 + 100 + 200);
-
-fn group_state(status: &Status) -> &str {
-    status
-        .takeover
-        .group
-        .as_ref()
-        .map_or("none", |g| g.state.as_str())
-}
-
-fn lan(status: &Status) -> VrrpInstanceView {
-    let group = status.takeover.group.as_ref().expect("a VRRP group");
-    group
-        .instances
-        .iter()
-        .find(|i| i.name == "lan")
-        .expect("instance lan")
-        .clone()
-}
 
 /// A LAN host sending a datagram to the gateway address every 50 ms until dropped.
 struct Chatter {

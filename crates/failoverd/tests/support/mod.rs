@@ -3,8 +3,8 @@
 //! kernel tables read by failoverd's backend and compared on the shared field list ([`tables`]),
 //! `failoverd` processes in the firewalls' namespaces ([`daemon`]), traffic ([`traffic`]),
 //! keepalived + conntrackd as the incumbent to compare with ([`keepalived`]), address
-//! changes as they happen ([`addrwatch`]), forged VRRP adverts from a LAN host ([`forger`]) and
-//! the programs the tests run ([`tools`]).
+//! changes as they happen ([`addrwatch`]), forged VRRP adverts from a LAN host ([`forger`]), the
+//! VRRP pair and its status ([`vrrp`]) and the programs the tests run ([`tools`]).
 //!
 //! Each test target that uses it declares `mod support;`; not every target uses every helper.
 #![allow(dead_code)]
@@ -19,6 +19,7 @@ pub mod netns;
 pub mod tables;
 pub mod tools;
 pub mod traffic;
+pub mod vrrp;
 
 use std::time::{Duration, Instant};
 
