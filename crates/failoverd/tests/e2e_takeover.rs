@@ -177,11 +177,7 @@ fn vrrp_takeover_keeps_tcp_streams_and_fails_back() {
         "only A holds the addresses",
         Duration::from_secs(5),
         POLL,
-        || {
-            (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
-                .then_some(())
-                .ok_or_else(|| "not yet".to_string())
-        },
+        || lab.only_holder(Firewall::A),
     );
     for (name, probe) in [
         ("opened before the takeover", &before),

@@ -18,6 +18,19 @@ fn wan(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 2, last))
 }
 
+/// An advert of virtual router `vrid` for the LAN's gateway, from `src` to `dst`.
+fn advert(src: IpAddr, dst: IpAddr, vrid: u8, priority: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    Advert {
+        vrid,
+        priority,
+        max_advert_interval_cs: 10,
+        addresses: vec![addr(1)],
+    }
+    .emit(src, dst, &mut bytes);
+    bytes
+}
+
 fn config(host: u8, priority: u8) -> GroupConfig {
     GroupConfig {
         instances: vec![
@@ -493,14 +506,7 @@ fn malformed_adverts_are_counted_and_dropped() {
     let now = net.now;
     let src = addr(3);
     let dst = IpAddr::V4(MULTICAST_V4);
-    let mut good = Vec::new();
-    Advert {
-        vrid: 51,
-        priority: 254,
-        max_advert_interval_cs: 10,
-        addresses: vec![addr(1)],
-    }
-    .emit(src, dst, &mut good);
+    let good = advert(src, dst, 51, 254);
     let node = &mut net.nodes[0];
     node.handle_packet(now, 0, src, dst, 254, &good);
     let mut bad_sum = good.clone();
@@ -511,14 +517,7 @@ fn malformed_adverts_are_counted_and_dropped() {
     assert_eq!(node.instances()[0].stats.dropped.total(), 4);
     assert_eq!(node.state(), GroupState::Master, "none of them counted");
     // Another virtual router on the same network is ignored without counting.
-    let mut other = Vec::new();
-    Advert {
-        vrid: 99,
-        priority: 254,
-        max_advert_interval_cs: 10,
-        addresses: vec![addr(1)],
-    }
-    .emit(src, dst, &mut other);
+    let other = advert(src, dst, 99, 254);
     node.handle_packet(now, 0, src, dst, 255, &other);
     assert_eq!(node.instances()[0].stats.dropped.total(), 4);
     let mut version = good.clone();
@@ -551,14 +550,7 @@ fn unicast_peers_only() {
     net.run_for(1000 * MS);
     let src = addr(9);
     let dst = addr(2);
-    let mut advert = Vec::new();
-    Advert {
-        vrid: 51,
-        priority: 254,
-        max_advert_interval_cs: 10,
-        addresses: vec![addr(1)],
-    }
-    .emit(src, dst, &mut advert);
+    let advert = advert(src, dst, 51, 254);
     net.nodes[0].handle_packet(net.now, 0, src, dst, 255, &advert);
     assert_eq!(net.nodes[0].instances()[0].stats.dropped.total(), 1);
     assert_eq!(
@@ -904,14 +896,7 @@ fn the_peers_advert_ahead_of_its_hello_counts_once_the_hello_arrives() {
     let now = net.now;
     let src = addr(3);
     let dst = IpAddr::V4(MULTICAST_V4);
-    let mut bytes = Vec::new();
-    Advert {
-        vrid: 51,
-        priority: 250,
-        max_advert_interval_cs: 10,
-        addresses: vec![addr(1)],
-    }
-    .emit(src, dst, &mut bytes);
+    let bytes = advert(src, dst, 51, 250);
     let a = &mut net.nodes[0];
     assert_eq!(a.peer(), PeerView::NotMaster);
     a.handle_packet(now, 0, src, dst, 255, &bytes);
@@ -967,14 +952,7 @@ fn a_preempting_peer_is_followed_before_its_hello_says_master() {
     let mut net = checked(true);
     let now = net.now;
     let (src, dst) = (addr(3), IpAddr::V4(MULTICAST_V4));
-    let mut bytes = Vec::new();
-    Advert {
-        vrid: 51,
-        priority: 250,
-        max_advert_interval_cs: 10,
-        addresses: vec![addr(1)],
-    }
-    .emit(src, dst, &mut bytes);
+    let bytes = advert(src, dst, 51, 250);
     let a = &mut net.nodes[0];
     a.set_peer(now, PeerView::NotMaster);
     a.handle_packet(now, 0, src, dst, 255, &bytes);

@@ -399,6 +399,22 @@ impl Lab {
             .any(|(vip, _)| held.iter().any(|(_, a, _)| *a == IpAddr::V4(*vip)))
     }
 
+    /// `fw` holds every address of [`VIPS4`] and the other firewall none; else what each holds.
+    pub fn only_holder(&self, fw: Firewall) -> Result<(), String> {
+        let other = match fw {
+            Firewall::A => Firewall::B,
+            Firewall::B => Firewall::A,
+        };
+        if self.holds_vips(fw) && !self.holds_any_vip(other) {
+            return Ok(());
+        }
+        Err(format!(
+            "{fw:?} {:?}, {other:?} {:?}",
+            self.addresses(fw),
+            self.addresses(other)
+        ))
+    }
+
     /// `fw`'s kernel conntrack table (both families), with [`Entry::snat`] set.
     pub fn conntrack(&self, fw: Firewall) -> Vec<Entry> {
         let list = |extra: &[&str]| {

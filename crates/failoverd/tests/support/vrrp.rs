@@ -51,11 +51,7 @@ pub fn vrrp_pair_with(lab: &Lab, a: &DaemonOptions, b: &DaemonOptions) -> (Daemo
         "A holds the addresses",
         Duration::from_secs(5),
         POLL,
-        || {
-            (lab.holds_vips(Firewall::A) && !lab.holds_any_vip(Firewall::B))
-                .then_some(())
-                .ok_or_else(|| format!("A: {:?}", lab.addresses(Firewall::A)))
-        },
+        || lab.only_holder(Firewall::A),
     );
     (a, b)
 }
