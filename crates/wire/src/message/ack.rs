@@ -1,9 +1,19 @@
 //! The cumulative acknowledgement of session batches.
 
-use super::{MessageKind, emit_header};
+use super::{MessageKind, emit_frame};
 use crate::{WireError, read_u32, read_u64};
 
-const ACK_LEN: usize = 24;
+const ACK_LEN: usize = field::APPLIED.end;
+
+/// Byte offsets of the ack body: `epoch u32 | 4 zero | received u64 | applied u64`, each given
+/// once here.
+mod field {
+    use crate::Field;
+
+    pub(crate) const EPOCH: Field = 0..4;
+    pub(crate) const RECEIVED: Field = 8..16;
+    pub(crate) const APPLIED: Field = 16..24;
+}
 
 /// Cumulative acknowledgement of one epoch's session batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +33,9 @@ impl Ack {
             return Err(WireError::Truncated);
         }
         let ack = Self {
-            epoch: read_u32(body, 0),
-            received: read_u64(body, 8),
-            applied: read_u64(body, 16),
+            epoch: read_u32(body, field::EPOCH),
+            received: read_u64(body, field::RECEIVED),
+            applied: read_u64(body, field::APPLIED),
         };
         if ack.applied > ack.received {
             return Err(WireError::Malformed("ack applies more than it received"));
@@ -35,11 +45,10 @@ impl Ack {
 
     /// Appends the whole frame to `buf`.
     pub fn emit(&self, buf: &mut Vec<u8>) {
-        emit_header(buf, MessageKind::Ack, ACK_LEN);
-        buf.extend_from_slice(&self.epoch.to_be_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend_from_slice(&self.received.to_be_bytes());
-        buf.extend_from_slice(&self.applied.to_be_bytes());
+        let body = emit_frame(buf, MessageKind::Ack, ACK_LEN);
+        body[field::EPOCH].copy_from_slice(&self.epoch.to_be_bytes());
+        body[field::RECEIVED].copy_from_slice(&self.received.to_be_bytes());
+        body[field::APPLIED].copy_from_slice(&self.applied.to_be_bytes());
     }
 }
 

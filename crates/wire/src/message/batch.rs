@@ -1,14 +1,47 @@
 //! The session batch: sections of session records, and the writer that builds one.
 
-use super::{HEADER_LEN, MessageKind, emit_header};
+use super::{HEADER_LEN, MessageKind, emit_frame};
 use crate::session::{KEY_LEN, NodeId, RECORD_LEN, SessionKey, SessionOp, SessionRecord};
 use crate::{WireError, read_u16, read_u32, read_u64};
+use field::{remove, section};
 
-/// Length of a remove record: the key, then the owner whose copy the delete speaks for.
-const REMOVE_LEN: usize = KEY_LEN + 4;
 /// Length of the session-batch header that follows the frame header.
-pub const BATCH_HEADER_LEN: usize = 20;
-const SECTION_HEADER_LEN: usize = 8;
+pub const BATCH_HEADER_LEN: usize = field::SECTIONS.start;
+const SECTION_HEADER_LEN: usize = section::RECORDS.start;
+/// Length of a remove record.
+const REMOVE_LEN: usize = remove::OWNER.end;
+
+/// Byte offsets of the batch body (see the layout in the crate documentation), each given once
+/// here. Reserved bytes (zero) fill the gaps.
+mod field {
+    use crate::{Field, Rest};
+
+    pub(crate) const EPOCH: Field = 0..4;
+    pub(crate) const FLAGS: usize = 4;
+    pub(crate) const SEQ: Field = 8..16;
+    pub(crate) const SECTION_COUNT: Field = 16..18;
+    pub(crate) const SECTIONS: Rest = 20..;
+
+    /// One section, within [`SECTIONS`]: its header, then `count` records of `record_len`
+    /// bytes each.
+    pub(crate) mod section {
+        use crate::{Field, Rest};
+
+        pub(crate) const KIND: usize = 0;
+        pub(crate) const RECORD_LEN: Field = 2..4;
+        pub(crate) const COUNT: Field = 4..8;
+        pub(crate) const RECORDS: Rest = 8..;
+    }
+
+    /// A remove record: the key, then the owner whose copy the delete speaks for.
+    pub(crate) mod remove {
+        use crate::Field;
+        use crate::session::KEY_LEN;
+
+        pub(crate) const KEY: Field = 0..KEY_LEN;
+        pub(crate) const OWNER: Field = KEY_LEN..KEY_LEN + 4;
+    }
+}
 
 /// Flag bits of a session batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,25 +119,23 @@ impl<'a> BatchView<'a> {
         if body.len() < BATCH_HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        let mut at = BATCH_HEADER_LEN;
-        for _ in 0..read_u16(body, 16) {
-            if body.len() < at + SECTION_HEADER_LEN {
+        let mut rest = &body[field::SECTIONS];
+        for _ in 0..read_u16(body, field::SECTION_COUNT) {
+            if rest.len() < SECTION_HEADER_LEN {
                 return Err(WireError::Truncated);
             }
-            let kind = SectionKind::from_code(body[at]);
-            let record_len = usize::from(read_u16(body, at + 2));
-            let count = read_u32(body, at + 4) as usize;
+            let kind = SectionKind::from_code(rest[section::KIND]);
+            let record_len = usize::from(read_u16(rest, section::RECORD_LEN));
+            let count = read_u32(rest, section::COUNT) as usize;
             if record_len < kind.min_record_len() || (record_len == 0 && count != 0) {
                 return Err(WireError::Malformed("section record length"));
             }
             let len = record_len.checked_mul(count).ok_or(WireError::Truncated)?;
-            at += SECTION_HEADER_LEN;
-            if body.len() - at < len {
-                return Err(WireError::Truncated);
-            }
-            at += len;
+            rest = rest[section::RECORDS]
+                .get(len..)
+                .ok_or(WireError::Truncated)?;
         }
-        if at != body.len() {
+        if !rest.is_empty() {
             return Err(WireError::Malformed("trailing bytes after sections"));
         }
         Ok(Self { body })
@@ -112,17 +143,17 @@ impl<'a> BatchView<'a> {
 
     /// Sender's epoch.
     pub fn epoch(&self) -> u32 {
-        read_u32(self.body, 0)
+        read_u32(self.body, field::EPOCH)
     }
 
     /// Batch flags.
     pub fn flags(&self) -> BatchFlags {
-        BatchFlags(self.body[4])
+        BatchFlags(self.body[field::FLAGS])
     }
 
     /// Sequence number within the epoch (the first batch of an epoch is 1).
     pub fn seq(&self) -> u64 {
-        read_u64(self.body, 8)
+        read_u64(self.body, field::SEQ)
     }
 
     /// Bytes of the body: what the peer made this node receive.
@@ -132,15 +163,13 @@ impl<'a> BatchView<'a> {
 
     /// The sections, in order.
     pub fn sections(&self) -> impl Iterator<Item = Section<'a>> + 'a {
-        let body = self.body;
-        let mut at = BATCH_HEADER_LEN;
-        (0..read_u16(body, 16)).map(move |_| {
-            let kind = SectionKind::from_code(body[at]);
-            let record_len = usize::from(read_u16(body, at + 2));
-            let count = read_u32(body, at + 4) as usize;
-            at += SECTION_HEADER_LEN;
-            let records = &body[at..at + record_len * count];
-            at += record_len * count;
+        let mut rest = &self.body[field::SECTIONS];
+        (0..read_u16(self.body, field::SECTION_COUNT)).map(move |_| {
+            let kind = SectionKind::from_code(rest[section::KIND]);
+            let record_len = usize::from(read_u16(rest, section::RECORD_LEN));
+            let count = read_u32(rest, section::COUNT) as usize;
+            let (records, next) = rest[section::RECORDS].split_at(record_len * count);
+            rest = next;
             Section {
                 kind,
                 record_len,
@@ -177,10 +206,10 @@ impl<'a> Section<'a> {
             .map(move |raw| match kind {
                 SectionKind::Upsert => SessionRecord::parse(raw).map(SessionOp::Upsert),
                 SectionKind::Remove => {
-                    let (key, _) = SessionKey::parse(raw)?;
+                    let (key, _) = SessionKey::parse(&raw[remove::KEY])?;
                     Ok(SessionOp::Remove {
                         key,
-                        owner: NodeId(read_u32(raw, KEY_LEN)),
+                        owner: NodeId(read_u32(raw, remove::OWNER)),
                     })
                 }
                 SectionKind::RemoveAny | SectionKind::Unknown(_) => {
@@ -268,8 +297,8 @@ impl BatchWriter {
             SessionOp::Upsert(record) => self.push_upsert(record),
             SessionOp::Remove { key, owner } => {
                 let record = self.sections[1].next_record();
-                key.emit(record);
-                record[KEY_LEN..REMOVE_LEN].copy_from_slice(&owner.0.to_be_bytes());
+                key.emit(&mut record[remove::KEY]);
+                record[remove::OWNER].copy_from_slice(&owner.0.to_be_bytes());
             }
             SessionOp::RemoveAny { key } => key.emit(self.sections[2].next_record()),
         }
@@ -288,18 +317,19 @@ impl BatchWriter {
             + present()
                 .map(|s| SECTION_HEADER_LEN + s.bytes.len())
                 .sum::<usize>();
-        buf.reserve(HEADER_LEN + body_len);
-        emit_header(buf, MessageKind::SessionBatch, body_len);
-        buf.extend_from_slice(&epoch.to_be_bytes());
-        buf.extend_from_slice(&[flags.0, 0, 0, 0]);
-        buf.extend_from_slice(&seq.to_be_bytes());
-        buf.extend_from_slice(&(present().count() as u16).to_be_bytes());
-        buf.extend_from_slice(&[0, 0]);
-        for section in present() {
-            buf.extend_from_slice(&[section.kind.code(), 0]);
-            buf.extend_from_slice(&(section.record_len as u16).to_be_bytes());
-            buf.extend_from_slice(&section.count.to_be_bytes());
-            buf.extend_from_slice(&section.bytes);
+        let body = emit_frame(buf, MessageKind::SessionBatch, body_len);
+        body[field::EPOCH].copy_from_slice(&epoch.to_be_bytes());
+        body[field::FLAGS] = flags.0;
+        body[field::SEQ].copy_from_slice(&seq.to_be_bytes());
+        body[field::SECTION_COUNT].copy_from_slice(&(present().count() as u16).to_be_bytes());
+        let mut rest = &mut body[field::SECTIONS];
+        for buffered in present() {
+            let (raw, next) = rest.split_at_mut(SECTION_HEADER_LEN + buffered.bytes.len());
+            raw[section::KIND] = buffered.kind.code();
+            raw[section::RECORD_LEN].copy_from_slice(&(buffered.record_len as u16).to_be_bytes());
+            raw[section::COUNT].copy_from_slice(&buffered.count.to_be_bytes());
+            raw[section::RECORDS].copy_from_slice(&buffered.bytes);
+            rest = next;
         }
         for section in &mut self.sections {
             section.bytes.clear();
@@ -321,13 +351,14 @@ mod tests {
         assert!(matches!(Message::parse(&frame), Ok(Message::Unknown(99))));
 
         let mut buf = Vec::new();
-        emit_header(
+        let body = emit_frame(
             &mut buf,
             MessageKind::SessionBatch,
             BATCH_HEADER_LEN + SECTION_HEADER_LEN + 6,
         );
-        buf.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
-        buf.extend_from_slice(&[42, 0, 0, 3, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6]);
+        let (header, sections) = body.split_at_mut(BATCH_HEADER_LEN);
+        header.copy_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
+        sections.copy_from_slice(&[42, 0, 0, 3, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6]);
         let Message::SessionBatch(batch) = Message::parse(&buf).unwrap() else {
             panic!()
         };

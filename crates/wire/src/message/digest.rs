@@ -1,7 +1,7 @@
 //! The session digest, for anti-entropy.
 
-use super::{MessageKind, emit_header};
-use crate::WireError;
+use super::{MessageKind, emit_frame};
+use crate::{WireError, read_u16, read_u32, read_u64};
 
 /// Buckets of a session digest: sessions are spread over them by the top bits of their
 /// [`SessionRecord::digest_hash`](crate::SessionRecord::digest_hash), so a difference points at
@@ -9,7 +9,24 @@ use crate::WireError;
 /// from one that is quietly wrong.
 pub const DIGEST_BUCKETS: usize = 256;
 
-const DIGEST_HEADER_LEN: usize = 8;
+const DIGEST_HEADER_LEN: usize = field::BUCKETS.start;
+/// The whole body: the header, then every bucket.
+const DIGEST_LEN: usize = field::bucket(DIGEST_BUCKETS - 1).end;
+
+/// Byte offsets of the digest body (see [`DigestView`]), each given once here.
+mod field {
+    use crate::{Field, Rest};
+
+    pub(crate) const ROUND: Field = 0..4;
+    pub(crate) const BUCKET_COUNT: Field = 4..6;
+    pub(crate) const BUCKETS: Rest = 8..;
+
+    /// Bucket `i`, within [`BUCKETS`].
+    pub(crate) const fn bucket(i: usize) -> Field {
+        let at = BUCKETS.start + 8 * i;
+        at..at + 8
+    }
+}
 
 /// A digest of the sessions the sender owns: per bucket, the wrapping sum of the sessions'
 /// digest hashes. The receiver compares it with the same digest of its copies (anti-entropy).
@@ -26,10 +43,10 @@ impl<'a> DigestView<'a> {
         if body.len() < DIGEST_HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        if usize::from(u16::from_be_bytes([body[4], body[5]])) != DIGEST_BUCKETS {
+        if usize::from(read_u16(body, field::BUCKET_COUNT)) != DIGEST_BUCKETS {
             return Err(WireError::Malformed("digest bucket count"));
         }
-        if body.len() < DIGEST_HEADER_LEN + 8 * DIGEST_BUCKETS {
+        if body.len() < DIGEST_LEN {
             return Err(WireError::Truncated);
         }
         Ok(Self { body })
@@ -37,33 +54,25 @@ impl<'a> DigestView<'a> {
 
     /// The sender's digest round, counting up.
     pub fn round(&self) -> u32 {
-        u32::from_be_bytes([self.body[0], self.body[1], self.body[2], self.body[3]])
+        read_u32(self.body, field::ROUND)
     }
 
     /// The buckets.
     pub fn buckets(&self) -> [u64; DIGEST_BUCKETS] {
         let mut buckets = [0; DIGEST_BUCKETS];
         for (i, bucket) in buckets.iter_mut().enumerate() {
-            let at = DIGEST_HEADER_LEN + 8 * i;
-            let mut raw = [0; 8];
-            raw.copy_from_slice(&self.body[at..at + 8]);
-            *bucket = u64::from_be_bytes(raw);
+            *bucket = read_u64(self.body, field::bucket(i));
         }
         buckets
     }
 
     /// Appends a digest frame to `buf`.
     pub fn emit(round: u32, buckets: &[u64; DIGEST_BUCKETS], buf: &mut Vec<u8>) {
-        emit_header(
-            buf,
-            MessageKind::Digest,
-            DIGEST_HEADER_LEN + 8 * DIGEST_BUCKETS,
-        );
-        buf.extend_from_slice(&round.to_be_bytes());
-        buf.extend_from_slice(&(DIGEST_BUCKETS as u16).to_be_bytes());
-        buf.extend_from_slice(&[0, 0]);
-        for bucket in buckets {
-            buf.extend_from_slice(&bucket.to_be_bytes());
+        let body = emit_frame(buf, MessageKind::Digest, DIGEST_LEN);
+        body[field::ROUND].copy_from_slice(&round.to_be_bytes());
+        body[field::BUCKET_COUNT].copy_from_slice(&(DIGEST_BUCKETS as u16).to_be_bytes());
+        for (i, bucket) in buckets.iter().enumerate() {
+            body[field::bucket(i)].copy_from_slice(&bucket.to_be_bytes());
         }
     }
 }

@@ -1,9 +1,17 @@
 //! The goodbye: the sender leaves on purpose.
 
-use super::{MessageKind, emit_header};
+use super::{MessageKind, emit_frame};
 use crate::WireError;
 
-const GOODBYE_LEN: usize = 4;
+const GOODBYE_LEN: usize = field::RESERVED.end;
+
+/// Byte offsets of the goodbye body: `reason u8 | 3 zero`, each given once here.
+mod field {
+    use crate::Field;
+
+    pub(crate) const REASON: usize = 0;
+    pub(crate) const RESERVED: Field = 1..4;
+}
 
 /// Why a node says goodbye.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +35,7 @@ impl Goodbye {
         if body.len() < GOODBYE_LEN {
             return Err(WireError::Truncated);
         }
-        let reason = match body[0] {
+        let reason = match body[field::REASON] {
             0 => GoodbyeReason::Shutdown,
             other => GoodbyeReason::Unknown(other),
         };
@@ -36,11 +44,10 @@ impl Goodbye {
 
     /// Appends the whole frame to `buf`.
     pub fn emit(&self, buf: &mut Vec<u8>) {
-        emit_header(buf, MessageKind::Goodbye, GOODBYE_LEN);
         let code = match self.reason {
             GoodbyeReason::Shutdown => 0,
             GoodbyeReason::Unknown(code) => code,
         };
-        buf.extend_from_slice(&[code, 0, 0, 0]);
+        emit_frame(buf, MessageKind::Goodbye, GOODBYE_LEN)[field::REASON] = code;
     }
 }

@@ -3,15 +3,40 @@
 
 use std::fmt;
 
-use super::{MessageKind, VERSION, emit_header};
+use super::{MessageKind, VERSION, emit_frame};
 use crate::{WireError, read_u16, read_u32, read_u64};
 
 /// A hello of protocol 1.0, which ends with `resync_epoch`.
-const HELLO_LEN_1_0: usize = 48;
+const HELLO_LEN_1_0: usize = field::RESYNC_EPOCH.end;
 /// A hello of protocol 1.1 and 1.2: 1.0's, then `protocol_minor` and 2 reserved bytes.
-const HELLO_LEN_1_1: usize = 52;
+const HELLO_LEN_1_1: usize = field::APPLIED_EPOCH.start;
 /// A hello of this version: 1.1's, then [`Hello::applied`] (epoch, 4 reserved bytes, seq).
-const HELLO_LEN: usize = 68;
+const HELLO_LEN: usize = field::APPLIED_SEQ.end;
+
+/// Byte offsets of the hello body (see the layout in the crate documentation), each given once
+/// here. Reserved bytes (zero) fill the gaps.
+mod field {
+    use crate::Field;
+
+    pub(crate) const PAIR_ID: Field = 0..4;
+    pub(crate) const NODE_ID: Field = 4..8;
+    pub(crate) const PRIORITY: usize = 8;
+    pub(crate) const BACKUP_TYPE: usize = 9;
+    pub(crate) const STATE: usize = 10;
+    pub(crate) const ROLE: usize = 11;
+    pub(crate) const FLAGS: usize = 12;
+    pub(crate) const EPOCH: Field = 16..20;
+    pub(crate) const HELLO_INTERVAL: Field = 20..24;
+    pub(crate) const DEAD_INTERVAL: Field = 24..28;
+    pub(crate) const TX_STAMP: Field = 28..36;
+    pub(crate) const ECHO_STAMP: Field = 36..44;
+    pub(crate) const RESYNC_EPOCH: Field = 44..48;
+    /// Since 1.1.
+    pub(crate) const PROTOCOL_MINOR: Field = 48..50;
+    /// Since 1.3, both; a sequence number of 0 means none.
+    pub(crate) const APPLIED_EPOCH: Field = 52..56;
+    pub(crate) const APPLIED_SEQ: Field = 60..68;
+}
 
 /// The three failover states of the seed (H3C SecPath manual, "stateful failover states").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -254,28 +279,28 @@ impl Hello {
             return Err(WireError::Truncated);
         }
         Ok(Self {
-            pair_id: read_u32(body, 0),
-            node_id: read_u32(body, 4),
-            priority: body[8],
-            backup_type: BackupType(body[9]),
-            state: SyncState::from_code(body[10])?,
-            role: Role::from_code(body[11])?,
-            flags: HelloFlags(body[12]),
-            epoch: read_u32(body, 16),
-            hello_interval_ms: read_u32(body, 20),
-            dead_interval_ms: read_u32(body, 24),
-            tx_stamp: read_u64(body, 28),
-            echo_stamp: read_u64(body, 36),
-            resync_epoch: read_u32(body, 44),
+            pair_id: read_u32(body, field::PAIR_ID),
+            node_id: read_u32(body, field::NODE_ID),
+            priority: body[field::PRIORITY],
+            backup_type: BackupType(body[field::BACKUP_TYPE]),
+            state: SyncState::from_code(body[field::STATE])?,
+            role: Role::from_code(body[field::ROLE])?,
+            flags: HelloFlags(body[field::FLAGS]),
+            epoch: read_u32(body, field::EPOCH),
+            hello_interval_ms: read_u32(body, field::HELLO_INTERVAL),
+            dead_interval_ms: read_u32(body, field::DEAD_INTERVAL),
+            tx_stamp: read_u64(body, field::TX_STAMP),
+            echo_stamp: read_u64(body, field::ECHO_STAMP),
+            resync_epoch: read_u32(body, field::RESYNC_EPOCH),
             protocol_minor: if body.len() >= HELLO_LEN_1_1 {
-                read_u16(body, 48)
+                read_u16(body, field::PROTOCOL_MINOR)
             } else {
                 0
             },
             applied: if body.len() >= HELLO_LEN {
                 Some(StreamPosition {
-                    epoch: read_u32(body, 52),
-                    seq: read_u64(body, 60),
+                    epoch: read_u32(body, field::APPLIED_EPOCH),
+                    seq: read_u64(body, field::APPLIED_SEQ),
                 })
                 .filter(|position| position.seq > 0)
             } else {
@@ -286,31 +311,24 @@ impl Hello {
 
     /// Appends the whole frame to `buf`.
     pub fn emit(&self, buf: &mut Vec<u8>) {
-        emit_header(buf, MessageKind::Hello, HELLO_LEN);
-        buf.extend_from_slice(&self.pair_id.to_be_bytes());
-        buf.extend_from_slice(&self.node_id.to_be_bytes());
-        buf.extend_from_slice(&[
-            self.priority,
-            self.backup_type.0,
-            self.state.code(),
-            self.role.code(),
-            self.flags.0,
-            0,
-            0,
-            0,
-        ]);
-        buf.extend_from_slice(&self.epoch.to_be_bytes());
-        buf.extend_from_slice(&self.hello_interval_ms.to_be_bytes());
-        buf.extend_from_slice(&self.dead_interval_ms.to_be_bytes());
-        buf.extend_from_slice(&self.tx_stamp.to_be_bytes());
-        buf.extend_from_slice(&self.echo_stamp.to_be_bytes());
-        buf.extend_from_slice(&self.resync_epoch.to_be_bytes());
-        buf.extend_from_slice(&self.protocol_minor.to_be_bytes());
-        buf.extend_from_slice(&[0, 0]);
+        let body = emit_frame(buf, MessageKind::Hello, HELLO_LEN);
+        body[field::PAIR_ID].copy_from_slice(&self.pair_id.to_be_bytes());
+        body[field::NODE_ID].copy_from_slice(&self.node_id.to_be_bytes());
+        body[field::PRIORITY] = self.priority;
+        body[field::BACKUP_TYPE] = self.backup_type.0;
+        body[field::STATE] = self.state.code();
+        body[field::ROLE] = self.role.code();
+        body[field::FLAGS] = self.flags.0;
+        body[field::EPOCH].copy_from_slice(&self.epoch.to_be_bytes());
+        body[field::HELLO_INTERVAL].copy_from_slice(&self.hello_interval_ms.to_be_bytes());
+        body[field::DEAD_INTERVAL].copy_from_slice(&self.dead_interval_ms.to_be_bytes());
+        body[field::TX_STAMP].copy_from_slice(&self.tx_stamp.to_be_bytes());
+        body[field::ECHO_STAMP].copy_from_slice(&self.echo_stamp.to_be_bytes());
+        body[field::RESYNC_EPOCH].copy_from_slice(&self.resync_epoch.to_be_bytes());
+        body[field::PROTOCOL_MINOR].copy_from_slice(&self.protocol_minor.to_be_bytes());
         let applied = self.applied.unwrap_or(StreamPosition { epoch: 0, seq: 0 });
-        buf.extend_from_slice(&applied.epoch.to_be_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend_from_slice(&applied.seq.to_be_bytes());
+        body[field::APPLIED_EPOCH].copy_from_slice(&applied.epoch.to_be_bytes());
+        body[field::APPLIED_SEQ].copy_from_slice(&applied.seq.to_be_bytes());
     }
 }
 

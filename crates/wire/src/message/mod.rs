@@ -17,15 +17,28 @@ pub use hello::{BackupType, Hello, HelloFlags, ProtocolVersion, Role, StreamPosi
 pub use settings::{MAX_SETTINGS, SettingsIter, SettingsView};
 pub use vrrp_report::{MAX_VRRP_INSTANCES, VrrpInstanceReport, VrrpReport, VrrpReportView};
 
-use crate::{WireError, read_u32};
+use crate::{WireError, append_zeroed, read_u32};
 
 /// The protocol major version this build speaks, carried in every frame header.
 pub const VERSION: u8 = 1;
 /// Length of the frame header.
-pub const HEADER_LEN: usize = 8;
+pub const HEADER_LEN: usize = field::BODY.start;
 /// Largest frame accepted: bounds the memory a peer can make us allocate.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 const MAGIC: [u8; 2] = *b"FO";
+
+/// Byte offsets of the frame header (see the layout in the crate documentation), each given
+/// once here.
+mod field {
+    use crate::{Field, Rest};
+
+    pub(crate) const MAGIC: Field = 0..2;
+    pub(crate) const VERSION: usize = 2;
+    pub(crate) const KIND: usize = 3;
+    /// Of the whole frame, header included.
+    pub(crate) const LENGTH: Field = 4..8;
+    pub(crate) const BODY: Rest = 8..;
+}
 
 /// What a frame carries. Unknown kinds survive parsing (see [`Message::Unknown`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +95,10 @@ pub fn frame_len(header: &[u8]) -> Result<usize, WireError> {
     if header.len() < HEADER_LEN {
         return Err(WireError::Truncated);
     }
-    if header[..2] != MAGIC {
+    if header[field::MAGIC] != MAGIC {
         return Err(WireError::BadMagic);
     }
-    let declared = read_u32(header, 4);
+    let declared = read_u32(header, field::LENGTH);
     if declared as usize > MAX_FRAME_LEN {
         return Err(WireError::Oversized(declared));
     }
@@ -117,25 +130,29 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     /// Protocol version of the sender.
     pub fn version(&self) -> u8 {
-        self.buffer.as_ref()[2]
+        self.buffer.as_ref()[field::VERSION]
     }
 
     /// Message kind.
     pub fn kind(&self) -> MessageKind {
-        MessageKind::from_code(self.buffer.as_ref()[3])
+        MessageKind::from_code(self.buffer.as_ref()[field::KIND])
     }
 
     /// The bytes after the header.
     pub fn body(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
+        &self.buffer.as_ref()[field::BODY]
     }
 }
 
-fn emit_header(buf: &mut Vec<u8>, kind: MessageKind, body_len: usize) {
-    buf.extend_from_slice(&MAGIC);
-    buf.push(VERSION);
-    buf.push(kind.code());
-    buf.extend_from_slice(&((HEADER_LEN + body_len) as u32).to_be_bytes());
+/// Appends a frame of `kind` with a zeroed body of `body_len` bytes to `buf`, and returns the
+/// body for the caller to fill.
+fn emit_frame(buf: &mut Vec<u8>, kind: MessageKind, body_len: usize) -> &mut [u8] {
+    let frame = append_zeroed(buf, HEADER_LEN + body_len);
+    frame[field::MAGIC].copy_from_slice(&MAGIC);
+    frame[field::VERSION] = VERSION;
+    frame[field::KIND] = kind.code();
+    frame[field::LENGTH].copy_from_slice(&((HEADER_LEN + body_len) as u32).to_be_bytes());
+    &mut frame[field::BODY]
 }
 
 /// A parsed frame. Session batches stay zero-copy views into the frame.
@@ -166,7 +183,7 @@ impl<'a> Message<'a> {
         if frame.version() != VERSION {
             return Err(WireError::UnsupportedVersion(frame.version()));
         }
-        let body = &bytes[HEADER_LEN..];
+        let body = &bytes[field::BODY];
         Ok(match frame.kind() {
             MessageKind::Hello => Self::Hello(Hello::parse(body)?),
             MessageKind::Goodbye => Self::Goodbye(Goodbye::parse(body)?),

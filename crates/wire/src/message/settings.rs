@@ -1,10 +1,35 @@
 //! Settings: named numbers both nodes compare.
 
-use super::{MessageKind, emit_header};
-use crate::WireError;
+use super::{MessageKind, emit_frame};
+use crate::{WireError, read_u16, read_u64};
+use field::entry;
 
 /// The most settings one frame carries.
 pub const MAX_SETTINGS: usize = 64;
+
+/// Byte offsets of the settings body (see [`SettingsView`]), each given once here.
+mod field {
+    use crate::{Field, Rest};
+
+    pub(crate) const COUNT: Field = 0..2;
+    pub(crate) const ENTRIES: Rest = 2..;
+
+    /// One entry, within [`ENTRIES`]: the name's length decides where the value is.
+    pub(crate) mod entry {
+        use crate::Field;
+
+        pub(crate) const NAME_LEN: usize = 0;
+
+        pub(crate) const fn name(len: usize) -> Field {
+            1..1 + len
+        }
+
+        pub(crate) const fn value(name_len: usize) -> Field {
+            let at = name(name_len).end;
+            at..at + 8
+        }
+    }
+}
 
 /// Settings that should be equal on both nodes (the kernel's conntrack table size, TCP
 /// tracking options, helpers), as named numbers: the receiver compares them with its own and
@@ -33,14 +58,16 @@ impl<'a> SettingsView<'a> {
     }
 
     fn count(&self) -> Result<usize, WireError> {
-        let raw = self.body.get(..2).ok_or(WireError::Truncated)?;
-        Ok(usize::from(u16::from_be_bytes([raw[0], raw[1]])))
+        if self.body.len() < field::COUNT.end {
+            return Err(WireError::Truncated);
+        }
+        Ok(usize::from(read_u16(self.body, field::COUNT)))
     }
 
     /// The settings, in the sender's order.
     pub fn entries(&self) -> SettingsIter<'a> {
         SettingsIter {
-            rest: self.body.get(2..).unwrap_or(&[]),
+            rest: self.body.get(field::ENTRIES).unwrap_or(&[]),
             left: self.count().unwrap_or(0),
         }
     }
@@ -50,17 +77,24 @@ impl<'a> SettingsView<'a> {
     pub fn emit<'n>(entries: impl ExactSizeIterator<Item = (&'n str, u64)>, buf: &mut Vec<u8>) {
         let entries: Vec<_> = entries.collect();
         assert!(entries.len() <= MAX_SETTINGS, "too many settings");
-        let len = 2 + entries.iter().map(|(n, _)| 1 + n.len() + 8).sum::<usize>();
-        emit_header(buf, MessageKind::Settings, len);
-        buf.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+        let len = field::ENTRIES.start
+            + entries
+                .iter()
+                .map(|(name, _)| entry::value(name.len()).end)
+                .sum::<usize>();
+        let body = emit_frame(buf, MessageKind::Settings, len);
+        body[field::COUNT].copy_from_slice(&(entries.len() as u16).to_be_bytes());
+        let mut rest = &mut body[field::ENTRIES];
         for (name, value) in entries {
             assert!(
                 name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic()),
                 "bad setting name {name:?}"
             );
-            buf.push(name.len() as u8);
-            buf.extend_from_slice(name.as_bytes());
-            buf.extend_from_slice(&value.to_be_bytes());
+            let (raw, tail) = rest.split_at_mut(entry::value(name.len()).end);
+            raw[entry::NAME_LEN] = name.len() as u8;
+            raw[entry::name(name.len())].copy_from_slice(name.as_bytes());
+            raw[entry::value(name.len())].copy_from_slice(&value.to_be_bytes());
+            rest = tail;
         }
     }
 }
@@ -74,19 +108,18 @@ pub struct SettingsIter<'a> {
 
 impl<'a> SettingsIter<'a> {
     fn next_entry(&mut self) -> Result<(&'a str, u64), WireError> {
-        let (&len, rest) = self.rest.split_first().ok_or(WireError::Truncated)?;
-        let len = usize::from(len);
-        let name = rest.get(..len).ok_or(WireError::Truncated)?;
-        let value = rest.get(len..len + 8).ok_or(WireError::Truncated)?;
+        let name_len = usize::from(*self.rest.first().ok_or(WireError::Truncated)?);
+        let value = entry::value(name_len);
+        let raw = self.rest.get(..value.end).ok_or(WireError::Truncated)?;
+        let name = &raw[entry::name(name_len)];
         if !name.iter().all(u8::is_ascii_graphic) {
             return Err(WireError::Malformed("setting name is not printable ASCII"));
         }
-        self.rest = &rest[len + 8..];
+        self.rest = &self.rest[value.end..];
         self.left -= 1;
         // Invariant: checked as printable ASCII just above.
         let name = std::str::from_utf8(name).map_err(|_| WireError::Malformed("setting name"))?;
-        let value = u64::from_be_bytes(value.try_into().map_err(|_| WireError::Truncated)?);
-        Ok((name, value))
+        Ok((name, read_u64(raw, value)))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The VRRP report: what the sender's VRRP instances hear (since 1.3).
 
-use super::{MessageKind, emit_header};
-use crate::WireError;
+use super::{MessageKind, emit_frame};
+use crate::{WireError, read_u16};
+use field::entry;
 
 /// What one VRRP instance of the sender hears, by its virtual router (VRID and family: the
 /// two nodes' configurations name the same routers, in any order).
@@ -29,9 +30,25 @@ pub struct VrrpReport {
 /// The most instances one report carries (one per VRID and family).
 pub const MAX_VRRP_INSTANCES: usize = 512;
 
-const VRRP_REPORT_ENTRY_LEN: usize = 4;
+const VRRP_REPORT_ENTRY_LEN: usize = entry::RESERVED + 1;
 const REPORT_SILENT: u8 = 0x01;
 const REPORT_HEARS: u8 = 0x02;
+
+/// Byte offsets of the report body (see [`VrrpReportView`]), each given once here.
+mod field {
+    use crate::{Field, Rest};
+
+    pub(crate) const COUNT: Field = 0..2;
+    pub(crate) const ENTRIES: Rest = 4..;
+
+    /// One entry, within [`ENTRIES`].
+    pub(crate) mod entry {
+        pub(crate) const VRID: usize = 0;
+        pub(crate) const FAMILY: usize = 1;
+        pub(crate) const FLAGS: usize = 2;
+        pub(crate) const RESERVED: usize = 3;
+    }
+}
 
 /// A checked view of a [`VrrpReport`] body.
 ///
@@ -46,17 +63,19 @@ pub struct VrrpReportView<'a> {
 impl<'a> VrrpReportView<'a> {
     /// Checks the count, that the entries are all there and their families.
     pub fn new_checked(body: &'a [u8]) -> Result<Self, WireError> {
-        let header = body.get(..4).ok_or(WireError::Truncated)?;
-        let count = usize::from(u16::from_be_bytes([header[0], header[1]]));
+        if body.len() < field::ENTRIES.start {
+            return Err(WireError::Truncated);
+        }
+        let count = usize::from(read_u16(body, field::COUNT));
         if count > MAX_VRRP_INSTANCES {
             return Err(WireError::Malformed("too many VRRP instances"));
         }
-        let entries = body
-            .get(4..4 + count * VRRP_REPORT_ENTRY_LEN)
+        let entries = body[field::ENTRIES]
+            .get(..count * VRRP_REPORT_ENTRY_LEN)
             .ok_or(WireError::Truncated)?;
         if entries
             .chunks_exact(VRRP_REPORT_ENTRY_LEN)
-            .any(|e| e[1] != 4 && e[1] != 6)
+            .any(|e| e[entry::FAMILY] != 4 && e[entry::FAMILY] != 6)
         {
             return Err(WireError::Malformed("VRRP report family"));
         }
@@ -70,10 +89,10 @@ impl<'a> VrrpReportView<'a> {
                 .entries
                 .chunks_exact(VRRP_REPORT_ENTRY_LEN)
                 .map(|e| VrrpInstanceReport {
-                    vrid: e[0],
-                    ipv6: e[1] == 6,
-                    silent: e[2] & REPORT_SILENT != 0,
-                    hears: e[2] & REPORT_HEARS != 0,
+                    vrid: e[entry::VRID],
+                    ipv6: e[entry::FAMILY] == 6,
+                    silent: e[entry::FLAGS] & REPORT_SILENT != 0,
+                    hears: e[entry::FLAGS] & REPORT_HEARS != 0,
                 })
                 .collect(),
         }
@@ -88,17 +107,19 @@ impl VrrpReport {
             self.instances.len() <= MAX_VRRP_INSTANCES,
             "too many VRRP instances"
         );
-        emit_header(
+        let body = emit_frame(
             buf,
             MessageKind::VrrpReport,
-            4 + self.instances.len() * VRRP_REPORT_ENTRY_LEN,
+            field::ENTRIES.start + self.instances.len() * VRRP_REPORT_ENTRY_LEN,
         );
-        buf.extend_from_slice(&(self.instances.len() as u16).to_be_bytes());
-        buf.extend_from_slice(&[0, 0]);
-        for i in &self.instances {
+        body[field::COUNT].copy_from_slice(&(self.instances.len() as u16).to_be_bytes());
+        let entries = body[field::ENTRIES].chunks_exact_mut(VRRP_REPORT_ENTRY_LEN);
+        for (i, e) in self.instances.iter().zip(entries) {
             let silent = if i.silent { REPORT_SILENT } else { 0 };
             let hears = if i.hears { REPORT_HEARS } else { 0 };
-            buf.extend_from_slice(&[i.vrid, if i.ipv6 { 6 } else { 4 }, silent | hears, 0]);
+            e[entry::VRID] = i.vrid;
+            e[entry::FAMILY] = if i.ipv6 { 6 } else { 4 };
+            e[entry::FLAGS] = silent | hears;
         }
     }
 }
