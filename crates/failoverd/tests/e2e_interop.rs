@@ -4,11 +4,11 @@
 //! ways. failoverd has no failover-link peer here, so it is never ready: it takes over only
 //! when no master is left, and never preempts keepalived.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`), among them `ip`, `nft`,
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`), among them `ip`, `nft`,
 //! `conntrack` and `keepalived`; without them each test prints "skipped: ..." and passes,
 //! except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::process::Child;
 use std::sync::Arc;

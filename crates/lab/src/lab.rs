@@ -12,11 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 use failoverd_link::Identity;
 use failoverd_wire::SessionRecord;
 
-use super::conntrack::{self, Entry};
-use super::daemon::{Daemon, DaemonOptions};
-use super::netns;
-use super::tables;
-use super::tools;
+use crate::conntrack::{self, Entry};
+use crate::daemon::{Daemon, DaemonOptions};
+use crate::netns;
+use crate::tables;
+use crate::tools;
 
 /// The client's addresses (LAN).
 pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);

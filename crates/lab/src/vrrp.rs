@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use failoverd_control::protocol::{Status, VrrpInstanceView};
 
-use super::daemon::{Daemon, DaemonOptions, wait_synchronized};
-use super::{Firewall, Lab, wait_until};
+use crate::daemon::{Daemon, DaemonOptions, wait_synchronized};
+use crate::{Firewall, Lab, wait_until};
 
 /// How often the pair's setup polls the addresses.
 const POLL: Duration = Duration::from_millis(20);

@@ -11,8 +11,9 @@ use failoverd_control::protocol::{FailoverState, Request, Status};
 use failoverd_control::transport;
 use serde_json::Value;
 
-use super::lab::{Firewall, LINK_SUBNET};
-use super::tools;
+use crate::config::ConfigFile;
+use crate::lab::{Firewall, LINK_SUBNET};
+use crate::tools;
 
 /// What a daemon's configuration file says beyond the lab's fixed parts (names, keys, link
 /// addresses, control socket).
@@ -101,7 +102,7 @@ impl DaemonOptions {
     /// VRRP decides the role (`[takeover] mode = "vrrp"`), with the lab's instances `lan` and
     /// `wan` (see [`VrrpOptions`]); `advert_interval_ms`: `Some(ms)` written as
     /// `vrrp.advert_interval_ms`, `None` left to the daemon's default. Start such daemons in
-    /// a lab built by [`super::Lab::up_without_shared`].
+    /// a lab built by [`crate::Lab::up_without_shared`].
     pub fn vrrp(mut self, advert_interval_ms: impl Into<Option<u32>>) -> Self {
         self.vrrp = Some(VrrpOptions {
             advert_interval_ms: advert_interval_ms.into(),
@@ -158,56 +159,23 @@ impl DaemonOptions {
 
     /// The configuration file of `fw`'s daemon, whose files are in `dir`.
     pub fn render(&self, fw: Firewall, peer_key: &str, dir: &Path) -> String {
-        let priority = self.priority_of(fw);
-        let timers = if self.timers.is_empty() {
-            String::new()
-        } else {
-            format!("[timers]\n{}\n", self.timers.join("\n"))
-        };
-        let mut text = format!(
-            r#"# written by crates/failoverd/tests/support/daemon.rs
-[node]
-name = "{name}"
-key = "node.pem"
-priority = {priority}
-
-[pair]
-id = 7
-{pair}
-
-[link]
-listen = "{listen}"
-peer = "{peer}"
-peer_key = "{peer_key}"
-reconnect_max_ms = 500
-{link}
-
-{timers}
-[sessions]
-backend = "conntrack"
-{sessions}
-
-[sessions.conntrack]
-{conntrack}
-
-[control]
-socket = "{socket}"
-
-[log]
-level = "{level}"
-"#,
-            name = fw.name(),
-            listen = fw.link_addr(),
-            peer = fw.other().link_addr(),
-            pair = self.pair.join("\n"),
-            link = self.link.join("\n"),
-            sessions = self.sessions.join("\n"),
-            conntrack = self.conntrack.join("\n"),
-            socket = dir.join("failoverd.sock").display(),
-            level = self.log_level,
+        let mut file = ConfigFile::new(
+            fw.name(),
+            self.priority_of(fw),
+            fw.link_addr(),
+            fw.other().link_addr(),
+            format!("\"{peer_key}\""),
+            dir.join("failoverd.sock"),
         );
+        file.pair = self.pair.clone();
+        file.link = [&["reconnect_max_ms = 500".to_string()], &self.link[..]].concat();
+        file.timers = self.timers.clone();
+        file.backend = Some("conntrack".to_string());
+        file.sessions = self.sessions.clone();
+        file.conntrack = self.conntrack.clone();
+        file.log_level = self.log_level.clone();
         if let Some(vrrp) = &self.vrrp {
-            text.push_str("\n[takeover]\nmode = \"vrrp\"\n\n[vrrp]\n");
+            let mut text = String::from("[takeover]\nmode = \"vrrp\"\n\n[vrrp]\n");
             if let Some(ms) = vrrp.advert_interval_ms {
                 text.push_str(&format!("advert_interval_ms = {ms}\n"));
             }
@@ -221,23 +189,18 @@ level = "{level}"
                      vrid = {vrid}\naddresses = [\"{address}\"]\n"
                 ));
             }
+            file.extra.push(text);
         }
-        for extra in &self.extra {
-            text.push('\n');
-            text.push_str(extra);
-            text.push('\n');
-        }
-        text
+        file.extra.extend(self.extra.iter().cloned());
+        file.render("crates/lab/src/daemon.rs")
     }
 }
 
-/// The `failoverd` binary: the one Cargo built for this test target, else `$FAILOVERD_BIN`,
-/// else `failoverd` next to the running program's directory (an example runs from
-/// `target/<profile>/examples/`, the binary is in `target/<profile>/`).
+/// The `failoverd` binary: `$FAILOVERD_BIN`, else `failoverd` in the running program's directory
+/// or the one above it (a benchmark runs from `target/<profile>/`, a test from
+/// `target/<profile>/deps/`; Cargo builds the daemon into `target/<profile>/` for the daemon's
+/// own tests).
 pub fn failoverd_bin() -> PathBuf {
-    if let Some(bin) = option_env!("CARGO_BIN_EXE_failoverd") {
-        return PathBuf::from(bin);
-    }
     if let Some(bin) = std::env::var_os("FAILOVERD_BIN") {
         return PathBuf::from(bin);
     }

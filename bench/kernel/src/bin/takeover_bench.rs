@@ -5,8 +5,8 @@
 //!
 //! ```sh
 //! cargo build --release -p failoverd --bins          # the daemon the failoverd variants run
-//! cargo run --release -p failoverd --example takeover_bench -- --runs 5 --variant all --json
-//! cargo run --release -p failoverd --example takeover_bench -- --variant keepalived-aggressive \
+//! cargo run --release -p failoverd-bench --bin takeover_bench -- --runs 5 --variant all --json
+//! cargo run --release -p failoverd-bench --bin takeover_bench -- --variant keepalived-aggressive \
 //!     --runs 0 --idle-secs 60 --busy-secs 60        # false takeovers only
 //! ```
 //!
@@ -52,9 +52,6 @@
 //! Every loop and wait is bounded; labs are torn down when their guard drops (also on a
 //! failed run, whose files are kept and printed); SIGINT/SIGTERM stop after the current step.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::process::{Child, Command, Stdio};
@@ -64,6 +61,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
+use failoverd_lab as support;
 use support::addrwatch::AddrWatch;
 use support::daemon::{Daemon, DaemonOptions, synchronized};
 use support::keepalived::{Keepalived, KeepalivedOptions};

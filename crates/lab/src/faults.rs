@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::lab::{Firewall, Lab};
+use crate::lab::{Firewall, Lab};
 
 /// A small seeded generator (SplitMix64): the same seed gives the same schedule.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use super::tables;
+use crate::tables;
 
 /// One direction of a connection. For ICMP/ICMPv6, as failoverd's `SessionView` shows it:
 /// `sport` is the echo id, `dport` is `type << 8 | code`.

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::conntrack::{Flow, by_flow};
-use super::lab::{Firewall, Lab, Ns};
+use crate::conntrack::{Flow, by_flow};
+use crate::lab::{Firewall, Lab, Ns};
 
 /// No traffic thread lives longer than this, whatever happens to its owner.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(20 * 60);
@@ -322,7 +322,7 @@ impl Probe {
     /// A UDP request/response flow from the client to `to` (a replying [`UdpServer`]),
     /// from the client port `sport`; a request every `interval`.
     pub fn udp(lab: &Lab, sport: u16, to: SocketAddr, interval: Duration) -> Probe {
-        let bind = SocketAddr::new(super::lab::client(to.is_ipv6()), sport);
+        let bind = SocketAddr::new(crate::lab::client(to.is_ipv6()), sport);
         let socket = lab
             .run_in(Ns::Client, || {
                 let socket = UdpSocket::bind(bind)?;

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::conntrack::Flow;
-use super::lab::{CLIENT4, Lab, Ns, SERVER4};
-use super::netns;
-use super::traffic::{Probe, TcpEchoServer, UdpServer};
+use crate::conntrack::Flow;
+use crate::lab::{CLIENT4, Lab, Ns, SERVER4};
+use crate::netns;
+use crate::traffic::{Probe, TcpEchoServer, UdpServer};
 
 const TCP_PORT: u16 = 5000;
 const UDP_PORT: u16 = 5001;

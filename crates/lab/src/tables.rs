@@ -8,8 +8,8 @@ use failoverd_backends::session::conformance::{ComparedFields, table_differences
 use failoverd_backends::{ConntrackBackend, ConntrackConfig, OwnerMark, SessionBackend};
 use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord, proto_name};
 
-use super::conntrack::{Flow, Tuple};
-use super::{Firewall, Lab, netns};
+use crate::conntrack::{Flow, Tuple};
+use crate::{Firewall, Lab, netns};
 
 /// The mark bits the daemons stamp owners in: `sessions.conntrack.owner_mark`, which the tests
 /// leave at its default.

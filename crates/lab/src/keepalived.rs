@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::conntrack::Flow;
-use super::lab::{Firewall, Lab};
-use super::tools;
+use crate::conntrack::Flow;
+use crate::lab::{Firewall, Lab};
+use crate::tools;
 
 /// The programs this module runs (besides the lab's; a part of the tool table, [`tools`]).
 pub const TOOLS: &[&str] = &["keepalived", "conntrackd"];
@@ -373,7 +373,7 @@ impl Keepalived {
 
     /// The virtual addresses as `IpAddr`s.
     pub fn vips() -> Vec<IpAddr> {
-        super::lab::VIPS4
+        crate::lab::VIPS4
             .iter()
             .map(|(a, _)| IpAddr::V4(*a))
             .collect()

@@ -1,4 +1,4 @@
-//! The programs the tests run, from the tool table (`tools.txt`, next to this file; `.ci/run`
+//! The programs the tests run, from the tool table (`crates/lab/tools.txt`; `.ci/run`
 //! installs its packages), and the one way the tests start them: [`command`] and
 //! [`netns_exec`]. Both find the program first and panic naming it and its Debian package when
 //! it is not installed: a missing program is a failure that says so, never a command that
@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The table as written.
-pub const TABLE: &str = include_str!("tools.txt");
+pub const TABLE: &str = include_str!("../tools.txt");
 
 /// A program of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub fn parse(table: &str) -> Result<Vec<Tool>, String> {
 /// Every program of `tools.txt`.
 pub fn all() -> &'static [Tool] {
     static TOOLS: OnceLock<Vec<Tool>> = OnceLock::new();
-    TOOLS.get_or_init(|| parse(TABLE).unwrap_or_else(|e| panic!("support/tools.txt: {e}")))
+    TOOLS.get_or_init(|| parse(TABLE).unwrap_or_else(|e| panic!("crates/lab/tools.txt: {e}")))
 }
 
 /// The table's entry for `program` (a name, or a path whose file name is looked up); `None`
@@ -100,7 +100,7 @@ pub fn find(program: &Path) -> Option<&'static Tool> {
 pub fn tool(program: &Path) -> &'static Tool {
     find(program).unwrap_or_else(|| {
         panic!(
-            "the tests run `{}`, which support/tools.txt does not list: add it with its Debian \
+            "the tests run `{}`, which crates/lab/tools.txt does not list: add it with its Debian \
              package (.ci/run installs the packages listed there)",
             program.display()
         )

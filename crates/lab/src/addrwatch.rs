@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::lab::{Lab, Ns};
+use crate::lab::{Lab, Ns};
 
 /// The watcher thread never runs longer than this, whatever happens to its owner.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);

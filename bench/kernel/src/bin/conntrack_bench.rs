@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release -p failoverd --bins
-//! cargo run --release -p failoverd --example conntrack_bench -- --json      # as root
+//! cargo run --release -p failoverd-bench --bin conntrack_bench -- --json      # as root
 //! ```
 //!
 //! Four measurements, each in a fresh lab, each for every `--flows` size (default 100k and 1M):
@@ -59,6 +59,8 @@ use failoverd_backends::{
 };
 use failoverd_control::protocol::{FailoverState, Request, Status};
 use failoverd_control::transport;
+use failoverd_lab::config::ConfigFile;
+use failoverd_lab::lab::LINK_SUBNET;
 use failoverd_link::Identity;
 use failoverd_wire::{NodeId, SessionOp, SessionRecord};
 use serde_json::{Value, json};
@@ -134,8 +136,6 @@ const BENCH_EVENT_BUFFER: usize = 128 << 20;
 const CONNTRACK_MAX: u64 = 1_500_000;
 /// The timeout of every generated entry, seconds: nothing expires during a run.
 const BENCH_TIMEOUT_SECS: u32 = 7200;
-/// The failover link's subnet (lab.sh), excluded from replication as the e2e tests do.
-const LINK_SUBNET: &str = "10.0.254.0/30";
 
 /// Set by SIGINT / SIGTERM: every loop checks it, so guards drop and the lab is removed.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -226,9 +226,8 @@ fn run(args: &Args) -> Result<bool> {
     ensure!(!flows.is_empty(), "no table size left to measure");
     let exe_dir = std::env::current_exe()?
         .parent()
-        .and_then(Path::parent)
         .map(Path::to_path_buf)
-        .context("the example's directory")?;
+        .context("the benchmark's directory")?;
     let failoverd = args
         .failoverd
         .clone()
@@ -1799,53 +1798,30 @@ impl Daemon {
         }
         let peer_key = lab.identities[fw.other().index()].fingerprint();
         let socket = dir.join("failoverd.sock");
-        let buffer = options
-            .event_buffer_bytes
-            .map_or(String::new(), |b| format!("event_buffer_bytes = {b}\n"));
-        let timers = options.timers.map_or(String::new(), |t| {
-            format!(
-                "hello_interval_ms = {}\ndead_interval_ms = {}\n",
-                t.hello_ms, t.dead_ms
-            )
-        });
-        let config = format!(
-            r#"# written by crates/failoverd/examples/conntrack_bench.rs
-[node]
-name = "{name}"
-key = "node.pem"
-priority = {priority}
-
-[pair]
-id = 7
-
-[link]
-listen = "{listen}"
-peer = "{peer}"
-peer_key = "{peer_key}"
-reconnect_max_ms = 500
-
-[timers]
-silence_ms = 300
-{timers}
-[sessions]
-backend = "conntrack"
-
-[sessions.conntrack]
-{buffer}exclude = ["{LINK_SUBNET}"]
-
-[control]
-socket = "{socket}"
-
-[log]
-level = "{level}"
-"#,
-            name = fw.name(),
-            level = options.log_level,
-            priority = if fw == Fw::A { 200 } else { 100 },
-            listen = fw.link(),
-            peer = fw.other().link(),
-            socket = socket.display(),
+        let mut file = ConfigFile::new(
+            fw.name(),
+            if fw == Fw::A { 200 } else { 100 },
+            fw.link(),
+            fw.other().link(),
+            format!("\"{peer_key}\""),
+            socket.clone(),
         );
+        file.link.push("reconnect_max_ms = 500".to_string());
+        file.timers.push("silence_ms = 300".to_string());
+        if let Some(timers) = options.timers {
+            file.timers
+                .push(format!("hello_interval_ms = {}", timers.hello_ms));
+            file.timers
+                .push(format!("dead_interval_ms = {}", timers.dead_ms));
+        }
+        file.backend = Some("conntrack".to_string());
+        if let Some(bytes) = options.event_buffer_bytes {
+            file.conntrack.push(format!("event_buffer_bytes = {bytes}"));
+        }
+        file.conntrack
+            .push(format!("exclude = [\"{LINK_SUBNET}\"]"));
+        file.log_level = options.log_level.clone();
+        let config = file.render(file!());
         let path = dir.join("failoverd.toml");
         std::fs::write(&path, config)?;
         let _ = std::fs::remove_file(&socket);

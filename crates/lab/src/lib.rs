@@ -1,4 +1,5 @@
-//! Helpers for end-to-end tests in network namespaces: the lab of `lab/lab.sh` ([`Lab`]),
+//! The lab: what the end-to-end tests and the kernel benchmarks share (not published). The lab
+//! of `lab/lab.sh` ([`Lab`]),
 //! sockets created inside a namespace ([`netns`]), kernel conntrack listings ([`conntrack`]),
 //! kernel tables read by failoverd's backend and compared on the shared field list ([`tables`]),
 //! `failoverd` processes in the firewalls' namespaces ([`daemon`]), traffic ([`traffic`]),
@@ -6,13 +7,17 @@
 //! changes as they happen ([`addrwatch`]), forged VRRP adverts from a LAN host ([`forger`]), the
 //! VRRP pair and its status ([`vrrp`]) and the programs the tests run ([`tools`]).
 //!
-//! Each test target that uses it declares `mod support;`; not every target uses every helper.
-#![allow(dead_code)]
+//! The fault lab's seeded faults ([`faults`]) and its traffic with its oracle ([`generator`]).
+//!
+//! Test targets name it `support` (`use failoverd_lab as support;`).
 
 pub mod addrwatch;
+pub mod config;
 pub mod conntrack;
 pub mod daemon;
+pub mod faults;
 pub mod forger;
+pub mod generator;
 pub mod keepalived;
 pub mod lab;
 pub mod netns;
@@ -23,7 +28,6 @@ pub mod vrrp;
 
 use std::time::{Duration, Instant};
 
-#[allow(unused_imports)]
 pub use lab::{Firewall, HardKill, Lab, LabOptions};
 
 /// The programs a lab needs (a part of the tool table, [`tools`]).
@@ -45,7 +49,7 @@ pub fn require_root_and_tools() -> bool {
         return true;
     }
     let why = format!(
-        "the kernel tests need root and every program of support/tools.txt (.ci/run installs \
+        "the kernel tests need root and every program of crates/lab/tools.txt (.ci/run installs \
          them); missing: {}",
         missing.join(", ")
     );
@@ -80,6 +84,3 @@ pub fn wait_until<T>(
         std::thread::sleep(every);
     }
 }
-
-pub mod faults;
-pub mod generator;

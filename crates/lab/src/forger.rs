@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use failoverd_wire::vrrp::{Advert, MULTICAST_V4, PROTOCOL, TTL};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::lab::{Lab, Ns};
+use crate::lab::{Lab, Ns};
 
 /// Sends `advert` from `src` to the VRRP multicast group every `every` until dropped.
 pub struct Forger {
