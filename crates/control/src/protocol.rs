@@ -16,12 +16,61 @@
 //! stable contract (`failoverctl --json` prints them as they are, and scripts rely on them):
 //! fields are added, never renamed or removed, so clients must ignore fields they do not
 //! know. The reference is in this crate's `README.md`.
+//!
+//! Values from a closed set (states, roles, modes, kinds) are enums here, each serialized as
+//! the same string as before they were types. A value this version does not know, from a
+//! newer daemon, fails to parse: `failoverctl` then says it does not understand the daemon's
+//! data, and `failoverctl --json` (which prints the data as sent) still shows it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
-use failoverd_wire::{NodeId, SessionRecord, Tuple, proto_name};
+use failoverd_wire::{SessionRecord, Tuple, proto_name};
 use serde::{Deserialize, Serialize};
+
+pub use failoverd_wire::NodeId;
+
+/// An enum whose variants are names in the JSON: each variant serializes as its name, which
+/// [`name`](FailoverState::name) and `Display` give too, so human output and JSON agree, and
+/// compares equal to it; a name this version does not know is refused.
+macro_rules! names {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $text:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $( $(#[$variant_meta])* #[serde(rename = $text)] $variant, )*
+        }
+
+        impl $name {
+            /// The name used in JSON and in human output.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $text, )*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        // Code that checks a value against the JSON name (tests reading `failoverctl --json`)
+        // reads the same with the type.
+        impl PartialEq<&str> for $name {
+            fn eq(&self, name: &&str) -> bool {
+                self.name() == *name
+            }
+        }
+    };
+}
 
 /// A command from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,74 +290,63 @@ pub struct NodeInfo {
     pub pair_id: u32,
     /// `node.priority`.
     pub priority: u8,
-    /// `pair.backup`: "symmetric" or "asymmetric".
-    pub backup: String,
+    /// `pair.backup`.
+    pub backup: BackupMode,
     /// `node.preempt`.
     pub preempt: bool,
-    /// `sessions.backend`: `"memory"` or `"conntrack"`.
-    pub backend: String,
+    /// `sessions.backend`.
+    pub backend: BackendKind,
 }
 
-/// A node's failover state, as the negotiation defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailoverState {
-    /// Just started, or just left Synchronization (a hold-down against flapping).
-    Silence,
-    /// No failover link negotiated: the node works alone.
-    Independence,
-    /// Negotiation done: sessions are backed up both ways.
-    Synchronization,
-}
-
-impl FailoverState {
-    /// The name used in JSON and in human output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Silence => "silence",
-            Self::Independence => "independence",
-            Self::Synchronization => "synchronization",
-        }
+names! {
+    /// How the pair backs its sessions up (`pair.backup`).
+    pub enum BackupMode {
+        /// Active/standby: traffic flows through one node at a time.
+        Symmetric = "symmetric",
+        /// Both forward; a reply may come back through the other node.
+        Asymmetric = "asymmetric",
     }
 }
 
-/// Whether a node forwards traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Forwards traffic.
-    Active,
-    /// Holds the peer's sessions, ready to take over.
-    Standby,
-}
-
-impl Role {
-    /// The name used in JSON and in human output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Standby => "standby",
-        }
+names! {
+    /// The session table a node runs (`sessions.backend`).
+    pub enum BackendKind {
+        /// The userspace table.
+        Memory = "memory",
+        /// The kernel's connection-tracking table.
+        Conntrack = "conntrack",
     }
 }
 
-/// Whether the failover link to the peer is established (authenticated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LinkState {
-    /// Connected and authenticated.
-    Up,
-    /// Not connected.
-    Down,
+names! {
+    /// A node's failover state, as the negotiation defines it.
+    pub enum FailoverState {
+        /// Just started, or just left Synchronization (a hold-down against flapping).
+        Silence = "silence",
+        /// No failover link negotiated: the node works alone.
+        Independence = "independence",
+        /// Negotiation done: sessions are backed up both ways.
+        Synchronization = "synchronization",
+    }
 }
 
-impl LinkState {
-    /// The name used in JSON and in human output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Up => "up",
-            Self::Down => "down",
-        }
+names! {
+    /// Whether a node forwards traffic.
+    pub enum Role {
+        /// Forwards traffic.
+        Active = "active",
+        /// Holds the peer's sessions, ready to take over.
+        Standby = "standby",
+    }
+}
+
+names! {
+    /// Whether the failover link to the peer is established (authenticated).
+    pub enum LinkState {
+        /// Connected and authenticated.
+        Up = "up",
+        /// Not connected.
+        Down = "down",
     }
 }
 
@@ -397,8 +435,8 @@ pub struct Replication {
 /// How the traffic moves to the active node, part of [`Status`] (`docs/TAKEOVER.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TakeoverStatus {
-    /// `takeover.mode`: `"election"` or `"vrrp"`.
-    pub mode: String,
+    /// `takeover.mode`.
+    pub mode: TakeoverKind,
     /// The VRRP group (mode `"vrrp"`); `None` otherwise.
     pub group: Option<VrrpGroupView>,
     /// FRR (`[routing]`); `None` when not configured.
@@ -412,7 +450,7 @@ impl Default for TakeoverStatus {
     /// does.
     fn default() -> Self {
         Self {
-            mode: "election".to_string(),
+            mode: TakeoverKind::Election,
             group: None,
             routing: None,
             hooks: None,
@@ -420,11 +458,21 @@ impl Default for TakeoverStatus {
     }
 }
 
+names! {
+    /// What decides which node forwards (`takeover.mode`).
+    pub enum TakeoverKind {
+        /// The nodes elect the active one over the failover link.
+        Election = "election",
+        /// The VRRP group's mastership.
+        Vrrp = "vrrp",
+    }
+}
+
 /// The VRRP group: all of this node's instances, which move together.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VrrpGroupView {
-    /// The group's state: `"initialize"`, `"backup"`, `"master"` or `"fault"`.
-    pub state: String,
+    /// The group's state.
+    pub state: VrrpState,
     /// Why it is in that state (e.g. "master down timer expired on lan").
     pub reason: String,
     /// Whether the core allows preempting a healthy master (this node holds the peer's
@@ -438,11 +486,9 @@ pub struct VrrpGroupView {
     /// `vrrp.peer_check`: adverts the peer's state contradicts are ignored.
     #[serde(default)]
     pub peer_check: bool,
-    /// The peer's group as the failover link says: `"unheard"` (no failoverd peer heard:
-    /// adverts are taken as RFC 5798 says), `"not-master"`, `"preempting"` (about to take
-    /// over: adverts are taken as the RFC says) or `"master"`.
+    /// The peer's group as the failover link says (`"unheard"` from daemons before it).
     #[serde(default)]
-    pub peer: String,
+    pub peer: VrrpPeerState,
     /// `vrrp.silent_intervals`: after this many master-down intervals with no master heard on
     /// one instance, the failover link decides which node acts (0: never).
     #[serde(default)]
@@ -458,6 +504,39 @@ pub struct VrrpGroupView {
     pub tracks: Vec<TrackView>,
 }
 
+names! {
+    /// The state of the VRRP group or of one instance (RFC 5798 6.4; `fault` is the group's
+    /// only).
+    #[derive(Default)]
+    pub enum VrrpState {
+        /// Not started, or stopped.
+        #[default]
+        Initialize = "initialize",
+        /// Another router is master.
+        Backup = "backup",
+        /// This node is master.
+        Master = "master",
+        /// A tracked object with weight 0 is down: never master.
+        Fault = "fault",
+    }
+}
+
+names! {
+    /// The peer's VRRP group as the failover link says.
+    #[derive(Default)]
+    pub enum VrrpPeerState {
+        /// No failoverd peer heard: adverts are taken as RFC 5798 says.
+        #[default]
+        Unheard = "unheard",
+        /// The peer says it is not master.
+        NotMaster = "not-master",
+        /// The peer is about to take over: adverts are taken as the RFC says.
+        Preempting = "preempting",
+        /// The peer says it is master.
+        Master = "master",
+    }
+}
+
 /// One VRRP instance (`[[vrrp.instance]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VrrpInstanceView {
@@ -467,10 +546,10 @@ pub struct VrrpInstanceView {
     pub interface: String,
     /// `vrid`.
     pub vrid: u8,
-    /// `"ipv4"` or `"ipv6"`.
-    pub family: String,
-    /// The instance's state: `"initialize"`, `"backup"` or `"master"`.
-    pub state: String,
+    /// The address family of its adverts and addresses.
+    pub family: Family,
+    /// The instance's state (never `fault`).
+    pub state: VrrpState,
     /// The priority it advertises now: the configured one less the penalty.
     pub priority: u8,
     /// `priority` from the configuration.
@@ -547,8 +626,8 @@ pub struct VrrpDropsView {
 /// One tracker (`[[vrrp.track_*]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TrackView {
-    /// `"interface"`, `"route"` or `"script"`.
-    pub kind: String,
+    /// What is tracked.
+    pub kind: TrackKind,
     /// The interface, the route's destination or the script's name.
     pub name: String,
     /// Whether it is up.
@@ -557,14 +636,43 @@ pub struct TrackView {
     pub weight: u8,
 }
 
+names! {
+    /// What a tracker watches.
+    #[derive(Default)]
+    pub enum TrackKind {
+        /// An interface's link state (`track_interface`, and every instance's own interface).
+        #[default]
+        Interface = "interface",
+        /// Whether a route exists (`track_route`).
+        Route = "route",
+        /// A command's exit status (`track_script`).
+        Script = "script",
+    }
+}
+
 /// FRR (`[routing]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RoutingView {
-    /// `"active"` or `"standby"`: the role whose cost is set; `"applying"` while a change
-    /// runs or waits; `"failed"` after a failed run, until one succeeds.
-    pub state: String,
+    /// Where applying the role's cost is.
+    pub state: RoutingState,
     /// The most recent failure to apply a cost, kept after a later success; `None` if none.
     pub last_error: Option<String>,
+}
+
+names! {
+    /// Where FRR's costs are.
+    #[derive(Default)]
+    pub enum RoutingState {
+        /// A change runs or waits (also before the first one ran).
+        #[default]
+        Applying = "applying",
+        /// The last run failed; until one succeeds.
+        Failed = "failed",
+        /// The active cost is set.
+        Active = "active",
+        /// The standby cost is set.
+        Standby = "standby",
+    }
 }
 
 /// Role-change commands (`[hooks]`).
@@ -654,8 +762,8 @@ pub const SESSIONS_PER_PIECE: usize = 1024;
 /// One session as the control protocol shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionView {
-    /// Protocol name ("tcp", "udp", "icmp", "icmpv6", "sctp"), or its number for others.
-    pub proto: String,
+    /// The protocol.
+    pub proto: Proto,
     /// Address family.
     pub family: Family,
     /// The original direction.
@@ -663,7 +771,8 @@ pub struct SessionView {
     /// The reply direction; differs from the inverted original under NAT.
     pub reply: TupleView,
     /// The owner's node id, 8 hex digits.
-    pub owner: String,
+    #[serde(with = "node_id_hex")]
+    pub owner: NodeId,
     /// Owned by this node.
     pub local: bool,
     /// Conntrack zone.
@@ -688,18 +797,14 @@ const IPPROTO_TCP: u8 = 6;
 impl SessionView {
     /// The view of `record`; `local` is this node.
     pub fn from_record(record: &SessionRecord, local: NodeId) -> SessionView {
-        let proto = match proto_name(record.key.l4proto) {
-            "other" => record.key.l4proto.to_string(),
-            name => name.to_string(),
-        };
         let labels = (record.labels != [0; 16])
             .then(|| record.labels.iter().map(|b| format!("{b:02x}")).collect());
         SessionView {
-            proto,
+            proto: Proto(record.key.l4proto),
             family: Family::of(record.key.orig.src),
             orig: TupleView::from(&record.key.orig),
             reply: TupleView::from(&record.reply),
-            owner: record.owner.to_string(),
+            owner: record.owner,
             local: record.owner == local,
             zone: record.key.zone,
             mark: record.mark,
@@ -712,6 +817,64 @@ impl SessionView {
                 .map(str::to_string),
             labels,
         }
+    }
+}
+
+/// An IP protocol: in JSON its name ("tcp", "udp", "icmp", "icmpv6", "sctp"), or its number
+/// for others ("47").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Proto(pub u8);
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match proto_name(self.0) {
+            "other" => write!(f, "{}", self.0),
+            name => f.write_str(name),
+        }
+    }
+}
+
+impl From<Proto> for String {
+    fn from(proto: Proto) -> String {
+        proto.to_string()
+    }
+}
+
+impl TryFrom<String> for Proto {
+    type Error = String;
+
+    /// A name [`Display`](fmt::Display) gives, or a number.
+    fn try_from(text: String) -> Result<Proto, String> {
+        if let Ok(number) = text.parse() {
+            return Ok(Proto(number));
+        }
+        (0..=u8::MAX)
+            .find(|&n| proto_name(n) == text && text != "other")
+            .map(Proto)
+            .ok_or_else(|| format!("unknown protocol {text:?}"))
+    }
+}
+
+/// A node id in JSON: 8 hex digits, as its `Display`.
+mod node_id_hex {
+    use failoverd_wire::NodeId;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(id: &NodeId, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NodeId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.len() != 8 {
+            return Err(D::Error::custom(format!(
+                "node id {text:?} is not 8 hex digits"
+            )));
+        }
+        u32::from_str_radix(&text, 16)
+            .map(NodeId)
+            .map_err(|_| D::Error::custom(format!("node id {text:?} is not 8 hex digits")))
     }
 }
 
@@ -740,14 +903,16 @@ impl From<&Tuple> for TupleView {
     }
 }
 
-/// An address family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// IPv4.
-    Ipv4,
-    /// IPv6.
-    Ipv6,
+names! {
+    /// An address family.
+    #[derive(Default)]
+    pub enum Family {
+        /// IPv4.
+        #[default]
+        Ipv4 = "ipv4",
+        /// IPv6.
+        Ipv6 = "ipv6",
+    }
 }
 
 impl Family {
@@ -760,14 +925,14 @@ impl Family {
     }
 }
 
-/// Whose sessions to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OwnerFilter {
-    /// Owned by this node.
-    Local,
-    /// Owned by another node (backed up here).
-    Peer,
+names! {
+    /// Whose sessions to list.
+    pub enum OwnerFilter {
+        /// Owned by this node.
+        Local = "local",
+        /// Owned by another node (backed up here).
+        Peer = "peer",
+    }
 }
 
 /// Which sessions `sessions` lists: every given criterion must match; absent ones match all.
@@ -849,65 +1014,41 @@ pub struct EventView {
     pub message: String,
 }
 
-/// Kinds of events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventKind {
-    /// The failover state changed.
-    State,
-    /// The role changed.
-    Role,
-    /// Negotiation with a live peer failed.
-    Negotiation,
-    /// The peer applied this node's bulk sync.
-    BulkSent,
-    /// This node applied the peer's bulk sync.
-    BulkReceived,
-    /// The backend lost change events; a resync follows.
-    ChangesLost,
-    /// The backend refused some of the peer's sessions.
-    ApplyFailed,
-    /// A setting that should be equal on both nodes differs.
-    SettingDiffers,
-    /// The peer's hello or dead interval differs from ours.
-    TimersDiffer,
-    /// The digest comparison found drift; a resync follows.
-    Drift,
-    /// The failover link went up or down.
-    Link,
-    /// The VRRP group or one of its instances changed state.
-    Vrrp,
-    /// A tracker went up or down.
-    Track,
-    /// A role-change command ran (or failed, or timed out).
-    Hook,
-    /// FRR's costs were applied, or applying them failed.
-    Routing,
-    /// The heartbeat path started or stopped hearing the peer.
-    Heartbeat,
-}
-
-impl EventKind {
-    /// The name used in JSON and in human output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::State => "state",
-            Self::Role => "role",
-            Self::Negotiation => "negotiation",
-            Self::BulkSent => "bulk-sent",
-            Self::BulkReceived => "bulk-received",
-            Self::ChangesLost => "changes-lost",
-            Self::ApplyFailed => "apply-failed",
-            Self::SettingDiffers => "setting-differs",
-            Self::TimersDiffer => "timers-differ",
-            Self::Drift => "drift",
-            Self::Link => "link",
-            Self::Vrrp => "vrrp",
-            Self::Track => "track",
-            Self::Hook => "hook",
-            Self::Routing => "routing",
-            Self::Heartbeat => "heartbeat",
-        }
+names! {
+    /// Kinds of events.
+    pub enum EventKind {
+        /// The failover state changed.
+        State = "state",
+        /// The role changed.
+        Role = "role",
+        /// Negotiation with a live peer failed.
+        Negotiation = "negotiation",
+        /// The peer applied this node's bulk sync.
+        BulkSent = "bulk-sent",
+        /// This node applied the peer's bulk sync.
+        BulkReceived = "bulk-received",
+        /// The backend lost change events; a resync follows.
+        ChangesLost = "changes-lost",
+        /// The backend refused some of the peer's sessions.
+        ApplyFailed = "apply-failed",
+        /// A setting that should be equal on both nodes differs.
+        SettingDiffers = "setting-differs",
+        /// The peer's hello or dead interval differs from ours.
+        TimersDiffer = "timers-differ",
+        /// The digest comparison found drift; a resync follows.
+        Drift = "drift",
+        /// The failover link went up or down.
+        Link = "link",
+        /// The VRRP group or one of its instances changed state.
+        Vrrp = "vrrp",
+        /// A tracker went up or down.
+        Track = "track",
+        /// A role-change command ran (or failed, or timed out).
+        Hook = "hook",
+        /// FRR's costs were applied, or applying them failed.
+        Routing = "routing",
+        /// The heartbeat path started or stopped hearing the peer.
+        Heartbeat = "heartbeat",
     }
 }
 
@@ -1146,13 +1287,16 @@ mod tests {
         let view = SessionView::from_record(&udp6(), LOCAL);
         assert_eq!(view.family, Family::Ipv6);
         assert!(!view.local);
-        assert_eq!(view.owner, "2000abcd");
+        assert_eq!(view.owner.to_string(), "2000abcd");
         assert_eq!(
             (view.tcp_state, view.helper, view.labels),
             (None, None, None)
         );
         let gre = record(47, ("10.0.0.1", 0, "10.0.0.2", 0), "10.0.0.1", LOCAL);
-        assert_eq!(SessionView::from_record(&gre, LOCAL).proto, "47");
+        assert_eq!(
+            SessionView::from_record(&gre, LOCAL).proto.to_string(),
+            "47"
+        );
     }
 
     #[test]
@@ -1262,15 +1406,15 @@ mod tests {
     #[test]
     fn takeover_status_has_the_documented_json_form() {
         let takeover = TakeoverStatus {
-            mode: "vrrp".into(),
+            mode: TakeoverKind::Vrrp,
             group: Some(VrrpGroupView {
-                state: "master".into(),
+                state: VrrpState::Master,
                 reason: "master down timer expired on lan".into(),
                 ready_to_preempt: true,
                 not_preempting: None,
                 maintenance: false,
                 peer_check: true,
-                peer: "not-master".into(),
+                peer: VrrpPeerState::NotMaster,
                 silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
@@ -1278,8 +1422,8 @@ mod tests {
                     name: "lan".into(),
                     interface: "lan".into(),
                     vrid: 51,
-                    family: "ipv4".into(),
-                    state: "master".into(),
+                    family: Family::Ipv4,
+                    state: VrrpState::Master,
                     priority: 200,
                     configured_priority: 200,
                     advert_interval_ms: 50,
@@ -1302,14 +1446,14 @@ mod tests {
                     ..VrrpInstanceView::default()
                 }],
                 tracks: vec![TrackView {
-                    kind: "interface".into(),
+                    kind: TrackKind::Interface,
                     name: "wan".into(),
                     up: true,
                     weight: 0,
                 }],
             }),
             routing: Some(RoutingView {
-                state: "active".into(),
+                state: RoutingState::Active,
                 last_error: None,
             }),
             hooks: Some(HooksView {

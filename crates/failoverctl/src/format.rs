@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use failoverd_control::protocol::{
     EventList, Generated, HeartbeatInfo, MaintenanceDone, PeerInfo, SessionCounts, SessionList,
-    SessionView, Status, SwitchoverDone, TakeoverStatus, TrackView, TupleView, VrrpGroupView,
-    VrrpInstanceView,
+    SessionView, Status, SwitchoverDone, TakeoverKind, TakeoverStatus, TrackView, TupleView,
+    VrrpGroupView, VrrpInstanceView,
 };
 
 /// Width of the label column of `status` and `peer`: the longest label and two spaces.
@@ -149,7 +149,7 @@ pub fn status(status: &Status) -> String {
 /// How the traffic moves, in `status`: nothing for a plain election node; the VRRP group,
 /// FRR and hooks when there are any.
 fn takeover(out: &mut String, takeover: &TakeoverStatus) {
-    if takeover.mode == "election"
+    if takeover.mode == TakeoverKind::Election
         && takeover.group.is_none()
         && takeover.routing.is_none()
         && takeover.hooks.is_none()
@@ -157,8 +157,8 @@ fn takeover(out: &mut String, takeover: &TakeoverStatus) {
         return;
     }
     match &takeover.group {
-        Some(group) => vrrp_group(out, &takeover.mode, group),
-        None => row(out, "takeover", &takeover.mode),
+        Some(group) => vrrp_group(out, takeover.mode, group),
+        None => row(out, "takeover", takeover.mode),
     }
     if let Some(routing) = &takeover.routing {
         let mut line = format!("FRR {}", routing.state);
@@ -177,7 +177,7 @@ fn takeover(out: &mut String, takeover: &TakeoverStatus) {
 }
 
 /// The VRRP group: its state and why, preemption, then a row per instance and per tracker.
-fn vrrp_group(out: &mut String, mode: &str, group: &VrrpGroupView) {
+fn vrrp_group(out: &mut String, mode: TakeoverKind, group: &VrrpGroupView) {
     row(
         out,
         "takeover",
@@ -262,8 +262,8 @@ fn instance_cells(instance: &VrrpInstanceView) -> Vec<String> {
         instance.name.clone(),
         format!("on {}", instance.interface),
         format!("vrid {}", instance.vrid),
-        instance.family.clone(),
-        instance.state.clone(),
+        instance.family.to_string(),
+        instance.state.to_string(),
         priority,
         master,
         addresses,
@@ -333,7 +333,7 @@ fn suspicious(instance: &VrrpInstanceView) -> String {
 
 fn track_cells(track: &TrackView) -> Vec<String> {
     vec![
-        track.kind.clone(),
+        track.kind.to_string(),
         track.name.clone(),
         if track.up { "up" } else { "down" }.to_string(),
         if track.weight == 0 {
@@ -526,13 +526,13 @@ pub fn sessions(list: &SessionList) -> String {
     ]];
     for s in &list.sessions {
         rows.push([
-            s.proto.clone(),
+            s.proto.to_string(),
             tuple(&s.orig),
             tuple(&s.reply),
             if s.local {
                 "local".to_string()
             } else {
-                s.owner.clone()
+                s.owner.to_string()
             },
             s.tcp_state.clone().unwrap_or_else(|| "-".to_string()),
             format!("{} s", s.timeout),
@@ -628,8 +628,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use failoverd_control::protocol::{
-        EventKind, EventView, FailoverState, Family, HooksView, LinkState, NodeInfo, Replication,
-        Role, RoutingView, VrrpDropsView,
+        BackendKind, BackupMode, EventKind, EventView, FailoverState, Family, HooksView, LinkState,
+        NodeId, NodeInfo, Replication, Role, RoutingState, RoutingView, TrackKind, VrrpDropsView,
+        VrrpPeerState, VrrpState,
     };
 
     use super::*;
@@ -661,9 +662,9 @@ mod tests {
                 fingerprint: format!("sha256:{}", "ab".repeat(32)),
                 pair_id: 1,
                 priority: 100,
-                backup: "symmetric".into(),
+                backup: BackupMode::Symmetric,
                 preempt: true,
-                backend: "memory".into(),
+                backend: BackendKind::Memory,
             },
             state: FailoverState::Synchronization,
             state_since_ms: 12_345,
@@ -704,8 +705,8 @@ mod tests {
             name: "lan".into(),
             interface: "lan".into(),
             vrid: 51,
-            family: "ipv4".into(),
-            state: "master".into(),
+            family: Family::Ipv4,
+            state: VrrpState::Master,
             priority: 200,
             configured_priority: 200,
             advert_interval_ms: 50,
@@ -725,15 +726,15 @@ mod tests {
 
     fn sample_takeover() -> TakeoverStatus {
         TakeoverStatus {
-            mode: "vrrp".into(),
+            mode: TakeoverKind::Vrrp,
             group: Some(VrrpGroupView {
-                state: "master".into(),
+                state: VrrpState::Master,
                 reason: "master down timer expired on lan".into(),
                 ready_to_preempt: true,
                 not_preempting: None,
                 maintenance: false,
                 peer_check: true,
-                peer: "not-master".into(),
+                peer: VrrpPeerState::NotMaster,
                 silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
@@ -742,7 +743,7 @@ mod tests {
                     VrrpInstanceView {
                         name: "lan6".into(),
                         vrid: 7,
-                        family: "ipv6".into(),
+                        family: Family::Ipv6,
                         master_address: Some("fe80::2".into()),
                         addresses: vec!["fe80::1/64".into(), "2001:db8::1/64".into()],
                         adverts_sent: 1,
@@ -751,13 +752,13 @@ mod tests {
                 ],
                 tracks: vec![
                     TrackView {
-                        kind: "interface".into(),
+                        kind: TrackKind::Interface,
                         name: "wan".into(),
                         up: true,
                         weight: 0,
                     },
                     TrackView {
-                        kind: "route".into(),
+                        kind: TrackKind::Route,
                         name: "0.0.0.0/0".into(),
                         up: true,
                         weight: 50,
@@ -765,7 +766,7 @@ mod tests {
                 ],
             }),
             routing: Some(RoutingView {
-                state: "active".into(),
+                state: RoutingState::Active,
                 last_error: None,
             }),
             hooks: Some(HooksView {
@@ -885,7 +886,7 @@ hooks         on_active exited 0 after 12 ms
         let mut s = sample_status();
         let mut takeover = sample_takeover();
         let group = takeover.group.as_mut().unwrap();
-        group.state = "backup".into();
+        group.state = VrrpState::Backup;
         group.reason = "maintenance on".into();
         group.ready_to_preempt = false;
         group.not_preempting = Some("the peer's sessions are not all here yet".into());
@@ -896,7 +897,7 @@ hooks         on_active exited 0 after 12 ms
         group.tracks.truncate(1);
         group.tracks[0].up = false;
         group.instances = vec![VrrpInstanceView {
-            state: "backup".into(),
+            state: VrrpState::Backup,
             priority: 150,
             master_address: None,
             master_priority: None,
@@ -917,7 +918,7 @@ hooks         on_active exited 0 after 12 ms
             ..sample_instance()
         }];
         takeover.routing = Some(RoutingView {
-            state: "standby".into(),
+            state: RoutingState::Standby,
             last_error: Some("vtysh exited 1".into()),
         });
         takeover.hooks = Some(HooksView { last: None });
@@ -941,7 +942,7 @@ hooks         none run yet
         let mut s = sample_status();
         assert!(!status(&s).contains("takeover"));
         s.takeover.routing = Some(RoutingView {
-            state: "active".into(),
+            state: RoutingState::Active,
             last_error: None,
         });
         let text = status(&s);
@@ -1006,7 +1007,7 @@ dead          150 ms
     fn session_table() {
         let view =
             |proto: &str, local: bool, src: &str, dst: &str, state: Option<&str>| SessionView {
-                proto: proto.into(),
+                proto: proto.to_string().try_into().unwrap(),
                 family: Family::Ipv4,
                 orig: TupleView {
                     src: src.parse().unwrap(),
@@ -1020,7 +1021,7 @@ dead          150 ms
                     sport: 80,
                     dport: 40000,
                 },
-                owner: if local { "1000abcd" } else { "2000abcd" }.into(),
+                owner: NodeId(if local { 0x1000_abcd } else { 0x2000_abcd }),
                 local,
                 zone: 0,
                 mark: 0,
