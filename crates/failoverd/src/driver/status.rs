@@ -17,6 +17,8 @@ use crate::table::TableCounters;
 use crate::table_thread::Command;
 
 impl Driver {
+    /// `status`, without the session counts and the takeover status, which other tasks fill
+    /// in.
     pub(super) fn status(&self) -> Status {
         let now = self.clock.now();
         let node = &self.node;
@@ -153,6 +155,7 @@ impl Driver {
         }
     }
 
+    /// `peer`: what the hellos said, and the link.
     pub(super) fn peer_info(&self) -> PeerInfo {
         let now = self.clock.now();
         let peer = self.node.peer();
@@ -188,6 +191,8 @@ impl Driver {
         }
     }
 
+    /// `events`: the core's, the link's and the takeover parts', oldest first, the newest
+    /// `limit`.
     pub(super) fn events(&self, limit: Option<usize>) -> EventList {
         let mut events: Vec<EventView> = self
             .node
