@@ -1,5 +1,6 @@
-//! The driver: one task owns the core and wires it to the failover link, the session-table thread,
-//! control requests and the clock. It decides nothing itself.
+//! The driver: one task owns the core and wires it to the failover link, the session-table
+//! thread, control requests and the clock. It decides nothing itself. The views it answers
+//! `failoverctl` with are built in `status`.
 
 use std::collections::VecDeque;
 use std::future::Future;
