@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Family;
 
-/// How the traffic moves to the active node, part of [`Status`] (`docs/TAKEOVER.md`).
+/// How the traffic moves to the active node, part of [`Status`](super::Status)
+/// (`docs/TAKEOVER.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TakeoverStatus {
     /// `takeover.mode`.
