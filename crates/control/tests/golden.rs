@@ -69,10 +69,17 @@ fn unknown_values_are_refused() {
             "{pointer}: {err}"
         );
     }
+    let mut peer = status["peer"].clone();
+    peer["node_id"] = "not-hex!".into();
+    assert!(serde_json::from_value::<PeerInfo>(peer).is_err());
     let mut routing = takeover.clone();
     routing["routing"] = serde_json::json!({"state": "draining", "last_error": null});
     assert!(serde_json::from_value::<TakeoverStatus>(routing).is_err());
-    for (field, unknown) in [("backup", "active-active"), ("backend", "ebpf")] {
+    for (field, unknown) in [
+        ("backup", "active-active"),
+        ("backend", "ebpf"),
+        ("node_id", "1000abcdef"),
+    ] {
         let mut changed = status.clone();
         changed["node"][field] = unknown.into();
         assert!(

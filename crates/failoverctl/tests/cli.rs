@@ -10,9 +10,9 @@ use std::thread;
 
 use failoverd_control::protocol::{
     BackendKind, BackupMode, EventKind, EventList, EventView, FailoverState, Family,
-    MaintenanceDone, NodeInfo, Replication, Request, Response, Role, SessionCounts, SessionList,
-    Status, TakeoverKind, TakeoverStatus, TrackKind, TrackView, VrrpDropsView, VrrpGroupView,
-    VrrpInstanceView, VrrpPeerState, VrrpState,
+    MaintenanceDone, NodeId, NodeInfo, Replication, Request, Response, Role, SessionCounts,
+    SessionList, Status, TakeoverKind, TakeoverStatus, TrackKind, TrackView, VrrpDropsView,
+    VrrpGroupView, VrrpInstanceView, VrrpPeerState, VrrpState,
 };
 use failoverd_control::transport;
 use serde_json::json;
@@ -22,7 +22,7 @@ fn status() -> Status {
     Status {
         node: NodeInfo {
             name: "fw-a".into(),
-            node_id: "1000abcd".into(),
+            node_id: NodeId(0x1000_abcd),
             fingerprint: format!("sha256:{}", "ab".repeat(32)),
             pair_id: 1,
             priority: 100,

@@ -88,6 +88,53 @@ mod sessions;
 mod status;
 mod takeover;
 
+/// A node id in JSON: 8 hex digits, as its `Display`.
+mod node_id_hex {
+    use failoverd_wire::NodeId;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(id: &NodeId, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NodeId, D::Error> {
+        parse(&String::deserialize(deserializer)?)
+    }
+
+    fn parse<E: Error>(text: &str) -> Result<NodeId, E> {
+        if text.len() != 8 {
+            return Err(E::custom(format!("node id {text:?} is not 8 hex digits")));
+        }
+        u32::from_str_radix(text, 16)
+            .map(NodeId)
+            .map_err(|_| E::custom(format!("node id {text:?} is not 8 hex digits")))
+    }
+
+    /// The same for an optional id: `null` when absent.
+    pub mod option {
+        use failoverd_wire::NodeId;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            id: &Option<NodeId>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match id {
+                Some(id) => serializer.collect_str(id),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<NodeId>, D::Error> {
+            Option::<String>::deserialize(deserializer)?
+                .map(|text| super::parse(&text))
+                .transpose()
+        }
+    }
+}
+
 /// A command from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]

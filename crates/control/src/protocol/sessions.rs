@@ -92,7 +92,7 @@ pub struct SessionView {
     /// The reply direction; differs from the inverted original under NAT.
     pub reply: TupleView,
     /// The owner's node id, 8 hex digits.
-    #[serde(with = "node_id_hex")]
+    #[serde(with = "super::node_id_hex")]
     pub owner: NodeId,
     /// Owned by this node.
     pub local: bool,
@@ -174,28 +174,6 @@ impl TryFrom<String> for Proto {
             .find(|&n| proto_name(n) == text && text != "other")
             .map(Proto)
             .ok_or_else(|| format!("unknown protocol {text:?}"))
-    }
-}
-
-/// A node id in JSON: 8 hex digits, as its `Display`.
-mod node_id_hex {
-    use failoverd_wire::NodeId;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(id: &NodeId, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(id)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NodeId, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text.len() != 8 {
-            return Err(D::Error::custom(format!(
-                "node id {text:?} is not 8 hex digits"
-            )));
-        }
-        u32::from_str_radix(&text, 16)
-            .map(NodeId)
-            .map_err(|_| D::Error::custom(format!("node id {text:?} is not 8 hex digits")))
     }
 }
 

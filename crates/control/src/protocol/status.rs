@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use failoverd_wire::NodeId;
 use serde::{Deserialize, Serialize};
 
 use super::TakeoverStatus;
@@ -66,7 +67,8 @@ pub struct NodeInfo {
     /// `node.name` from the configuration.
     pub name: String,
     /// The node id, 8 hex digits (from the key's fingerprint).
-    pub node_id: String,
+    #[serde(with = "super::node_id_hex")]
+    pub node_id: NodeId,
     /// The key's fingerprint, `sha256:<64 hex>`: what the peer pins.
     pub fingerprint: String,
     /// `pair.id`.
@@ -142,7 +144,8 @@ pub struct PeerInfo {
     /// The failover link.
     pub link: LinkState,
     /// The peer's node id, 8 hex digits.
-    pub node_id: Option<String>,
+    #[serde(default, with = "super::node_id_hex::option")]
+    pub node_id: Option<NodeId>,
     /// The peer's failover state, from its last hello.
     pub state: Option<FailoverState>,
     /// The peer's role, from its last hello.

@@ -14,7 +14,7 @@ fn sample_peer() -> PeerInfo {
     PeerInfo {
         address: "192.0.2.2:7701".into(),
         link: LinkState::Up,
-        node_id: Some("2000abcd".into()),
+        node_id: Some(NodeId(0x2000_abcd)),
         state: Some(FailoverState::Synchronization),
         role: Some(Role::Standby),
         priority: Some(90),
@@ -33,7 +33,7 @@ fn sample_status() -> Status {
     Status {
         node: NodeInfo {
             name: "fw-a".into(),
-            node_id: "1000abcd".into(),
+            node_id: NodeId(0x1000_abcd),
             fingerprint: format!("sha256:{}", "ab".repeat(32)),
             pair_id: 1,
             priority: 100,

@@ -79,7 +79,7 @@ impl Driver {
         Status {
             node: NodeInfo {
                 name: self.name.clone(),
-                node_id: config.node_id.to_string(),
+                node_id: config.node_id,
                 fingerprint: self.fingerprint.to_string(),
                 pair_id: config.pair_id,
                 priority: config.priority,
@@ -166,7 +166,7 @@ impl Driver {
             } else {
                 LinkState::Down
             },
-            node_id: peer.as_ref().map(|p| p.node_id.to_string()),
+            node_id: peer.as_ref().map(|p| p.node_id),
             state: peer.as_ref().map(|p| state_view(p.state)),
             role: peer.as_ref().map(|p| role_view(p.role)),
             priority: peer.as_ref().map(|p| p.priority),
