@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
-use crate::driver::{self, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
+use crate::driver::{self, ActionKind, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
 use crate::hellos::{HELLO_PRIORITY, HelloPath};
 use crate::proxy::Relay;
 use crate::table_thread::{self, BackendHandle, Command};
@@ -389,7 +389,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
                 }
                 roles.push(change(at_ms, from.name(), to.name(), &reason));
             }
-            Observation::ActionDone(_, "adopt") if active.is_some() => took_over = Some(at),
+            Observation::ActionDone(_, ActionKind::Adopt) if active.is_some() => {
+                took_over = Some(at)
+            }
             _ => {}
         }
     }

@@ -92,8 +92,23 @@ pub struct ReplicationSnapshot {
 pub enum Observation {
     /// A core event, with the node's clock.
     Event(Instant, Event),
-    /// A backend action finished (`"adopt"`, `"apply"`, ...), with the node's clock.
-    ActionDone(Instant, &'static str),
+    /// A backend action finished, with the node's clock.
+    ActionDone(Instant, ActionKind),
+}
+
+/// Which backend action finished (the demo waits for the adoption at takeover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    /// The table dumped (for a bulk sync).
+    Dump,
+    /// The peer's changes applied.
+    Apply,
+    /// Stale peer entries removed.
+    Sweep,
+    /// The peer's entries adopted at takeover.
+    Adopt,
+    /// A digest of the table computed.
+    Digest,
 }
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<(), failoverd_link::LinkError>> + Send>>;
@@ -460,11 +475,11 @@ impl Driver {
         match event {
             table_thread::Event::Done(token, result) => {
                 let kind = match &result {
-                    failoverd_core::ActionResult::Dumped(_) => "dump",
-                    failoverd_core::ActionResult::Applied { .. } => "apply",
-                    failoverd_core::ActionResult::Swept(_) => "sweep",
-                    failoverd_core::ActionResult::Adopted(_) => "adopt",
-                    failoverd_core::ActionResult::Digested(_) => "digest",
+                    failoverd_core::ActionResult::Dumped(_) => ActionKind::Dump,
+                    failoverd_core::ActionResult::Applied { .. } => ActionKind::Apply,
+                    failoverd_core::ActionResult::Swept(_) => ActionKind::Sweep,
+                    failoverd_core::ActionResult::Adopted(_) => ActionKind::Adopt,
+                    failoverd_core::ActionResult::Digested(_) => ActionKind::Digest,
                 };
                 self.node.handle_action_done(now, token, result);
                 if let Some(observer) = &self.observer {
