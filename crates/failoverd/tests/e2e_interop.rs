@@ -93,7 +93,7 @@ fn group(status: &Status) -> (String, u64, Option<String>) {
     let group = status.takeover.group.as_ref().expect("a VRRP group");
     let lan = &group.instances[0];
     (
-        group.state.clone(),
+        group.state.to_string(),
         lan.adverts_received,
         lan.master_address.clone(),
     )

@@ -17,7 +17,7 @@ pub fn group_state(status: &Status) -> &str {
         .takeover
         .group
         .as_ref()
-        .map_or("none", |g| g.state.as_str())
+        .map_or("none", |g| g.state.name())
 }
 
 pub fn is_master(status: &Status) -> bool {

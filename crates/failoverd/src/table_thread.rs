@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::thread;
 
 use failoverd_backends::{MemoryBackend, SessionBackend, perform, sample_record};
-use failoverd_control::protocol::{Generated, SessionFilter, SessionList};
+use failoverd_control::protocol::{BackendKind, Generated, SessionFilter, SessionList};
 use failoverd_core::{Action, ActionResult, Token};
 use failoverd_wire::{SessionOp, SessionRecord};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
-use crate::table::Table;
+use crate::table::{Counts, Table};
 
 /// Changes handed to the driver per message: bounds one message, not the rate.
 const CHANGE_CHUNK: usize = 4096;
@@ -34,7 +34,7 @@ pub const CHANGE_CREDIT: usize = 4;
 /// capacity would, instead of overrunning the queue.
 const TRAFFIC_BACKLOG: usize = CHANGE_CREDIT * CHANGE_CHUNK;
 
-/// Work for the backend thread.
+/// Work for the session-table thread.
 #[derive(Debug)]
 pub enum Command {
     /// A backend action of the core; the result comes back as [`Event::Done`].
@@ -73,7 +73,7 @@ pub enum Command {
     SetActive(bool),
 }
 
-/// What the backend thread reports, in order.
+/// What the session-table thread reports, in order.
 #[derive(Debug)]
 pub enum Event {
     /// The result of a [`Command::Perform`].
@@ -95,35 +95,21 @@ pub enum Event {
     Snapshot(Vec<SessionRecord>),
 }
 
-/// Entries of the table by owner, and its counters.
-#[derive(Debug, Clone, Default)]
-pub struct Counts {
-    /// All entries.
-    pub total: u64,
-    /// Entries this node owns.
-    pub owned: u64,
-    /// The table's own counters (events in, batches out, overruns, ...), unprefixed.
-    pub counters: TableCounters,
-}
-
-/// Named counters of a session table.
-pub type TableCounters = Vec<(&'static str, u64)>;
-
-/// Sends work to the backend thread. The thread ends when every handle is dropped.
+/// Sends work to the session-table thread. The thread ends when every handle is dropped.
 #[derive(Debug, Clone)]
 pub struct BackendHandle {
     commands: mpsc::UnboundedSender<Command>,
     credit: Arc<Semaphore>,
-    kind: &'static str,
+    kind: BackendKind,
 }
 
 impl BackendHandle {
-    /// The table's backend name in the config file.
-    pub fn kind(&self) -> &'static str {
+    /// Which table it runs (`sessions.backend`).
+    pub fn kind(&self) -> BackendKind {
         self.kind
     }
 
-    /// Queues `command`; false if the backend thread is gone.
+    /// Queues `command`; false if the session-table thread is gone.
     pub fn send(&self, command: Command) -> bool {
         self.commands.send(command).is_ok()
     }
@@ -134,7 +120,7 @@ impl BackendHandle {
     }
 }
 
-/// Starts the backend thread with [`CHANGE_CREDIT`] permits. Its events arrive on the returned
+/// Starts the session-table thread with [`CHANGE_CREDIT`] permits. Its events arrive on the returned
 /// receiver; the credit bounds the changes among them, and when the driver holds the credit back
 /// the backend's own change queue absorbs the rest (and overruns, reported as
 /// [`Event::ChangesLost`], rather than growing without bound).

@@ -1,5 +1,6 @@
-//! The driver: one task owns the core and wires it to the failover link, the backend thread,
-//! control requests and the clock. It decides nothing itself.
+//! The driver: one task owns the core and wires it to the failover link, the session-table
+//! thread, control requests and the clock. It decides nothing itself. The views it answers
+//! `failoverctl` with are built in `status`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -7,24 +8,25 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use failoverd_control::protocol::{
-    EventKind, EventList, EventView, FailoverState, HeartbeatInfo, LinkState, MaintenanceDone,
-    NodeInfo, PeerInfo, Replication, Request, Response, Role as RoleView, SessionCounts,
-    SessionList, Status, SwitchoverDone, TakeoverStatus,
+    MaintenanceDone, Request, Response, SessionList, SwitchoverDone,
 };
 use failoverd_control::transport::Answer;
 use failoverd_core::{
-    Action, Channel, CommandError, Event, Instant, LagHistogram, Node, NodeConfig, Reason,
+    Action, Channel, CommandError, Event, Instant, LagHistogram, Node, NodeConfig,
 };
 use failoverd_link::{
     Fingerprint, HeartbeatEvents, HeartbeatSender, LinkEvent, LinkEvents, LinkSender,
 };
-use failoverd_wire::{NodeId, Role, SessionKey, SessionRecord, SyncState};
+use failoverd_wire::{NodeId, Role, SessionKey, SessionRecord};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::backend::{self, BackendHandle, Command, TableCounters};
+use crate::clock::Clock;
 use crate::hellos::{self, HelloPath, PeerDead};
+use crate::table_thread::{self, BackendHandle, Command};
 use crate::takeover::{News, Takeover};
+
+mod status;
 
 /// Link events kept for `failoverctl events` (the core keeps its own history).
 const LINK_HISTORY: usize = 64;
@@ -47,7 +49,7 @@ pub struct NodeSetup {
     /// The failover link, already spawned.
     pub link: (LinkSender, LinkEvents),
     /// The session table's thread, already spawned.
-    pub backend: (BackendHandle, mpsc::UnboundedReceiver<backend::Event>),
+    pub backend: (BackendHandle, mpsc::UnboundedReceiver<table_thread::Event>),
     /// What moves the traffic (VRRP, FRR, hooks), already started.
     pub takeover: Takeover,
     /// The hello thread, already started; its tap is on the link.
@@ -90,39 +92,23 @@ pub struct ReplicationSnapshot {
 pub enum Observation {
     /// A core event, with the node's clock.
     Event(Instant, Event),
-    /// A backend action finished (`"adopt"`, `"apply"`, ...), with the node's clock.
-    ActionDone(Instant, &'static str),
+    /// A backend action finished, with the node's clock.
+    ActionDone(Instant, ActionKind),
 }
 
-/// The node's clock: nanoseconds since the driver started, read from the monotonic clock.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    origin: tokio::time::Instant,
-}
-
-impl Clock {
-    /// A clock starting now.
-    pub fn start() -> Self {
-        Self {
-            origin: tokio::time::Instant::now(),
-        }
-    }
-
-    /// The core's `now`.
-    pub fn now(&self) -> Instant {
-        Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
-    }
-
-    /// The core's instant of a monotonic `at` (zero if before the start).
-    pub fn at(&self, at: std::time::Instant) -> Instant {
-        let since = tokio::time::Instant::from_std(at).saturating_duration_since(self.origin);
-        Instant::from_nanos(since.as_nanos() as u64)
-    }
-
-    /// The monotonic instant of a core deadline.
-    pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        self.origin + Duration::from_nanos(at.as_nanos())
-    }
+/// Which backend action finished (the demo waits for the adoption at takeover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    /// The table dumped (for a bulk sync).
+    Dump,
+    /// The peer's changes applied.
+    Apply,
+    /// Stale peer entries removed.
+    Sweep,
+    /// The peer's entries adopted at takeover.
+    Adopt,
+    /// A digest of the table computed.
+    Digest,
 }
 
 type SendFuture = Pin<Box<dyn Future<Output = Result<(), failoverd_link::LinkError>> + Send>>;
@@ -357,7 +343,7 @@ impl Driver {
         }
     }
 
-    /// Gives the backend thread its change credit back once the core wants more changes.
+    /// Gives the session-table thread its change credit back once the core wants more changes.
     fn grant_credit(&mut self) {
         if self.owed_credit > 0 && self.node.wants_local_changes() {
             self.backend.grant(std::mem::take(&mut self.owed_credit));
@@ -420,8 +406,7 @@ impl Driver {
         while let Some(event) = self.node.poll_event() {
             self.log(&event);
             if let Event::RoleChanged { from, to, reason } = &event {
-                self.takeover
-                    .role_changed(from.name(), to.name(), &reason.to_string());
+                self.takeover.role_changed(*from, *to, &reason.to_string());
                 self.backend
                     .send(Command::SetActive(*to == failoverd_wire::Role::Active));
             }
@@ -485,31 +470,31 @@ impl Driver {
         self.link_history.push_back((now, message));
     }
 
-    fn on_backend(&mut self, event: backend::Event) {
+    fn on_backend(&mut self, event: table_thread::Event) {
         let now = self.clock.now();
         match event {
-            backend::Event::Done(token, result) => {
+            table_thread::Event::Done(token, result) => {
                 let kind = match &result {
-                    failoverd_core::ActionResult::Dumped(_) => "dump",
-                    failoverd_core::ActionResult::Applied { .. } => "apply",
-                    failoverd_core::ActionResult::Swept(_) => "sweep",
-                    failoverd_core::ActionResult::Adopted(_) => "adopt",
-                    failoverd_core::ActionResult::Digested(_) => "digest",
+                    failoverd_core::ActionResult::Dumped(_) => ActionKind::Dump,
+                    failoverd_core::ActionResult::Applied { .. } => ActionKind::Apply,
+                    failoverd_core::ActionResult::Swept(_) => ActionKind::Sweep,
+                    failoverd_core::ActionResult::Adopted(_) => ActionKind::Adopt,
+                    failoverd_core::ActionResult::Digested(_) => ActionKind::Digest,
                 };
                 self.node.handle_action_done(now, token, result);
                 if let Some(observer) = &self.observer {
                     let _ = observer.send(Observation::ActionDone(now, kind));
                 }
             }
-            backend::Event::Changes { ops, credited } => {
+            table_thread::Event::Changes { ops, credited } => {
                 self.node.handle_local_changes(now, ops);
                 self.owed_credit += usize::from(credited);
             }
-            backend::Event::ChangesLost { credited } => {
+            table_thread::Event::ChangesLost { credited } => {
                 self.node.handle_changes_lost(now);
                 self.owed_credit += usize::from(credited);
             }
-            backend::Event::Snapshot(sessions) => {
+            table_thread::Event::Snapshot(sessions) => {
                 if let Some(waiter) = self.snapshot_waiters.pop_front() {
                     let local = self.node.config().node_id;
                     let acknowledged = sessions
@@ -660,209 +645,6 @@ impl Driver {
             }
         }
     }
-
-    fn status(&self) -> Status {
-        let now = self.clock.now();
-        let node = &self.node;
-        let config = node.config();
-        let since = node
-            .history()
-            .iter()
-            .rev()
-            .find(|e| matches!(e.event, Event::StateChanged { .. }))
-            .map_or(Instant::ZERO, |e| e.at);
-        let stats = node.stats();
-        let link = self.link.stats();
-        let mut counters = std::collections::BTreeMap::new();
-        for (name, value) in core_counters(stats).into_iter().chain([
-            ("link_control_frames_in", link.control.frames_in),
-            ("link_control_frames_out", link.control.frames_out),
-            ("link_data_frames_in", link.data.frames_in),
-            ("link_data_frames_out", link.data.frames_out),
-            ("link_data_bytes_in", link.data.bytes_in),
-            ("link_data_bytes_out", link.data.bytes_out),
-            ("link_rejected_handshakes", link.rejected_handshakes),
-            ("link_refused_source", link.refused_source),
-            ("link_refused_rate", link.refused_rate),
-            ("link_evicted_handshakes", link.evicted_handshakes),
-            ("link_log_lines_suppressed", link.log_lines_suppressed),
-            ("link_malformed_frames", link.malformed_frames),
-            ("link_reconnects", link.reconnects),
-            ("link_dial_failures", link.dial_failures),
-            ("driver_turn_max_us", self.turns.longest.as_micros() as u64),
-            (
-                "driver_timer_late_max_us",
-                self.turns.timer_late.as_micros() as u64,
-            ),
-        ]) {
-            counters.insert(name.to_string(), value);
-        }
-        if let Some((sent, pauses, longest)) = self.hellos.read(|liveness| {
-            (
-                liveness.hellos_sent(),
-                liveness.own_pauses(),
-                liveness.longest_pause(),
-            )
-        }) {
-            // The hello thread sends them, not the core.
-            counters.insert("hellos_sent".to_string(), sent);
-            counters.insert("own_pauses".to_string(), pauses);
-            counters.insert("own_pause_max_us".to_string(), longest.as_micros() as u64);
-        }
-        if let Some((sender, _)) = &self.heartbeat {
-            let path = sender.stats();
-            counters.insert("heartbeat_sent".to_string(), path.sent);
-            counters.insert("heartbeat_send_errors".to_string(), path.send_errors);
-            counters.insert("heartbeat_accepted".to_string(), path.accepted);
-            for (reason, count) in path.dropped {
-                counters.insert(format!("heartbeat_dropped_{reason}"), count);
-            }
-        }
-        Status {
-            node: NodeInfo {
-                name: self.name.clone(),
-                node_id: config.node_id.to_string(),
-                fingerprint: self.fingerprint.to_string(),
-                pair_id: config.pair_id,
-                priority: config.priority,
-                backup: config.backup_type.name().to_string(),
-                preempt: config.preempt,
-                backend: self.backend.kind().to_string(),
-            },
-            state: state_view(node.state()),
-            state_since_ms: (now - since).as_millis() as u64,
-            role: role_view(node.role()),
-            ready: node.is_ready(),
-            not_ready: node
-                .not_ready_reasons()
-                .iter()
-                .map(|r| r.name().to_string())
-                .collect(),
-            peer: Some(self.peer_info()),
-            // Filled in from the session-table thread: see `session_counts`.
-            sessions: SessionCounts::default(),
-            replication: Replication {
-                epoch: u64::from(node.epoch()),
-                bulk_sent: node.history().iter().any(
-                    |e| matches!(e.event, Event::BulkSent { epoch, .. } if epoch == node.epoch()),
-                ),
-                bulk_received: node.is_ready(),
-                lag_p50_us: stats.lag.quantile(0.5).as_micros() as u64,
-                lag_p99_us: stats.lag.quantile(0.99).as_micros() as u64,
-                lag_max_us: stats.lag.max().as_micros() as u64,
-                lag_samples: stats.lag.count(),
-                peer_buffered_bytes: node.peer_buffered_bytes() as u64,
-            },
-            counters,
-            uptime_ms: now.as_nanos() / 1_000_000,
-            // Filled in from the VRRP task: see `Takeover::status`.
-            takeover: TakeoverStatus::default(),
-            heartbeat: self.heartbeat.as_ref().map(|(_, address)| {
-                let heard = node.heartbeat_peer();
-                HeartbeatInfo {
-                    address: address.clone(),
-                    state: if heard.is_some() {
-                        LinkState::Up
-                    } else {
-                        LinkState::Down
-                    },
-                    peer_role: heard.map(|h| role_view(h.role)),
-                    peer_state: heard.map(|h| state_view(h.state)),
-                    last_heard_ms_ago: heard.map(|h| (now - h.last_heard).as_millis() as u64),
-                    holds_standby: node.held_by_heartbeat(),
-                }
-            }),
-        }
-    }
-
-    /// The table's counts and counters come from the session-table thread, the queue's from
-    /// the core; the future resolves without the driver waiting for it.
-    fn session_counts(
-        &self,
-    ) -> impl Future<Output = Result<(SessionCounts, TableCounters), String>> + use<> {
-        let (tx, rx) = oneshot::channel();
-        self.backend.send(Command::Counts { reply: tx });
-        let pending_changes = self.node.pending_changes() as u64;
-        let in_flight_batches = self.node.in_flight_batches() as u64;
-        async move {
-            let counts = rx
-                .await
-                .map_err(|_| "the session table is not available".to_string())??;
-            let sessions = SessionCounts {
-                total: counts.total,
-                owned: counts.owned,
-                peer_owned: counts.total - counts.owned,
-                pending_changes,
-                in_flight_batches,
-            };
-            Ok((sessions, counts.counters))
-        }
-    }
-
-    fn peer_info(&self) -> PeerInfo {
-        let now = self.clock.now();
-        let peer = self.node.peer();
-        PeerInfo {
-            address: self.peer_address.clone(),
-            link: if self.link_up {
-                LinkState::Up
-            } else {
-                LinkState::Down
-            },
-            node_id: peer.as_ref().map(|p| p.node_id.to_string()),
-            state: peer.as_ref().map(|p| state_view(p.state)),
-            role: peer.as_ref().map(|p| role_view(p.role)),
-            priority: peer.as_ref().map(|p| p.priority),
-            ready: peer.as_ref().map(|p| p.ready),
-            last_hello_ms_ago: peer
-                .as_ref()
-                .map(|p| (now - p.last_heard).as_millis() as u64),
-            rtt_us: self
-                .hellos
-                .read(|liveness| liveness.rtt())
-                .flatten()
-                .or(self.node.link_rtt())
-                .map(|rtt| rtt.as_micros() as u64),
-            protocol: peer.as_ref().map(|p| p.protocol.to_string()),
-            hello_interval_ms: peer.as_ref().map(|p| p.timers.hello.as_millis() as u64),
-            dead_interval_ms: peer.as_ref().map(|p| p.timers.dead.as_millis() as u64),
-            timer_mismatch: peer
-                .as_ref()
-                .and_then(|p| p.timer_mismatch)
-                .map(|m| m.to_string()),
-            incompatibility: peer.and_then(|p| p.incompatibility).map(|i| i.to_string()),
-        }
-    }
-
-    fn events(&self, limit: Option<usize>) -> EventList {
-        let mut events: Vec<EventView> = self
-            .node
-            .history()
-            .iter()
-            .map(|entry| event_view(entry.at, &entry.event))
-            .chain(self.link_history.iter().map(|(at, message)| EventView {
-                at_ms: at.as_nanos() / 1_000_000,
-                kind: EventKind::Link,
-                from: None,
-                to: None,
-                reason: None,
-                message: message.clone(),
-            }))
-            .chain(self.takeover.history().into_iter().map(|entry| EventView {
-                at_ms: self.clock.at(entry.at).as_nanos() / 1_000_000,
-                kind: entry.kind,
-                from: None,
-                to: None,
-                reason: None,
-                message: entry.message,
-            }))
-            .collect();
-        events.sort_by_key(|e| e.at_ms);
-        let keep = limit.unwrap_or(events.len()).min(events.len());
-        EventList {
-            events: events.split_off(events.len() - keep),
-        }
-    }
 }
 
 /// The next hello from the heartbeat path, with the key that signed it; never, without one.
@@ -893,107 +675,4 @@ const TABLE_GONE: &str = "the session table is not available";
 /// Sends a whole response (a client that left does not matter).
 fn answer(reply: oneshot::Sender<Answer>, response: Response) {
     let _ = reply.send(response.into());
-}
-
-fn state_view(state: SyncState) -> FailoverState {
-    match state {
-        SyncState::Silence => FailoverState::Silence,
-        SyncState::Independence => FailoverState::Independence,
-        SyncState::Synchronization => FailoverState::Synchronization,
-    }
-}
-
-fn role_view(role: Role) -> RoleView {
-    match role {
-        Role::Active => RoleView::Active,
-        Role::Standby => RoleView::Standby,
-    }
-}
-
-/// An event as `failoverctl events` shows it.
-pub fn event_view(at: Instant, event: &Event) -> EventView {
-    let (kind, from, to, reason) = match event {
-        Event::StateChanged { from, to, reason } => (
-            EventKind::State,
-            Some(from.name().to_string()),
-            Some(to.name().to_string()),
-            Some(reason),
-        ),
-        Event::RoleChanged { from, to, reason } => (
-            EventKind::Role,
-            Some(from.name().to_string()),
-            Some(to.name().to_string()),
-            Some(reason),
-        ),
-        Event::NegotiationFailed(_) => (EventKind::Negotiation, None, None, None),
-        Event::BulkSent { .. } => (EventKind::BulkSent, None, None, None),
-        Event::BulkReceived { .. } => (EventKind::BulkReceived, None, None, None),
-        Event::ChangesLost => (EventKind::ChangesLost, None, None, None),
-        Event::ApplyFailed { .. } => (EventKind::ApplyFailed, None, None, None),
-        Event::SettingDiffers { .. } => (EventKind::SettingDiffers, None, None, None),
-        Event::TimersDiffer(_) => (EventKind::TimersDiffer, None, None, None),
-        Event::DriftFound { .. } => (EventKind::Drift, None, None, None),
-        Event::HeartbeatPath { .. } => (EventKind::Heartbeat, None, None, None),
-    };
-    EventView {
-        at_ms: at.as_nanos() / 1_000_000,
-        kind,
-        from,
-        to,
-        reason: reason.map(Reason::to_string),
-        message: event.to_string(),
-    }
-}
-
-/// Every counter of the core, by its stable name.
-fn core_counters(stats: &failoverd_core::Stats) -> Vec<(&'static str, u64)> {
-    vec![
-        ("hellos_sent", stats.hellos_sent),
-        ("hellos_received", stats.hellos_received),
-        ("heartbeats_received", stats.heartbeats_received),
-        ("heartbeats_refused", stats.heartbeats_refused),
-        ("batches_sent", stats.batches_sent),
-        ("batches_received", stats.batches_received),
-        ("records_sent", stats.records_sent),
-        ("records_received", stats.records_received),
-        ("records_applied", stats.records_applied),
-        ("retransmits", stats.retransmits),
-        ("duplicate_batches", stats.duplicate_batches),
-        ("out_of_order_batches", stats.out_of_order_batches),
-        ("stale_epoch_batches", stats.stale_epoch_batches),
-        ("malformed_frames", stats.malformed_frames),
-        ("unknown_messages", stats.unknown_messages),
-        ("unknown_sections", stats.unknown_sections),
-        ("foreign_records", stats.foreign_records),
-        ("peer_ops_filtered", stats.peer_ops_filtered),
-        ("peer_buffer_drops", stats.peer_buffer_drops),
-        ("peer_buffer_resets", stats.peer_buffer_resets),
-        ("bogus_acks", stats.bogus_acks),
-        ("frames_without_link", stats.frames_without_link),
-        ("coalesced", stats.coalesced),
-        ("apply_failures", stats.apply_failures),
-        ("changes_lost", stats.changes_lost),
-        ("bulk_syncs_sent", stats.bulk_syncs_sent),
-        ("stream_records_replicated", stats.stream_records_replicated),
-        ("bulk_records_replicated", stats.bulk_records_replicated),
-        ("bulk_syncs_received", stats.bulk_syncs_received),
-        ("swept", stats.swept),
-        ("adopted", stats.adopted),
-        ("removes_held", stats.removes_held),
-        ("removes_discarded", stats.removes_discarded),
-        ("overrun_resyncs", stats.overrun_resyncs),
-        ("resyncs_deferred", stats.resyncs_deferred),
-        ("digests_sent", stats.digests_sent),
-        ("digests_compared", stats.digests_compared),
-        ("digests_dropped", stats.digests_dropped),
-        ("drift_repairs", stats.drift_repairs),
-        ("bulk_resumes", stats.bulk_resumes),
-        ("bulk_records_not_resent", stats.bulk_records_not_resent),
-        ("apart_changes_collected", stats.apart_changes_collected),
-        (
-            "apart_changes_applied_by_peer",
-            stats.apart_changes_applied_by_peer,
-        ),
-        ("peer_changes_superseded", stats.peer_changes_superseded),
-    ]
 }
