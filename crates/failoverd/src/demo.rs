@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::driver::{self, ActionKind, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
 use crate::hellos::{HELLO_PRIORITY, HelloPath};
 use crate::proxy::Relay;
-use crate::table_thread::{self, BackendHandle, Command};
+use crate::table_thread::{self, TableCommand, TableHandle};
 use crate::takeover::Takeover;
 
 /// How long before the kill the verdict's looks at the active node's table are taken (the
@@ -183,7 +183,7 @@ impl Report {
 struct DemoNode {
     name: &'static str,
     requests: mpsc::Sender<NodeRequest>,
-    backend: BackendHandle,
+    backend: TableHandle,
     task: tokio::task::JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -275,7 +275,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     })
     .await?;
     let (reply, rx) = oneshot::channel();
-    a.backend.send(Command::Generate {
+    a.backend.send(TableCommand::Generate {
         count: options.sessions,
         reply,
     });
@@ -607,7 +607,7 @@ struct Generator {
 impl Generator {
     const TABLE: u64 = 100_000;
 
-    fn start(backend: BackendHandle, rate: u32) -> Self {
+    fn start(backend: TableHandle, rate: u32) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let started = WallInstant::now();
@@ -636,7 +636,7 @@ impl Generator {
                 live = live + creates - deletes.min(live + creates);
                 let (done, applied) = oneshot::channel();
                 let (creates, updates, deletes) = (creates as u32, updates as u32, deletes as u32);
-                backend.send(Command::Traffic {
+                backend.send(TableCommand::Traffic {
                     creates,
                     updates,
                     deletes,

@@ -36,8 +36,8 @@ const TRAFFIC_BACKLOG: usize = CHANGE_CREDIT * CHANGE_CHUNK;
 
 /// Work for the session-table thread.
 #[derive(Debug)]
-pub enum Command {
-    /// A backend action of the core; the result comes back as [`Event::Done`].
+pub enum TableCommand {
+    /// A backend action of the core; the result comes back as [`TableEvent::Done`].
     Perform(Action),
     /// Create `count` synthetic local sessions (memory backend: trying it out, tests).
     Generate {
@@ -59,7 +59,7 @@ pub enum Command {
         limit: Option<usize>,
         reply: oneshot::Sender<Result<SessionList, String>>,
     },
-    /// Every entry, for a client to list (see [`Command::List`] for a bounded list).
+    /// Every entry, for a client to list (see [`TableCommand::List`] for a bounded list).
     Records {
         reply: oneshot::Sender<Result<Vec<SessionRecord>, String>>,
     },
@@ -67,7 +67,7 @@ pub enum Command {
     Counts {
         reply: oneshot::Sender<Result<Counts, String>>,
     },
-    /// Every entry, delivered as [`Event::Snapshot`] after the changes that precede it.
+    /// Every entry, delivered as [`TableEvent::Snapshot`] after the changes that precede it.
     Snapshot,
     /// The node's role changed: active or not (see [`Table::set_active`]).
     SetActive(bool),
@@ -75,11 +75,11 @@ pub enum Command {
 
 /// What the session-table thread reports, in order.
 #[derive(Debug)]
-pub enum Event {
-    /// The result of a [`Command::Perform`].
+pub enum TableEvent {
+    /// The result of a [`TableCommand::Perform`].
     Done(Token, ActionResult),
     /// Local changes, in the order they happened. `credited`: sent with a permit of the credit,
-    /// to be granted back ([`BackendHandle::grant`]) once the core wants more.
+    /// to be granted back ([`TableHandle::grant`]) once the core wants more.
     Changes {
         /// The changes.
         ops: Vec<SessionOp>,
@@ -91,26 +91,26 @@ pub enum Event {
         /// Whether it used a permit.
         credited: bool,
     },
-    /// The answer to [`Command::Snapshot`].
+    /// The answer to [`TableCommand::Snapshot`].
     Snapshot(Vec<SessionRecord>),
 }
 
 /// Sends work to the session-table thread. The thread ends when every handle is dropped.
 #[derive(Debug, Clone)]
-pub struct BackendHandle {
-    commands: mpsc::UnboundedSender<Command>,
+pub struct TableHandle {
+    commands: mpsc::UnboundedSender<TableCommand>,
     credit: Arc<Semaphore>,
     kind: BackendKind,
 }
 
-impl BackendHandle {
+impl TableHandle {
     /// Which table it runs (`sessions.backend`).
     pub fn kind(&self) -> BackendKind {
         self.kind
     }
 
     /// Queues `command`; false if the session-table thread is gone.
-    pub fn send(&self, command: Command) -> bool {
+    pub fn send(&self, command: TableCommand) -> bool {
         self.commands.send(command).is_ok()
     }
 
@@ -123,11 +123,11 @@ impl BackendHandle {
 /// Starts the session-table thread with [`CHANGE_CREDIT`] permits. Its events arrive on the returned
 /// receiver; the credit bounds the changes among them, and when the driver holds the credit back
 /// the backend's own change queue absorbs the rest (and overruns, reported as
-/// [`Event::ChangesLost`], rather than growing without bound).
+/// [`TableEvent::ChangesLost`], rather than growing without bound).
 pub fn spawn<T: Table>(
     name: &str,
     backend: T,
-) -> std::io::Result<(BackendHandle, mpsc::UnboundedReceiver<Event>)> {
+) -> std::io::Result<(TableHandle, mpsc::UnboundedReceiver<TableEvent>)> {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::unbounded_channel();
     let credit = Arc::new(Semaphore::new(CHANGE_CREDIT));
@@ -152,7 +152,7 @@ pub fn spawn<T: Table>(
             );
         })?;
     Ok((
-        BackendHandle {
+        TableHandle {
             commands,
             credit,
             kind,
@@ -163,14 +163,18 @@ pub fn spawn<T: Table>(
 
 struct Worker<T> {
     backend: T,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<TableEvent>,
     traffic: Traffic,
     /// Demo traffic applied, acknowledged once the change queue is short enough.
     traffic_waiting: Vec<oneshot::Sender<()>>,
 }
 
 impl<T: Table> Worker<T> {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, credit: Arc<Semaphore>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<TableCommand>,
+        credit: Arc<Semaphore>,
+    ) {
         let upkeep_every = self.backend.upkeep_interval();
         let mut next_upkeep = upkeep_every.map(|every| Instant::now() + every);
         loop {
@@ -220,19 +224,19 @@ impl<T: Table> Worker<T> {
     }
 
     /// Err when the driver is gone.
-    fn handle(&mut self, command: Command) -> Result<(), Closed> {
+    fn handle(&mut self, command: TableCommand) -> Result<(), Closed> {
         match command {
-            Command::Perform(action) => {
+            TableCommand::Perform(action) => {
                 // A dump (or digest) must not overtake the changes before it: they are older
                 // than it, and an overrun among them is covered by it.
                 if matches!(action, Action::Dump { .. } | Action::Digest { .. }) {
                     self.drain_changes()?;
                 }
                 if let Some((token, result)) = perform(&mut self.backend, action) {
-                    self.send(Event::Done(token, result))?;
+                    self.send(TableEvent::Done(token, result))?;
                 }
             }
-            Command::Generate { count, reply } => {
+            TableCommand::Generate { count, reply } => {
                 let result = self.synthetic().map(|(table, traffic)| {
                     let mut generated = Generated {
                         created: 0,
@@ -248,7 +252,7 @@ impl<T: Table> Worker<T> {
                 });
                 let _ = reply.send(result);
             }
-            Command::Traffic {
+            TableCommand::Traffic {
                 creates,
                 updates,
                 deletes,
@@ -268,7 +272,7 @@ impl<T: Table> Worker<T> {
                     self.traffic_waiting.push(done);
                 }
             }
-            Command::List {
+            TableCommand::List {
                 filter,
                 limit,
                 reply,
@@ -279,13 +283,13 @@ impl<T: Table> Worker<T> {
                         .map_err(|err| err.to_string()),
                 );
             }
-            Command::Records { reply } => {
+            TableCommand::Records { reply } => {
                 let _ = reply.send(self.backend.dump().map_err(|err| err.to_string()));
             }
-            Command::Counts { reply } => {
+            TableCommand::Counts { reply } => {
                 let _ = reply.send(self.backend.counts().map_err(|err| err.to_string()));
             }
-            Command::Snapshot => {
+            TableCommand::Snapshot => {
                 // The snapshot is compared with what the core knows: every change first.
                 self.drain_changes()?;
                 let records = match self.backend.dump() {
@@ -295,9 +299,9 @@ impl<T: Table> Worker<T> {
                         Vec::new()
                     }
                 };
-                self.send(Event::Snapshot(records))?;
+                self.send(TableEvent::Snapshot(records))?;
             }
-            Command::SetActive(active) => {
+            TableCommand::SetActive(active) => {
                 if let Err(err) = self.backend.set_active(active) {
                     warn!(error = %err, active, "recording the role in the session table failed");
                 }
@@ -317,8 +321,12 @@ impl<T: Table> Worker<T> {
         let mut ops = Vec::new();
         match self.backend.poll_changes(&mut ops, CHANGE_CHUNK) {
             Ok(0) => Ok(false),
-            Ok(_) => self.send(Event::Changes { ops, credited }).map(|()| true),
-            Err(_) => self.send(Event::ChangesLost { credited }).map(|()| true),
+            Ok(_) => self
+                .send(TableEvent::Changes { ops, credited })
+                .map(|()| true),
+            Err(_) => self
+                .send(TableEvent::ChangesLost { credited })
+                .map(|()| true),
         }
     }
 
@@ -354,7 +362,7 @@ impl<T: Table> Worker<T> {
         }
     }
 
-    fn send(&self, event: Event) -> Result<(), Closed> {
+    fn send(&self, event: TableEvent) -> Result<(), Closed> {
         self.events.send(event).map_err(|_| Closed)
     }
 }

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::hellos::{self, HelloPath, PeerDead};
-use crate::table_thread::{self, BackendHandle, Command};
+use crate::table_thread::{self, TableCommand, TableHandle};
 use crate::takeover::{News, Takeover};
 
 mod status;
@@ -49,7 +49,10 @@ pub struct NodeSetup {
     /// The failover link, already spawned.
     pub link: (LinkSender, LinkEvents),
     /// The session table's thread, already spawned.
-    pub backend: (BackendHandle, mpsc::UnboundedReceiver<table_thread::Event>),
+    pub backend: (
+        TableHandle,
+        mpsc::UnboundedReceiver<table_thread::TableEvent>,
+    ),
     /// What moves the traffic (VRRP, FRR, hooks), already started.
     pub takeover: Takeover,
     /// The hello thread, already started; its tap is on the link.
@@ -258,7 +261,7 @@ struct Driver {
     fingerprint: Fingerprint,
     peer_address: String,
     link: LinkSender,
-    backend: BackendHandle,
+    backend: TableHandle,
     takeover: Takeover,
     /// The heartbeat path's sender and the peer's address.
     heartbeat: Option<(HeartbeatSender, String)>,
@@ -359,7 +362,7 @@ impl Driver {
             match action {
                 Action::ResetLink => self.link.close(),
                 action => {
-                    self.backend.send(Command::Perform(action));
+                    self.backend.send(TableCommand::Perform(action));
                 }
             }
         }
@@ -408,7 +411,7 @@ impl Driver {
             if let Event::RoleChanged { from, to, reason } = &event {
                 self.takeover.role_changed(*from, *to, &reason.to_string());
                 self.backend
-                    .send(Command::SetActive(*to == failoverd_wire::Role::Active));
+                    .send(TableCommand::SetActive(*to == failoverd_wire::Role::Active));
             }
             if let Some(observer) = &self.observer {
                 let _ = observer.send(Observation::Event(now, event));
@@ -470,10 +473,10 @@ impl Driver {
         self.link_history.push_back((now, message));
     }
 
-    fn on_backend(&mut self, event: table_thread::Event) {
+    fn on_backend(&mut self, event: table_thread::TableEvent) {
         let now = self.clock.now();
         match event {
-            table_thread::Event::Done(token, result) => {
+            table_thread::TableEvent::Done(token, result) => {
                 let kind = match &result {
                     failoverd_core::ActionResult::Dumped(_) => ActionKind::Dump,
                     failoverd_core::ActionResult::Applied { .. } => ActionKind::Apply,
@@ -486,15 +489,15 @@ impl Driver {
                     let _ = observer.send(Observation::ActionDone(now, kind));
                 }
             }
-            table_thread::Event::Changes { ops, credited } => {
+            table_thread::TableEvent::Changes { ops, credited } => {
                 self.node.handle_local_changes(now, ops);
                 self.owed_credit += usize::from(credited);
             }
-            table_thread::Event::ChangesLost { credited } => {
+            table_thread::TableEvent::ChangesLost { credited } => {
                 self.node.handle_changes_lost(now);
                 self.owed_credit += usize::from(credited);
             }
-            table_thread::Event::Snapshot(sessions) => {
+            table_thread::TableEvent::Snapshot(sessions) => {
                 if let Some(waiter) = self.snapshot_waiters.pop_front() {
                     let local = self.node.config().node_id;
                     let acknowledged = sessions
@@ -516,7 +519,7 @@ impl Driver {
         match request {
             NodeRequest::Replication(reply) => {
                 self.snapshot_waiters.push_back(reply);
-                self.backend.send(Command::Snapshot);
+                self.backend.send(TableCommand::Snapshot);
             }
             NodeRequest::Control(request, reply) => self.control(request, reply),
         }
@@ -550,7 +553,7 @@ impl Driver {
                 // The whole table: dumped on the table's thread, turned into JSON elsewhere
                 // and streamed to the client a piece at a time.
                 let (tx, rx) = oneshot::channel();
-                self.backend.send(Command::Records { reply: tx });
+                self.backend.send(TableCommand::Records { reply: tx });
                 let local = self.node.config().node_id;
                 tokio::spawn(async move {
                     match rx.await {
@@ -570,7 +573,7 @@ impl Driver {
             }
             Request::Sessions { filter, limit } => {
                 let (tx, rx) = oneshot::channel();
-                self.backend.send(Command::List {
+                self.backend.send(TableCommand::List {
                     filter,
                     limit,
                     reply: tx,
@@ -589,7 +592,8 @@ impl Driver {
             }
             Request::SessionsGenerate { count } => {
                 let (tx, rx) = oneshot::channel();
-                self.backend.send(Command::Generate { count, reply: tx });
+                self.backend
+                    .send(TableCommand::Generate { count, reply: tx });
                 answer_later(rx, reply);
             }
             Request::Events { limit } => {

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{Driver, TABLE_GONE};
 use crate::table::TableCounters;
-use crate::table_thread::Command;
+use crate::table_thread::TableCommand;
 
 impl Driver {
     /// `status`, without the session counts and the takeover status, which other tasks fill
@@ -139,7 +139,7 @@ impl Driver {
         &self,
     ) -> impl Future<Output = Result<(SessionCounts, TableCounters), String>> + use<> {
         let (tx, rx) = oneshot::channel();
-        self.backend.send(Command::Counts { reply: tx });
+        self.backend.send(TableCommand::Counts { reply: tx });
         let pending_changes = self.node.pending_changes() as u64;
         let in_flight_batches = self.node.in_flight_batches() as u64;
         async move {
