@@ -123,7 +123,7 @@ fn check(path: &Path, generated: &str) {
                 format!("\n  written:   {w}\n  generated: {g}")
             });
         panic!(
-            "{} differs from what the key table (crates/control/src/config/table.rs) generates{first}\nregenerate it with {BLESS}",
+            "{} differs from what the key table (crates/control/src/config/table/) generates{first}\nregenerate it with {BLESS}",
             path.display()
         );
     }

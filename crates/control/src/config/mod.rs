@@ -1,7 +1,7 @@
 //! The configuration file, `/etc/failoverd/failoverd.toml` by default.
 //!
 //! The key names, their defaults and their ranges are a documented contract, written once in
-//! the key table (`config/table.rs`); the reference in `crates/control/README.md` and the
+//! the key table (`config/table/`); the reference in `crates/control/README.md` and the
 //! example file ([`Config::example`]) are generated from it.
 //!
 //! Parsing happens in two steps. serde reads the TOML into raw structs that keep every value's
