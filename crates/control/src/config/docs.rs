@@ -16,7 +16,9 @@ const END: &str = "<!-- config-keys:end -->";
 const BLESS: &str = "FAILOVERD_BLESS=1 cargo test -p failoverd-control config::docs";
 
 fn crate_file(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    // `crates/control/../../README.md` reads better as `README.md`'s own path in a failure.
+    path.canonicalize().unwrap_or(path)
 }
 
 /// A key's default, for a table cell.
