@@ -52,6 +52,14 @@ fn key_path(key: &Key) -> String {
     format!("`{}`", key.path())
 }
 
+/// A key's help, with its range when it is an integer (what operators look up most).
+fn summary_meaning(key: &Key) -> String {
+    match key.accepts.range() {
+        Some(_) => format!("{} Must be {}.", key.help, key.accepts.describe()),
+        None => key.help.to_string(),
+    }
+}
+
 /// The README's table: every key's default and what it does.
 fn summary() -> String {
     let mut lines = vec![
@@ -65,7 +73,7 @@ fn summary() -> String {
                 "| {} | {} | {} |",
                 key_path(key),
                 default_cell(&key.default),
-                key.help
+                summary_meaning(key)
             ));
         }
     }
