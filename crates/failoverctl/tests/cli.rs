@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use failoverd_control::protocol::{
-    BackendKind, BackupMode, EventKind, EventList, EventView, FailoverState, Family,
-    MaintenanceDone, NodeId, NodeInfo, Replication, Request, Response, Role, SessionCounts,
-    SessionList, Status, TakeoverKind, TakeoverStatus, TrackKind, TrackView, VrrpDropsView,
-    VrrpGroupView, VrrpInstanceView, VrrpPeerState, VrrpState,
+    BackendKind, BackupMode, EventKind, EventList, EventView, FailoverRole, FailoverState, Family,
+    MaintenanceDone, NodeId, NodeInfo, Replication, Request, Response, SessionCounts, SessionList,
+    Status, TakeoverKind, TakeoverStatus, TrackKind, TrackView, VrrpDropsView, VrrpGroupView,
+    VrrpInstanceView, VrrpPeerState, VrrpState,
 };
 use failoverd_control::transport;
 use serde_json::json;
@@ -32,7 +32,7 @@ fn status() -> Status {
         },
         state: FailoverState::Synchronization,
         state_since_ms: 12_345,
-        role: Role::Active,
+        role: FailoverRole::Active,
         ready: true,
         not_ready: vec![],
         peer: None,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use failoverd_backends::MemoryBackend;
-use failoverd_control::config::{BackupType, Config, LogFormat, SessionBackend, TakeoverMode};
+use failoverd_control::config::{BackendKind, BackupType, Config, LogFormat, TakeoverKind};
 use failoverd_control::transport;
 use failoverd_core::{NodeConfig, ReplicationFilter, RoleAuthority};
 use failoverd_link::{HeartbeatConfig, Identity, LinkConfig};
@@ -65,10 +65,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         ..LinkConfig::new(config.link.listen, config.link.peer, identity, pins)
     })?;
     let backend = match config.sessions.backend {
-        SessionBackend::Memory => {
+        BackendKind::Memory => {
             table_thread::spawn(&config.node.name, MemoryBackend::new(core.node_id))?
         }
-        SessionBackend::Conntrack => {
+        BackendKind::Conntrack => {
             let (table, settings) = kernel::open_conntrack(&config, core.node_id, core.peer)?;
             core.settings = settings;
             table_thread::spawn(&config.node.name, table)?
@@ -147,8 +147,8 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
         },
         preempt: config.node.preempt,
         role_authority: match config.takeover.mode {
-            TakeoverMode::Election => RoleAuthority::Election,
-            TakeoverMode::Vrrp => RoleAuthority::External,
+            TakeoverKind::Election => RoleAuthority::Election,
+            TakeoverKind::Vrrp => RoleAuthority::External,
         },
         hello_interval: config.timers.hello_interval,
         dead_interval: config.timers.dead_interval,
@@ -167,8 +167,8 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
 /// memory table (the demo, trying it out) replicates everything.
 fn replication_filter(config: &Config) -> ReplicationFilter {
     match config.sessions.backend {
-        SessionBackend::Conntrack => kernel::replication_filter(config),
-        SessionBackend::Memory => ReplicationFilter::default(),
+        BackendKind::Conntrack => kernel::replication_filter(config),
+        BackendKind::Memory => ReplicationFilter::default(),
     }
 }
 
@@ -178,8 +178,8 @@ fn replication_filter(config: &Config) -> ReplicationFilter {
 /// does not move the role then).
 fn remove_hold(config: &Config) -> Duration {
     let detection = match config.takeover.mode {
-        TakeoverMode::Election => config.timers.dead_interval,
-        TakeoverMode::Vrrp => config
+        TakeoverKind::Election => config.timers.dead_interval,
+        TakeoverKind::Vrrp => config
             .vrrp
             .instances
             .iter()

@@ -334,7 +334,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     );
     let status_a = a.status().await?;
     let status_b = b.status().await?;
-    if status_b.role != failoverd_control::protocol::Role::Standby {
+    if status_b.role != failoverd_control::protocol::FailoverRole::Standby {
         bail!(
             "node B took over before the kill (a false failover: the load starved the hellos); its states: {}",
             states_so_far(&mut stamped)

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use failoverd_control::protocol::{
-    EventList, FailoverState, Request, Role, SessionFilter, SessionList, Status,
+    EventList, FailoverRole, FailoverState, Request, SessionFilter, SessionList, Status,
 };
 use failoverd_control::transport;
 use failoverd_core::wire::{
@@ -273,8 +273,12 @@ fn pair(root: &Path) -> (NodeFiles, NodeFiles, Daemon, Daemon) {
 fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
     let root = tempfile::tempdir().unwrap();
     let (_fa, _fb, mut a, b) = pair(root.path());
-    assert_eq!(status(&a).unwrap().role, Role::Active, "priority 200");
-    assert_eq!(status(&b).unwrap().role, Role::Standby);
+    assert_eq!(
+        status(&a).unwrap().role,
+        FailoverRole::Active,
+        "priority 200"
+    );
+    assert_eq!(status(&b).unwrap().role, FailoverRole::Standby);
 
     let generated = call(&a, Request::SessionsGenerate { count: 5000 }).unwrap();
     assert_eq!(generated["created"], 5000);
@@ -337,7 +341,7 @@ fn a_pair_synchronizes_replicates_and_survives_a_silent_then_killed_active() {
     let silenced = Instant::now();
     a.signal("STOP");
     let after = wait_for(&b, "takeover", |s| {
-        s.role == Role::Active && s.sessions.owned == 5000
+        s.role == FailoverRole::Active && s.sessions.owned == 5000
     });
     let took = silenced.elapsed();
     a.signal("KILL");
@@ -429,7 +433,7 @@ fn sigterm_hands_over_at_once() {
     a.signal("TERM");
     let status = a.wait_exit(Duration::from_secs(5));
     assert!(status.success(), "graceful exit: {status:?}");
-    wait_for(&b, "takeover", |s| s.role == Role::Active);
+    wait_for(&b, "takeover", |s| s.role == FailoverRole::Active);
     let reasons = reasons(&b);
     assert!(
         reasons.iter().any(|r| r == "peer left (goodbye)"),
@@ -766,7 +770,7 @@ fn hooks_run_on_role_changes_with_their_environment_and_timeout() {
 
     // A hands over: A's on_standby hangs and is killed at its timeout; B's on_active runs.
     call(&a, Request::Switchover).expect("switchover");
-    wait_for(&b, "B is active", |s| s.role == Role::Active);
+    wait_for(&b, "B is active", |s| s.role == FailoverRole::Active);
     let a_status = wait_for(&a, "A's on_standby timed out", |s| {
         s.takeover
             .hooks
@@ -1083,7 +1087,7 @@ fn an_authenticated_peer_gone_bad_is_refused_and_bounded() {
     let ready = wait_for(&a, "a holds the peer's bulk", |s| {
         synchronized(s) && s.replication.bulk_received
     });
-    assert_eq!(ready.role, Role::Standby);
+    assert_eq!(ready.role, FailoverRole::Standby);
 
     // One batch: a loopback session (outside every filter) and an ordinary one.
     send(Inject::Batch(vec![

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use failoverd::takeover::frr::Frr;
 use failoverd::takeover::history::History;
 use failoverd_control::config::RoutingConfig;
-use failoverd_control::protocol::{Request, Role, Status};
+use failoverd_control::protocol::{FailoverRole, Request, Status};
 use failoverd_link::Identity;
 use support::config::ConfigFile;
 use support::daemon::{self, Daemon};
@@ -155,8 +155,8 @@ fn failoverd_moves_the_ospf_route_with_the_role() {
     let mut a = node_a.spawn();
     let mut b = node_b.spawn();
     daemon::wait_synchronized(&mut a, &mut b, Duration::from_secs(30));
-    wait_role(&mut a, Role::Active);
-    wait_role(&mut b, Role::Standby);
+    wait_role(&mut a, FailoverRole::Active);
+    wait_role(&mut b, FailoverRole::Standby);
     lab.wait_lan_next_hops(&[A_ADDR], Duration::from_secs(30));
     println!(
         "failoverd started: A active, R's route to {LAN} via A {:?} after the start",
@@ -178,7 +178,7 @@ fn failoverd_moves_the_ospf_route_with_the_role() {
         Some(STANDBY_COST),
         "A left standby"
     );
-    wait_role(&mut b, Role::Active);
+    wait_role(&mut b, FailoverRole::Active);
     let events = b.call(Request::Events { limit: None }).unwrap();
     assert!(
         events.to_string().contains("peer left (goodbye)"),
@@ -194,8 +194,8 @@ fn failoverd_moves_the_ospf_route_with_the_role() {
         daemon::synchronized,
     );
     let statuses = [
-        wait_role(&mut a, Role::Active),
-        wait_role(&mut b, Role::Standby),
+        wait_role(&mut a, FailoverRole::Active),
+        wait_role(&mut b, FailoverRole::Standby),
     ];
     lab.wait_lan_next_hops(&[A_ADDR], Duration::from_secs(30));
     println!(
@@ -275,7 +275,7 @@ fn failoverd_config(fw: Firewall, router: &Router, peer_key: &str, dir: &Path) -
 }
 
 /// Waits until `daemon` has `role` and FRR the cost of that role.
-fn wait_role(daemon: &mut Daemon, role: Role) -> Status {
+fn wait_role(daemon: &mut Daemon, role: FailoverRole) -> Status {
     let what = format!("{} with its OSPF cost set", role.name());
     daemon.wait_for(&what, Duration::from_secs(30), |status| {
         status.role == role

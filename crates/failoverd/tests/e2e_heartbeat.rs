@@ -11,7 +11,7 @@ use failoverd_lab as support;
 
 use std::time::{Duration, Instant};
 
-use failoverd_control::protocol::{EventKind, EventList, LinkState, Request, Role, Status};
+use failoverd_control::protocol::{EventKind, EventList, FailoverRole, LinkState, Request, Status};
 use support::daemon::{Daemon, DaemonOptions, wait_synchronized};
 use support::{Firewall, Lab, require_root_and_tools};
 
@@ -43,7 +43,9 @@ fn pair(lab: &Lab, heartbeat_path: bool) -> (Daemon, Daemon) {
     let mut a = lab.spawn_daemon(Firewall::A, &options(Firewall::A));
     let mut b = lab.spawn_daemon(Firewall::B, &options(Firewall::B));
     wait_synchronized(&mut a, &mut b, Duration::from_secs(20));
-    a.wait_for("active", Duration::from_secs(5), |s| s.role == Role::Active);
+    a.wait_for("active", Duration::from_secs(5), |s| {
+        s.role == FailoverRole::Active
+    });
     if heartbeat_path {
         for daemon in [&mut a, &mut b] {
             daemon.wait_for(
@@ -66,7 +68,7 @@ fn cut_failover_link(lab: &Lab) {
     lab.exec(Firewall::A, &["ip", "link", "set", "dev", "fo", "down"]);
 }
 
-fn role(daemon: &Daemon) -> Option<Role> {
+fn role(daemon: &Daemon) -> Option<FailoverRole> {
     daemon.status().map(|s| s.role)
 }
 
@@ -80,7 +82,10 @@ fn most_active(a: &Daemon, b: &Daemon, duration: Duration) -> (usize, Status, St
             a.status().expect("A answers"),
             b.status().expect("B answers"),
         );
-        let active = [&sa, &sb].iter().filter(|s| s.role == Role::Active).count();
+        let active = [&sa, &sb]
+            .iter()
+            .filter(|s| s.role == FailoverRole::Active)
+            .count();
         most = most.max(active);
         if started.elapsed() >= duration {
             return (most, sa, sb);
@@ -105,10 +110,13 @@ fn a_cut_failover_link_leaves_exactly_one_active_with_the_heartbeat_path() {
         a.log(),
         b.log()
     );
-    assert_eq!((sa.role, sb.role), (Role::Active, Role::Standby));
+    assert_eq!(
+        (sa.role, sb.role),
+        (FailoverRole::Active, FailoverRole::Standby)
+    );
     let path = sb.heartbeat.as_ref().expect("B shows its heartbeat path");
     assert_eq!(path.state, LinkState::Up);
-    assert_eq!(path.peer_role, Some(Role::Active));
+    assert_eq!(path.peer_role, Some(FailoverRole::Active));
     assert!(path.holds_standby, "B says why it stays standby: {path:?}");
     assert_eq!(
         sb.peer.as_ref().map(|p| p.link),
@@ -121,7 +129,7 @@ fn a_cut_failover_link_leaves_exactly_one_active_with_the_heartbeat_path() {
     let killed = Instant::now();
     a.kill9();
     let status = b.wait_for("B active", Duration::from_secs(5), |s| {
-        s.role == Role::Active
+        s.role == FailoverRole::Active
     });
     let observed = killed.elapsed();
     let path = status.heartbeat.as_ref().expect("heartbeat path");
@@ -164,5 +172,5 @@ fn control_a_cut_failover_link_without_the_heartbeat_path_makes_both_active() {
     cut_failover_link(&lab);
     let (most, sa, sb) = most_active(&a, &b, CUT);
     assert_eq!(most, 2, "A {sa:?}\nB {sb:?}");
-    assert_eq!(role(&b), Some(Role::Active));
+    assert_eq!(role(&b), Some(FailoverRole::Active));
 }

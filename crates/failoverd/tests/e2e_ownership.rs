@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use failoverd_control::protocol::Role;
+use failoverd_control::protocol::FailoverRole;
 use support::conntrack::{Flow, by_flow};
 use support::daemon::{Daemon, DaemonOptions, quiescent, synchronized, wait_synchronized};
 use support::lab::{CLIENT4, Ns, SERVER4};
@@ -206,7 +206,7 @@ fn restart_each_then_both(options: &DaemonOptions, b_own_stamp: u32) {
 
     // The active restarts: B takes over (and adopts A's sessions), and ends some of them.
     a.kill9();
-    b.wait_for("B takes over", SETTLE, |s| s.role == Role::Active);
+    b.wait_for("B takes over", SETTLE, |s| s.role == FailoverRole::Active);
     // The adoption is done once B holds A's flows as the active role's (unstamped).
     wait_until(
         "B adopts A's flows",

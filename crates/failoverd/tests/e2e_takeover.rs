@@ -141,7 +141,7 @@ fn vrrp_takeover_keeps_tcp_streams_and_fails_back() {
          stream {gap:?} (a message every {TCP_INTERVAL:?})"
     );
     b.wait_for("B is active", Duration::from_secs(2), |s| {
-        is_master(s) && s.role == failoverd_control::protocol::Role::Active
+        is_master(s) && s.role == failoverd_control::protocol::FailoverRole::Active
     });
     let after = stream(&lab, &server, None);
 
@@ -278,7 +278,7 @@ fn switchover_and_maintenance_hand_over_cleanly() {
         .expect("maintenance off on B");
     b.wait_for("B takes over", Duration::from_secs(3), is_master);
     b.wait_for("B is active", Duration::from_secs(2), |s| {
-        s.role == failoverd_control::protocol::Role::Active
+        s.role == failoverd_control::protocol::FailoverRole::Active
     });
 }
 
@@ -655,7 +655,7 @@ fn a_vrrp_fault_with_a_flush_on_the_live_peer_keeps_every_stream() {
     assert_eq!(group_state(&a_status), "fault", "A's group faulted");
     assert_eq!(
         a_status.role,
-        failoverd_control::protocol::Role::Standby,
+        failoverd_control::protocol::FailoverRole::Standby,
         "A stepped down"
     );
     let b_status = b.status().expect("B's status");

@@ -11,7 +11,8 @@
 //! and checks the invariants:
 //!
 //! - a session the active node counts as replicated is on the standby, identical;
-//! - a node that takes over from a live peer holds the peer's sessions (readiness);
+//! - a node that takes over from a live peer holds the peer's sessions, and one that preempts a
+//!   live master is ready (readiness);
 //! - both nodes are never active longer than the role authority takes to notice the other
 //!   while its path is up (the failover link for the election, the LAN for VRRP);
 //! - states follow the seed's diagram only;
@@ -22,6 +23,8 @@
 //!   split brain too;
 //! - a session one node's traffic deleted during a split brain stays deleted unless the other
 //!   node's traffic changed it meanwhile (the merge rule's tombstones).
+//!
+//! Mutants planted in the harness ([`Mutant`]) show each check failing.
 //!
 //! A failing seed replays exactly: `FAILOVERD_SIM_SEED=<seed> cargo test -p failoverd-sim`.
 #![warn(missing_docs)]

@@ -12,8 +12,8 @@ use super::ConfigError;
 use super::keys::expected;
 use super::source::Source;
 use super::table::link;
-use super::takeover::TakeoverMode;
 use super::values::{blame, int, millis};
+use crate::protocol::TakeoverKind;
 
 /// `[link]`: the failover link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl RawLink {
         self,
         source: &Source<'_>,
         span: &Range<usize>,
-        mode: TakeoverMode,
+        mode: TakeoverKind,
     ) -> Result<LinkConfig, ConfigError> {
         let listen = self
             .listen
@@ -147,7 +147,7 @@ impl RawLink {
                 return Err(source.missing("link", "heartbeat_listen", Some(span)));
             }
             (Some(listen), Some(peer)) => {
-                if mode != TakeoverMode::Election {
+                if mode != TakeoverKind::Election {
                     return Err(source.bad_value(
                         "link",
                         "heartbeat_listen",

@@ -47,13 +47,14 @@ mod tests;
 mod values;
 mod vrrp;
 
+pub use crate::protocol::{BackendKind, TakeoverKind};
 pub use link::{HeartbeatPath, LinkConfig};
 pub use local::{ControlConfig, LogConfig, LogFormat};
 pub use node::{BackupType, NodeConfig, PairConfig, TimersConfig};
 pub use routing::{HooksConfig, RoutingConfig};
-pub use sessions::{ConntrackConfig, SessionBackend, SessionsConfig};
+pub use sessions::{ConntrackConfig, SessionsConfig};
 pub use table::{DEFAULT_PATH, DEFAULT_SOCKET};
-pub use takeover::{TakeoverConfig, TakeoverMode, VrrpConfig};
+pub use takeover::{TakeoverConfig, VrrpConfig};
 pub use vrrp::{TrackInterface, TrackRoute, TrackScript, VrrpInstanceConfig};
 
 use link::RawLink;

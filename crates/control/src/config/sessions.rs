@@ -12,12 +12,13 @@ use super::keys::expected;
 use super::source::Source;
 use super::table::{conntrack, sessions};
 use super::values::{int, millis};
+use crate::protocol::BackendKind;
 
 /// `[sessions]`: the session-table backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionsConfig {
     /// `backend`.
-    pub backend: SessionBackend,
+    pub backend: BackendKind,
     /// `digest_interval_ms` (0 turns it off): how often each node sends a
     /// digest of its sessions for the peer to compare with its copies (anti-entropy). Each
     /// costs a dump of the table on both nodes.
@@ -71,30 +72,10 @@ impl Default for ConntrackConfig {
     }
 }
 
-/// Which session table the daemon replicates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionBackend {
-    /// A userspace table: for the demo, simulation and unprivileged use.
-    Memory,
-    /// The Linux kernel's connection-tracking table, over ctnetlink (needs CAP_NET_ADMIN).
-    Conntrack,
-}
-
-impl SessionBackend {
-    /// The name used in the file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Memory => "memory",
-            Self::Conntrack => "conntrack",
-        }
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSessions {
-    backend: Option<SessionBackend>,
+    backend: Option<BackendKind>,
     digest_interval_ms: Option<Spanned<i64>>,
     peer_buffer_mib: Option<Spanned<i64>>,
     conntrack: Option<RawConntrack>,

@@ -1,7 +1,6 @@
 //! `[takeover]` and `[vrrp]`: who decides which node forwards, and the VRRP group with its
 //! instances and trackers (each read in `vrrp`).
 
-use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -18,47 +17,13 @@ use super::vrrp::{
     InstanceDefaults, InstanceSpans, RawInstance, RawTrackInterface, RawTrackRoute, RawTrackScript,
     TrackInterface, TrackRoute, TrackScript, VrrpInstanceConfig, check_instance_against_others,
 };
+use crate::protocol::TakeoverKind;
 
 /// `[takeover]`: who decides which node forwards, and so what moves the traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakeoverConfig {
     /// `mode`.
-    pub mode: TakeoverMode,
-}
-
-/// Who decides which node is active (`takeover.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TakeoverMode {
-    /// The core decides over the failover link (priority, preempt, readiness); `[routing]`
-    /// and `[hooks]` move the traffic.
-    Election,
-    /// failoverd's own VRRPv3 speaker decides: its group's master is active, and the
-    /// virtual addresses move with it.
-    Vrrp,
-}
-
-impl TakeoverMode {
-    /// The name used in the file and in status output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Election => "election",
-            Self::Vrrp => "vrrp",
-        }
-    }
-}
-
-/// `takeover.mode`'s default, from the key table.
-impl Default for TakeoverMode {
-    fn default() -> Self {
-        takeover::MODE.default_enum()
-    }
-}
-
-impl fmt::Display for TakeoverMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+    pub mode: TakeoverKind,
 }
 
 /// `[vrrp]` with its instances and trackers. All instances of a node form one group: they
@@ -91,10 +56,17 @@ pub struct VrrpConfig {
     pub track_scripts: Vec<TrackScript>,
 }
 
+/// `takeover.mode`'s default, from the key table.
+impl Default for TakeoverKind {
+    fn default() -> Self {
+        takeover::MODE.default_enum()
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTakeover {
-    mode: Option<Spanned<TakeoverMode>>,
+    mode: Option<Spanned<TakeoverKind>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -127,7 +99,7 @@ impl RawTakeover {
             ),
             None => (
                 TakeoverConfig {
-                    mode: TakeoverMode::default(),
+                    mode: TakeoverKind::default(),
                 },
                 None,
             ),
@@ -140,7 +112,7 @@ impl RawVrrp {
         self,
         source: &Source<'_>,
         node: &NodeConfig,
-        mode: TakeoverMode,
+        mode: TakeoverKind,
         mode_span: Option<&Range<usize>>,
     ) -> Result<VrrpConfig, ConfigError> {
         let advert = int(
@@ -169,7 +141,7 @@ impl RawVrrp {
             self.silent_intervals.as_ref(),
         )?;
         match mode {
-            TakeoverMode::Election => {
+            TakeoverKind::Election => {
                 let given = [
                     ("vrrp.instance", self.instance.first().map(Spanned::span)),
                     (
@@ -200,7 +172,7 @@ impl RawVrrp {
                     ));
                 }
             }
-            TakeoverMode::Vrrp if self.instance.is_empty() => {
+            TakeoverKind::Vrrp if self.instance.is_empty() => {
                 return Err(source.error(
                     mode_span.unwrap_or(&(0..0)),
                     Some("takeover.mode".to_string()),
@@ -208,7 +180,7 @@ impl RawVrrp {
                     "needs at least one [[vrrp.instance]]: the virtual router(s) whose mastership makes this node active",
                 ));
             }
-            TakeoverMode::Vrrp => {}
+            TakeoverKind::Vrrp => {}
         }
         let inherited = InstanceDefaults {
             priority: node.priority,

@@ -31,8 +31,8 @@ pub use sessions::{
     SessionView, TupleView,
 };
 pub use status::{
-    BackendKind, BackupMode, FailoverState, HeartbeatInfo, LinkState, NodeInfo, PeerInfo,
-    Replication, Role, SessionCounts, Status,
+    BackendKind, BackupMode, FailoverRole, FailoverState, HeartbeatInfo, LinkState, NodeInfo,
+    PeerInfo, Replication, SessionCounts, Status,
 };
 pub use takeover::{
     HooksView, RoutingState, RoutingView, TakeoverKind, TakeoverStatus, TrackKind, TrackView,

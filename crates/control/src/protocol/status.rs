@@ -17,7 +17,7 @@ pub struct Status {
     /// Milliseconds since the last state change.
     pub state_since_ms: u64,
     /// Whether this node forwards.
-    pub role: Role,
+    pub role: FailoverRole,
     /// Whether this node is ready to take over: [`Status::not_ready`] is empty.
     pub ready: bool,
     /// Why this node is not ready (e.g. the peer's bulk sync is incomplete); empty when ready.
@@ -51,7 +51,7 @@ pub struct HeartbeatInfo {
     /// interval), else `"down"`.
     pub state: LinkState,
     /// The peer's role, from its last heartbeat.
-    pub peer_role: Option<Role>,
+    pub peer_role: Option<FailoverRole>,
     /// The peer's failover state, from its last heartbeat.
     pub peer_state: Option<FailoverState>,
     /// Milliseconds since the last heartbeat.
@@ -117,7 +117,7 @@ names! {
 
 names! {
     /// Whether a node forwards traffic.
-    pub enum Role {
+    pub enum FailoverRole {
         /// Forwards traffic.
         Active = "active",
         /// Holds the peer's sessions, ready to take over.
@@ -149,7 +149,7 @@ pub struct PeerInfo {
     /// The peer's failover state, from its last hello.
     pub state: Option<FailoverState>,
     /// The peer's role, from its last hello.
-    pub role: Option<Role>,
+    pub role: Option<FailoverRole>,
     /// The peer's priority.
     pub priority: Option<u8>,
     /// Whether the peer is ready to take over.

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use failoverd_control::protocol::{
-    BackendKind, BackupMode, EventKind, EventView, FailoverState, Family, HooksView, LinkState,
-    NodeId, NodeInfo, Replication, Role, RoutingState, RoutingView, TrackKind, VrrpDropsView,
+    BackendKind, BackupMode, EventKind, EventView, FailoverRole, FailoverState, Family, HooksView,
+    LinkState, NodeId, NodeInfo, Replication, RoutingState, RoutingView, TrackKind, VrrpDropsView,
     VrrpPeerState, VrrpState,
 };
 
@@ -16,7 +16,7 @@ fn sample_peer() -> PeerInfo {
         link: LinkState::Up,
         node_id: Some(NodeId(0x2000_abcd)),
         state: Some(FailoverState::Synchronization),
-        role: Some(Role::Standby),
+        role: Some(FailoverRole::Standby),
         priority: Some(90),
         ready: Some(true),
         last_hello_ms_ago: Some(12),
@@ -43,7 +43,7 @@ fn sample_status() -> Status {
         },
         state: FailoverState::Synchronization,
         state_since_ms: 12_345,
-        role: Role::Active,
+        role: FailoverRole::Active,
         ready: true,
         not_ready: vec![],
         peer: Some(sample_peer()),
@@ -218,11 +218,11 @@ fn status_of_a_lonely_node() {
 #[test]
 fn status_shows_the_heartbeat_path_and_why_it_holds_the_node_standby() {
     let mut s = sample_status();
-    s.role = Role::Standby;
+    s.role = FailoverRole::Standby;
     s.heartbeat = Some(HeartbeatInfo {
         address: "198.51.100.2:7702".into(),
         state: LinkState::Up,
-        peer_role: Some(Role::Active),
+        peer_role: Some(FailoverRole::Active),
         peer_state: Some(FailoverState::Independence),
         last_heard_ms_ago: Some(20),
         holds_standby: true,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use failoverd_control::protocol::{
-    BackupMode, EventKind, EventList, EventView, FailoverState, HeartbeatInfo, LinkState, NodeInfo,
-    PeerInfo, Replication, Role as RoleView, SessionCounts, Status, TakeoverStatus,
+    BackupMode, EventKind, EventList, EventView, FailoverRole, FailoverState, HeartbeatInfo,
+    LinkState, NodeInfo, PeerInfo, Replication, SessionCounts, Status, TakeoverStatus,
 };
 use failoverd_core::{Event, Instant, Reason};
 use failoverd_wire::{BackupType, Role, SyncState};
@@ -241,10 +241,10 @@ fn backup_view(backup: BackupType) -> BackupMode {
     }
 }
 
-fn role_view(role: Role) -> RoleView {
+fn role_view(role: Role) -> FailoverRole {
     match role {
-        Role::Active => RoleView::Active,
-        Role::Standby => RoleView::Standby,
+        Role::Active => FailoverRole::Active,
+        Role::Standby => FailoverRole::Standby,
     }
 }
 

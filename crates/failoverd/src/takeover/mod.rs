@@ -19,7 +19,7 @@ pub mod track;
 #[cfg(target_os = "linux")]
 pub mod vrrp;
 
-use failoverd_control::config::{Config, TakeoverMode};
+use failoverd_control::config::Config;
 use failoverd_control::protocol::{RoutingState, TakeoverKind, TakeoverStatus, VrrpGroupView};
 use failoverd_core::vrrp::PeerView;
 use failoverd_core::wire::VrrpReport;
@@ -39,7 +39,7 @@ pub enum News {
 /// forwards.
 #[derive(Default)]
 pub struct Takeover {
-    mode: TakeoverMode,
+    mode: TakeoverKind,
     #[cfg(target_os = "linux")]
     vrrp: Option<vrrp::VrrpHandle>,
     frr: Option<frr::Frr>,
@@ -66,11 +66,11 @@ impl Takeover {
             .then(|| hooks::Hooks::new(&config.hooks, &config.node.name, history.clone()));
         #[cfg(target_os = "linux")]
         let vrrp = match config.takeover.mode {
-            TakeoverMode::Vrrp => Some(vrrp::spawn(&config.vrrp, history.clone()).await?),
-            TakeoverMode::Election => None,
+            TakeoverKind::Vrrp => Some(vrrp::spawn(&config.vrrp, history.clone()).await?),
+            TakeoverKind::Election => None,
         };
         #[cfg(not(target_os = "linux"))]
-        if config.takeover.mode == TakeoverMode::Vrrp {
+        if config.takeover.mode == TakeoverKind::Vrrp {
             anyhow::bail!("takeover.mode = \"vrrp\" needs Linux");
         }
         Ok(Self {
@@ -191,10 +191,7 @@ impl Takeover {
     /// `status.takeover`, once the VRRP task answered; the future does not borrow `self`.
     pub fn status(&self) -> impl Future<Output = TakeoverStatus> + use<> {
         let mut status = TakeoverStatus {
-            mode: match self.mode {
-                TakeoverMode::Election => TakeoverKind::Election,
-                TakeoverMode::Vrrp => TakeoverKind::Vrrp,
-            },
+            mode: self.mode,
             group: None,
             routing: self.frr.as_ref().map(frr::Frr::view),
             hooks: self.hooks.as_ref().map(hooks::Hooks::view),

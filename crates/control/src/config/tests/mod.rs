@@ -103,7 +103,7 @@ fn uncommented_example() -> String {
 #[test]
 fn the_examples_settings_to_uncomment_are_valid() {
     let config = parse(&uncommented_example()).unwrap();
-    assert_eq!(config.takeover.mode, TakeoverMode::Vrrp);
+    assert_eq!(config.takeover.mode, TakeoverKind::Vrrp);
     assert_eq!(
         config.vrrp.instances,
         [VrrpInstanceConfig {
@@ -183,7 +183,7 @@ fn defaults_and_typed_values() {
                 silence: Duration::from_millis(1000),
             },
             sessions: SessionsConfig {
-                backend: SessionBackend::Memory,
+                backend: BackendKind::Memory,
                 digest_interval: Duration::from_secs(60),
                 peer_buffer: 32 << 20,
                 conntrack: ConntrackConfig::default(),
@@ -197,7 +197,7 @@ fn defaults_and_typed_values() {
                 level: "info".into()
             },
             takeover: TakeoverConfig {
-                mode: TakeoverMode::Election
+                mode: TakeoverKind::Election
             },
             vrrp: VrrpConfig {
                 preempt_delay: Duration::ZERO,
@@ -371,7 +371,7 @@ fn wrong_types() {
             + "zones = [0, 7]\nprotocols = [\"tcp\", \"UDP\", \"132\"]\ninclude = [\"10.0.0.0/8\", \"2001:db8::/32\"]\npeer_entry_timeout_secs = 600\nowner_mark = 0x300\n"),
     )
     .unwrap();
-    assert_eq!(config.sessions.backend, SessionBackend::Conntrack);
+    assert_eq!(config.sessions.backend, BackendKind::Conntrack);
     assert_eq!(
         config.sessions.conntrack,
         ConntrackConfig {

@@ -95,7 +95,7 @@ on_active = ["/etc/failoverd/active.sh", "up"]
 timeout_ms = 3000
 "#;
     let config = parse(&text).unwrap();
-    assert_eq!(config.takeover.mode, TakeoverMode::Vrrp);
+    assert_eq!(config.takeover.mode, TakeoverKind::Vrrp);
     assert_eq!(config.takeover.mode.name(), "vrrp");
     let instance = |name: &str, interface: &str, vrid, addresses: &[&str]| VrrpInstanceConfig {
         name: name.into(),
@@ -204,7 +204,7 @@ fn routing_and_hooks_work_in_election_mode() {
     let text = minimal()
         + "[routing]\nospf_interfaces = [\"wan\"]\n[hooks]\non_standby = [\"/bin/true\"]\n[vrrp]\nadvert_interval_ms = 100\n";
     let config = parse(&text).unwrap();
-    assert_eq!(config.takeover.mode, TakeoverMode::Election);
+    assert_eq!(config.takeover.mode, TakeoverKind::Election);
     assert_eq!(config.routing.unwrap().ospf_interfaces, ["wan"]);
     assert_eq!(config.hooks.on_standby, Some(vec!["/bin/true".to_string()]));
     assert!(config.vrrp.instances.is_empty());
