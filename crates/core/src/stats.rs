@@ -10,31 +10,31 @@ macro_rules! stats {
         $(#[$meta:meta])*
         pub struct $name:ident {
             counters {
-                    $( $(#[$counter_meta:meta])* $counter:ident, )*
-                }
-                $( $(#[$field_meta:meta])* pub $field:ident: $field_type:ty, )*
+                $( $(#[$counter_meta:meta])* $counter:ident, )*
             }
-        ) => {
-            $(#[$meta])*
-            pub struct $name {
-                $( $(#[$counter_meta])* pub $counter: u64, )*
-                $( $(#[$field_meta])* pub $field: $field_type, )*
-            }
+            $( $(#[$field_meta:meta])* pub $field:ident: $field_type:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$counter_meta])* pub $counter: u64, )*
+            $( $(#[$field_meta])* pub $field: $field_type, )*
+        }
 
-            impl $name {
+        impl $name {
             /// Every counter with its name (the field's), in declaration order.
-                pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
-                    [$( (stringify!($counter), self.$counter), )*].into_iter()
-                }
+            pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
+                [$( (stringify!($counter), self.$counter), )*].into_iter()
             }
-        };
-    }
+        }
+    };
+}
 
 stats! {
-            /// Counters of one node since start.
-        #[derive(Debug, Clone, Default)]
-        pub struct Stats {
-            counters {
+    /// Counters of one node since start.
+    #[derive(Debug, Clone, Default)]
+    pub struct Stats {
+        counters {
             /// Hellos sent.
             hellos_sent,
             /// Hellos received.
