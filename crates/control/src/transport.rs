@@ -13,6 +13,9 @@
 //! per request and [`MAX_CONNECTIONS`] at once; a connection idle for [`IDLE_TIMEOUT`] is
 //! closed, and when all are taken the longest idle one makes room for a new client.
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::fs;
 use std::future::Future;
 use std::io;

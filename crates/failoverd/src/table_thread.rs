@@ -8,6 +8,9 @@
 //! channels or the core; the thread never waits for the driver, so it answers commands (status
 //! counts, listings, applies) at once whatever the load.
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread;

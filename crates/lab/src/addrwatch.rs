@@ -3,6 +3,9 @@
 //! `RTM_NEWADDR`/`RTM_DELADDR` on this process's monotonic clock. Started before a takeover, it
 //! tells when the new master added the virtual addresses.
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

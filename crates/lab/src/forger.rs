@@ -1,6 +1,9 @@
 //! A host on a lab network that forges VRRP advertisements: a raw IP socket (protocol 112)
 //! made in its namespace, sending from a thread of the test until stopped.
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

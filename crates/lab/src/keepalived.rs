@@ -10,6 +10,9 @@
 //! the lab's directory (`<lab files>/<fw>-keepalived/`). Sockets, lock and PID files are there
 //! too, so labs running side by side never share them.
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

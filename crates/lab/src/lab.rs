@@ -1,6 +1,9 @@
 //! The lab of `lab/lab.sh` as a guard: built by [`Lab::up`], torn down on drop (also when a test
 //! panics).
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

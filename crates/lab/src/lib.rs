@@ -38,6 +38,7 @@ pub const TOOLS: &[&str] = &["bash", "ip", "nft", "conntrack", "sysctl"];
 /// with its Debian package) and returns false, so the test can return; but when the
 /// environment variable `CI` is `true` it panics instead: CI must never skip these tests
 /// silently.
+#[allow(unsafe_code)] // geteuid: libc has no safe wrapper.
 pub fn require_root_and_tools() -> bool {
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -2,6 +2,9 @@
 //! socket and ends. A socket belongs to the namespace it was created in for its whole life, so
 //! any thread can use it afterwards.
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

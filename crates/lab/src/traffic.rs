@@ -2,6 +2,9 @@
 //! client namespace (sockets created there by a thread, see `netns`). Every loop here ends when
 //! its owner is dropped, and in any case after [`MAX_LIFETIME`].
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};

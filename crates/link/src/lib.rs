@@ -41,6 +41,7 @@ pub use link::{
 /// Gives the calling thread real-time priority `priority` (SCHED_FIFO, 1..=99), so that it
 /// runs as soon as it is ready however busy the normal threads keep the cores. Needs
 /// CAP_SYS_NICE; the error says why it was refused.
+#[allow(unsafe_code)] // sched_setscheduler: libc has no safe wrapper.
 pub fn set_realtime_priority(priority: u8) -> std::io::Result<()> {
     let param = libc::sched_param {
         sched_priority: libc::c_int::from(priority),

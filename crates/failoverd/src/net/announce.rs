@@ -1,6 +1,9 @@
 //! Announcing a new master's virtual addresses, so that neighbours send to it at once rather
 //! than when their ARP or neighbour cache entries expire (RFC 5798 sections 6.4.1, 6.4.2).
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
 use std::os::fd::AsRawFd;

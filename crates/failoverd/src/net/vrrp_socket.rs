@@ -1,5 +1,8 @@
 //! Raw VRRP sockets: IP protocol 112 on one interface, for IPv4 or IPv6 (RFC 5798 section 5.1).
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;

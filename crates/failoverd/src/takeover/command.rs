@@ -14,6 +14,9 @@
 //! killed, and their output is still logged (within the limits) while they hold the pipes
 //! open, but [`Command::run`] waits for that output at most [`OUTPUT_GRACE`].
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::fmt;
 use std::io;
 use std::os::unix::process::ExitStatusExt;

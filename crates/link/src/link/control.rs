@@ -10,6 +10,9 @@
 //! what is queued, reads and checks frames, hands each to the [`ControlTap`] and then to the
 //! daemon's event queue. It runs at the real-time priority the link was configured with.
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

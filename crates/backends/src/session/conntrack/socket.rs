@@ -1,6 +1,9 @@
 //! ctnetlink sockets: `netlink-sys` sockets plus the few calls it does not wrap (`recvmmsg`,
 //! `SO_RCVBUFFORCE`, `poll`, `eventfd`).
 
+// System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
