@@ -116,15 +116,15 @@ fn run(program: &str, args: &[&str], input: &str) -> String {
 // An independent ctnetlink client: local activity, setup and verification
 
 mod nl {
-    pub const CT_NEW: u16 = 1 << 8;
-    pub const CT_GET: u16 = (1 << 8) | 1;
-    pub const CT_DELETE: u16 = (1 << 8) | 2;
-    pub const F_REQUEST: u16 = 1;
-    pub const F_ACK: u16 = 4;
-    pub const F_EXCL: u16 = 0x200;
-    pub const F_CREATE: u16 = 0x400;
-    pub const NESTED: u16 = 0x8000;
-    pub const ERROR: u16 = 2;
+    pub(crate) const CT_NEW: u16 = 1 << 8;
+    pub(crate) const CT_GET: u16 = (1 << 8) | 1;
+    pub(crate) const CT_DELETE: u16 = (1 << 8) | 2;
+    pub(crate) const F_REQUEST: u16 = 1;
+    pub(crate) const F_ACK: u16 = 4;
+    pub(crate) const F_EXCL: u16 = 0x200;
+    pub(crate) const F_CREATE: u16 = 0x400;
+    pub(crate) const NESTED: u16 = 0x8000;
+    pub(crate) const ERROR: u16 = 2;
 }
 
 /// Builds one netlink message with nested attributes.

@@ -24,7 +24,7 @@ fn yes_no(value: bool) -> &'static str {
 
 /// A duration in milliseconds, in the largest unit that keeps it short: `850 ms`, `12.3 s`,
 /// `5 min 12 s`, `2 h 05 min`, `3 d 4 h`.
-pub fn millis(ms: u64) -> String {
+pub(crate) fn millis(ms: u64) -> String {
     const MINUTE: u64 = 60_000;
     const HOUR: u64 = 60 * MINUTE;
     const DAY: u64 = 24 * HOUR;
@@ -38,7 +38,7 @@ pub fn millis(ms: u64) -> String {
 }
 
 /// A duration in microseconds: `180 µs`, `2.1 ms`, `1.25 s`.
-pub fn micros(us: u64) -> String {
+pub(crate) fn micros(us: u64) -> String {
     match us {
         0..1_000 => format!("{us} µs"),
         1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
@@ -47,7 +47,7 @@ pub fn micros(us: u64) -> String {
 }
 
 /// `failoverctl status`.
-pub fn status(status: &Status) -> String {
+pub(crate) fn status(status: &Status) -> String {
     let mut out = String::new();
     let node = &status.node;
     row(
@@ -424,7 +424,7 @@ fn peer_summary(out: &mut String, peer: &PeerInfo) {
 }
 
 /// `failoverctl peer`: one fact per row; "-" for what the peer has not reported yet.
-pub fn peer(peer: &PeerInfo) -> String {
+pub(crate) fn peer(peer: &PeerInfo) -> String {
     fn or_dash(value: Option<impl ToString>) -> String {
         value.map_or_else(|| "-".to_string(), |v| v.to_string())
     }
@@ -458,7 +458,7 @@ pub fn peer(peer: &PeerInfo) -> String {
 }
 
 /// `failoverctl sessions count`.
-pub fn counts(counts: &SessionCounts) -> String {
+pub(crate) fn counts(counts: &SessionCounts) -> String {
     let rows = [
         ("total", counts.total),
         ("owned", counts.owned),
@@ -509,7 +509,7 @@ fn extras(s: &SessionView) -> String {
 }
 
 /// `failoverctl sessions list`: a table with a column per fact, widths fitted to the content.
-pub fn sessions(list: &SessionList) -> String {
+pub(crate) fn sessions(list: &SessionList) -> String {
     let mut out = String::new();
     if list.sessions.is_empty() {
         let _ = writeln!(out, "no matching sessions ({} in the table)", list.total);
@@ -576,7 +576,7 @@ pub fn sessions(list: &SessionList) -> String {
 }
 
 /// `failoverctl events`: time since the daemon started, kind, message.
-pub fn events(list: &EventList) -> String {
+pub(crate) fn events(list: &EventList) -> String {
     let mut out = String::new();
     if list.events.is_empty() {
         out.push_str("no events\n");
@@ -600,7 +600,7 @@ pub fn events(list: &EventList) -> String {
 }
 
 /// `failoverctl sessions generate`.
-pub fn generated(generated: &Generated) -> String {
+pub(crate) fn generated(generated: &Generated) -> String {
     let mut out = format!("created {} sessions", generated.created);
     if generated.table_full > 0 {
         let _ = write!(
@@ -614,12 +614,12 @@ pub fn generated(generated: &Generated) -> String {
 }
 
 /// `failoverctl switchover`.
-pub fn switchover(done: &SwitchoverDone) -> String {
+pub(crate) fn switchover(done: &SwitchoverDone) -> String {
     format!("{}\n", done.message)
 }
 
 /// `failoverctl maintenance on|off`.
-pub fn maintenance(done: &MaintenanceDone) -> String {
+pub(crate) fn maintenance(done: &MaintenanceDone) -> String {
     format!("{}\n", done.message)
 }
 

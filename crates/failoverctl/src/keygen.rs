@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// What `keygen --json` prints.
 #[derive(Debug, Serialize)]
-pub struct KeyInfo {
+pub(crate) struct KeyInfo {
     /// The file written.
     pub path: String,
     /// The fingerprint the peer pins (`link.peer_key` in the peer's configuration).
@@ -21,7 +21,7 @@ pub struct KeyInfo {
 }
 
 /// Generates a key, writes it to `out` and says what the peer needs.
-pub fn keygen(out: &Path, force: bool) -> anyhow::Result<KeyInfo> {
+pub(crate) fn keygen(out: &Path, force: bool) -> anyhow::Result<KeyInfo> {
     let identity = Identity::generate();
     write_secret(out, identity.to_pem().as_bytes(), force)?;
     let fingerprint = identity.fingerprint();
@@ -33,7 +33,7 @@ pub fn keygen(out: &Path, force: bool) -> anyhow::Result<KeyInfo> {
 }
 
 /// Human output of `keygen`: the facts, then the line to paste into the peer's configuration.
-pub fn human(info: &KeyInfo) -> String {
+pub(crate) fn human(info: &KeyInfo) -> String {
     format!(
         "wrote {} (mode 0600)\n\
          node id      {}\n\

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// A running relay.
-pub struct Relay {
+pub(crate) struct Relay {
     /// Where the relay listens.
     pub addr: SocketAddr,
     silent: Arc<AtomicBool>,
@@ -20,7 +20,9 @@ pub struct Relay {
 impl Relay {
     /// Listens on a loopback port and forwards each connection to the address `target`
     /// resolves to (known only once the target has bound its port).
-    pub async fn start(target: watch::Receiver<Option<SocketAddr>>) -> std::io::Result<Self> {
+    pub(crate) async fn start(
+        target: watch::Receiver<Option<SocketAddr>>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let silent = Arc::new(AtomicBool::new(false));
@@ -40,7 +42,7 @@ impl Relay {
     }
 
     /// From now on, nothing passes in either direction, and nothing is closed.
-    pub fn silence(&self) {
+    pub(crate) fn silence(&self) {
         self.silent.store(true, Ordering::SeqCst);
     }
 }

@@ -510,7 +510,7 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    pub fn arb_record() -> impl Strategy<Value = SessionRecord> {
+    pub(crate) fn arb_record() -> impl Strategy<Value = SessionRecord> {
         let v4 = (
             any::<[u8; 4]>(),
             any::<[u8; 4]>(),

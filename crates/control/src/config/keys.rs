@@ -110,7 +110,7 @@ pub(crate) enum Value {
 
 impl Range {
     /// `min..=max`, a plain count.
-    pub const fn new(min: i64, max: i64) -> Self {
+    pub(super) const fn new(min: i64, max: i64) -> Self {
         Self {
             min,
             max,
@@ -122,43 +122,43 @@ impl Range {
         }
     }
 
-    pub const fn unit(self, unit: &'static str) -> Self {
+    pub(super) const fn unit(self, unit: &'static str) -> Self {
         Self { unit, ..self }
     }
 
-    pub const fn ms(self) -> Self {
+    pub(super) const fn ms(self) -> Self {
         self.unit("milliseconds")
     }
 
-    pub const fn step(self, step: i64, why: &'static str) -> Self {
+    pub(super) const fn step(self, step: i64, why: &'static str) -> Self {
         Self {
             step: Some((step, why)),
             ..self
         }
     }
 
-    pub const fn zero_is_off(self) -> Self {
+    pub(super) const fn zero_is_off(self) -> Self {
         Self {
             zero_is_off: true,
             ..self
         }
     }
 
-    pub const fn min_means(self, min_means: &'static str) -> Self {
+    pub(super) const fn min_means(self, min_means: &'static str) -> Self {
         Self { min_means, ..self }
     }
 
-    pub const fn relation(self, relation: &'static str) -> Self {
+    pub(super) const fn relation(self, relation: &'static str) -> Self {
         Self { relation, ..self }
     }
 
     /// The smallest value accepted at all (0 when it turns the feature off).
-    pub fn lowest(&self) -> i64 {
+    pub(super) fn lowest(&self) -> i64 {
         if self.zero_is_off { 0 } else { self.min }
     }
 
     /// The range in words, as errors say it after "must be".
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let (min, max) = (self.min, self.max);
         let mut text = String::new();
         if !self.unit.is_empty() {
@@ -179,7 +179,7 @@ impl Range {
 
 impl Accepts {
     /// What the key accepts in words, as errors say it after "must be".
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             Self::Int(range) => range.describe(),
             Self::Mask(_, text) | Self::Text(text) => text.to_string(),
@@ -189,7 +189,7 @@ impl Accepts {
     }
 
     /// The range of an integer key.
-    pub fn range(&self) -> Option<&Range> {
+    pub(super) fn range(&self) -> Option<&Range> {
         match self {
             Self::Int(range) | Self::Mask(range, _) => Some(range),
             Self::Name { .. } | Self::Text(_) => None,
@@ -199,7 +199,7 @@ impl Accepts {
 
 impl Value {
     /// The value as TOML, when it is one.
-    pub fn toml(&self) -> Option<String> {
+    pub(super) fn toml(&self) -> Option<String> {
         match *self {
             Self::Int(value) => Some(value.to_string()),
             Self::Hex(value) => Some(format!("{value:#x}")),
@@ -216,7 +216,7 @@ impl Value {
 
 impl Key {
     /// A key with what it accepts, its default and its help; no note and no example value.
-    pub const fn new(
+    pub(super) const fn new(
         table: &'static str,
         name: &'static str,
         accepts: Accepts,
@@ -234,11 +234,11 @@ impl Key {
         }
     }
 
-    pub const fn note(self, note: &'static str) -> Self {
+    pub(super) const fn note(self, note: &'static str) -> Self {
         Self { note, ..self }
     }
 
-    pub const fn example(self, example: &'static str) -> Self {
+    pub(super) const fn example(self, example: &'static str) -> Self {
         Self {
             example: Some(example),
             ..self
@@ -246,20 +246,20 @@ impl Key {
     }
 
     /// `table.key`.
-    pub fn path(&self) -> String {
+    pub(super) fn path(&self) -> String {
         format!("{}.{}", self.table, self.name)
     }
 
     /// The key's integer range. Invariant: only integer keys are read as integers (every one
     /// is read by the tests).
-    pub fn range(&self) -> &Range {
+    pub(super) fn range(&self) -> &Range {
         self.accepts
             .range()
             .unwrap_or_else(|| panic!("{} is not an integer key", self.path()))
     }
 
     /// The longest name a name key accepts. Invariant: only name keys are read as names.
-    pub fn max_chars(&self) -> usize {
+    pub(super) fn max_chars(&self) -> usize {
         match self.accepts {
             Accepts::Name { max, .. } => max,
             _ => panic!("{} is not a name key", self.path()),
@@ -268,7 +268,7 @@ impl Key {
 
     /// The integer default. Invariant: only keys with an integer default are read without one
     /// given by the caller.
-    pub fn default_int(&self) -> i64 {
+    pub(super) fn default_int(&self) -> i64 {
         match self.default {
             Value::Int(value) | Value::Hex(value) => value,
             _ => panic!("{} has no integer default", self.path()),
@@ -276,7 +276,7 @@ impl Key {
     }
 
     /// The boolean default. Invariant as for [`default_int`](Self::default_int).
-    pub fn default_bool(&self) -> bool {
+    pub(super) fn default_bool(&self) -> bool {
         match self.default {
             Value::Bool(value) => value,
             _ => panic!("{} has no boolean default", self.path()),
@@ -284,7 +284,7 @@ impl Key {
     }
 
     /// The string default. Invariant as for [`default_int`](Self::default_int).
-    pub fn default_str(&self) -> &'static str {
+    pub(super) fn default_str(&self) -> &'static str {
         match self.default {
             Value::Str(text) => text,
             _ => panic!("{} has no string default", self.path()),
@@ -292,7 +292,7 @@ impl Key {
     }
 
     /// The list default. Invariant as for [`default_int`](Self::default_int).
-    pub fn default_list(&self) -> Vec<String> {
+    pub(super) fn default_list(&self) -> Vec<String> {
         match self.default {
             Value::List(items) => items.iter().map(|item| item.to_string()).collect(),
             _ => panic!("{} has no list default", self.path()),
@@ -302,7 +302,7 @@ impl Key {
     /// The default of a key whose value is a name of an enum (`"memory"`), read as serde reads
     /// the file. Invariant: the table's default is one of the names (the example file, which
     /// writes every default, parses).
-    pub fn default_enum<T: for<'de> Deserialize<'de>>(&self) -> T {
+    pub(super) fn default_enum<T: for<'de> Deserialize<'de>>(&self) -> T {
         T::deserialize(self.default_str().into_deserializer())
             .unwrap_or_else(|err: ValueError| panic!("{}: {err}", self.path()))
     }

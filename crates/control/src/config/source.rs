@@ -14,7 +14,7 @@ pub(super) struct Source<'a> {
 
 impl Source<'_> {
     /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+    pub(super) fn line_column(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line_start = before.rfind('\n').map_or(0, |at| at + 1);
         let line = before.matches('\n').count() + 1;
@@ -23,7 +23,7 @@ impl Source<'_> {
 
     /// The value at `span` as written in the file, shortened to its first line and 40
     /// characters so an error stays one readable line.
-    pub fn value_text(&self, span: &Range<usize>) -> String {
+    pub(super) fn value_text(&self, span: &Range<usize>) -> String {
         let raw = self.text.get(span.clone()).unwrap_or("");
         let first_line = raw.lines().next().unwrap_or("");
         let mut short: String = first_line.chars().take(40).collect();
@@ -33,7 +33,7 @@ impl Source<'_> {
         short
     }
 
-    pub fn error(
+    pub(super) fn error(
         &self,
         span: &Range<usize>,
         key: Option<String>,
@@ -52,7 +52,7 @@ impl Source<'_> {
     }
 
     /// An error about the value of `table.key` at `span`.
-    pub fn bad_value(
+    pub(super) fn bad_value(
         &self,
         table: &str,
         key: &str,
@@ -69,7 +69,7 @@ impl Source<'_> {
 
     /// A required key that is absent; located at its table's header, or the top of the file
     /// when the whole table is missing.
-    pub fn missing(
+    pub(super) fn missing(
         &self,
         table: &str,
         key: &str,
@@ -86,7 +86,7 @@ impl Source<'_> {
     /// Turns a serde/TOML error into a located one. serde's message does not say which table
     /// the key is in, so the key is found by re-parsing the document with spans and looking
     /// for the key or value at the error's span.
-    pub fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+    pub(super) fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
         let span = err.span().unwrap_or(0..0);
         let document = match toml::de::DeTable::parse(self.text) {
             Ok(document) => document,

@@ -26,7 +26,7 @@ pub(super) struct Int {
 
 impl Int {
     /// An error about a relation between two keys, located at this one.
-    pub fn relation_error(&self, source: &Source<'_>, problem: String) -> ConfigError {
+    pub(super) fn relation_error(&self, source: &Source<'_>, problem: String) -> ConfigError {
         match &self.span {
             Some(span) => source.bad_value(self.key.table, self.key.name, span, problem),
             // Both keys hold their defaults: cannot happen, the defaults are consistent.

@@ -93,11 +93,13 @@ mod node_id_hex {
     use failoverd_wire::NodeId;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub fn serialize<S: Serializer>(id: &NodeId, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(id: &NodeId, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(id)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NodeId, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<NodeId, D::Error> {
         parse(&String::deserialize(deserializer)?)
     }
 
@@ -111,11 +113,11 @@ mod node_id_hex {
     }
 
     /// The same for an optional id: `null` when absent.
-    pub mod option {
+    pub(super) mod option {
         use failoverd_wire::NodeId;
         use serde::{Deserialize, Deserializer, Serializer};
 
-        pub fn serialize<S: Serializer>(
+        pub(crate) fn serialize<S: Serializer>(
             id: &Option<NodeId>,
             serializer: S,
         ) -> Result<S::Ok, S::Error> {
@@ -125,7 +127,7 @@ mod node_id_hex {
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Option<NodeId>, D::Error> {
             Option::<String>::deserialize(deserializer)?

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 const TABLE: &str = "inet failoverd_vrrp_accept";
 
 /// Installs the table for `addresses`, replacing an earlier one; with none, only removes it.
-pub fn install(addresses: &[IpAddr]) -> anyhow::Result<()> {
+pub(super) fn install(addresses: &[IpAddr]) -> anyhow::Result<()> {
     let list = |v6: bool| {
         addresses
             .iter()
@@ -42,7 +42,7 @@ pub fn install(addresses: &[IpAddr]) -> anyhow::Result<()> {
 }
 
 /// Removes the table (at shutdown).
-pub fn remove() -> anyhow::Result<()> {
+pub(super) fn remove() -> anyhow::Result<()> {
     install(&[])
 }
 

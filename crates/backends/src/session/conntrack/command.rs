@@ -36,7 +36,7 @@ pub(super) struct Command {
 }
 
 impl Command {
-    pub fn open() -> io::Result<Self> {
+    pub(super) fn open() -> io::Result<Self> {
         let socket = NlSocket::open()?;
         socket.set_receive_buffer(ANSWER_BUFFER)?;
         Ok(Self {
@@ -51,12 +51,12 @@ impl Command {
     }
 
     /// The port id the kernel stamps on the events our requests cause.
-    pub fn port_id(&self) -> u32 {
+    pub(super) fn port_id(&self) -> u32 {
         self.socket.port_id()
     }
 
     /// Starts a new batch.
-    pub fn begin(&mut self) {
+    pub(super) fn begin(&mut self) {
         self.writer.clear();
         self.answers.clear();
         self.base = self.next_seq;
@@ -64,7 +64,7 @@ impl Command {
 
     /// Adds a request, written by `encode` with the sequence number it is given, and returns its
     /// index in the batch.
-    pub fn push(&mut self, encode: impl FnOnce(&mut Writer, u32)) -> usize {
+    pub(super) fn push(&mut self, encode: impl FnOnce(&mut Writer, u32)) -> usize {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         encode(&mut self.writer, seq);
@@ -72,13 +72,13 @@ impl Command {
         self.answers.len() - 1
     }
 
-    pub fn answer(&self, request: usize) -> Answer {
+    pub(super) fn answer(&self, request: usize) -> Answer {
         self.answers[request]
     }
 
     /// Sends the batch and waits until every request is answered. On an I/O error the requests
     /// not answered yet keep `errno: None`.
-    pub fn execute(&mut self) -> io::Result<()> {
+    pub(super) fn execute(&mut self) -> io::Result<()> {
         if self.writer.is_empty() {
             return Ok(());
         }

@@ -59,7 +59,7 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn has_pending(&self) -> bool {
+    pub(super) fn has_pending(&self) -> bool {
         !self.changes.is_empty() || self.overrun || self.failed.is_some()
     }
 }
@@ -73,7 +73,7 @@ pub(super) struct Counters {
 }
 
 impl Shared {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             state: Mutex::new(State {
                 changes: VecDeque::new(),
@@ -88,7 +88,7 @@ impl Shared {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind: keep going with it.
         self.state
             .lock()
@@ -116,7 +116,7 @@ pub(super) struct ReaderSetup {
 }
 
 impl Reader {
-    pub fn spawn(setup: ReaderSetup) -> io::Result<Self> {
+    pub(super) fn spawn(setup: ReaderSetup) -> io::Result<Self> {
         let stop = socket::eventfd()?;
         let stop_fd = stop.as_raw_fd();
         let thread = std::thread::Builder::new()

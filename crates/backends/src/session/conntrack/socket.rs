@@ -21,7 +21,7 @@ pub(super) struct NlSocket {
 impl NlSocket {
     /// A socket bound to a port id the kernel picks, with acknowledgements capped to the header
     /// of the request they answer (the request's payload is not echoed back).
-    pub fn open() -> io::Result<Self> {
+    pub(super) fn open() -> io::Result<Self> {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         let addr: SocketAddr = socket.bind_auto()?;
         socket.set_cap_ack(true)?;
@@ -32,17 +32,17 @@ impl NlSocket {
     }
 
     /// The port id: ctnetlink stamps the events a request causes with it.
-    pub fn port_id(&self) -> u32 {
+    pub(super) fn port_id(&self) -> u32 {
         self.port_id
     }
 
-    pub fn fd(&self) -> RawFd {
+    pub(super) fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
 
     /// Sets the receive buffer to `bytes`: `SO_RCVBUFFORCE` (root may exceed `rmem_max`), else
     /// `SO_RCVBUF`, which the kernel caps at `net.core.rmem_max`.
-    pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<()> {
+    pub(super) fn set_receive_buffer(&self, bytes: usize) -> io::Result<()> {
         let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
         setsockopt(self.fd(), libc::SO_RCVBUFFORCE, bytes)
             .or_else(|_| setsockopt(self.fd(), libc::SO_RCVBUF, bytes))
@@ -52,7 +52,7 @@ impl NlSocket {
     /// classic BPF socket filter on `nlmsg_pid`): the events of the backend's own writes, which
     /// would otherwise cost the reader a wake-up, a copy and a parse each (about 5 us), as many
     /// as the entries a bulk sync writes.
-    pub fn drop_port(&self, port: u32) -> io::Result<()> {
+    pub(super) fn drop_port(&self, port: u32) -> io::Result<()> {
         const LOAD_WORD_AT: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
         const JUMP_IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
         const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
@@ -107,14 +107,14 @@ impl NlSocket {
         Ok(())
     }
 
-    pub fn subscribe(&self, groups: &[u32]) -> io::Result<()> {
+    pub(super) fn subscribe(&self, groups: &[u32]) -> io::Result<()> {
         groups
             .iter()
             .try_for_each(|&group| self.socket.add_membership(group))
     }
 
     /// Sends one datagram (any number of requests) to the kernel.
-    pub fn send(&self, bytes: &[u8]) -> io::Result<()> {
+    pub(super) fn send(&self, bytes: &[u8]) -> io::Result<()> {
         let sent = self.socket.send(bytes, 0)?;
         if sent != bytes.len() {
             return Err(io::Error::other("short netlink send"));
@@ -153,7 +153,7 @@ const SLOTS: usize = 64;
 
 impl Datagrams {
     /// Room for `SLOTS` datagrams of up to `slot_len` bytes.
-    pub fn new(slot_len: usize) -> Self {
+    pub(super) fn new(slot_len: usize) -> Self {
         Self {
             buf: vec![0; SLOTS * slot_len],
             lens: [0; SLOTS],
@@ -163,7 +163,7 @@ impl Datagrams {
 
     /// Receives up to `SLOTS` datagrams and returns how many. `flags` are `recvmmsg`'s
     /// (`MSG_DONTWAIT`, `MSG_WAITFORONE`). A datagram larger than a slot is an error.
-    pub fn recv(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
+    pub(super) fn recv(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: all-zero is a valid `iovec` and `mmsghdr` (null pointers, zero lengths).
         let mut iov: [libc::iovec; SLOTS] = unsafe { std::mem::zeroed() };
         let mut headers: [libc::mmsghdr; SLOTS] = unsafe { std::mem::zeroed() };
@@ -201,7 +201,7 @@ impl Datagrams {
     }
 
     /// The `i`-th datagram of the last `recv`.
-    pub fn get(&self, i: usize) -> &[u8] {
+    pub(super) fn get(&self, i: usize) -> &[u8] {
         let start = i * self.slot_len;
         &self.buf[start..start + self.lens[i]]
     }

@@ -45,11 +45,11 @@ pub(super) fn enable_events() -> io::Result<Option<(u64, u64)>> {
 pub(super) struct EntryCount(File);
 
 impl EntryCount {
-    pub fn open() -> io::Result<Self> {
+    pub(super) fn open() -> io::Result<Self> {
         File::open(format!("{DIR}/nf_conntrack_count")).map(Self)
     }
 
-    pub fn read(&self) -> io::Result<usize> {
+    pub(super) fn read(&self) -> io::Result<usize> {
         let mut buf = [0; 32];
         let len = self.0.read_at(&mut buf, 0)?;
         std::str::from_utf8(&buf[..len])

@@ -44,84 +44,84 @@ const AF_INET6: u8 = 10;
 
 /// `enum ctattr_type`.
 mod cta {
-    pub const TUPLE_ORIG: u16 = 1;
-    pub const TUPLE_REPLY: u16 = 2;
-    pub const STATUS: u16 = 3;
-    pub const PROTOINFO: u16 = 4;
-    pub const HELP: u16 = 5;
-    pub const NAT_SRC: u16 = 6;
-    pub const TIMEOUT: u16 = 7;
-    pub const MARK: u16 = 8;
-    pub const NAT_DST: u16 = 13;
-    pub const SEQ_ADJ_ORIG: u16 = 15;
-    pub const SEQ_ADJ_REPLY: u16 = 16;
-    pub const ZONE: u16 = 18;
-    pub const MARK_MASK: u16 = 21;
-    pub const LABELS: u16 = 22;
-    pub const LABELS_MASK: u16 = 23;
+    pub(super) const TUPLE_ORIG: u16 = 1;
+    pub(super) const TUPLE_REPLY: u16 = 2;
+    pub(super) const STATUS: u16 = 3;
+    pub(super) const PROTOINFO: u16 = 4;
+    pub(super) const HELP: u16 = 5;
+    pub(super) const NAT_SRC: u16 = 6;
+    pub(super) const TIMEOUT: u16 = 7;
+    pub(super) const MARK: u16 = 8;
+    pub(super) const NAT_DST: u16 = 13;
+    pub(super) const SEQ_ADJ_ORIG: u16 = 15;
+    pub(super) const SEQ_ADJ_REPLY: u16 = 16;
+    pub(super) const ZONE: u16 = 18;
+    pub(super) const MARK_MASK: u16 = 21;
+    pub(super) const LABELS: u16 = 22;
+    pub(super) const LABELS_MASK: u16 = 23;
 }
 
 /// `enum ctattr_tuple`, `ctattr_ip`, `ctattr_l4proto`.
 mod tuple {
-    pub const IP: u16 = 1;
-    pub const PROTO: u16 = 2;
-    pub const ZONE: u16 = 3;
-    pub const IP_V4_SRC: u16 = 1;
-    pub const IP_V4_DST: u16 = 2;
-    pub const IP_V6_SRC: u16 = 3;
-    pub const IP_V6_DST: u16 = 4;
-    pub const PROTO_NUM: u16 = 1;
-    pub const PROTO_SRC_PORT: u16 = 2;
-    pub const PROTO_DST_PORT: u16 = 3;
-    pub const PROTO_ICMP_ID: u16 = 4;
-    pub const PROTO_ICMP_TYPE: u16 = 5;
-    pub const PROTO_ICMP_CODE: u16 = 6;
-    pub const PROTO_ICMPV6_ID: u16 = 7;
-    pub const PROTO_ICMPV6_TYPE: u16 = 8;
-    pub const PROTO_ICMPV6_CODE: u16 = 9;
+    pub(super) const IP: u16 = 1;
+    pub(super) const PROTO: u16 = 2;
+    pub(super) const ZONE: u16 = 3;
+    pub(super) const IP_V4_SRC: u16 = 1;
+    pub(super) const IP_V4_DST: u16 = 2;
+    pub(super) const IP_V6_SRC: u16 = 3;
+    pub(super) const IP_V6_DST: u16 = 4;
+    pub(super) const PROTO_NUM: u16 = 1;
+    pub(super) const PROTO_SRC_PORT: u16 = 2;
+    pub(super) const PROTO_DST_PORT: u16 = 3;
+    pub(super) const PROTO_ICMP_ID: u16 = 4;
+    pub(super) const PROTO_ICMP_TYPE: u16 = 5;
+    pub(super) const PROTO_ICMP_CODE: u16 = 6;
+    pub(super) const PROTO_ICMPV6_ID: u16 = 7;
+    pub(super) const PROTO_ICMPV6_TYPE: u16 = 8;
+    pub(super) const PROTO_ICMPV6_CODE: u16 = 9;
 }
 
 /// `ctattr_protoinfo`, `ctattr_protoinfo_tcp`, `ctattr_help`, `ctattr_seqadj`, `ctattr_nat`,
 /// `ctattr_protonat`.
 mod nested {
-    pub const PROTOINFO_TCP: u16 = 1;
-    pub const TCP_STATE: u16 = 1;
-    pub const TCP_WSCALE_ORIGINAL: u16 = 2;
-    pub const TCP_WSCALE_REPLY: u16 = 3;
-    pub const TCP_FLAGS_ORIGINAL: u16 = 4;
-    pub const TCP_FLAGS_REPLY: u16 = 5;
-    pub const HELP_NAME: u16 = 1;
-    pub const SEQADJ_CORRECTION_POS: u16 = 1;
-    pub const SEQADJ_OFFSET_BEFORE: u16 = 2;
-    pub const SEQADJ_OFFSET_AFTER: u16 = 3;
-    pub const NAT_V4_MINIP: u16 = 1;
-    pub const NAT_V4_MAXIP: u16 = 2;
-    pub const NAT_PROTO: u16 = 3;
-    pub const NAT_V6_MINIP: u16 = 4;
-    pub const NAT_V6_MAXIP: u16 = 5;
-    pub const PROTONAT_PORT_MIN: u16 = 1;
-    pub const PROTONAT_PORT_MAX: u16 = 2;
+    pub(super) const PROTOINFO_TCP: u16 = 1;
+    pub(super) const TCP_STATE: u16 = 1;
+    pub(super) const TCP_WSCALE_ORIGINAL: u16 = 2;
+    pub(super) const TCP_WSCALE_REPLY: u16 = 3;
+    pub(super) const TCP_FLAGS_ORIGINAL: u16 = 4;
+    pub(super) const TCP_FLAGS_REPLY: u16 = 5;
+    pub(super) const HELP_NAME: u16 = 1;
+    pub(super) const SEQADJ_CORRECTION_POS: u16 = 1;
+    pub(super) const SEQADJ_OFFSET_BEFORE: u16 = 2;
+    pub(super) const SEQADJ_OFFSET_AFTER: u16 = 3;
+    pub(super) const NAT_V4_MINIP: u16 = 1;
+    pub(super) const NAT_V4_MAXIP: u16 = 2;
+    pub(super) const NAT_PROTO: u16 = 3;
+    pub(super) const NAT_V6_MINIP: u16 = 4;
+    pub(super) const NAT_V6_MAXIP: u16 = 5;
+    pub(super) const PROTONAT_PORT_MIN: u16 = 1;
+    pub(super) const PROTONAT_PORT_MAX: u16 = 2;
 }
 
 /// `IPS_*` status bits.
 pub(super) mod status {
-    pub const EXPECTED: u32 = 1 << 0;
-    pub const SEEN_REPLY: u32 = 1 << 1;
-    pub const ASSURED: u32 = 1 << 2;
+    pub(crate) const EXPECTED: u32 = 1 << 0;
+    pub(crate) const SEEN_REPLY: u32 = 1 << 1;
+    pub(crate) const ASSURED: u32 = 1 << 2;
     /// What the kernel lets an update set but never clear (EBUSY).
-    pub const SET_ONLY: u32 = SEEN_REPLY | ASSURED;
-    pub const CONFIRMED: u32 = 1 << 3;
-    pub const SRC_NAT: u32 = 1 << 4;
-    pub const DST_NAT: u32 = 1 << 5;
-    pub const SEQ_ADJUST: u32 = 1 << 6;
-    pub const SRC_NAT_DONE: u32 = 1 << 7;
-    pub const DST_NAT_DONE: u32 = 1 << 8;
-    pub const DYING: u32 = 1 << 9;
-    pub const TEMPLATE: u32 = 1 << 11;
-    pub const UNTRACKED: u32 = 1 << 12;
-    pub const OFFLOAD: u32 = 1 << 14;
-    pub const HW_OFFLOAD: u32 = 1 << 15;
-    pub const NAT_ANY: u32 = SRC_NAT | DST_NAT | SRC_NAT_DONE | DST_NAT_DONE;
+    pub(crate) const SET_ONLY: u32 = SEEN_REPLY | ASSURED;
+    pub(crate) const CONFIRMED: u32 = 1 << 3;
+    pub(crate) const SRC_NAT: u32 = 1 << 4;
+    pub(crate) const DST_NAT: u32 = 1 << 5;
+    pub(crate) const SEQ_ADJUST: u32 = 1 << 6;
+    pub(crate) const SRC_NAT_DONE: u32 = 1 << 7;
+    pub(crate) const DST_NAT_DONE: u32 = 1 << 8;
+    pub(crate) const DYING: u32 = 1 << 9;
+    pub(crate) const TEMPLATE: u32 = 1 << 11;
+    pub(crate) const UNTRACKED: u32 = 1 << 12;
+    pub(crate) const OFFLOAD: u32 = 1 << 14;
+    pub(crate) const HW_OFFLOAD: u32 = 1 << 15;
+    pub(crate) const NAT_ANY: u32 = SRC_NAT | DST_NAT | SRC_NAT_DONE | DST_NAT_DONE;
 }
 
 /// Status bits never sent. The kernel refuses (EBUSY) a status whose EXPECTED or DYING bit differs
@@ -198,22 +198,22 @@ pub(super) struct Write<'a> {
 }
 
 impl Writer {
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.buf.clear();
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
-    pub fn bytes(&self) -> &[u8] {
+    pub(super) fn bytes(&self) -> &[u8] {
         &self.buf
     }
 
     /// A create (`NLM_F_CREATE | NLM_F_EXCL`: an existing entry is EEXIST, never changed) of the
     /// whole record but its labels, which the kernel drops silently on create when they are not
     /// enabled: they follow in [`labels`](Self::labels), whose error is reported.
-    pub fn create(&mut self, seq: u32, write: &Write<'_>) {
+    pub(super) fn create(&mut self, seq: u32, write: &Write<'_>) {
         let record = write.record;
         let key = &record.key;
         let start = self.begin(MSG_NEW, NLM_F_CREATE | NLM_F_EXCL, seq, family(key));
@@ -242,7 +242,7 @@ impl Writer {
 
     /// An update of an existing entry to the record: everything but the tuples and NAT, which
     /// the kernel cannot change on an existing entry (it refuses NAT attributes with EOPNOTSUPP).
-    pub fn update(&mut self, seq: u32, write: &Write<'_>) {
+    pub(super) fn update(&mut self, seq: u32, write: &Write<'_>) {
         let key = &write.record.key;
         let start = self.begin(MSG_NEW, 0, seq, family(key));
         self.key(key);
@@ -252,7 +252,7 @@ impl Writer {
     }
 
     /// Sets the labels of an existing entry (refused with ENOSPC where labels are not enabled).
-    pub fn labels(&mut self, seq: u32, key: &SessionKey, labels: &[u8; 16]) {
+    pub(super) fn labels(&mut self, seq: u32, key: &SessionKey, labels: &[u8; 16]) {
         let start = self.begin(MSG_NEW, 0, seq, family(key));
         self.key(key);
         self.labels_attrs(labels);
@@ -260,7 +260,7 @@ impl Writer {
     }
 
     /// Re-arms the timeout of an existing entry.
-    pub fn timeout(&mut self, seq: u32, key: &SessionKey, timeout_secs: u32) {
+    pub(super) fn timeout(&mut self, seq: u32, key: &SessionKey, timeout_secs: u32) {
         let start = self.begin(MSG_NEW, 0, seq, family(key));
         self.key(key);
         self.be32(cta::TIMEOUT, timeout_secs);
@@ -269,7 +269,7 @@ impl Writer {
 
     /// Sets the owner stamp of an existing entry (only the bits of `mask`, so the rest of the
     /// mark stays as the ruleset set it), and its timeout when given.
-    pub fn stamp(
+    pub(super) fn stamp(
         &mut self,
         seq: u32,
         key: &SessionKey,
@@ -286,21 +286,21 @@ impl Writer {
         self.end(start);
     }
 
-    pub fn delete(&mut self, seq: u32, key: &SessionKey) {
+    pub(super) fn delete(&mut self, seq: u32, key: &SessionKey) {
         let start = self.begin(MSG_DELETE, 0, seq, family(key));
         self.key(key);
         self.end(start);
     }
 
     /// Asks for one entry: the reply is the entry, or ENOENT.
-    pub fn get(&mut self, seq: u32, key: &SessionKey) {
+    pub(super) fn get(&mut self, seq: u32, key: &SessionKey) {
         let start = self.begin(MSG_GET, 0, seq, family(key));
         self.key(key);
         self.end(start);
     }
 
     /// Asks for every entry of both families.
-    pub fn dump(&mut self, seq: u32) {
+    pub(super) fn dump(&mut self, seq: u32) {
         let start = self.begin_with_flags(MSG_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, 0);
         self.end(start);
     }
@@ -673,7 +673,7 @@ pub(super) struct Entry {
 impl Entry {
     /// Whether an event left out state the entry has: TCP info, or the sequence adjustment that
     /// its status says it has. Labels are not detectable this way (see the module docs).
-    pub fn is_partial(&self) -> bool {
+    pub(super) fn is_partial(&self) -> bool {
         (self.record.key.l4proto == IPPROTO_TCP && !self.has_protoinfo)
             || (self.record.status & status::SEQ_ADJUST != 0 && !self.has_seq_adj)
     }

@@ -13,14 +13,14 @@ pub(crate) mod vrrp {
             .ms()
             .step(10, "VRRPv3 counts centiseconds"),
     );
-    pub const ADVERT_INTERVAL_MS: Key = Key::new(
+    pub(crate) const ADVERT_INTERVAL_MS: Key = Key::new(
         T,
         "advert_interval_ms",
         ADVERT,
         Value::Int(50),
         "The advertisement interval of the instances that do not set their own.",
     );
-    pub const PREEMPT_DELAY_MS: Key = Key::new(
+    pub(crate) const PREEMPT_DELAY_MS: Key = Key::new(
         T,
         "preempt_delay_ms",
         Accepts::Int(Range::new(0, MAX_MS).ms()),
@@ -28,21 +28,21 @@ pub(crate) mod vrrp {
         "Once this node is ready (it holds the peer's sessions), wait this long before preempting a lower-priority master.",
     )
     .note("A node with no master to preempt takes over at once.");
-    pub const ANNOUNCE_REPEAT: Key = Key::new(
+    pub(crate) const ANNOUNCE_REPEAT: Key = Key::new(
         T,
         "announce_repeat",
         Accepts::Int(Range::new(1, 100)),
         Value::Int(3),
         "Gratuitous ARPs / unsolicited neighbour advertisements per address on becoming master.",
     );
-    pub const ANNOUNCE_INTERVAL_MS: Key = Key::new(
+    pub(crate) const ANNOUNCE_INTERVAL_MS: Key = Key::new(
         T,
         "announce_interval_ms",
         Accepts::Int(Range::new(10, 10_000).ms()),
         Value::Int(100),
         "The time between those.",
     );
-    pub const PEER_CHECK: Key = Key::new(
+    pub(crate) const PEER_CHECK: Key = Key::new(
         T,
         "peer_check",
         BOOL,
@@ -52,7 +52,7 @@ pub(crate) mod vrrp {
     .note(
         "Such an advert neither takes this node's group down nor holds it back (a deviation from RFC 5798; see docs/TAKEOVER.md, \"Threats\"). Turn off only if a third VRRP router shares the pair's virtual router ids.",
     );
-    pub const SILENT_INTERVALS: Key = Key::new(
+    pub(crate) const SILENT_INTERVALS: Key = Key::new(
         T,
         "silent_intervals",
         Accepts::Int(Range::new(0, 100)),
@@ -60,7 +60,7 @@ pub(crate) mod vrrp {
         "After this many master-down intervals with no master heard on one instance while the group follows a master on another network (a dead switch behind a live port), the failover link decides which node acts: the one whose port still hears that network.",
     )
     .note("0: never (docs/TAKEOVER.md, \"One network silent\").");
-    pub const TABLE: Table = Table {
+    pub(crate) const TABLE: Table = Table {
         name: T,
         kind: TableKind::Plain,
         help: "VRRP, used with takeover.mode = \"vrrp\": the instances' defaults, and the announcements.",
@@ -79,7 +79,7 @@ pub(crate) mod instance {
     use super::*;
 
     const T: &str = "vrrp.instance";
-    pub const NAME: Key = Key::new(
+    pub(crate) const NAME: Key = Key::new(
         T,
         "name",
         Accepts::Name {
@@ -90,7 +90,7 @@ pub(crate) mod instance {
         "Unique; it names macvlans and log fields.",
     )
     .example("\"lan\"");
-    pub const INTERFACE: Key = Key::new(
+    pub(crate) const INTERFACE: Key = Key::new(
         T,
         "interface",
         Accepts::Text(super::INTERFACE),
@@ -98,7 +98,7 @@ pub(crate) mod instance {
         "Where adverts go and the addresses are added.",
     )
     .example("\"lan\"");
-    pub const VRID: Key = Key::new(
+    pub(crate) const VRID: Key = Key::new(
         T,
         "vrid",
         Accepts::Int(Range::new(1, 255)),
@@ -106,7 +106,7 @@ pub(crate) mod instance {
         "The virtual router id; (interface, vrid, family) is unique.",
     )
     .example("51");
-    pub const PRIORITY: Key = Key::new(
+    pub(crate) const PRIORITY: Key = Key::new(
         T,
         "priority",
         Accepts::Int(Range::new(1, 254)),
@@ -114,7 +114,7 @@ pub(crate) mod instance {
         "This node's priority in this virtual router.",
     )
     .example("200");
-    pub const ADVERT_INTERVAL_MS: Key = Key::new(
+    pub(crate) const ADVERT_INTERVAL_MS: Key = Key::new(
         T,
         "advert_interval_ms",
         super::vrrp::ADVERT,
@@ -122,7 +122,7 @@ pub(crate) mod instance {
         "The advertisement interval.",
     )
     .example("50");
-    pub const ADDRESSES: Key = Key::new(
+    pub(crate) const ADDRESSES: Key = Key::new(
         T,
         "addresses",
         Accepts::Text(
@@ -135,14 +135,14 @@ pub(crate) mod instance {
         "IPv6: the first must be link-local (fe80::/10, RFC 5798 5.2.9), e.g. [\"fe80::1/64\", \"2001:db8:1::1/64\"].",
     )
     .example("[\"10.0.1.1/24\"]");
-    pub const ACCEPT: Key = Key::new(
+    pub(crate) const ACCEPT: Key = Key::new(
         T,
         "accept",
         BOOL,
         Value::Bool(true),
         "Accept mode: the master answers for its virtual addresses.",
     );
-    pub const PREEMPT: Key = Key::new(
+    pub(crate) const PREEMPT: Key = Key::new(
         T,
         "preempt",
         BOOL,
@@ -150,7 +150,7 @@ pub(crate) mod instance {
         "Preempt a lower-priority master once ready.",
     )
     .example("true");
-    pub const UNICAST_PEERS: Key = Key::new(
+    pub(crate) const UNICAST_PEERS: Key = Key::new(
         T,
         "unicast_peers",
         Accepts::Text("a list of the peers' IP addresses, of the instance's family"),
@@ -160,7 +160,7 @@ pub(crate) mod instance {
     .note(
         "IPv6 peers may be global: adverts still leave from the link-local source, and a peer's adverts from a link-local address are taken as the peer's.",
     );
-    pub const SOURCE: Key = Key::new(
+    pub(crate) const SOURCE: Key = Key::new(
         T,
         "source",
         Accepts::Text("an IP address of this node, of the instance's family"),
@@ -169,14 +169,14 @@ pub(crate) mod instance {
     )
     .note("IPv6: link-local only (RFC 5798 5.1.2.1).")
     .example("\"10.0.1.2\"");
-    pub const VMAC: Key = Key::new(
+    pub(crate) const VMAC: Key = Key::new(
         T,
         "vmac",
         BOOL,
         Value::Bool(false),
         "A virtual MAC on a macvlan `vrrp<vrid>` (`vrrp6-<vrid>` for IPv6) over the interface.",
     );
-    pub const TABLE: Table = Table {
+    pub(crate) const TABLE: Table = Table {
         name: T,
         kind: TableKind::Array,
         help: "One VRRPv3 virtual router (RFC 5798), only with takeover.mode = \"vrrp\" (which needs at least one). All instances of a node move together (one group).",
@@ -200,7 +200,7 @@ pub(crate) mod track_interface {
     use super::*;
 
     const T: &str = "vrrp.track_interface";
-    pub const NAME: Key = Key::new(
+    pub(crate) const NAME: Key = Key::new(
         T,
         "name",
         Accepts::Text(super::INTERFACE),
@@ -208,14 +208,14 @@ pub(crate) mod track_interface {
         "The interface.",
     )
     .example("\"wan\"");
-    pub const WEIGHT: Key = Key::new(
+    pub(crate) const WEIGHT: Key = Key::new(
         T,
         "weight",
         super::WEIGHT,
         Value::Int(0),
         "How much the group's priority falls while it is down; 0: fault.",
     );
-    pub const TABLE: Table = Table {
+    pub(crate) const TABLE: Table = Table {
         name: T,
         kind: TableKind::Array,
         help: "Tracking: while the interface is down, the group's priority falls by weight; weight 0 means fault (never master; a master steps down).",
@@ -227,7 +227,7 @@ pub(crate) mod track_route {
     use super::*;
 
     const T: &str = "vrrp.track_route";
-    pub const DESTINATION: Key = Key::new(
+    pub(crate) const DESTINATION: Key = Key::new(
         T,
         "destination",
         Accepts::Text("a network, e.g. \"0.0.0.0/0\" or \"2001:db8::/32\""),
@@ -235,14 +235,14 @@ pub(crate) mod track_route {
         "The prefix (no host bits set).",
     )
     .example("\"0.0.0.0/0\"");
-    pub const WEIGHT: Key = Key::new(
+    pub(crate) const WEIGHT: Key = Key::new(
         T,
         "weight",
         super::WEIGHT,
         Value::Int(0),
         "How much the group's priority falls while the route is missing; 0: fault.",
     );
-    pub const TABLE: Table = Table {
+    pub(crate) const TABLE: Table = Table {
         name: T,
         kind: TableKind::Array,
         help: "A route to exactly this prefix must exist in the main table.",
@@ -254,7 +254,7 @@ pub(crate) mod track_script {
     use super::*;
 
     const T: &str = "vrrp.track_script";
-    pub const NAME: Key = Key::new(
+    pub(crate) const NAME: Key = Key::new(
         T,
         "name",
         Accepts::Name {
@@ -265,7 +265,7 @@ pub(crate) mod track_script {
         "Unique; shown in status and logs.",
     )
     .example("\"upstream\"");
-    pub const COMMAND: Key = Key::new(
+    pub(crate) const COMMAND: Key = Key::new(
         T,
         "command",
         Accepts::Text(
@@ -275,14 +275,14 @@ pub(crate) mod track_script {
         "The command and its arguments (argv, no shell).",
     )
     .example("[\"/usr/bin/ping\", \"-c1\", \"-W1\", \"10.0.2.100\"]");
-    pub const INTERVAL_MS: Key = Key::new(
+    pub(crate) const INTERVAL_MS: Key = Key::new(
         T,
         "interval_ms",
         Accepts::Int(Range::new(100, MAX_MS).ms()),
         Value::Int(1000),
         "How often it runs.",
     );
-    pub const TIMEOUT_MS: Key = Key::new(
+    pub(crate) const TIMEOUT_MS: Key = Key::new(
         T,
         "timeout_ms",
         Accepts::Int(Range::new(10, MAX_MS).ms().relation("at most interval_ms")),
@@ -290,28 +290,28 @@ pub(crate) mod track_script {
         "Then the command is killed and counts as a failure.",
     )
     .example("1000");
-    pub const FALL: Key = Key::new(
+    pub(crate) const FALL: Key = Key::new(
         T,
         "fall",
         Accepts::Int(Range::new(1, 100)),
         Value::Int(2),
         "Failures in a row that mark it down.",
     );
-    pub const RISE: Key = Key::new(
+    pub(crate) const RISE: Key = Key::new(
         T,
         "rise",
         Accepts::Int(Range::new(1, 100)),
         Value::Int(2),
         "Successes in a row that mark it up.",
     );
-    pub const WEIGHT: Key = Key::new(
+    pub(crate) const WEIGHT: Key = Key::new(
         T,
         "weight",
         super::WEIGHT,
         Value::Int(0),
         "How much the group's priority falls while it is down; 0: fault.",
     );
-    pub const TABLE: Table = Table {
+    pub(crate) const TABLE: Table = Table {
         name: T,
         kind: TableKind::Array,
         help: "A command run periodically, up while it exits 0.",
@@ -324,14 +324,14 @@ pub(crate) mod routing {
 
     const T: &str = "routing";
     const INTERFACES: Accepts = Accepts::Text("a list of interface names, e.g. [\"wan\"]");
-    pub const VTYSH: Key = Key::new(
+    pub(crate) const VTYSH: Key = Key::new(
         T,
         "vtysh",
         Accepts::Text("the command and arguments that reach FRR's vtysh, e.g. [\"vtysh\"]"),
         Value::List(&["vtysh"]),
         "The argv prefix that reaches FRR, e.g. [\"vtysh\", \"--vty_socket\", \"/run/frr/x\"].",
     );
-    pub const OSPF_INTERFACES: Key = Key::new(
+    pub(crate) const OSPF_INTERFACES: Key = Key::new(
         T,
         "ospf_interfaces",
         INTERFACES,
@@ -339,35 +339,35 @@ pub(crate) mod routing {
         "Interfaces whose `ip ospf cost` follows the role.",
     )
     .example("[\"wan\"]");
-    pub const OSPF6_INTERFACES: Key = Key::new(
+    pub(crate) const OSPF6_INTERFACES: Key = Key::new(
         T,
         "ospf6_interfaces",
         INTERFACES,
         Value::List(&[]),
         "Interfaces whose `ipv6 ospf6 cost` follows the role; at least one interface in the two lists.",
     );
-    pub const ACTIVE_COST: Key = Key::new(
+    pub(crate) const ACTIVE_COST: Key = Key::new(
         T,
         "active_cost",
         Accepts::Int(Range::new(1, 65_535)),
         Value::Int(10),
         "The cost the active node advertises.",
     );
-    pub const STANDBY_COST: Key = Key::new(
+    pub(crate) const STANDBY_COST: Key = Key::new(
         T,
         "standby_cost",
         Accepts::Int(Range::new(1, 65_535).relation("more than active_cost")),
         Value::Int(1000),
         "The cost the standby node advertises.",
     );
-    pub const TIMEOUT_MS: Key = Key::new(
+    pub(crate) const TIMEOUT_MS: Key = Key::new(
         T,
         "timeout_ms",
         Accepts::Int(Range::new(100, MAX_MS).ms()),
         Value::Int(5000),
         "A vtysh call taking longer is killed.",
     );
-    pub const TABLE: Table = Table {
+    pub(crate) const TABLE: Table = Table {
         name: T,
         kind: TableKind::Optional,
         help: "FRR follows the role: the active node advertises the better OSPF cost (either takeover mode). Absent: no routing.",
@@ -386,7 +386,7 @@ pub(crate) mod hooks {
     use super::*;
 
     const T: &str = "hooks";
-    pub const ON_ACTIVE: Key = Key::new(
+    pub(crate) const ON_ACTIVE: Key = Key::new(
         T,
         "on_active",
         Accepts::Text(
@@ -396,7 +396,7 @@ pub(crate) mod hooks {
         "Run on becoming active.",
     )
     .example("[\"/etc/failoverd/active.sh\"]");
-    pub const ON_STANDBY: Key = Key::new(
+    pub(crate) const ON_STANDBY: Key = Key::new(
         T,
         "on_standby",
         Accepts::Text(
@@ -406,14 +406,14 @@ pub(crate) mod hooks {
         "Run on becoming standby.",
     )
     .example("[\"/etc/failoverd/standby.sh\"]");
-    pub const TIMEOUT_MS: Key = Key::new(
+    pub(crate) const TIMEOUT_MS: Key = Key::new(
         T,
         "timeout_ms",
         Accepts::Int(Range::new(100, MAX_MS).ms()),
         Value::Int(5000),
         "Then the command is killed, and that is logged.",
     );
-    pub const TABLE: Table = Table {
+    pub(crate) const TABLE: Table = Table {
         name: T,
         kind: TableKind::Plain,
         help: "Commands (argv, no shell) run on role changes, with FAILOVERD_ROLE, FAILOVERD_FROM, FAILOVERD_REASON and FAILOVERD_NODE in their environment; their output goes to the log.",
