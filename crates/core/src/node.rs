@@ -226,9 +226,7 @@ enum State {
         startup: bool,
     },
     Independence,
-    Synchronization {
-        peer: NodeId,
-    },
+    Synchronization(SyncSession),
 }
 
 impl State {
@@ -236,9 +234,83 @@ impl State {
         match self {
             Self::Silence { .. } => SyncState::Silence,
             Self::Independence => SyncState::Independence,
-            Self::Synchronization { .. } => SyncState::Synchronization,
+            Self::Synchronization(_) => SyncState::Synchronization,
         }
     }
+
+    fn session(&self) -> Option<&SyncSession> {
+        match self {
+            Self::Synchronization(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    fn session_mut(&mut self) -> Option<&mut SyncSession> {
+        match self {
+            Self::Synchronization(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    fn synchronizing(&self) -> bool {
+        matches!(self, Self::Synchronization(_))
+    }
+}
+
+/// What exists only while synchronizing with a peer: leaving Synchronization drops it, so the
+/// next synchronization starts from nothing. What must outlive a link loss stays on [`Node`].
+#[derive(Debug)]
+struct SyncSession {
+    /// The peer negotiated with.
+    peer: NodeId,
+    /// We asked the peer for a new bulk sync: the epoch of its stream to replace.
+    resync_requested: Option<u32>,
+    /// Multiplier of the retransmit timeout: doubles while nothing is acknowledged.
+    retransmit_backoff: u32,
+    /// Unacknowledged batches to send again (the retransmit timer expired).
+    resend: VecDeque<Vec<u8>>,
+    /// The sweep that ends the peer's bulk sync, once the backend is free.
+    pending_sweep: Option<PendingSweep>,
+    /// A dump failed: the next waits for [`Timer::DumpRetry`].
+    dump_blocked: bool,
+    /// Anti-entropy: our digest is due to be computed and sent.
+    digest_due: bool,
+    /// The peer's latest digest, waiting for ours of its sessions to compare with.
+    peer_digest: Option<Box<Digest>>,
+    /// The peer's latest digest, waiting for `peer_digest_after`: each comparison costs a
+    /// dump, so a peer sending digests faster than one per digest interval gets no more.
+    peer_digest_waiting: Option<Box<Digest>>,
+    peer_digest_after: Instant,
+    /// The previous comparison (the peer's digest, ours): a bucket that differs twice with
+    /// neither side changed in between is drift, not sessions on their way.
+    last_comparison: Option<(Box<Digest>, Box<Digest>)>,
+}
+
+impl SyncSession {
+    fn new(peer: NodeId, now: Instant) -> Self {
+        Self {
+            peer,
+            resync_requested: None,
+            retransmit_backoff: 1,
+            resend: VecDeque::new(),
+            pending_sweep: None,
+            dump_blocked: false,
+            digest_due: false,
+            peer_digest: None,
+            peer_digest_waiting: None,
+            peer_digest_after: now,
+            last_comparison: None,
+        }
+    }
+}
+
+/// The sweep that ends the peer's bulk sync: its entries not mentioned go.
+#[derive(Debug)]
+struct PendingSweep {
+    keep: HashSet<SessionKey>,
+    last_seq: u64,
+    /// The inbound stream's generation it belongs to.
+    generation: u64,
 }
 
 /// The live peer, as its last hello describes it.
@@ -319,17 +391,21 @@ pub struct Node {
     next_epoch: u32,
     yielding: bool,
     leaving: bool,
+    /// A sweep failed: not ready until the next synchronization starts over (kept past a
+    /// link loss, so status still says why).
     apply_failed: bool,
     /// Multiplier of the wait before refused ops are tried again: doubles while they fail.
+    /// Kept on the node: the peer's held deletes are applied after its goodbye too.
     apply_retry_backoff: u32,
-    /// We asked the peer for a new bulk sync: the epoch of its stream to replace.
-    resync_requested: Option<u32>,
-    /// Multiplier of the retransmit timeout: doubles while nothing is acknowledged.
-    retransmit_backoff: u32,
     /// The last resync forced by lost backend events, and the least wait before the next.
+    /// Kept past a link loss: overruns come from the backend, whatever the link does.
     overrun_resync: Option<(Instant, Duration)>,
+    /// Our stream: kept past a link loss, for the changes made apart and a bulk to resume.
     outbound: Outbound,
+    /// The peer's stream: kept past a link loss, for its held deletes and a bulk to resume.
     inbound: Inbound,
+    /// The backend runs one action at a time in every state: a result may come after the
+    /// state changed.
     outstanding: Option<(Token, Work)>,
     next_token: u64,
     /// Entries to relabel, (from, to); the latest role change decides.
@@ -337,21 +413,8 @@ pub struct Node {
     /// Active, we applied changes of a peer that was active too, as its own: once it is
     /// standby, we adopt them and send our table again.
     applied_for_active_peer: bool,
-    pending_sweep: Option<(HashSet<SessionKey>, u64, u64)>,
-    dump_blocked: bool,
-    /// Anti-entropy: our digest is due to be computed and sent.
-    digest_due: bool,
+    /// Our digests' round: counts up over the node's life, as the digest message says.
     digest_round: u32,
-    /// The peer's latest digest, waiting for ours of its sessions to compare with.
-    peer_digest: Option<Box<Digest>>,
-    /// The peer's latest digest, waiting for `peer_digest_after`: each comparison costs a
-    /// dump, so a peer sending digests faster than one per digest interval gets no more.
-    peer_digest_waiting: Option<Box<Digest>>,
-    peer_digest_after: Instant,
-    /// The previous comparison (the peer's digest, ours): a bucket that differs twice with
-    /// neither side changed in between is drift, not sessions on their way.
-    last_comparison: Option<(Box<Digest>, Box<Digest>)>,
-    resend: VecDeque<Vec<u8>>,
     control: VecDeque<Vec<u8>>,
     /// What our VRRP instances hear, and whether the live peer has it.
     vrrp_report: Option<(VrrpReport, bool)>,
@@ -398,8 +461,6 @@ impl Node {
             leaving: false,
             apply_failed: false,
             apply_retry_backoff: 1,
-            resync_requested: None,
-            retransmit_backoff: 1,
             overrun_resync: None,
             outbound: Outbound::new(
                 config.node_id,
@@ -416,15 +477,7 @@ impl Node {
             next_token: 0,
             adopt: None,
             applied_for_active_peer: false,
-            pending_sweep: None,
-            dump_blocked: false,
-            digest_due: false,
             digest_round: 0,
-            peer_digest: None,
-            peer_digest_waiting: None,
-            peer_digest_after: now,
-            last_comparison: None,
-            resend: VecDeque::new(),
             control: VecDeque::new(),
             vrrp_report: None,
             peer_vrrp_report: None,
@@ -482,19 +535,24 @@ impl Node {
     /// Why this node is not ready (empty when it is).
     pub fn not_ready_reasons(&self) -> Vec<NotReady> {
         let mut reasons = Vec::new();
-        if !matches!(self.state, State::Synchronization { .. }) {
-            reasons.push(NotReady::NotSynchronized);
-        } else if self.resync_requested.is_some() {
-            reasons.push(NotReady::ResyncPending);
-        } else if !self.inbound.complete()
-            || self
-                .peer
-                .as_ref()
-                .is_some_and(|p| self.inbound.epoch() != Some(p.hello.epoch))
-        {
-            // A stream the peer restarted (its hello names the new epoch) is not complete here
-            // until its own bulk sync is.
-            reasons.push(NotReady::BulkSyncIncomplete);
+        match &self.state {
+            State::Synchronization(session) if session.resync_requested.is_some() => {
+                reasons.push(NotReady::ResyncPending);
+            }
+            State::Synchronization(_) => {
+                let restarted = self
+                    .peer
+                    .as_ref()
+                    .is_some_and(|p| self.inbound.epoch() != Some(p.hello.epoch));
+                // A stream the peer restarted (its hello names the new epoch) is not complete
+                // here until its own bulk sync is.
+                if !self.inbound.complete() || restarted {
+                    reasons.push(NotReady::BulkSyncIncomplete);
+                }
+            }
+            State::Silence { .. } | State::Independence => {
+                reasons.push(NotReady::NotSynchronized);
+            }
         }
         if self.apply_failed || self.inbound.has_refused() {
             reasons.push(NotReady::ApplyFailed);
@@ -599,8 +657,7 @@ impl Node {
     /// coalesces nothing but costs nothing here) until batches drain the queue. Outside
     /// Synchronization nothing is sent or queued, so nothing is held back either.
     pub fn wants_local_changes(&self) -> bool {
-        !matches!(self.state, State::Synchronization { .. })
-            || self.outbound.pending_len() < self.config.max_pending_changes
+        !self.state.synchronizing() || self.outbound.pending_len() < self.config.max_pending_changes
     }
 
     /// Bytes of the peer's batches held, waiting for a gap to fill or for the backend (at
@@ -639,7 +696,6 @@ impl Node {
     pub fn handle_link_down(&mut self, now: Instant, reason: &str) {
         self.link = None;
         self.control.clear();
-        self.resend.clear();
         if let Some(liveness) = &mut self.liveness {
             liveness.handle_link_down();
         }
@@ -674,7 +730,7 @@ impl Node {
                 self.drive_backend();
             }
             Ok(Message::SessionBatch(batch)) => {
-                if !matches!(self.state, State::Synchronization { .. }) {
+                if !self.state.synchronizing() {
                     self.stats.stale_epoch_batches += 1;
                     return;
                 }
@@ -706,14 +762,16 @@ impl Node {
                 }
                 if let Some(epoch) = self.inbound.take_resume_refused() {
                     // The peer resumes a bulk we no longer hold part of: ask for it whole.
-                    self.resync_requested = Some(epoch);
+                    if let Some(session) = self.state.session_mut() {
+                        session.resync_requested = Some(epoch);
+                    }
                     self.hello_due = true;
                 }
                 self.arm_remove_hold();
                 self.drive_backend();
             }
             Ok(Message::Ack(ack)) => {
-                if !matches!(self.state, State::Synchronization { .. }) {
+                if !self.state.synchronizing() {
                     return;
                 }
                 let outcome = self.outbound.handle_ack(ack, now, &mut self.stats);
@@ -731,14 +789,14 @@ impl Node {
                 // standby: an active node holds the standby's changes as its own.
                 let copy_held = !(self.role == Role::Active && self.symmetric());
                 if copy_held
-                    && matches!(self.state, State::Synchronization { .. })
                     && self.inbound.complete()
+                    && let State::Synchronization(session) = &mut self.state
                 {
                     if self.config.digest_interval.is_zero() {
                         self.stats.digests_dropped += 1;
                     } else {
                         let digest = Box::new(digest.buckets());
-                        if self.peer_digest_waiting.replace(digest).is_some() {
+                        if session.peer_digest_waiting.replace(digest).is_some() {
                             self.stats.digests_dropped += 1;
                         }
                         self.promote_peer_digest(now);
@@ -800,20 +858,25 @@ impl Node {
                 }
                 Timer::Retransmit => {
                     if self.outbound.awaiting_ack()
-                        && matches!(self.state, State::Synchronization { .. })
+                        && let State::Synchronization(session) = &mut self.state
                     {
                         let reliable = self.config.reliable_link;
-                        self.resend.extend(self.outbound.frames_to_resend(reliable));
+                        session
+                            .resend
+                            .extend(self.outbound.frames_to_resend(reliable));
                         self.stats.retransmits += 1;
                         // Back off while nothing moves: a peer busy applying a bulk sync
                         // is not helped by more copies.
-                        self.retransmit_backoff = (self.retransmit_backoff * 2).min(MAX_BACKOFF);
-                        let wait = self.config.retransmit_timeout * self.retransmit_backoff;
+                        session.retransmit_backoff =
+                            (session.retransmit_backoff * 2).min(MAX_BACKOFF);
+                        let wait = self.config.retransmit_timeout * session.retransmit_backoff;
                         self.timers.set(Timer::Retransmit, now + wait);
                     }
                 }
                 Timer::DumpRetry => {
-                    self.dump_blocked = false;
+                    if let Some(session) = self.state.session_mut() {
+                        session.dump_blocked = false;
+                    }
                     self.drive_backend();
                 }
                 Timer::ApplyRetry => {
@@ -821,8 +884,8 @@ impl Node {
                     self.drive_backend();
                 }
                 Timer::Digest => {
-                    if matches!(self.state, State::Synchronization { .. }) {
-                        self.digest_due = true;
+                    if let Some(session) = self.state.session_mut() {
+                        session.digest_due = true;
                         self.drive_backend();
                     }
                     self.timers
@@ -830,7 +893,7 @@ impl Node {
                 }
                 Timer::PeerDigest => self.promote_peer_digest(now),
                 Timer::ResyncBackoff => {
-                    if matches!(self.state, State::Synchronization { .. }) {
+                    if self.state.synchronizing() {
                         self.resync_after_overrun(now);
                     }
                 }
@@ -897,9 +960,7 @@ impl Node {
         self.stats.changes_lost += 1;
         self.outbound.changes_lost();
         self.emit(now, Event::ChangesLost);
-        if !matches!(self.state, State::Synchronization { .. })
-            || self.timers.is_set(Timer::ResyncBackoff)
-        {
+        if !self.state.synchronizing() || self.timers.is_set(Timer::ResyncBackoff) {
             // Outside Synchronization the next one resends everything anyway; a deferred
             // resync covers this loss too.
             return;
@@ -925,7 +986,10 @@ impl Node {
         self.restart_outbound();
         // The peer's stream may hold an entry we deleted without telling it: ask for a new one
         // too, naming the epoch to replace, so a repeated request restarts it once.
-        self.resync_requested = self.peer.as_ref().map(|p| p.hello.epoch);
+        let peer_epoch = self.peer.as_ref().map(|p| p.hello.epoch);
+        if let Some(session) = self.state.session_mut() {
+            session.resync_requested = peer_epoch;
+        }
         self.hello_due = true;
     }
 
@@ -933,7 +997,9 @@ impl Node {
     fn restart_outbound(&mut self) {
         let epoch = self.take_epoch();
         self.outbound.start(epoch, false, None, &mut self.stats);
-        self.resend.clear();
+        if let Some(session) = self.state.session_mut() {
+            session.resend.clear();
+        }
         self.timers.stop(Timer::Retransmit);
         self.drive_backend();
     }
@@ -949,8 +1015,7 @@ impl Node {
         }
         match (work, result) {
             (Work::Dump { epoch }, ActionResult::Dumped(Ok(records)))
-                if epoch == self.outbound.epoch()
-                    && matches!(self.state, State::Synchronization { .. }) =>
+                if epoch == self.outbound.epoch() && self.state.synchronizing() =>
             {
                 self.outbound.handle_dump(records, &mut self.stats);
             }
@@ -962,7 +1027,9 @@ impl Node {
                         first: format!("dump failed: {error}"),
                     },
                 );
-                self.dump_blocked = true;
+                if let Some(session) = self.state.session_mut() {
+                    session.dump_blocked = true;
+                }
                 self.timers
                     .set(Timer::DumpRetry, now + self.config.retransmit_timeout);
             }
@@ -1024,7 +1091,14 @@ impl Node {
                     if let Some(InboundWork::Sweep { keep, last_seq }) =
                         self.inbound.applied(last_seq, bulk_end, skip)
                     {
-                        self.pending_sweep = Some((keep, last_seq, generation));
+                        // A bulk's sweep: the stream of this generation is a synchronization's.
+                        if let Some(session) = self.state.session_mut() {
+                            session.pending_sweep = Some(PendingSweep {
+                                keep,
+                                last_seq,
+                                generation,
+                            });
+                        }
                     } else if bulk_end {
                         self.bulk_received(now, 0);
                     }
@@ -1056,7 +1130,7 @@ impl Node {
                 self.bulk_received(now, swept);
             }
             (Work::Digest { peer_digest }, ActionResult::Digested(Ok(ours))) => {
-                if !matches!(self.state, State::Synchronization { .. }) {
+                if !self.state.synchronizing() {
                 } else if let Some(theirs) = peer_digest {
                     self.compare_digests(now, theirs, ours);
                 } else {
@@ -1176,9 +1250,9 @@ impl Node {
                 payload,
             });
         }
-        if !matches!(self.state, State::Synchronization { .. }) {
+        let State::Synchronization(session) = &mut self.state else {
             return None;
-        }
+        };
         if let Some(ack) = self.inbound.take_ack() {
             let mut payload = Vec::new();
             ack.emit(&mut payload);
@@ -1190,7 +1264,7 @@ impl Node {
         if !data_ready {
             return None;
         }
-        if let Some(payload) = self.resend.pop_front() {
+        if let Some(payload) = session.resend.pop_front() {
             return Some(Transmit {
                 channel: Channel::Data,
                 payload,
@@ -1279,8 +1353,12 @@ impl Node {
     /// their way and are left to the stream. Drift is repaired by a resync of the peer's
     /// sessions (bulk sync and sweep).
     fn compare_digests(&mut self, now: Instant, theirs: Box<Digest>, ours: Box<Digest>) {
+        let peer_epoch = self.peer.as_ref().map(|p| p.hello.epoch);
+        let Some(session) = self.state.session_mut() else {
+            return;
+        };
         self.stats.digests_compared += 1;
-        let drifted = match &self.last_comparison {
+        let drifted = match &session.last_comparison {
             Some((last_theirs, last_ours)) => (0..DIGEST_BUCKETS)
                 .filter(|&b| {
                     theirs[b] != ours[b] && last_theirs[b] == theirs[b] && last_ours[b] == ours[b]
@@ -1289,31 +1367,35 @@ impl Node {
             None => 0,
         };
         if drifted == 0 {
-            self.last_comparison = Some((theirs, ours));
+            session.last_comparison = Some((theirs, ours));
             return;
         }
-        self.last_comparison = None;
+        session.last_comparison = None;
+        session.resync_requested = peer_epoch;
         self.stats.drift_repairs += 1;
         self.emit(now, Event::DriftFound { buckets: drifted });
-        self.resync_requested = self.peer.as_ref().map(|p| p.hello.epoch);
         self.hello_due = true;
     }
 
     /// The peer's waiting digest becomes the one to compare, if one digest interval passed
     /// since the last did; otherwise it waits for that.
     fn promote_peer_digest(&mut self, now: Instant) {
-        if now < self.peer_digest_after {
-            self.timers.set(Timer::PeerDigest, self.peer_digest_after);
+        let Some(session) = self.state.session_mut() else {
+            return;
+        };
+        if now < session.peer_digest_after {
+            self.timers
+                .set(Timer::PeerDigest, session.peer_digest_after);
             return;
         }
-        let Some(digest) = self.peer_digest_waiting.take() else {
+        let Some(digest) = session.peer_digest_waiting.take() else {
             return;
         };
         // One still not compared (the backend was busy) is older than this one.
-        if self.peer_digest.replace(digest).is_some() {
+        if session.peer_digest.replace(digest).is_some() {
             self.stats.digests_dropped += 1;
         }
-        self.peer_digest_after = now + self.config.digest_interval;
+        session.peer_digest_after = now + self.config.digest_interval;
         self.drive_backend();
     }
 
@@ -1346,18 +1428,15 @@ impl Node {
     fn set_state(&mut self, now: Instant, next: State, reason: Reason) {
         let from = self.state.name();
         let to = next.name();
-        if let State::Synchronization { .. } = self.state {
+        if self.state.synchronizing() {
+            // The session goes with the state; the next synchronization resends everything
+            // both ways anyway.
             self.outbound.stop(now);
             self.inbound.suspend(&mut self.stats);
             self.timers.stop(Timer::RemoveHold);
             self.timers.stop(Timer::Digest);
             self.timers.stop(Timer::PeerDigest);
-            self.peer_digest_waiting = None;
-            self.pending_sweep = None;
-            self.resend.clear();
             self.timers.stop(Timer::Retransmit);
-            // The next synchronization resends everything both ways anyway.
-            self.resync_requested = None;
             self.timers.stop(Timer::ResyncBackoff);
         }
         match &next {
@@ -1365,7 +1444,8 @@ impl Node {
                 .timers
                 .set(Timer::Silence, now + self.config.silence_timer),
             State::Independence => self.timers.stop(Timer::Silence),
-            State::Synchronization { peer } => {
+            State::Synchronization(session) => {
+                let peer = &session.peer;
                 let peer_took_over = self
                     .peer
                     .as_ref()
@@ -1386,11 +1466,7 @@ impl Node {
                 self.last_peer = Some(*peer);
                 self.peer_heard = true;
                 self.timers.stop(Timer::AdoptAlone);
-                self.digest_due = false;
-                self.peer_digest = None;
-                self.peer_digest_waiting = None;
                 self.timers.stop(Timer::PeerDigest);
-                self.last_comparison = None;
                 if !self.config.digest_interval.is_zero() {
                     self.timers
                         .set(Timer::Digest, now + self.config.digest_interval);
@@ -1450,7 +1526,7 @@ impl Node {
                     // now, and the peer's copies are resent as ours (so they age as a
                     // standby's copies do, and a later failback finds them).
                     self.adopt = Some((peer.node, self.config.node_id));
-                    if matches!(self.state, State::Synchronization { .. }) {
+                    if self.state.synchronizing() {
                         self.restart_outbound();
                     }
                 }
@@ -1514,9 +1590,7 @@ impl Node {
             Err(why) => self.incompatible(now, why),
             Ok(()) => {
                 self.reported_incompatibility = None;
-                if let State::Synchronization { .. } = self.state
-                    && hello.state == SyncState::Silence
-                {
+                if self.state.synchronizing() && hello.state == SyncState::Silence {
                     self.set_state(
                         now,
                         State::Silence { startup: false },
@@ -1524,12 +1598,13 @@ impl Node {
                     );
                 }
                 self.try_negotiate(now);
-                if self
-                    .resync_requested
-                    .is_some_and(|asked| asked != hello.epoch)
+                if let Some(session) = self.state.session_mut()
+                    && session
+                        .resync_requested
+                        .is_some_and(|asked| asked != hello.epoch)
                 {
                     // The peer's stream restarted: what we asked for is on its way.
-                    self.resync_requested = None;
+                    session.resync_requested = None;
                     self.hello_due = true;
                 }
                 if hello.flags.has(HelloFlags::RESYNC) {
@@ -1538,7 +1613,7 @@ impl Node {
                 if self.applied_for_active_peer
                     && hello.role == Role::Standby
                     && self.role == Role::Active
-                    && matches!(self.state, State::Synchronization { .. })
+                    && self.state.synchronizing()
                 {
                     // Both were active (a split brain, or VRRP masters on both sides of a cut
                     // LAN), we applied the peer's changes as its own, and it gave way: what it
@@ -1556,7 +1631,7 @@ impl Node {
     /// The peer asks for a new bulk sync of ours (it lost events). Only the epoch it names is
     /// replaced: repeated, late or reordered requests for an epoch already replaced do nothing.
     fn answer_resync(&mut self, epoch: u32) {
-        if epoch == self.outbound.epoch() && matches!(self.state, State::Synchronization { .. }) {
+        if epoch == self.outbound.epoch() && self.state.synchronizing() {
             self.restart_outbound();
         }
     }
@@ -1609,7 +1684,7 @@ impl Node {
     }
 
     fn incompatible(&mut self, now: Instant, why: Incompatibility) {
-        if let State::Synchronization { .. } = self.state {
+        if self.state.synchronizing() {
             self.set_state(
                 now,
                 State::Silence { startup: false },
@@ -1631,7 +1706,7 @@ impl Node {
             let node = peer.node;
             self.set_state(
                 now,
-                State::Synchronization { peer: node },
+                State::Synchronization(SyncSession::new(node, now)),
                 Reason::NegotiationSucceeded(node),
             );
         }
@@ -1646,7 +1721,7 @@ impl Node {
             self.last_peer = Some(peer.node);
             self.peer_heard = true;
         }
-        if let State::Synchronization { .. } = self.state {
+        if self.state.synchronizing() {
             self.set_state(now, State::Silence { startup: false }, reason.clone());
         }
         self.loss_reason = Some(reason);
@@ -1671,8 +1746,8 @@ impl Node {
     }
 
     fn arm_retransmit(&mut self, now: Instant, restart: bool) {
-        if restart {
-            self.retransmit_backoff = 1;
+        if restart && let Some(session) = self.state.session_mut() {
+            session.retransmit_backoff = 1;
         }
         if !self.outbound.awaiting_ack() {
             self.timers.stop(Timer::Retransmit);
@@ -1694,7 +1769,8 @@ impl Node {
         if self.config.preempt {
             flags |= HelloFlags::PREEMPT;
         }
-        if self.resync_requested.is_some() {
+        let resync_requested = self.state.session().and_then(|s| s.resync_requested);
+        if resync_requested.is_some() {
             flags |= HelloFlags::RESYNC;
         }
         Hello {
@@ -1710,7 +1786,7 @@ impl Node {
             dead_interval_ms: wire_millis(self.config.dead_interval),
             tx_stamp: 0,
             echo_stamp: 0,
-            resync_epoch: self.resync_requested.unwrap_or(0),
+            resync_epoch: resync_requested.unwrap_or(0),
             protocol_minor: ProtocolVersion::CURRENT.minor,
             applied: self.inbound.applied_position(),
         }
@@ -1732,7 +1808,15 @@ impl Node {
         let token = Token(self.next_token);
         let (action, work) = if let Some((from, to)) = self.adopt.take() {
             (Action::Adopt { token, from, to }, Work::Adopt)
-        } else if let Some((mut keep, last_seq, generation)) = self.pending_sweep.take() {
+        } else if let Some(PendingSweep {
+            mut keep,
+            last_seq,
+            generation,
+        }) = self
+            .state
+            .session_mut()
+            .and_then(|s| s.pending_sweep.take())
+        {
             let owner = self.last_peer.unwrap_or_default();
             // What we changed while apart stays until our bulk has taken it to the peer (we may
             // have stepped down since, so that it is labelled the peer's).
@@ -1744,7 +1828,9 @@ impl Node {
                     last_seq,
                 },
             )
-        } else if self.outbound.wants_dump() && !self.dump_blocked {
+        } else if self.outbound.wants_dump()
+            && self.state.session().is_some_and(|s| !s.dump_blocked)
+        {
             (
                 Action::Dump { token },
                 Work::Dump {
@@ -1819,7 +1905,10 @@ impl Node {
                 Some(InboundWork::Sweep { .. }) => return,
                 // Digests come after everything received before them is applied.
                 None => {
-                    if let Some(theirs) = self.peer_digest.take() {
+                    let Some(session) = self.state.session_mut() else {
+                        return;
+                    };
+                    if let Some(theirs) = session.peer_digest.take() {
                         let owner = self.last_peer.unwrap_or_default();
                         (
                             Action::Digest { token, owner },
@@ -1827,7 +1916,7 @@ impl Node {
                                 peer_digest: Some(theirs),
                             },
                         )
-                    } else if std::mem::take(&mut self.digest_due) {
+                    } else if std::mem::take(&mut session.digest_due) {
                         let owner = self.config.node_id;
                         (
                             Action::Digest { token, owner },
