@@ -4,8 +4,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use failoverd_wire::{NodeId, Role, SyncState};
+use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
 
+use crate::node::{ActionError, ApplyError};
 use crate::time::Instant;
 
 /// Why a transition happened.
@@ -276,12 +277,13 @@ pub enum Event {
     },
     /// The backend lost change events; a resync follows.
     ChangesLost,
-    /// The backend refused some of the peer's records.
+    /// The backend refused some of the peer's records, or a whole backend action failed
+    /// (`count` 0).
     ApplyFailed {
         /// How many.
         count: u64,
         /// The first error.
-        first: String,
+        first: ApplyFailure,
     },
     /// The digest comparison found the peer's sessions and our copies different, twice with
     /// neither side changing: a resync of the peer's sessions follows.
@@ -348,6 +350,64 @@ impl fmt::Display for Event {
                     show(peer)
                 )
             }
+        }
+    }
+}
+
+/// What failed in an [`Event::ApplyFailed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyFailure {
+    /// The backend refused one of the peer's ops.
+    Refused {
+        /// Why.
+        error: ApplyError,
+        /// The op's session, if the backend named an op of the batch.
+        key: Option<SessionKey>,
+    },
+    /// A whole backend action failed.
+    Action {
+        /// Which.
+        action: BackendAction,
+        /// Why.
+        error: ActionError,
+    },
+}
+
+/// A backend action that works on the whole table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendAction {
+    /// Reading our table for our bulk sync.
+    Dump,
+    /// Removing the peer's entries its bulk sync no longer mentions.
+    Sweep,
+    /// Relabelling the entries of one owner as another's.
+    Adopt,
+    /// Computing a digest of one owner's entries.
+    Digest,
+}
+
+impl fmt::Display for BackendAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Dump => "dump",
+            Self::Sweep => "sweep",
+            Self::Adopt => "adopt",
+            Self::Digest => "digest",
+        })
+    }
+}
+
+impl fmt::Display for ApplyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused { error, key } => {
+                write!(f, "{error} (")?;
+                if let Some(key) = key {
+                    write!(f, "{key}")?;
+                }
+                f.write_str(")")
+            }
+            Self::Action { action, error } => write!(f, "{action} failed: {error}"),
         }
     }
 }

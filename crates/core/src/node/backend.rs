@@ -7,10 +7,10 @@ use std::time::Duration;
 use failoverd_wire::{DigestView, NodeId, Role, SessionKey, SessionOp};
 
 use super::session::PendingSweep;
-use super::types::{Action, ActionResult, Digest, Token};
+use super::types::{Action, ActionError, ActionResult, Digest, Token};
 use super::{MAX_BACKOFF, Node};
 use crate::config::PlantedBug;
-use crate::event::Event;
+use crate::event::{ApplyFailure, BackendAction, Event};
 use crate::sync::inbound::InboundWork;
 use crate::time::Instant;
 use crate::timer::Timer;
@@ -69,7 +69,7 @@ impl Node {
 
     /// The backend lost change events: resynchronize with a new bulk sync, at once unless
     /// one forced so began less than the backoff ago (then when it ends: see
-    /// [`MIN_RESYNC_BACKOFF`]).
+    /// `MIN_RESYNC_BACKOFF`).
     pub fn handle_changes_lost(&mut self, now: Instant) {
         self.stats.changes_lost += 1;
         self.outbound.changes_lost();
@@ -98,19 +98,14 @@ impl Node {
             return;
         }
         match (work, result) {
-            (Work::Dump { epoch }, ActionResult::Dumped(Ok(records)))
-                if epoch == self.outbound.epoch() && self.state.synchronizing() =>
-            {
-                self.outbound.handle_dump(records, &mut self.stats);
+            (Work::Dump { epoch }, ActionResult::Dumped(Ok(records))) => {
+                // A dump for a stream since restarted or stopped describes nothing to send.
+                if epoch == self.outbound.epoch() && self.state.synchronizing() {
+                    self.outbound.handle_dump(records, &mut self.stats);
+                }
             }
             (Work::Dump { .. }, ActionResult::Dumped(Err(error))) => {
-                self.emit(
-                    now,
-                    Event::ApplyFailed {
-                        count: 0,
-                        first: format!("dump failed: {error}"),
-                    },
-                );
+                self.action_failed(now, BackendAction::Dump, error);
                 if let Some(session) = self.state.session_mut() {
                     session.dump_blocked = true;
                 }
@@ -150,12 +145,15 @@ impl Node {
                 }
                 if let Some((first, error)) = refused.first() {
                     self.stats.apply_failures += refused.len() as u64;
-                    let key = ops.get(*first).map(|op| op.key().to_string());
+                    let first = ApplyFailure::Refused {
+                        error: error.clone(),
+                        key: ops.get(*first).map(|op| *op.key()),
+                    };
                     self.emit(
                         now,
                         Event::ApplyFailed {
                             count: refused.len() as u64,
-                            first: format!("{error} ({})", key.unwrap_or_default()),
+                            first,
                         },
                     );
                 }
@@ -194,53 +192,64 @@ impl Node {
                     last_seq,
                 },
                 ActionResult::Swept(result),
-            ) if generation == self.inbound.generation() => {
+            ) => {
+                // A sweep of a stream since restarted is stale: the next bulk's sweep covers it.
+                let current = generation == self.inbound.generation();
                 let swept = match result {
                     Ok(swept) => swept,
                     Err(error) => {
-                        self.apply_failed = true;
-                        self.emit(
-                            now,
-                            Event::ApplyFailed {
-                                count: 0,
-                                first: format!("sweep failed: {error}"),
-                            },
-                        );
+                        // Stale entries of the peer stay: not ready until the next sync.
+                        self.apply_failed |= current;
+                        self.action_failed(now, BackendAction::Sweep, error);
                         0
                     }
                 };
-                self.stats.swept += swept;
-                self.inbound.swept(last_seq);
-                self.bulk_received(now, swept);
-            }
-            (Work::Digest { peer_digest }, ActionResult::Digested(Ok(ours))) => {
-                if !self.state.synchronizing() {
-                } else if let Some(theirs) = peer_digest {
-                    self.compare_digests(now, theirs, ours);
-                } else {
-                    let mut frame = Vec::new();
-                    DigestView::emit(self.digest_round, &ours, &mut frame);
-                    self.digest_round = self.digest_round.wrapping_add(1);
-                    self.stats.digests_sent += 1;
-                    self.control.push_back(frame);
+                if current {
+                    self.stats.swept += swept;
+                    self.inbound.swept(last_seq);
+                    self.bulk_received(now, swept);
                 }
             }
-            (Work::Adopt, ActionResult::Adopted(result)) => match result {
-                Ok(adopted) => self.stats.adopted += adopted,
-                Err(error) => self.emit(
-                    now,
-                    Event::ApplyFailed {
-                        count: 0,
-                        first: format!("adopt failed: {error}"),
-                    },
-                ),
-            },
-            // A stale result (the stream restarted meanwhile), or one of another kind than the
-            // action (a driver bug): nothing to do.
-            _ => {}
+            (Work::Digest { peer_digest }, ActionResult::Digested(Ok(ours))) => {
+                // Outside Synchronization the digest was for a session that has ended.
+                if self.state.synchronizing() {
+                    match peer_digest {
+                        Some(theirs) => self.compare_digests(now, theirs, ours),
+                        None => self.send_digest(&ours),
+                    }
+                }
+            }
+            // The next digest interval brings the next round.
+            (Work::Digest { .. }, ActionResult::Digested(Err(error))) => {
+                self.action_failed(now, BackendAction::Digest, error);
+            }
+            (Work::Adopt, ActionResult::Adopted(Ok(adopted))) => self.stats.adopted += adopted,
+            (Work::Adopt, ActionResult::Adopted(Err(error))) => {
+                self.action_failed(now, BackendAction::Adopt, error);
+            }
+            (work, result) => {
+                // The adapter answers every action with a result of its kind
+                // (`failoverd_backends::perform`): anything else is a driver bug.
+                debug_assert!(false, "{result:?} is no result of {work:?}");
+            }
         }
         self.drive_backend();
         self.update_role(now);
+    }
+
+    /// A whole backend action failed: reported, as refused ops are.
+    fn action_failed(&mut self, now: Instant, action: BackendAction, error: ActionError) {
+        let first = ApplyFailure::Action { action, error };
+        self.emit(now, Event::ApplyFailed { count: 0, first });
+    }
+
+    /// Our digest of our sessions, for the peer to compare with its copy.
+    fn send_digest(&mut self, ours: &Digest) {
+        let mut frame = Vec::new();
+        DigestView::emit(self.digest_round, ours, &mut frame);
+        self.digest_round = self.digest_round.wrapping_add(1);
+        self.stats.digests_sent += 1;
+        self.control.push_back(frame);
     }
 
     /// Starts the next backend action if none is outstanding. Order: adopt (takeover), the

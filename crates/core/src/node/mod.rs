@@ -22,7 +22,9 @@ mod types;
 
 pub use output::{Channel, Transmit};
 pub use readiness::NotReady;
-pub use types::{Action, ActionResult, ApplyError, CommandError, HeartbeatPeer, PeerStatus, Token};
+pub use types::{
+    Action, ActionError, ActionResult, ApplyError, CommandError, HeartbeatPeer, PeerStatus, Token,
+};
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -66,7 +66,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionResult {
     /// Result of [`Action::Dump`].
-    Dumped(Result<Vec<SessionRecord>, String>),
+    Dumped(Result<Vec<SessionRecord>, ActionError>),
     /// Result of [`Action::Apply`]. Refused ops are tried again, so nothing the backend
     /// refused is acknowledged to the peer as applied.
     Applied {
@@ -78,11 +78,41 @@ pub enum ActionResult {
         refused: Vec<(usize, ApplyError)>,
     },
     /// Result of [`Action::Sweep`]: entries removed.
-    Swept(Result<u64, String>),
+    Swept(Result<u64, ActionError>),
     /// Result of [`Action::Adopt`]: entries adopted.
-    Adopted(Result<u64, String>),
+    Adopted(Result<u64, ActionError>),
     /// Result of [`Action::Digest`] (see [`failoverd_wire::digest`]).
-    Digested(Result<Box<Digest>, String>),
+    Digested(Result<Box<Digest>, ActionError>),
+}
+
+/// Why a whole backend action failed (a dump, a sweep, an adoption or a digest): the backend's
+/// own error, kept as data so the core can tell one failure from another. Displays as the
+/// backend's error does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// Change events were lost; the table must be read again from a dump.
+    #[error("{} session change events lost: resynchronise from a dump", lost_count(*.lost))]
+    Overrun {
+        /// How many events were lost, when the backend can tell: a netlink socket reports
+        /// ENOBUFS without a count.
+        lost: Option<u64>,
+    },
+    /// The backend could not reach its table (for a kernel backend: a netlink socket error, or
+    /// missing CAP_NET_ADMIN).
+    #[error("session table I/O failed: {detail}")]
+    Io {
+        /// The I/O error's kind.
+        kind: std::io::ErrorKind,
+        /// The I/O error as it displays.
+        detail: String,
+    },
+}
+
+fn lost_count(lost: Option<u64>) -> String {
+    lost.map_or_else(
+        || "an unknown number of".to_string(),
+        |lost| lost.to_string(),
+    )
 }
 
 /// Why a backend refused one op of an [`Action::Apply`]; the rest of the batch is applied
