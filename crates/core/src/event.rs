@@ -8,6 +8,7 @@ use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
 
 use crate::node::{ActionError, ApplyError};
 use crate::time::Instant;
+use crate::vrrp::{GroupReason, GroupState};
 
 /// Why a transition happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +53,29 @@ pub enum Reason {
     PeerYielded,
     /// The daemon is shutting down.
     ShuttingDown,
-    /// The takeover mechanism (VRRP) moved the forwarding here or away; why, in its words.
-    Takeover(String),
+    /// The takeover mechanism (VRRP) moved the forwarding here or away.
+    Takeover(TakeoverReason),
+}
+
+/// Why the takeover mechanism moved the forwarding here or away: what the node's role follows
+/// with [`RoleAuthority::External`](crate::RoleAuthority::External).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeoverReason {
+    /// The VRRP group changed state (master: this node forwards).
+    Vrrp {
+        /// The group's new state.
+        to: GroupState,
+        /// Why it changed.
+        why: GroupReason,
+    },
+}
+
+impl fmt::Display for TakeoverReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vrrp { to, why } => write!(f, "VRRP {to}: {why}"),
+        }
+    }
 }
 
 /// How the active node was chosen, so the log says which rule decided.

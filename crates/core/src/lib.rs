@@ -27,7 +27,7 @@ pub use config::PlantedBug;
 pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use event::{
     ApplyFailure, BackendAction, Election, Event, HelloTimers, History, HistoryEntry,
-    Incompatibility, Reason, TimerMismatch,
+    Incompatibility, Reason, TakeoverReason, TimerMismatch,
 };
 pub use filter::{IpNet, ReplicationFilter};
 pub use liveness::Liveness;

@@ -857,7 +857,18 @@ fn a_peer_older_than_1_3_gets_no_vrrp_report() {
 #[test]
 fn the_vrrp_peer_check_sees_a_preempting_peer() {
     use failoverd_core::RoleAuthority;
-    use failoverd_core::vrrp::PeerView;
+    use failoverd_core::TakeoverReason;
+    use failoverd_core::vrrp::{GroupReason, GroupState, PeerView};
+    let vrrp_master = || TakeoverReason::Vrrp {
+        to: GroupState::Master,
+        why: GroupReason::MasterDown {
+            instance: "lan".into(),
+        },
+    };
+    let vrrp_backup = || TakeoverReason::Vrrp {
+        to: GroupState::Backup,
+        why: GroupReason::Switchover,
+    };
     let vrrp = |node: u32, priority: u8| NodeConfig {
         role_authority: RoleAuthority::External,
         priority,
@@ -868,7 +879,7 @@ fn the_vrrp_peer_check_sees_a_preempting_peer() {
     let now = pair.now;
     pair.members[0]
         .node
-        .set_forwarding(now, true, "VRRP master");
+        .set_forwarding(now, true, vrrp_master());
     pair.connect();
     pair.run(Duration::from_secs(3));
     assert!(pair.members[1].node.is_ready());
@@ -881,10 +892,10 @@ fn the_vrrp_peer_check_sees_a_preempting_peer() {
     let now = pair.now;
     pair.members[1]
         .node
-        .set_forwarding(now, true, "VRRP master");
+        .set_forwarding(now, true, vrrp_master());
     pair.members[0]
         .node
-        .set_forwarding(now, false, "VRRP backup");
+        .set_forwarding(now, false, vrrp_backup());
     pair.run(Duration::from_secs(1));
     assert_eq!(pair.members[0].node.vrrp_peer(), PeerView::Master);
     assert_eq!(

@@ -8,7 +8,7 @@ use super::session::State;
 use super::types::CommandError;
 use super::{Node, PeerView};
 use crate::config::{PlantedBug, RoleAuthority};
-use crate::event::{Election, Event, Reason};
+use crate::event::{Election, Event, Reason, TakeoverReason};
 use crate::time::Instant;
 use crate::timer::Timer;
 
@@ -34,14 +34,14 @@ impl Node {
 
     /// What the takeover mechanism decided (only with [`RoleAuthority::External`]): this node
     /// forwards (active) or not (standby), and why.
-    pub fn set_forwarding(&mut self, now: Instant, forwarding: bool, why: &str) {
+    pub fn set_forwarding(&mut self, now: Instant, forwarding: bool, why: TakeoverReason) {
         let role = if forwarding {
             Role::Active
         } else {
             Role::Standby
         };
         if self.config.role_authority == RoleAuthority::External && role != self.role {
-            self.set_role(now, role, Reason::Takeover(why.to_string()));
+            self.set_role(now, role, Reason::Takeover(why));
         }
     }
 

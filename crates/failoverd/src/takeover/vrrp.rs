@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
 use failoverd_control::protocol::{EventKind, VrrpDropsView, VrrpGroupView, VrrpInstanceView};
+use failoverd_core::TakeoverReason;
 use failoverd_core::vrrp::{
     DropCounts, DropReason, Group, GroupConfig, GroupState, InstanceConfig, PeerView, VrrpAction,
     VrrpEvent, VrrpTransmit,
@@ -57,7 +58,7 @@ pub enum News {
         /// Master: this node forwards.
         master: bool,
         /// Why, for the core's role history.
-        reason: String,
+        reason: TakeoverReason,
     },
     /// What the instances hear changed: for the peer, over the failover link.
     Report(VrrpReport),
@@ -408,7 +409,10 @@ impl Task {
                     if master != (*from == GroupState::Master) {
                         let _ = self.news.send(News::Forwarding {
                             master,
-                            reason: format!("VRRP {to}: {reason}"),
+                            reason: TakeoverReason::Vrrp {
+                                to: *to,
+                                why: reason.clone(),
+                            },
                         });
                     }
                 }
