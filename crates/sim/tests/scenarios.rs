@@ -686,15 +686,15 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
     pair.run_for(ms(5000));
     pair.check_settled();
     assert_clean(&pair);
-    let reasons: Vec<String> = pair.nodes[B]
+    let reasons: Vec<&Reason> = pair.nodes[B]
         .events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::RoleChanged { reason, .. } => Some(reason.to_string()),
+            Event::RoleChanged { reason, .. } => Some(reason),
             _ => None,
         })
         .collect();
-    assert_eq!(reasons, ["takeover: VRRP (simulated)"]);
+    assert_eq!(reasons, [&Reason::Takeover(simulated_vrrp(true))]);
 }
 
 /// A pair under a takeover mechanism, A master with `sessions` replicated to B.

@@ -267,7 +267,7 @@ impl Node {
 
     /// The protocol version both nodes speak, while a peer is live: behaviour a newer version
     /// adds runs only if this is at least that version.
-    pub fn common_protocol(&self) -> Option<ProtocolVersion> {
+    pub(crate) fn common_protocol(&self) -> Option<ProtocolVersion> {
         let peer = self.peer.as_ref()?;
         Some(ProtocolVersion::CURRENT.common(ProtocolVersion::of_hello(&peer.hello)))
     }
@@ -338,10 +338,5 @@ impl Node {
     /// Batches sent, not yet applied by the peer.
     pub fn in_flight_batches(&self) -> usize {
         self.outbound.in_flight_len()
-    }
-
-    /// The peer's batches received here and not yet applied.
-    pub fn apply_backlog(&self) -> usize {
-        self.inbound.queued_batches()
     }
 }
