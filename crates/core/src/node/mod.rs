@@ -64,8 +64,10 @@ struct PeerView {
 ///   [`peer`](Self::peer), [`heartbeat_peer`](Self::heartbeat_peer), [`stats`](Self::stats),
 ///   [`history`](Self::history), replication queries;
 /// - input: `handle_link_up`, `handle_link_down`, `handle_frame`, `handle_heartbeat`,
-///   `handle_timeout`, `handle_local_changes`, `handle_changes_lost`, `handle_action_done`;
-/// - commands: [`switchover`](Self::switchover), [`shutdown`](Self::shutdown);
+///   `handle_timeout`, `handle_peer_dead`, `handle_local_changes`, `handle_changes_lost`,
+///   `handle_action_done`;
+/// - commands: [`switchover`](Self::switchover), [`set_forwarding`](Self::set_forwarding),
+///   [`set_vrrp_report`](Self::set_vrrp_report), [`shutdown`](Self::shutdown);
 /// - output, polled after every input in this order: [`poll_action`](Self::poll_action),
 ///   [`poll_transmit`](Self::poll_transmit), [`poll_heartbeat`](Self::poll_heartbeat) (with a
 ///   heartbeat path), [`poll_event`](Self::poll_event), then sleep until
