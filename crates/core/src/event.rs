@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
+use failoverd_wire::{BackupType, NodeId, Role, SessionKey, SyncState};
 
 use crate::node::{ActionError, ApplyError};
 use crate::time::Instant;
@@ -165,9 +165,9 @@ pub enum Incompatibility {
     /// Another backup type.
     BackupType {
         /// Ours.
-        ours: &'static str,
+        ours: BackupType,
         /// The peer's.
-        theirs: &'static str,
+        theirs: BackupType,
     },
     /// The hello's node id differs from the authenticated key's.
     NodeId {
@@ -191,9 +191,12 @@ impl fmt::Display for Incompatibility {
             Self::PairId { ours, theirs } => {
                 write!(f, "peer is in pair {theirs}, we are in pair {ours}")
             }
-            Self::BackupType { ours, theirs } => {
-                write!(f, "peer backup type is {theirs}, ours is {ours}")
-            }
+            Self::BackupType { ours, theirs } => write!(
+                f,
+                "peer backup type is {}, ours is {}",
+                theirs.name(),
+                ours.name()
+            ),
             Self::NodeId {
                 authenticated,
                 claimed,

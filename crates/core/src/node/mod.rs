@@ -95,11 +95,18 @@ pub struct Node {
     /// Not yet synchronized since start: the entries found at start are still attributed to
     /// the configured peer (see the Synchronization arm of `set_state`).
     unsynchronized_since_start: bool,
+    /// Why the peer was lost: the reason this node gives for taking over alone.
     loss_reason: Option<Reason>,
+    /// Reported once per distinct reason, across link losses.
     reported_incompatibility: Option<Incompatibility>,
+    /// Reported once per distinct value of the peer's timers, across link losses.
     reported_timer_mismatch: Option<TimerMismatch>,
+    /// Our streams' epochs keep counting up, so an old stream's frames are never taken for a
+    /// new one's.
     next_epoch: u32,
+    /// Switchover asked: hand the active role over once the peer holds our sessions.
     yielding: bool,
+    /// Shutting down: never take the active role again.
     leaving: bool,
     /// A sweep failed: not ready until the next synchronization starts over (kept past a
     /// link loss, so status still says why).
@@ -121,10 +128,13 @@ pub struct Node {
     /// Entries to relabel, (from, to); the latest role change decides.
     adopt: Option<(NodeId, NodeId)>,
     /// Active, we applied changes of a peer that was active too, as its own: once it is
-    /// standby, we adopt them and send our table again.
+    /// standby, we adopt them and send our table again. Kept past a link loss: the peer may
+    /// give way only once reconnected.
     applied_for_active_peer: bool,
     /// Our digests' round: counts up over the node's life, as the digest message says.
     digest_round: u32,
+    /// Control frames to send (hellos, settings, digests, goodbye, VRRP reports), in every
+    /// state.
     control: VecDeque<Vec<u8>>,
     /// What our VRRP instances hear, and whether the live peer has it.
     vrrp_report: Option<(VrrpReport, bool)>,

@@ -180,8 +180,8 @@ impl Node {
         }
         if hello.backup_type != self.config.backup_type {
             return Err(Incompatibility::BackupType {
-                ours: self.config.backup_type.name(),
-                theirs: hello.backup_type.name(),
+                ours: self.config.backup_type,
+                theirs: hello.backup_type,
             });
         }
         Ok(())
