@@ -770,6 +770,21 @@ mod tests {
         }
     }
 
+    /// The key paths of the demo's JSON object, sorted, one per line (`states[].from` for a key
+    /// of the objects in the array `states`).
+    fn json_key_paths(report: &serde_json::Value) -> String {
+        let mut paths = Vec::new();
+        for (key, value) in report.as_object().expect("an object") {
+            paths.push(key.clone());
+            if let Some(first) = value.as_array().and_then(|items| items.first()) {
+                let item = first.as_object().expect("an array of objects");
+                paths.extend(item.keys().map(|inner| format!("{key}[].{inner}")));
+            }
+        }
+        paths.sort();
+        paths.iter().map(|path| format!("{path}\n")).collect()
+    }
+
     #[test]
     fn a_null_detection_is_null_in_the_json() {
         let report = Report {
@@ -794,6 +809,26 @@ mod tests {
         };
         let report = run(options).await.expect("the demo runs");
         assert_eq!(report.failures(), Vec::<String>::new(), "{report:#?}");
+        assert_eq!(
+            json_key_paths(&serde_json::to_value(&report).expect("serializes")),
+            include_str!("../tests/golden/demo-json-keys.txt"),
+            "`failoverd demo --json` is a documented contract: its keys changed"
+        );
+        for change in report.states.iter().chain(&report.roles) {
+            for name in [&change.from, &change.to] {
+                assert!(
+                    [
+                        "silence",
+                        "independence",
+                        "synchronization",
+                        "standby",
+                        "active"
+                    ]
+                    .contains(&name.as_str()),
+                    "an unknown state or role name {name:?} in the demo's JSON"
+                );
+            }
+        }
         assert!(report.sessions_settled_before_kill > 15_000, "{report:#?}");
         let generated_per_sec = report.events_generated as f64 / report.stream_seconds;
         assert!(

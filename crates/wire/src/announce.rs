@@ -16,7 +16,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::{WireError, read_u16};
+use crate::{WireError, append_zeroed, read_u16};
 
 const BROADCAST: [u8; 6] = [0xff; 6];
 /// Ethertype of ARP (IEEE 802 numbers).
@@ -39,7 +39,51 @@ const FLAG_OVERRIDE: u8 = 0x20;
 /// Neighbour discovery option "target link-layer address" (RFC 4861 section 4.6.1).
 const OPTION_TARGET_LL: u8 = 2;
 /// The fixed part of a neighbour advertisement: type to target address.
-const NA_FIXED_LEN: usize = 24;
+const NA_FIXED_LEN: usize = field::advert::OPTIONS.start;
+
+/// Byte offsets of the two formats (see the layouts above), each given once here.
+mod field {
+    /// The gratuitous ARP frame: Ethernet header, then the ARP packet.
+    pub(crate) mod arp {
+        use crate::Field;
+
+        pub(crate) const ETH_DST: Field = 0..6;
+        pub(crate) const ETH_SRC: Field = 6..12;
+        pub(crate) const ETHERTYPE: Field = 12..14;
+        pub(crate) const HTYPE: Field = 14..16;
+        pub(crate) const PTYPE: Field = 16..18;
+        pub(crate) const HLEN: usize = 18;
+        pub(crate) const PLEN: usize = 19;
+        pub(crate) const OPER: Field = 20..22;
+        pub(crate) const SENDER_MAC: Field = 22..28;
+        pub(crate) const SENDER_IP: Field = 28..32;
+        pub(crate) const TARGET_MAC: Field = 32..38;
+        pub(crate) const TARGET_IP: Field = 38..42;
+    }
+
+    /// The neighbour advertisement's ICMPv6 body; 3 reserved bytes follow the flags.
+    pub(crate) mod advert {
+        use crate::{Field, Rest};
+
+        pub(crate) const TYPE: usize = 0;
+        pub(crate) const CODE: usize = 1;
+        pub(crate) const CHECKSUM: Field = 2..4;
+        pub(crate) const FLAGS: usize = 4;
+        pub(crate) const TARGET: Field = 8..24;
+        pub(crate) const OPTIONS: Rest = 24..;
+    }
+
+    /// A neighbour discovery option.
+    pub(crate) mod option {
+        use crate::Field;
+
+        pub(crate) const TYPE: usize = 0;
+        /// In units of 8 bytes, type and length included.
+        pub(crate) const LENGTH: usize = 1;
+        /// The value of a link-layer address option, which fills its 8 bytes.
+        pub(crate) const LINK_LAYER_ADDRESS: Field = 2..8;
+    }
+}
 
 /// A gratuitous ARP request announcing that `addr` is at `mac`, as a whole Ethernet frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,43 +96,43 @@ pub struct GratuitousArp {
 
 impl GratuitousArp {
     /// Bytes of the frame (Ethernet header and ARP packet, without padding or FCS).
-    pub const LEN: usize = 42;
+    pub const LEN: usize = field::arp::TARGET_IP.end;
 
     /// Parses an Ethernet frame. Bytes past [`Self::LEN`] (the padding to the Ethernet minimum)
     /// are ignored.
     pub fn parse(frame: &[u8]) -> Result<Self, WireError> {
+        use field::arp::*;
         if frame.len() < Self::LEN {
             return Err(WireError::Truncated);
         }
-        let field = |at: usize, len: usize| &frame[at..at + len];
-        if field(0, 6) != BROADCAST {
+        if frame[ETH_DST] != BROADCAST {
             return Err(WireError::Malformed("gratuitous ARP not broadcast"));
         }
-        if read_u16(frame, 12) != ETHERTYPE_ARP {
+        if read_u16(frame, ETHERTYPE) != ETHERTYPE_ARP {
             return Err(WireError::Malformed("ethertype is not ARP"));
         }
-        if read_u16(frame, 14) != HTYPE_ETHERNET
-            || read_u16(frame, 16) != PTYPE_IPV4
-            || frame[18] != 6
-            || frame[19] != 4
+        if read_u16(frame, HTYPE) != HTYPE_ETHERNET
+            || read_u16(frame, PTYPE) != PTYPE_IPV4
+            || frame[HLEN] != 6
+            || frame[PLEN] != 4
         {
             return Err(WireError::Malformed("ARP is not Ethernet/IPv4"));
         }
-        if read_u16(frame, 20) != OP_REQUEST {
+        if read_u16(frame, OPER) != OP_REQUEST {
             return Err(WireError::Malformed("ARP opcode is not request"));
         }
         let mut mac = [0; 6];
-        mac.copy_from_slice(field(6, 6));
-        if field(22, 6) != mac {
+        mac.copy_from_slice(&frame[ETH_SRC]);
+        if frame[SENDER_MAC] != mac {
             return Err(WireError::Malformed(
                 "ARP sender MAC differs from source MAC",
             ));
         }
-        if field(32, 6) != [0; 6] {
+        if frame[TARGET_MAC] != [0; 6] {
             return Err(WireError::Malformed("ARP target MAC not zero"));
         }
-        let sender = field(28, 4);
-        if field(38, 4) != sender {
+        let sender = &frame[SENDER_IP];
+        if frame[TARGET_IP] != *sender {
             return Err(WireError::Malformed("ARP sender and target address differ"));
         }
         let addr = Ipv4Addr::new(sender[0], sender[1], sender[2], sender[3]);
@@ -97,17 +141,20 @@ impl GratuitousArp {
 
     /// Appends the frame ([`Self::LEN`] bytes) to `buf`. The kernel pads it on the wire.
     pub fn emit(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(&BROADCAST);
-        buf.extend_from_slice(&self.mac);
-        buf.extend_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-        buf.extend_from_slice(&HTYPE_ETHERNET.to_be_bytes());
-        buf.extend_from_slice(&PTYPE_IPV4.to_be_bytes());
-        buf.extend_from_slice(&[6, 4]);
-        buf.extend_from_slice(&OP_REQUEST.to_be_bytes());
-        buf.extend_from_slice(&self.mac);
-        buf.extend_from_slice(&self.addr.octets());
-        buf.extend_from_slice(&[0; 6]);
-        buf.extend_from_slice(&self.addr.octets());
+        use field::arp::*;
+        let frame = append_zeroed(buf, Self::LEN);
+        frame[ETH_DST].copy_from_slice(&BROADCAST);
+        frame[ETH_SRC].copy_from_slice(&self.mac);
+        frame[ETHERTYPE].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
+        frame[HTYPE].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
+        frame[PTYPE].copy_from_slice(&PTYPE_IPV4.to_be_bytes());
+        frame[HLEN] = 6;
+        frame[PLEN] = 4;
+        frame[OPER].copy_from_slice(&OP_REQUEST.to_be_bytes());
+        frame[SENDER_MAC].copy_from_slice(&self.mac);
+        frame[SENDER_IP].copy_from_slice(&self.addr.octets());
+        frame[TARGET_MAC].fill(0);
+        frame[TARGET_IP].copy_from_slice(&self.addr.octets());
     }
 }
 
@@ -127,19 +174,20 @@ pub struct NeighbourAdvert {
 
 impl NeighbourAdvert {
     /// Bytes of the body: the fixed part and one target link-layer address option.
-    pub const LEN: usize = NA_FIXED_LEN + 8;
+    pub const LEN: usize = NA_FIXED_LEN + field::option::LINK_LAYER_ADDRESS.end;
 
     /// Parses an ICMPv6 body. The checksum is not checked (the receiving kernel has done so);
     /// options other than the target link-layer address are skipped, as RFC 4861 section 4.6
     /// requires of unknown ones.
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        use field::{advert, option};
         if body.len() < NA_FIXED_LEN {
             return Err(WireError::Truncated);
         }
-        if body[0] != ICMPV6_NEIGHBOR_ADVERT || body[1] != 0 {
+        if body[advert::TYPE] != ICMPV6_NEIGHBOR_ADVERT || body[advert::CODE] != 0 {
             return Err(WireError::Malformed("not a neighbour advertisement"));
         }
-        let flags = body[4];
+        let flags = body[advert::FLAGS];
         if flags & FLAG_SOLICITED != 0 {
             return Err(WireError::Malformed("neighbour advertisement is solicited"));
         }
@@ -149,31 +197,31 @@ impl NeighbourAdvert {
             ));
         }
         let mut target = [0; 16];
-        target.copy_from_slice(&body[8..24]);
+        target.copy_from_slice(&body[advert::TARGET]);
         let target = Ipv6Addr::from(target);
         if target.is_multicast() {
             return Err(WireError::Malformed(
                 "neighbour advertisement for multicast",
             ));
         }
-        let mut options = &body[NA_FIXED_LEN..];
+        let mut options = &body[advert::OPTIONS];
         let mut mac = None;
         while !options.is_empty() {
-            if options.len() < 2 {
+            if options.len() <= option::LENGTH {
                 return Err(WireError::Truncated);
             }
-            let len = usize::from(options[1]) * 8;
+            let len = usize::from(options[option::LENGTH]) * 8;
             if len == 0 {
                 return Err(WireError::Malformed(
                     "neighbour discovery option of length 0",
                 ));
             }
-            let Some(option) = options.get(..len) else {
+            let Some(raw) = options.get(..len) else {
                 return Err(WireError::Truncated);
             };
-            if option[0] == OPTION_TARGET_LL && len == 8 {
+            if raw[option::TYPE] == OPTION_TARGET_LL && len == option::LINK_LAYER_ADDRESS.end {
                 let mut value = [0; 6];
-                value.copy_from_slice(&option[2..8]);
+                value.copy_from_slice(&raw[option::LINK_LAYER_ADDRESS]);
                 mac = Some(value);
             }
             options = &options[len..];
@@ -193,11 +241,17 @@ impl NeighbourAdvert {
     /// Appends the body ([`Self::LEN`] bytes) to `buf`, with a zero checksum: a Linux raw
     /// ICMPv6 socket computes it over the pseudo-header when sending.
     pub fn emit(&self, buf: &mut Vec<u8>) {
-        let flags = FLAG_OVERRIDE | if self.router { FLAG_ROUTER } else { 0 };
-        buf.extend_from_slice(&[ICMPV6_NEIGHBOR_ADVERT, 0, 0, 0, flags, 0, 0, 0]);
-        buf.extend_from_slice(&self.target.octets());
-        buf.extend_from_slice(&[OPTION_TARGET_LL, 1]);
-        buf.extend_from_slice(&self.mac);
+        use field::{advert, option};
+        let body = append_zeroed(buf, Self::LEN);
+        body[advert::TYPE] = ICMPV6_NEIGHBOR_ADVERT;
+        body[advert::CODE] = 0;
+        body[advert::CHECKSUM].fill(0);
+        body[advert::FLAGS] = FLAG_OVERRIDE | if self.router { FLAG_ROUTER } else { 0 };
+        body[advert::TARGET].copy_from_slice(&self.target.octets());
+        let target_ll = &mut body[advert::OPTIONS];
+        target_ll[option::TYPE] = OPTION_TARGET_LL;
+        target_ll[option::LENGTH] = 1;
+        target_ll[option::LINK_LAYER_ADDRESS].copy_from_slice(&self.mac);
     }
 }
 

@@ -15,18 +15,36 @@
 //! transport's (`failoverd_link::heartbeat`).
 
 use crate::message::{Frame, MessageKind};
-use crate::{WireError, read_u16, read_u64};
+use crate::{WireError, append_zeroed, read_u16, read_u64};
 
 /// The datagram format's version; a receiver drops other versions.
 pub const HEARTBEAT_VERSION: u8 = 1;
 /// Length of the fixed part, before the hello.
-pub const HEARTBEAT_FIXED_LEN: usize = 48;
+pub const HEARTBEAT_FIXED_LEN: usize = field::HELLO.start;
 /// Largest key or signature accepted: bounds what a forged datagram makes us read.
 pub const HEARTBEAT_MAX_FIELD: usize = 512;
 /// Prefix of the signed bytes: a heartbeat signature can never pass for a signature of
 /// another protocol made with the same key (TLS 1.3 signs its own context string).
 pub const SIGNATURE_CONTEXT: &[u8] = b"failoverd heartbeat v1\0";
 const MAGIC: [u8; 2] = *b"FH";
+
+/// Byte offsets of the datagram (see the layout above), each given once here.
+mod field {
+    use crate::{Field, Rest};
+
+    pub(crate) const MAGIC: Field = 0..2;
+    pub(crate) const VERSION: usize = 2;
+    pub(crate) const LENGTH: Field = 4..6;
+    pub(crate) const HELLO_LEN: Field = 6..8;
+    pub(crate) const KEY_LEN: Field = 8..10;
+    pub(crate) const SIG_LEN: Field = 10..12;
+    pub(crate) const SALT: Field = 16..24;
+    pub(crate) const STAMP: Field = 24..32;
+    pub(crate) const ECHO_SALT: Field = 32..40;
+    pub(crate) const ECHO_STAMP: Field = 40..48;
+    /// The hello, the key and the signature, in that order.
+    pub(crate) const HELLO: Rest = 48..;
+}
 
 /// A challenge: the sender's per-start random salt and its clock (microseconds). The receiver
 /// echoes the latest one it verified; a heartbeat counts only if it echoes one of ours that is
@@ -54,22 +72,22 @@ impl<'a> HeartbeatView<'a> {
         if bytes.len() < HEARTBEAT_FIXED_LEN {
             return Err(WireError::Truncated);
         }
-        if bytes[..2] != MAGIC {
+        if bytes[field::MAGIC] != MAGIC {
             return Err(WireError::BadMagic);
         }
-        if bytes[2] != HEARTBEAT_VERSION {
-            return Err(WireError::UnsupportedVersion(bytes[2]));
+        if bytes[field::VERSION] != HEARTBEAT_VERSION {
+            return Err(WireError::UnsupportedVersion(bytes[field::VERSION]));
         }
-        let declared = usize::from(read_u16(bytes, 4));
+        let declared = usize::from(read_u16(bytes, field::LENGTH));
         if declared != bytes.len() {
             return Err(WireError::LengthMismatch {
                 declared: declared as u32,
                 actual: bytes.len(),
             });
         }
-        let hello_len = usize::from(read_u16(bytes, 6));
-        let key_len = usize::from(read_u16(bytes, 8));
-        let sig_len = usize::from(read_u16(bytes, 10));
+        let hello_len = usize::from(read_u16(bytes, field::HELLO_LEN));
+        let key_len = usize::from(read_u16(bytes, field::KEY_LEN));
+        let sig_len = usize::from(read_u16(bytes, field::SIG_LEN));
         if key_len == 0 || key_len > HEARTBEAT_MAX_FIELD {
             return Err(WireError::Malformed("heartbeat key length"));
         }
@@ -95,17 +113,17 @@ impl<'a> HeartbeatView<'a> {
     /// The sender's challenge, for the receiver to echo.
     pub fn challenge(&self) -> Challenge {
         Challenge {
-            salt: read_u64(self.bytes, 16),
-            stamp: read_u64(self.bytes, 24),
+            salt: read_u64(self.bytes, field::SALT),
+            stamp: read_u64(self.bytes, field::STAMP),
         }
     }
 
     /// The receiver's challenge as the sender echoes it; `None` if it has none yet.
     pub fn echo(&self) -> Option<Challenge> {
-        let salt = read_u64(self.bytes, 32);
+        let salt = read_u64(self.bytes, field::ECHO_SALT);
         (salt != 0).then(|| Challenge {
             salt,
-            stamp: read_u64(self.bytes, 40),
+            stamp: read_u64(self.bytes, field::ECHO_STAMP),
         })
     }
 
@@ -159,20 +177,25 @@ impl Heartbeat<'_> {
             "heartbeat fields too long"
         );
         let mut buf = Vec::with_capacity(len);
-        buf.extend_from_slice(&MAGIC);
-        buf.extend_from_slice(&[HEARTBEAT_VERSION, 0]);
-        for field in [len, self.hello.len(), self.key.len(), sig_len] {
-            buf.extend_from_slice(&(field as u16).to_be_bytes());
-        }
-        buf.extend_from_slice(&[0; 4]);
-        let echo = self.echo.unwrap_or_default();
-        for word in [
-            self.challenge.salt,
-            self.challenge.stamp,
-            echo.salt,
-            echo.stamp,
+        let fixed = append_zeroed(&mut buf, HEARTBEAT_FIXED_LEN);
+        fixed[field::MAGIC].copy_from_slice(&MAGIC);
+        fixed[field::VERSION] = HEARTBEAT_VERSION;
+        for (at, value) in [
+            (field::LENGTH, len),
+            (field::HELLO_LEN, self.hello.len()),
+            (field::KEY_LEN, self.key.len()),
+            (field::SIG_LEN, sig_len),
         ] {
-            buf.extend_from_slice(&word.to_be_bytes());
+            fixed[at].copy_from_slice(&(value as u16).to_be_bytes());
+        }
+        let echo = self.echo.unwrap_or_default();
+        for (at, word) in [
+            (field::SALT, self.challenge.salt),
+            (field::STAMP, self.challenge.stamp),
+            (field::ECHO_SALT, echo.salt),
+            (field::ECHO_STAMP, echo.stamp),
+        ] {
+            fixed[at].copy_from_slice(&word.to_be_bytes());
         }
         buf.extend_from_slice(self.hello);
         buf.extend_from_slice(self.key);

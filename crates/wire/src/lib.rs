@@ -27,6 +27,8 @@
 //! version's), and skips and counts sections and message kinds it does not know. Frames of every
 //! released version are kept in `tests/golden/` and decoded by `tests/golden.rs`.
 
+use std::ops::{Range, RangeFrom};
+
 pub mod announce;
 mod fingerprint;
 pub mod heartbeat;
@@ -75,16 +77,36 @@ pub enum WireError {
     Malformed(&'static str),
 }
 
-pub(crate) fn read_u16(buf: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([buf[at], buf[at + 1]])
+/// A field's bytes within its structure. Each format lists its fields once, in a `mod field`
+/// beside its layout (as smoltcp does), and its parse, emit and views all index with them.
+pub(crate) type Field = Range<usize>;
+/// The bytes from an offset to the end of a structure: its variable-length tail.
+pub(crate) type Rest = RangeFrom<usize>;
+
+pub(crate) fn read_u16(buf: &[u8], field: Field) -> u16 {
+    u16::from_be_bytes(field_bytes(buf, field))
 }
 
-pub(crate) fn read_u32(buf: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+pub(crate) fn read_u32(buf: &[u8], field: Field) -> u32 {
+    u32::from_be_bytes(field_bytes(buf, field))
 }
 
-pub(crate) fn read_u64(buf: &[u8], at: usize) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(&buf[at..at + 8]);
-    u64::from_be_bytes(bytes)
+pub(crate) fn read_u64(buf: &[u8], field: Field) -> u64 {
+    u64::from_be_bytes(field_bytes(buf, field))
+}
+
+/// Appends `len` zero bytes to `buf` and returns them, for an emit to fill field by field
+/// (reserved bytes stay zero).
+pub(crate) fn append_zeroed(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    let start = buf.len();
+    buf.resize(start + len, 0);
+    &mut buf[start..]
+}
+
+/// The bytes of `field`. Callers check `buf`'s length first; a field that is not `N` bytes long
+/// is a bug in a `mod field`, which every round-trip test would hit.
+fn field_bytes<const N: usize>(buf: &[u8], field: Field) -> [u8; N] {
+    let mut bytes = [0; N];
+    bytes.copy_from_slice(&buf[field]);
+    bytes
 }

@@ -261,10 +261,66 @@ impl SessionOp {
 }
 
 /// Encoded length of a [`SessionRecord`] in this version.
-pub const RECORD_LEN: usize = 156;
+pub const RECORD_LEN: usize = field::record::HELPER.end;
 /// Encoded length of a [`SessionKey`] in this version.
-pub const KEY_LEN: usize = 40;
-const TUPLE_LEN: usize = 36;
+pub const KEY_LEN: usize = field::key::ORIG.end;
+
+/// Byte offsets of the encodings, each given once here.
+mod field {
+    /// One direction (36 bytes): addresses of 16 bytes each (an IPv4 address in the first 4,
+    /// the rest zero), then the ports.
+    pub(crate) mod tuple {
+        use crate::Field;
+
+        pub(crate) const SRC: Field = 0..16;
+        pub(crate) const DST: Field = 16..32;
+        pub(crate) const SRC_PORT: Field = 32..34;
+        pub(crate) const DST_PORT: Field = 34..36;
+    }
+
+    /// Key layout: family u8, l4proto u8, zone u16, original tuple (36).
+    pub(crate) mod key {
+        use crate::Field;
+
+        pub(crate) const FAMILY: usize = 0;
+        pub(crate) const L4PROTO: usize = 1;
+        pub(crate) const ZONE: Field = 2..4;
+        pub(crate) const ORIG: Field = 4..40;
+    }
+
+    /// Record layout after the key (40 bytes): reply tuple (36), owner, mark, status, timeout
+    /// (u32 each), TCP state, wscale orig/reply, flags orig/reply, 3 reserved, 2 x seq-adj (12
+    /// each), labels (16), helper (16).
+    pub(crate) mod record {
+        use crate::Field;
+
+        pub(crate) const KEY: Field = 0..super::key::ORIG.end;
+        pub(crate) const REPLY: Field = 40..76;
+        pub(crate) const OWNER: Field = 76..80;
+        pub(crate) const MARK: Field = 80..84;
+        pub(crate) const STATUS: Field = 84..88;
+        pub(crate) const TIMEOUT: Field = 88..92;
+        pub(crate) const TCP_STATE: usize = 92;
+        pub(crate) const WSCALE_ORIG: usize = 93;
+        pub(crate) const WSCALE_REPLY: usize = 94;
+        pub(crate) const FLAGS_ORIG: usize = 95;
+        pub(crate) const FLAGS_REPLY: usize = 96;
+        pub(crate) const RESERVED: Field = 97..100;
+        /// Original, then reply direction.
+        pub(crate) const SEQ_ADJ: [Field; 2] = [100..112, 112..124];
+        pub(crate) const LABELS: Field = 124..140;
+        pub(crate) const HELPER: Field = 140..156;
+    }
+
+    /// One direction's sequence adjustment, within a [`record::SEQ_ADJ`] field.
+    pub(crate) mod seq_adj {
+        use crate::Field;
+
+        pub(crate) const CORRECTION_POS: Field = 0..4;
+        pub(crate) const OFFSET_BEFORE: Field = 4..8;
+        pub(crate) const OFFSET_AFTER: Field = 8..12;
+    }
+}
 
 const FAMILY_V4: u8 = 4;
 const FAMILY_V6: u8 = 6;
@@ -294,19 +350,39 @@ fn parse_addr(buf: &[u8], family: u8) -> Result<IpAddr, WireError> {
 
 impl Tuple {
     fn emit(&self, buf: &mut [u8]) {
-        emit_addr(&mut buf[0..16], self.src);
-        emit_addr(&mut buf[16..32], self.dst);
-        buf[32..34].copy_from_slice(&self.src_port.to_be_bytes());
-        buf[34..36].copy_from_slice(&self.dst_port.to_be_bytes());
+        use field::tuple::*;
+        emit_addr(&mut buf[SRC], self.src);
+        emit_addr(&mut buf[DST], self.dst);
+        buf[SRC_PORT].copy_from_slice(&self.src_port.to_be_bytes());
+        buf[DST_PORT].copy_from_slice(&self.dst_port.to_be_bytes());
     }
 
     fn parse(buf: &[u8], family: u8) -> Result<Self, WireError> {
+        use field::tuple::*;
         Ok(Self {
-            src: parse_addr(&buf[0..16], family)?,
-            dst: parse_addr(&buf[16..32], family)?,
-            src_port: read_u16(buf, 32),
-            dst_port: read_u16(buf, 34),
+            src: parse_addr(&buf[SRC], family)?,
+            dst: parse_addr(&buf[DST], family)?,
+            src_port: read_u16(buf, SRC_PORT),
+            dst_port: read_u16(buf, DST_PORT),
         })
+    }
+}
+
+impl SeqAdj {
+    fn emit(&self, buf: &mut [u8]) {
+        use field::seq_adj::*;
+        buf[CORRECTION_POS].copy_from_slice(&self.correction_pos.to_be_bytes());
+        buf[OFFSET_BEFORE].copy_from_slice(&self.offset_before.to_be_bytes());
+        buf[OFFSET_AFTER].copy_from_slice(&self.offset_after.to_be_bytes());
+    }
+
+    fn parse(buf: &[u8]) -> Self {
+        use field::seq_adj::*;
+        Self {
+            correction_pos: read_u32(buf, CORRECTION_POS),
+            offset_before: read_u32(buf, OFFSET_BEFORE) as i32,
+            offset_after: read_u32(buf, OFFSET_AFTER) as i32,
+        }
     }
 }
 
@@ -321,62 +397,58 @@ fn parse_family(byte: u8) -> Result<u8, WireError> {
     }
 }
 
-// Key layout: family u8, l4proto u8, zone u16, original tuple (36).
 impl SessionKey {
     /// Writes the key into the first [`KEY_LEN`] bytes of `buf`.
     ///
     /// Panics if `buf` is shorter than [`KEY_LEN`] (a caller bug, never peer input).
     pub fn emit(&self, buf: &mut [u8]) {
-        buf[0] = family_of(self);
-        buf[1] = self.l4proto;
-        buf[2..4].copy_from_slice(&self.zone.to_be_bytes());
-        self.orig.emit(&mut buf[4..4 + TUPLE_LEN]);
+        use field::key::*;
+        buf[FAMILY] = family_of(self);
+        buf[L4PROTO] = self.l4proto;
+        buf[ZONE].copy_from_slice(&self.zone.to_be_bytes());
+        self.orig.emit(&mut buf[ORIG]);
     }
 
     /// Parses a key from the first [`KEY_LEN`] bytes of `buf`.
     pub fn parse(buf: &[u8]) -> Result<(Self, u8), WireError> {
+        use field::key::*;
         if buf.len() < KEY_LEN {
             return Err(WireError::Truncated);
         }
-        let family = parse_family(buf[0])?;
+        let family = parse_family(buf[FAMILY])?;
         let key = Self {
-            l4proto: buf[1],
-            zone: read_u16(buf, 2),
-            orig: Tuple::parse(&buf[4..4 + TUPLE_LEN], family)?,
+            l4proto: buf[L4PROTO],
+            zone: read_u16(buf, ZONE),
+            orig: Tuple::parse(&buf[ORIG], family)?,
         };
         Ok((key, family))
     }
 }
 
-// Record layout after the key (40 bytes): reply tuple (36), owner, mark, status, timeout (u32 each),
-// TCP state, wscale orig/reply, flags orig/reply, 3 reserved, 2 x seq-adj (12 each), labels (16),
-// helper (16).
 impl SessionRecord {
     /// Writes the record into the first [`RECORD_LEN`] bytes of `buf`.
     ///
     /// Panics if `buf` is shorter than [`RECORD_LEN`] (a caller bug, never peer input).
     pub fn emit(&self, buf: &mut [u8]) {
+        use field::record::*;
         let buf = &mut buf[..RECORD_LEN];
-        self.key.emit(buf);
-        self.reply.emit(&mut buf[40..76]);
-        buf[76..80].copy_from_slice(&self.owner.0.to_be_bytes());
-        buf[80..84].copy_from_slice(&self.mark.to_be_bytes());
-        buf[84..88].copy_from_slice(&self.status.to_be_bytes());
-        buf[88..92].copy_from_slice(&self.timeout_secs.to_be_bytes());
-        buf[92] = self.tcp.state.0;
-        buf[93] = self.tcp.wscale_orig;
-        buf[94] = self.tcp.wscale_reply;
-        buf[95] = self.tcp.flags_orig;
-        buf[96] = self.tcp.flags_reply;
-        buf[97..100].fill(0);
-        for (i, adj) in self.seq_adj.iter().enumerate() {
-            let at = 100 + 12 * i;
-            buf[at..at + 4].copy_from_slice(&adj.correction_pos.to_be_bytes());
-            buf[at + 4..at + 8].copy_from_slice(&adj.offset_before.to_be_bytes());
-            buf[at + 8..at + 12].copy_from_slice(&adj.offset_after.to_be_bytes());
+        self.key.emit(&mut buf[KEY]);
+        self.reply.emit(&mut buf[REPLY]);
+        buf[OWNER].copy_from_slice(&self.owner.0.to_be_bytes());
+        buf[MARK].copy_from_slice(&self.mark.to_be_bytes());
+        buf[STATUS].copy_from_slice(&self.status.to_be_bytes());
+        buf[TIMEOUT].copy_from_slice(&self.timeout_secs.to_be_bytes());
+        buf[TCP_STATE] = self.tcp.state.0;
+        buf[WSCALE_ORIG] = self.tcp.wscale_orig;
+        buf[WSCALE_REPLY] = self.tcp.wscale_reply;
+        buf[FLAGS_ORIG] = self.tcp.flags_orig;
+        buf[FLAGS_REPLY] = self.tcp.flags_reply;
+        buf[RESERVED].fill(0);
+        for (adj, at) in self.seq_adj.iter().zip(SEQ_ADJ) {
+            adj.emit(&mut buf[at]);
         }
-        buf[124..140].copy_from_slice(&self.labels);
-        buf[140..156].copy_from_slice(&self.helper.0);
+        buf[LABELS].copy_from_slice(&self.labels);
+        buf[HELPER].copy_from_slice(&self.helper.0);
     }
 
     /// A 64-bit hash of what must be equal in both nodes' copies of the session for a takeover
@@ -387,11 +459,13 @@ impl SessionRecord {
     /// a difference there would look like drift forever. FNV-1a, so both nodes (and versions)
     /// compute the same value.
     pub fn digest_hash(&self) -> u64 {
+        use field::record::*;
         let mut buf = [0; RECORD_LEN];
         self.emit(&mut buf);
-        buf[..84]
+        // Key, reply tuple, owner and mark are the record's first bytes.
+        buf[..MARK.end]
             .iter()
-            .chain(&buf[92..93])
+            .chain([&buf[TCP_STATE]])
             .fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
                 (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
             })
@@ -400,37 +474,33 @@ impl SessionRecord {
     /// Parses a record from the first [`RECORD_LEN`] bytes of `buf`; later bytes (fields of a
     /// newer version) are ignored.
     pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
+        use field::record::*;
         if buf.len() < RECORD_LEN {
             return Err(WireError::Truncated);
         }
-        let (key, family) = SessionKey::parse(buf)?;
-        if buf[97..100].iter().any(|&b| b != 0) {
+        let (key, family) = SessionKey::parse(&buf[KEY])?;
+        if buf[RESERVED].iter().any(|&b| b != 0) {
             return Err(WireError::Malformed("reserved record bytes"));
         }
-        let seq_adj = |at: usize| SeqAdj {
-            correction_pos: read_u32(buf, at),
-            offset_before: read_u32(buf, at + 4) as i32,
-            offset_after: read_u32(buf, at + 8) as i32,
-        };
         let mut labels = [0; 16];
-        labels.copy_from_slice(&buf[124..140]);
+        labels.copy_from_slice(&buf[LABELS]);
         Ok(Self {
             key,
-            reply: Tuple::parse(&buf[40..76], family)?,
-            owner: NodeId(read_u32(buf, 76)),
-            mark: read_u32(buf, 80),
-            status: read_u32(buf, 84),
-            timeout_secs: read_u32(buf, 88),
+            reply: Tuple::parse(&buf[REPLY], family)?,
+            owner: NodeId(read_u32(buf, OWNER)),
+            mark: read_u32(buf, MARK),
+            status: read_u32(buf, STATUS),
+            timeout_secs: read_u32(buf, TIMEOUT),
             tcp: TcpInfo {
-                state: TcpState(buf[92]),
-                wscale_orig: buf[93],
-                wscale_reply: buf[94],
-                flags_orig: buf[95],
-                flags_reply: buf[96],
+                state: TcpState(buf[TCP_STATE]),
+                wscale_orig: buf[WSCALE_ORIG],
+                wscale_reply: buf[WSCALE_REPLY],
+                flags_orig: buf[FLAGS_ORIG],
+                flags_reply: buf[FLAGS_REPLY],
             },
-            seq_adj: [seq_adj(100), seq_adj(112)],
+            seq_adj: SEQ_ADJ.map(|at| SeqAdj::parse(&buf[at])),
             labels,
-            helper: HelperName::parse(&buf[140..156])?,
+            helper: HelperName::parse(&buf[HELPER])?,
         })
     }
 }

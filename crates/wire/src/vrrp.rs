@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::{WireError, read_u16};
+use crate::{WireError, append_zeroed, read_u16};
 
 /// IP protocol number of VRRP.
 pub const PROTOCOL: u8 = 112;
@@ -27,12 +27,25 @@ pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12)
 /// The TTL / hop limit every advert is sent with and must arrive with (RFC 5798 5.1.1.3).
 pub const TTL: u8 = 255;
 /// Header bytes before the addresses.
-pub const HEADER_LEN: usize = 8;
+pub const HEADER_LEN: usize = field::ADDRESSES.start;
 /// The largest interval the 12-bit field holds, in centiseconds.
 pub const MAX_INTERVAL_CS: u16 = 0x0fff;
 
 const VERSION: u8 = 3;
 const TYPE_ADVERTISEMENT: u8 = 1;
+
+/// Byte offsets of the message (see the layout above), each given once here.
+mod field {
+    use crate::{Field, Rest};
+
+    pub(crate) const VERSION_TYPE: usize = 0;
+    pub(crate) const VRID: usize = 1;
+    pub(crate) const PRIORITY: usize = 2;
+    pub(crate) const COUNT: usize = 3;
+    pub(crate) const MAX_ADVERT_INTERVAL: Field = 4..6;
+    pub(crate) const CHECKSUM: Field = 6..8;
+    pub(crate) const ADDRESSES: Rest = 8..;
+}
 
 /// A VRRP message whose header and length have been checked against the IP family it came in
 /// (`new_checked`); accessors cannot panic.
@@ -49,13 +62,14 @@ impl<'a> VrrpPacket<'a> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        if buf[0] >> 4 != VERSION {
-            return Err(WireError::UnsupportedVersion(buf[0] >> 4));
+        let version_type = buf[field::VERSION_TYPE];
+        if version_type >> 4 != VERSION {
+            return Err(WireError::UnsupportedVersion(version_type >> 4));
         }
-        if buf[0] & 0x0f != TYPE_ADVERTISEMENT {
+        if version_type & 0x0f != TYPE_ADVERTISEMENT {
             return Err(WireError::Malformed("VRRP type (not an advertisement)"));
         }
-        let expected = HEADER_LEN + usize::from(buf[3]) * address_len(ipv6);
+        let expected = HEADER_LEN + usize::from(buf[field::COUNT]) * address_len(ipv6);
         if buf.len() < expected {
             return Err(WireError::Truncated);
         }
@@ -70,27 +84,27 @@ impl<'a> VrrpPacket<'a> {
 
     /// The virtual router id.
     pub fn vrid(&self) -> u8 {
-        self.buf[1]
+        self.buf[field::VRID]
     }
 
     /// The sender's priority.
     pub fn priority(&self) -> u8 {
-        self.buf[2]
+        self.buf[field::PRIORITY]
     }
 
     /// How many addresses follow the header.
     pub fn count(&self) -> u8 {
-        self.buf[3]
+        self.buf[field::COUNT]
     }
 
     /// The sender's advertisement interval, in centiseconds.
     pub fn max_advert_interval_cs(&self) -> u16 {
-        read_u16(self.buf, 4) & MAX_INTERVAL_CS
+        read_u16(self.buf, field::MAX_ADVERT_INTERVAL) & MAX_INTERVAL_CS
     }
 
     /// The checksum field.
     pub fn checksum(&self) -> u16 {
-        read_u16(self.buf, 6)
+        read_u16(self.buf, field::CHECKSUM)
     }
 
     /// Whether the checksum is right for a packet from `src` to `dst`. False if their family
@@ -104,7 +118,7 @@ impl<'a> VrrpPacket<'a> {
     /// The advertised addresses.
     pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + 'a {
         let ipv6 = self.ipv6;
-        self.buf[HEADER_LEN..]
+        self.buf[field::ADDRESSES]
             .chunks_exact(address_len(ipv6))
             .map(move |bytes| {
                 if ipv6 {
@@ -153,21 +167,23 @@ impl Advert {
             .filter(|a| a.is_ipv6() == ipv6)
             .take(255)
             .collect();
-        out.push(VERSION << 4 | TYPE_ADVERTISEMENT);
-        out.push(self.vrid);
-        out.push(self.priority);
-        out.push(addresses.len() as u8);
-        out.extend_from_slice(&(self.max_advert_interval_cs & MAX_INTERVAL_CS).to_be_bytes());
-        out.extend_from_slice(&[0, 0]);
+        let header = append_zeroed(out, HEADER_LEN);
+        header[field::VERSION_TYPE] = VERSION << 4 | TYPE_ADVERTISEMENT;
+        header[field::VRID] = self.vrid;
+        header[field::PRIORITY] = self.priority;
+        header[field::COUNT] = addresses.len() as u8;
+        header[field::MAX_ADVERT_INTERVAL]
+            .copy_from_slice(&(self.max_advert_interval_cs & MAX_INTERVAL_CS).to_be_bytes());
         for address in addresses {
             match address {
                 IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
                 IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
             }
         }
-        let message = &out[start..];
+        let message = &mut out[start..];
+        // The checksum field is still zero, as the computation requires.
         let checksum = !fold(pseudo_header_sum(src, dst, message.len()) + sum(message));
-        out[start + 6..start + 8].copy_from_slice(&checksum.to_be_bytes());
+        message[field::CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
     }
 }
 
@@ -246,7 +262,7 @@ mod tests {
         ]
         .iter()
         .sum();
-        assert_eq!(u64::from(read_u16(&out, 6)), u64::from(!fold(words)));
+        assert_eq!(u64::from(read_u16(&out, 6..8)), u64::from(!fold(words)));
     }
 
     #[test]
