@@ -229,8 +229,12 @@ impl Node {
             }
             (work, result) => {
                 // The adapter answers every action with a result of its kind
-                // (`failoverd_backends::perform`): anything else is a driver bug.
+                // (`failoverd_backends::perform`): anything else is a driver bug. Still, a
+                // failure it carries is reported.
                 debug_assert!(false, "{result:?} is no result of {work:?}");
+                if let Some((action, error)) = failure(result) {
+                    self.action_failed(now, action, error);
+                }
             }
         }
         self.drive_backend();
@@ -442,5 +446,20 @@ impl Node {
             Some(at) => self.timers.set(Timer::RemoveHold, at),
             None => self.timers.stop(Timer::RemoveHold),
         }
+    }
+}
+
+/// The failure of a whole backend action that `result` carries, if any.
+fn failure(result: ActionResult) -> Option<(BackendAction, ActionError)> {
+    match result {
+        ActionResult::Dumped(Err(error)) => Some((BackendAction::Dump, error)),
+        ActionResult::Swept(Err(error)) => Some((BackendAction::Sweep, error)),
+        ActionResult::Adopted(Err(error)) => Some((BackendAction::Adopt, error)),
+        ActionResult::Digested(Err(error)) => Some((BackendAction::Digest, error)),
+        ActionResult::Dumped(Ok(_))
+        | ActionResult::Swept(Ok(_))
+        | ActionResult::Adopted(Ok(_))
+        | ActionResult::Digested(Ok(_))
+        | ActionResult::Applied { .. } => None,
     }
 }
