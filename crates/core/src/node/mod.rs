@@ -311,18 +311,20 @@ impl Node {
         self.outbound.is_replicated(key)
     }
 
-    /// True if a change of `key` is queued or sent but not yet applied by the peer.
+    /// True if a change of `key` is queued or sent but not yet applied by the peer. (Public
+    /// for the simulation's invariants, which tell a change on its way from drift.)
     pub fn has_unacked_change(&self, key: &SessionKey) -> bool {
         self.outbound.has_unacked_change(key)
     }
 
     /// True if the peer's delete of `key` has arrived but is held or queued, not yet applied
-    /// (see [`NodeConfig::remove_hold`]).
+    /// (see [`NodeConfig::remove_hold`]). (Public for the simulation's invariants.)
     pub fn has_pending_remove(&self, key: &SessionKey) -> bool {
         self.inbound.has_pending_remove(key)
     }
 
-    /// Our bulk sync is applied by the peer and no change is queued or in flight.
+    /// Our bulk sync is applied by the peer and no change is queued or in flight. (Public for
+    /// the simulation's invariants: nothing is left to replicate once it settles.)
     pub fn is_replication_idle(&self) -> bool {
         self.outbound.is_idle()
     }
