@@ -27,7 +27,7 @@ readonly LAB_DIR
 readonly RULESET="$LAB_DIR/firewall.nft"
 readonly NAMESPACES=(client a b server lan wan)
 
-# Addresses (the tests in crates/failoverd/tests/support rely on these).
+# Addresses (the tests in crates/lab/src rely on these).
 readonly LAN4=10.0.1 LAN6=fd00:1: WAN4=10.0.2 WAN6=fd00:2:
 readonly GATEWAY4=10.0.1.1 GATEWAY6=fd00:1::1 SNAT4=10.0.2.1 SNAT6=fd00:2::1
 readonly FO_A=10.0.254.1 FO_B=10.0.254.2

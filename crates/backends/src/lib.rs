@@ -13,8 +13,9 @@
 //! | [`MemoryBackend`] | a userspace hash map (demo, simulation, unprivileged use) | here |
 //! | [`ConntrackBackend`] | the Linux kernel table over ctnetlink | here (Linux) |
 //!
-//! Configuration backends (`files`, `nftables`) and takeover backends (`vrrp`, `script`, `frr`)
-//! are not implemented yet.
+//! Takeover (VRRP, FRR, hooks) is the daemon's (`crates/failoverd/src/takeover`): it drives
+//! devices and routing daemons rather than a table. Configuration backends (`files`,
+//! `nftables`, for configuration sync) are not built yet.
 
 #![warn(missing_docs)]
 

@@ -8,7 +8,10 @@
 //!   daemon, [`transport::request`] and [`transport::Client`] for the CLI.
 //!
 //! Nothing here touches the failover link or the session tables: the daemon maps its core's
-//! state to these types, so the CLI builds without the core, TLS or netlink.
+//! state to these types. This crate depends on the sans-I/O core only for the defaults the
+//! configuration file shares with it ([`failoverd_core::defaults`]), and on no TLS or netlink
+//! crate. `failoverctl` itself does link TLS in: `failoverctl keygen` makes the node's key pair
+//! with the failover link's crate; it never needs netlink or the backends.
 
 #![warn(missing_docs)]
 

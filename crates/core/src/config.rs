@@ -119,19 +119,57 @@ pub enum PlantedBug {
     DropTombstones,
 }
 
-/// Defaults: sub-second detection (3 missed hellos) with room for a loaded 2-core machine.
+/// The defaults of the settings an operator can set in the configuration file. They are written
+/// only here: the file's key table (`failoverd-control`) reads them, so the daemon without a key
+/// set, the simulation and the tests all run the same values.
+pub mod defaults {
+    use std::time::Duration;
+
+    use failoverd_wire::BackupType;
+
+    /// `pair.id`.
+    pub const PAIR_ID: u32 = 1;
+    /// `node.priority`.
+    pub const PRIORITY: u8 = 100;
+    /// `node.preempt`.
+    pub const PREEMPT: bool = true;
+    /// `pair.backup`.
+    pub const BACKUP_TYPE: BackupType = BackupType::SYMMETRIC;
+    /// `timers.hello_interval_ms`: sub-second detection (3 missed hellos) with room for a
+    /// loaded 2-core machine.
+    pub const HELLO_INTERVAL: Duration = Duration::from_millis(50);
+    /// `timers.dead_interval_ms`.
+    pub const DEAD_INTERVAL: Duration = Duration::from_millis(150);
+    /// `timers.silence_ms`.
+    pub const SILENCE_TIMER: Duration = Duration::from_secs(1);
+    /// `sessions.digest_interval_ms`.
+    pub const DIGEST_INTERVAL: Duration = Duration::from_secs(60);
+    /// `sessions.peer_buffer_mib`, in bytes.
+    pub const MAX_PEER_BUFFER: usize = 32 << 20;
+    /// `sessions.conntrack.event_buffer_bytes`.
+    pub const EVENT_BUFFER_BYTES: usize = 64 << 20;
+    /// `sessions.conntrack.peer_entry_timeout_secs`.
+    pub const PEER_ENTRY_TIMEOUT_SECS: u32 = 3600;
+    /// `sessions.conntrack.owner_mark`: bits 30 ("this node's") and 31 ("the peer's"), the top
+    /// of the mark, far from the small values rulesets usually give.
+    pub const OWNER_MARK: u32 = 0xc000_0000;
+}
+
+/// The shortest hello interval: below 10 ms the hellos cost more than the detection they buy.
+pub const MIN_HELLO_INTERVAL: Duration = Duration::from_millis(10);
+
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             node_id: NodeId(0),
-            pair_id: 1,
+            pair_id: defaults::PAIR_ID,
             role_authority: RoleAuthority::Election,
-            priority: 100,
-            backup_type: BackupType::SYMMETRIC,
-            preempt: true,
-            hello_interval: Duration::from_millis(50),
-            dead_interval: Duration::from_millis(150),
-            silence_timer: Duration::from_secs(1),
+            priority: defaults::PRIORITY,
+            backup_type: defaults::BACKUP_TYPE,
+            preempt: defaults::PREEMPT,
+            hello_interval: defaults::HELLO_INTERVAL,
+            dead_interval: defaults::DEAD_INTERVAL,
+            silence_timer: defaults::SILENCE_TIMER,
             remove_hold: Duration::from_millis(300),
             peer: None,
             adopt_alone_after: Duration::from_secs(10),
@@ -141,9 +179,9 @@ impl Default for NodeConfig {
             max_in_flight: 128,
             max_apply_slice: 4096,
             max_pending_changes: 8 * 1024,
-            digest_interval: Duration::from_secs(60),
+            digest_interval: defaults::DIGEST_INTERVAL,
             filter: ReplicationFilter::default(),
-            max_peer_buffer: 32 << 20,
+            max_peer_buffer: defaults::MAX_PEER_BUFFER,
             apart_log_limit: 256 * 1024,
             settings: Vec::new(),
             history_len: 256,
@@ -190,7 +228,7 @@ pub enum ConfigError {
 impl NodeConfig {
     /// Checks that the settings can work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.hello_interval < Duration::from_millis(10) {
+        if self.hello_interval < MIN_HELLO_INTERVAL {
             return Err(ConfigError::HelloTooShort(self.hello_interval));
         }
         if self.dead_interval < 2 * self.hello_interval {

@@ -25,6 +25,7 @@ pub mod vrrp;
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{ConfigError, NodeConfig, RoleAuthority};
+pub use config::{MIN_HELLO_INTERVAL, defaults};
 pub use event::{
     ApplyFailure, BackendAction, Election, Event, HelloTimers, History, HistoryEntry,
     Incompatibility, Reason, TakeoverReason, TimerMismatch,

@@ -2,111 +2,144 @@
 
 use std::time::Duration;
 
-/// Counters of one node since start.
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    /// Hellos sent.
-    pub hellos_sent: u64,
-    /// Hellos received.
-    pub hellos_received: u64,
-    /// Hellos heard on the heartbeat path (authenticated and fresh, checked by the transport).
-    pub heartbeats_received: u64,
-    /// Heartbeats that were not a compatible hello of the peer (dropped).
-    pub heartbeats_refused: u64,
-    /// Session batches sent (retransmissions excluded).
-    pub batches_sent: u64,
-    /// Session batches accepted.
-    pub batches_received: u64,
-    /// Records sent (retransmissions excluded).
-    pub records_sent: u64,
-    /// Records accepted from the peer.
-    pub records_received: u64,
-    /// Peer records applied to the local table.
-    pub records_applied: u64,
-    /// Batches sent again after no acknowledgement progress.
-    pub retransmits: u64,
-    /// Batches received twice (dropped).
-    pub duplicate_batches: u64,
-    /// Batches received after a gap (dropped; the sender resends).
-    pub out_of_order_batches: u64,
-    /// Batches of an epoch that is not current (dropped).
-    pub stale_epoch_batches: u64,
-    /// Frames that did not parse (dropped).
-    pub malformed_frames: u64,
-    /// Frames of an unknown kind (skipped).
-    pub unknown_messages: u64,
-    /// Batch sections of an unknown kind (skipped).
-    pub unknown_sections: u64,
-    /// Records the peer sent for entries it does not own (dropped).
-    pub foreign_records: u64,
-    /// Ops of the peer outside this node's replication filter (refused: see
-    /// `NodeConfig::filter`).
-    pub peer_ops_filtered: u64,
-    /// Batches of the peer dropped because the batches held already filled
-    /// `NodeConfig::max_peer_buffer` (those ahead of a gap are resent by the peer).
-    pub peer_buffer_drops: u64,
-    /// Link resets because the peer sent in order past the buffer (past its window).
-    pub peer_buffer_resets: u64,
-    /// Acknowledgements for batches never sent (ignored).
-    pub bogus_acks: u64,
-    /// Frames that arrived while the link was not up (dropped).
-    pub frames_without_link: u64,
-    /// Changes merged into a queued change of the same session.
-    pub coalesced: u64,
-    /// Peer records the backend refused.
-    pub apply_failures: u64,
-    /// Times the backend lost change events.
-    pub changes_lost: u64,
-    /// Bulk syncs of ours applied by the peer.
-    pub bulk_syncs_sent: u64,
-    /// Bulk syncs of the peer's applied here.
-    pub bulk_syncs_received: u64,
-    /// Stale peer entries removed after bulk syncs.
-    pub swept: u64,
-    /// Peer entries adopted at takeover.
-    pub adopted: u64,
-    /// Deletes from the peer held before they were applied (see `NodeConfig::remove_hold`).
-    pub removes_held: u64,
-    /// Deletes from the peer dropped: held when this node took over without the peer handing
-    /// over, or arriving within one hold after such a takeover, unless the peer still said it
-    /// was active one hold after it; or held when the stream restarted.
-    pub removes_discarded: u64,
-    /// Resyncs started because the backend lost change events.
-    pub overrun_resyncs: u64,
-    /// Of those, the ones that waited for the backoff (an earlier one began too recently).
-    pub resyncs_deferred: u64,
-    /// Digests of our sessions sent to the peer (anti-entropy).
-    pub digests_sent: u64,
-    /// The peer's digests compared with our copies of its sessions.
-    pub digests_compared: u64,
-    /// The peer's digests not compared: a newer one replaced it while it waited (at most one
-    /// is compared per `NodeConfig::digest_interval`), or digests are off here.
-    pub digests_dropped: u64,
-    /// Resyncs requested because the comparison found drift.
-    pub drift_repairs: u64,
-    /// Changes made while the peer was away that were forgotten to stay within
-    /// `apart_log_limit` (their merge falls back to the peer's state).
-    pub apart_changes_collected: u64,
-    /// Changes sent in batches the peer had not acknowledged when the link was lost, which its
-    /// hello then said it had applied: not made apart from it after all.
-    pub apart_changes_applied_by_peer: u64,
-    /// Bulk syncs that resumed one a link loss interrupted (see `BatchFlags::RESUMED`).
-    pub bulk_resumes: u64,
-    /// Records those resumed bulk syncs did not send again: the peer had applied them.
-    pub bulk_records_not_resent: u64,
-    /// The peer's changes not applied because this node changed or deleted the same session
-    /// while apart (the split-brain merge rule).
-    pub peer_changes_superseded: u64,
-    /// Records of the incremental stream (changes, not bulk sync) the peer acknowledged as
-    /// applied: one per record sent, so coalesced changes count once.
-    pub stream_records_replicated: u64,
-    /// Bulk-sync records the peer acknowledged as applied.
-    pub bulk_records_replicated: u64,
-    /// Replication lag of the incremental stream, one sample per record in
-    /// [`stream_records_replicated`](Self::stream_records_replicated): from the change reaching
-    /// the core (the oldest change the record carries) to the acknowledgement saying the peer
-    /// applied it. Bulk-sync records are not sampled: they wait for the dump, not the link.
-    pub lag: LagHistogram,
+/// Defines `Stats` with its `u64` counters and their names: each counter is listed once, and
+/// [`Stats::counters`] yields every one of them by its field name (the stable names of
+/// `failoverctl status`), so no list of them is kept by hand anywhere else.
+macro_rules! stats {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            counters {
+                    $( $(#[$counter_meta:meta])* $counter:ident, )*
+                }
+                $( $(#[$field_meta:meta])* pub $field:ident: $field_type:ty, )*
+            }
+        ) => {
+            $(#[$meta])*
+            pub struct $name {
+                $( $(#[$counter_meta])* pub $counter: u64, )*
+                $( $(#[$field_meta])* pub $field: $field_type, )*
+            }
+
+            impl $name {
+            /// Every counter with its name (the field's), in declaration order.
+                pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> + use<> {
+                    [$( (stringify!($counter), self.$counter), )*].into_iter()
+                }
+            }
+        };
+    }
+
+stats! {
+            /// Counters of one node since start.
+        #[derive(Debug, Clone, Default)]
+        pub struct Stats {
+            counters {
+            /// Hellos sent.
+            hellos_sent,
+            /// Hellos received.
+            hellos_received,
+            /// Hellos heard on the heartbeat path (authenticated and fresh, checked by the
+            /// transport).
+            heartbeats_received,
+            /// Heartbeats that were not a compatible hello of the peer (dropped).
+            heartbeats_refused,
+            /// Session batches sent (retransmissions excluded).
+            batches_sent,
+            /// Session batches accepted.
+            batches_received,
+            /// Records sent (retransmissions excluded).
+            records_sent,
+            /// Records accepted from the peer.
+            records_received,
+            /// Peer records applied to the local table.
+            records_applied,
+            /// Batches sent again after no acknowledgement progress.
+            retransmits,
+            /// Batches received twice (dropped).
+            duplicate_batches,
+            /// Batches received after a gap (dropped; the sender resends).
+            out_of_order_batches,
+            /// Batches of an epoch that is not current (dropped).
+            stale_epoch_batches,
+            /// Frames that did not parse (dropped).
+            malformed_frames,
+            /// Frames of an unknown kind (skipped).
+            unknown_messages,
+            /// Batch sections of an unknown kind (skipped).
+            unknown_sections,
+            /// Records the peer sent for entries it does not own (dropped).
+            foreign_records,
+            /// Ops of the peer outside this node's replication filter (refused: see
+            /// `NodeConfig::filter`).
+            peer_ops_filtered,
+            /// Batches of the peer dropped because the batches held already filled
+            /// `NodeConfig::max_peer_buffer` (those ahead of a gap are resent by the peer).
+            peer_buffer_drops,
+            /// Link resets because the peer sent in order past the buffer (past its window).
+            peer_buffer_resets,
+            /// Acknowledgements for batches never sent (ignored).
+            bogus_acks,
+            /// Frames that arrived while the link was not up (dropped).
+            frames_without_link,
+            /// Changes merged into a queued change of the same session.
+            coalesced,
+            /// Peer records the backend refused.
+            apply_failures,
+            /// Times the backend lost change events.
+            changes_lost,
+            /// Bulk syncs of ours applied by the peer.
+            bulk_syncs_sent,
+            /// Bulk syncs of the peer's applied here.
+            bulk_syncs_received,
+            /// Stale peer entries removed after bulk syncs.
+            swept,
+            /// Peer entries adopted at takeover.
+            adopted,
+            /// Deletes from the peer held before they were applied (see `NodeConfig::remove_hold`).
+            removes_held,
+            /// Deletes from the peer dropped: held when this node took over without the peer
+            /// handing over, or arriving within one hold after such a takeover, unless the peer
+            /// still said it was active one hold after it; or held when the stream restarted.
+            removes_discarded,
+            /// Resyncs started because the backend lost change events.
+            overrun_resyncs,
+            /// Of those, the ones that waited for the backoff (an earlier one began too recently).
+            resyncs_deferred,
+            /// Digests of our sessions sent to the peer (anti-entropy).
+            digests_sent,
+            /// The peer's digests compared with our copies of its sessions.
+            digests_compared,
+            /// The peer's digests not compared: a newer one replaced it while it waited (at most
+            /// one is compared per `NodeConfig::digest_interval`), or digests are off here.
+            digests_dropped,
+            /// Resyncs requested because the comparison found drift.
+            drift_repairs,
+            /// Changes made while the peer was away that were forgotten to stay within
+            /// `apart_log_limit` (their merge falls back to the peer's state).
+            apart_changes_collected,
+            /// Changes sent in batches the peer had not acknowledged when the link was lost, which
+            /// its hello then said it had applied: not made apart from it after all.
+            apart_changes_applied_by_peer,
+            /// Bulk syncs that resumed one a link loss interrupted (see `BatchFlags::RESUMED`).
+            bulk_resumes,
+            /// Records those resumed bulk syncs did not send again: the peer had applied them.
+            bulk_records_not_resent,
+            /// The peer's changes not applied because this node changed or deleted the same session
+            /// while apart (the split-brain merge rule).
+            peer_changes_superseded,
+            /// Records of the incremental stream (changes, not bulk sync) the peer acknowledged as
+            /// applied: one per record sent, so coalesced changes count once.
+            stream_records_replicated,
+            /// Bulk-sync records the peer acknowledged as applied.
+            bulk_records_replicated,
+        }
+        /// Replication lag of the incremental stream, one sample per record in
+        /// [`stream_records_replicated`](Self::stream_records_replicated): from the change reaching
+        /// the core (the oldest change the record carries) to the acknowledgement saying the peer
+        /// applied it. Bulk-sync records are not sampled: they wait for the dump, not the link.
+        pub lag: LagHistogram,
+    }
 }
 
 /// Sub-buckets per power of two: the relative width of a bucket is at most `1 / SUB_BUCKETS`.
@@ -217,6 +250,22 @@ fn highest_in(index: usize) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Every counter is listed once, by its field's name, with its value.
+    #[test]
+    fn counters_are_every_field_by_name() {
+        let stats = Stats {
+            hellos_sent: 7,
+            bulk_records_replicated: 9,
+            ..Stats::default()
+        };
+        let counters: Vec<(&str, u64)> = stats.counters().collect();
+        let names: std::collections::BTreeSet<&str> = counters.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), counters.len(), "a name is listed twice");
+        assert!(counters.contains(&("hellos_sent", 7)));
+        assert!(counters.contains(&("bulk_records_replicated", 9)));
+        assert!(counters.contains(&("peer_changes_superseded", 0)));
+    }
 
     #[test]
     fn quantiles_bound_the_samples() {

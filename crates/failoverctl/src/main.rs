@@ -401,6 +401,27 @@ mod tests {
         assert_eq!(exit_code(&err), 2);
     }
 
+    /// A value this failoverctl does not know (a newer daemon's) is not guessed: the human
+    /// output fails, naming `--json`, which prints the data as the daemon sent it.
+    #[test]
+    fn an_unknown_value_from_the_daemon_is_a_clear_error() {
+        let mut peer = serde_json::json!({
+            "address": "192.0.2.2:7701", "link": "up", "node_id": null, "state": null,
+            "role": null, "priority": null, "ready": null, "last_hello_ms_ago": null,
+            "rtt_us": null, "incompatibility": null,
+        });
+        assert!(decode::<PeerInfo>(peer.clone()).is_ok());
+        peer["link"] = "degraded".into();
+        let err = decode::<PeerInfo>(peer).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with(
+                "failoverd sent data this failoverctl does not understand (another version?); \
+                 --json shows it: unknown variant `degraded`"
+            ),
+            "{err:#}"
+        );
+    }
+
     #[test]
     fn exit_codes() {
         let daemon = anyhow::Error::from(ControlError::Daemon("no".into()));

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use failoverd_control::protocol::{
-    EventKind, EventList, EventView, FailoverState, MaintenanceDone, NodeInfo, Replication,
-    Request, Response, Role, SessionCounts, SessionList, Status, TakeoverStatus, TrackView,
-    VrrpDropsView, VrrpGroupView, VrrpInstanceView,
+    BackendKind, BackupMode, EventKind, EventList, EventView, FailoverState, Family,
+    MaintenanceDone, NodeId, NodeInfo, Replication, Request, Response, Role, SessionCounts,
+    SessionList, Status, TakeoverKind, TakeoverStatus, TrackKind, TrackView, VrrpDropsView,
+    VrrpGroupView, VrrpInstanceView, VrrpPeerState, VrrpState,
 };
 use failoverd_control::transport;
 use serde_json::json;
@@ -21,13 +22,13 @@ fn status() -> Status {
     Status {
         node: NodeInfo {
             name: "fw-a".into(),
-            node_id: "1000abcd".into(),
+            node_id: NodeId(0x1000_abcd),
             fingerprint: format!("sha256:{}", "ab".repeat(32)),
             pair_id: 1,
             priority: 100,
-            backup: "symmetric".into(),
+            backup: BackupMode::Symmetric,
             preempt: true,
-            backend: "memory".into(),
+            backend: BackendKind::Memory,
         },
         state: FailoverState::Synchronization,
         state_since_ms: 12_345,
@@ -41,15 +42,15 @@ fn status() -> Status {
         uptime_ms: 60_000,
         heartbeat: None,
         takeover: TakeoverStatus {
-            mode: "vrrp".into(),
+            mode: TakeoverKind::Vrrp,
             group: Some(VrrpGroupView {
-                state: "backup".into(),
+                state: VrrpState::Backup,
                 reason: "higher-priority master 10.0.1.3".into(),
                 ready_to_preempt: false,
                 not_preempting: Some("not ready: no bulk sync from the peer yet".into()),
                 maintenance: false,
                 peer_check: true,
-                peer: "master".into(),
+                peer: VrrpPeerState::Master,
                 silent_intervals: 3,
                 priority_penalty: 0,
                 fault: None,
@@ -57,8 +58,8 @@ fn status() -> Status {
                     name: "lan".into(),
                     interface: "eth1".into(),
                     vrid: 51,
-                    family: "ipv4".into(),
-                    state: "backup".into(),
+                    family: Family::Ipv4,
+                    state: VrrpState::Backup,
                     priority: 100,
                     configured_priority: 100,
                     advert_interval_ms: 50,
@@ -78,7 +79,7 @@ fn status() -> Status {
                     ..VrrpInstanceView::default()
                 }],
                 tracks: vec![TrackView {
-                    kind: "script".into(),
+                    kind: TrackKind::Script,
                     name: "upstream".into(),
                     up: true,
                     weight: 20,

@@ -14,10 +14,11 @@ use failoverd_wire::NodeId;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
+use crate::clock::Clock;
 use crate::driver::{self, HeartbeatSetup, NodeRequest, NodeSetup};
 use crate::hellos::HelloPath;
 use crate::takeover::Takeover;
-use crate::{backend, kernel};
+use crate::{kernel, table_thread};
 
 /// Runs the daemon described by the config file at `path`.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
@@ -38,7 +39,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     core.validate()
         .with_context(|| format!("{}: invalid settings", path.display()))?;
 
-    let hellos = HelloPath::spawn(&config.node.name, driver::Clock::start())?;
+    let hellos = HelloPath::spawn(&config.node.name, Clock::start())?;
     let heartbeat = match config.link.heartbeat {
         Some(path) => {
             let (sender, events) = failoverd_link::spawn_heartbeat(HeartbeatConfig {
@@ -65,12 +66,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     })?;
     let backend = match config.sessions.backend {
         SessionBackend::Memory => {
-            backend::spawn(&config.node.name, MemoryBackend::new(core.node_id))?
+            table_thread::spawn(&config.node.name, MemoryBackend::new(core.node_id))?
         }
         SessionBackend::Conntrack => {
             let (table, settings) = kernel::open_conntrack(&config, core.node_id, core.peer)?;
             core.settings = settings;
-            backend::spawn(&config.node.name, table)?
+            table_thread::spawn(&config.node.name, table)?
         }
     };
     let takeover = Takeover::start(&config).await?;

@@ -18,10 +18,11 @@ use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::backend::{self, BackendHandle, Command};
-use crate::driver::{self, Clock, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
+use crate::clock::Clock;
+use crate::driver::{self, ActionKind, NodeRequest, NodeSetup, Observation, ReplicationSnapshot};
 use crate::hellos::{HELLO_PRIORITY, HelloPath};
 use crate::proxy::Relay;
+use crate::table_thread::{self, TableCommand, TableHandle};
 use crate::takeover::Takeover;
 
 /// How long before the kill the verdict's looks at the active node's table are taken (the
@@ -182,7 +183,7 @@ impl Report {
 struct DemoNode {
     name: &'static str,
     requests: mpsc::Sender<NodeRequest>,
-    backend: BackendHandle,
+    backend: TableHandle,
     task: tokio::task::JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -274,7 +275,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     })
     .await?;
     let (reply, rx) = oneshot::channel();
-    a.backend.send(Command::Generate {
+    a.backend.send(TableCommand::Generate {
         count: options.sessions,
         reply,
     });
@@ -388,7 +389,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
                 }
                 roles.push(change(at_ms, from.name(), to.name(), &reason));
             }
-            Observation::ActionDone(_, "adopt") if active.is_some() => took_over = Some(at),
+            Observation::ActionDone(_, ActionKind::Adopt) if active.is_some() => {
+                took_over = Some(at)
+            }
             _ => {}
         }
     }
@@ -487,7 +490,7 @@ fn start_node(
     };
     core.validate()?;
     let peer_address = link.0.local_addr().to_string();
-    let (backend, events) = backend::spawn(name, MemoryBackend::new(node_id))?;
+    let (backend, events) = table_thread::spawn(name, MemoryBackend::new(node_id))?;
     let (requests, request_rx) = mpsc::channel(16);
     let (stop, stopped) = oneshot::channel::<()>();
     let setup = NodeSetup {
@@ -604,7 +607,7 @@ struct Generator {
 impl Generator {
     const TABLE: u64 = 100_000;
 
-    fn start(backend: BackendHandle, rate: u32) -> Self {
+    fn start(backend: TableHandle, rate: u32) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let started = WallInstant::now();
@@ -633,7 +636,7 @@ impl Generator {
                 live = live + creates - deletes.min(live + creates);
                 let (done, applied) = oneshot::channel();
                 let (creates, updates, deletes) = (creates as u32, updates as u32, deletes as u32);
-                backend.send(Command::Traffic {
+                backend.send(TableCommand::Traffic {
                     creates,
                     updates,
                     deletes,

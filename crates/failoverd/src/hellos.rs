@@ -25,7 +25,7 @@ use failoverd_wire::{Goodbye, GoodbyeReason, Message};
 use tokio::sync::mpsc;
 use tracing::{debug, trace, warn};
 
-use crate::driver::Clock;
+use crate::clock::Clock;
 
 /// A driver turn longer than this is a stuck driver, not a busy one: the hellos stop, so the
 /// peer takes over. Far above any bounded turn (milliseconds), below what an operator would

@@ -9,12 +9,12 @@ use failoverd_backends::{
     BackendError, ConntrackBackend, ConntrackConfig, OwnerMark, SessionBackend,
 };
 use failoverd_control::config::{Config, IpNet};
+use failoverd_control::protocol::BackendKind;
 use failoverd_core::ReplicationFilter;
 use failoverd_wire::NodeId;
 use tracing::{info, warn};
 
-use crate::backend::Counts;
-use crate::table::Table;
+use crate::table::{Counts, Table};
 
 /// Opens the kernel table with the config's filter ([`replication_filter`]), and returns it with the kernel
 /// settings the two nodes should share, to compare with the peer's at negotiation (a smaller
@@ -107,8 +107,8 @@ fn warn_of_masquerade() {
 }
 
 impl Table for ConntrackBackend {
-    fn kind(&self) -> &'static str {
-        "conntrack"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Conntrack
     }
 
     fn counts(&mut self) -> Result<Counts, BackendError> {

@@ -2,13 +2,16 @@
 //! the core to the failover link (`failoverd-link`), the session table (`failoverd-backends`),
 //! the control socket (`failoverd-control`) and the clock.
 //!
-//! - [`driver`]: the task that owns a node's core;
-//! - [`backend`]: the session table's own thread, running a [`table::Table`];
+//! - [`driver`]: the task that owns a node's core, and the views of it `failoverctl` gets;
+//! - [`clock`]: the core's clock, read from the monotonic clock;
+//! - [`hellos`]: the hello thread, which keeps the hellos on time whatever the driver does;
+//! - [`table_thread`]: the session table's own thread, running a [`table::Table`];
 //! - [`daemon`]: `failoverd` with a config file;
 //! - [`kernel`]: the kernel's conntrack table, opened with the start-up checks;
+//! - [`takeover`]: what moves the traffic (VRRP, FRR, hooks);
 //! - [`demo`]: `failoverd demo`, two nodes on loopback.
 
-pub mod backend;
+pub mod clock;
 pub mod daemon;
 pub mod demo;
 pub mod driver;
@@ -19,4 +22,5 @@ pub mod kernel;
 pub mod net;
 mod proxy;
 pub mod table;
+pub mod table_thread;
 pub mod takeover;

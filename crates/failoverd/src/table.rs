@@ -5,14 +5,12 @@
 use std::time::Duration;
 
 use failoverd_backends::{BackendError, MemoryBackend, SessionBackend};
-use failoverd_control::protocol::{SessionFilter, SessionList};
-
-use crate::backend::Counts;
+use failoverd_control::protocol::{BackendKind, SessionFilter, SessionList};
 
 /// A session table the daemon can run.
 pub trait Table: SessionBackend + Send + 'static {
-    /// The backend's name in the config file.
-    fn kind(&self) -> &'static str;
+    /// Which table it is (`sessions.backend`).
+    fn kind(&self) -> BackendKind;
 
     /// Entries by owner, and the table's counters; cheap enough for every status request.
     fn counts(&mut self) -> Result<Counts, BackendError>;
@@ -52,8 +50,8 @@ pub trait Table: SessionBackend + Send + 'static {
 }
 
 impl Table for MemoryBackend {
-    fn kind(&self) -> &'static str {
-        "memory"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
     }
 
     fn counts(&mut self) -> Result<Counts, BackendError> {
@@ -90,3 +88,17 @@ impl Table for MemoryBackend {
         Some(self)
     }
 }
+
+/// Entries of the table by owner, and its counters.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// All entries.
+    pub total: u64,
+    /// Entries this node owns.
+    pub owned: u64,
+    /// The table's own counters (events in, batches out, overruns, ...), unprefixed.
+    pub counters: TableCounters,
+}
+
+/// Named counters of a session table.
+pub type TableCounters = Vec<(&'static str, u64)>;

@@ -21,9 +21,10 @@ use failoverd_link::{
     Channel as LinkChannel, Fingerprint, Identity, LinkConfig, LinkEvent, LinkEvents, LinkSender,
 };
 use serde_json::Value;
+use support::config::ConfigFile;
 use support::tools;
 
-mod support;
+use failoverd_lab as support;
 
 /// A `failoverd` process; killed and reaped when dropped, whatever happened.
 struct Daemon {
@@ -160,42 +161,21 @@ impl NodeFiles {
         let config = self.dir.join("failoverd.toml");
         let socket = self.dir.join("failoverd.sock");
         let log = self.dir.join(format!("{name}.log"));
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[node]
-name = "{name}"
-key = "node.pem"
-priority = {priority}
-
-[pair]
-id = 7
-
-[link]
-listen = "{listen}"
-peer = "{peer}"
-peer_key = {peer_key}
-
-[timers]
-silence_ms = 300
-{timers}
-
-[control]
-socket = "{socket}"
-
-[log]
-level = "info"
-
-{extra}
-"#,
-                listen = self.listen,
-                peer = peer.listen,
-                socket = socket.display(),
-                timers = self.timers,
-            ),
-        )
-        .unwrap();
+        let mut file = ConfigFile::new(
+            name,
+            priority,
+            self.listen,
+            peer.listen,
+            peer_key,
+            socket.clone(),
+        );
+        file.timers = std::iter::once("silence_ms = 300")
+            .chain(self.timers.lines())
+            .filter(|line| !line.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        file.extra.push(extra.to_string());
+        std::fs::write(&config, file.render(file!())).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_failoverd"))
             .arg("--config")
             .arg(&config)

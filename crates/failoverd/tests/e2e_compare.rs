@@ -4,10 +4,10 @@
 //! status bit set on one node only, and nothing else: equal sessions compare equal although each
 //! kernel stamps a different owner into the mark.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`); without them each test
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::collections::BTreeSet;
 

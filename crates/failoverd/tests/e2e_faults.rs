@@ -24,10 +24,10 @@
 //! `FAILOVERD_FAULT_KILLS=60 cargo test --release -p failoverd --test e2e_faults -- --nocapture`
 //! runs a long one. Each run prints its seed; `FAILOVERD_FAULT_SEED=N` replays a schedule.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`); without them each test
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

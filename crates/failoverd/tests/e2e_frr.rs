@@ -19,7 +19,7 @@
 //! the [`OspfLab`] kills the daemons (by PID) and deletes the namespaces. The `failoverd`
 //! processes are [`support::daemon::Daemon`]s, killed (by PID) when dropped, before the lab.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`), among them `ip`,
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`), among them `ip`,
 //! `vtysh` and FRR's `zebra` and `ospfd` (Debian package `frr`); without them the test prints
 //! "skipped: ..." and passes, except under `CI=true`, where it fails.
 
@@ -36,10 +36,11 @@ use failoverd::takeover::history::History;
 use failoverd_control::config::RoutingConfig;
 use failoverd_control::protocol::{Request, Role, Status};
 use failoverd_link::Identity;
+use support::config::ConfigFile;
 use support::daemon::{self, Daemon};
 use support::{Firewall, require_root_and_tools, tools};
 
-mod support;
+use failoverd_lab as support;
 
 /// The shared segment.
 const SEGMENT: &str = "10.0.0.0/24";
@@ -250,48 +251,27 @@ fn failoverd_config(fw: Firewall, router: &Router, peer_key: &str, dir: &Path) -
         Firewall::B => (100, B_ADDR, A_ADDR),
     };
     let routing = routing(router);
-    format!(
-        r#"[node]
-name = "{name}"
-key = "node.pem"
-priority = {priority}
-
-[pair]
-id = 7
-
-[link]
-listen = "{listen}:7500"
-peer = "{peer}:7500"
-peer_key = "{peer_key}"
-reconnect_max_ms = 500
-
-[timers]
-silence_ms = 300
-
-[sessions]
-backend = "memory"
-
-[control]
-socket = "{socket}"
-
-[log]
-level = "info"
-
-[routing]
-vtysh = {vtysh:?}
-ospf_interfaces = {interfaces:?}
-active_cost = {active}
-standby_cost = {standby}
-timeout_ms = {timeout}
-"#,
-        name = fw.name(),
-        socket = dir.join("failoverd.sock").display(),
+    let mut file = ConfigFile::new(
+        fw.name(),
+        priority,
+        format!("{listen}:7500"),
+        format!("{peer}:7500"),
+        format!("\"{peer_key}\""),
+        dir.join("failoverd.sock"),
+    );
+    file.link.push("reconnect_max_ms = 500".to_string());
+    file.timers.push("silence_ms = 300".to_string());
+    file.backend = Some("memory".to_string());
+    file.extra.push(format!(
+        "[routing]\nvtysh = {vtysh:?}\nospf_interfaces = {interfaces:?}\nactive_cost = {active}\n\
+         standby_cost = {standby}\ntimeout_ms = {timeout}\n",
         vtysh = routing.vtysh,
         interfaces = routing.ospf_interfaces,
         active = routing.active_cost,
         standby = routing.standby_cost,
         timeout = routing.timeout.as_millis(),
-    )
+    ));
+    file.render(file!())
 }
 
 /// Waits until `daemon` has `role` and FRR the cost of that role.

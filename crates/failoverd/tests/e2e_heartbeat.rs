@@ -4,10 +4,10 @@
 //! (the control) both become active. Then the active is killed with -9: the standby takes over
 //! once both paths are silent for the dead interval.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`); without them each test
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::time::{Duration, Instant};
 

@@ -4,11 +4,11 @@
 //! ways. failoverd has no failover-link peer here, so it is never ready: it takes over only
 //! when no master is left, and never preempts keepalived.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`), among them `ip`, `nft`,
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`), among them `ip`, `nft`,
 //! `conntrack` and `keepalived`; without them each test prints "skipped: ..." and passes,
 //! except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::process::Child;
 use std::sync::Arc;
@@ -93,7 +93,7 @@ fn group(status: &Status) -> (String, u64, Option<String>) {
     let group = status.takeover.group.as_ref().expect("a VRRP group");
     let lan = &group.instances[0];
     (
-        group.state.clone(),
+        group.state.to_string(),
         lan.adverts_received,
         lan.master_address.clone(),
     )

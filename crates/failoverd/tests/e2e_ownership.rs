@@ -8,10 +8,10 @@
 //! the sweep that ends it must not delete them. Negative control: flows the peer deleted while
 //! a daemon was down come back on neither node.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`); without them the test
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`); without them the test
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

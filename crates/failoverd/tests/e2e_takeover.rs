@@ -5,10 +5,10 @@
 //! The kill is abrupt: all of the active firewall's links down in one `ip -batch`, then
 //! SIGKILL of everything in its namespace.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`); without them each test
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -7,10 +7,10 @@
 //! - A flood of low-priority claims (RFC behaviour, check off): the master contests them, but
 //!   its gratuitous ARPs stay within `announce_repeat` per window and its adverts bounded.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`); without them each test
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::time::{Duration, Instant};
 

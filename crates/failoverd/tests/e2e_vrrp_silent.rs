@@ -9,10 +9,10 @@
 //!   moves.
 //! - Behind the backup's port (B): B reports the silence but hears nothing: nothing moves.
 //!
-//! Needs root and the programs of the tool table (`support/tools.txt`); without them each test
+//! Needs root and the programs of the tool table (`crates/lab/tools.txt`); without them each test
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 
-mod support;
+use failoverd_lab as support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use failoverd::driver::Clock;
+use failoverd::clock::Clock;
 use failoverd::hellos::{HelloPath, PeerDead};
 use failoverd_core::Liveness;
 use failoverd_link::{Channel, ControlTap, Identity, LinkConfig, LinkEvent, LinkEvents, spawn};

@@ -5,7 +5,7 @@
 //! in `a`, `vb` in `b`), and removes them when it ends, passing or not; so tests run in
 //! parallel. A test enters a namespace only on its own thread and only to open sockets there
 //! ([`Lab::in_a`]); commands name the namespace (`ip -n`). The tests need root and the programs
-//! of the tool table (`support/tools.txt`); without them they are skipped with a message, except
+//! of the tool table (`crates/lab/tools.txt`); without them they are skipped with a message, except
 //! under `CI=true`, where they fail.
 #![cfg(target_os = "linux")]
 
@@ -21,7 +21,7 @@ use failoverd_wire::announce::{GratuitousArp, NeighbourAdvert};
 use socket2::{Domain, Protocol, Socket, Type};
 use support::{require_root_and_tools, tools};
 
-mod support;
+use failoverd_lab as support;
 
 /// How long a test waits for something the kernel should do at once.
 const PATIENCE: Duration = Duration::from_secs(3);

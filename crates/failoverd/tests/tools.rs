@@ -1,4 +1,4 @@
-//! Every program the test suites run is in the tool table (`support/tools.txt`) with its Debian
+//! Every program the test suites run is in the tool table (`crates/lab/tools.txt`) with its Debian
 //! package, `.ci/run` installs every package of the table, and the failoverd tests start
 //! programs only through `support::tools`, which names the program and its package when it is
 //! missing. So a fresh machine either runs the kernel tests or fails saying what to install.
@@ -7,7 +7,7 @@
 //! `lab/lab.sh` (shell). A program named only at run time (a variable) is not seen here; for
 //! those `support::tools` panics when the table does not list them.
 
-mod support;
+use failoverd_lab as support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,8 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every test source of the workspace: `crates/*/tests/**/*.rs`.
+/// Every test source of the workspace: `crates/*/tests/**/*.rs` and the lab the tests share
+/// (`crates/lab/src`).
 fn test_sources() -> Vec<PathBuf> {
     let mut crates: Vec<PathBuf> = std::fs::read_dir(workspace().join("crates"))
         .expect("crates/")
@@ -45,6 +46,7 @@ fn test_sources() -> Vec<PathBuf> {
     for krate in crates {
         rust_files(&krate.join("tests"), &mut found);
     }
+    rust_files(&workspace().join("crates/lab/src"), &mut found);
     assert!(found.len() > 10, "test sources found: {found:?}");
     found
 }
@@ -694,7 +696,7 @@ fn every_program_the_tests_spawn_is_in_the_tool_table() {
     let missing = unlisted(tools::all(), &spawned);
     assert!(
         missing.is_empty(),
-        "programs the tests spawn that support/tools.txt does not list (add each with its \
+        "programs the tests spawn that crates/lab/tools.txt does not list (add each with its \
          Debian package; .ci/run installs the packages listed): {missing:#?}"
     );
 }
@@ -723,7 +725,8 @@ fn the_failoverd_tests_start_programs_only_through_support_tools() {
     let root = workspace();
     let mut files = Vec::new();
     rust_files(&root.join("crates/failoverd/tests"), &mut files);
-    let helper = root.join("crates/failoverd/tests/support/tools.rs");
+    rust_files(&root.join("crates/lab/src"), &mut files);
+    let helper = root.join("crates/lab/src/tools.rs");
     let direct: Vec<String> = files
         .iter()
         .filter(|path| **path != helper)
@@ -740,7 +743,7 @@ fn the_failoverd_tests_start_programs_only_through_support_tools() {
         .collect();
     assert!(
         direct.is_empty(),
-        "Command::new outside support/tools.rs (use support::tools::command or \
+        "Command::new outside crates/lab/src/tools.rs (use support::tools::command or \
          netns_exec): {direct:?}"
     );
     assert_eq!(
@@ -781,7 +784,7 @@ fn a_missing_program_is_reported_with_its_package() {
 }
 
 #[test]
-#[should_panic(expected = "which support/tools.txt does not list")]
+#[should_panic(expected = "which crates/lab/tools.txt does not list")]
 fn a_program_missing_from_the_table_cannot_be_started() {
     // A variable, so that the scan of this file does not see it.
     let program = "frobnicate";

@@ -27,8 +27,10 @@
 #![warn(missing_docs)]
 
 mod link;
+mod mutant;
 mod pair;
 pub mod schedule;
 
 pub use link::{Link, LinkFaults, LinkModel};
+pub use mutant::Mutant;
 pub use pair::{HeartbeatPath, Lan, Pair, SimNode, SplitChange, same_copy};

@@ -13,6 +13,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::link::{Link, LinkFaults, LinkModel};
+use crate::mutant::{self, Mutant};
 
 /// One simulated node: its core, its table, and what the harness observed of it.
 #[derive(Debug)]
@@ -95,6 +96,8 @@ pub struct Pair {
     pub lan: Lan,
     /// The heartbeat path (election mode), apart from the failover link.
     pub heartbeat: HeartbeatPath,
+    /// A fault planted in the harness, to show an invariant check failing.
+    pub mutant: Option<Mutant>,
 }
 
 /// The heartbeat path: the nodes' hellos as authenticated datagrams over a network of their
@@ -175,6 +178,21 @@ impl SimNode {
         owned
     }
 
+    /// When its core last became active, if it is active.
+    pub fn active_since(&self) -> Option<Instant> {
+        match self
+            .events
+            .iter()
+            .rev()
+            .find_map(|(at, event)| match event {
+                Event::RoleChanged { to, .. } => Some((*at, *to)),
+                _ => None,
+            }) {
+            Some((at, Role::Active)) => Some(at),
+            _ => None,
+        }
+    }
+
     /// Keys in the table, sorted (deterministic picks).
     pub fn sorted_keys(&self) -> Vec<SessionKey> {
         let mut keys: Vec<_> = self.table.iter().map(|r| r.key).collect();
@@ -222,6 +240,7 @@ impl Pair {
             trace: None,
             lan: Lan::default(),
             heartbeat: HeartbeatPath::default(),
+            mutant: None,
         }
     }
 
@@ -488,7 +507,12 @@ impl Pair {
                 Ok(0) => {}
                 Ok(_) => {
                     progressed = true;
-                    let changes = std::mem::take(&mut node.changes);
+                    let mut changes = std::mem::take(&mut node.changes);
+                    if self.mutant == Some(Mutant::LostApartDeletes)
+                        && node.core.state() != SyncState::Synchronization
+                    {
+                        changes.retain(|op| !matches!(op, SessionOp::Remove { .. }));
+                    }
                     if let Some(trace) = &mut self.trace {
                         let role = node.core.role();
                         trace.extend(
@@ -512,7 +536,10 @@ impl Pair {
         }
         let node = &mut self.nodes[i];
         if let Some(group) = node.vrrp.as_mut() {
-            group.set_ready(now, node.core.is_ready());
+            let ready = node.core.is_ready()
+                || (self.mutant == Some(Mutant::TakeoverBeforeReady)
+                    && node.core.state() == SyncState::Synchronization);
+            group.set_ready(now, ready);
             group.set_peer(now, node.core.vrrp_peer());
         }
     }
@@ -548,7 +575,13 @@ impl Pair {
             _ => Vec::new(),
         };
         let node = &mut self.nodes[i];
-        let result = perform(&mut node.table, action).map(|(_, result)| result);
+        let result = match self
+            .mutant
+            .and_then(|m| mutant::perform(m, &mut node.table, &action))
+        {
+            Some(result) => Some(result),
+            None => perform(&mut node.table, action).map(|(_, result)| result),
+        };
         self.note_seen(i, &applied);
         let node = &mut self.nodes[i];
         if let Some(mut result) = result {
@@ -922,6 +955,31 @@ impl Pair {
                     );
                 if handover {
                     self.check_takeover_ready(i);
+                }
+                // Preempting a live master (the election's preemption, or a VRRP group whose
+                // peer was master before and still is) is gated on readiness: a peer that
+                // stepped down or left hands over whatever our state, and two groups that time
+                // out at once preempt nobody.
+                let peer = &self.nodes[1 - i];
+                let preempted = match reason {
+                    Reason::Preempted => true,
+                    Reason::Takeover(_) => {
+                        vrrp_handover
+                            && peer.alive
+                            && !peer.leaving
+                            && peer
+                                .vrrp
+                                .as_ref()
+                                .is_some_and(|g| g.state() == GroupState::Master)
+                            && peer.active_since().is_some_and(|since| since < now)
+                    }
+                    _ => false,
+                };
+                if preempted && !self.nodes[i].core.is_ready() {
+                    self.violate(format!(
+                        "node {i} preempted live node {} before it was ready ({reason})",
+                        1 - i
+                    ));
                 }
             }
             _ => {}

@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use failoverd_backends::ApplyError;
-use failoverd_core::{Instant, NodeConfig, PlantedBug, RoleAuthority, Stats};
+use failoverd_core::{Instant, NodeConfig, RoleAuthority, Stats};
 use failoverd_wire::{NodeId, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::link::{LinkFaults, LinkModel};
+use crate::mutant::Mutant;
 use crate::pair::Pair;
 
 /// What a schedule runs on.
@@ -108,7 +109,7 @@ pub struct Outcome {
 }
 
 /// The configuration of both nodes for a seed.
-fn configs(rng: &mut SmallRng, bug: Option<PlantedBug>) -> [NodeConfig; 2] {
+fn configs(rng: &mut SmallRng) -> [NodeConfig; 2] {
     let (pa, pb) = [(200, 100), (100, 200), (100, 100)][rng.random_range(0..3)];
     let preempt = rng.random_bool(0.8);
     let fast = rng.random_bool(0.3);
@@ -124,7 +125,6 @@ fn configs(rng: &mut SmallRng, bug: Option<PlantedBug>) -> [NodeConfig; 2] {
         // Several digest rounds per schedule, so anti-entropy runs under every fault.
         digest_interval: Duration::from_secs(1),
         seed: rng.random(),
-        planted_bug: bug,
         ..NodeConfig::default()
     };
     [
@@ -193,25 +193,25 @@ fn random_stream_fault(rng: &mut SmallRng, vrrp: bool) -> Fault {
 }
 
 /// Runs the schedule of `seed` in the mode [`Mode::of_seed`] gives it, optionally with a
-/// planted bug, and checks every invariant.
-pub fn run(seed: u64, bug: Option<PlantedBug>) -> Outcome {
-    run_mode(seed, Mode::of_seed(seed), bug)
+/// mutant planted in the harness, and checks every invariant.
+pub fn run(seed: u64, mutant: Option<Mutant>) -> Outcome {
+    run_mode(seed, Mode::of_seed(seed), mutant)
 }
 
 /// Runs the schedule of `seed` in `mode`.
-pub fn run_mode(seed: u64, mode: Mode, bug: Option<PlantedBug>) -> Outcome {
-    run_inspect(seed, mode, bug, |_| {})
+pub fn run_mode(seed: u64, mode: Mode, mutant: Option<Mutant>) -> Outcome {
+    run_inspect(seed, mode, mutant, |_| {})
 }
 
 /// [`run_mode`], then hands the settled pair to `inspect` (for debugging a failing seed).
 pub fn run_inspect(
     seed: u64,
     mode: Mode,
-    bug: Option<PlantedBug>,
+    mutant: Option<Mutant>,
     inspect: impl FnOnce(&Pair),
 ) -> Outcome {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut configs = configs(&mut rng, bug);
+    let mut configs = configs(&mut rng);
     let model = match mode {
         Mode::Stream | Mode::StreamVrrp | Mode::StreamHeartbeat => {
             for config in &mut configs {
@@ -241,6 +241,7 @@ pub fn run_inspect(
     };
     let silence = configs[0].silence_timer;
     let mut pair = Pair::with_link(configs, model, faults, rng.random());
+    pair.mutant = mutant;
     match mode {
         Mode::StreamVrrp => pair.enable_vrrp(advert_interval),
         Mode::StreamHeartbeat => pair.enable_heartbeat(),

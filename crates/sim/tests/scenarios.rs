@@ -7,7 +7,7 @@ use failoverd_core::vrrp::{GroupReason, GroupState};
 use failoverd_core::{
     ApplyError, Event, NodeConfig, NotReady, Reason, RoleAuthority, TakeoverReason,
 };
-use failoverd_sim::{LinkFaults, LinkModel, Pair};
+use failoverd_sim::{LinkFaults, LinkModel, Mutant, Pair};
 use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
 
 /// What a VRRP group would say moving the forwarding, where the test moves it by hand.
@@ -951,14 +951,13 @@ fn vrrp_keeps_one_master_with_the_failover_link_cut_and_preempts_only_once_ready
 /// Finding 6 of issue 10: after a split brain, what each node changed while apart wins over
 /// the other's older state, and deletes leave tombstones. Before, the loser's bulk sync brought
 /// back what the winner had deleted while apart (and the winner's copies what the loser had).
-fn split_brain_merge(
-    bug: Option<failoverd_core::PlantedBug>,
-) -> (Pair, [Vec<failoverd_wire::SessionKey>; 3]) {
-    let mut configs = configs(200, 100);
-    for config in &mut configs {
-        config.planted_bug = bug;
-    }
-    let mut pair = Pair::new(configs, LinkFaults::clean(Duration::from_micros(100)), 1);
+fn split_brain_merge(mutant: Option<Mutant>) -> (Pair, [Vec<failoverd_wire::SessionKey>; 3]) {
+    let mut pair = Pair::new(
+        configs(200, 100),
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    pair.mutant = mutant;
     pair.strict_merge_rule = true;
     settle(&mut pair);
     let keys: Vec<_> = (0..60).map(|_| pair.create_session(A)).collect();
@@ -1011,12 +1010,11 @@ fn after_a_split_brain_deletes_made_apart_stay_deleted_and_new_sessions_survive(
     assert_clean(&pair);
 }
 
-/// The control: without tombstones, B's bulk sync brings back what A deleted while apart, and
-/// the settled check sees it.
+/// The control: without tombstones (A's backend loses its delete events while apart), B's bulk
+/// sync brings back what A deleted while apart, and the settled check sees it.
 #[test]
 fn without_tombstones_a_split_brains_deletes_come_back() {
-    let (mut pair, [deleted_by_a, ..]) =
-        split_brain_merge(Some(failoverd_core::PlantedBug::DropTombstones));
+    let (mut pair, [deleted_by_a, ..]) = split_brain_merge(Some(Mutant::LostApartDeletes));
     let back = deleted_by_a
         .iter()
         .filter(|k| pair.nodes[A].table.get(k).is_some())
@@ -1235,14 +1233,13 @@ fn both_actives_resolve_when_the_heartbeat_path_heals_before_the_failover_link()
 /// Both rules at once: a split brain (both paths cut) that the heartbeat path resolves before
 /// the failover link heals. B steps down with the link down (no adoption or resync over it), yet
 /// the merge rule holds once the link is back: deletes made apart by either node stay deleted,
-/// sessions B created apart survive. The control (planted bug `DropTombstones`) shows the
+/// sessions B created apart survive. The control (mutant `LostApartDeletes`) shows the
 /// check failing on this path too.
 #[test]
 fn a_split_brain_resolved_over_the_heartbeat_path_keeps_the_merge_rule() {
-    for bug in [None, Some(failoverd_core::PlantedBug::DropTombstones)] {
+    for mutant in [None, Some(Mutant::LostApartDeletes)] {
         let [a, b] = configs(200, 100).map(|c| NodeConfig {
             reliable_link: true,
-            planted_bug: bug,
             ..c
         });
         let mut pair = Pair::with_link(
@@ -1253,6 +1250,7 @@ fn a_split_brain_resolved_over_the_heartbeat_path_keeps_the_merge_rule() {
         );
         pair.enable_heartbeat();
         pair.strict_merge_rule = true;
+        pair.mutant = mutant;
         settle(&mut pair);
         let keys: Vec<_> = (0..60).map(|_| pair.create_session(A)).collect();
         pair.run_for(ms(500));
@@ -1278,7 +1276,7 @@ fn a_split_brain_resolved_over_the_heartbeat_path_keeps_the_merge_rule() {
             .filter(|k| [A, B].iter().any(|&i| pair.nodes[i].table.get(k).is_some()))
             .count();
         pair.check_settled();
-        if bug.is_none() {
+        if mutant.is_none() {
             assert_eq!(back, 0, "deleted apart, back");
             for i in [A, B] {
                 let lost = created
@@ -1343,5 +1341,60 @@ fn sessions_ended_just_before_a_switchover_stay_ended() {
         }
         pair.check_settled();
         assert_clean(&pair);
+    }
+}
+
+/// A VRRP group that preempts a live master before its node is ready is a violation even when
+/// every session it lacks is still on its way (which the "holds the peer's sessions" check
+/// excuses): A returns, its bulk sync takes longer than VRRP's master-down interval (a slow
+/// backend), and it must not take over before the bulk is applied. The control (the mutant
+/// `TakeoverBeforeReady`: the group is told "ready" once the node synchronizes) shows the
+/// check failing.
+#[test]
+fn a_vrrp_preemption_before_the_bulk_sync_is_applied_is_caught() {
+    for mutant in [None, Some(Mutant::TakeoverBeforeReady)] {
+        let [a, b] = configs(200, 100).map(|c| NodeConfig {
+            role_authority: RoleAuthority::External,
+            reliable_link: true,
+            ..c
+        });
+        let mut pair = Pair::with_link(
+            [a, b],
+            LinkModel::Stream,
+            LinkFaults::clean(Duration::from_micros(100)),
+            1,
+        );
+        pair.mutant = mutant;
+        pair.enable_vrrp(ms(50));
+        settle(&mut pair);
+        for _ in 0..3000 {
+            pair.create_session(A);
+        }
+        pair.run_for(ms(500));
+        pair.crash(A);
+        pair.run_for(ms(1000));
+        for _ in 0..200 {
+            pair.create_session(B);
+        }
+        // Each backend action takes 60-80 ms: the bulk sync outlasts the master-down interval.
+        pair.backend_latency = (ms(60), ms(80));
+        pair.restart(A);
+        pair.run_for(ms(5000));
+        let preempted_early: Vec<_> = pair
+            .violations
+            .iter()
+            .filter(|v| v.contains("preempted live node 1 before it was ready"))
+            .collect();
+        match mutant {
+            None => {
+                assert_eq!(pair.nodes[A].core.role(), Role::Active, "A preempts");
+                assert_clean(&pair);
+            }
+            Some(_) => assert!(
+                !preempted_early.is_empty(),
+                "the early preemption went unseen: {:#?}",
+                pair.violations
+            ),
+        }
     }
 }

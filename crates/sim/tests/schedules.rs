@@ -4,7 +4,7 @@
 //! core, the seeds dealt out over the modes (`schedule::Mode::of_seed`);
 //! `FAILOVERD_SIM_SEED=S` replays one seed and prints its faults and violations.
 
-use failoverd_core::PlantedBug;
+use failoverd_sim::Mutant;
 use failoverd_sim::schedule::{self, Mode};
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -127,32 +127,35 @@ type Failure = (
     Vec<String>,
 );
 
-/// Each planted bug must be caught within the schedules a normal run plays.
-fn caught(bug: PlantedBug) -> u64 {
+/// Each mutant must be caught within the schedules a normal run plays.
+fn caught(mutant: Mutant) -> u64 {
     let limit = env_u64("FAILOVERD_SIM_SCHEDULES").unwrap_or(1000);
     for seed in 0..limit {
-        let outcome = schedule::run(seed, Some(bug));
+        let outcome = schedule::run(seed, Some(mutant));
         if !outcome.violations.is_empty() {
-            println!("{bug:?} caught by seed {seed}: {}", outcome.violations[0]);
+            println!(
+                "{mutant:?} caught by seed {seed}: {}",
+                outcome.violations[0]
+            );
             return seed;
         }
     }
-    panic!("{bug:?} was not caught by {limit} schedules: the invariants cannot see it");
+    panic!("{mutant:?} was not caught by {limit} schedules: the invariants cannot see it");
 }
 
 #[test]
-fn planted_ack_before_apply_is_caught() {
-    caught(PlantedBug::AckBeforeApply);
+fn a_backend_losing_acknowledged_writes_is_caught() {
+    caught(Mutant::LostWrites);
 }
 
 #[test]
-fn planted_skipped_sweep_is_caught() {
-    caught(PlantedBug::SkipSweep);
+fn a_backend_skipping_sweeps_is_caught() {
+    caught(Mutant::SkippedSweeps);
 }
 
 #[test]
-fn planted_takeover_before_ready_is_caught() {
-    caught(PlantedBug::TakeOverBeforeReady);
+fn a_takeover_before_ready_is_caught() {
+    caught(Mutant::TakeoverBeforeReady);
 }
 
 /// Finding 13 (issue 10): three of 10,000 schedules failed, each with a switchover. The new

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use failoverd_control::config::RoutingConfig;
-use failoverd_control::protocol::{EventKind, RoutingView};
+use failoverd_control::protocol::{EventKind, RoutingState, RoutingView};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -126,19 +126,18 @@ impl Frr {
         self.start();
     }
 
-    /// For `status.takeover.routing`: `state` is "applying" while a change runs or waits,
-    /// else "failed" after a failed run (until a run succeeds), else the role whose cost is
-    /// set ("active" or "standby").
+    /// For `status.takeover.routing`: `state` is applying while a change runs or waits, else
+    /// failed after a failed run (until a run succeeds), else the role whose cost is set.
     pub fn view(&self) -> RoutingView {
         let status = lock(&self.shared.status);
         let state = match (status.busy || status.pending, status.failed, status.applied) {
-            (true, _, _) | (false, false, None) => "applying",
-            (false, true, _) => "failed",
-            (false, false, Some(true)) => "active",
-            (false, false, Some(false)) => "standby",
+            (true, _, _) | (false, false, None) => RoutingState::Applying,
+            (false, true, _) => RoutingState::Failed,
+            (false, false, Some(true)) => RoutingState::Active,
+            (false, false, Some(false)) => RoutingState::Standby,
         };
         RoutingView {
-            state: state.to_string(),
+            state,
             last_error: status.last_error.clone(),
         }
     }
@@ -348,7 +347,7 @@ mod tests {
         .to_vec()
     }
 
-    async fn wait_state(frr: &Frr, state: &str) -> RoutingView {
+    async fn wait_state(frr: &Frr, state: RoutingState) -> RoutingView {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let view = frr.view();
@@ -372,16 +371,16 @@ mod tests {
     async fn start_applies_standby_then_roles_apply_their_cost() {
         let dir = tempfile::tempdir().unwrap();
         let frr = Frr::new(&config(dir.path(), ""), History::default());
-        assert_eq!(frr.view().state, "applying");
+        assert_eq!(frr.view().state, RoutingState::Applying);
         frr.start();
-        let view = wait_state(&frr, "standby").await;
+        let view = wait_state(&frr, RoutingState::Standby).await;
         assert_eq!(view.last_error, None);
         assert_eq!(calls(dir.path()), [expected(1000, "standby")]);
 
         frr.role_changed(true);
-        wait_state(&frr, "active").await;
+        wait_state(&frr, RoutingState::Active).await;
         frr.role_changed(false);
-        wait_state(&frr, "standby").await;
+        wait_state(&frr, RoutingState::Standby).await;
         assert_eq!(
             calls(dir.path()),
             [
@@ -402,7 +401,7 @@ mod tests {
         let frr = Frr::new(&config(dir.path(), ""), History::default());
         frr.role_changed(true);
         frr.start();
-        wait_state(&frr, "active").await;
+        wait_state(&frr, RoutingState::Active).await;
         assert_eq!(calls(dir.path()), [expected(10, "active")]);
     }
 
@@ -417,12 +416,12 @@ mod tests {
         let frr = Frr::new(&config(dir.path(), &before), History::default());
         frr.start();
         wait_file(dir.path().join("started-standby")).await;
-        assert_eq!(frr.view().state, "applying");
+        assert_eq!(frr.view().state, RoutingState::Applying);
         frr.role_changed(true);
         frr.role_changed(false);
         frr.role_changed(true);
-        assert_eq!(frr.view().state, "applying");
-        wait_state(&frr, "active").await;
+        assert_eq!(frr.view().state, RoutingState::Applying);
+        wait_state(&frr, RoutingState::Active).await;
         assert_eq!(
             calls(dir.path()),
             [expected(1000, "standby"), expected(10, "active")]
@@ -440,7 +439,7 @@ mod tests {
         );
         let frr = Frr::new(&config(dir.path(), &before), History::default());
         frr.start();
-        let view = wait_state(&frr, "failed").await;
+        let view = wait_state(&frr, RoutingState::Failed).await;
         let error = view.last_error.unwrap();
         assert!(
             error.starts_with("setting the standby OSPF cost 1000: vtysh exited 1 after "),
@@ -455,7 +454,7 @@ mod tests {
 
         // Retried after RETRY_MIN; the error is kept.
         let started = Instant::now();
-        let view = wait_state(&frr, "standby").await;
+        let view = wait_state(&frr, RoutingState::Standby).await;
         assert!(started.elapsed() > RETRY_MIN / 2, "{:?}", started.elapsed());
         assert_eq!(view.last_error, Some(error));
         assert_eq!(calls(dir.path()), [expected(1000, "standby")]);
@@ -468,7 +467,7 @@ mod tests {
         config.vtysh = vec!["/nonexistent/vtysh".into()];
         let frr = Frr::new(&config, History::default());
         frr.start();
-        let view = wait_state(&frr, "failed").await;
+        let view = wait_state(&frr, RoutingState::Failed).await;
         let error = view.last_error.unwrap();
         assert!(
             error.starts_with("setting the standby OSPF cost 1000: vtysh failed to start: "),
@@ -476,12 +475,12 @@ mod tests {
         );
         frr.role_changed(true);
         let view = frr.view();
-        assert_eq!(view.state, "applying");
+        assert_eq!(view.state, RoutingState::Applying);
         // Fails again at once (not after the retry delay), now for the active cost.
         let deadline = Instant::now() + RETRY_MIN / 2;
         loop {
             let view = frr.view();
-            if view.state == "failed"
+            if view.state == RoutingState::Failed
                 && view
                     .last_error
                     .as_deref()
@@ -501,7 +500,7 @@ mod tests {
         config.timeout = Duration::from_millis(200);
         let frr = Frr::new(&config, History::default());
         frr.start();
-        let view = wait_state(&frr, "failed").await;
+        let view = wait_state(&frr, RoutingState::Failed).await;
         assert_eq!(
             view.last_error.as_deref(),
             Some("setting the standby OSPF cost 1000: vtysh timed out after 200 ms and was killed")

@@ -16,14 +16,12 @@ use std::time::Duration;
 
 use failoverd_control::config::HooksConfig;
 use failoverd_control::protocol::{EventKind, HooksView};
+use failoverd_wire::Role;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
 use super::command::Command;
 use super::history::History;
-
-/// The role whose hook is `on_active`; every other role runs `on_standby`.
-pub const ACTIVE: &str = "active";
 
 /// Runs `on_active` / `on_standby` on role changes. The worker task starts with the first
 /// role change and ends once the `Hooks` is dropped and the waiting hook has run.
@@ -54,14 +52,14 @@ struct Shared {
 #[derive(Debug, Clone)]
 struct Change {
     seq: u64,
-    from: String,
-    to: String,
+    from: Role,
+    to: Role,
     reason: String,
 }
 
 impl Change {
     fn active(&self) -> bool {
-        self.to == ACTIVE
+        self.to == Role::Active
     }
 }
 
@@ -85,17 +83,22 @@ impl Hooks {
         }
     }
 
-    /// The role went from `from` to `to` (`"active"`, `"standby"`) because of `reason`: the
-    /// hook of `to` (`on_active` when `to` is `"active"`, `on_standby` otherwise) runs next,
-    /// replacing a change still waiting. Does not wait. Must be called within a tokio runtime.
-    pub fn role_changed(&self, from: &str, to: &str, reason: &str) {
-        debug!(from, to, reason, "role change for the hooks");
+    /// The role went from `from` to `to` because of `reason`: the hook of `to` (`on_active`
+    /// or `on_standby`) runs next, replacing a change still waiting. Does not wait. Must be
+    /// called within a tokio runtime.
+    pub fn role_changed(&self, from: Role, to: Role, reason: &str) {
+        debug!(
+            from = from.name(),
+            to = to.name(),
+            reason,
+            "role change for the hooks"
+        );
         self.latest.send_modify(|latest| {
             let seq = latest.as_ref().map_or(0, |change| change.seq + 1);
             *latest = Some(Change {
                 seq,
-                from: from.to_string(),
-                to: to.to_string(),
+                from,
+                to,
                 reason: reason.to_string(),
             });
         });
@@ -135,11 +138,17 @@ impl Shared {
             if back {
                 // The node flapped back to the role whose hook ran last: nothing is stale to
                 // undo, nothing new to run. The latest change is superseded too.
-                self.record_coalesced(superseded + 1, &format!("the role is {} again", change.to));
+                self.record_coalesced(
+                    superseded + 1,
+                    &format!("the role is {} again", change.to.name()),
+                );
                 continue;
             }
             if superseded > 0 {
-                self.record_coalesced(superseded, &format!("the latest role is {}", change.to));
+                self.record_coalesced(
+                    superseded,
+                    &format!("the latest role is {}", change.to.name()),
+                );
             }
             self.run(&change).await;
         }
@@ -168,12 +177,16 @@ impl Shared {
             ("on_standby", &self.on_standby)
         };
         let Some(argv) = argv else {
-            debug!(from = change.from, to = change.to, "no {what} hook");
+            debug!(
+                from = change.from.name(),
+                to = change.to.name(),
+                "no {what} hook"
+            );
             return;
         };
         let outcome = Command::new(what, argv.clone(), self.timeout)
-            .env("FAILOVERD_ROLE", &change.to)
-            .env("FAILOVERD_FROM", &change.from)
+            .env("FAILOVERD_ROLE", change.to.name())
+            .env("FAILOVERD_FROM", change.from.name())
             .env("FAILOVERD_REASON", &change.reason)
             .env("FAILOVERD_NODE", &self.node)
             .run()
@@ -252,7 +265,7 @@ mod tests {
         );
         assert_eq!(hooks.view().last, None);
 
-        hooks.role_changed("standby", "active", "peer dead");
+        hooks.role_changed(Role::Standby, Role::Active, "peer dead");
         let lines = wait_lines(&log, 2).await;
         assert_eq!(
             lines,
@@ -261,7 +274,7 @@ mod tests {
         let last = wait_last(&hooks, "on_active exited 0 after ").await;
         assert!(last.ends_with(" ms"), "{last}");
 
-        hooks.role_changed("active", "standby", "maintenance");
+        hooks.role_changed(Role::Active, Role::Standby, "maintenance");
         let lines = wait_lines(&log, 4).await;
         assert_eq!(
             lines[2..],
@@ -306,10 +319,10 @@ mod tests {
             history.clone(),
         );
         let started = Instant::now();
-        hooks.role_changed("standby", "active", "one");
+        hooks.role_changed(Role::Standby, Role::Active, "one");
         wait_lines(&log, 1).await;
-        hooks.role_changed("active", "standby", "two");
-        hooks.role_changed("standby", "active", "three");
+        hooks.role_changed(Role::Active, Role::Standby, "two");
+        hooks.role_changed(Role::Standby, Role::Active, "three");
         assert!(started.elapsed() < Duration::from_millis(400));
         wait_last(&hooks, "on_active exited 0").await;
         // Back to active while on_active ran: neither on_standby (stale) nor a second
@@ -336,13 +349,13 @@ mod tests {
             "fw-a",
             history.clone(),
         );
-        hooks.role_changed("standby", "active", "first");
+        hooks.role_changed(Role::Standby, Role::Active, "first");
         wait_lines(&log, 1).await;
         for flap in 0..500 {
-            hooks.role_changed("active", "standby", &format!("down {flap}"));
-            hooks.role_changed("standby", "active", &format!("up {flap}"));
+            hooks.role_changed(Role::Active, Role::Standby, &format!("down {flap}"));
+            hooks.role_changed(Role::Standby, Role::Active, &format!("up {flap}"));
         }
-        hooks.role_changed("active", "standby", "last");
+        hooks.role_changed(Role::Active, Role::Standby, "last");
         let started = Instant::now();
         wait_last(&hooks, "on_standby exited 0").await;
         assert!(
@@ -375,10 +388,10 @@ mod tests {
         config.on_active = Some(hook("active", &log, "30"));
         let hooks = Hooks::new(&config, "fw-a", History::default());
         let started = Instant::now();
-        hooks.role_changed("standby", "active", "one");
+        hooks.role_changed(Role::Standby, Role::Active, "one");
         // Once on_active runs (a change before that would supersede it).
         wait_lines(&log, 1).await;
-        hooks.role_changed("active", "standby", "two");
+        hooks.role_changed(Role::Active, Role::Standby, "two");
         let lines = wait_lines(&log, 3).await;
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(
@@ -407,10 +420,10 @@ mod tests {
             history.clone(),
         );
         // No on_standby: nothing runs, nothing is recorded.
-        hooks.role_changed("active", "standby", "x");
+        hooks.role_changed(Role::Active, Role::Standby, "x");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(hooks.view().last, None);
-        hooks.role_changed("standby", "active", "x");
+        hooks.role_changed(Role::Standby, Role::Active, "x");
         wait_last(&hooks, "on_active failed to start: ").await;
         assert!(!log.exists());
         let recorded: Vec<_> = history.entries().into_iter().map(|e| e.message).collect();

@@ -20,10 +20,11 @@ pub mod track;
 pub mod vrrp;
 
 use failoverd_control::config::{Config, TakeoverMode};
-use failoverd_control::protocol::{TakeoverStatus, VrrpGroupView};
+use failoverd_control::protocol::{RoutingState, TakeoverKind, TakeoverStatus, VrrpGroupView};
 use failoverd_core::TakeoverReason;
 use failoverd_core::vrrp::PeerView;
 use failoverd_core::wire::VrrpReport;
+use failoverd_wire::Role;
 use tokio::sync::oneshot;
 
 /// What the VRRP group tells the driver.
@@ -91,10 +92,11 @@ impl Takeover {
         self.history.entries()
     }
 
-    /// The core's role changed: FRR and the hooks follow.
-    pub fn role_changed(&self, from: &str, to: &str, reason: &str) {
+    /// The core's role changed from `from` to `to` because of `reason`: FRR and the hooks
+    /// follow.
+    pub fn role_changed(&self, from: Role, to: Role, reason: &str) {
         if let Some(frr) = &self.frr {
-            frr.role_changed(to == hooks::ACTIVE);
+            frr.role_changed(to == Role::Active);
         }
         if let Some(hooks) = &self.hooks {
             hooks.role_changed(from, to, reason);
@@ -190,7 +192,10 @@ impl Takeover {
     /// `status.takeover`, once the VRRP task answered; the future does not borrow `self`.
     pub fn status(&self) -> impl Future<Output = TakeoverStatus> + use<> {
         let mut status = TakeoverStatus {
-            mode: self.mode.name().to_string(),
+            mode: match self.mode {
+                TakeoverMode::Election => TakeoverKind::Election,
+                TakeoverMode::Vrrp => TakeoverKind::Vrrp,
+            },
             group: None,
             routing: self.frr.as_ref().map(frr::Frr::view),
             hooks: self.hooks.as_ref().map(hooks::Hooks::view),
@@ -220,7 +225,9 @@ impl Takeover {
     pub async fn shutdown(&self) {
         if let Some(frr) = &self.frr {
             let deadline = tokio::time::Instant::now() + frr.timeout();
-            while frr.view().state == "applying" && tokio::time::Instant::now() < deadline {
+            while frr.view().state == RoutingState::Applying
+                && tokio::time::Instant::now() < deadline
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use failoverd_control::config::VrrpConfig;
-use failoverd_control::protocol::{EventKind, TrackView};
+use failoverd_control::protocol::{EventKind, TrackKind, TrackView};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -33,7 +33,7 @@ pub struct Verdict {
 fn objects(config: &VrrpConfig) -> Vec<TrackView> {
     let mut tracks: Vec<TrackView> = Vec::new();
     let interface = |name: &str, weight| TrackView {
-        kind: "interface".to_string(),
+        kind: TrackKind::Interface,
         name: name.to_string(),
         up: true,
         weight,
@@ -50,13 +50,13 @@ fn objects(config: &VrrpConfig) -> Vec<TrackView> {
         }
     }
     tracks.extend(config.track_routes.iter().map(|r| TrackView {
-        kind: "route".to_string(),
+        kind: TrackKind::Route,
         name: r.destination.to_string(),
         up: true,
         weight: r.weight,
     }));
     tracks.extend(config.track_scripts.iter().map(|s| TrackView {
-        kind: "script".to_string(),
+        kind: TrackKind::Script,
         name: s.name.clone(),
         up: true,
         weight: s.weight,
@@ -90,26 +90,27 @@ pub async fn start(
     history: History,
 ) -> anyhow::Result<watch::Receiver<Verdict>> {
     let mut tracks = objects(config);
-    for track in tracks.iter_mut().filter(|t| t.kind == "interface") {
+    for track in tracks.iter_mut().filter(|t| t.kind == TrackKind::Interface) {
         track.up = netlink.link(&track.name).await?.up;
     }
     for (track, route) in tracks
         .iter_mut()
-        .filter(|t| t.kind == "route")
+        .filter(|t| t.kind == TrackKind::Route)
         .zip(&config.track_routes)
     {
         let net = route.destination;
         track.up = netlink.route_exists(net.addr(), net.prefix_len()).await?;
     }
     let (verdicts, receiver) = watch::channel(verdict(tracks.clone()));
-    let (updates, mut update_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, bool)>();
+    let (updates, mut update_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(TrackKind, String, bool)>();
 
     let mut links = watch_links()?;
     let link_updates = updates.clone();
     tokio::spawn(async move {
         while let Some(change) = links.recv().await {
             if link_updates
-                .send(("interface".to_string(), change.name, change.up))
+                .send((TrackKind::Interface, change.name, change.up))
                 .is_err()
             {
                 break;
@@ -136,7 +137,7 @@ pub async fn start(
                         }
                     };
                     if route_updates
-                        .send(("route".to_string(), net.to_string(), up))
+                        .send((TrackKind::Route, net.to_string(), up))
                         .is_err()
                     {
                         return;
@@ -170,7 +171,7 @@ pub async fn start(
                     }
                 }
                 if script_updates
-                    .send(("script".to_string(), script.name.clone(), up))
+                    .send((TrackKind::Script, script.name.clone(), up))
                     .is_err()
                 {
                     break;
@@ -180,12 +181,12 @@ pub async fn start(
         });
     }
     tokio::spawn(async move {
-        let mut state: BTreeMap<(String, String), bool> = tracks
+        let mut state: BTreeMap<(TrackKind, String), bool> = tracks
             .iter()
-            .map(|t| ((t.kind.clone(), t.name.clone()), t.up))
+            .map(|t| ((t.kind, t.name.clone()), t.up))
             .collect();
         while let Some((kind, name, up)) = update_rx.recv().await {
-            let Some(current) = state.get_mut(&(kind.clone(), name.clone())) else {
+            let Some(current) = state.get_mut(&(kind, name.clone())) else {
                 continue;
             };
             if *current == up {
@@ -219,9 +220,9 @@ pub async fn start(
 mod tests {
     use super::*;
 
-    fn track(kind: &str, name: &str, up: bool, weight: u8) -> TrackView {
+    fn track(kind: TrackKind, name: &str, up: bool, weight: u8) -> TrackView {
         TrackView {
-            kind: kind.into(),
+            kind,
             name: name.into(),
             up,
             weight,
@@ -231,15 +232,15 @@ mod tests {
     #[test]
     fn weights_add_up_and_weight_zero_is_a_fault() {
         let v = verdict(vec![
-            track("interface", "lan", true, 0),
-            track("script", "ping", false, 30),
-            track("route", "0.0.0.0/0", false, 20),
+            track(TrackKind::Interface, "lan", true, 0),
+            track(TrackKind::Script, "ping", false, 30),
+            track(TrackKind::Route, "0.0.0.0/0", false, 20),
         ]);
         assert_eq!((v.penalty, v.fault), (50, None));
         let v = verdict(vec![
-            track("interface", "wan", false, 0),
-            track("script", "a", false, 200),
-            track("script", "b", false, 200),
+            track(TrackKind::Interface, "wan", false, 0),
+            track(TrackKind::Script, "a", false, 200),
+            track(TrackKind::Script, "b", false, 200),
         ]);
         assert_eq!(v.penalty, 253);
         assert_eq!(v.fault.as_deref(), Some("interface wan is down"));

@@ -7,17 +7,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
-use failoverd_control::protocol::{EventKind, VrrpDropsView, VrrpGroupView, VrrpInstanceView};
+use failoverd_control::protocol::{
+    EventKind, Family, VrrpDropsView, VrrpGroupView, VrrpInstanceView, VrrpPeerState, VrrpState,
+};
 use failoverd_core::TakeoverReason;
 use failoverd_core::vrrp::{
-    DropCounts, DropReason, Group, GroupConfig, GroupState, InstanceConfig, PeerView, VrrpAction,
-    VrrpEvent, VrrpTransmit,
+    DropCounts, DropReason, Group, GroupConfig, GroupState, InstanceConfig, InstanceState,
+    PeerView, VrrpAction, VrrpEvent, VrrpTransmit,
 };
 use failoverd_core::wire::VrrpReport;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::driver::Clock;
+use crate::clock::Clock;
 use crate::net::{Announcer, Netlink, Received, VrrpSocket};
 use crate::takeover::accept;
 use crate::takeover::history::History;
@@ -515,13 +517,13 @@ impl Task {
         let (penalty, fault) = self.group.tracking();
         let not_preempting = self.group.not_preempting(now);
         VrrpGroupView {
-            state: self.group.state().name().to_string(),
+            state: group_state_view(self.group.state()),
             reason: self.group.reason().to_string(),
             ready_to_preempt: not_preempting.is_none(),
             not_preempting: not_preempting.map(|n| n.name().to_string()),
             maintenance: self.group.maintenance(),
             peer_check: self.group.config().peer_check,
-            peer: self.group.peer().name().to_string(),
+            peer: peer_view(self.group.peer()),
             silent_intervals: self.group.config().silent_intervals,
             priority_penalty: penalty,
             fault: fault.map(str::to_string),
@@ -536,13 +538,8 @@ impl Task {
                     name: instance.config.name.clone(),
                     interface: port.interface.clone(),
                     vrid: instance.config.vrid,
-                    family: if instance.config.source.is_ipv6() {
-                        "ipv6"
-                    } else {
-                        "ipv4"
-                    }
-                    .to_string(),
-                    state: instance.state.name().to_string(),
+                    family: Family::of(instance.config.source),
+                    state: instance_state_view(instance.state),
                     priority: instance.priority,
                     configured_priority: instance.config.priority,
                     advert_interval_ms: instance.config.advert_interval.as_millis() as u64,
@@ -588,5 +585,31 @@ fn drops_view(dropped: &DropCounts) -> VrrpDropsView {
         length: dropped.get(DropReason::Length),
         checksum: dropped.get(DropReason::Checksum),
         unknown_peer: dropped.get(DropReason::UnknownPeer),
+    }
+}
+
+fn group_state_view(state: GroupState) -> VrrpState {
+    match state {
+        GroupState::Initialize => VrrpState::Initialize,
+        GroupState::Backup => VrrpState::Backup,
+        GroupState::Master => VrrpState::Master,
+        GroupState::Fault => VrrpState::Fault,
+    }
+}
+
+fn instance_state_view(state: InstanceState) -> VrrpState {
+    match state {
+        InstanceState::Initialize => VrrpState::Initialize,
+        InstanceState::Backup => VrrpState::Backup,
+        InstanceState::Master => VrrpState::Master,
+    }
+}
+
+fn peer_view(peer: PeerView) -> VrrpPeerState {
+    match peer {
+        PeerView::Unheard => VrrpPeerState::Unheard,
+        PeerView::NotMaster => VrrpPeerState::NotMaster,
+        PeerView::Preempting => VrrpPeerState::Preempting,
+        PeerView::Master => VrrpPeerState::Master,
     }
 }

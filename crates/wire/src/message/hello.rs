@@ -135,7 +135,7 @@ impl BackupType {
     pub const ASYMMETRIC: Self = Self(1);
 
     /// Name as the config file spells it.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::SYMMETRIC => "symmetric",
             Self::ASYMMETRIC => "asymmetric",

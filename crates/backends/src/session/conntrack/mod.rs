@@ -137,8 +137,8 @@ pub struct ConntrackConfig {
 impl Default for ConntrackConfig {
     fn default() -> Self {
         Self {
-            event_buffer_bytes: 64 << 20,
-            peer_entry_timeout_secs: 3600,
+            event_buffer_bytes: failoverd_core::defaults::EVENT_BUFFER_BYTES,
+            peer_entry_timeout_secs: failoverd_core::defaults::PEER_ENTRY_TIMEOUT_SECS,
             owner_mark: OwnerMark::DEFAULT,
             filter: ReplicationFilter::default(),
         }
