@@ -18,7 +18,6 @@
 //! with SSH host keys), and liveness detection (the core detects a dead peer by missed hellos and
 //! calls [`LinkSender::close`]).
 
-
 pub mod heartbeat;
 mod identity;
 mod link;
@@ -27,14 +26,16 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The path a frame takes (the wire's type: the core names it in each `Transmit`).
+pub use failoverd_wire::Channel;
 pub use heartbeat::{
     HeartbeatConfig, HeartbeatEvents, HeartbeatSender, HeartbeatStats, spawn_heartbeat,
 };
 pub use identity::{Fingerprint, FingerprintParseError, Identity, Pins, PinsError, fingerprint_of};
 pub use link::{
-    CONTROL_QUEUE_FRAMES, Channel, ChannelStats, ControlTap, DATA_QUEUE_FRAMES,
-    DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent,
-    LinkEvents, LinkSender, LinkStats, TapEvent, spawn,
+    CONTROL_QUEUE_FRAMES, ChannelStats, ControlTap, DATA_QUEUE_FRAMES, DEFAULT_RECONNECT_MAX,
+    DEFAULT_RECONNECT_MIN, HANDSHAKE_TIMEOUT, LinkConfig, LinkEvent, LinkEvents, LinkSender,
+    LinkStats, TapEvent, spawn,
 };
 
 /// Gives the calling thread real-time priority `priority` (SCHED_FIFO, 1..=99), so that it

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use failoverd_wire::{HEADER_LEN, frame_len};
+use failoverd_wire::{Channel, HEADER_LEN, frame_len};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -165,52 +165,16 @@ impl LinkConfig {
     }
 }
 
-/// Which of the two connections a frame travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
-    /// Hellos, acks, goodbye: small and latency-critical.
-    Control,
-    /// Session batches and other bulk transfers.
-    Data,
-}
-
-impl Channel {
-    const ALL: [Channel; 2] = [Channel::Control, Channel::Data];
-
-    /// The first byte the dialler sends inside TLS, naming the connection's channel.
-    fn tag(self) -> u8 {
-        match self {
-            Channel::Control => b'C',
-            Channel::Data => b'D',
-        }
-    }
-
-    fn from_tag(tag: u8) -> Option<Channel> {
-        Channel::ALL.into_iter().find(|c| c.tag() == tag)
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Channel::Control => 0,
-            Channel::Data => 1,
-        }
-    }
-
-    fn other(self) -> Channel {
-        match self {
-            Channel::Control => Channel::Data,
-            Channel::Data => Channel::Control,
-        }
+/// The first byte the dialler sends inside TLS, naming the connection's channel.
+fn tag(channel: Channel) -> u8 {
+    match channel {
+        Channel::Control => b'C',
+        Channel::Data => b'D',
     }
 }
 
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Channel::Control => "control",
-            Channel::Data => "data",
-        })
-    }
+fn channel_of_tag(byte: u8) -> Option<Channel> {
+    Channel::ALL.into_iter().find(|&c| tag(c) == byte)
 }
 
 /// What the link reports to the daemon.
@@ -1167,7 +1131,7 @@ async fn accept_half(
         .read_exact(&mut preamble)
         .await
         .map_err(|err| Refusal::from_io(ctx, remote, &err))?;
-    let channel = Channel::from_tag(preamble[0]).ok_or_else(|| {
+    let channel = channel_of_tag(preamble[0]).ok_or_else(|| {
         Refusal::new(
             "bad preamble",
             format!(
@@ -1177,7 +1141,7 @@ async fn accept_half(
         )
     })?;
     let dials = key < ctx.own;
-    let answer = if dials { channel.tag() } else { DIAL_REFUSED };
+    let answer = if dials { tag(channel) } else { DIAL_REFUSED };
     let mut attempt = [0; 8];
     attempt.copy_from_slice(&preamble[1..]);
     stream
@@ -1373,7 +1337,7 @@ async fn dial_half(
         )
     })?;
     let mut preamble = [0; 9];
-    preamble[0] = channel.tag();
+    preamble[0] = tag(channel);
     preamble[1..].copy_from_slice(&attempt.to_be_bytes());
     stream
         .write_all(&preamble)
@@ -1398,7 +1362,7 @@ async fn dial_half(
             class: RefusalClass::WrongDirection,
         });
     }
-    if echo[0] != channel.tag() {
+    if echo[0] != tag(channel) {
         return Err(Refusal::new(
             "bad preamble",
             format!(

@@ -31,12 +31,14 @@
 use std::ops::{Range, RangeFrom};
 
 pub mod announce;
+mod channel;
 mod fingerprint;
 pub mod heartbeat;
 mod message;
 mod session;
 pub mod vrrp;
 
+pub use channel::Channel;
 pub use fingerprint::{Fingerprint, FingerprintParseError, Pins, PinsError};
 pub use message::{
     Ack, BATCH_HEADER_LEN, BackupType, BatchFlags, BatchView, BatchWriter, DIGEST_BUCKETS,

@@ -20,7 +20,8 @@ mod session;
 mod tests;
 mod types;
 
-pub use output::{Channel, Transmit};
+pub use failoverd_wire::Channel;
+pub use output::Transmit;
 pub use readiness::NotReady;
 pub use types::{
     Action, ActionError, ActionResult, ApplyError, CommandError, HeartbeatPeer, PeerStatus, Token,
@@ -33,7 +34,7 @@ use failoverd_wire::{Hello, NodeId, ProtocolVersion, Role, SessionKey, SyncState
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{NodeConfig, PlantedBug};
+use crate::config::NodeConfig;
 use crate::event::{Event, History, Incompatibility, Reason, TimerMismatch};
 use crate::liveness::Liveness;
 use crate::stats::Stats;
@@ -182,12 +183,7 @@ impl Node {
             apply_failed: false,
             apply_retry_backoff: 1,
             overrun_resync: None,
-            outbound: Outbound::new(
-                config.node_id,
-                config.apart_log_limit,
-                config.has_bug(PlantedBug::DropTombstones),
-                config.remove_hold,
-            ),
+            outbound: Outbound::new(config.node_id, config.apart_log_limit, config.remove_hold),
             inbound: Inbound::new(
                 config.remove_hold,
                 config.filter.clone(),

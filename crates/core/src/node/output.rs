@@ -1,7 +1,7 @@
 //! The node's outputs, polled after every input: backend actions, frames, heartbeats, events,
 //! the next timeout; and what our hellos say.
 
-use failoverd_wire::{Hello, HelloFlags, ProtocolVersion, SyncState};
+use failoverd_wire::{Channel, Hello, HelloFlags, ProtocolVersion, SyncState};
 
 use super::Node;
 use super::negotiation::wire_millis;
@@ -11,16 +11,6 @@ use crate::event::Event;
 use crate::liveness::Liveness;
 use crate::time::Instant;
 use crate::timer::Timer;
-
-/// Which path of the failover link a frame takes. Control frames (hellos, acks, goodbye) must
-/// never wait behind data frames (session batches).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// Small and latency-critical.
-    Control,
-    /// Bulk session data.
-    Data,
-}
 
 /// A frame to send to the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]

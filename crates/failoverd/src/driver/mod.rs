@@ -379,10 +379,7 @@ impl Driver {
                 // Hellos and acks never wait: if the link is down or its control queue is full,
                 // dropping is right (hellos repeat, a lost ack is probed for).
                 Channel::Control => {
-                    if let Err(err) = self
-                        .link
-                        .send(failoverd_link::Channel::Control, transmit.payload)
-                    {
+                    if let Err(err) = self.link.send(transmit.channel, transmit.payload) {
                         tracing::debug!(node = %self.name, "control frame dropped: {err}");
                     }
                 }
@@ -391,8 +388,7 @@ impl Driver {
                 Channel::Data => {
                     let link = self.link.clone();
                     let mut send: SendFuture = Box::pin(async move {
-                        link.send_async(failoverd_link::Channel::Data, transmit.payload)
-                            .await
+                        link.send_async(transmit.channel, transmit.payload).await
                     });
                     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
                     if send.as_mut().poll(&mut context).is_pending() {
