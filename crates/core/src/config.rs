@@ -88,9 +88,6 @@ pub struct NodeConfig {
     pub history_len: usize,
     /// Seed of the node's random number generator (epochs).
     pub seed: u64,
-    /// A known bug to plant, so the simulation can prove it catches it.
-    #[cfg(feature = "planted-bugs")]
-    pub planted_bug: Option<PlantedBug>,
 }
 
 /// Who decides which node is active.
@@ -103,20 +100,6 @@ pub enum RoleAuthority {
     /// [`crate::Node::set_forwarding`], and gates its own preemption on
     /// [`crate::Node::is_ready`].
     External,
-}
-
-/// Bugs the simulation plants to show its invariant checks can fail.
-#[cfg(feature = "planted-bugs")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlantedBug {
-    /// Acknowledge a batch as applied as soon as it is received.
-    AckBeforeApply,
-    /// Do not sweep entries the bulk sync did not mention.
-    SkipSweep,
-    /// Preempt a healthy active peer before the bulk sync is complete.
-    TakeOverBeforeReady,
-    /// Forget the sessions deleted while the peer was away (no tombstones).
-    DropTombstones,
 }
 
 /// The defaults of the settings an operator can set in the configuration file. They are written
@@ -186,8 +169,6 @@ impl Default for NodeConfig {
             settings: Vec::new(),
             history_len: 256,
             seed: 0,
-            #[cfg(feature = "planted-bugs")]
-            planted_bug: None,
         }
     }
 }
@@ -265,24 +246,4 @@ impl NodeConfig {
         }
         Ok(())
     }
-
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
-        self.planted_bug == Some(bug)
-    }
-
-    #[cfg(not(feature = "planted-bugs"))]
-    pub(crate) fn has_bug(&self, _bug: PlantedBug) -> bool {
-        false
-    }
-}
-
-/// Without the feature the bugs still name themselves, but no config can plant one.
-#[cfg(not(feature = "planted-bugs"))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PlantedBug {
-    AckBeforeApply,
-    SkipSweep,
-    TakeOverBeforeReady,
-    DropTombstones,
 }

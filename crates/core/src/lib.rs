@@ -9,7 +9,7 @@
 //! - roles: who forwards, by priority with an explicit tie-break, gated on readiness;
 //! - session sync: bulk sync with epochs, coalesced incremental changes, numbered batches
 //!   acknowledged once applied, bounded apply slices, sweep of stale entries.
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod event;
@@ -22,8 +22,6 @@ mod time;
 mod timer;
 pub mod vrrp;
 
-#[cfg(feature = "planted-bugs")]
-pub use config::PlantedBug;
 pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use config::{MIN_HELLO_INTERVAL, defaults};
 pub use event::{

@@ -8,6 +8,9 @@
 //! that bound: `FAILOVERD_QUEUE_KEYS=3000000 cargo test -p failoverd-core --test queue_bound`
 //! runs the same check with less memory.
 
+// A counting global allocator: implementing GlobalAlloc is unsafe by definition.
+#![allow(unsafe_code)]
+
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -9,7 +9,6 @@ use failoverd_wire::{DigestView, NodeId, Role, SessionKey, SessionOp};
 use super::session::PendingSweep;
 use super::types::{Action, ActionError, ActionResult, Digest, Token};
 use super::{MAX_BACKOFF, Node};
-use crate::config::PlantedBug;
 use crate::event::{ApplyFailure, BackendAction, Event};
 use crate::sync::inbound::InboundWork;
 use crate::time::Instant;
@@ -169,9 +168,8 @@ impl Node {
                         self.apply_retry_backoff = (self.apply_retry_backoff * 2).min(MAX_BACKOFF);
                         self.timers.set(Timer::ApplyRetry, now + wait);
                     }
-                    let skip = self.config.has_bug(PlantedBug::SkipSweep);
                     if let Some(InboundWork::Sweep { keep, last_seq }) =
-                        self.inbound.applied(last_seq, bulk_end, skip)
+                        self.inbound.applied(last_seq, bulk_end)
                     {
                         // A bulk's sweep: the stream of this generation is a synchronization's.
                         if let Some(session) = self.state.session_mut() {

@@ -7,7 +7,6 @@ use failoverd_wire::{Goodbye, GoodbyeReason, Message, NodeId, Role, VrrpReport, 
 use super::session::State;
 use super::types::Action;
 use super::{MAX_BACKOFF, Node, PeerView};
-use crate::config::PlantedBug;
 use crate::event::{Event, Incompatibility, Reason};
 use crate::sync::inbound::Receipt;
 use crate::time::Instant;
@@ -65,13 +64,11 @@ impl Node {
                     self.stats.stale_epoch_batches += 1;
                     return;
                 }
-                let bug = self.config.has_bug(PlantedBug::AckBeforeApply);
                 let may_resume = !self.outbound.has_apart_changes();
                 let outbound = &self.outbound;
                 match self.inbound.handle_batch(
                     now,
                     batch,
-                    bug,
                     may_resume,
                     &|key| outbound.deleted_apart(key),
                     &mut self.stats,

@@ -7,7 +7,7 @@ use failoverd_wire::{BackupType, Goodbye, GoodbyeReason, HelloFlags, Role};
 use super::session::State;
 use super::types::CommandError;
 use super::{Node, PeerView};
-use crate::config::{PlantedBug, RoleAuthority};
+use crate::config::RoleAuthority;
 use crate::event::{Election, Event, Reason, TakeoverReason};
 use crate::time::Instant;
 use crate::timer::Timer;
@@ -117,12 +117,7 @@ impl Node {
             }
             // The active node hands over first (arm above); the standby takes over only once
             // both are standby, so the two are never active together.
-            (Role::Standby, Role::Active) => {
-                let planted = self.config.has_bug(PlantedBug::TakeOverBeforeReady)
-                    && self.config.preempt
-                    && self.config.priority > peer.hello.priority;
-                planted.then_some((Role::Active, Reason::Preempted))
-            }
+            (Role::Standby, Role::Active) => None,
             (Role::Standby, Role::Standby) => {
                 let (preferred, how) = self.election(peer);
                 preferred.then_some((

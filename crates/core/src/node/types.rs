@@ -130,7 +130,7 @@ pub enum ApplyError {
 }
 
 /// Per-bucket sums of session digest hashes (see [`failoverd_wire::digest`]).
-pub type Digest = [u64; DIGEST_BUCKETS];
+pub(crate) type Digest = [u64; DIGEST_BUCKETS];
 
 /// Why a command was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

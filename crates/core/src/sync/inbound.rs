@@ -300,7 +300,6 @@ impl Inbound {
         &mut self,
         now: Instant,
         batch: BatchView<'_>,
-        ack_before_apply: bool,
         may_resume: bool,
         deleted_here: &dyn Fn(&SessionKey) -> bool,
         stats: &mut Stats,
@@ -364,9 +363,9 @@ impl Inbound {
             self.reordered.insert(seq, received);
             return Ok(Receipt::OutOfOrder);
         }
-        self.accept(now, received, ack_before_apply, deleted_here, stats);
+        self.accept(now, received, deleted_here, stats);
         while let Some(next) = self.reordered.remove(&(self.received + 1)) {
-            self.accept(now, next, ack_before_apply, deleted_here, stats);
+            self.accept(now, next, deleted_here, stats);
         }
         Ok(Receipt::Accepted)
     }
@@ -426,7 +425,6 @@ impl Inbound {
         &mut self,
         now: Instant,
         mut received: Received,
-        ack_before_apply: bool,
         deleted_here: &dyn Fn(&SessionKey) -> bool,
         stats: &mut Stats,
     ) {
@@ -450,9 +448,6 @@ impl Inbound {
         stats.removes_held += split.held as u64;
 
         self.received = received.seq;
-        if ack_before_apply {
-            self.applied = received.seq;
-        }
         self.queue.push_back(received);
     }
 
@@ -534,17 +529,8 @@ impl Inbound {
 
     /// The apply of batches up to `last_seq` finished (its refusals recorded with
     /// [`record_refusals`](Self::record_refusals)). Returns the sweep that ends a bulk.
-    pub(crate) fn applied(
-        &mut self,
-        last_seq: u64,
-        bulk_end: bool,
-        skip_sweep: bool,
-    ) -> Option<InboundWork> {
+    pub(crate) fn applied(&mut self, last_seq: u64, bulk_end: bool) -> Option<InboundWork> {
         if bulk_end && let Some(keep) = self.keep.take() {
-            if skip_sweep {
-                self.swept(last_seq);
-                return None;
-            }
             return Some(InboundWork::Sweep { keep, last_seq });
         }
         self.advance_applied(last_seq);
@@ -598,7 +584,7 @@ mod tests {
             panic!()
         };
         inbound
-            .handle_batch(Instant::ZERO, batch, false, true, &|_| false, stats)
+            .handle_batch(Instant::ZERO, batch, true, &|_| false, stats)
             .unwrap()
     }
 
@@ -654,7 +640,7 @@ mod tests {
             (3, 3, true),
             "merged up to the bulk end"
         );
-        let Some(InboundWork::Sweep { keep, last_seq }) = inbound.applied(3, true, false) else {
+        let Some(InboundWork::Sweep { keep, last_seq }) = inbound.applied(3, true) else {
             panic!()
         };
         assert_eq!(keep.len(), 3);
@@ -706,9 +692,7 @@ mod tests {
             };
             let keys: Vec<_> = ops.iter().map(|op| *op.key()).collect();
             inbound.record_refusals(ops, refused);
-            if let Some(InboundWork::Sweep { last_seq, .. }) =
-                inbound.applied(last_seq, bulk_end, false)
-            {
+            if let Some(InboundWork::Sweep { last_seq, .. }) = inbound.applied(last_seq, bulk_end) {
                 inbound.swept(last_seq);
             }
             keys

@@ -116,8 +116,6 @@ pub(crate) struct Outbound {
     /// Changes collected from the apart log at the last stop (it overflowed): a resumed bulk
     /// would miss them.
     apart_collected_since_stop: u64,
-    /// Forget deletes made while apart (a planted bug).
-    drop_tombstones: bool,
     /// How long the peer holds our deletes before applying them (its `remove_hold`).
     peer_hold: Duration,
     /// Deletes the peer acknowledged within the last `peer_hold`, oldest first: acknowledged
@@ -130,12 +128,7 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    pub(crate) fn new(
-        local: NodeId,
-        apart_limit: usize,
-        drop_tombstones: bool,
-        peer_hold: Duration,
-    ) -> Self {
+    pub(crate) fn new(local: NodeId, apart_limit: usize, peer_hold: Duration) -> Self {
         Self {
             local,
             epoch: 0,
@@ -157,7 +150,6 @@ impl Outbound {
             bulk_applied_to: None,
             resume_after: None,
             apart_collected_since_stop: 0,
-            drop_tombstones,
             peer_hold,
             held_by_peer: VecDeque::new(),
             held_keys: HashMap::new(),
@@ -302,9 +294,6 @@ impl Outbound {
         change: ApartChange,
         unacknowledged: Option<StreamPosition>,
     ) -> u64 {
-        if self.drop_tombstones && change == ApartChange::Deleted {
-            return 0;
-        }
         match unacknowledged {
             Some(batch) => self.apart.note_unacknowledged(key, change, batch),
             None => self.apart.note(key, change),
@@ -717,7 +706,7 @@ mod tests {
     fn a_change_after_the_dump_request_wins_over_the_dump() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         out.start(7, false, None, &mut Stats::default());
         let mut newer = record(1, me);
         newer.mark = 42;
@@ -748,7 +737,7 @@ mod tests {
     fn a_bulk_resumed_after_a_link_loss_misses_no_record_of_an_unordered_dump() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         let dump = || (0..1000).rev().map(|i| record(i, me)).collect::<Vec<_>>();
         out.start(4, true, None, &mut stats);
         out.handle_dump(dump(), &mut stats);
@@ -789,7 +778,7 @@ mod tests {
     fn a_bulk_sync_completes_while_changes_keep_coming_faster_than_batches_go() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         out.start(4, false, None, &mut Stats::default());
         out.handle_dump(
             (0..1000).map(|i| record(i, me)).collect(),
@@ -832,7 +821,7 @@ mod tests {
     fn changes_coalesce_and_peer_owned_changes_are_not_replicated() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         out.start(1, false, None, &mut Stats::default());
         out.handle_dump(vec![], &mut Stats::default());
         for mark in 0..5 {
@@ -873,7 +862,7 @@ mod tests {
     fn replicated_only_once_applied_and_window_limits_sending() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         out.start(3, false, None, &mut Stats::default());
         out.handle_dump(
             (0..1000).map(|i| record(i, me)).collect(),
@@ -930,7 +919,7 @@ mod tests {
     fn acks_of_another_epoch_or_beyond_what_was_sent_are_ignored() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         out.start(5, false, None, &mut Stats::default());
         out.handle_dump(vec![record(1, me)], &mut Stats::default());
         out.next_batch(64 * 1024, 8, &mut stats).unwrap();
@@ -966,7 +955,7 @@ mod tests {
     fn unreceived_batches_are_resent_and_a_lost_ack_is_probed_for() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         out.start(5, false, None, &mut Stats::default());
         out.handle_dump(
             (0..300).map(|i| record(i, me)).collect(),
@@ -999,7 +988,7 @@ mod tests {
     fn lag_is_sampled_per_stream_record_and_bulk_records_are_counted_apart() {
         let me = NodeId(1);
         let mut stats = Stats::default();
-        let mut out = Outbound::new(me, 1024, false, Duration::from_millis(300));
+        let mut out = Outbound::new(me, 1024, Duration::from_millis(300));
         out.start(2, false, None, &mut Stats::default());
         out.handle_dump(
             (1000..1300).map(|i| record(i, me)).collect(),

@@ -6,7 +6,7 @@ use failoverd_core::NodeConfig;
 use failoverd_core::wire::{HelperName, NodeId, SessionKey, SessionRecord, TcpInfo, Tuple};
 
 /// A distinct IPv4 TCP session for every `i`.
-pub fn record(i: u32, owner: NodeId) -> SessionRecord {
+pub(crate) fn record(i: u32, owner: NodeId) -> SessionRecord {
     let orig = Tuple {
         src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i >> 16))),
         dst: "192.0.2.1".parse().unwrap(),
@@ -37,7 +37,7 @@ pub fn record(i: u32, owner: NodeId) -> SessionRecord {
 }
 
 /// A node's configuration in a pair of nodes 1 and 2.
-pub fn config(node: u32) -> NodeConfig {
+pub(crate) fn config(node: u32) -> NodeConfig {
     NodeConfig {
         node_id: NodeId(node),
         peer: Some(NodeId(3 - node)),
