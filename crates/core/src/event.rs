@@ -4,9 +4,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use failoverd_wire::{NodeId, Role, SyncState};
+use failoverd_wire::{BackupType, NodeId, Role, SessionKey, SyncState};
 
+use crate::node::{ActionError, ApplyError};
 use crate::time::Instant;
+use crate::vrrp::{GroupReason, GroupState};
 
 /// Why a transition happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +53,29 @@ pub enum Reason {
     PeerYielded,
     /// The daemon is shutting down.
     ShuttingDown,
-    /// The takeover mechanism (VRRP) moved the forwarding here or away; why, in its words.
-    Takeover(String),
+    /// The takeover mechanism (VRRP) moved the forwarding here or away.
+    Takeover(TakeoverReason),
+}
+
+/// Why the takeover mechanism moved the forwarding here or away: what the node's role follows
+/// with [`RoleAuthority::External`](crate::RoleAuthority::External).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeoverReason {
+    /// The VRRP group changed state (master: this node forwards).
+    Vrrp {
+        /// The group's new state.
+        to: GroupState,
+        /// Why it changed.
+        why: GroupReason,
+    },
+}
+
+impl fmt::Display for TakeoverReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vrrp { to, why } => write!(f, "VRRP {to}: {why}"),
+        }
+    }
 }
 
 /// How the active node was chosen, so the log says which rule decided.
@@ -142,9 +165,9 @@ pub enum Incompatibility {
     /// Another backup type.
     BackupType {
         /// Ours.
-        ours: &'static str,
+        ours: BackupType,
         /// The peer's.
-        theirs: &'static str,
+        theirs: BackupType,
     },
     /// The hello's node id differs from the authenticated key's.
     NodeId {
@@ -168,9 +191,12 @@ impl fmt::Display for Incompatibility {
             Self::PairId { ours, theirs } => {
                 write!(f, "peer is in pair {theirs}, we are in pair {ours}")
             }
-            Self::BackupType { ours, theirs } => {
-                write!(f, "peer backup type is {theirs}, ours is {ours}")
-            }
+            Self::BackupType { ours, theirs } => write!(
+                f,
+                "peer backup type is {}, ours is {}",
+                theirs.name(),
+                ours.name()
+            ),
             Self::NodeId {
                 authenticated,
                 claimed,
@@ -276,12 +302,13 @@ pub enum Event {
     },
     /// The backend lost change events; a resync follows.
     ChangesLost,
-    /// The backend refused some of the peer's records.
+    /// The backend refused some of the peer's records, or a whole backend action failed
+    /// (`count` 0).
     ApplyFailed {
         /// How many.
         count: u64,
         /// The first error.
-        first: String,
+        first: ApplyFailure,
     },
     /// The digest comparison found the peer's sessions and our copies different, twice with
     /// neither side changing: a resync of the peer's sessions follows.
@@ -348,6 +375,64 @@ impl fmt::Display for Event {
                     show(peer)
                 )
             }
+        }
+    }
+}
+
+/// What failed in an [`Event::ApplyFailed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyFailure {
+    /// The backend refused one of the peer's ops.
+    Refused {
+        /// Why.
+        error: ApplyError,
+        /// The op's session, if the backend named an op of the batch.
+        key: Option<SessionKey>,
+    },
+    /// A whole backend action failed.
+    Action {
+        /// Which.
+        action: BackendAction,
+        /// Why.
+        error: ActionError,
+    },
+}
+
+/// A backend action that works on the whole table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendAction {
+    /// Reading our table for our bulk sync.
+    Dump,
+    /// Removing the peer's entries its bulk sync no longer mentions.
+    Sweep,
+    /// Relabelling the entries of one owner as another's.
+    Adopt,
+    /// Computing a digest of one owner's entries.
+    Digest,
+}
+
+impl fmt::Display for BackendAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Dump => "dump",
+            Self::Sweep => "sweep",
+            Self::Adopt => "adopt",
+            Self::Digest => "digest",
+        })
+    }
+}
+
+impl fmt::Display for ApplyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused { error, key } => {
+                write!(f, "{error} (")?;
+                if let Some(key) = key {
+                    write!(f, "{key}")?;
+                }
+                f.write_str(")")
+            }
+            Self::Action { action, error } => write!(f, "{action} failed: {error}"),
         }
     }
 }

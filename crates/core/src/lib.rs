@@ -27,13 +27,14 @@ pub use config::PlantedBug;
 pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use config::{MIN_HELLO_INTERVAL, defaults};
 pub use event::{
-    Election, Event, HelloTimers, History, HistoryEntry, Incompatibility, Reason, TimerMismatch,
+    ApplyFailure, BackendAction, Election, Event, HelloTimers, History, HistoryEntry,
+    Incompatibility, Reason, TakeoverReason, TimerMismatch,
 };
 pub use filter::{IpNet, ReplicationFilter};
 pub use liveness::Liveness;
 pub use node::{
-    Action, ActionResult, ApplyError, Channel, CommandError, HeartbeatPeer, Node, NotReady,
-    PeerStatus, Token, Transmit,
+    Action, ActionError, ActionResult, ApplyError, Channel, CommandError, HeartbeatPeer, Node,
+    NotReady, PeerStatus, Token, Transmit,
 };
 pub use stats::{LagHistogram, Stats};
 pub use time::Instant;

@@ -301,7 +301,6 @@ fn each_side_knows_the_others_protocol_version() {
     pair.run(Duration::from_secs(3));
     let node = &pair.members[0].node;
     assert_eq!(node.peer().unwrap().protocol, ProtocolVersion::CURRENT);
-    assert_eq!(node.common_protocol(), Some(ProtocolVersion::CURRENT));
 
     // Node 2 as the first release sends it: hellos end after `resync_epoch`.
     let mut pair = Pair::new([config(1), config(2)]);
@@ -311,7 +310,6 @@ fn each_side_knows_the_others_protocol_version() {
     let node = &pair.members[0].node;
     let first = ProtocolVersion { major: 1, minor: 0 };
     assert_eq!(node.peer().unwrap().protocol, first);
-    assert_eq!(node.common_protocol(), Some(first));
     assert_eq!(
         node.state(),
         SyncState::Synchronization,
@@ -857,7 +855,18 @@ fn a_peer_older_than_1_3_gets_no_vrrp_report() {
 #[test]
 fn the_vrrp_peer_check_sees_a_preempting_peer() {
     use failoverd_core::RoleAuthority;
-    use failoverd_core::vrrp::PeerView;
+    use failoverd_core::TakeoverReason;
+    use failoverd_core::vrrp::{GroupReason, GroupState, PeerView};
+    let vrrp_master = || TakeoverReason::Vrrp {
+        to: GroupState::Master,
+        why: GroupReason::MasterDown {
+            instance: "lan".into(),
+        },
+    };
+    let vrrp_backup = || TakeoverReason::Vrrp {
+        to: GroupState::Backup,
+        why: GroupReason::Switchover,
+    };
     let vrrp = |node: u32, priority: u8| NodeConfig {
         role_authority: RoleAuthority::External,
         priority,
@@ -868,7 +877,7 @@ fn the_vrrp_peer_check_sees_a_preempting_peer() {
     let now = pair.now;
     pair.members[0]
         .node
-        .set_forwarding(now, true, "VRRP master");
+        .set_forwarding(now, true, vrrp_master());
     pair.connect();
     pair.run(Duration::from_secs(3));
     assert!(pair.members[1].node.is_ready());
@@ -881,10 +890,10 @@ fn the_vrrp_peer_check_sees_a_preempting_peer() {
     let now = pair.now;
     pair.members[1]
         .node
-        .set_forwarding(now, true, "VRRP master");
+        .set_forwarding(now, true, vrrp_master());
     pair.members[0]
         .node
-        .set_forwarding(now, false, "VRRP backup");
+        .set_forwarding(now, false, vrrp_backup());
     pair.run(Duration::from_secs(1));
     assert_eq!(pair.members[0].node.vrrp_peer(), PeerView::Master);
     assert_eq!(

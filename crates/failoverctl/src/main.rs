@@ -6,6 +6,7 @@
 //!
 //! Exit codes: 0 success; 1 the daemon refused or failed the command (or a local operation
 //! such as `keygen` failed); 2 usage errors, an unusable `--config`, or no daemon to talk to.
+#![forbid(unsafe_code)]
 
 mod format;
 mod keygen;

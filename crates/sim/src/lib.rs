@@ -27,7 +27,7 @@
 //! Mutants planted in the harness ([`Mutant`]) show each check failing.
 //!
 //! A failing seed replays exactly: `FAILOVERD_SIM_SEED=<seed> cargo test -p failoverd-sim`.
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod link;
 mod mutant;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use failoverd_backends::session::conformance::ComparedFields;
 use failoverd_backends::{MemoryBackend, SessionBackend, perform, sample_record};
 use failoverd_core::vrrp::{Group, GroupConfig, GroupState, InstanceConfig, VrrpEvent};
-use failoverd_core::{Action, Event, Instant, Node, NodeConfig, Reason, Token};
+use failoverd_core::{Action, Event, Instant, Node, NodeConfig, Reason, TakeoverReason, Token};
 use failoverd_wire::{NodeId, Role, SessionKey, SessionOp, SessionRecord, SyncState};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -330,7 +330,8 @@ impl Pair {
             }
         }
         for (to, reason) in changes {
-            self.set_forwarding(i, to == GroupState::Master, &format!("VRRP {reason}"));
+            let why = TakeoverReason::Vrrp { to, why: reason };
+            self.set_forwarding(i, to == GroupState::Master, why);
         }
     }
 
@@ -731,7 +732,7 @@ impl Pair {
 
     /// The takeover mechanism (VRRP) says whether node `i` forwards (nodes configured with
     /// `RoleAuthority::External`), and why.
-    pub fn set_forwarding(&mut self, i: usize, forwarding: bool, why: &str) {
+    pub fn set_forwarding(&mut self, i: usize, forwarding: bool, why: TakeoverReason) {
         if self.nodes[i].alive {
             self.nodes[i].core.set_forwarding(self.now, forwarding, why);
             self.flush(i);

@@ -3,9 +3,29 @@
 use std::time::Duration;
 
 use failoverd_backends::SessionBackend;
-use failoverd_core::{ApplyError, Event, NodeConfig, NotReady, Reason, RoleAuthority};
+use failoverd_core::vrrp::{GroupReason, GroupState};
+use failoverd_core::{
+    ApplyError, Event, NodeConfig, NotReady, Reason, RoleAuthority, TakeoverReason,
+};
 use failoverd_sim::{LinkFaults, LinkModel, Mutant, Pair};
 use failoverd_wire::{NodeId, Role, SessionKey, SyncState};
+
+/// What a VRRP group would say moving the forwarding, where the test moves it by hand.
+fn simulated_vrrp(master: bool) -> TakeoverReason {
+    if master {
+        TakeoverReason::Vrrp {
+            to: GroupState::Master,
+            why: GroupReason::MasterDown {
+                instance: "lan".into(),
+            },
+        }
+    } else {
+        TakeoverReason::Vrrp {
+            to: GroupState::Backup,
+            why: GroupReason::Switchover,
+        }
+    }
+}
 
 const A: usize = 0;
 const B: usize = 1;
@@ -626,7 +646,7 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
         Role::Standby,
         "nobody forwards yet"
     );
-    pair.set_forwarding(A, true, "VRRP (simulated)");
+    pair.set_forwarding(A, true, simulated_vrrp(true));
     for _ in 0..300 {
         pair.create_session(A);
     }
@@ -636,9 +656,9 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
         pair.update_random(A);
         pair.create_session(A);
     }
-    pair.set_forwarding(A, false, "VRRP (simulated)");
+    pair.set_forwarding(A, false, simulated_vrrp(false));
     pair.run_for(ms(1));
-    pair.set_forwarding(B, true, "VRRP (simulated)");
+    pair.set_forwarding(B, true, simulated_vrrp(true));
     pair.run_for(ms(2000));
     let b = &pair.nodes[B];
     assert_eq!(b.core.role(), Role::Active);
@@ -666,15 +686,15 @@ fn a_takeover_mechanism_moves_the_role_and_the_ownership_with_it() {
     pair.run_for(ms(5000));
     pair.check_settled();
     assert_clean(&pair);
-    let reasons: Vec<String> = pair.nodes[B]
+    let reasons: Vec<&Reason> = pair.nodes[B]
         .events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::RoleChanged { reason, .. } => Some(reason.to_string()),
+            Event::RoleChanged { reason, .. } => Some(reason),
             _ => None,
         })
         .collect();
-    assert_eq!(reasons, ["takeover: VRRP (simulated)"]);
+    assert_eq!(reasons, [&Reason::Takeover(simulated_vrrp(true))]);
 }
 
 /// A pair under a takeover mechanism, A master with `sessions` replicated to B.
@@ -690,7 +710,7 @@ fn vrrp_pair_with_sessions(sessions: usize) -> (Pair, Vec<failoverd_wire::Sessio
         1,
     );
     pair.run_for(ms(2000));
-    pair.set_forwarding(A, true, "VRRP (simulated)");
+    pair.set_forwarding(A, true, simulated_vrrp(true));
     let keys: Vec<_> = (0..sessions).map(|_| pair.create_session(A)).collect();
     pair.run_for(ms(500));
     assert!(keys.iter().all(|k| pair.nodes[A].core.is_replicated(k)));
@@ -712,8 +732,8 @@ fn a_live_peers_flush_at_a_vrrp_fault_does_not_wipe_the_new_master() {
             pair.run_for(ms(20));
             assert_eq!(pair.nodes[B].table.len(), 1000, "the deletes are held");
         }
-        pair.set_forwarding(A, false, "VRRP (simulated)");
-        pair.set_forwarding(B, true, "VRRP (simulated)");
+        pair.set_forwarding(A, false, simulated_vrrp(false));
+        pair.set_forwarding(B, true, simulated_vrrp(true));
         pair.run_for(ms(2000));
         let b = &pair.nodes[B];
         assert_eq!(b.core.role(), Role::Active);
@@ -739,8 +759,8 @@ fn a_planned_vrrp_handover_applies_the_peers_last_deletes() {
         pair.delete_random(A);
     }
     pair.run_for(ms(20));
-    pair.set_forwarding(A, false, "VRRP (simulated)");
-    pair.set_forwarding(B, true, "VRRP (simulated)");
+    pair.set_forwarding(A, false, simulated_vrrp(false));
+    pair.set_forwarding(B, true, simulated_vrrp(true));
     pair.run_for(ms(2000));
     let b = &pair.nodes[B];
     assert_eq!(b.core.role(), Role::Active);
@@ -1304,8 +1324,8 @@ fn sessions_ended_just_before_a_switchover_stay_ended() {
         assert!(pair.switchover(A));
         if vrrp {
             pair.run_for(ms(5));
-            pair.set_forwarding(A, false, "VRRP (simulated)");
-            pair.set_forwarding(B, true, "VRRP (simulated)");
+            pair.set_forwarding(A, false, simulated_vrrp(false));
+            pair.set_forwarding(B, true, simulated_vrrp(true));
         }
         pair.run_for(ms(2000));
         assert_eq!(pair.nodes[B].core.role(), Role::Active);

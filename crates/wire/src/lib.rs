@@ -26,6 +26,7 @@
 //! knows at the end of a message body and of a record (a section's `record_len` may exceed this
 //! version's), and skips and counts sections and message kinds it does not know. Frames of every
 //! released version are kept in `tests/golden/` and decoded by `tests/golden.rs`.
+#![forbid(unsafe_code)]
 
 use std::ops::{Range, RangeFrom};
 

@@ -1,10 +1,10 @@
 //! Carries out the core's backend actions on a session backend: the one adapter between
 //! [`failoverd_core::Action`] and [`SessionBackend`], shared by the daemon and the simulation.
 
-use failoverd_core::{Action, ActionResult, Token};
+use failoverd_core::{Action, ActionError, ActionResult, Token};
 use failoverd_wire::digest;
 
-use super::SessionBackend;
+use super::{BackendError, SessionBackend};
 
 /// Performs `action` on `backend` and returns the result to hand back to the core with
 /// [`failoverd_core::Node::handle_action_done`]. `None` for actions that are not the backend's
@@ -16,7 +16,7 @@ pub fn perform<B: SessionBackend>(
     Some(match action {
         Action::Dump { token } => (
             token,
-            ActionResult::Dumped(backend.dump().map_err(|e| e.to_string())),
+            ActionResult::Dumped(backend.dump().map_err(action_error)),
         ),
         Action::Apply { token, ops } => {
             let report = backend.apply(&ops);
@@ -31,25 +31,36 @@ pub fn perform<B: SessionBackend>(
             let swept = backend
                 .sweep(owner, &keep)
                 .map(|n| n as u64)
-                .map_err(|e| e.to_string());
+                .map_err(action_error);
             (token, ActionResult::Swept(swept))
         }
         Action::Adopt { token, from, to } => {
             let adopted = backend
                 .adopt(from, to)
                 .map(|n| n as u64)
-                .map_err(|e| e.to_string());
+                .map_err(action_error);
             (token, ActionResult::Adopted(adopted))
         }
         Action::Digest { token, owner } => {
             let digest = backend
                 .dump()
                 .map(|records| Box::new(digest(records.iter().filter(|r| r.owner == owner))))
-                .map_err(|e| e.to_string());
+                .map_err(action_error);
             (token, ActionResult::Digested(digest))
         }
         Action::ResetLink => return None,
     })
+}
+
+/// The backend's error as the core takes it: the same failure, as data.
+fn action_error(error: BackendError) -> ActionError {
+    match error {
+        BackendError::Overrun { lost } => ActionError::Overrun { lost },
+        BackendError::Io(error) => ActionError::Io {
+            kind: error.kind(),
+            detail: error.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +97,19 @@ mod tests {
         assert_eq!(applied, 1);
         assert_eq!(refused, vec![(1, ApplyError::TableFull)]);
         assert_eq!(handed_back, ops);
+    }
+
+    #[test]
+    fn a_failed_action_displays_as_the_backend_error_does() {
+        let errors = [
+            BackendError::Overrun { lost: Some(3) },
+            BackendError::Overrun { lost: None },
+            BackendError::Io(std::io::Error::from_raw_os_error(1)),
+            BackendError::Io(std::io::Error::other("netlink socket closed")),
+        ];
+        for error in errors {
+            let text = error.to_string();
+            assert_eq!(action_error(error).to_string(), text);
+        }
     }
 }

@@ -281,6 +281,7 @@ impl Inbound {
         self.epoch
     }
 
+    #[cfg(test)]
     pub(crate) fn queued_batches(&self) -> usize {
         self.queue.len()
     }

@@ -127,6 +127,87 @@ impl fmt::Display for GroupState {
     }
 }
 
+/// Why the group is in its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupReason {
+    /// Not started yet.
+    NotStarted,
+    /// Started: backup (or fault), waiting for a master.
+    Started,
+    /// A master of higher priority was heard on one instance's network.
+    Outranked {
+        /// The instance's name.
+        instance: String,
+        /// The master's address.
+        master: IpAddr,
+        /// Its priority.
+        priority: u8,
+    },
+    /// No master was heard on one instance's network for the master-down interval.
+    MasterDown {
+        /// The instance's name.
+        instance: String,
+    },
+    /// A tracked object with weight 0 failed.
+    Fault {
+        /// What failed, in the trackers' words.
+        why: String,
+        /// The group was master and stepped down.
+        stepped_down: bool,
+    },
+    /// The tracked objects recovered from a fault.
+    Recovered,
+    /// Switchover: mastership handed to the peer.
+    Switchover,
+    /// Maintenance: mastership handed to the peer, and never taken.
+    Maintenance,
+    /// Leaving: mastership handed over with priority 0.
+    ShuttingDown,
+    /// Stopped.
+    ShutDown,
+    /// The peer hears one instance's network, where neither our adverts reach it nor our port
+    /// hears anything: the network's hosts are on the peer's side.
+    PeerHearsNetwork {
+        /// The instance's name.
+        instance: String,
+    },
+}
+
+impl fmt::Display for GroupReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotStarted => f.write_str("not started"),
+            Self::Started => f.write_str("started"),
+            Self::Outranked {
+                instance,
+                master,
+                priority,
+            } => write!(f, "{instance}: master {master} has priority {priority}"),
+            Self::MasterDown { instance } => {
+                write!(f, "master down timer expired on {instance}")
+            }
+            Self::Fault {
+                why,
+                stepped_down: true,
+            } => write!(f, "fault: {why}"),
+            Self::Fault {
+                why,
+                stepped_down: false,
+            } => f.write_str(why),
+            Self::Recovered => f.write_str("tracked objects recovered"),
+            Self::Switchover => f.write_str("switchover"),
+            Self::Maintenance => f.write_str("maintenance"),
+            Self::ShuttingDown => f.write_str("shutting down"),
+            Self::ShutDown => f.write_str("shut down"),
+            Self::PeerHearsNetwork { instance } => write!(
+                f,
+                "{instance}: the peer hears that network but none of our adverts, and this \
+                 node's port hears nothing"
+            ),
+        }
+    }
+}
+
 /// An advert to send: `payload` is the VRRP message (checksum included) for an IP packet from
 /// the instance's source to `dst`, TTL 255.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +250,7 @@ pub enum VrrpEvent {
         /// After.
         to: GroupState,
         /// Why, for the log and status.
-        reason: String,
+        reason: GroupReason,
     },
     /// An advert was dropped; `why` names the check that failed.
     Dropped {
@@ -252,7 +333,7 @@ pub struct Group {
     config: GroupConfig,
     instances: Vec<Instance>,
     state: GroupState,
-    reason: String,
+    reason: GroupReason,
     /// The failover core holds the peer's sessions, since this instant.
     ready_since: Option<Instant>,
     /// Handed over on purpose: no preemption until this node is master again.
@@ -286,7 +367,7 @@ impl Group {
             config,
             instances,
             state: GroupState::Initialize,
-            reason: "not started".to_string(),
+            reason: GroupReason::NotStarted,
             ready_since: None,
             handed_over: false,
             maintenance: false,
@@ -316,7 +397,7 @@ impl Group {
         } else {
             GroupState::Backup
         };
-        self.set_state(to, "started".to_string());
+        self.set_state(to, GroupReason::Started);
     }
 
     /// The group's state.
@@ -325,7 +406,7 @@ impl Group {
     }
 
     /// Why it is in that state.
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> &GroupReason {
         &self.reason
     }
 
@@ -456,11 +537,15 @@ impl Group {
                 }
             }
             Heard::Outranked { by, priority } => {
-                let name = self.instances[index].config.name.clone();
+                let instance = self.instances[index].config.name.clone();
                 self.step_down(
                     now,
                     GroupState::Backup,
-                    format!("{name}: master {by} has priority {priority}"),
+                    GroupReason::Outranked {
+                        instance,
+                        master: by,
+                        priority,
+                    },
                     Some(index),
                 );
             }
@@ -479,8 +564,8 @@ impl Group {
             let instance = &mut self.instances[index];
             if instance.master_down_timer.is_some_and(|at| at <= now) {
                 if self.state == GroupState::Backup && !self.maintenance && !heard_elsewhere {
-                    let name = instance.config.name.clone();
-                    self.take_over(now, format!("master down timer expired on {name}"));
+                    let instance = instance.config.name.clone();
+                    self.take_over(now, GroupReason::MasterDown { instance });
                 } else {
                     // In fault or maintenance: keep listening, never take over. With a live
                     // master heard on another network, the peer is alive and only this
@@ -609,11 +694,21 @@ impl Group {
         match (self.state, fault) {
             (GroupState::Initialize, _) => {}
             (GroupState::Master, Some(why)) => {
-                self.step_down(now, GroupState::Fault, format!("fault: {why}"), None)
+                let reason = GroupReason::Fault {
+                    why,
+                    stepped_down: true,
+                };
+                self.step_down(now, GroupState::Fault, reason, None)
             }
-            (GroupState::Backup, Some(why)) => self.set_state(GroupState::Fault, why),
+            (GroupState::Backup, Some(why)) => {
+                let reason = GroupReason::Fault {
+                    why,
+                    stepped_down: false,
+                };
+                self.set_state(GroupState::Fault, reason)
+            }
             (GroupState::Fault, None) if was_fault => {
-                self.set_state(GroupState::Backup, "tracked objects recovered".to_string())
+                self.set_state(GroupState::Backup, GroupReason::Recovered)
             }
             _ => {}
         }
@@ -628,7 +723,7 @@ impl Group {
             return Err(VrrpCommandError::NotMaster);
         }
         self.handed_over = true;
-        self.step_down(now, GroupState::Backup, "switchover".to_string(), None);
+        self.step_down(now, GroupState::Backup, GroupReason::Switchover, None);
         Ok(())
     }
 
@@ -636,20 +731,20 @@ impl Group {
     pub fn set_maintenance(&mut self, now: Instant, on: bool) {
         self.maintenance = on;
         if on && self.state == GroupState::Master {
-            self.step_down(now, GroupState::Backup, "maintenance".to_string(), None);
+            self.step_down(now, GroupState::Backup, GroupReason::Maintenance, None);
         }
     }
 
     /// Leaving: a master sends priority 0 and removes its addresses; then nothing runs.
     pub fn shutdown(&mut self, now: Instant) {
         if self.state == GroupState::Master {
-            self.step_down(now, GroupState::Backup, "shutting down".to_string(), None);
+            self.step_down(now, GroupState::Backup, GroupReason::ShuttingDown, None);
         }
         for instance in &mut self.instances {
             instance.stop();
         }
         self.announce_at = None;
-        self.set_state(GroupState::Initialize, "shut down".to_string());
+        self.set_state(GroupState::Initialize, GroupReason::ShutDown);
     }
 
     // ---- outputs ----
@@ -694,17 +789,14 @@ impl Group {
                 .is_some_and(|peer| peer.silent && peer.hears && !self.hears(index, now))
         });
         if let Some(index) = found {
-            let name = self.instances[index].config.name.clone();
+            let instance = self.instances[index].config.name.clone();
             // As after a switchover: no preemption back while the peer is master, or the
             // group would return to the side that cannot reach the network.
             self.handed_over = true;
             self.step_down(
                 now,
                 GroupState::Backup,
-                format!(
-                    "{name}: the peer hears that network but none of our adverts, and this \
-                     node's port hears nothing"
-                ),
+                GroupReason::PeerHearsNetwork { instance },
                 None,
             );
         }
@@ -762,7 +854,7 @@ impl Group {
         self.announce(now);
     }
 
-    fn take_over(&mut self, now: Instant, reason: String) {
+    fn take_over(&mut self, now: Instant, reason: GroupReason) {
         self.handed_over = false;
         for index in 0..self.instances.len() {
             self.instances[index].become_master(now);
@@ -780,7 +872,7 @@ impl Group {
         &mut self,
         now: Instant,
         to: GroupState,
-        reason: String,
+        reason: GroupReason,
         outranked: Option<usize>,
     ) {
         for index in 0..self.instances.len() {
@@ -833,7 +925,7 @@ impl Group {
         self.announce_at = (self.announces_left > 0).then_some(now + self.config.announce_interval);
     }
 
-    fn set_state(&mut self, to: GroupState, reason: String) {
+    fn set_state(&mut self, to: GroupState, reason: GroupReason) {
         let from = self.state;
         self.state = to;
         self.reason = reason.clone();

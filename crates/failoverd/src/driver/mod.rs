@@ -231,7 +231,7 @@ pub async fn run(
                 driver.begin_turn();
                 match news {
                     News::Forwarding(master, reason) => {
-                        driver.node.set_forwarding(driver.clock.now(), master, &reason);
+                        driver.node.set_forwarding(driver.clock.now(), master, reason);
                     }
                     News::Report(report) => driver.node.set_vrrp_report(report),
                 }

@@ -21,6 +21,7 @@ pub mod vrrp;
 
 use failoverd_control::config::Config;
 use failoverd_control::protocol::{RoutingState, TakeoverKind, TakeoverStatus, VrrpGroupView};
+use failoverd_core::TakeoverReason;
 use failoverd_core::vrrp::PeerView;
 use failoverd_core::wire::VrrpReport;
 use failoverd_wire::Role;
@@ -29,7 +30,7 @@ use tokio::sync::oneshot;
 /// What the VRRP group tells the driver.
 pub enum News {
     /// Its mastership changed: this node forwards (`true`) or not, and why.
-    Forwarding(bool, String),
+    Forwarding(bool, TakeoverReason),
     /// What its instances hear, for the peer (`Node::set_vrrp_report`).
     Report(VrrpReport),
 }

@@ -10,6 +10,7 @@ use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
 use failoverd_control::protocol::{
     EventKind, Family, VrrpDropsView, VrrpGroupView, VrrpInstanceView, VrrpPeerState, VrrpState,
 };
+use failoverd_core::TakeoverReason;
 use failoverd_core::vrrp::{
     DropCounts, DropReason, Group, GroupConfig, GroupState, InstanceConfig, InstanceState,
     PeerView, VrrpAction, VrrpEvent, VrrpTransmit,
@@ -59,7 +60,7 @@ pub enum News {
         /// Master: this node forwards.
         master: bool,
         /// Why, for the core's role history.
-        reason: String,
+        reason: TakeoverReason,
     },
     /// What the instances hear changed: for the peer, over the failover link.
     Report(VrrpReport),
@@ -410,7 +411,10 @@ impl Task {
                     if master != (*from == GroupState::Master) {
                         let _ = self.news.send(News::Forwarding {
                             master,
-                            reason: format!("VRRP {to}: {reason}"),
+                            reason: TakeoverReason::Vrrp {
+                                to: *to,
+                                why: reason.clone(),
+                            },
                         });
                     }
                 }
