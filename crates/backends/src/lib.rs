@@ -17,7 +17,6 @@
 //! devices and routing daemons rather than a table. Configuration backends (`files`,
 //! `nftables`, for configuration sync) are not built yet.
 
-
 pub mod session;
 
 pub use session::{

@@ -13,7 +13,6 @@
 //! crate. `failoverctl` itself does link TLS in: `failoverctl keygen` makes the node's key pair
 //! with the failover link's crate; it never needs netlink or the backends.
 
-
 pub mod config;
 pub mod protocol;
 pub mod transport;

@@ -18,7 +18,6 @@
 //! with SSH host keys), and liveness detection (the core detects a dead peer by missed hellos and
 //! calls [`LinkSender::close`]).
 
-
 pub mod heartbeat;
 mod identity;
 mod link;
