@@ -40,6 +40,7 @@ const BE_LIBERAL: u8 = 0x08;
 
 /// Whether the test can run: true as root. Otherwise the test is skipped with a message, unless
 /// `CI=true`, where a skip would hide that nothing ran: then it fails.
+#[allow(unsafe_code)] // geteuid: libc has no safe wrapper.
 fn privileged() -> bool {
     // SAFETY: plain system call.
     if unsafe { libc::geteuid() } == 0 {
@@ -63,6 +64,7 @@ macro_rules! require_root {
 
 /// Moves the calling thread into a new, empty network namespace. Threads it starts later (the
 /// backend's event reader) and processes it spawns (`nft`, `conntrack`, `ip`) inherit it.
+#[allow(unsafe_code)] // unshare: libc has no safe wrapper.
 fn enter_fresh_netns() {
     // Read in the initial namespace, before the first unshare (see `conntrack_max`).
     conntrack_max();
@@ -661,6 +663,7 @@ fn loopback_filler(i: u32) -> SessionRecord {
     record
 }
 
+#[allow(unsafe_code)] // setsockopt on a raw descriptor: libc has no safe wrapper.
 fn set_receive_buffer(fd: i32, bytes: libc::c_int, option: libc::c_int) {
     // SAFETY: `bytes` outlives the call and its size is passed along.
     let res = unsafe {

@@ -44,30 +44,43 @@ pub enum TableCommand {
     Perform(Action),
     /// Create `count` synthetic local sessions (memory backend: trying it out, tests).
     Generate {
+        /// How many sessions to try to create; those a full table refuses are counted apart.
         count: u32,
+        /// How many were created and how many the full table refused; an error naming the
+        /// backend when it is not the memory table.
         reply: oneshot::Sender<Result<Generated, String>>,
     },
     /// Demo traffic: sessions created, updated and ended by local activity; `done` answers
     /// once they happened and the node has taken most of the changes they made, so the generator
     /// never queues more than the node can take.
     Traffic {
+        /// Sessions to start (fewer if the table fills up).
         creates: u32,
+        /// Updates to live sessions, spread over the table (none while no session lives).
         updates: u32,
+        /// Sessions to end, the oldest first.
         deletes: u32,
+        /// Answered once the node took most of the changes; dropped when the table is not the
+        /// memory table.
         done: oneshot::Sender<()>,
     },
     /// Sessions matching a filter.
     List {
+        /// Which sessions to list.
         filter: SessionFilter,
+        /// At most this many of them; `None` for all.
         limit: Option<usize>,
+        /// The matching sessions, or the backend's error as text.
         reply: oneshot::Sender<Result<SessionList, String>>,
     },
     /// Every entry, for a client to list (see [`TableCommand::List`] for a bounded list).
     Records {
+        /// Every entry of the table, or the backend's error as text.
         reply: oneshot::Sender<Result<Vec<SessionRecord>, String>>,
     },
     /// Entries by owner, and the table's counters.
     Counts {
+        /// The counts, or the backend's error as text.
         reply: oneshot::Sender<Result<Counts, String>>,
     },
     /// Every entry, delivered as [`TableEvent::Snapshot`] after the changes that precede it.

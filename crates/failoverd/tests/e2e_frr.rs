@@ -284,6 +284,7 @@ fn wait_role(daemon: &mut Daemon, role: FailoverRole) -> Status {
 }
 
 /// SIGTERM to `daemon`'s process, by PID (`ip netns exec` executes failoverd in place).
+#[allow(unsafe_code)] // kill: libc has no safe wrapper.
 fn sigterm(daemon: &Daemon) {
     let pid = daemon.pid().expect("running");
     // SAFETY: kill has no memory-safety preconditions; the PID is our unreaped child's.

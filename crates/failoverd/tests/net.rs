@@ -634,6 +634,7 @@ fn in_netns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+#[allow(unsafe_code)] // setns: libc has no safe wrapper.
 fn setns(ns: &File) {
     // SAFETY: `ns` is an open network namespace descriptor for the whole call; CLONE_NEWNET
     // moves only the calling thread, the test's own.

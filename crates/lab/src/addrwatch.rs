@@ -35,8 +35,11 @@ pub struct AddrEvent {
     pub at: Instant,
     /// Added (`RTM_NEWADDR`) or removed (`RTM_DELADDR`).
     pub added: bool,
+    /// The interface's own address (`IFA_LOCAL`, else `IFA_ADDRESS`).
     pub addr: IpAddr,
+    /// Its prefix length, in bits.
     pub prefix_len: u8,
+    /// The index of the interface it is on, in the watched namespace.
     pub ifindex: u32,
 }
 

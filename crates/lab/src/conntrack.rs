@@ -12,13 +12,18 @@ use crate::tables;
 /// `sport` is the echo id, `dport` is `type << 8 | code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tuple {
+    /// Where this direction's packets come from.
     pub src: IpAddr,
+    /// Where this direction's packets go.
     pub dst: IpAddr,
+    /// Source port; the echo id for ICMP.
     pub sport: u16,
+    /// Destination port; `type << 8 | code` for ICMP.
     pub dport: u16,
 }
 
 impl Tuple {
+    /// The tuple from `src` to `dst`, ports included.
     pub fn new(src: SocketAddr, dst: SocketAddr) -> Tuple {
         Tuple {
             src: src.ip(),
@@ -43,11 +48,14 @@ impl fmt::Display for Tuple {
 /// What identifies a flow in a table: protocol name and original tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Flow {
+    /// The protocol as the tool names it: `tcp`, `udp`, `icmp`, `icmpv6` or `sctp`.
     pub proto: &'static str,
+    /// The tuple of the direction that opened the connection.
     pub orig: Tuple,
 }
 
 impl Flow {
+    /// The TCP connection opened from `src` to `dst`.
     pub fn tcp(src: SocketAddr, dst: SocketAddr) -> Flow {
         Flow {
             proto: "tcp",
@@ -55,6 +63,7 @@ impl Flow {
         }
     }
 
+    /// The UDP flow opened from `src` to `dst`.
     pub fn udp(src: SocketAddr, dst: SocketAddr) -> Flow {
         Flow {
             proto: "udp",
@@ -80,6 +89,7 @@ pub struct Entry {
     pub timeout: u64,
     /// The TCP state (`ESTABLISHED`, ...), TCP only.
     pub tcp_state: Option<String>,
+    /// The original tuple: the direction that opened the connection.
     pub orig: Tuple,
     /// The reply tuple: with NAT, its destination is the translated source.
     pub reply: Tuple,
@@ -88,6 +98,7 @@ pub struct Entry {
     /// The owner stamp: the bits of the daemons' owner mark ([`tables::owner_mark`]) in the
     /// kernel's mark.
     pub owner_stamp: u32,
+    /// The conntrack zone; 0 when the tool lists none.
     pub zone: u16,
     /// `ASSURED`, `UNREPLIED`, ... (the tool's bracketed flags).
     pub flags: Vec<String>,
@@ -100,6 +111,7 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Its flow; `None` for a protocol [`Flow`] does not name.
     pub fn flow(&self) -> Option<Flow> {
         let proto = match self.proto.as_str() {
             "tcp" => "tcp",
@@ -115,6 +127,7 @@ impl Entry {
         })
     }
 
+    /// Whether the tool listed `flag` (e.g. `ASSURED`) for it.
     pub fn has_flag(&self, flag: &str) -> bool {
         self.flags.iter().any(|f| f == flag)
     }

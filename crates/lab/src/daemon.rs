@@ -281,6 +281,7 @@ impl Daemon {
         }
     }
 
+    /// The daemon's PID (`ip netns exec` runs it in place); `None` once killed or seen exited.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -298,10 +299,13 @@ impl Daemon {
         self.child.as_mut()?.try_wait().ok().flatten()
     }
 
+    /// Its standard error so far, across restarts; empty if the log cannot be read.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends `request` on the control socket and returns the response's `data`; an error after
+    /// 5 s without an answer.
     pub fn call(&self, request: Request) -> Result<Value, String> {
         self.runtime
             .block_on(async {
@@ -321,6 +325,7 @@ impl Daemon {
         self.call(Request::Status).ok()
     }
 
+    /// The status; `None` when the daemon does not answer. Panics if it is not a [`Status`].
     pub fn status(&self) -> Option<Status> {
         self.call(Request::Status)
             .ok()

@@ -12,10 +12,12 @@ use crate::lab::{Firewall, Lab};
 pub struct Rng(u64);
 
 impl Rng {
+    /// The generator whose draws `seed` fixes.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
+    /// The next draw, uniform over all of `u64`.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -29,10 +31,12 @@ impl Rng {
         low + self.next_u64() % (high - low + 1)
     }
 
+    /// A duration of whole milliseconds, uniform in `[low, high]` ms.
     pub fn millis(&mut self, low: u64, high: u64) -> Duration {
         Duration::from_millis(self.between(low, high))
     }
 
+    /// True or false, each half the time.
     pub fn coin(&mut self) -> bool {
         self.next_u64() & 1 == 1
     }
@@ -45,24 +49,36 @@ pub enum Fault {
     /// SIGKILL of `node`'s daemon `after` the fault's start (a random moment under traffic),
     /// restarted `down_for` later. Its kernel, links and addresses stay as they were.
     Kill {
+        /// The firewall whose daemon is killed.
         node: Firewall,
+        /// From the fault's start to the kill.
         after: Duration,
+        /// From the kill to the restart.
         down_for: Duration,
     },
     /// `tc netem` on both ends of the failover link for `lasting`.
     ImpairedLink {
+        /// Share of the packets each end drops, in percent (0..=100).
         loss_percent: u8,
+        /// Added to every packet each end sends (none where netem is missing).
         delay: Duration,
+        /// How long the link stays impaired.
         lasting: Duration,
     },
     /// The failover link alone drops everything for `lasting` (100 % loss on both ends: no
     /// carrier change), VRRP still deciding over the LAN and WAN.
-    Partition { lasting: Duration },
+    Partition {
+        /// How long the link stays cut.
+        lasting: Duration,
+    },
     /// `restarts` quick kill-and-restart cycles of `node`, `gap` between each kill and its
     /// restart and between a restart and the next kill.
     RestartStorm {
+        /// The firewall whose daemon restarts.
         node: Firewall,
+        /// How many kill-and-restart cycles.
         restarts: u8,
+        /// Between each kill and its restart, and between a restart and the next kill.
         gap: Duration,
     },
 }

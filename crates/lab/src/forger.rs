@@ -92,6 +92,7 @@ pub struct GarpCounter {
 const ETH_P_ARP: u16 = 0x0806;
 
 impl GarpCounter {
+    /// Starts counting: the packet socket is made inside `ns` and sees all its interfaces.
     pub fn start(lab: &Lab, ns: Ns, address: Ipv4Addr) -> GarpCounter {
         let socket = lab.run_in(ns, || {
             let protocol = i32::from(ETH_P_ARP.to_be());

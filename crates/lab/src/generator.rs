@@ -26,15 +26,19 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(500);
 pub struct FlowRecord {
     /// `None` when no connection was made (no local address to name it by).
     pub flow: Option<Flow>,
+    /// When the generator began it, before making its socket.
     pub started: Instant,
     /// When the server's answer came back: from then on the forwarding firewall's kernel holds
     /// the session.
     pub answered: Option<Instant>,
+    /// Why no right answer came back in time (connect, send, no or a wrong answer); `None`
+    /// when `answered` is set.
     pub failure: Option<String>,
 }
 
 /// The streams and the flow thread; everything stops when dropped.
 pub struct Generator {
+    /// The long-lived TCP streams, each already echoing when [`Generator::start`] returned.
     pub streams: Vec<Probe>,
     flows: Arc<Mutex<Vec<FlowRecord>>>,
     /// Asked to make no new flow ([`Generator::pause`]).

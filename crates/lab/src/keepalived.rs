@@ -62,7 +62,9 @@ pub fn advert_int_text(interval: Duration) -> String {
 /// A line of a notify log: the step and when it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyEvent {
+    /// The step: `primary-start`, `committed`, `primary-done`, ..., `error <what>`.
     pub what: String,
+    /// The wall-clock time the script stamped (`CLOCK_REALTIME`, to the nanosecond).
     pub at: SystemTime,
 }
 
@@ -201,6 +203,7 @@ impl Keepalived {
         pair
     }
 
+    /// The options both instances were started with.
     pub fn options(&self) -> KeepalivedOptions {
         self.options
     }

@@ -21,14 +21,17 @@ use crate::netns;
 use crate::tables;
 use crate::tools;
 
-/// The client's addresses (LAN).
+/// The client's IPv4 address (LAN).
 pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
+/// The client's IPv6 address (LAN).
 pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x10);
-/// The server's addresses (WAN). The server has no route to the LAN.
+/// The server's IPv4 address (WAN). The server has no route to the LAN.
 pub const SERVER4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+/// The server's IPv6 address (WAN), with no route to the LAN either.
 pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 0x100);
-/// The shared SNAT addresses, held by the active firewall.
+/// The shared IPv4 SNAT address (WAN), held by the active firewall.
 pub const SNAT4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
+/// The shared IPv6 SNAT address (WAN), held by the active firewall.
 pub const SNAT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1);
 /// The conntrack mark the lab ruleset sets on new connections from the LAN.
 pub const LAB_MARK: u32 = 0x2a;
@@ -47,10 +50,12 @@ pub fn client(v6: bool) -> IpAddr {
     if v6 { CLIENT6.into() } else { CLIENT4.into() }
 }
 
+/// The server's IPv6 address if `v6`, else its IPv4 one.
 pub fn server(v6: bool) -> IpAddr {
     if v6 { SERVER6.into() } else { SERVER4.into() }
 }
 
+/// The shared SNAT address of IPv6 if `v6`, else of IPv4.
 pub fn snat(v6: bool) -> IpAddr {
     if v6 { SNAT6.into() } else { SNAT4.into() }
 }
@@ -58,11 +63,14 @@ pub fn snat(v6: bool) -> IpAddr {
 /// One of the two firewalls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firewall {
+    /// Namespace `<prefix>-a`, failover-link address 10.0.254.1.
     A,
+    /// Namespace `<prefix>-b`, failover-link address 10.0.254.2.
     B,
 }
 
 impl Firewall {
+    /// Its lower-case letter, as `lab.sh` and namespace names spell it: `a` or `b`.
     pub fn name(self) -> &'static str {
         match self {
             Firewall::A => "a",
@@ -70,6 +78,7 @@ impl Firewall {
         }
     }
 
+    /// Its peer.
     pub fn other(self) -> Firewall {
         match self {
             Firewall::A => Firewall::B,
@@ -96,9 +105,13 @@ impl Firewall {
 /// A namespace of the lab (the bridge namespaces are left out: nothing runs there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ns {
+    /// The client's (`<prefix>-client`), on the LAN behind the firewalls.
     Client,
+    /// Firewall A's (`<prefix>-a`).
     A,
+    /// Firewall B's (`<prefix>-b`).
     B,
+    /// The server's (`<prefix>-server`), on the WAN.
     Server,
 }
 
@@ -168,6 +181,9 @@ impl Lab {
         Lab::up_with(LabOptions { shared_on_a: false })
     }
 
+    /// Builds a lab as `options` say, with a prefix unique to this process and lab (see
+    /// [`Lab::up`]); panics if `lab.sh up` fails. The process's first lab first removes those
+    /// that dead test processes left behind.
     pub fn up_with(options: LabOptions) -> Lab {
         static STALE: Once = Once::new();
         STALE.call_once(remove_stale_labs);
@@ -209,6 +225,7 @@ impl Lab {
         self.keep_files = true;
     }
 
+    /// The prefix of its namespaces' names, e.g. `fo123x0`.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -252,6 +269,7 @@ impl Lab {
         self.exec(ns, &["sysctl", "-qw", &format!("{key}={value}")]);
     }
 
+    /// The value of sysctl `key` inside `ns`, trimmed; panics if it cannot be read.
     pub fn sysctl(&self, ns: impl Into<Ns>, key: &str) -> String {
         self.exec(ns, &["sysctl", "-n", key]).trim().to_string()
     }

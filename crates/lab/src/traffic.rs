@@ -88,12 +88,15 @@ fn running(stop: &AtomicBool, started: Instant) -> bool {
 /// A TCP echo server in the server namespace; it records the peer address of every connection
 /// (with SNAT: the shared address).
 pub struct TcpEchoServer {
+    /// The address it listens on.
     pub addr: SocketAddr,
     peers: Arc<Mutex<Vec<SocketAddr>>>,
     threads: Threads,
 }
 
 impl TcpEchoServer {
+    /// Listens on `addr` in the server namespace and echoes each connection on a thread of its
+    /// own.
     pub fn start(lab: &Lab, addr: SocketAddr) -> TcpEchoServer {
         let listener = lab.run_in(Ns::Server, || TcpListener::bind(addr)).unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -162,6 +165,8 @@ pub struct UdpServer {
 }
 
 impl UdpServer {
+    /// Binds a socket on each of `addrs` in the server namespace, read by a thread each; those
+    /// also in `reply` echo what they receive.
     pub fn start(lab: &Lab, addrs: &[SocketAddr], reply: &[SocketAddr]) -> UdpServer {
         let received = Arc::new(AtomicU64::new(0));
         let peers = Arc::new(Mutex::new(BTreeSet::new()));
@@ -197,10 +202,12 @@ impl UdpServer {
         }
     }
 
+    /// Datagrams received so far, on all its sockets.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// Every peer address seen so far, on all its sockets (with SNAT: the shared address).
     pub fn peers(&self) -> BTreeSet<SocketAddr> {
         self.peers.lock().unwrap().clone()
     }
@@ -389,6 +396,7 @@ impl Probe {
         self.record.lock().unwrap().sent
     }
 
+    /// How many echoes have come back so far.
     pub fn echoes(&self) -> usize {
         self.record.lock().unwrap().echoes.len()
     }
@@ -580,6 +588,8 @@ pub struct TcpConnections {
 }
 
 impl TcpConnections {
+    /// Binds the listener at `to` in the server namespace, connects from the client (panics if
+    /// a connection takes over 3 s) and waits, at most 5 s, until all are accepted.
     pub fn open(lab: &Lab, to: SocketAddr, count: usize) -> TcpConnections {
         raise_fd_limit();
         let listener = lab.run_in(Ns::Server, || TcpListener::bind(to)).unwrap();
@@ -625,6 +635,7 @@ impl TcpConnections {
             .collect()
     }
 
+    /// How many connections the server side has accepted (and holds open).
     pub fn accepted(&self) -> usize {
         self.accepted.lock().unwrap().len()
     }

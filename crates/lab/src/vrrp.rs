@@ -20,6 +20,7 @@ pub fn group_state(status: &Status) -> &str {
         .map_or("none", |g| g.state.name())
 }
 
+/// Whether the status says its VRRP group is master; false without a group.
 pub fn is_master(status: &Status) -> bool {
     group_state(status) == "master"
 }

@@ -41,9 +41,10 @@ impl Wake {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: `fd` was just created and is valid.
+        // SAFETY: `fd` was just created, is valid, and nothing else owns or closes it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd,
             drain: AtomicBool::new(false),
         })
     }

@@ -266,6 +266,8 @@ pub struct Hello {
 /// A batch of one session stream: its epoch and sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamPosition {
+    /// The stream's epoch: its sender starts a new one, with a bulk sync, on each entry into
+    /// synchronization and each resync.
     pub epoch: u32,
     /// Batches are numbered from 1.
     pub seq: u64,

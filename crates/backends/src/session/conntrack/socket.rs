@@ -164,8 +164,9 @@ impl Datagrams {
     /// Receives up to `SLOTS` datagrams and returns how many. `flags` are `recvmmsg`'s
     /// (`MSG_DONTWAIT`, `MSG_WAITFORONE`). A datagram larger than a slot is an error.
     pub(super) fn recv(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
-        // SAFETY: all-zero is a valid `iovec` and `mmsghdr` (null pointers, zero lengths).
+        // SAFETY: all-zero is a valid `iovec` (null base, zero length).
         let mut iov: [libc::iovec; SLOTS] = unsafe { std::mem::zeroed() };
+        // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths and flags).
         let mut headers: [libc::mmsghdr; SLOTS] = unsafe { std::mem::zeroed() };
         for (i, (iov, header)) in iov.iter_mut().zip(headers.iter_mut()).enumerate() {
             iov.iov_base = self.buf[i * self.slot_len..].as_mut_ptr().cast();
