@@ -175,7 +175,7 @@ impl Default for NodeConfig {
 
 /// A setting that cannot work, with what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum NodeConfigError {
     /// Hellos faster than the scheduler can honour.
     #[error("hello interval {0:?} is below the 10 ms minimum")]
     HelloTooShort(Duration),
@@ -208,12 +208,12 @@ pub enum ConfigError {
 
 impl NodeConfig {
     /// Checks that the settings can work together.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), NodeConfigError> {
         if self.hello_interval < MIN_HELLO_INTERVAL {
-            return Err(ConfigError::HelloTooShort(self.hello_interval));
+            return Err(NodeConfigError::HelloTooShort(self.hello_interval));
         }
         if self.dead_interval < 2 * self.hello_interval {
-            return Err(ConfigError::DeadTooShort {
+            return Err(NodeConfigError::DeadTooShort {
                 dead: self.dead_interval,
                 hello: self.hello_interval,
             });
@@ -223,26 +223,26 @@ impl NodeConfig {
             + 8
             + failoverd_wire::RECORD_LEN;
         if self.max_batch_bytes < smallest || self.max_batch_bytes > failoverd_wire::MAX_FRAME_LEN {
-            return Err(ConfigError::BatchTooSmall(self.max_batch_bytes));
+            return Err(NodeConfigError::BatchTooSmall(self.max_batch_bytes));
         }
         if self.max_in_flight == 0 {
-            return Err(ConfigError::Zero("max in-flight batches"));
+            return Err(NodeConfigError::Zero("max in-flight batches"));
         }
         let window = self.max_in_flight.saturating_mul(self.max_batch_bytes);
         if self.max_peer_buffer < window {
-            return Err(ConfigError::PeerBufferTooSmall {
+            return Err(NodeConfigError::PeerBufferTooSmall {
                 buffer: self.max_peer_buffer,
                 window,
             });
         }
         if self.max_apply_slice == 0 {
-            return Err(ConfigError::Zero("max apply slice"));
+            return Err(NodeConfigError::Zero("max apply slice"));
         }
         if self.settings.len() > failoverd_wire::MAX_SETTINGS {
-            return Err(ConfigError::TooManySettings(self.settings.len()));
+            return Err(NodeConfigError::TooManySettings(self.settings.len()));
         }
         if self.max_pending_changes == 0 {
-            return Err(ConfigError::Zero("max pending changes"));
+            return Err(NodeConfigError::Zero("max pending changes"));
         }
         Ok(())
     }

@@ -22,8 +22,8 @@ mod time;
 mod timer;
 pub mod vrrp;
 
-pub use config::{ConfigError, NodeConfig, RoleAuthority};
 pub use config::{MIN_HELLO_INTERVAL, defaults};
+pub use config::{NodeConfig, NodeConfigError, RoleAuthority};
 pub use event::{
     ApplyFailure, BackendAction, Election, Event, HelloTimers, History, HistoryEntry,
     Incompatibility, Reason, TakeoverReason, TimerMismatch,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use failoverd_backends::MemoryBackend;
-use failoverd_control::config::{BackendKind, BackupType, Config, LogFormat, TakeoverKind};
+use failoverd_control::config::{BackendKind, BackupMode, Config, LogFormat, TakeoverKind};
 use failoverd_control::transport;
 use failoverd_core::{NodeConfig, ReplicationFilter, RoleAuthority};
 use failoverd_link::{HeartbeatConfig, Identity, LinkConfig};
@@ -142,8 +142,8 @@ pub fn core_config(config: &Config, node_id: NodeId) -> NodeConfig {
         pair_id: config.pair.id,
         priority: config.node.priority,
         backup_type: match config.pair.backup {
-            BackupType::Symmetric => failoverd_wire::BackupType::SYMMETRIC,
-            BackupType::Asymmetric => failoverd_wire::BackupType::ASYMMETRIC,
+            BackupMode::Symmetric => failoverd_wire::BackupType::SYMMETRIC,
+            BackupMode::Asymmetric => failoverd_wire::BackupType::ASYMMETRIC,
         },
         preempt: config.node.preempt,
         role_authority: match config.takeover.mode {

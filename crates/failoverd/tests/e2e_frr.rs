@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use failoverd::takeover::frr::Frr;
-use failoverd::takeover::history::History;
-use failoverd_control::config::RoutingConfig;
+use failoverd::takeover::history::TakeoverHistory;
+use failoverd_control::config::RoutingSection;
 use failoverd_control::protocol::{FailoverRole, Request, Status};
 use failoverd_link::Identity;
 use support::config::ConfigFile;
@@ -73,8 +73,8 @@ fn ospf_cost_moves_the_route_with_the_role() {
     let (_, took) = lab.wait_lan_next_hops(&[A_ADDR, B_ADDR], Duration::from_secs(60));
     println!("OSPF converged (R has both next hops) after {took:?} of waiting");
 
-    let a = Frr::new(&routing(&lab.a), History::default());
-    let b = Frr::new(&routing(&lab.b), History::default());
+    let a = Frr::new(&routing(&lab.a), TakeoverHistory::default());
+    let b = Frr::new(&routing(&lab.b), TakeoverHistory::default());
     a.start();
     b.start();
     wait_state(&a, "standby");
@@ -113,8 +113,8 @@ fn ospf_cost_moves_the_route_with_the_role() {
 }
 
 /// The `[routing]` section for `router`'s FRR.
-fn routing(router: &Router) -> RoutingConfig {
-    RoutingConfig {
+fn routing(router: &Router) -> RoutingSection {
+    RoutingSection {
         vtysh: router.vtysh_prefix(),
         ospf_interfaces: vec!["lan0".into(), "eth0".into()],
         ospf6_interfaces: Vec::new(),

@@ -14,7 +14,7 @@ use crate::{Firewall, Lab, netns};
 /// The mark bits the daemons stamp owners in: `sessions.conntrack.owner_mark`, which the tests
 /// leave at its default.
 pub fn owner_mark() -> OwnerMark {
-    let mask = failoverd_control::config::ConntrackConfig::default().owner_mark;
+    let mask = failoverd_control::config::ConntrackSection::default().owner_mark;
     OwnerMark::new(mask).expect("the default owner mark is valid")
 }
 

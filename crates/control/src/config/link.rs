@@ -17,7 +17,7 @@ use crate::protocol::TakeoverKind;
 
 /// `[link]`: the failover link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkConfig {
+pub struct LinkSection {
     /// `listen`: the address this node accepts the failover link on.
     pub listen: SocketAddr,
     /// `peer`: the peer's failover-link address.
@@ -31,14 +31,14 @@ pub struct LinkConfig {
     pub reconnect_max: Duration,
     /// `heartbeat_listen` and `heartbeat_peer` (none by default): a second path for hellos, over
     /// another network than the failover link (election mode only).
-    pub heartbeat: Option<HeartbeatPath>,
+    pub heartbeat: Option<HeartbeatSection>,
 }
 
 /// The heartbeat path: the hellos, signed with the node's key, as UDP datagrams over another
 /// network than the failover link (a traffic interface), so that with `takeover.mode =
 /// "election"` a cut failover link alone does not make both nodes active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeartbeatPath {
+pub struct HeartbeatSection {
     /// `heartbeat_listen`: the UDP address this node receives the peer's heartbeats on.
     pub listen: SocketAddr,
     /// `heartbeat_peer`: the peer's heartbeat address, on another network than `link.peer`.
@@ -71,7 +71,7 @@ impl RawLink {
         source: &Source<'_>,
         span: &Range<usize>,
         mode: TakeoverKind,
-    ) -> Result<LinkConfig, ConfigError> {
+    ) -> Result<LinkSection, ConfigError> {
         let listen = self
             .listen
             .ok_or_else(|| source.missing("link", "listen", Some(span)))?;
@@ -174,13 +174,13 @@ impl RawLink {
                 if let Some(problem) = problem {
                     return Err(source.bad_value("link", "heartbeat_peer", &peer.span(), problem));
                 }
-                Some(HeartbeatPath {
+                Some(HeartbeatSection {
                     listen: heartbeat_listen,
                     peer: heartbeat_peer,
                 })
             }
         };
-        Ok(LinkConfig {
+        Ok(LinkSection {
             listen: listen_addr,
             peer: peer_addr,
             peer_key: key,

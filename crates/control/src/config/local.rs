@@ -13,7 +13,7 @@ use super::values::non_empty_path;
 
 /// `[control]`: the control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlConfig {
+pub struct ControlSection {
     /// `socket`; a relative path is resolved against
     /// the file's directory.
     pub socket: PathBuf,
@@ -25,7 +25,7 @@ pub struct ControlConfig {
 
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
+pub struct LogSection {
     /// `format`.
     pub format: LogFormat,
     /// `level`: a tracing `EnvFilter` directive such as `"warn,failoverd=debug"`.
@@ -61,8 +61,8 @@ impl RawControl {
         self,
         source: &Source<'_>,
         base: &Path,
-    ) -> Result<ControlConfig, ConfigError> {
-        Ok(ControlConfig {
+    ) -> Result<ControlSection, ConfigError> {
+        Ok(ControlSection {
             socket: match self.socket {
                 Some(socket) => base.join(non_empty_path(source, "control", "socket", &socket)?),
                 None => PathBuf::from(control::SOCKET.default_str()),
@@ -83,8 +83,8 @@ impl RawControl {
 }
 
 impl RawLog {
-    pub(super) fn validate(self, source: &Source<'_>) -> Result<LogConfig, ConfigError> {
-        Ok(LogConfig {
+    pub(super) fn validate(self, source: &Source<'_>) -> Result<LogSection, ConfigError> {
+        Ok(LogSection {
             format: self.format.unwrap_or_else(|| log::FORMAT.default_enum()),
             level: match self.level {
                 Some(level) => {

@@ -47,15 +47,15 @@ mod tests;
 mod values;
 mod vrrp;
 
-pub use crate::protocol::{BackendKind, TakeoverKind};
-pub use link::{HeartbeatPath, LinkConfig};
-pub use local::{ControlConfig, LogConfig, LogFormat};
-pub use node::{BackupType, NodeConfig, PairConfig, TimersConfig};
-pub use routing::{HooksConfig, RoutingConfig};
-pub use sessions::{ConntrackConfig, SessionsConfig};
+pub use crate::protocol::{BackendKind, BackupMode, TakeoverKind};
+pub use link::{HeartbeatSection, LinkSection};
+pub use local::{ControlSection, LogFormat, LogSection};
+pub use node::{NodeSection, PairSection, TimersSection};
+pub use routing::{HooksSection, RoutingSection};
+pub use sessions::{ConntrackSection, SessionsSection};
 pub use table::{DEFAULT_PATH, DEFAULT_SOCKET};
-pub use takeover::{TakeoverConfig, VrrpConfig};
-pub use vrrp::{TrackInterface, TrackRoute, TrackScript, VrrpInstanceConfig};
+pub use takeover::{TakeoverSection, VrrpSection};
+pub use vrrp::{TrackInterface, TrackRoute, TrackScript, VrrpInstanceSection};
 
 use link::RawLink;
 use local::{RawControl, RawLog};
@@ -69,28 +69,28 @@ use takeover::{RawTakeover, RawVrrp};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `[node]`: this node.
-    pub node: NodeConfig,
+    pub node: NodeSection,
     /// `[pair]`: what both nodes must agree on.
-    pub pair: PairConfig,
+    pub pair: PairSection,
     /// `[link]`: the failover link.
-    pub link: LinkConfig,
+    pub link: LinkSection,
     /// `[timers]`: negotiation timers.
-    pub timers: TimersConfig,
+    pub timers: TimersSection,
     /// `[sessions]`: the session-table backend.
-    pub sessions: SessionsConfig,
+    pub sessions: SessionsSection,
     /// `[control]`: the control socket of `failoverctl`.
-    pub control: ControlConfig,
+    pub control: ControlSection,
     /// `[log]`: logging.
-    pub log: LogConfig,
+    pub log: LogSection,
     /// `[takeover]`: who decides which node forwards.
-    pub takeover: TakeoverConfig,
+    pub takeover: TakeoverSection,
     /// `[vrrp]`, `[[vrrp.instance]]` and `[[vrrp.track_*]]`: the VRRPv3 speaker (used with
     /// `takeover.mode = "vrrp"`; without it the lists are empty).
-    pub vrrp: VrrpConfig,
+    pub vrrp: VrrpSection,
     /// `[routing]`: FRR follows the role by OSPF costs; `None` when the table is absent.
-    pub routing: Option<RoutingConfig>,
+    pub routing: Option<RoutingSection>,
     /// `[hooks]`: commands run on role changes.
-    pub hooks: HooksConfig,
+    pub hooks: HooksSection,
 }
 
 /// A configuration file that cannot be used.

@@ -1,7 +1,6 @@
 //! `[node]`, `[pair]` and `[timers]`: this node, what both nodes agree on, and the negotiation
 //! timers.
 
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,10 +12,11 @@ use super::ConfigError;
 use super::source::Source;
 use super::table::{node, pair, timers};
 use super::values::{blame, int, millis, non_empty_path};
+use crate::protocol::BackupMode;
 
 /// `[node]`: this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeConfig {
+pub struct NodeSection {
     /// `name`: shown in status and logs.
     pub name: String,
     /// `key`: this node's key and certificate (a PEM file made by `failoverctl keygen`).
@@ -30,43 +30,16 @@ pub struct NodeConfig {
 
 /// `[pair]`: settings both nodes must agree on, or negotiation fails.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PairConfig {
+pub struct PairSection {
     /// `id`: tells several pairs on one network apart.
     pub id: u32,
     /// `backup`.
-    pub backup: BackupType,
-}
-
-/// How the pair forwards traffic, which decides how sessions are backed up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackupType {
-    /// Active/standby: only the active node forwards.
-    Symmetric,
-    /// Both nodes forward and a reply may return through the other node, so a new session
-    /// must reach the peer before its reply can.
-    Asymmetric,
-}
-
-impl BackupType {
-    /// The name used in the file and in status output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Symmetric => "symmetric",
-            Self::Asymmetric => "asymmetric",
-        }
-    }
-}
-
-impl fmt::Display for BackupType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+    pub backup: BackupMode,
 }
 
 /// `[timers]`: negotiation timers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimersConfig {
+pub struct TimersSection {
     /// `hello_interval_ms`: how often hellos are sent.
     pub hello_interval: Duration,
     /// `dead_interval_ms` (at least twice the hello interval): the peer is declared dead after
@@ -90,7 +63,7 @@ pub(super) struct RawNode {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPair {
     id: Option<Spanned<i64>>,
-    backup: Option<BackupType>,
+    backup: Option<BackupMode>,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,7 +80,7 @@ impl RawNode {
         source: &Source<'_>,
         base: &Path,
         span: Option<&Range<usize>>,
-    ) -> Result<NodeConfig, ConfigError> {
+    ) -> Result<NodeSection, ConfigError> {
         let name = self
             .name
             .ok_or_else(|| source.missing("node", "name", span))?;
@@ -131,7 +104,7 @@ impl RawNode {
             .ok_or_else(|| source.missing("node", "key", span))?;
         let key = base.join(non_empty_path(source, "node", "key", &key)?);
         let priority = int(source, &node::PRIORITY, self.priority.as_ref())?;
-        Ok(NodeConfig {
+        Ok(NodeSection {
             name: name.into_inner(),
             key,
             // Invariant: `int` checked the range.
@@ -142,9 +115,9 @@ impl RawNode {
 }
 
 impl RawPair {
-    pub(super) fn validate(self, source: &Source<'_>) -> Result<PairConfig, ConfigError> {
+    pub(super) fn validate(self, source: &Source<'_>) -> Result<PairSection, ConfigError> {
         let id = int(source, &pair::ID, self.id.as_ref())?;
-        Ok(PairConfig {
+        Ok(PairSection {
             // Invariant: `int` checked the range.
             id: id.value as u32,
             backup: self.backup.unwrap_or_else(|| pair::BACKUP.default_enum()),
@@ -153,7 +126,7 @@ impl RawPair {
 }
 
 impl RawTimers {
-    pub(super) fn validate(self, source: &Source<'_>) -> Result<TimersConfig, ConfigError> {
+    pub(super) fn validate(self, source: &Source<'_>) -> Result<TimersSection, ConfigError> {
         let hello = int(
             source,
             &timers::HELLO_INTERVAL_MS,
@@ -184,7 +157,7 @@ impl RawTimers {
                 ),
             ));
         }
-        Ok(TimersConfig {
+        Ok(TimersSection {
             hello_interval: millis(hello.value),
             dead_interval: millis(dead.value),
             silence: millis(silence.value),

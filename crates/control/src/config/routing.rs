@@ -14,7 +14,7 @@ use super::values::{RawList, argv, blame, int, interface_list, millis};
 
 /// `[routing]`: FRR; the active node advertises the better OSPF cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutingConfig {
+pub struct RoutingSection {
     /// `vtysh`: the argv prefix that reaches FRR; never empty.
     pub vtysh: Vec<String>,
     /// `ospf_interfaces`: `ip ospf cost` is set on these.
@@ -32,7 +32,7 @@ pub struct RoutingConfig {
 
 /// `[hooks]`: commands run on role changes (argv, no shell).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HooksConfig {
+pub struct HooksSection {
     /// `on_active`: run on becoming active; never an empty list.
     pub on_active: Option<Vec<String>>,
     /// `on_standby`: run on becoming standby; never an empty list.
@@ -65,7 +65,7 @@ impl RawRouting {
         self,
         source: &Source<'_>,
         span: &Range<usize>,
-    ) -> Result<RoutingConfig, ConfigError> {
+    ) -> Result<RoutingSection, ConfigError> {
         const TABLE: &str = "routing";
         let vtysh = match &self.vtysh {
             Some(raw) => argv(source, TABLE, "vtysh", raw)?,
@@ -117,7 +117,7 @@ impl RawRouting {
             ));
         }
         let timeout = int(source, &routing::TIMEOUT_MS, self.timeout_ms.as_ref())?;
-        Ok(RoutingConfig {
+        Ok(RoutingSection {
             vtysh,
             ospf_interfaces: ospf,
             ospf6_interfaces: ospf6,
@@ -130,13 +130,13 @@ impl RawRouting {
 }
 
 impl RawHooks {
-    pub(super) fn validate(self, source: &Source<'_>) -> Result<HooksConfig, ConfigError> {
+    pub(super) fn validate(self, source: &Source<'_>) -> Result<HooksSection, ConfigError> {
         const TABLE: &str = "hooks";
         let command = |key: &str, raw: Option<&RawList>| {
             raw.map(|raw| argv(source, TABLE, key, raw)).transpose()
         };
         let timeout = int(source, &hooks::TIMEOUT_MS, self.timeout_ms.as_ref())?;
-        Ok(HooksConfig {
+        Ok(HooksSection {
             on_active: command("on_active", self.on_active.as_ref())?,
             on_standby: command("on_standby", self.on_standby.as_ref())?,
             timeout: millis(timeout.value),

@@ -16,7 +16,7 @@ use crate::protocol::BackendKind;
 
 /// `[sessions]`: the session-table backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionsConfig {
+pub struct SessionsSection {
     /// `backend`.
     pub backend: BackendKind,
     /// `digest_interval_ms` (0 turns it off): how often each node sends a
@@ -30,12 +30,12 @@ pub struct SessionsConfig {
     pub peer_buffer: usize,
     /// `[sessions.conntrack]`: settings of the kernel backend (read only with `backend =
     /// "conntrack"`).
-    pub conntrack: ConntrackConfig,
+    pub conntrack: ConntrackSection,
 }
 
 /// `[sessions.conntrack]`: the Linux kernel's connection-tracking table over ctnetlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConntrackConfig {
+pub struct ConntrackSection {
     /// `event_buffer_bytes`: the receive buffer of the event socket; a burst
     /// larger than it overruns, which costs a resynchronization.
     pub event_buffer_bytes: usize,
@@ -58,7 +58,7 @@ pub struct ConntrackConfig {
     pub exclude: Vec<IpNet>,
 }
 
-impl Default for ConntrackConfig {
+impl Default for ConntrackSection {
     fn default() -> Self {
         Self {
             event_buffer_bytes: defaults::EVENT_BUFFER_BYTES,
@@ -94,7 +94,7 @@ pub(super) struct RawConntrack {
 }
 
 impl RawSessions {
-    pub(super) fn validate(self, source: &Source<'_>) -> Result<SessionsConfig, ConfigError> {
+    pub(super) fn validate(self, source: &Source<'_>) -> Result<SessionsSection, ConfigError> {
         let backend = self
             .backend
             .unwrap_or_else(|| sessions::BACKEND.default_enum());
@@ -102,7 +102,7 @@ impl RawSessions {
         // ignores it.
         let conntrack = match self.conntrack {
             Some(raw) => raw.validate(source)?,
-            None => ConntrackConfig::default(),
+            None => ConntrackSection::default(),
         };
         let digest = int(
             source,
@@ -114,7 +114,7 @@ impl RawSessions {
             &sessions::PEER_BUFFER_MIB,
             self.peer_buffer_mib.as_ref(),
         )?;
-        Ok(SessionsConfig {
+        Ok(SessionsSection {
             backend,
             digest_interval: millis(digest.value),
             // Invariant: `int` checked the range.
@@ -125,7 +125,7 @@ impl RawSessions {
 }
 
 impl RawConntrack {
-    fn validate(self, source: &Source<'_>) -> Result<ConntrackConfig, ConfigError> {
+    fn validate(self, source: &Source<'_>) -> Result<ConntrackSection, ConfigError> {
         const TABLE: &str = "sessions.conntrack";
         let buffer = int(
             source,
@@ -198,7 +198,7 @@ impl RawConntrack {
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
-        Ok(ConntrackConfig {
+        Ok(ConntrackSection {
             // Invariant: `int` checked the ranges, which fit both types.
             event_buffer_bytes: buffer.value as usize,
             peer_entry_timeout_secs: timeout.value as u32,

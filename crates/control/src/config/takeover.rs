@@ -9,19 +9,19 @@ use toml::Spanned;
 
 use super::ConfigError;
 use super::keys::header;
-use super::node::NodeConfig;
+use super::node::NodeSection;
 use super::source::Source;
 use super::table::{takeover, track_interface, track_route, vrrp};
 use super::values::{int, interface_name, ip_net, millis, required};
 use super::vrrp::{
     InstanceDefaults, InstanceSpans, RawInstance, RawTrackInterface, RawTrackRoute, RawTrackScript,
-    TrackInterface, TrackRoute, TrackScript, VrrpInstanceConfig, check_instance_against_others,
+    TrackInterface, TrackRoute, TrackScript, VrrpInstanceSection, check_instance_against_others,
 };
 use crate::protocol::TakeoverKind;
 
 /// `[takeover]`: who decides which node forwards, and so what moves the traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TakeoverConfig {
+pub struct TakeoverSection {
     /// `mode`.
     pub mode: TakeoverKind,
 }
@@ -29,7 +29,7 @@ pub struct TakeoverConfig {
 /// `[vrrp]` with its instances and trackers. All instances of a node form one group: they
 /// move together.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VrrpConfig {
+pub struct VrrpSection {
     /// `preempt_delay_ms`: once ready, wait this long before
     /// preempting a lower-priority master.
     pub preempt_delay: Duration,
@@ -47,7 +47,7 @@ pub struct VrrpConfig {
     /// another network, the failover link decides which node acts (docs/TAKEOVER.md).
     pub silent_intervals: u32,
     /// `[[vrrp.instance]]`: the virtual routers (at least one with `takeover.mode = "vrrp"`).
-    pub instances: Vec<VrrpInstanceConfig>,
+    pub instances: Vec<VrrpInstanceSection>,
     /// `[[vrrp.track_interface]]`.
     pub track_interfaces: Vec<TrackInterface>,
     /// `[[vrrp.track_route]]`.
@@ -89,16 +89,16 @@ pub(super) struct RawVrrp {
 }
 
 impl RawTakeover {
-    pub(super) fn validate(self) -> (TakeoverConfig, Option<Range<usize>>) {
+    pub(super) fn validate(self) -> (TakeoverSection, Option<Range<usize>>) {
         match self.mode {
             Some(mode) => (
-                TakeoverConfig {
+                TakeoverSection {
                     mode: *mode.get_ref(),
                 },
                 Some(mode.span()),
             ),
             None => (
-                TakeoverConfig {
+                TakeoverSection {
                     mode: TakeoverKind::default(),
                 },
                 None,
@@ -111,10 +111,10 @@ impl RawVrrp {
     pub(super) fn validate(
         self,
         source: &Source<'_>,
-        node: &NodeConfig,
+        node: &NodeSection,
         mode: TakeoverKind,
         mode_span: Option<&Range<usize>>,
-    ) -> Result<VrrpConfig, ConfigError> {
+    ) -> Result<VrrpSection, ConfigError> {
         let advert = int(
             source,
             &vrrp::ADVERT_INTERVAL_MS,
@@ -187,7 +187,7 @@ impl RawVrrp {
             preempt: node.preempt,
             advert_ms: advert.value,
         };
-        let mut instances: Vec<VrrpInstanceConfig> = Vec::new();
+        let mut instances: Vec<VrrpInstanceSection> = Vec::new();
         let mut spans: Vec<InstanceSpans> = Vec::new();
         for raw in self.instance {
             let span = raw.span();
@@ -258,7 +258,7 @@ impl RawVrrp {
             let script = raw.into_inner().validate(source, &span, &track_scripts)?;
             track_scripts.push(script);
         }
-        Ok(VrrpConfig {
+        Ok(VrrpSection {
             preempt_delay: millis(delay.value),
             // Invariant: `int` checked the ranges.
             announce_repeat: repeat.value as u32,

@@ -27,7 +27,7 @@ pub(super) struct InstanceDefaults {
 
 /// `[[vrrp.instance]]`: one VRRPv3 virtual router (RFC 5798).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VrrpInstanceConfig {
+pub struct VrrpInstanceSection {
     /// `name`: unique; letters, digits, `_` and `-`.
     pub name: String,
     /// `interface`: where advertisements go and the addresses are added.
@@ -54,7 +54,7 @@ pub struct VrrpInstanceConfig {
     pub vmac: bool,
 }
 
-impl VrrpInstanceConfig {
+impl VrrpInstanceSection {
     /// Whether the instance is IPv6 (its addresses are all of one family, and there is at
     /// least one).
     pub fn is_ipv6(&self) -> bool {
@@ -158,7 +158,7 @@ impl RawInstance {
         source: &Source<'_>,
         span: &Range<usize>,
         inherited: &InstanceDefaults,
-    ) -> Result<(VrrpInstanceConfig, InstanceSpans), ConfigError> {
+    ) -> Result<(VrrpInstanceSection, InstanceSpans), ConfigError> {
         const TABLE: &str = "vrrp.instance";
         let name = required(source, TABLE, "name", self.name, span)?;
         let interface = required(source, TABLE, "interface", self.interface, span)?;
@@ -258,7 +258,7 @@ impl RawInstance {
             addresses: addresses.get_ref().iter().map(Spanned::span).collect(),
         };
         Ok((
-            VrrpInstanceConfig {
+            VrrpInstanceSection {
                 name: checked_name,
                 interface: checked_interface,
                 // Invariant: `int` checked the ranges.
@@ -282,9 +282,9 @@ impl RawInstance {
 /// Names, (interface, vrid, family) and addresses are unique across instances.
 pub(super) fn check_instance_against_others(
     source: &Source<'_>,
-    instance: &VrrpInstanceConfig,
+    instance: &VrrpInstanceSection,
     here: &InstanceSpans,
-    others: &[VrrpInstanceConfig],
+    others: &[VrrpInstanceSection],
     spans: &[InstanceSpans],
 ) -> Result<(), ConfigError> {
     const TABLE: &str = "vrrp.instance";

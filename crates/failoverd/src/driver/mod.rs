@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::hellos::{self, HelloPath, PeerDead};
 use crate::table_thread::{self, TableCommand, TableHandle};
-use crate::takeover::{News, Takeover};
+use crate::takeover::{Takeover, TakeoverNews};
 
 mod status;
 
@@ -230,10 +230,10 @@ pub async fn run(
             Some(news) = driver.takeover.news() => {
                 driver.begin_turn();
                 match news {
-                    News::Forwarding(master, reason) => {
+                    TakeoverNews::Forwarding(master, reason) => {
                         driver.node.set_forwarding(driver.clock.now(), master, reason);
                     }
-                    News::Report(report) => driver.node.set_vrrp_report(report),
+                    TakeoverNews::Report(report) => driver.node.set_vrrp_report(report),
                 }
             }
             Some(verdict) = dead_verdicts.recv() => {

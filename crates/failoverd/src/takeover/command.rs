@@ -4,15 +4,15 @@
 //! The command runs in a process group of its own. When the timeout expires the whole group is
 //! killed (`SIGKILL`), so the children a script started die with it, and that is logged. Its
 //! output goes to the log line by line, labelled with the command's `what`; at most
-//! [`MAX_LINES`] lines are kept (logged and returned in the [`Outcome`]), each cut to
+//! [`MAX_LINES`] lines are kept (logged and returned in the [`CommandOutcome`]), each cut to
 //! [`MAX_LINE_CHARS`] characters.
 //!
-//! Commands run periodically (track scripts) can be made [`Command::quiet`]: then all of this
+//! Commands run periodically (track scripts) can be made [`ExternalCommand::quiet`]: then all of this
 //! is logged at debug level, and their caller logs what matters.
 //!
 //! The command's own exit ends it: descendants it leaves behind in the background are not
 //! killed, and their output is still logged (within the limits) while they hold the pipes
-//! open, but [`Command::run`] waits for that output at most [`OUTPUT_GRACE`].
+//! open, but [`ExternalCommand::run`] waits for that output at most [`OUTPUT_GRACE`].
 
 // System calls that libc, socket2 and nix do not wrap safely; each block says why it is sound.
 #![allow(unsafe_code)]
@@ -41,7 +41,7 @@ macro_rules! log_at {
 pub const MAX_LINES: usize = 100;
 /// Characters kept of each line of output; the rest of a longer line is replaced by "...".
 pub const MAX_LINE_CHARS: usize = 200;
-/// How long [`Command::run`] waits, after the command ended, for the rest of its output (a
+/// How long [`ExternalCommand::run`] waits, after the command ended, for the rest of its output (a
 /// process it left in the background may hold its stdout open).
 pub const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
@@ -52,7 +52,7 @@ const MAX_LINE_BYTES: usize = MAX_LINE_CHARS * 4;
 /// An external command: an argv (the program is looked up in `PATH` when it has no `/`),
 /// environment additions and a timeout.
 #[derive(Debug, Clone)]
-pub struct Command {
+pub struct ExternalCommand {
     what: String,
     argv: Vec<String>,
     env: Vec<(String, String)>,
@@ -60,10 +60,10 @@ pub struct Command {
     quiet: bool,
 }
 
-impl Command {
-    /// A command labelled `what` in the log and in its [`Outcome`] (e.g. "on_active").
-    pub fn new(what: impl Into<String>, argv: Vec<String>, timeout: Duration) -> Command {
-        Command {
+impl ExternalCommand {
+    /// A command labelled `what` in the log and in its [`CommandOutcome`] (e.g. "on_active").
+    pub fn new(what: impl Into<String>, argv: Vec<String>, timeout: Duration) -> ExternalCommand {
+        ExternalCommand {
             what: what.into(),
             argv,
             env: Vec::new(),
@@ -73,14 +73,14 @@ impl Command {
     }
 
     /// Adds `key=value` to the environment the command inherits from the daemon.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Command {
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> ExternalCommand {
         self.env.push((key.into(), value.into()));
         self
     }
 
     /// Logs its output, its outcome and a timeout at debug level instead of info (output,
     /// success) and warn (failure, timeout): for commands run periodically.
-    pub fn quiet(mut self) -> Command {
+    pub fn quiet(mut self) -> ExternalCommand {
         self.quiet = true;
         self
     }
@@ -96,12 +96,12 @@ impl Command {
     }
 
     /// Runs the command to its end or its timeout and logs the outcome (info when it exited
-    /// 0, warn otherwise; debug if [`Command::quiet`]). Never fails: a command that cannot
-    /// start is an [`Outcome`] too.
+    /// 0, warn otherwise; debug if [`ExternalCommand::quiet`]). Never fails: a command that cannot
+    /// start is an [`CommandOutcome`] too.
     ///
     /// If this future is dropped before the command ended, the command's process group is
     /// killed.
-    pub async fn run(&self) -> Outcome {
+    pub async fn run(&self) -> CommandOutcome {
         let started = Instant::now();
         let capture = Arc::new(Mutex::new(Capture {
             quiet: self.quiet,
@@ -112,7 +112,7 @@ impl Command {
             let capture = capture.lock().unwrap_or_else(|poison| poison.into_inner());
             (capture.lines.clone(), capture.dropped)
         };
-        let outcome = Outcome {
+        let outcome = CommandOutcome {
             what: self.what.clone(),
             status,
             elapsed,
@@ -132,9 +132,9 @@ impl Command {
         &self,
         started: Instant,
         capture: &Arc<Mutex<Capture>>,
-    ) -> (Status, Duration) {
+    ) -> (CommandEnd, Duration) {
         let Some((program, args)) = self.argv.split_first() else {
-            let status = Status::SpawnFailed("empty command".to_string());
+            let status = CommandEnd::SpawnFailed("empty command".to_string());
             return (status, started.elapsed());
         };
         let mut command = tokio::process::Command::new(program);
@@ -149,7 +149,12 @@ impl Command {
             .kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(child) => child,
-            Err(error) => return (Status::SpawnFailed(error.to_string()), started.elapsed()),
+            Err(error) => {
+                return (
+                    CommandEnd::SpawnFailed(error.to_string()),
+                    started.elapsed(),
+                );
+            }
         };
         // Kills the group if this future is dropped before the child is reaped. The child is
         // the group's leader (process_group(0)): until it is reaped, its pid, which is the
@@ -175,11 +180,11 @@ impl Command {
         let status = match tokio::time::timeout(self.timeout, child.wait()).await {
             Ok(Ok(status)) => {
                 group.disarm();
-                Status::from_exit(status)
+                CommandEnd::from_exit(status)
             }
             Ok(Err(error)) => {
                 // Not expected (the child is ours and not yet reaped); the guard kills it.
-                Status::SpawnFailed(format!("waiting for it failed: {error}"))
+                CommandEnd::SpawnFailed(format!("waiting for it failed: {error}"))
             }
             Err(_) => {
                 log_at!(
@@ -196,7 +201,7 @@ impl Command {
                     tracing::warn!(what, "waiting for the killed command failed: {error}");
                 }
                 group.disarm();
-                Status::TimedOut(self.timeout)
+                CommandEnd::TimedOut(self.timeout)
             }
         };
         let elapsed = started.elapsed();
@@ -214,7 +219,7 @@ impl Command {
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
+pub enum CommandEnd {
     /// It exited with this code.
     Exited(i32),
     /// A signal ended it.
@@ -225,24 +230,24 @@ pub enum Status {
     SpawnFailed(String),
 }
 
-impl Status {
-    fn from_exit(status: ExitStatus) -> Status {
+impl CommandEnd {
+    fn from_exit(status: ExitStatus) -> CommandEnd {
         match (status.code(), status.signal()) {
-            (Some(code), _) => Status::Exited(code),
-            (None, Some(signal)) => Status::Signaled(signal),
+            (Some(code), _) => CommandEnd::Exited(code),
+            (None, Some(signal)) => CommandEnd::Signaled(signal),
             // Unix: a reaped child either exited or was killed by a signal.
-            (None, None) => Status::SpawnFailed(format!("unknown exit status {status}")),
+            (None, None) => CommandEnd::SpawnFailed(format!("unknown exit status {status}")),
         }
     }
 }
 
-/// What running a [`Command`] gave.
+/// What running a [`ExternalCommand`] gave.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct CommandOutcome {
     /// The command's label.
     pub what: String,
     /// How it ended.
-    pub status: Status,
+    pub status: CommandEnd,
     /// From the start to its end (or to the timeout's kill), not counting the wait for the
     /// rest of its output.
     pub elapsed: Duration,
@@ -253,10 +258,10 @@ pub struct Outcome {
     pub lines_dropped: usize,
 }
 
-impl Outcome {
+impl CommandOutcome {
     /// Whether it exited 0.
     pub fn success(&self) -> bool {
-        self.status == Status::Exited(0)
+        self.status == CommandEnd::Exited(0)
     }
 
     /// One line, e.g. "on_active exited 0 after 12 ms".
@@ -265,21 +270,21 @@ impl Outcome {
     }
 }
 
-impl fmt::Display for Outcome {
+impl fmt::Display for CommandOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.elapsed.as_millis();
         match &self.status {
-            Status::Exited(code) => write!(f, "{} exited {code} after {ms} ms", self.what),
-            Status::Signaled(signal) => {
+            CommandEnd::Exited(code) => write!(f, "{} exited {code} after {ms} ms", self.what),
+            CommandEnd::Signaled(signal) => {
                 write!(f, "{} killed by signal {signal} after {ms} ms", self.what)
             }
-            Status::TimedOut(timeout) => write!(
+            CommandEnd::TimedOut(timeout) => write!(
                 f,
                 "{} timed out after {} ms and was killed",
                 self.what,
                 timeout.as_millis()
             ),
-            Status::SpawnFailed(error) => write!(f, "{} failed to start: {error}", self.what),
+            CommandEnd::SpawnFailed(error) => write!(f, "{} failed to start: {error}", self.what),
         }
     }
 }
@@ -397,8 +402,8 @@ impl Drop for GroupGuard {
 mod tests {
     use super::*;
 
-    fn sh(what: &str, script: &str, timeout: Duration) -> Command {
-        Command::new(
+    fn sh(what: &str, script: &str, timeout: Duration) -> ExternalCommand {
+        ExternalCommand::new(
             what,
             vec!["/bin/sh".into(), "-c".into(), script.into()],
             timeout,
@@ -410,7 +415,7 @@ mod tests {
     #[tokio::test]
     async fn exit_codes_and_summary() {
         let ok = sh("on_active", "exit 0", LONG).run().await;
-        assert_eq!(ok.status, Status::Exited(0));
+        assert_eq!(ok.status, CommandEnd::Exited(0));
         assert!(ok.success());
         let summary = ok.summary();
         assert!(
@@ -419,12 +424,12 @@ mod tests {
         );
 
         let failed = sh("on_standby", "exit 3", LONG).run().await;
-        assert_eq!(failed.status, Status::Exited(3));
+        assert_eq!(failed.status, CommandEnd::Exited(3));
         assert!(!failed.success());
         assert!(failed.summary().starts_with("on_standby exited 3 after "));
 
         let signaled = sh("x", "kill -TERM $$", LONG).run().await;
-        assert_eq!(signaled.status, Status::Signaled(libc::SIGTERM));
+        assert_eq!(signaled.status, CommandEnd::Signaled(libc::SIGTERM));
         assert!(
             signaled
                 .summary()
@@ -434,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn argv_is_not_a_shell_and_env_is_added() {
-        let outcome = Command::new(
+        let outcome = ExternalCommand::new(
             "printf",
             vec![
                 "/bin/sh".into(),
@@ -530,7 +535,10 @@ mod tests {
         );
         let started = Instant::now();
         let outcome = sh("slow", &script, Duration::from_millis(300)).run().await;
-        assert_eq!(outcome.status, Status::TimedOut(Duration::from_millis(300)));
+        assert_eq!(
+            outcome.status,
+            CommandEnd::TimedOut(Duration::from_millis(300))
+        );
         assert!(!outcome.success());
         assert_eq!(
             outcome.summary(),
@@ -575,17 +583,17 @@ mod tests {
             .quiet()
             .run()
             .await;
-        assert_eq!(outcome.status, Status::Exited(1));
+        assert_eq!(outcome.status, CommandEnd::Exited(1));
         assert_eq!(outcome.output, ["pong"]);
     }
 
     #[tokio::test]
     async fn missing_program_and_empty_argv() {
-        let outcome = Command::new("hook", vec!["/nonexistent/hook".into()], LONG)
+        let outcome = ExternalCommand::new("hook", vec!["/nonexistent/hook".into()], LONG)
             .run()
             .await;
         assert!(
-            matches!(outcome.status, Status::SpawnFailed(_)),
+            matches!(outcome.status, CommandEnd::SpawnFailed(_)),
             "{outcome:?}"
         );
         assert!(!outcome.success());
@@ -593,7 +601,7 @@ mod tests {
         assert!(summary.starts_with("hook failed to start: "), "{summary}");
         assert!(summary.contains("No such file"), "{summary}");
 
-        let empty = Command::new("hook", Vec::new(), LONG).run().await;
+        let empty = ExternalCommand::new("hook", Vec::new(), LONG).run().await;
         assert_eq!(empty.summary(), "hook failed to start: empty command");
     }
 

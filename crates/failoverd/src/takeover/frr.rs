@@ -21,13 +21,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use failoverd_control::config::RoutingConfig;
+use failoverd_control::config::RoutingSection;
 use failoverd_control::protocol::{EventKind, RoutingState, RoutingView};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::command::{Command, Outcome};
-use super::history::History;
+use super::command::{CommandOutcome, ExternalCommand};
+use super::history::TakeoverHistory;
 
 /// The first delay before a failed change is retried; it doubles up to [`RETRY_MAX`].
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -56,7 +56,7 @@ struct Shared {
     timeout: Duration,
     status: Mutex<Status>,
     /// Where each run is recorded for `failoverctl events`.
-    history: History,
+    history: TakeoverHistory,
 }
 
 #[derive(Debug)]
@@ -76,7 +76,7 @@ struct Status {
 
 impl Frr {
     /// FRR as `config` says. Nothing runs before [`Frr::start`] or [`Frr::role_changed`].
-    pub fn new(config: &RoutingConfig, history: History) -> Frr {
+    pub fn new(config: &RoutingSection, history: TakeoverHistory) -> Frr {
         let (wanted, idle) = watch::channel(false);
         Frr {
             shared: Arc::new(Shared {
@@ -208,7 +208,7 @@ impl Shared {
             &self.ospf6_interfaces,
             cost,
         );
-        let outcome = Command::new("vtysh", argv, self.timeout)
+        let outcome = ExternalCommand::new("vtysh", argv, self.timeout)
             .env("FAILOVERD_ROLE", role)
             .run()
             .await;
@@ -251,7 +251,7 @@ fn vtysh_argv(
 }
 
 /// A one-line error for a failed run: the outcome and the start of vtysh's output.
-fn failure(outcome: &Outcome, role: &str, cost: u16) -> String {
+fn failure(outcome: &CommandOutcome, role: &str, cost: u16) -> String {
     let mut error = format!("setting the {role} OSPF cost {cost}: {outcome}");
     let said: Vec<&str> = outcome
         .output
@@ -280,13 +280,13 @@ mod tests {
 
     /// A fake vtysh: `/bin/sh -c SCRIPT vtysh --vty_socket /run/x`, the script recording its
     /// arguments (one per line, then "--") in `dir/calls`, preceded by `before` (shell).
-    fn config(dir: &Path, before: &str) -> RoutingConfig {
+    fn config(dir: &Path, before: &str) -> RoutingSection {
         let script = format!(
             "{before}\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done >> {calls}; \
              echo \"-- $FAILOVERD_ROLE\" >> {calls}",
             calls = dir.join("calls").display()
         );
-        RoutingConfig {
+        RoutingSection {
             vtysh: vec![
                 "/bin/sh".into(),
                 "-c".into(),
@@ -370,7 +370,7 @@ mod tests {
     #[tokio::test]
     async fn start_applies_standby_then_roles_apply_their_cost() {
         let dir = tempfile::tempdir().unwrap();
-        let frr = Frr::new(&config(dir.path(), ""), History::default());
+        let frr = Frr::new(&config(dir.path(), ""), TakeoverHistory::default());
         assert_eq!(frr.view().state, RoutingState::Applying);
         frr.start();
         let view = wait_state(&frr, RoutingState::Standby).await;
@@ -398,7 +398,7 @@ mod tests {
     #[tokio::test]
     async fn a_role_change_before_start_replaces_the_standby_cost() {
         let dir = tempfile::tempdir().unwrap();
-        let frr = Frr::new(&config(dir.path(), ""), History::default());
+        let frr = Frr::new(&config(dir.path(), ""), TakeoverHistory::default());
         frr.role_changed(true);
         frr.start();
         wait_state(&frr, RoutingState::Active).await;
@@ -413,7 +413,7 @@ mod tests {
             "touch {}/started-$FAILOVERD_ROLE; sleep 0.3",
             dir.path().display()
         );
-        let frr = Frr::new(&config(dir.path(), &before), History::default());
+        let frr = Frr::new(&config(dir.path(), &before), TakeoverHistory::default());
         frr.start();
         wait_file(dir.path().join("started-standby")).await;
         assert_eq!(frr.view().state, RoutingState::Applying);
@@ -437,7 +437,7 @@ mod tests {
              echo 'ospf6d is not running' >&2; exit 1; fi",
             first = dir.path().join("first").display()
         );
-        let frr = Frr::new(&config(dir.path(), &before), History::default());
+        let frr = Frr::new(&config(dir.path(), &before), TakeoverHistory::default());
         frr.start();
         let view = wait_state(&frr, RoutingState::Failed).await;
         let error = view.last_error.unwrap();
@@ -465,7 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path(), "");
         config.vtysh = vec!["/nonexistent/vtysh".into()];
-        let frr = Frr::new(&config, History::default());
+        let frr = Frr::new(&config, TakeoverHistory::default());
         frr.start();
         let view = wait_state(&frr, RoutingState::Failed).await;
         let error = view.last_error.unwrap();
@@ -498,7 +498,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path(), "sleep 30");
         config.timeout = Duration::from_millis(200);
-        let frr = Frr::new(&config, History::default());
+        let frr = Frr::new(&config, TakeoverHistory::default());
         frr.start();
         let view = wait_state(&frr, RoutingState::Failed).await;
         assert_eq!(

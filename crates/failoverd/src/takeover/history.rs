@@ -12,7 +12,7 @@ const KEPT: usize = 64;
 
 /// One thing a takeover part did.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub struct HistoryEntry {
     /// When.
     pub at: Instant,
     /// `vrrp`, `track`, `hook` or `routing`.
@@ -21,18 +21,18 @@ pub struct Entry {
     pub message: String,
 }
 
-/// A bounded, shared list of [`Entry`].
+/// A bounded, shared list of [`HistoryEntry`].
 #[derive(Debug, Clone, Default)]
-pub struct History(Arc<Mutex<VecDeque<Entry>>>);
+pub struct TakeoverHistory(Arc<Mutex<VecDeque<HistoryEntry>>>);
 
-impl History {
+impl TakeoverHistory {
     /// Records `message` now.
     pub fn record(&self, kind: EventKind, message: impl Into<String>) {
         let mut entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() == KEPT {
             entries.pop_front();
         }
-        entries.push_back(Entry {
+        entries.push_back(HistoryEntry {
             at: Instant::now(),
             kind,
             message: message.into(),
@@ -40,7 +40,7 @@ impl History {
     }
 
     /// Every entry kept, oldest first.
-    pub fn entries(&self) -> Vec<Entry> {
+    pub fn entries(&self) -> Vec<HistoryEntry> {
         let entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
         entries.iter().cloned().collect()
     }

@@ -14,14 +14,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use failoverd_control::config::HooksConfig;
+use failoverd_control::config::HooksSection;
 use failoverd_control::protocol::{EventKind, HooksView};
 use failoverd_wire::Role;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::command::Command;
-use super::history::History;
+use super::command::ExternalCommand;
+use super::history::TakeoverHistory;
 
 /// Runs `on_active` / `on_standby` on role changes. The worker task starts with the first
 /// role change and ends once the `Hooks` is dropped and the waiting hook has run.
@@ -45,7 +45,7 @@ struct Shared {
     /// Role changes whose hook never ran because a later change superseded them, since start.
     coalesced_total: Mutex<u64>,
     /// Where each finished hook and each coalescing is recorded for `failoverctl events`.
-    history: History,
+    history: TakeoverHistory,
 }
 
 /// A role change, numbered in the order [`Hooks::role_changed`] saw them.
@@ -66,7 +66,7 @@ impl Change {
 impl Hooks {
     /// The hooks of `config`, for the node named `node`; each finished hook is recorded in
     /// `history`.
-    pub fn new(config: &HooksConfig, node: &str, history: History) -> Hooks {
+    pub fn new(config: &HooksSection, node: &str, history: TakeoverHistory) -> Hooks {
         let (latest, idle) = watch::channel(None);
         Hooks {
             shared: Arc::new(Shared {
@@ -184,7 +184,7 @@ impl Shared {
             );
             return;
         };
-        let outcome = Command::new(what, argv.clone(), self.timeout)
+        let outcome = ExternalCommand::new(what, argv.clone(), self.timeout)
             .env("FAILOVERD_ROLE", change.to.name())
             .env("FAILOVERD_FROM", change.from.name())
             .env("FAILOVERD_REASON", &change.reason)
@@ -219,8 +219,8 @@ mod tests {
         vec!["/bin/sh".into(), "-c".into(), script]
     }
 
-    fn config(log: &Path, sleep: &str, timeout: Duration) -> HooksConfig {
-        HooksConfig {
+    fn config(log: &Path, sleep: &str, timeout: Duration) -> HooksSection {
+        HooksSection {
             on_active: Some(hook("active", log, sleep)),
             on_standby: Some(hook("standby", log, sleep)),
             timeout,
@@ -261,7 +261,7 @@ mod tests {
         let hooks = Hooks::new(
             &config(&log, "0", Duration::from_secs(10)),
             "fw-a",
-            History::default(),
+            TakeoverHistory::default(),
         );
         assert_eq!(hooks.view().last, None);
 
@@ -287,7 +287,7 @@ mod tests {
     }
 
     /// The hook messages `history` holds that say changes were coalesced.
-    fn coalescings(history: &History) -> Vec<String> {
+    fn coalescings(history: &TakeoverHistory) -> Vec<String> {
         history
             .entries()
             .into_iter()
@@ -311,7 +311,7 @@ mod tests {
     async fn role_changed_does_not_wait_and_a_flap_back_runs_nothing_stale() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let history = History::default();
+        let history = TakeoverHistory::default();
         // Each hook takes 0.5 s: role_changed returns well before the first ends.
         let hooks = Hooks::new(
             &config(&log, "0.5", Duration::from_secs(10)),
@@ -343,7 +343,7 @@ mod tests {
     async fn a_burst_of_role_changes_runs_only_the_final_role_hook() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let history = History::default();
+        let history = TakeoverHistory::default();
         let hooks = Hooks::new(
             &config(&log, "0.3", Duration::from_secs(10)),
             "fw-a",
@@ -386,7 +386,7 @@ mod tests {
         let log = dir.path().join("log");
         let mut config = config(&log, "0", Duration::from_millis(300));
         config.on_active = Some(hook("active", &log, "30"));
-        let hooks = Hooks::new(&config, "fw-a", History::default());
+        let hooks = Hooks::new(&config, "fw-a", TakeoverHistory::default());
         let started = Instant::now();
         hooks.role_changed(Role::Standby, Role::Active, "one");
         // Once on_active runs (a change before that would supersede it).
@@ -409,9 +409,9 @@ mod tests {
     async fn unconfigured_and_failing_hooks() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let history = History::default();
+        let history = TakeoverHistory::default();
         let hooks = Hooks::new(
-            &HooksConfig {
+            &HooksSection {
                 on_active: Some(vec!["/nonexistent/hook".into()]),
                 on_standby: None,
                 timeout: Duration::from_secs(10),

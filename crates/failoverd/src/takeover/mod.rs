@@ -28,7 +28,7 @@ use failoverd_wire::Role;
 use tokio::sync::oneshot;
 
 /// What the VRRP group tells the driver.
-pub enum News {
+pub enum TakeoverNews {
     /// Its mastership changed: this node forwards (`true`) or not, and why.
     Forwarding(bool, TakeoverReason),
     /// What its instances hear, for the peer (`Node::set_vrrp_report`).
@@ -51,13 +51,13 @@ pub struct Takeover {
     vrrp_peer: Option<PeerView>,
     /// The peer's VRRP report last told to the VRRP task.
     peer_report: Option<Option<VrrpReport>>,
-    history: history::History,
+    history: history::TakeoverHistory,
 }
 
 impl Takeover {
     /// Starts what `config` asks for. Must be called within a tokio runtime.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        let history = history::History::default();
+        let history = history::TakeoverHistory::default();
         let frr = config.routing.as_ref().map(|routing| {
             let frr = frr::Frr::new(routing, history.clone());
             frr.start();
@@ -88,7 +88,7 @@ impl Takeover {
     }
 
     /// What the takeover parts did, oldest first.
-    pub fn history(&self) -> Vec<history::Entry> {
+    pub fn history(&self) -> Vec<history::HistoryEntry> {
         self.history.entries()
     }
 
@@ -111,7 +111,7 @@ impl Takeover {
         self.ready = Some(ready);
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &self.vrrp {
-            let _ = vrrp.requests.send(vrrp::Request::Ready(ready));
+            let _ = vrrp.requests.send(vrrp::VrrpRequest::Ready(ready));
         }
     }
 
@@ -124,7 +124,7 @@ impl Takeover {
         self.vrrp_peer = Some(peer);
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &self.vrrp {
-            let _ = vrrp.requests.send(vrrp::Request::Peer(peer));
+            let _ = vrrp.requests.send(vrrp::VrrpRequest::Peer(peer));
         }
     }
 
@@ -139,18 +139,20 @@ impl Takeover {
         if let Some(vrrp) = &self.vrrp {
             let _ = vrrp
                 .requests
-                .send(vrrp::Request::PeerReport(report.cloned()));
+                .send(vrrp::VrrpRequest::PeerReport(report.cloned()));
         }
     }
 
     /// The next news of the VRRP group (a mastership change or a report for the peer); never
     /// resolves without one.
-    pub async fn news(&mut self) -> Option<News> {
+    pub async fn news(&mut self) -> Option<TakeoverNews> {
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &mut self.vrrp {
             return vrrp.news.recv().await.map(|news| match news {
-                vrrp::News::Forwarding { master, reason } => News::Forwarding(master, reason),
-                vrrp::News::Report(report) => News::Report(report),
+                vrrp::VrrpNews::Forwarding { master, reason } => {
+                    TakeoverNews::Forwarding(master, reason)
+                }
+                vrrp::VrrpNews::Report(report) => TakeoverNews::Report(report),
             });
         }
         std::future::pending().await
@@ -163,7 +165,7 @@ impl Takeover {
         #[cfg(target_os = "linux")]
         let answer = self.vrrp.as_ref().map(|vrrp| {
             let (reply, answer) = oneshot::channel();
-            let _ = vrrp.requests.send(vrrp::Request::HandOver(reply));
+            let _ = vrrp.requests.send(vrrp::VrrpRequest::HandOver(reply));
             answer
         });
         #[cfg(not(target_os = "linux"))]
@@ -182,7 +184,7 @@ impl Takeover {
     pub fn set_maintenance(&self, on: bool) -> Result<(), String> {
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &self.vrrp {
-            let _ = vrrp.requests.send(vrrp::Request::Maintenance(on));
+            let _ = vrrp.requests.send(vrrp::VrrpRequest::Maintenance(on));
             return Ok(());
         }
         let _ = on;
@@ -202,7 +204,7 @@ impl Takeover {
             {
                 self.vrrp.as_ref().map(|vrrp| {
                     let (reply, answer) = oneshot::channel();
-                    let _ = vrrp.requests.send(vrrp::Request::View(reply));
+                    let _ = vrrp.requests.send(vrrp::VrrpRequest::View(reply));
                     answer
                 })
             }
@@ -231,7 +233,11 @@ impl Takeover {
         #[cfg(target_os = "linux")]
         if let Some(vrrp) = &self.vrrp {
             let (done, wait) = oneshot::channel();
-            if vrrp.requests.send(vrrp::Request::Shutdown(done)).is_ok() {
+            if vrrp
+                .requests
+                .send(vrrp::VrrpRequest::Shutdown(done))
+                .is_ok()
+            {
                 let _ = wait.await;
             }
         }

@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use failoverd_control::config::VrrpConfig;
+use failoverd_control::config::VrrpSection;
 use failoverd_control::protocol::{EventKind, TrackKind, TrackView};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::net::{Netlink, watch_links};
-use crate::takeover::command::Command;
-use crate::takeover::history::History;
+use crate::takeover::command::ExternalCommand;
+use crate::takeover::history::TakeoverHistory;
 
 /// How often tracked routes are looked up (the kernel has no cheap per-route notification).
 const ROUTE_POLL: Duration = Duration::from_secs(1);
@@ -30,7 +30,7 @@ pub struct Verdict {
 
 /// What is tracked: the configured objects, and every instance's own interface (an instance
 /// whose interface is down can neither hear nor hold anything: fault, as in keepalived).
-fn objects(config: &VrrpConfig) -> Vec<TrackView> {
+fn objects(config: &VrrpSection) -> Vec<TrackView> {
     let mut tracks: Vec<TrackView> = Vec::new();
     let interface = |name: &str, weight| TrackView {
         kind: TrackKind::Interface,
@@ -85,9 +85,9 @@ fn verdict(tracks: Vec<TrackView>) -> Verdict {
 /// Starts tracking; the first verdict (every object's current state) is in the receiver when
 /// this returns.
 pub async fn start(
-    config: &VrrpConfig,
+    config: &VrrpSection,
     netlink: &Netlink,
-    history: History,
+    history: TakeoverHistory,
 ) -> anyhow::Result<watch::Receiver<Verdict>> {
     let mut tracks = objects(config);
     for track in tracks.iter_mut().filter(|t| t.kind == TrackKind::Interface) {
@@ -149,7 +149,7 @@ pub async fn start(
     for script in config.track_scripts.clone() {
         let script_updates = updates.clone();
         tokio::spawn(async move {
-            let command = Command::new(
+            let command = ExternalCommand::new(
                 format!("track_script {}", script.name),
                 script.command.clone(),
                 script.timeout,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use failoverd_control::config::{VrrpConfig, VrrpInstanceConfig};
+use failoverd_control::config::{VrrpInstanceSection, VrrpSection};
 use failoverd_control::protocol::{
     EventKind, Family, VrrpDropsView, VrrpGroupView, VrrpInstanceView, VrrpPeerState, VrrpState,
 };
@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use crate::clock::Clock;
 use crate::net::{Announcer, Netlink, Received, VrrpSocket};
 use crate::takeover::accept;
-use crate::takeover::history::History;
+use crate::takeover::history::TakeoverHistory;
 use crate::takeover::track::{self, Verdict};
 
 /// Received adverts waiting for the task, at most.
@@ -34,7 +34,7 @@ const RECV_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(1
 const RX_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the driver asks of the VRRP task.
-pub enum Request {
+pub enum VrrpRequest {
     /// The failover core's readiness (it holds the peer's sessions): gates preemption.
     Ready(bool),
     /// The peer's group as the failover link says: the peer check.
@@ -54,7 +54,7 @@ pub enum Request {
 
 /// What the task tells the driver.
 #[derive(Debug)]
-pub enum News {
+pub enum VrrpNews {
     /// The group's mastership changed: this node forwards (`master`) or not.
     Forwarding {
         /// Master: this node forwards.
@@ -69,9 +69,9 @@ pub enum News {
 /// The running task's ends.
 pub struct VrrpHandle {
     /// Requests to the task.
-    pub requests: mpsc::UnboundedSender<Request>,
+    pub requests: mpsc::UnboundedSender<VrrpRequest>,
     /// Mastership changes and reports, in order.
-    pub news: mpsc::UnboundedReceiver<News>,
+    pub news: mpsc::UnboundedReceiver<VrrpNews>,
 }
 
 /// One instance's I/O: where it sends from and what it holds.
@@ -96,7 +96,7 @@ enum Holder {
 }
 
 /// Resolves interfaces and addresses, opens the sockets and starts the task.
-pub async fn spawn(config: &VrrpConfig, history: History) -> anyhow::Result<VrrpHandle> {
+pub async fn spawn(config: &VrrpSection, history: TakeoverHistory) -> anyhow::Result<VrrpHandle> {
     let netlink = Netlink::connect().context("cannot open rtnetlink")?;
     let announcer =
         Announcer::new().context("cannot open the ARP / neighbour advertisement sockets")?;
@@ -216,7 +216,7 @@ fn action_instance(action: VrrpAction) -> usize {
 /// The core's view of an instance, and its socket.
 async fn open(
     netlink: &Netlink,
-    instance: &VrrpInstanceConfig,
+    instance: &VrrpInstanceSection,
 ) -> anyhow::Result<(InstanceConfig, Port)> {
     let link = netlink.link(&instance.interface).await?;
     let ipv6 = instance.is_ipv6();
@@ -292,19 +292,19 @@ struct Task {
     holds: Vec<bool>,
     netlink: Netlink,
     announcer: Announcer,
-    news: mpsc::UnboundedSender<News>,
+    news: mpsc::UnboundedSender<VrrpNews>,
     /// The report last sent.
     report: Option<VrrpReport>,
     verdicts: watch::Receiver<Verdict>,
     /// The accept-mode table is installed (some instance has `accept = false`).
     not_accepting: bool,
-    history: History,
+    history: TakeoverHistory,
 }
 
 impl Task {
     async fn run(
         mut self,
-        mut requests: mpsc::UnboundedReceiver<Request>,
+        mut requests: mpsc::UnboundedReceiver<VrrpRequest>,
         mut received: mpsc::Receiver<(usize, Received)>,
         mut rx_counts: watch::Receiver<Vec<Option<u64>>>,
     ) {
@@ -348,7 +348,7 @@ impl Task {
                     self.group.set_tracking(self.clock.now(), verdict.penalty, verdict.fault);
                 }
                 request = requests.recv() => match request {
-                    Some(Request::Shutdown(done)) => {
+                    Some(VrrpRequest::Shutdown(done)) => {
                         self.group.shutdown(self.clock.now());
                         self.flush().await;
                         if self.not_accepting && let Err(err) = accept::remove() {
@@ -369,20 +369,20 @@ impl Task {
         }
     }
 
-    fn request(&mut self, request: Request) {
+    fn request(&mut self, request: VrrpRequest) {
         let now = self.clock.now();
         match request {
-            Request::Ready(ready) => self.group.set_ready(now, ready),
-            Request::Peer(peer) => self.group.set_peer(now, peer),
-            Request::PeerReport(report) => self.group.set_peer_report(now, report),
-            Request::HandOver(reply) => {
+            VrrpRequest::Ready(ready) => self.group.set_ready(now, ready),
+            VrrpRequest::Peer(peer) => self.group.set_peer(now, peer),
+            VrrpRequest::PeerReport(report) => self.group.set_peer_report(now, report),
+            VrrpRequest::HandOver(reply) => {
                 let _ = reply.send(self.group.hand_over(now).map_err(|e| e.to_string()));
             }
-            Request::Maintenance(on) => self.group.set_maintenance(now, on),
-            Request::View(reply) => {
+            VrrpRequest::Maintenance(on) => self.group.set_maintenance(now, on),
+            VrrpRequest::View(reply) => {
                 let _ = reply.send(self.view());
             }
-            Request::Shutdown(_) => unreachable!("handled by the loop"),
+            VrrpRequest::Shutdown(_) => unreachable!("handled by the loop"),
         }
     }
 
@@ -409,7 +409,7 @@ impl Task {
                     self.history.record(EventKind::Vrrp, event.to_string());
                     let master = *to == GroupState::Master;
                     if master != (*from == GroupState::Master) {
-                        let _ = self.news.send(News::Forwarding {
+                        let _ = self.news.send(VrrpNews::Forwarding {
                             master,
                             reason: TakeoverReason::Vrrp {
                                 to: *to,
@@ -424,7 +424,7 @@ impl Task {
         let report = self.group.report(self.clock.now());
         if self.report.as_ref() != Some(&report) {
             self.report = Some(report.clone());
-            let _ = self.news.send(News::Report(report));
+            let _ = self.news.send(VrrpNews::Report(report));
         }
     }
 

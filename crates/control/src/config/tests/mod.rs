@@ -106,7 +106,7 @@ fn the_examples_settings_to_uncomment_are_valid() {
     assert_eq!(config.takeover.mode, TakeoverKind::Vrrp);
     assert_eq!(
         config.vrrp.instances,
-        [VrrpInstanceConfig {
+        [VrrpInstanceSection {
             name: "lan".into(),
             interface: "lan".into(),
             vrid: 51,
@@ -137,7 +137,7 @@ fn the_examples_settings_to_uncomment_are_valid() {
     assert_eq!(config.vrrp.track_scripts.len(), 1);
     assert_eq!(
         config.routing,
-        Some(RoutingConfig {
+        Some(RoutingSection {
             vtysh: vec!["vtysh".into()],
             ospf_interfaces: vec!["wan".into()],
             ospf6_interfaces: vec![],
@@ -158,18 +158,18 @@ fn defaults_and_typed_values() {
     assert_eq!(
         config,
         Config {
-            node: NodeConfig {
+            node: NodeSection {
                 name: "fw-a".into(),
                 // Relative to the file's directory.
                 key: PathBuf::from("/etc/failoverd/node.pem"),
                 priority: 100,
                 preempt: true,
             },
-            pair: PairConfig {
+            pair: PairSection {
                 id: 1,
-                backup: BackupType::Symmetric
+                backup: BackupMode::Symmetric
             },
-            link: LinkConfig {
+            link: LinkSection {
                 listen: "0.0.0.0:7701".parse().unwrap(),
                 peer: "192.0.2.2:7701".parse().unwrap(),
                 peer_key: Pins::one(KEY.parse().unwrap()),
@@ -177,29 +177,29 @@ fn defaults_and_typed_values() {
                 reconnect_max: Duration::from_millis(2000),
                 heartbeat: None,
             },
-            timers: TimersConfig {
+            timers: TimersSection {
                 hello_interval: Duration::from_millis(50),
                 dead_interval: Duration::from_millis(150),
                 silence: Duration::from_millis(1000),
             },
-            sessions: SessionsConfig {
+            sessions: SessionsSection {
                 backend: BackendKind::Memory,
                 digest_interval: Duration::from_secs(60),
                 peer_buffer: 32 << 20,
-                conntrack: ConntrackConfig::default(),
+                conntrack: ConntrackSection::default(),
             },
-            control: ControlConfig {
+            control: ControlSection {
                 socket: PathBuf::from(DEFAULT_SOCKET),
                 group: None,
             },
-            log: LogConfig {
+            log: LogSection {
                 format: LogFormat::Text,
                 level: "info".into()
             },
-            takeover: TakeoverConfig {
+            takeover: TakeoverSection {
                 mode: TakeoverKind::Election
             },
-            vrrp: VrrpConfig {
+            vrrp: VrrpSection {
                 preempt_delay: Duration::ZERO,
                 announce_repeat: 3,
                 announce_interval: Duration::from_millis(100),
@@ -211,7 +211,7 @@ fn defaults_and_typed_values() {
                 track_scripts: vec![],
             },
             routing: None,
-            hooks: HooksConfig {
+            hooks: HooksSection {
                 on_active: None,
                 on_standby: None,
                 timeout: Duration::from_millis(5000),
@@ -236,7 +236,7 @@ fn every_key_set() {
     assert_eq!(config.node.priority, 200);
     assert!(!config.node.preempt);
     assert_eq!(config.pair.id, u32::MAX);
-    assert_eq!(config.pair.backup, BackupType::Asymmetric);
+    assert_eq!(config.pair.backup, BackupMode::Asymmetric);
     assert_eq!(config.link.reconnect_max, Duration::from_millis(5));
     assert_eq!(config.timers.dead_interval, Duration::from_millis(20));
     assert_eq!(config.control.socket, Path::new("/tmp/x.sock"));
@@ -374,7 +374,7 @@ fn wrong_types() {
     assert_eq!(config.sessions.backend, BackendKind::Conntrack);
     assert_eq!(
         config.sessions.conntrack,
-        ConntrackConfig {
+        ConntrackSection {
             zones: vec![0, 7],
             protocols: vec![6, 17, 132],
             include: vec![
@@ -383,7 +383,7 @@ fn wrong_types() {
             ],
             peer_entry_timeout_secs: 600,
             owner_mark: 0x300,
-            ..ConntrackConfig::default()
+            ..ConntrackSection::default()
         }
     );
     let text = format!("pair = 5\n{}", minimal());

@@ -97,7 +97,7 @@ timeout_ms = 3000
     let config = parse(&text).unwrap();
     assert_eq!(config.takeover.mode, TakeoverKind::Vrrp);
     assert_eq!(config.takeover.mode.name(), "vrrp");
-    let instance = |name: &str, interface: &str, vrid, addresses: &[&str]| VrrpInstanceConfig {
+    let instance = |name: &str, interface: &str, vrid, addresses: &[&str]| VrrpInstanceSection {
         name: name.into(),
         interface: interface.into(),
         vrid,
@@ -113,19 +113,19 @@ timeout_ms = 3000
     };
     assert_eq!(
         config.vrrp,
-        VrrpConfig {
+        VrrpSection {
             preempt_delay: Duration::from_secs(2),
             announce_repeat: 5,
             announce_interval: Duration::from_millis(20),
             peer_check: false,
             silent_intervals: 5,
             instances: vec![
-                VrrpInstanceConfig {
+                VrrpInstanceSection {
                     unicast_peers: vec!["10.0.1.3".parse().unwrap()],
                     source: Some("10.0.1.2".parse().unwrap()),
                     ..instance("lan", "lan", 51, &["10.0.1.1/24", "10.0.1.254/24"])
                 },
-                VrrpInstanceConfig {
+                VrrpInstanceSection {
                     priority: 200,
                     advert_interval: Duration::from_millis(30),
                     accept: false,
@@ -180,7 +180,7 @@ timeout_ms = 3000
     assert!(config.vrrp.instances[1].is_ipv6());
     assert_eq!(
         config.routing,
-        Some(RoutingConfig {
+        Some(RoutingSection {
             vtysh: vec!["vtysh".into(), "--vty_socket".into(), "/run/frr/x".into()],
             ospf_interfaces: vec![],
             ospf6_interfaces: vec!["wan".into()],
@@ -191,7 +191,7 @@ timeout_ms = 3000
     );
     assert_eq!(
         config.hooks,
-        HooksConfig {
+        HooksSection {
             on_active: Some(vec!["/etc/failoverd/active.sh".into(), "up".into()]),
             on_standby: None,
             timeout: Duration::from_secs(3),
@@ -219,7 +219,7 @@ fn the_heartbeat_path_is_off_by_default_and_set_by_both_keys_in_election_mode() 
         .replace("#heartbeat_peer", "heartbeat_peer");
     assert_eq!(
         parse(&example).unwrap().link.heartbeat,
-        Some(HeartbeatPath {
+        Some(HeartbeatSection {
             listen: "198.51.100.1:7702".parse().unwrap(),
             peer: "198.51.100.2:7702".parse().unwrap(),
         })
