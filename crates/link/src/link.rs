@@ -13,6 +13,10 @@
 //! Ordering guarantees seen through [`LinkEvents::recv`]: `Up` precedes every frame of its link,
 //! frames of one channel arrive in order, `Down` follows every frame of its link and precedes the
 //! next `Up`. Control frames and state events overtake queued data frames.
+//!
+//! Why one file of about 1,400 lines: accept, pairing, dialling and the running connection
+//! share the connection's private state and its error paths; the control path's own task
+//! (`control.rs`) and the admission limits (`limit.rs`) are apart.
 
 use std::collections::VecDeque;
 use std::fmt;

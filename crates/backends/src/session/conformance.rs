@@ -12,6 +12,9 @@
 //! needs the `conformance` feature.
 //!
 //! [`session_backend_conformance!`]: crate::session_backend_conformance
+//!
+//! Why one file of about 1,000 lines: it is the contract, one test per rule, read top to
+//! bottom by whoever writes a backend.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -1,5 +1,8 @@
 //! Sending our sessions: bulk sync on entering Synchronization, then incremental changes,
 //! coalesced per session, in numbered batches that the peer acknowledges once applied.
+//!
+//! Why one file of about 1,000 lines: a third of it is its unit tests, which drive the
+//! sender's private bulk and apart-log state directly.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;

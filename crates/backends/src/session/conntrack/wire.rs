@@ -7,6 +7,9 @@
 //!
 //! Attribute numbers are the kernel's, from `include/uapi/linux/netfilter/nfnetlink_conntrack.h`;
 //! status bits from `include/uapi/linux/netfilter/nf_conntrack_common.h`.
+//!
+//! Why one file of about 1,100 lines: every ctnetlink attribute the backend writes is read
+//! back here too, beside it, and its last 150 lines test the pairs.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
