@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use failoverd_wire::{BackupType, NodeId, Role, SessionKey, SyncState};
 
-use crate::node::{ActionError, ApplyError};
+use crate::failure::{ActionError, ApplyError};
 use crate::time::Instant;
 use crate::vrrp::{GroupReason, GroupState};
 

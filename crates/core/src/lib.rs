@@ -13,6 +13,7 @@
 
 mod config;
 mod event;
+mod failure;
 mod filter;
 mod liveness;
 mod node;
@@ -28,11 +29,12 @@ pub use event::{
     ApplyFailure, BackendAction, Election, Event, HelloTimers, History, HistoryEntry,
     Incompatibility, Reason, TakeoverReason, TimerMismatch,
 };
+pub use failure::{ActionError, ApplyError};
 pub use filter::{IpNet, ReplicationFilter};
 pub use liveness::Liveness;
 pub use node::{
-    Action, ActionError, ActionResult, ApplyError, Channel, CommandError, HeartbeatPeer, Node,
-    NotReady, PeerStatus, Token, Transmit,
+    Action, ActionResult, Channel, CommandError, HeartbeatPeer, Node, NotReady, PeerStatus, Token,
+    Transmit,
 };
 pub use stats::{LagHistogram, Stats};
 pub use time::Instant;

@@ -1,12 +1,12 @@
 //! Kernel conntrack tables as the `conntrack` tool lists them (`conntrack -L -o extended,id`),
 //! parsed for the tests' checks of single flows (is it there, its state, NAT, owner stamp).
-//! Two tables are compared with [`tables::differences`], on failoverd's own reading.
+//! Two tables are compared with [`crate::tables::differences`], on failoverd's own reading.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::tables;
+use failoverd_backends::OwnerMark;
 
 /// One direction of a connection. For ICMP/ICMPv6, as failoverd's `SessionView` shows it:
 /// `sport` is the echo id, `dport` is `type << 8 | code`.
@@ -95,7 +95,7 @@ pub struct Entry {
     pub reply: Tuple,
     /// The mark without the owner stamp.
     pub mark: u32,
-    /// The owner stamp: the bits of the daemons' owner mark ([`tables::owner_mark`]) in the
+    /// The owner stamp: the bits of the daemons' owner mark ([`owner_mark`]) in the
     /// kernel's mark.
     pub owner_stamp: u32,
     /// The conntrack zone; 0 when the tool lists none.
@@ -189,7 +189,7 @@ fn parse_line(line: &str) -> Result<Entry, String> {
     if tuples.len() != 2 {
         return Err(format!("{} tuples", tuples.len()));
     }
-    let owner_mark = tables::owner_mark().mask();
+    let owner_mark = owner_mark().mask();
     let orig = tuple(&tuples[0])?;
     let reply = tuple(&tuples[1])?;
     Ok(Entry {
@@ -240,6 +240,13 @@ pub fn by_flow(entries: &[Entry], keep: impl Fn(&Flow) -> bool) -> BTreeMap<Flow
         .iter()
         .filter_map(|e| e.flow().filter(|f| keep(f)).map(|f| (f, e.clone())))
         .collect()
+}
+
+/// The mark bits the daemons stamp owners in: `sessions.conntrack.owner_mark`, which the tests
+/// leave at its default.
+pub fn owner_mark() -> OwnerMark {
+    let mask = failoverd_control::config::ConntrackSection::default().owner_mark;
+    OwnerMark::new(mask).expect("the default owner mark is valid")
 }
 
 #[cfg(test)]

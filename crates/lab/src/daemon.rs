@@ -3,6 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use failoverd_control::transport;
 use serde_json::Value;
 
 use crate::config::ConfigFile;
-use crate::lab::{Firewall, LINK_SUBNET};
+use crate::lab::{Firewall, LINK_SUBNET, Lab};
 use crate::tools;
 
 /// What a daemon's configuration file says beyond the lab's fixed parts (names, keys, link
@@ -193,6 +194,24 @@ impl DaemonOptions {
         }
         file.extra.extend(self.extra.iter().cloned());
         file.render("crates/lab/src/daemon.rs")
+    }
+}
+
+impl Lab {
+    /// Starts `failoverd` inside `fw`'s namespace (`ip netns exec`), with a configuration
+    /// written from `options`; the link listens on `fw`'s failover-link address and dials the
+    /// other firewall's. Killed when the returned guard is dropped.
+    pub fn spawn_daemon(&self, fw: Firewall, options: &DaemonOptions) -> Daemon {
+        let dir = self.daemon_dir(fw);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("node.pem");
+        if !key.exists() {
+            std::fs::write(&key, self.identity(fw).to_pem()).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let peer_key = self.identity(fw.other()).fingerprint();
+        let config = options.render(fw, &peer_key.to_string(), &dir);
+        Daemon::spawn(&self.ns(fw), fw, &dir, &config)
     }
 }
 

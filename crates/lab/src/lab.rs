@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Once;
@@ -16,7 +16,6 @@ use failoverd_link::Identity;
 use failoverd_wire::SessionRecord;
 
 use crate::conntrack::{self, Entry};
-use crate::daemon::{Daemon, DaemonOptions};
 use crate::netns;
 use crate::tables;
 use crate::tools;
@@ -484,20 +483,9 @@ impl Lab {
         self.files_dir().join(fw.name())
     }
 
-    /// Starts `failoverd` inside `fw`'s namespace (`ip netns exec`), with a configuration
-    /// written from `options`; the link listens on `fw`'s failover-link address and dials the
-    /// other firewall's. Killed when the returned guard is dropped.
-    pub fn spawn_daemon(&self, fw: Firewall, options: &DaemonOptions) -> Daemon {
-        let dir = self.daemon_dir(fw);
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = dir.join("node.pem");
-        if !key.exists() {
-            std::fs::write(&key, self.identities[fw.index()].to_pem()).unwrap();
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let peer_key = self.identities[fw.other().index()].fingerprint();
-        let config = options.render(fw, &peer_key.to_string(), &dir);
-        Daemon::spawn(&self.ns(fw), fw, &dir, &config)
+    /// `fw`'s node identity (its key pair; the peer pins its fingerprint).
+    pub(crate) fn identity(&self, fw: Firewall) -> &Identity {
+        &self.identities[fw.index()]
     }
 }
 

@@ -8,15 +8,8 @@ use failoverd_backends::session::conformance::{ComparedFields, table_differences
 use failoverd_backends::{ConntrackBackend, ConntrackConfig, OwnerMark, SessionBackend};
 use failoverd_wire::{NodeId, SessionKey, SessionOp, SessionRecord, proto_name};
 
-use crate::conntrack::{Flow, Tuple};
+use crate::conntrack::{Flow, Tuple, owner_mark};
 use crate::{Firewall, Lab, netns};
-
-/// The mark bits the daemons stamp owners in: `sessions.conntrack.owner_mark`, which the tests
-/// leave at its default.
-pub fn owner_mark() -> OwnerMark {
-    let mask = failoverd_control::config::ConntrackSection::default().owner_mark;
-    OwnerMark::new(mask).expect("the default owner mark is valid")
-}
 
 /// The two stamps of [`owner_mark`] as a kernel mark carries them: (this node's, the peer's);
 /// the lower bit says "this node's".

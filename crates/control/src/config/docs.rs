@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::keys::{Key, Table, TableKind, Value, header};
+use super::keys::{Key, Table, TableKind, Value};
 use super::table::TABLES;
+use super::table::header;
 use super::{Config, RawConfig};
 
 const BEGIN: &str = "<!-- config-keys:begin";

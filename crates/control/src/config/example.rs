@@ -2,8 +2,9 @@
 //! accepts and its default. `crates/control/failoverd.example.toml` is a copy that a test keeps
 //! equal to it.
 
-use super::keys::{Key, Table, TableKind, Value, header};
+use super::keys::{Key, Table, TableKind, Value};
 use super::table::TABLES;
+use super::table::header;
 
 /// Comment lines are wrapped to this many characters.
 const WIDTH: usize = 100;

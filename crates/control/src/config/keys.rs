@@ -7,8 +7,6 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use serde::de::value::Error as ValueError;
 
-use super::table::TABLES;
-
 /// One table of the file (`[name]`, or `[[name]]` for an array of tables).
 pub(crate) struct Table {
     /// The dotted name (`sessions.conntrack`).
@@ -306,64 +304,4 @@ impl Key {
         T::deserialize(self.default_str().into_deserializer())
             .unwrap_or_else(|err: ValueError| panic!("{}: {err}", self.path()))
     }
-}
-
-/// The table named `name`.
-pub(crate) fn table(name: &str) -> Option<&'static Table> {
-    TABLES.iter().find(|table| table.name == name)
-}
-
-/// How a table's header is written: `[name]`, or `[[name]]` for an array of tables.
-pub(crate) fn header(name: &str) -> String {
-    match table(name) {
-        Some(Table {
-            kind: TableKind::Array,
-            ..
-        }) => format!("[[{name}]]"),
-        _ => format!("[{name}]"),
-    }
-}
-
-/// What `table.key` accepts, for "wrong type" and "missing key" errors.
-pub(crate) fn expected(table_name: &str, key: &str) -> String {
-    if let Some(found) = table(table_name).and_then(|t| t.keys.iter().find(|k| k.name == key)) {
-        return found.accepts.describe();
-    }
-    // A sub-table written with the wrong type (`vrrp.instance = 5`).
-    match table(&format!("{table_name}.{key}")) {
-        Some(Table {
-            kind: TableKind::Array,
-            ..
-        }) => "an array of tables (sections written [[...]])",
-        Some(_) => "a table",
-        None => "(not a known key)",
-    }
-    .to_string()
-}
-
-/// The keys a table accepts (the tables, for the top level), for "unknown key" errors.
-pub(crate) fn allowed_keys(table_name: &str) -> String {
-    if table_name.is_empty() {
-        let tables: Vec<String> = TABLES.iter().map(|t| header(t.name)).collect();
-        return format!("the file has the tables {}", tables.join(", "));
-    }
-    let Some(found) = table(table_name) else {
-        return format!("[{table_name}] is not a known table");
-    };
-    let keys: Vec<&str> = found.keys.iter().map(|key| key.name).collect();
-    let prefix = format!("{table_name}.");
-    let tables: Vec<String> = TABLES
-        .iter()
-        .filter(|t| {
-            t.name
-                .strip_prefix(&prefix)
-                .is_some_and(|n| !n.contains('.'))
-        })
-        .map(|t| header(t.name))
-        .collect();
-    let mut text = format!("{} has the keys {}", header(table_name), keys.join(", "));
-    if !tables.is_empty() {
-        text.push_str(&format!(" and the tables {}", tables.join(", ")));
-    }
-    text
 }

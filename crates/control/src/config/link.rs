@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ConfigError;
-use super::keys::expected;
 use super::source::Source;
+use super::table::expected;
 use super::table::link;
 use super::values::{blame, int, millis};
 use crate::protocol::TakeoverKind;

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ConfigError;
-use super::keys::expected;
 use super::source::Source;
+use super::table::expected;
 use super::table::{control, log};
 use super::values::non_empty_path;
 

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ConfigError;
-use super::keys::expected;
 use super::source::Source;
+use super::table::expected;
 use super::table::{conntrack, sessions};
 use super::values::{int, millis};
 use crate::protocol::BackendKind;

@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::ConfigError;
-use super::keys::{allowed_keys, expected};
+use super::table::{allowed_keys, expected};
 
 /// The text being parsed and its path: turns byte spans into located errors.
 pub(super) struct Source<'a> {

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ConfigError;
-use super::keys::header;
 use super::node::NodeSection;
 use super::source::Source;
+use super::table::header;
 use super::table::{takeover, track_interface, track_route, vrrp};
 use super::values::{int, interface_name, ip_net, millis, required};
 use super::vrrp::{

@@ -10,9 +10,10 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::ConfigError;
-use super::keys::{Key, expected};
+use super::keys::Key;
 use super::source::Source;
 use super::table::INTERFACE;
+use super::table::expected;
 
 /// A list as written in the file: the whole list's span and each element's.
 pub(super) type RawList = Spanned<Vec<Spanned<String>>>;

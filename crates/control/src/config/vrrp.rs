@@ -10,8 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ConfigError;
-use super::keys::expected;
 use super::source::Source;
+use super::table::expected;
 use super::table::{instance, track_script};
 use super::values::{
     RawList, argv, blame, family_name, int, int_or, interface_name, ip_net, is_broadcast,

@@ -7,9 +7,10 @@ use std::time::Duration;
 use failoverd_wire::{DigestView, NodeId, Role, SessionKey, SessionOp};
 
 use super::session::PendingSweep;
-use super::types::{Action, ActionError, ActionResult, Digest, Token};
+use super::types::{Action, ActionResult, Digest, Token};
 use super::{MAX_BACKOFF, Node};
 use crate::event::{ApplyFailure, BackendAction, Event};
+use crate::failure::ActionError;
 use crate::sync::inbound::InboundWork;
 use crate::time::Instant;
 use crate::timer::Timer;

@@ -23,9 +23,7 @@ mod types;
 pub use failoverd_wire::Channel;
 pub use output::Transmit;
 pub use readiness::NotReady;
-pub use types::{
-    Action, ActionError, ActionResult, ApplyError, CommandError, HeartbeatPeer, PeerStatus, Token,
-};
+pub use types::{Action, ActionResult, CommandError, HeartbeatPeer, PeerStatus, Token};
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use failoverd_wire::{Fingerprint, Pins};
 
-use super::keys::header;
 use super::local::check_filter;
 use super::table::TABLES;
+use super::table::header;
 use super::*;
 
 mod takeover;

@@ -1,6 +1,6 @@
 //! The errors of `[takeover]`, `[vrrp]` and its arrays of tables, `[routing]` and `[hooks]`.
 
-use super::super::keys::expected;
+use super::super::table::expected;
 use super::*;
 
 /// `minimal()` in VRRP mode: `[takeover]` on lines 9-10, then `extra` from line 11.

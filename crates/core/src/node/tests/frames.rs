@@ -323,7 +323,7 @@ fn a_failed_digest_is_reported() {
     events(&mut node);
     let later = now + config().digest_interval;
     node.handle_timeout(later);
-    let error = crate::node::ActionError::Io {
+    let error = crate::failure::ActionError::Io {
         kind: std::io::ErrorKind::PermissionDenied,
         detail: "Operation not permitted (os error 1)".into(),
     };
