@@ -32,7 +32,7 @@ fn lost_count(lost: Option<u64>) -> String {
     )
 }
 
-/// Why a backend refused one op of an [`Action::Apply`]; the rest of the batch is applied
+/// Why a backend refused one op of an [`Action::Apply`](crate::Action::Apply); the rest of the batch is applied
 /// regardless.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {

@@ -182,20 +182,20 @@ pub struct ProtocolVersion {
 
 impl ProtocolVersion {
     /// What this build speaks. 1.0 is the first release; 1.1 adds `protocol_minor` to the
-    /// hello; 1.2 adds [`BatchFlags::RESUMED`]; 1.3 adds [`Hello::applied`] and
-    /// [`VrrpReport`].
+    /// hello; 1.2 adds [`BatchFlags::RESUMED`](crate::BatchFlags::RESUMED); 1.3 adds [`Hello::applied`] and
+    /// [`VrrpReport`](crate::VrrpReport).
     pub const CURRENT: Self = Self {
         major: VERSION,
         minor: 3,
     };
 
-    /// The first version with [`VrrpReport`].
+    /// The first version with [`VrrpReport`](crate::VrrpReport).
     pub const VRRP_REPORT: Self = Self {
         major: VERSION,
         minor: 3,
     };
 
-    /// The first version with resumed bulk syncs ([`BatchFlags::RESUMED`]).
+    /// The first version with resumed bulk syncs ([`BatchFlags::RESUMED`](crate::BatchFlags::RESUMED)).
     pub const RESUMED_BULK: Self = Self {
         major: VERSION,
         minor: 2,
