@@ -1398,3 +1398,58 @@ fn a_vrrp_preemption_before_the_bulk_sync_is_applied_is_caught() {
         }
     }
 }
+
+/// A healthy VRRP master's last deletes before a higher priority preempts it are real: the
+/// sessions ended. They reach the preempting node held (it was standby) and become suspect at
+/// its takeover (a failing master's last deletes may be a flush), but the outranked peer says
+/// so in its hellos, so they are applied when the window ends instead of dropped: the ended
+/// sessions do not come back.
+#[test]
+fn a_preempted_masters_last_deletes_are_applied() {
+    let [a, b] = configs(200, 100).map(|c| NodeConfig {
+        role_authority: RoleAuthority::External,
+        reliable_link: true,
+        ..c
+    });
+    let mut pair = Pair::with_link(
+        [a, b],
+        LinkModel::Stream,
+        LinkFaults::clean(Duration::from_micros(100)),
+        1,
+    );
+    pair.enable_vrrp(ms(50));
+    settle(&mut pair);
+    pair.crash(A);
+    pair.run_for(ms(1000));
+    assert_eq!(pair.nodes[B].core.role(), Role::Active);
+    let keys: Vec<_> = (0..2000).map(|_| pair.create_session(B)).collect();
+    pair.run_for(ms(300));
+    pair.restart(A);
+    // B's traffic ends a session every 5 ms until A has preempted it.
+    let mut deleted = Vec::new();
+    for key in &keys {
+        if pair.nodes[A].core.role() == Role::Active {
+            break;
+        }
+        pair.delete_session(B, *key);
+        deleted.push(*key);
+        pair.run_for(ms(5));
+    }
+    assert_eq!(pair.nodes[A].core.role(), Role::Active, "A preempted B");
+    pair.run_for(ms(3000));
+    for i in [A, B] {
+        let back: Vec<_> = deleted
+            .iter()
+            .filter(|key| pair.nodes[i].table.get(key).is_some())
+            .collect();
+        assert!(
+            back.is_empty(),
+            "node {i}: {} of the {} sessions B ended came back (e.g. {})",
+            back.len(),
+            deleted.len(),
+            back[0]
+        );
+    }
+    pair.check_settled();
+    assert_clean(&pair);
+}

@@ -242,9 +242,9 @@ impl Node {
                 }
                 Timer::RemoveHold => {
                     self.inbound.release_held(now);
-                    let peer_active = self.peer_active();
+                    let peer_forwarded = self.peer_forwarded_healthy();
                     self.inbound
-                        .settle_suspects(now, peer_active, &mut self.stats);
+                        .settle_suspects(now, peer_forwarded, &mut self.stats);
                     self.arm_remove_hold();
                     self.drive_backend();
                 }

@@ -130,6 +130,10 @@ pub struct Node {
     /// standby, we adopt them and send our table again. Kept past a link loss: the peer may
     /// give way only once reconnected.
     applied_for_active_peer: bool,
+    /// Standby because our VRRP group was outranked, not because it failed: said in our hellos
+    /// ([`HelloFlags::OUTRANKED`](failoverd_wire::HelloFlags::OUTRANKED)), so the peer applies
+    /// the deletes we made while we forwarded. Kept across a link loss: the role is.
+    outranked: bool,
     /// Our digests' round: counts up over the node's life, as the digest message says.
     digest_round: u32,
     /// Control frames to send (hellos, settings, digests, goodbye, VRRP reports), in every
@@ -191,6 +195,7 @@ impl Node {
             next_token: 0,
             adopt: None,
             applied_for_active_peer: false,
+            outranked: false,
             digest_round: 0,
             control: VecDeque::new(),
             vrrp_report: None,

@@ -157,6 +157,9 @@ impl Node {
         if resync_requested.is_some() {
             flags |= HelloFlags::RESYNC;
         }
+        if self.outranked {
+            flags |= HelloFlags::OUTRANKED;
+        }
         Hello {
             pair_id: self.config.pair_id,
             node_id: self.config.node_id.0,

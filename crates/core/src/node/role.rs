@@ -11,6 +11,7 @@ use crate::config::RoleAuthority;
 use crate::event::{Election, Event, Reason, TakeoverReason};
 use crate::time::Instant;
 use crate::timer::Timer;
+use crate::vrrp::GroupReason;
 
 impl Node {
     /// Hands the active role to the peer (which must be ready). The peer becomes active once
@@ -166,6 +167,14 @@ impl Node {
     pub(super) fn set_role(&mut self, now: Instant, role: Role, reason: Reason) {
         let from = self.role;
         self.role = role;
+        self.outranked = role == Role::Standby
+            && matches!(
+                reason,
+                Reason::Takeover(TakeoverReason::Vrrp {
+                    why: GroupReason::Outranked { .. },
+                    ..
+                })
+            );
         self.inbound.set_active(role == Role::Active);
         if from != role {
             // What this node owns changes with its role: a bulk sync of ours that a link loss
@@ -278,6 +287,16 @@ impl Node {
         self.peer
             .as_ref()
             .is_some_and(|peer| peer.hello.role == Role::Active)
+    }
+
+    /// Whether the peer forwarded until another node outranked it, or still forwards: either
+    /// way the sessions it ended were real traffic, not a failing node's flush.
+    pub(super) fn peer_forwarded_healthy(&self) -> bool {
+        self.peer_active()
+            || self
+                .peer
+                .as_ref()
+                .is_some_and(|peer| peer.hello.flags.has(HelloFlags::OUTRANKED))
     }
 
     /// Active/standby: one node forwards at a time, and owns every session.

@@ -8,7 +8,8 @@
 //! `NodeConfig::remove_hold`), and dropped if this node takes over meanwhile without the peer
 //! handing over on purpose, together with the deletes that arrive within one hold after such
 //! a takeover (sent before the peer knew): the survivor keeps the sessions, and a session that
-//! really ended merely lingers until its own timeout. An upsert of the same key cancels the
+//! really ended merely lingers until its own timeout. Unless the peer was healthy: still
+//! active when the window ends, or outranked by a higher priority (it says so in its hellos). An upsert of the same key cancels the
 //! held delete, so a session that was ended and begun again with the same tuple is not deleted
 //! late.
 
@@ -168,15 +169,16 @@ impl RemoveHold {
     }
 
     /// Once the window after a takeover has ended at `now`: the suspect deletes to apply if the
-    /// peer still says it is active (both were: each node's traffic ended its own sessions),
-    /// and how many were dropped otherwise (the peer was failing: a flush).
-    pub(crate) fn settle(&mut self, now: Instant, peer_active: bool) -> (Vec<SessionOp>, usize) {
+    /// peer still says it is active (both were: each node's traffic ended its own sessions) or
+    /// that a higher priority outranked it (it was healthy until then), and how many were
+    /// dropped otherwise (the peer was failing: a flush).
+    pub(crate) fn settle(&mut self, now: Instant, peer_healthy: bool) -> (Vec<SessionOp>, usize) {
         if self.distrust_until.is_some_and(|until| now < until) {
             return (Vec::new(), 0);
         }
         self.distrust_until = None;
         let suspects = std::mem::take(&mut self.suspects);
-        if peer_active {
+        if peer_healthy {
             (suspects.into_values().collect(), 0)
         } else {
             (Vec::new(), suspects.len())

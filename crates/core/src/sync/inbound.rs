@@ -203,9 +203,9 @@ impl Inbound {
     }
 
     /// The window after a takeover ended: the suspect deletes are applied if the peer still
-    /// says it is active, dropped otherwise (see [`RemoveHold::settle`]).
-    pub(crate) fn settle_suspects(&mut self, now: Instant, peer_active: bool, stats: &mut Stats) {
-        let (ops, dropped) = self.hold.settle(now, peer_active);
+    /// forwards or was outranked (healthy), dropped otherwise (see [`RemoveHold::settle`]).
+    pub(crate) fn settle_suspects(&mut self, now: Instant, peer_healthy: bool, stats: &mut Stats) {
+        let (ops, dropped) = self.hold.settle(now, peer_healthy);
         stats.removes_discarded += dropped as u64;
         self.queue_released(ops);
     }

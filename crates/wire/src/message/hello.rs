@@ -159,6 +159,10 @@ impl HelloFlags {
     /// ours too (the epoch in [`Hello::resync_epoch`]): a delete it missed may concern an entry
     /// we own. Set until a new epoch of ours begins.
     pub const RESYNC: u8 = 0x08;
+    /// The sender is standby because its VRRP group heard a master of higher priority, not
+    /// because it failed: the sessions it ended while it forwarded ended for real (a split
+    /// brain's traffic or the moments before a preemption, not a failing node's flush).
+    pub const OUTRANKED: u8 = 0x10;
 
     /// True if `bit` is set.
     pub fn has(self, bit: u8) -> bool {

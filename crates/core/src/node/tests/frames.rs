@@ -5,10 +5,14 @@ use failoverd_wire::{
     SessionRecord, SyncState,
 };
 
-use crate::event::{Event, Reason};
+use std::time::Duration;
+
+use crate::config::{NodeConfig, RoleAuthority};
+use crate::event::{Event, Reason, TakeoverReason};
 use crate::node::{Action, ActionResult, Node, NotReady, Token};
 use crate::sync::test_record as record;
 use crate::time::Instant;
+use crate::vrrp::{GroupReason, GroupState};
 
 use super::{PEER, PeerSays, US, config, peer_hello};
 
@@ -360,4 +364,36 @@ fn the_common_protocol_is_the_older_of_both() {
     let first = ProtocolVersion { major: 1, minor: 0 };
     assert_eq!(node.common_protocol(), Some(first));
     assert_eq!(node.peer().unwrap().protocol, first);
+}
+
+/// Our hellos say `OUTRANKED` while VRRP keeps us standby because a higher priority was heard,
+/// and not after a fault: the peer applies our last deletes in the first case only.
+#[test]
+fn hellos_say_outranked_only_after_a_step_down_for_a_higher_priority() {
+    let external = NodeConfig {
+        role_authority: RoleAuthority::External,
+        ..config()
+    };
+    let mut node = Node::new(external, Instant::ZERO);
+    let now = Instant::ZERO + Duration::from_millis(10);
+    let vrrp = |to, why| TakeoverReason::Vrrp { to, why };
+    let master_down = GroupReason::MasterDown {
+        instance: "lan".to_string(),
+    };
+    let outranked = GroupReason::Outranked {
+        instance: "lan".to_string(),
+        master: "10.0.1.3".parse().unwrap(),
+        priority: 200,
+    };
+    let fault = GroupReason::Fault {
+        why: "wan down".to_string(),
+        stepped_down: true,
+    };
+    let says_outranked = |node: &Node| node.make_hello().flags.has(HelloFlags::OUTRANKED);
+    for (why_down, expected) in [(outranked, true), (fault, false)] {
+        node.set_forwarding(now, true, vrrp(GroupState::Master, master_down.clone()));
+        assert!(!says_outranked(&node), "master");
+        node.set_forwarding(now, false, vrrp(GroupState::Backup, why_down.clone()));
+        assert_eq!(says_outranked(&node), expected, "{why_down:?}");
+    }
 }
