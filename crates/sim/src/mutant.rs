@@ -14,9 +14,10 @@ pub enum Mutant {
     /// The backend reports sweeps done without removing anything: entries the bulk sync did
     /// not mention stay. For the settled tables.
     SkippedSweeps,
-    /// The VRRP group is told its node is ready before the bulk sync is complete, so it
-    /// preempts a healthy master early. For "a node that takes over holds the peer's
-    /// sessions" (VRRP schedules only: in the election the core alone decides).
+    /// The VRRP group is told its node is ready as soon as it synchronizes, before the bulk
+    /// sync is applied, so it preempts a healthy master early. For the readiness checks: a
+    /// node that preempts a live master is ready and holds the peer's sessions (VRRP
+    /// schedules only: in the election the core alone decides).
     TakeoverBeforeReady,
     /// The backend loses the delete events of a node apart from its peer (not synchronized):
     /// the core keeps no tombstone. For the split-brain merge rule.
