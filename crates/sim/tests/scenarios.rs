@@ -876,24 +876,30 @@ fn refused_applies_are_never_acknowledged_and_are_retried_until_they_apply() {
     assert_clean(&pair);
 }
 
-/// VRRP as the role authority, as the daemon wires it: one group per node, adverts over a LAN
-/// apart from the failover link. Cutting the failover link alone never makes two masters;
-/// a returning higher-priority node preempts only once ready (it holds the peer's sessions).
-#[test]
-fn vrrp_keeps_one_master_with_the_failover_link_cut_and_preempts_only_once_ready() {
-    let external = |c: NodeConfig| NodeConfig {
+/// A pair as the daemon ships it with VRRP deciding: the stream link, `reliable_link`, a VRRP
+/// group per node (A 200, B 100) advertising every 50 ms.
+fn vrrp_stream_pair() -> Pair {
+    let [a, b] = configs(200, 100).map(|c| NodeConfig {
         role_authority: RoleAuthority::External,
         reliable_link: true,
         ..c
-    };
-    let [a, b] = configs(200, 100);
+    });
     let mut pair = Pair::with_link(
-        [external(a), external(b)],
+        [a, b],
         LinkModel::Stream,
         LinkFaults::clean(Duration::from_micros(100)),
         1,
     );
     pair.enable_vrrp(ms(50));
+    pair
+}
+
+/// VRRP as the role authority, as the daemon wires it: one group per node, adverts over a LAN
+/// apart from the failover link. Cutting the failover link alone never makes two masters;
+/// a returning higher-priority node preempts only once ready (it holds the peer's sessions).
+#[test]
+fn vrrp_keeps_one_master_with_the_failover_link_cut_and_preempts_only_once_ready() {
+    let mut pair = vrrp_stream_pair();
     settle(&mut pair);
     assert_eq!(pair.nodes[A].core.role(), Role::Active);
     for _ in 0..200 {
@@ -1353,19 +1359,8 @@ fn sessions_ended_just_before_a_switchover_stay_ended() {
 #[test]
 fn a_vrrp_preemption_before_the_bulk_sync_is_applied_is_caught() {
     for mutant in [None, Some(Mutant::TakeoverBeforeReady)] {
-        let [a, b] = configs(200, 100).map(|c| NodeConfig {
-            role_authority: RoleAuthority::External,
-            reliable_link: true,
-            ..c
-        });
-        let mut pair = Pair::with_link(
-            [a, b],
-            LinkModel::Stream,
-            LinkFaults::clean(Duration::from_micros(100)),
-            1,
-        );
+        let mut pair = vrrp_stream_pair();
         pair.mutant = mutant;
-        pair.enable_vrrp(ms(50));
         settle(&mut pair);
         for _ in 0..3000 {
             pair.create_session(A);
@@ -1406,18 +1401,7 @@ fn a_vrrp_preemption_before_the_bulk_sync_is_applied_is_caught() {
 /// sessions do not come back.
 #[test]
 fn a_preempted_masters_last_deletes_are_applied() {
-    let [a, b] = configs(200, 100).map(|c| NodeConfig {
-        role_authority: RoleAuthority::External,
-        reliable_link: true,
-        ..c
-    });
-    let mut pair = Pair::with_link(
-        [a, b],
-        LinkModel::Stream,
-        LinkFaults::clean(Duration::from_micros(100)),
-        1,
-    );
-    pair.enable_vrrp(ms(50));
+    let mut pair = vrrp_stream_pair();
     settle(&mut pair);
     pair.crash(A);
     pair.run_for(ms(1000));
