@@ -222,9 +222,11 @@ pub(crate) struct Instance {
     /// When this master last advertised out of turn (answering a priority 0 or a contested
     /// claim): at most once per advert interval, so a flood is not echoed.
     pub(crate) answered_at: Option<Instant>,
-    /// The last advert ignored because the peer said it was not master: when, from whom. If
-    /// the peer's next word is that it is master, it was the peer's, ahead of its hello.
-    pub(crate) contradicted: Option<(Instant, IpAddr, Advert)>,
+    /// The last advert ignored, and when and from whom: because the peer said it was not
+    /// master, or to preempt its lower-priority sender. Taken again when that reason lapses
+    /// (the peer stops denying; this node may no longer preempt), so a live master is followed
+    /// instead of taken over from at the master-down timer.
+    pub(crate) ignored: Option<(Instant, IpAddr, Advert)>,
     /// Master-down intervals in a row that ran out with no master heard (the group did not
     /// take over: it follows a master elsewhere, or cannot).
     pub(crate) silent_for: u32,
@@ -246,7 +248,7 @@ impl Instance {
             master: None,
             followed_at: None,
             answered_at: None,
-            contradicted: None,
+            ignored: None,
             silent_for: 0,
             rx: None,
             stats: InstanceStats::default(),
@@ -334,10 +336,6 @@ impl Instance {
         advert: &Advert,
         may_preempt: bool,
     ) -> Heard {
-        self.stats.adverts_received += 1;
-        if advert.addresses != self.config.addresses {
-            self.stats.address_mismatches += 1;
-        }
         let interval = Duration::from_millis(10 * u64::from(advert.max_advert_interval_cs.max(1)));
         match self.state {
             InstanceState::Initialize => Heard::Nothing,
@@ -354,10 +352,12 @@ impl Instance {
                     self.master = Some((src, advert.priority));
                     self.followed_at = Some(now);
                     self.silent_for = 0;
+                    self.ignored = None;
                 } else {
                     // Preempting: the lower-priority master is ignored, so the master-down
                     // timer runs out.
                     self.master = Some((src, advert.priority));
+                    self.ignored = Some((now, src, advert.clone()));
                 }
                 Heard::Nothing
             }

@@ -513,8 +513,13 @@ impl Group {
                     advert.priority
                 ),
             });
-            instance.contradicted = Some((now, src, advert));
+            instance.ignored = Some((now, src, advert));
             return;
+        }
+        let instance = &mut self.instances[index];
+        instance.stats.adverts_received += 1;
+        if advert.addresses != instance.config.addresses {
+            instance.stats.address_mismatches += 1;
         }
         self.heard(now, index, src, &advert);
     }
@@ -584,22 +589,33 @@ impl Group {
     }
 
     /// What the failover link says about the peer's group (used only with
-    /// [`GroupConfig::peer_check`]). When the peer becomes master, the adverts ignored because
-    /// it said it was not (its first advert comes ahead of its hello saying so) are taken now,
-    /// the last of each instance if within its master-down interval: a master steps down for
-    /// it, a backup follows it instead of taking over too.
+    /// [`GroupConfig::peer_check`]). When the peer stops denying mastership (its hello says it
+    /// became master, its first advert having come ahead; or the link is lost before that
+    /// hello arrives), the adverts ignored because of the denial are taken now.
     pub fn set_peer(&mut self, now: Instant, peer: PeerView) {
-        let became_master = peer == PeerView::Master && self.peer != PeerView::Master;
+        let denied = self.peer_denies_mastership();
         self.peer = peer;
-        if !became_master {
-            return;
+        if denied && !self.peer_denies_mastership() {
+            self.retake_ignored(now);
         }
+    }
+
+    /// Takes again the last advert each instance ignored, if within its master-down interval
+    /// and no longer contradicted: once the reason it was ignored has lapsed, a master steps
+    /// down for it and a backup follows it instead of taking over from a live master too.
+    fn retake_ignored(&mut self, now: Instant) {
         for index in 0..self.instances.len() {
             let instance = &mut self.instances[index];
             let recent = instance.master_down_interval();
-            if let Some((at, src, advert)) = instance.contradicted.take()
-                && now < at + recent
-            {
+            let Some((at, src, advert)) = instance.ignored.take() else {
+                continue;
+            };
+            if now >= at + recent {
+                continue;
+            }
+            if self.contradicted(index, &advert) {
+                self.instances[index].ignored = Some((at, src, advert));
+            } else {
                 self.heard(now, index, src, &advert);
             }
         }
@@ -674,11 +690,16 @@ impl Group {
             .is_some_and(|grew| now < grew + HEARS_WINDOW)
     }
 
-    /// What the failover core says: whether it holds the peer's sessions.
+    /// What the failover core says: whether it holds the peer's sessions. A backup that was
+    /// preempting a lower-priority master and no longer may follows it from its last advert,
+    /// instead of taking over at a master-down timer that ran while it ignored that master.
     pub fn set_ready(&mut self, now: Instant, ready: bool) {
         match (ready, self.ready_since) {
             (true, None) => self.ready_since = Some(now),
-            (false, Some(_)) => self.ready_since = None,
+            (false, Some(_)) => {
+                self.ready_since = None;
+                self.retake_ignored(now);
+            }
             _ => {}
         }
     }

@@ -598,6 +598,39 @@ fn preemption_is_not_held_back_by_the_master_it_ignores() {
     assert_eq!(net.states(), [GroupState::Backup, GroupState::Master]);
 }
 
+/// A backup that was preempting and stops being ready before its master-down timer runs out
+/// follows the master it ignored instead of taking over (simulation seed 17083: the failover
+/// link was cut 120 ms after readiness, and the node took over not ready 1 ms after losing
+/// it). The control: staying ready, the same backup preempts.
+#[test]
+fn a_backup_no_longer_ready_stops_preempting_at_once() {
+    for stays_ready in [false, true] {
+        let mut net = Net::new(config(2, 100), config(3, 200));
+        net.down[1] = true;
+        net.run_for(1000 * MS);
+        net.down[1] = false;
+        net.nodes[1] = Group::new(config(3, 200));
+        net.nodes[1].start(net.now);
+        net.run_for(1000 * MS);
+        let followed = net.nodes[1].instances[0].followed_at.unwrap();
+        net.nodes[1].set_ready(net.now, true);
+        // After A's last advert before B's master-down timer (321.9 ms after the last advert
+        // B followed) runs out: nothing from A resets it in between.
+        net.run_until(followed + 310 * MS);
+        assert_eq!(net.states(), [GroupState::Master, GroupState::Backup]);
+        if !stays_ready {
+            net.nodes[1].set_ready(net.now, false);
+        }
+        net.run_for(1000 * MS);
+        let expected = if stays_ready {
+            [GroupState::Backup, GroupState::Master]
+        } else {
+            [GroupState::Master, GroupState::Backup]
+        };
+        assert_eq!(net.states(), expected, "stays ready: {stays_ready}");
+    }
+}
+
 #[test]
 fn a_dead_master_is_replaced_at_the_first_master_down_timer() {
     let mut net = settled(200, 100);
@@ -913,12 +946,11 @@ fn the_peers_advert_ahead_of_its_hello_counts_once_the_hello_arrives() {
     assert_eq!(net.nodes[0].state(), GroupState::Master);
 }
 
-#[test]
-fn a_backup_follows_the_peers_advert_ahead_of_its_hello_once_the_hello_arrives() {
-    // B restarted (priority 200, not ready: it must follow any master); A took over at 100
-    // meanwhile, and its first advert reaches B before its hello saying it is master. B
-    // ignores it for now, then follows it when the hello arrives, instead of taking over too
-    // when its master-down timer (321.9 ms) runs out (simulation seed 2611).
+/// B restarted (priority 200, not ready: it must follow any master); A took over at 100
+/// meanwhile, and its first advert reaches B before its hello saying it is master. B ignores it
+/// for now; then the failover link says `later` about A, and B's master-down timer (321.9 ms)
+/// runs out at 330 ms. Returns B.
+fn backup_told_after_contradicted_adverts(later: PeerView) -> Group {
     let mut b = Group::new(config(3, 200));
     b.set_peer(Instant::ZERO, PeerView::NotMaster);
     b.start(Instant::ZERO);
@@ -936,10 +968,30 @@ fn a_backup_follows_the_peers_advert_ahead_of_its_hello_once_the_hello_arrives()
         b.handle_packet(at, index, src, dst, 255, &bytes);
     }
     assert_eq!(b.instances()[0].stats.peer_contradicted, 1);
-    b.set_peer(at + 2 * MS, PeerView::Master);
+    b.set_peer(at + 2 * MS, later);
     b.handle_timeout(Instant::ZERO + 330 * MS);
+    b
+}
+
+#[test]
+fn a_backup_follows_the_peers_advert_ahead_of_its_hello_once_the_hello_arrives() {
+    // B follows A when the hello arrives instead of taking over too (simulation seed 2611).
+    let b = backup_told_after_contradicted_adverts(PeerView::Master);
     assert_eq!(b.state(), GroupState::Backup);
     assert_eq!(b.instances()[0].master, Some((addr(2), 100)));
+}
+
+#[test]
+fn a_backup_follows_the_adverts_it_ignored_once_the_failover_link_is_lost() {
+    // The link is cut before A's hello saying it is master arrives: nothing denies A's
+    // mastership any more, so B follows the advert it ignored instead of taking over from a
+    // live master it cannot preempt (simulation seed 16480: a switchover, then a cut link).
+    let b = backup_told_after_contradicted_adverts(PeerView::Unheard);
+    assert_eq!(b.state(), GroupState::Backup);
+    assert_eq!(b.instances()[0].master, Some((addr(2), 100)));
+    // The control: a peer that still denies mastership keeps the advert ignored.
+    let b = backup_told_after_contradicted_adverts(PeerView::NotMaster);
+    assert_eq!(b.state(), GroupState::Master);
 }
 
 /// The peer check lets a failback through: a peer that is ready, preempting and of higher

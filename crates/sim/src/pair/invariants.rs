@@ -59,7 +59,10 @@ impl Pair {
                 // Preempting a live master (the election's preemption, or a VRRP group whose
                 // peer was master before and still is) is gated on readiness: a peer that
                 // stepped down or left hands over whatever our state, and two groups that time
-                // out at once preempt nobody.
+                // out at once preempt nobody. "At once" spans the link's one-way delay: the
+                // peer check ignores the peer's adverts until its hello saying it is master
+                // (sent when it becomes master) arrives.
+                let hello_on_its_way = self.link.faults.delay + self.link.faults.jitter;
                 let peer = &self.nodes[1 - i];
                 let preempted = match reason {
                     Reason::Preempted => true,
@@ -71,7 +74,9 @@ impl Pair {
                                 .vrrp
                                 .as_ref()
                                 .is_some_and(|g| g.state() == GroupState::Master)
-                            && peer.active_since().is_some_and(|since| since < now)
+                            && peer
+                                .active_since()
+                                .is_some_and(|since| since + hello_on_its_way < now)
                     }
                     _ => false,
                 };
