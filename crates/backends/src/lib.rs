@@ -14,10 +14,17 @@
 //! | [`ConntrackBackend`] | the Linux kernel table over ctnetlink | here (Linux) |
 //!
 //! Takeover (VRRP, FRR, hooks) is the daemon's (`crates/failoverd/src/takeover`): it drives
-//! devices and routing daemons rather than a table. Configuration backends (`files`,
-//! `nftables`, for configuration sync) are not built yet.
+//! devices and routing daemons rather than a table.
+//!
+//! # Configuration
+//!
+//! [`ConfigBackend`] is the contract of a kind of configuration unit for configuration sync:
+//! read a unit's canonical form, apply units all or nothing.
 
+pub mod config;
 pub mod session;
+
+pub use config::{ConfigBackend, ConfigError};
 
 pub use session::{
     ApplyError, ApplyReport, BackendError, DEFAULT_QUEUE_LIMIT, LocalError, MemoryBackend,

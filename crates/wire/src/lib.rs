@@ -47,6 +47,11 @@ pub use message::{
     SectionKind, SettingsIter, SettingsView, StreamPosition, SyncState, VERSION,
     VrrpInstanceReport, VrrpReport, VrrpReportView, digest, frame_len,
 };
+pub use message::{
+    Chunk, ConfigOffer, ConfigSyncMessage, ConfigVersions, MAX_CHUNK_LEN, MAX_CONFIG_TEXT,
+    MAX_CONFIG_UNITS, MAX_UNIT_LEN, MAX_UNIT_NAME, SyncOutcome, SyncResult, TransferHeader,
+    TransferPurpose, TransferUnit, UnitHash, UnitId, UnitKind, UnitState,
+};
 pub use session::{
     HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,
     SessionRecord, TcpInfo, TcpState, Tuple, proto_name,

@@ -3,6 +3,7 @@
 
 mod ack;
 mod batch;
+mod config_sync;
 mod digest;
 mod goodbye;
 mod hello;
@@ -11,6 +12,11 @@ mod vrrp_report;
 
 pub use ack::Ack;
 pub use batch::{BATCH_HEADER_LEN, BatchFlags, BatchView, BatchWriter, Section, SectionKind};
+pub use config_sync::{
+    Chunk, ConfigOffer, ConfigSyncMessage, ConfigVersions, MAX_CHUNK_LEN, MAX_CONFIG_TEXT,
+    MAX_CONFIG_UNITS, MAX_UNIT_LEN, MAX_UNIT_NAME, SyncOutcome, SyncResult, TransferHeader,
+    TransferPurpose, TransferUnit, UnitHash, UnitId, UnitKind, UnitState,
+};
 pub use digest::{DIGEST_BUCKETS, DigestView, digest};
 pub use goodbye::{Goodbye, GoodbyeReason};
 pub use hello::{BackupType, Hello, HelloFlags, ProtocolVersion, Role, StreamPosition, SyncState};
