@@ -6,6 +6,9 @@
 
 use failoverd_wire::UnitKind;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
 /// Why a backend could not read or apply: the underlying program's or OS's message, kept whole
 /// for the status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
