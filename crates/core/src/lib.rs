@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod config_sync;
 mod event;
 mod failure;
 mod filter;

@@ -29,6 +29,7 @@ macro_rules! stats {
         }
     };
 }
+pub(crate) use stats;
 
 stats! {
     /// Counters of one node since start.
