@@ -66,6 +66,28 @@ fn main() {
                 println!("  {:>9.3}s node {node}: {line}", at.as_nanos() as f64 / 1e9);
             }
         };
+        for breach in &pair.merge_rule_breaches {
+            println!("merge-rule breach: {breach}");
+        }
+        for (x, node) in pair.nodes.iter().enumerate() {
+            let mut back: Vec<_> = node
+                .split_changes
+                .iter()
+                .filter(|(key, (change, _))| {
+                    *change == failoverd_sim::SplitChange::Deleted
+                        && pair.nodes.iter().any(|n| n.table.get(key).is_some())
+                })
+                .map(|(key, (_, at))| (*key, *at))
+                .collect();
+            back.sort();
+            for (key, at) in back {
+                println!(
+                    "node {x} deleted {key} apart at {:.3}s and it is back; its trace:",
+                    at.as_nanos() as f64 / 1e9
+                );
+                print_trace(&key);
+            }
+        }
         for x in 0..2 {
             let (a, b) = (&pair.nodes[x], &pair.nodes[1 - x]);
             for stale in b

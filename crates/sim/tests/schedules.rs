@@ -312,6 +312,8 @@ fn split_brain_seeds_that_brought_deleted_sessions_back_keep_the_merge_rule() {
         (921, Mode::Stream, 2103),
         (59, Mode::Datagram, 983),
         (282, Mode::Stream, 2554),
+        (304, Mode::StreamVrrp, 844),
+        (445, Mode::StreamVrrp, 772),
     ] {
         let outcome = schedule::run_mode(seed, mode, None);
         assert_eq!(

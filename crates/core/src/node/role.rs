@@ -196,7 +196,14 @@ impl Node {
                     // node now carries.
                     self.inbound.discard_held(now);
                 }
-                if self.symmetric() {
+                if self.symmetric() && peer.hello.role == Role::Active && self.state.synchronizing()
+                {
+                    // The peer forwards too (VRRP masters on both sides of a cut LAN): our
+                    // copies of its sessions may hold some it ended while the link was down,
+                    // which its bulk sync sweeps. They are adopted once it gives way, as the
+                    // changes of an active peer are (simulation seed 304).
+                    self.applied_for_active_peer = true;
+                } else if self.symmetric() {
                     // The active node owns what it forwards: its own expiry and deletes decide
                     // now, and the peer's copies are resent as ours (so they age as a
                     // standby's copies do, and a later failback finds them).
