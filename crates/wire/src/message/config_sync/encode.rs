@@ -19,7 +19,7 @@ impl ConfigSyncMessage {
         let mut body = Vec::new();
         match self {
             Self::Chunk(chunk) => {
-                chunk.as_ref().emit(buf);
+                chunk.as_chunk_ref().emit(buf);
                 return;
             }
             Self::Offer(o) => {

@@ -225,7 +225,7 @@ pub struct Chunk {
 
 impl Chunk {
     /// The chunk, borrowing its data.
-    pub fn as_ref(&self) -> ChunkRef<'_> {
+    pub fn as_chunk_ref(&self) -> ChunkRef<'_> {
         ChunkRef {
             transfer: self.transfer,
             unit: self.unit,
