@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Message::Digest(digest) => DigestView::emit(digest.round(), &digest.buckets(), &mut buf),
         Message::VrrpReport(report) => report.report().emit(&mut buf),
+        Message::ConfigSync(config) => config.message().emit(&mut buf),
         Message::Unknown(_) => return, // no encoder: the receiver counts and skips it
     }
     let again = Message::parse(&buf).expect("re-encoded frame parses");
@@ -39,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!((a.round(), a.buckets()), (b.round(), b.buckets()));
         }
         (Message::VrrpReport(a), Message::VrrpReport(b)) => assert_eq!(a.report(), b.report()),
+        (Message::ConfigSync(a), Message::ConfigSync(b)) => assert_eq!(a.message(), b.message()),
         (Message::SessionBatch(a), Message::SessionBatch(b)) => {
             assert_eq!(
                 (a.epoch(), a.seq(), a.flags()),

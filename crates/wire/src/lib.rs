@@ -3,8 +3,8 @@
 //! Every frame starts with an 8-byte header (magic `"FO"`, version, kind, total length). Frames
 //! are read through checked views ([`Frame::new_checked`], [`BatchView::new_checked`]): once a view
 //! exists no accessor can panic. Owned representations ([`Hello`], [`Ack`], [`Goodbye`],
-//! [`SessionRecord`]) parse from views and emit into buffers. A malformed, truncated or oversized
-//! frame is a [`WireError`], never a panic.
+//! [`SessionRecord`], [`ConfigSyncMessage`]) parse from views and emit into buffers. A
+//! malformed, truncated or oversized frame is a [`WireError`], never a panic.
 //!
 //! ```text
 //! frame   = magic "FO" | version u8 | kind u8 | length u32 (whole frame) | body
@@ -18,14 +18,36 @@
 //! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*
 //! section = kind u8 | 0 | record_len u16 | count u32 | count * record
 //! record  = upsert: session record (156) | remove: session key (40) | owner u32
+//! cfgsync = kind u8 | 3 zero | offer | transfer | chunk | result | request (frame kind 8,
+//!           since 1.4)
+//!   offer    (kind 1) = revision u64 | flags u8 (1 source, 2 auto) | 0 | schema u16
+//!                       | failoverd text | list of backend | list of unit
+//!   transfer (kind 2) = transfer u64 | request u64 | purpose u8 | 0 | list of tunit
+//!   chunk    (kind 3) = transfer u64 | unit u16 | 2 zero | offset u32 | len u32 | len bytes
+//!   result   (kind 4) = transfer u64 | outcome u8 | flags u8 (1: failed_unit set)
+//!                       | failed_unit u16 | reason text | list of unit
+//!   request  (kind 5) = request u64 | list of id
+//! text    = len u16 | UTF-8, no control characters   (names 1..=255 bytes, texts <= 1024)
+//! list    = count u16 (<= 64) | count * entry, each: len u16 (of the rest of the entry) | rest
+//! backend = len u16 | unit_kind u8 | 0 | version text
+//! unit    = len u16 | unit_kind u8 | state u8 | hash [32] (zero unless present) | name text
+//! tunit   = len u16 | unit_kind u8 | state u8 | content_len u32 | hash [32] | name text
+//! id      = len u16 | unit_kind u8 | 0 | name text
 //! ```
-//! All integers are big-endian.
+//! All integers are big-endian. Config-sync codes: unit_kind 1 nftables, 2 files; state 1
+//! absent, 2 present, 3 unreadable; purpose 1 full sync, 2 incremental, 3 readback; outcome 1
+//! applied, 2 failed, 3 rolled back, 4 refused. A transfer unit declares at most 64 MiB of
+//! content, and content only when present; a chunk carries at most 256 KiB, of a unit below 64,
+//! ending within 64 MiB.
 //!
 //! Compatibility (see [`ProtocolVersion`]): the header's version is the protocol major, which
 //! must match. Within a major a reader accepts every minor: it ignores bytes after the fields it
 //! knows at the end of a message body and of a record (a section's `record_len` may exceed this
-//! version's), and skips and counts sections and message kinds it does not know. Frames of every
-//! released version are kept in `tests/golden/` and decoded by `tests/golden.rs`.
+//! version's) or list entry (its `len` may), and skips and counts sections and message kinds it
+//! does not know (a config-sync sub-kind it does not know reads as an unknown message). Codes
+//! inside a config-sync message (unit kinds, states) must be known: a newer minor sends a new
+//! one only to a peer whose common version has it. Frames of every released version are kept
+//! in `tests/golden/` and decoded by `tests/golden.rs`.
 #![forbid(unsafe_code)]
 
 use std::ops::{Range, RangeFrom};
@@ -48,9 +70,10 @@ pub use message::{
     VrrpInstanceReport, VrrpReport, VrrpReportView, digest, frame_len,
 };
 pub use message::{
-    Chunk, ConfigOffer, ConfigSyncMessage, ConfigVersions, MAX_CHUNK_LEN, MAX_CONFIG_TEXT,
-    MAX_CONFIG_UNITS, MAX_UNIT_LEN, MAX_UNIT_NAME, SyncOutcome, SyncResult, TransferHeader,
-    TransferPurpose, TransferUnit, UnitHash, UnitId, UnitKind, UnitState,
+    Chunk, ChunkRef, ConfigOffer, ConfigSyncKind, ConfigSyncMessage, ConfigSyncView,
+    ConfigVersions, MAX_CHUNK_LEN, MAX_CONFIG_TEXT, MAX_CONFIG_UNITS, MAX_UNIT_LEN, MAX_UNIT_NAME,
+    SyncOutcome, SyncResult, TransferHeader, TransferPurpose, TransferUnit, UnitHash, UnitId,
+    UnitKind, UnitState, config_text,
 };
 pub use session::{
     HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,

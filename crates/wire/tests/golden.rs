@@ -9,10 +9,12 @@
 use std::net::IpAddr;
 
 use failoverd_wire::{
-    BackupType, BatchFlags, BatchWriter, DIGEST_BUCKETS, Goodbye, GoodbyeReason, HEADER_LEN, Hello,
-    HelloFlags, HelperName, Message, NodeId, ProtocolVersion, RECORD_LEN, Role, SectionKind,
-    SeqAdj, SessionKey, SessionOp, SessionRecord, SyncState, TcpInfo, TcpState, Tuple, VERSION,
-    digest,
+    BackupType, BatchFlags, BatchWriter, Chunk, ConfigOffer, ConfigSyncKind, ConfigSyncMessage,
+    ConfigVersions, DIGEST_BUCKETS, Goodbye, GoodbyeReason, HEADER_LEN, Hello, HelloFlags,
+    HelperName, Message, NodeId, ProtocolVersion, RECORD_LEN, Role, SectionKind, SeqAdj,
+    SessionKey, SessionOp, SessionRecord, SyncOutcome, SyncResult, SyncState, TcpInfo, TcpState,
+    TransferHeader, TransferPurpose, TransferUnit, Tuple, UnitHash, UnitId, UnitKind, UnitState,
+    VERSION, digest,
 };
 
 fn golden(version: &str, name: &str) -> Vec<u8> {
@@ -420,4 +422,157 @@ fn another_major_and_a_broken_section_are_refused() {
     assert!(Message::parse(&short).is_err());
     let truncated = &golden("v1.0", "ack")[..HEADER_LEN + 20];
     assert!(Message::parse(truncated).is_err());
+}
+
+/// The config-sync messages of the 1.4 files, one of each sub-kind, by file name.
+fn config_sync_1_4() -> [(&'static str, ConfigSyncMessage); 5] {
+    let table = UnitId::new(UnitKind::Nftables, "inet filter").unwrap();
+    let dir = UnitId::new(UnitKind::Files, "/etc/failoverd/sync").unwrap();
+    let nat = UnitId::new(UnitKind::Nftables, "ip nat").unwrap();
+    let hash = UnitHash(std::array::from_fn(|i| i as u8));
+    let transfer = 0x0102_0304_0506_0708;
+    [
+        (
+            "config_offer",
+            ConfigSyncMessage::Offer(ConfigOffer {
+                versions: ConfigVersions {
+                    failoverd: "0.1.0".into(),
+                    schema: 1,
+                    backends: vec![
+                        (UnitKind::Nftables, "nftables v1.0.9".into()),
+                        (UnitKind::Files, "files 1".into()),
+                    ],
+                },
+                source: true,
+                auto: true,
+                revision: 42,
+                units: vec![
+                    (table.clone(), UnitState::Present(hash)),
+                    (dir.clone(), UnitState::Absent),
+                    (nat.clone(), UnitState::Unreadable),
+                ],
+            }),
+        ),
+        (
+            "config_transfer",
+            ConfigSyncMessage::Transfer(TransferHeader {
+                transfer,
+                purpose: TransferPurpose::Readback,
+                request: 7,
+                units: vec![
+                    TransferUnit {
+                        id: table.clone(),
+                        state: UnitState::Present(hash),
+                        len: 300,
+                    },
+                    TransferUnit {
+                        id: dir.clone(),
+                        state: UnitState::Absent,
+                        len: 0,
+                    },
+                ],
+            }),
+        ),
+        (
+            "config_chunk",
+            ConfigSyncMessage::Chunk(Chunk {
+                transfer,
+                unit: 1,
+                offset: 256,
+                data: b"table inet filter {\n}\n".to_vec(),
+            }),
+        ),
+        (
+            "config_result",
+            ConfigSyncMessage::Result(SyncResult {
+                transfer,
+                outcome: SyncOutcome::Failed,
+                failed_unit: Some(0),
+                reason: "Error: Could not process rule: No such file or directory".into(),
+                readback: vec![(table.clone(), UnitState::Absent)],
+            }),
+        ),
+        (
+            "config_readback_request",
+            ConfigSyncMessage::ReadbackRequest {
+                request: 7,
+                units: vec![table, dir],
+            },
+        ),
+    ]
+}
+
+/// The config-sync message of a frame.
+fn config_sync(frame: &[u8]) -> ConfigSyncMessage {
+    match Message::parse(frame) {
+        Ok(Message::ConfigSync(view)) => view.message(),
+        other => panic!("not config sync: {other:?}"),
+    }
+}
+
+#[test]
+fn v1_4_config_sync_frames_decode_field_by_field() {
+    let [offer, transfer, chunk, result, request] = config_sync_1_4().map(|(name, want)| {
+        let got = config_sync(&golden("v1.4", name));
+        assert_eq!(got, want, "{name}");
+        got
+    });
+    let ConfigSyncMessage::Offer(offer) = offer else {
+        panic!("not an offer")
+    };
+    assert_eq!(offer.versions.failoverd, "0.1.0");
+    assert_eq!(offer.versions.schema, 1);
+    assert_eq!(offer.versions.backends[0].1, "nftables v1.0.9");
+    assert!(offer.source && offer.auto);
+    assert_eq!(offer.revision, 42);
+    assert_eq!(offer.units[0].0.name, "inet filter");
+    assert!(matches!(offer.units[0].1, UnitState::Present(UnitHash(h)) if h[31] == 31));
+    assert_eq!(offer.units[1].0.kind, UnitKind::Files);
+    assert_eq!(offer.units[2].1, UnitState::Unreadable);
+    let ConfigSyncMessage::Transfer(transfer) = transfer else {
+        panic!("not a transfer")
+    };
+    assert_eq!(transfer.transfer, 0x0102_0304_0506_0708);
+    assert_eq!(transfer.purpose, TransferPurpose::Readback);
+    assert_eq!(transfer.request, 7);
+    assert_eq!((transfer.units[0].len, transfer.units[1].len), (300, 0));
+    let ConfigSyncMessage::Chunk(chunk) = chunk else {
+        panic!("not a chunk")
+    };
+    assert_eq!((chunk.unit, chunk.offset), (1, 256));
+    assert_eq!(chunk.data, b"table inet filter {\n}\n");
+    let ConfigSyncMessage::Result(result) = result else {
+        panic!("not a result")
+    };
+    assert_eq!(result.outcome, SyncOutcome::Failed);
+    assert_eq!(result.failed_unit, Some(0));
+    assert!(result.reason.starts_with("Error: Could not process rule"));
+    let ConfigSyncMessage::ReadbackRequest { request, units } = request else {
+        panic!("not a readback request")
+    };
+    assert_eq!((request, units.len()), (7, 2));
+}
+
+/// This version emits the 1.4 frames byte for byte, and reads them with a later minor's
+/// appended bytes skipped.
+#[test]
+fn this_version_emits_the_1_4_config_sync_frames_and_skips_appended_bytes() {
+    assert!(ProtocolVersion::CURRENT >= ProtocolVersion::CONFIG_SYNC);
+    for (name, message) in config_sync_1_4() {
+        let old = golden("v1.4", name);
+        let mut new = Vec::new();
+        message.emit(&mut new);
+        assert_eq!(new, old, "{name}");
+        let longer = with_appended(old, &[0xa5; 12]);
+        assert_eq!(
+            config_sync(&longer),
+            message,
+            "{name}: appended bytes ignored"
+        );
+    }
+    let chunk = golden("v1.4", "config_chunk");
+    let Ok(Message::ConfigSync(view)) = Message::parse(&chunk) else {
+        panic!("not config sync")
+    };
+    assert_eq!(view.kind(), ConfigSyncKind::Chunk);
 }

@@ -187,10 +187,18 @@ pub struct ProtocolVersion {
 impl ProtocolVersion {
     /// What this build speaks. 1.0 is the first release; 1.1 adds `protocol_minor` to the
     /// hello; 1.2 adds [`BatchFlags::RESUMED`](crate::BatchFlags::RESUMED); 1.3 adds [`Hello::applied`] and
-    /// [`VrrpReport`](crate::VrrpReport).
+    /// [`VrrpReport`](crate::VrrpReport); 1.4 adds
+    /// [`ConfigSyncMessage`](crate::ConfigSyncMessage).
     pub const CURRENT: Self = Self {
         major: VERSION,
-        minor: 3,
+        minor: 4,
+    };
+
+    /// The first version with [`ConfigSyncMessage`](crate::ConfigSyncMessage): a node sends
+    /// config-sync messages only to a peer whose common version is at least this.
+    pub const CONFIG_SYNC: Self = Self {
+        major: VERSION,
+        minor: 4,
     };
 
     /// The first version with [`VrrpReport`](crate::VrrpReport).
