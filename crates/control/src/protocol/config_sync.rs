@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use failoverd_wire::{ConfigVersions, SyncOutcome, UnitKind, UnitState};
 use serde::{Deserialize, Serialize};
 
 names! {
@@ -234,6 +235,52 @@ impl ConfigDiff {
     }
 }
 
+impl From<UnitKind> for ConfigUnitKind {
+    fn from(kind: UnitKind) -> Self {
+        match kind {
+            UnitKind::Nftables => Self::Nftables,
+            UnitKind::Files => Self::Files,
+        }
+    }
+}
+
+impl From<SyncOutcome> for ConfigSyncOutcome {
+    fn from(outcome: SyncOutcome) -> Self {
+        match outcome {
+            SyncOutcome::Applied => Self::Applied,
+            SyncOutcome::Failed => Self::Failed,
+            SyncOutcome::RolledBack => Self::RolledBack,
+            SyncOutcome::Refused => Self::Refused,
+        }
+    }
+}
+
+impl From<&ConfigVersions> for ConfigVersionsView {
+    fn from(versions: &ConfigVersions) -> Self {
+        Self {
+            failoverd: versions.failoverd.clone(),
+            schema: versions.schema,
+            backends: versions
+                .backends
+                .iter()
+                .map(|(kind, version)| ((*kind).into(), version.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl ConfigUnitState {
+    /// A node's state of a unit as the failover link carries it: the state and, when
+    /// present, its hash in hex.
+    pub fn of(state: UnitState) -> (Self, Option<String>) {
+        match state {
+            UnitState::Absent => (Self::Absent, None),
+            UnitState::Present(hash) => (Self::Present, Some(hash_hex(&hash.0))),
+            UnitState::Unreadable => (Self::Unreadable, None),
+        }
+    }
+}
+
 /// A unit's hash as the protocol writes it: 64 lower-case hex digits.
 pub fn hash_hex(hash: &[u8; 32]) -> String {
     hash.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -316,6 +363,46 @@ mod tests {
         );
         let unknown = json!({"failoverd": "0.1.0", "schema": 1, "backends": {"iptables": "x"}});
         assert!(serde_json::from_value::<ConfigVersionsView>(unknown).is_err());
+    }
+
+    #[test]
+    fn the_wire_types_map_to_the_protocol_ones() {
+        let versions = ConfigVersions {
+            failoverd: "0.1.0".into(),
+            schema: 2,
+            backends: vec![
+                (UnitKind::Files, "files 1".into()),
+                (UnitKind::Nftables, "nftables v1.1.1".into()),
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(ConfigVersionsView::from(&versions)).unwrap(),
+            json!({"failoverd": "0.1.0", "schema": 2,
+                "backends": {"files": "files 1", "nftables": "nftables v1.1.1"}})
+        );
+        let mut hash = [0u8; 32];
+        hash[0] = 0x5f;
+        let (state, hex) = ConfigUnitState::of(UnitState::Present(failoverd_wire::UnitHash(hash)));
+        assert_eq!(state, ConfigUnitState::Present);
+        assert!(hex.unwrap().starts_with("5f00"));
+        assert_eq!(
+            ConfigUnitState::of(UnitState::Absent),
+            (ConfigUnitState::Absent, None)
+        );
+        assert_eq!(
+            ConfigUnitState::of(UnitState::Unreadable),
+            (ConfigUnitState::Unreadable, None)
+        );
+        for (wire, name) in [
+            (SyncOutcome::Applied, "applied"),
+            (SyncOutcome::Failed, "failed"),
+            (SyncOutcome::RolledBack, "rolled-back"),
+            (SyncOutcome::Refused, "refused"),
+        ] {
+            assert_eq!(ConfigSyncOutcome::from(wire), name);
+        }
+        assert_eq!(ConfigUnitKind::from(UnitKind::Files), "files");
+        assert_eq!(ConfigUnitKind::from(UnitKind::Nftables), "nftables");
     }
 
     #[test]
