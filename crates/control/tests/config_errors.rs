@@ -66,6 +66,13 @@ fn cases() -> Vec<(&'static str, String)> {
         ))
     };
     let routing = |keys: &str| with(&format!("[routing]\nospf_interfaces = [\"wan\"]\n{keys}"));
+    let sync = |keys: &str| with(&format!("[config_sync]\n{keys}"));
+    let nft = |keys: &str| with(&format!("[config_sync.nftables]\n{keys}"));
+    let files = |path: &str, extra: &str| {
+        with(&format!(
+            "[[config_sync.files]]\npath = \"{path}\"\n{extra}"
+        ))
+    };
     let heartbeat = |peer: &str| {
         link(&format!(
             "heartbeat_listen = \"198.51.100.1:7702\"\nheartbeat_peer = \"{peer}\"\n"
@@ -671,6 +678,136 @@ fn cases() -> Vec<(&'static str, String)> {
             "hooks.timeout_ms high",
             with("[hooks]\ntimeout_ms = 3600001\n"),
         ),
+        // [config_sync] and its tables
+        ("config_sync.mode value", sync("mode = \"on\"\n")),
+        ("config_sync.mode without units", sync("mode = \"auto\"\n")),
+        ("config_sync.source name", sync("source = \"fw-b\"\n")),
+        (
+            "config_sync.source short id",
+            sync("source = \"2000abc\"\n"),
+        ),
+        (
+            "config_sync.compare_interval_ms low",
+            sync("compare_interval_ms = 999\n"),
+        ),
+        ("config_sync.repair_after low", sync("repair_after = 0\n")),
+        (
+            "config_sync.max_unit_bytes above the link's limit",
+            sync("max_unit_bytes = 67108865\n"),
+        ),
+        ("nftables.tables one word", nft("tables = [\"filter\"]\n")),
+        (
+            "nftables.tables two spaces",
+            nft("tables = [\"inet  filter\"]\n"),
+        ),
+        ("nftables.tables family", nft("tables = [\"ipx filter\"]\n")),
+        ("nftables.tables name", nft("tables = [\"inet 9filter\"]\n")),
+        (
+            "nftables.tables twice",
+            nft("tables = [\"inet filter\", \"inet filter\"]\n"),
+        ),
+        (
+            "nftables.tables of the wrong type",
+            nft("tables = \"inet filter\"\n"),
+        ),
+        (
+            "nftables.dynamic_sets two words",
+            nft("tables = [\"inet filter\"]\ndynamic_sets = [\"inet filter\"]\n"),
+        ),
+        (
+            "nftables.dynamic_sets set name",
+            nft("tables = [\"inet filter\"]\ndynamic_sets = [\"inet filter block/list\"]\n"),
+        ),
+        (
+            "nftables.dynamic_sets table not synced",
+            nft("tables = [\"inet filter\"]\ndynamic_sets = [\"ip filter blocklist\"]\n"),
+        ),
+        (
+            "nftables.dynamic_sets twice",
+            nft(
+                "tables = [\"inet filter\"]\ndynamic_sets = [\"inet filter b\", \"inet filter b\"]\n",
+            ),
+        ),
+        (
+            "nftables.defines name",
+            nft("defines = { \"1pool\" = \"192.0.2.10\" }\n"),
+        ),
+        (
+            "nftables.defines value of the wrong type",
+            nft("defines = { pool = 10 }\n"),
+        ),
+        (
+            "nftables.defines empty value",
+            nft("defines = { pool = \" \" }\n"),
+        ),
+        (
+            "nftables.defines control character",
+            nft("defines = { pool = \"a\\nb\" }\n"),
+        ),
+        (
+            "nftables.defines values distinct",
+            nft(
+                "[config_sync.nftables.defines]\npool_a = \"192.0.2.10\"\npool_b = \"192.0.2.10\"\n",
+            ),
+        ),
+        (
+            "files.path missing",
+            with("[[config_sync.files]]\nreload = [\"true\"]\n"),
+        ),
+        ("files.path relative", files("etc/hosts", "")),
+        ("files.path root", files("/", "")),
+        ("files.path trailing slash", files("/etc/haproxy/", "")),
+        ("files.path dot dot", files("/etc/../etc/hosts", "")),
+        ("files.path double slash", files("/etc//hosts", "")),
+        ("files.path dot", files("/etc/./hosts", "")),
+        ("files.path control character", files("/etc/ho\\tsts", "")),
+        (
+            "files.path too long",
+            files(&format!("/{}", "a".repeat(255)), ""),
+        ),
+        (
+            "files.path the configuration file",
+            files("/etc/failoverd/failoverd.toml", ""),
+        ),
+        (
+            "files.path the directory of the configuration",
+            files("/etc/failoverd", ""),
+        ),
+        ("files.path the key", files("/etc/failoverd/node.pem", "")),
+        (
+            "files.path twice",
+            files(
+                "/etc/hosts",
+                "[[config_sync.files]]\npath = \"/etc/hosts\"\n",
+            ),
+        ),
+        (
+            "files.path inside another",
+            files(
+                "/etc/haproxy",
+                "[[config_sync.files]]\npath = \"/etc/haproxy/haproxy.cfg\"\n",
+            ),
+        ),
+        (
+            "files.path holding another",
+            files(
+                "/etc/haproxy/haproxy.cfg",
+                "[[config_sync.files]]\npath = \"/etc/haproxy\"\n",
+            ),
+        ),
+        ("files.reload empty", files("/etc/hosts", "reload = []\n")),
+        (
+            "files.reload empty program",
+            files("/etc/hosts", "reload = [\"\"]\n"),
+        ),
+        (
+            "too many units",
+            with(
+                &(0..65)
+                    .map(|i| format!("[[config_sync.files]]\npath = \"/etc/unit{i}\"\n"))
+                    .collect::<String>(),
+            ),
+        ),
     ]
 }
 
@@ -767,6 +904,21 @@ const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("hooks", &["on_active", "on_standby", "timeout_ms"]),
+    (
+        "config_sync",
+        &[
+            "mode",
+            "source",
+            "compare_interval_ms",
+            "repair_after",
+            "max_unit_bytes",
+        ],
+    ),
+    (
+        "config_sync.nftables",
+        &["tables", "dynamic_sets", "defines"],
+    ),
+    ("[config_sync.files]", &["path", "reload"]),
 ];
 
 /// One case per key of [`KEYS`]: the key set to an inline table.
@@ -774,7 +926,9 @@ fn wrong_types() -> Vec<(String, String)> {
     let mut cases = Vec::new();
     for (table, keys) in KEYS {
         for key in *keys {
-            let line = format!("{key} = {{}}\n");
+            // `defines` is a table: an integer is its wrong type.
+            let wrong = if *key == "defines" { "5" } else { "{}" };
+            let line = format!("{key} = {wrong}\n");
             // A required key of the minimal file is replaced, not written twice.
             let required = minimal()
                 .lines()

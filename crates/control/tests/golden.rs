@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use failoverd_control::protocol::{
-    EventList, PeerInfo, SessionCounts, SessionList, Status, TakeoverStatus,
+    ConfigDiff, ConfigSyncReply, ConfigSyncStatus, EventList, PeerInfo, SessionCounts, SessionList,
+    Status, TakeoverStatus,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +43,51 @@ fn peer_sessions_and_events_round_trip_unchanged() {
     round_trip::<SessionList>("sessions.json");
     round_trip::<SessionCounts>("sessions_count.json");
     round_trip::<EventList>("events.json");
+}
+
+#[test]
+fn config_sync_answers_round_trip_unchanged() {
+    for name in [
+        "config_status_auto.json",
+        "config_status_failed.json",
+        "config_status_waiting.json",
+    ] {
+        round_trip::<ConfigSyncStatus>(name);
+    }
+    round_trip::<ConfigDiff>("config_diff.json");
+    round_trip::<ConfigSyncReply>("config_sync_accepted.json");
+    round_trip::<ConfigSyncReply>("config_sync_refused.json");
+    round_trip::<EventList>("events_config.json");
+}
+
+/// The config-sync statuses refuse what this version does not know, as the rest does.
+#[test]
+fn unknown_config_sync_values_are_refused() {
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/config_status_failed.json");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
+    assert!(serde_json::from_value::<ConfigSyncStatus>(status.clone()).is_ok());
+    for (pointer, unknown) in [
+        ("/mode", "on"),
+        ("/part", "both"),
+        ("/status", "synchronizing all"),
+        ("/units/0/kind", "iptables"),
+        ("/units/0/local_state", "gone"),
+        ("/units/0/peer_state", "gone"),
+        ("/units/0/last_result", "partly-applied"),
+    ] {
+        let mut changed = status.clone();
+        *changed.pointer_mut(pointer).unwrap() = unknown.into();
+        let err = serde_json::from_value::<ConfigSyncStatus>(changed).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant"),
+            "{pointer}: {err}"
+        );
+    }
+    let mut changed = status;
+    changed["versions"]["backends"]["iptables"] = "1.8".into();
+    assert!(serde_json::from_value::<ConfigSyncStatus>(changed).is_err());
 }
 
 /// A value this version does not know (a newer daemon's) is refused, not guessed: `failoverctl`

@@ -3,6 +3,10 @@
 
 use std::fmt::Write as _;
 
+mod config_sync;
+
+pub(crate) use config_sync::{config_diff, config_status, config_sync};
+
 use failoverd_control::protocol::{
     EventList, Generated, HeartbeatInfo, MaintenanceDone, PeerInfo, SessionCounts, SessionList,
     SessionView, Status, SwitchoverDone, TakeoverKind, TakeoverStatus, TrackView, TupleView,
@@ -588,10 +592,19 @@ pub(crate) fn events(list: &EventList) -> String {
         .map(|e| format!("{}.{:03} s", e.at_ms / 1000, e.at_ms % 1000))
         .collect();
     let width = times.iter().map(String::len).max().unwrap_or(0);
+    // At least the width of the longest kind before config sync's, so that lists without
+    // those keep their layout.
+    let kind_width = list
+        .events
+        .iter()
+        .map(|e| e.kind.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(13);
     for (time, event) in times.iter().zip(&list.events) {
         let _ = writeln!(
             out,
-            "{time:>width$}  {:<13}  {}",
+            "{time:>width$}  {:<kind_width$}  {}",
             event.kind.name(),
             event.message
         );

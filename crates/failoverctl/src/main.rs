@@ -20,8 +20,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use failoverd_control::config::{self, Config, ConfigError};
 use failoverd_control::protocol::{
-    EventList, Family, Generated, MaintenanceDone, OwnerFilter, PeerInfo, Request, SessionCounts,
-    SessionFilter, SessionList, Status, SwitchoverDone,
+    ConfigDiff, ConfigSyncReply, ConfigSyncStatus, EventList, Family, Generated, MaintenanceDone,
+    OwnerFilter, PeerInfo, Request, SessionCounts, SessionFilter, SessionList, Status,
+    SwitchoverDone,
 };
 use failoverd_control::transport::{self, ControlError};
 use serde::de::DeserializeOwned;
@@ -71,6 +72,11 @@ enum Command {
         #[arg(value_enum)]
         state: OnOff,
     },
+    /// Configuration sync: status, differences with the peer, a full sync now
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Generate this node's key and certificate (local; no daemon needed)
     Keygen {
         /// Where to write the key (PEM, mode 0600), e.g. /etc/failoverd/node.pem
@@ -80,6 +86,37 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+enum ConfigCommand {
+    /// Mode, status and why; per unit the hash on each node, the last sync and its result
+    Status,
+    /// A unified diff per unit between this node's read-back and the peer's
+    Diff,
+    /// Send every unit to the peer now (this node must be the source, in Synchronization)
+    Sync,
+}
+
+impl ConfigCommand {
+    fn request(self) -> Request {
+        match self {
+            ConfigCommand::Status => Request::ConfigStatus,
+            ConfigCommand::Diff => Request::ConfigDiff,
+            ConfigCommand::Sync => Request::ConfigSync,
+        }
+    }
+
+    /// The human output of the answer.
+    fn human(self) -> fn(serde_json::Value) -> anyhow::Result<String> {
+        match self {
+            ConfigCommand::Status => {
+                |data| Ok(format::config_status(&decode::<ConfigSyncStatus>(data)?))
+            }
+            ConfigCommand::Diff => |data| Ok(format::config_diff(&decode::<ConfigDiff>(data)?)),
+            ConfigCommand::Sync => |data| format::config_sync(&decode::<ConfigSyncReply>(data)?),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -244,12 +281,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 |data| Ok(format::maintenance(&decode::<MaintenanceDone>(data)?)),
             ),
+            Command::Config { command } => (command.request(), command.human()),
         };
     let socket = socket_path(cli.socket.as_deref(), cli.config.as_deref())?;
     let data = transport::request(&socket, &request).await?;
     if cli.json {
         // The data exactly as the daemon sent it, so fields newer than this client survive.
-        print(&format!("{}\n", serde_json::to_string(&data)?))
+        print(&format!("{}\n", serde_json::to_string(&data)?))?;
+        // A refused sync fails with --json too: scripts test the exit status.
+        if request == Request::ConfigSync {
+            format::config_sync(&decode::<ConfigSyncReply>(data)?)?;
+        }
+        Ok(())
     } else {
         print(&human(data)?)
     }
@@ -370,6 +413,25 @@ mod tests {
         assert!(parse(&["maintenance"]).is_err());
         assert!(parse(&["maintenance", "yes"]).is_err());
         assert!(parse(&["maintenance", "on", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn config_commands() {
+        for (word, request) in [
+            ("status", Request::ConfigStatus),
+            ("diff", Request::ConfigDiff),
+            ("sync", Request::ConfigSync),
+        ] {
+            match parse(&["config", word, "--json"]).unwrap().command {
+                Command::Config { command } => assert_eq!(command.request(), request),
+                other => panic!("{other:?}"),
+            }
+        }
+        // `config` is a command; `--config` still names the file.
+        let cli = parse(&["--config", "/etc/x.toml", "config", "status"]).unwrap();
+        assert_eq!(cli.config.as_deref(), Some(Path::new("/etc/x.toml")));
+        assert!(parse(&["config"]).is_err());
+        assert!(parse(&["config", "push"]).is_err());
     }
 
     #[test]

@@ -192,7 +192,26 @@ fn respond(request: Request) -> Response {
             message: "maintenance on: stepping down; the peer takes over".into(),
         }),
         Request::Maintenance { on: false } => Response::error("maintenance is not on"),
+        Request::ConfigStatus => Response::Ok(golden("config_status_failed.json")),
+        Request::ConfigDiff => Response::Ok(golden("config_diff.json")),
+        Request::ConfigSync => Response::Ok(golden("config_sync_refused.json")),
         other => Response::error(format!("not in this test: {other:?}")),
+    }
+}
+
+/// The control crate's golden answer `name`.
+fn golden(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../control/tests/golden")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A daemon whose config sync accepts.
+fn respond_sync_accepted(request: Request) -> Response {
+    match request {
+        Request::ConfigSync => Response::Ok(golden("config_sync_accepted.json")),
+        other => respond(other),
     }
 }
 
@@ -412,6 +431,75 @@ fn the_socket_comes_from_the_config_file() {
 }
 
 #[test]
+fn config_status_and_diff() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["config", "status"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("config sync   mode auto  part replica  status not-auto (the last sync failed: nftables inet filter; the next change retries)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nfailed        nftables inet filter at 2026-12-08 00:01:00 UTC\n                Error: Could not process rule: No such file or directory\n"),
+        "{text}"
+    );
+    let output = with_socket(&daemon, &["config", "status", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(printed, golden("config_status_failed.json"));
+    let output = with_socket(&daemon, &["config", "diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("\n+\t\ttcp dport 8080 accept\n"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).ends_with("\n1 of 2 units differ\n"));
+    assert_eq!(
+        daemon.requests(),
+        [
+            Request::ConfigStatus,
+            Request::ConfigStatus,
+            Request::ConfigDiff
+        ]
+    );
+}
+
+/// A refused sync exits 1, with and without --json; the control: an accepted one exits 0.
+#[test]
+fn config_sync_refused_exits_1() {
+    let daemon = FakeDaemon::start();
+    let output = with_socket(&daemon, &["config", "sync"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        "failoverctl: config sync refused: this node is not the configuration source: the active node (2000abcd) is\n"
+    );
+    let output = with_socket(&daemon, &["config", "sync", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        "{\"accepted\":false,\"message\":\"this node is not the configuration source: the active node (2000abcd) is\"}\n"
+    );
+    assert_eq!(
+        daemon.requests(),
+        [Request::ConfigSync, Request::ConfigSync]
+    );
+
+    let daemon = FakeDaemon::start_with(respond_sync_accepted);
+    let output = with_socket(&daemon, &["config", "sync"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "full sync of 2 units to node 2000abcd started\n"
+    );
+    let output = with_socket(&daemon, &["config", "sync", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
 fn keygen_writes_a_private_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("node.pem");
@@ -544,6 +632,50 @@ fn an_unprivileged_user_reads_the_status_but_cannot_switch_over() {
             Request::Events { limit: None },
             Request::Switchover,
             Request::Switchover
+        ]
+    );
+}
+
+/// The configuration diff shows the synced rules and files, and a sync changes the peer: both
+/// need root or the control group; the status does not. The controls: root's diff and sync
+/// reach the daemon.
+#[test]
+fn an_unprivileged_user_reads_the_config_status_but_cannot_diff_or_sync() {
+    if !running_as_root() {
+        return;
+    }
+    let daemon = FakeDaemon::start_with_access(
+        respond,
+        transport::Access {
+            owner: 0,
+            group: Some(4242),
+        },
+    );
+    let output = as_nobody(&daemon, "--clear-groups", &["config", "status"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for command in ["diff", "sync"] {
+        let output = as_nobody(&daemon, "--clear-groups", &["config", command]);
+        assert!(!output.status.success());
+        assert!(
+            stderr(&output).contains(&format!(
+                "permission denied: config-{command} needs root or the control group"
+            )),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(daemon.requests(), [Request::ConfigStatus]);
+    assert!(with_socket(&daemon, &["config", "diff"]).status.success());
+    assert_eq!(
+        with_socket(&daemon, &["config", "sync"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        daemon.requests(),
+        [
+            Request::ConfigStatus,
+            Request::ConfigDiff,
+            Request::ConfigSync
         ]
     );
 }

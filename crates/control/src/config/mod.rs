@@ -17,7 +17,8 @@
 //! One module per group of sections holds its typed structs, its raw structs and its
 //! validation: `node` (`[node]`, `[pair]`, `[timers]`), `link`, `sessions`, `local`
 //! (`[control]`, `[log]`), `takeover` (`[takeover]`, `[vrrp]`), `vrrp` (its arrays of
-//! tables), `routing` (`[routing]`, `[hooks]`).
+//! tables), `routing` (`[routing]`, `[hooks]`), `config_sync` (`[config_sync]` and its
+//! tables).
 
 use std::fmt;
 use std::io;
@@ -30,6 +31,7 @@ use toml::Spanned;
 
 use crate::io_reason;
 
+mod config_sync;
 #[cfg(test)]
 mod docs;
 mod example;
@@ -47,7 +49,10 @@ mod tests;
 mod values;
 mod vrrp;
 
-pub use crate::protocol::{BackendKind, BackupMode, TakeoverKind};
+pub use crate::protocol::{BackendKind, BackupMode, ConfigSyncMode, TakeoverKind};
+pub use config_sync::{
+    ConfigSyncSection, FilesUnit, NftFamily, NftSet, NftTable, NftablesSync, SyncSource,
+};
 pub use link::{HeartbeatSection, LinkSection};
 pub use local::{ControlSection, LogFormat, LogSection};
 pub use node::{NodeSection, PairSection, TimersSection};
@@ -57,6 +62,7 @@ pub use table::{DEFAULT_PATH, DEFAULT_SOCKET};
 pub use takeover::{TakeoverSection, VrrpSection};
 pub use vrrp::{TrackInterface, TrackRoute, TrackScript, VrrpInstanceSection};
 
+use config_sync::{Protected, RawConfigSync};
 use link::RawLink;
 use local::{RawControl, RawLog};
 use node::{RawNode, RawPair, RawTimers};
@@ -91,6 +97,9 @@ pub struct Config {
     pub routing: Option<RoutingSection>,
     /// `[hooks]`: commands run on role changes.
     pub hooks: HooksSection,
+    /// `[config_sync]` and its tables: the nftables tables and files kept equal on both
+    /// nodes.
+    pub config_sync: ConfigSyncSection,
 }
 
 /// A configuration file that cannot be used.
@@ -199,6 +208,8 @@ struct RawConfig {
     routing: Option<Spanned<RawRouting>>,
     #[serde(default)]
     hooks: RawHooks,
+    #[serde(default)]
+    config_sync: RawConfigSync,
 }
 
 impl RawConfig {
@@ -233,6 +244,11 @@ impl RawConfig {
             None => None,
         };
         let hooks = self.hooks.validate(source)?;
+        let protected = Protected {
+            config: source.path,
+            key: &node.key,
+        };
+        let config_sync = self.config_sync.validate(source, &protected)?;
         Ok(Config {
             node,
             pair,
@@ -245,6 +261,7 @@ impl RawConfig {
             vrrp,
             routing,
             hooks,
+            config_sync,
         })
     }
 }

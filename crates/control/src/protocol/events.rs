@@ -61,6 +61,17 @@ names! {
         Routing = "routing",
         /// The heartbeat path started or stopped hearing the peer.
         Heartbeat = "heartbeat",
+        /// Configuration sync's status changed (`from` and `to` are statuses).
+        ConfigStatus = "config-status",
+        /// The peer applied this node's configuration (a full or an incremental sync).
+        ConfigSent = "config-sent",
+        /// This node applied the source's configuration.
+        ConfigApplied = "config-applied",
+        /// A configuration sync failed, was rolled back or was refused (on either node); the
+        /// message names the unit and the kernel's or the OS's message.
+        ConfigFailed = "config-failed",
+        /// A periodic comparison found units differing between the nodes.
+        ConfigDrift = "config-drift",
     }
 }
 
@@ -101,6 +112,11 @@ mod tests {
             EventKind::Track,
             EventKind::Hook,
             EventKind::Routing,
+            EventKind::ConfigStatus,
+            EventKind::ConfigSent,
+            EventKind::ConfigApplied,
+            EventKind::ConfigFailed,
+            EventKind::ConfigDrift,
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.name()));
             assert_eq!(

@@ -24,6 +24,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use config_sync::{
+    ConfigDiff, ConfigSyncCounters, ConfigSyncMode, ConfigSyncOutcome, ConfigSyncPart,
+    ConfigSyncReply, ConfigSyncState, ConfigSyncStatus, ConfigUnitDiff, ConfigUnitKind,
+    ConfigUnitState, ConfigUnitView, ConfigVersionsView, hash_hex, unified_diff,
+};
 pub use events::{EventKind, EventList, EventView, MaintenanceDone, SwitchoverDone};
 pub use failoverd_wire::NodeId;
 pub use sessions::{
@@ -83,6 +88,7 @@ macro_rules! names {
     };
 }
 
+mod config_sync;
 mod events;
 mod sessions;
 mod status;
@@ -176,6 +182,15 @@ pub enum Request {
         /// On (true) or off (false).
         on: bool,
     },
+    /// Configuration sync: mode, status, units and counters; answered with
+    /// [`ConfigSyncStatus`].
+    ConfigStatus,
+    /// The difference between this node's and the peer's read-backs of every unit; answered
+    /// with [`ConfigDiff`].
+    ConfigDiff,
+    /// A full configuration sync to the peer, now (this node must be the source, in
+    /// Synchronization); answered with [`ConfigSyncReply`].
+    ConfigSync,
 }
 
 impl Request {
@@ -190,22 +205,30 @@ impl Request {
             Request::Events { .. } => "events",
             Request::Switchover => "switchover",
             Request::Maintenance { .. } => "maintenance",
+            Request::ConfigStatus => "config-status",
+            Request::ConfigDiff => "config-diff",
+            Request::ConfigSync => "config-sync",
         }
     }
 
     /// Whether only root, the daemon's own user or the `control.group` may run the command:
-    /// those that change the daemon's state, and the session list, which shows the
-    /// connections crossing the firewall (the kernel lists its conntrack table to
-    /// `CAP_NET_ADMIN` only). Any local user may run the others.
+    /// those that change the daemon's state, the session list, which shows the connections
+    /// crossing the firewall (the kernel lists its conntrack table to `CAP_NET_ADMIN` only),
+    /// and the configuration diff, which shows the synced rules and files. Any local user may
+    /// run the others.
     pub fn privileged(&self) -> bool {
         match self {
-            Request::Status | Request::Peer | Request::SessionsCount | Request::Events { .. } => {
-                false
-            }
+            Request::Status
+            | Request::Peer
+            | Request::SessionsCount
+            | Request::Events { .. }
+            | Request::ConfigStatus => false,
             Request::Sessions { .. }
             | Request::SessionsGenerate { .. }
             | Request::Switchover
-            | Request::Maintenance { .. } => true,
+            | Request::Maintenance { .. }
+            | Request::ConfigDiff
+            | Request::ConfigSync => true,
         }
     }
 }
@@ -306,6 +329,9 @@ mod tests {
             Request::Events { limit: None },
             Request::Switchover,
             Request::Maintenance { on: true },
+            Request::ConfigStatus,
+            Request::ConfigDiff,
+            Request::ConfigSync,
         ] {
             let json = serde_json::to_value(&request).unwrap();
             assert_eq!(json["cmd"], request.name(), "{request:?}");
@@ -335,6 +361,9 @@ mod tests {
                 Request::Maintenance { on: false },
                 json!({"cmd": "maintenance", "on": false}),
             ),
+            (Request::ConfigStatus, json!({"cmd": "config-status"})),
+            (Request::ConfigDiff, json!({"cmd": "config-diff"})),
+            (Request::ConfigSync, json!({"cmd": "config-sync"})),
             (
                 Request::Sessions {
                     filter: SessionFilter {

@@ -466,6 +466,24 @@ fn event_lines() {
     assert_eq!(events(&EventList { events: vec![] }), "no events\n");
 }
 
+/// Config-sync kinds are longer than the others: the message column moves right for them only.
+#[test]
+fn config_sync_event_lines() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../control/tests/golden/events_config.json");
+    let list: EventList = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        events(&list),
+        "  1.002 s  config-status   config sync waiting -> preparing: the peer is in Synchronization
+  1.010 s  config-status   config sync preparing -> synchronizing-all: 2 units differ
+  1.250 s  config-sent     the peer applied the full sync of 2 units
+ 61.000 s  config-failed   the peer failed to apply nftables inet filter: Error: Could not process rule: No such file or directory; nothing changed
+ 90.000 s  config-drift    comparison 1 of 3: nftables inet filter differs on the peer
+120.500 s  config-applied  applied the source's incremental sync of 1 unit
+"
+    );
+}
+
 #[test]
 fn small_outputs() {
     let c = SessionCounts {

@@ -13,8 +13,10 @@ use failoverd_core::defaults;
 
 use super::keys::{Accepts, Key, Range, Table, TableKind, Value};
 
+mod sync;
 mod traffic;
 
+pub(crate) use sync::{NFT_NAME, NFT_NAME_MAX, config_sync, sync_files, sync_nftables};
 pub(crate) use traffic::{
     hooks, instance, routing, track_interface, track_route, track_script, vrrp,
 };
@@ -37,6 +39,9 @@ pub(crate) static TABLES: &[Table] = &[
     track_script::TABLE,
     routing::TABLE,
     hooks::TABLE,
+    config_sync::TABLE,
+    sync_nftables::TABLE,
+    sync_files::TABLE,
 ];
 
 /// Where the daemon and `failoverctl` look for the configuration when not told otherwise.

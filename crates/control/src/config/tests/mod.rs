@@ -1,7 +1,9 @@
 //! The configuration's unit tests: the example file, defaults, and the errors of `[node]`,
 //! `[pair]`, `[link]`, `[timers]`, `[sessions]`, `[control]` and `[log]` (`takeover` has those
-//! of `[takeover]`, `[vrrp]`, `[routing]` and `[hooks]`).
+//! of `[takeover]`, `[vrrp]`, `[routing]` and `[hooks]`; `config_sync` those of `[config_sync]`
+//! and its tables).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use super::table::TABLES;
 use super::table::header;
 use super::*;
 
+mod config_sync;
 mod takeover;
 
 const PATH: &str = "/etc/failoverd/failoverd.toml";
@@ -56,6 +59,7 @@ fn the_example_parses_with_the_defaults() {
     assert_eq!(config.vrrp, defaults.vrrp);
     assert_eq!(config.routing, None);
     assert_eq!(config.hooks, defaults.hooks);
+    assert_eq!(config.config_sync, defaults.config_sync);
 }
 
 #[test]
@@ -150,6 +154,21 @@ fn the_examples_settings_to_uncomment_are_valid() {
         config.hooks.on_standby,
         Some(vec!["/etc/failoverd/standby.sh".to_string()])
     );
+    assert_eq!(
+        config.config_sync.files,
+        [FilesUnit {
+            path: PathBuf::from("/etc/haproxy/haproxy.cfg"),
+            reload: Some(vec![
+                "/usr/bin/systemctl".into(),
+                "reload".into(),
+                "haproxy".into()
+            ]),
+        }]
+    );
+    assert_eq!(
+        config.config_sync.nftables.defines,
+        BTreeMap::from([("nat_pool".to_string(), "192.0.2.10".to_string())])
+    );
 }
 
 #[test]
@@ -215,6 +234,15 @@ fn defaults_and_typed_values() {
                 on_active: None,
                 on_standby: None,
                 timeout: Duration::from_millis(5000),
+            },
+            config_sync: ConfigSyncSection {
+                mode: ConfigSyncMode::Off,
+                source: SyncSource::Priority,
+                compare_interval: Duration::from_secs(10),
+                repair_after: 3,
+                max_unit_bytes: 16 << 20,
+                nftables: NftablesSync::default(),
+                files: vec![],
             },
         }
     );
