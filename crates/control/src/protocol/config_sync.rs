@@ -110,7 +110,7 @@ pub struct ConfigSyncStatus {
     /// nftables).
     pub units: Vec<ConfigUnitView>,
     /// What happened so far.
-    pub counters: ConfigSyncCounters,
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// What a node's canonical forms depend on: two nodes compare units only when these are equal.
@@ -154,41 +154,6 @@ pub struct ConfigUnitView {
     /// when none did.
     #[serde(default)]
     pub failed_unit: Option<String>,
-}
-
-/// Configuration sync's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ConfigSyncCounters {
-    /// Offers (this node's units and hashes) sent to the peer.
-    pub offers_sent: u64,
-    /// Offers received from the peer.
-    pub offers_received: u64,
-    /// Units whose content this node sent (a rejoin with equal hashes sends none).
-    pub units_sent: u64,
-    /// Units whose content this node received.
-    pub units_received: u64,
-    /// Full syncs completed (sent or applied).
-    pub full_syncs: u64,
-    /// Incremental syncs completed (sent or applied).
-    pub incremental_syncs: u64,
-    /// Applies that failed (nothing changed).
-    pub applies_failed: u64,
-    /// Applies undone because the peer's hellos stopped arriving.
-    pub rollbacks: u64,
-    /// Periodic comparisons made.
-    pub comparisons: u64,
-    /// Comparisons that found a unit differing.
-    pub drift_detected: u64,
-    /// Drifted units repaired by an automatic sync.
-    pub drift_repaired: u64,
-    /// Syncs refused for a version mismatch.
-    pub refused_version: u64,
-    /// Syncs refused for a unit this node's configuration does not name.
-    pub refused_unit: u64,
-    /// Times both nodes claimed to be the source.
-    pub conflicts: u64,
-    /// Content chunks dropped (unknown transfer, out of order, over the unit's size).
-    pub chunks_dropped: u64,
 }
 
 /// The answer to `config-diff`: the difference between the nodes' read-backs, per unit.

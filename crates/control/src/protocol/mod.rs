@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use config_sync::{
-    ConfigDiff, ConfigSyncCounters, ConfigSyncMode, ConfigSyncOutcome, ConfigSyncPart,
+    ConfigDiff, ConfigSyncMode, ConfigSyncOutcome, ConfigSyncPart,
     ConfigSyncReply, ConfigSyncState, ConfigSyncStatus, ConfigUnitDiff, ConfigUnitKind,
     ConfigUnitState, ConfigUnitView, ConfigVersionsView, hash_hex, unified_diff,
 };

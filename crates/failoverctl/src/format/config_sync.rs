@@ -42,12 +42,10 @@ pub(crate) fn config_status(status: &ConfigSyncStatus) -> String {
         row(&mut out, if i == 0 { "units" } else { "" }, line);
     }
     failures(&mut out, &status.units);
-    let counters = serde_json::to_value(status.counters).unwrap_or_default();
-    let counters: Vec<(&String, u64)> = counters
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, value)| Some((name, value.as_u64()?)))
+    let counters: Vec<(&String, u64)> = status
+        .counters
+        .iter()
+        .map(|(name, value)| (name, *value))
         .filter(|(_, value)| *value > 0)
         .collect();
     let name_width = counters.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
