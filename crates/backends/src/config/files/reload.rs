@@ -113,3 +113,59 @@ pub(super) fn run(argv: &[String], timeout: Duration) -> Result<(), ReloadFailur
         stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_reload_past_its_deadline_is_killed_and_reported() {
+        let started = Instant::now();
+        let failure = run(
+            &argv(&["sh", "-c", "echo slow >&2; exec sleep 30"]),
+            Duration::from_millis(200),
+        )
+        .expect_err("killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(
+                &failure,
+                ReloadFailure::Failed {
+                    timed_out: true,
+                    ..
+                }
+            ),
+            "{failure:?}"
+        );
+        assert!(failure.to_string().starts_with("killed after"), "{failure}");
+        // Control: within its deadline it succeeds.
+        run(&argv(&["sh", "-c", "sleep 0.1"]), Duration::from_secs(10)).unwrap();
+    }
+
+    #[test]
+    fn the_end_of_a_long_stderr_is_kept() {
+        let script = "i=0; while [ $i -lt 2000 ]; do echo filler line $i >&2; i=$((i+1)); done; \
+                      echo the real error >&2; exit 1";
+        let failure = run(&argv(&["sh", "-c", script]), RELOAD_TIMEOUT).expect_err("exit 1");
+        let ReloadFailure::Failed {
+            stderr,
+            timed_out: false,
+            ..
+        } = &failure
+        else {
+            panic!("{failure:?}");
+        };
+        assert!(stderr.len() <= RELOAD_STDERR_KEPT, "{}", stderr.len());
+        assert!(stderr.ends_with("the real error"), "{stderr}");
+        // Control: the start was written, and dropped.
+        assert!(!stderr.contains("filler line 0\n"));
+    }
+}
