@@ -1,7 +1,9 @@
 //! Running a unit's reload command: no shell, stdin and stdout closed, stderr kept for the
-//! status, a deadline after which it is killed.
+//! status, a deadline after which it is killed with every process it started (it runs in a
+//! process group of its own).
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -66,6 +68,7 @@ pub(super) fn run(argv: &[String], timeout: Duration) -> Result<(), ReloadFailur
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(ReloadFailure::Start)?;
     // Read on a thread of its own: a child writing much to stderr must not block on a full
@@ -94,8 +97,8 @@ pub(super) fn run(argv: &[String], timeout: Duration) -> Result<(), ReloadFailur
         }
         if Instant::now() >= deadline {
             timed_out = true;
-            // Already exited if this fails; `wait` then reports how.
-            let _ = child.kill();
+            // Fails only if all are gone already; `wait` then reports how it ended.
+            let _ = super::sys::kill_group(child.id());
             break child.wait().map_err(ReloadFailure::Wait)?;
         }
         std::thread::sleep(POLL);
@@ -125,8 +128,9 @@ mod tests {
     #[test]
     fn a_reload_past_its_deadline_is_killed_and_reported() {
         let started = Instant::now();
+        // `sleep` is the shell's child: it must die too, or it would hold stderr open.
         let failure = run(
-            &argv(&["sh", "-c", "echo slow >&2; exec sleep 30"]),
+            &argv(&["sh", "-c", "echo slow >&2; sleep 30; true"]),
             Duration::from_millis(200),
         )
         .expect_err("killed");
@@ -146,6 +150,7 @@ mod tests {
             "{failure:?}"
         );
         assert!(failure.to_string().starts_with("killed after"), "{failure}");
+        assert!(failure.to_string().ends_with(": slow"), "{failure}");
         // Control: within its deadline it succeeds.
         run(&argv(&["sh", "-c", "sleep 0.1"]), Duration::from_secs(10)).unwrap();
     }

@@ -95,3 +95,14 @@ pub(super) fn rename_in(
     }
     Ok(())
 }
+
+/// `SIGKILL` to every process of process group `group`.
+pub(super) fn kill_group(group: u32) -> io::Result<()> {
+    let group =
+        libc::pid_t::try_from(group).map_err(|_| io::Error::other("not a process group"))?;
+    // SAFETY: plain system call; a negative pid names a process group.
+    if unsafe { libc::kill(-group, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
