@@ -106,3 +106,12 @@ pub(super) fn kill_group(group: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `syncfs`: writes out everything of the filesystem holding `fd` and waits for it.
+pub(super) fn sync_filesystem(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain system call on an open descriptor.
+    if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
