@@ -813,6 +813,24 @@ fn a_directory_swap_leaves_no_aside_behind() {
 }
 
 #[test]
+fn a_unit_whose_directory_is_absent_reads_none_and_removes_as_a_no_op() {
+    let temp = tempfile::tempdir().unwrap();
+    let missing = temp.path().join("missing");
+    let mut backend = backend_for(&missing, None);
+    let unit = format!("{}{DIR_UNIT}", missing.display());
+    assert_eq!(backend.read(&unit).unwrap(), None);
+    backend.apply(&[(unit.clone(), None)]).unwrap();
+    // Control: content cannot be applied there, and the error names the directory.
+    let content = archive(&[dir("", 0o755)]);
+    match backend.apply(&[(unit, Some(content))]) {
+        Err(ConfigError::Apply { message, .. }) => {
+            assert!(message.contains(missing.to_str().unwrap()), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_failed_reload_is_reported_with_its_stderr() {
     let failing = Node::with_reload(Some(vec![
         "sh".into(),

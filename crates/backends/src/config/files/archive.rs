@@ -292,6 +292,52 @@ impl<'a> ArchiveView<'a> {
         })
     }
 
+    /// The archive as text, for `failoverctl config diff` (a unified diff of two renders):
+    /// one line per entry (kind, path, `.` for the unit itself, mode, owner and group, and a
+    /// file's size), then a text file's lines each after `  | `, or any other file's bytes in
+    /// hex, 32 a line, after `  x `. A file is text when it is UTF-8 without NUL; a last line
+    /// without a newline is marked. Names that are not UTF-8 are shown lossily.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for entry in self.entries() {
+            let path = if entry.path.is_empty() {
+                ".".into()
+            } else {
+                lossy(entry.path)
+            };
+            out.push_str(&format!(
+                "{} {path} {:04o} {}:{}",
+                entry.kind, entry.mode, entry.uid, entry.gid
+            ));
+            if entry.kind == EntryKind::Directory {
+                out.push('\n');
+                continue;
+            }
+            out.push_str(&format!(" {} bytes\n", entry.content.len()));
+            match std::str::from_utf8(entry.content) {
+                Ok(text) if !text.contains('\0') => {
+                    for line in text.split_inclusive('\n') {
+                        out.push_str("  | ");
+                        out.push_str(line);
+                        if !line.ends_with('\n') {
+                            out.push_str("\n  (no newline at the end)\n");
+                        }
+                    }
+                }
+                _ => {
+                    for chunk in entry.content.chunks(32) {
+                        out.push_str("  x ");
+                        for byte in chunk {
+                            out.push_str(&format!("{byte:02x}"));
+                        }
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The owned copy.
     pub fn to_owned_archive(&self) -> Archive {
         Archive {
@@ -535,6 +581,41 @@ mod tests {
         assert_eq!(bytes.len(), archive.buffer_len());
         let view = ArchiveView::new_checked(&bytes).unwrap();
         assert_eq!(view.to_owned_archive(), archive);
+    }
+
+    #[test]
+    fn render_shows_every_field_and_byte() {
+        let mut archive = tree(&[
+            ("a.conf", EntryKind::File),
+            ("bin", EntryKind::File),
+            ("sub", EntryKind::Directory),
+        ]);
+        archive.entries[1].content = b"x = 1\ny = 2".to_vec();
+        archive.entries[2].content = vec![0, 1, 0xfe];
+        archive.entries[3].mode = 0o2750;
+        let bytes = archive.emit();
+        let rendered = ArchiveView::new_checked(&bytes).unwrap().render();
+        assert_eq!(
+            rendered,
+            "directory . 0644 1:2\n\
+             file a.conf 0644 1:2 11 bytes\n  | x = 1\n  | y = 2\n  (no newline at the end)\n\
+             file bin 0644 1:2 3 bytes\n  x 0001fe\n\
+             directory sub 2750 1:2\n"
+        );
+        // Control: one byte of a binary file, or an owner, changes the render.
+        archive.entries[2].content[1] = 2;
+        let changed = archive.emit();
+        assert_ne!(
+            ArchiveView::new_checked(&changed).unwrap().render(),
+            rendered
+        );
+        archive.entries[2].content[1] = 1;
+        archive.entries[2].gid = 3;
+        let changed = archive.emit();
+        assert_ne!(
+            ArchiveView::new_checked(&changed).unwrap().render(),
+            rendered
+        );
     }
 
     #[test]

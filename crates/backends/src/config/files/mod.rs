@@ -4,9 +4,24 @@
 //! A unit is an absolute path, a file or a directory, named in this node's [`FilesConfig`].
 //! Its canonical form is an [`archive`] (version [`FORMAT_VERSION_TEXT`]): for a file one
 //! entry, for a directory every entry sorted by path, each with its type, mode, owner, group
-//! and (files) content. [`FilesBackend::apply`](ConfigBackend::apply) stages every unit
-//! beside itself and swaps them into place atomically, all or nothing (see `apply.rs` for the
-//! steps). [`FilesBackend::reload`] runs a unit's reload command.
+//! and (files) content. [`FilesBackend::reload`] runs a unit's reload command.
+//!
+//! # Applying: all or nothing
+//!
+//! Each unit `/d/u` has an aside, `/d/.u.failoverd-swap`, in its own directory (renames stay
+//! on one filesystem, so they are atomic):
+//!
+//! 1. every unit given is staged in its aside (a leftover of a crash is removed first): a file
+//!    written, owned, moded and `fsync`ed; a directory as a whole new tree, then one `syncfs`;
+//! 2. each unit is swapped in, in the order given: `renameat2(RENAME_EXCHANGE)` with the old
+//!    file or tree, a plain rename where the unit is absent, the unit renamed to its aside
+//!    for a removal;
+//! 3. each unit's directory is `fsync`ed;
+//! 4. the asides, which now hold the old contents, are removed.
+//!
+//! A failure in step 1 removes what was staged; in steps 2 and 3 it swaps back, in reverse,
+//! what was swapped. Either way the error is a [`ConfigError::Apply`] naming the unit, with
+//! what was being done, the path and the OS's message.
 //!
 //! # Safety on the standby
 //!

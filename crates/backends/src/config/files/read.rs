@@ -63,9 +63,8 @@ pub(super) fn read_unit(path: &Path) -> Result<Option<Archive>, ReadError> {
         entries: Vec::new(),
         size: HEADER_LEN,
     };
-    match reader.entry(parent.as_fd(), name.as_bytes(), Vec::new())? {
-        Some(()) => {}
-        None => return Ok(None),
+    if !reader.entry(parent.as_fd(), name.as_bytes(), Vec::new())? {
+        return Ok(None);
     }
     let mut entries = reader.entries;
     entries.sort_by(|a, b| path_order(&a.path, &b.path));
@@ -81,19 +80,14 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads the entry `name` in directory `dir` (the unit itself when `rel` is empty, else
-    /// the entry at `rel` under it), and everything beneath it. `None`: the unit is absent.
-    fn entry(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        name: &[u8],
-        rel: Vec<u8>,
-    ) -> Result<Option<()>, ReadError> {
+    /// the entry at `rel` under it), and everything beneath it. False: the unit is absent.
+    fn entry(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: Vec<u8>) -> Result<bool, ReadError> {
         let c_name =
             CString::new(name).map_err(|_| self.refused(&rel, "a name with a NUL byte"))?;
         let probe = match open_beneath(dir, &c_name, libc::O_PATH, 0) {
             Ok(fd) => fd,
             Err(error) if error.kind() == io::ErrorKind::NotFound && rel.is_empty() => {
-                return Ok(None);
+                return Ok(false);
             }
             Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(
@@ -151,7 +145,7 @@ impl Reader<'_> {
         if kind == EntryKind::Directory {
             self.children(file.as_fd(), &rel)?;
         }
-        Ok(Some(()))
+        Ok(true)
     }
 
     /// Every entry of the directory open as `dir` (at `rel`).
