@@ -110,20 +110,28 @@ pub(super) fn apply(changes: &[Change<'_>]) -> Result<(), ApplyFailure> {
     Ok(())
 }
 
-/// Swaps back what `done` did (in reverse), removes the asides, and says so in the failure.
+/// Swaps back what `done` did (in reverse) and removes the asides. An aside that could not be
+/// swapped back may hold the old content: it is kept, and the failure says where.
 fn undo(
     slots: &mut [Slot<'_>],
     done: &[Swapped],
     unit: PathBuf,
     mut message: String,
 ) -> ApplyFailure {
-    for (slot, swapped) in slots.iter().zip(done).rev() {
+    for (slot, swapped) in slots.iter_mut().zip(done).rev() {
         if let Err(error) = slot.unswap(*swapped) {
             message.push_str(&format!(
-                "; swapping {} back failed, it may hold the new content: {error}",
-                slot.path.display()
+                "; swapping {} back failed ({error}): it may hold the new content, the old \
+                 one is kept in {}",
+                slot.path.display(),
+                slot.aside_path().display()
             ));
+            slot.aside_used = false;
         }
+    }
+    for slot in slots.iter() {
+        // Best effort: the names are back either way; only their durability is at stake.
+        let _ = slot.dir.sync_all();
     }
     clean(slots);
     ApplyFailure { unit, message }
@@ -282,8 +290,7 @@ impl<'a> Slot<'a> {
             Swapped::Created => rename_in(dir, &self.name, &self.aside, Rename::NoReplace),
             Swapped::Removed => rename_in(dir, &self.aside, &self.name, Rename::NoReplace),
             Swapped::Nothing => Ok(()),
-        }?;
-        self.dir.sync_all()
+        }
     }
 }
 

@@ -414,7 +414,7 @@ pub fn path_order(a: &[u8], b: &[u8]) -> Ordering {
 }
 
 /// Why `path` (not the root's) could escape or is not normalized, if it could.
-pub fn path_problem(path: &[u8]) -> Option<&'static str> {
+fn path_problem(path: &[u8]) -> Option<&'static str> {
     if path.contains(&0) {
         return Some("a path with a NUL byte");
     }

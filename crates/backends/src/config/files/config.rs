@@ -157,6 +157,13 @@ fn check_path(path: &Path) -> Result<(), FilesConfigError> {
             why,
         });
     }
+    // The aside is `.<name><suffix>`, and a name has at most NAME_MAX (255) bytes.
+    if text.rsplit('/').next().map_or(0, str::len) + 1 + ASIDE_SUFFIX.len() > 255 {
+        return Err(FilesConfigError::Name {
+            path: path.into(),
+            why: "a file name too long for the aside the backend stages it in",
+        });
+    }
     if text.ends_with(ASIDE_SUFFIX) {
         return Err(FilesConfigError::Reserved(path.into()));
     }
@@ -218,6 +225,10 @@ mod tests {
             FilesConfigError::Name { .. }
         ));
         assert!(matches!(
+            refused(&format!("/etc/{}", "a".repeat(240))),
+            FilesConfigError::Name { .. }
+        ));
+        assert!(matches!(
             refused(&format!("/{}", "a".repeat(255))),
             FilesConfigError::Name { .. }
         ));
@@ -226,7 +237,12 @@ mod tests {
             FilesConfigError::Reserved("/etc/.app.failoverd-swap".into())
         );
         // Control: look-alikes are fine.
-        validate(&config(&["/etc/..app", "/etc/app..", "/etc/a.b"], &[])).unwrap();
+        let longest = format!("/etc/{}", "a".repeat(255 - 1 - ASIDE_SUFFIX.len()));
+        validate(&config(
+            &["/etc/..app", "/etc/app..", "/etc/a.b", &longest],
+            &[],
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -82,6 +82,10 @@ impl Reader<'_> {
     /// Reads the entry `name` in directory `dir` (the unit itself when `rel` is empty, else
     /// the entry at `rel` under it), and everything beneath it. False: the unit is absent.
     fn entry(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: Vec<u8>) -> Result<bool, ReadError> {
+        if rel.len() > usize::from(u16::MAX) {
+            let start = &rel[..64];
+            return Err(self.refused(start, "a path longer than an archive holds (65535 bytes)"));
+        }
         let c_name =
             CString::new(name).map_err(|_| self.refused(&rel, "a name with a NUL byte"))?;
         let probe = match open_beneath(dir, &c_name, libc::O_PATH, 0) {
