@@ -21,7 +21,8 @@
 //!
 //! A failure in step 1 removes what was staged; in steps 2 and 3 it swaps back, in reverse,
 //! what was swapped. Either way the error is a [`ConfigError::Apply`] naming the unit, with
-//! what was being done, the path and the OS's message.
+//! what was being done, the path and the OS's message. A crash leaves each unit whole (old or
+//! new), but may leave a set of units half swapped: the next sync's comparison repairs it.
 //!
 //! # Safety on the standby
 //!
