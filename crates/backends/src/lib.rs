@@ -25,6 +25,8 @@ pub mod config;
 pub mod session;
 
 pub use config::{ConfigBackend, ConfigError};
+#[cfg(target_os = "linux")]
+pub use config::{FilesBackend, FilesConfig, FilesConfigError, FilesUnit};
 
 pub use session::{
     ApplyError, ApplyReport, BackendError, DEFAULT_QUEUE_LIMIT, LocalError, MemoryBackend,

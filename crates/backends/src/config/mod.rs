@@ -8,6 +8,10 @@ use failoverd_wire::UnitKind;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(target_os = "linux")]
+pub mod files;
+#[cfg(target_os = "linux")]
+pub use files::{FilesBackend, FilesConfig, FilesConfigError, FilesUnit};
 
 /// Why a backend could not read or apply: the underlying program's or OS's message, kept whole
 /// for the status.
