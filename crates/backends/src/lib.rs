@@ -24,6 +24,10 @@
 pub mod config;
 pub mod session;
 
+#[cfg(target_os = "linux")]
+pub use config::nftables::{
+    Generation, NftablesBackend, NftablesChange, NftablesConfig, NftablesWatcher, SetElement,
+};
 pub use config::{ConfigBackend, ConfigError};
 
 pub use session::{

@@ -8,6 +8,8 @@ use failoverd_wire::UnitKind;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(target_os = "linux")]
+pub mod nftables;
 
 /// Why a backend could not read or apply: the underlying program's or OS's message, kept whole
 /// for the status.
