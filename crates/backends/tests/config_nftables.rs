@@ -465,7 +465,8 @@ fn version_is_nfts() {
 }
 
 /// Two nodes with different values read the same form (with `$name`), and each kernel holds
-/// its own value.
+/// its own value. The values sort differently against 10.0.0.15 (nft lists sets by value), so
+/// the form must order lists after the substitution.
 #[test]
 fn defines_give_one_form_and_each_kernel_its_own_value() {
     require_root!();
@@ -477,27 +478,37 @@ fn defines_give_one_form_and_each_kernel_its_own_value() {
             c.defines.insert("lan".into(), lan);
         }
     };
-    let mut a = Node::new(defines("10.0.0.1", "\"lan-a\""));
+    let mut a = Node::new(defines("10.0.0.20", "\"lan-a\""));
     let mut b = Node::new(defines("10.0.0.2", "\"lan-b\""));
     let content = "table ip sync_b {
+	set hosts {
+		type ipv4_addr
+		elements = { $pool, 10.0.0.15 }
+	}
 	chain post {
 		type nat hook postrouting priority 100; policy accept;
+		ip daddr { $pool, 10.0.0.15 } accept
 		oifname $lan snat to $pool
-		ip saddr 10.0.0.10 oifname \"lan-a0\" masquerade
+		ip saddr 10.0.0.200 oifname \"lan-a0\" masquerade
 	}
 }
 ";
     a.apply(&[(UNIT_B, Some(content))]).unwrap();
     let kernel_a = a.ns.nft(&["list", "table", "ip", "sync_b"], "");
     assert!(
-        kernel_a.contains("oifname \"lan-a\" snat to 10.0.0.1\n"),
+        kernel_a.contains("oifname \"lan-a\" snat to 10.0.0.20\n"),
         "{kernel_a}"
     );
     let form = a.read(UNIT_B).unwrap();
     assert!(form.contains("oifname $lan snat to $pool\n"), "{form}");
-    // Whole tokens only: 10.0.0.10 and "lan-a0" are not the values.
     assert!(
-        form.contains("ip saddr 10.0.0.10 oifname \"lan-a0\" masquerade"),
+        form.contains("ip daddr { $pool, 10.0.0.15 } accept\n"),
+        "{form}"
+    );
+    assert!(form.contains("elements = { $pool,\n"), "{form}");
+    // Whole tokens only: 10.0.0.200 and "lan-a0" are not the values.
+    assert!(
+        form.contains("ip saddr 10.0.0.200 oifname \"lan-a0\" masquerade"),
         "{form}"
     );
 

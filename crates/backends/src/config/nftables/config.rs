@@ -16,7 +16,9 @@ pub struct NftablesConfig {
     pub dynamic_sets: Vec<String>,
     /// This node's values, by name: where a value appears in a synced table the canonical form
     /// holds `$name` instead, and an apply defines `name` as this node's value. A value is
-    /// written as `nft` lists it (a string with its quotes: `"\"eth0\""`).
+    /// written as `nft` lists it (a string with its quotes: `"\"eth0\""`), and replaced where
+    /// it stands as a whole token outside quoted strings: a value that also occurs where it
+    /// is not meant (another rule's address, a chain's name) is replaced there too.
     pub defines: BTreeMap<String, String>,
     /// The program and leading arguments that run `nft` (default `["nft"]`; e.g.
     /// `["ip", "netns", "exec", "fw", "nft"]` for another network namespace).

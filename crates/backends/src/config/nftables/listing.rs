@@ -122,16 +122,23 @@ const ATTRIBUTE_INDENT: &str = "\t\t";
 /// What nft puts before the second and later lines of a wrapped element list.
 const CONTINUATION: &str = ",\n\t\t\t     ";
 
-/// The listing with the elements of `dynamic` sets left out and every other set's elements in
-/// sorted order, one per line.
+/// The listing with the elements of `dynamic` sets left out, every other set's elements in
+/// sorted order, one per line, and the lists in braces inside a line (a rule's anonymous set
+/// or map, a chain's devices) sorted too.
 ///
 /// Sorted because the kernel hands out the elements of a hash set in the order of its hash,
-/// seeded per set, so two kernels holding the same set may list it in different orders.
+/// seeded per set, so two kernels holding the same set may list it in different orders; and
+/// because nft orders a list by value, which differs between nodes where a per-node define
+/// stands for the value (the listing given has its values replaced by `$name` already).
 pub(super) fn canonical(listing: &str, dynamic: &[&str]) -> String {
     let mut out = String::with_capacity(listing.len());
     for piece in pieces(listing) {
         match piece {
-            Piece::Text(text) => out.push_str(text),
+            Piece::Text(text) => {
+                for line in text.split_inclusive('\n') {
+                    sort_inline_lists(line, &mut out);
+                }
+            }
             Piece::Elements { set, .. } if dynamic.contains(&set) => {}
             Piece::Elements { mut items, .. } => {
                 items.sort_unstable();
@@ -143,6 +150,38 @@ pub(super) fn canonical(listing: &str, dynamic: &[&str]) -> String {
         }
     }
     out
+}
+
+/// Appends `line` to `out` with each innermost `{ a, b }` list of the line sorted. Every such
+/// list in nft's syntax is a set, a map or a set of devices: unordered.
+fn sort_inline_lists(line: &str, out: &mut String) {
+    if !line.contains('{') || !line.contains(',') {
+        out.push_str(line);
+        return;
+    }
+    let (mut copied, mut open, mut quoted) = (0, None, false);
+    for (at, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '{' if !quoted => open = Some(at),
+            '}' if !quoted => {
+                let Some(start) = open.take() else {
+                    continue;
+                };
+                let mut items = split_top_level(&line[start + 1..at], ',');
+                if items.len() > 1 {
+                    items.sort_unstable();
+                    out.push_str(&line[copied..=start]);
+                    out.push(' ');
+                    out.push_str(&items.join(", "));
+                    out.push(' ');
+                    copied = at;
+                }
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&line[copied..]);
 }
 
 /// The elements of set `set` as the listing prints them (none if it lists none).
@@ -214,14 +253,41 @@ mod tests {
         assert!(form.contains(
             "\t\telements = { 1.2.3.4 . 80 : accept,\n\t\t\t     5.6.7.8 . 22 comment \"a, b}\" : jump sub }\n\t}\n"
         ), "{form}");
-        // A rule's anonymous set is not an element list: untouched.
-        assert!(form.contains("ip saddr { 10.0.0.2, 10.0.0.1 } drop"));
+        // A rule's anonymous set is sorted in its line.
+        assert!(
+            form.contains("\t\tip saddr { 10.0.0.1, 10.0.0.2 } drop\n"),
+            "{form}"
+        );
         // A fixpoint, and nothing dropped without a dynamic set.
         assert_eq!(canonical(&form, &["blocklist"]), form);
         let kept = canonical(LISTING, &[]);
         assert!(kept.contains("\t\telements = { 1.1.1.1 timeout 5m,\n\t\t\t     2.2.2.2,"));
         // One more line break, in place of ", ".
         assert_eq!(kept.len(), LISTING.len() + CONTINUATION.len() - 2, "{kept}");
+    }
+
+    #[test]
+    fn lists_inside_a_line_are_sorted() {
+        let sorted = |line: &str| {
+            let mut out = String::new();
+            sort_inline_lists(line, &mut out);
+            out
+        };
+        assert_eq!(
+            sorted("\t\tip saddr { $pool, 10.0.0.15 } tcp dport vmap { 80 : drop, 22 : accept }\n"),
+            "\t\tip saddr { $pool, 10.0.0.15 } tcp dport vmap { 22 : accept, 80 : drop }\n"
+        );
+        assert_eq!(
+            sorted("\t\tiifname { \"b{,}\", \"a\" } comment \"{ z, y }\"\n"),
+            "\t\tiifname { \"a\", \"b{,}\" } comment \"{ z, y }\"\n"
+        );
+        for kept in [
+            "\tchain input {\n",
+            "\t\tadd @s { ip saddr timeout 1m }\n",
+            "\t}\n",
+        ] {
+            assert_eq!(sorted(kept), kept);
+        }
     }
 
     #[test]

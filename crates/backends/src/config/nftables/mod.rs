@@ -7,11 +7,12 @@
 //! [`read`](NftablesBackend::read) returns `nft -s list table F N` (stateless: no handles,
 //! counter values or expiry times) with three changes:
 //!
+//! - each per-node define's value is replaced by `$name`, so nodes whose values differ read
+//!   the same form: the hash and the diff compare this form;
 //! - the elements of the configured dynamic sets are left out (runtime state, see below);
 //! - every other set's and map's elements are sorted, one per line (the kernel lists a hash
-//!   set in the order of its per-set seeded hash);
-//! - each per-node define's value is replaced by `$name`, so nodes whose values differ read
-//!   the same form: the hash and the diff compare this form.
+//!   set in the order of its per-set seeded hash), and so are the lists in braces within a
+//!   line (nft orders them by value, and a `$name` stands for different values).
 //!
 //! Applying the form and reading it back gives the same bytes.
 //!
@@ -291,9 +292,11 @@ impl ConfigBackend for NftablesBackend {
             .sets_of(&table)
             .map(|set| set.name.as_str())
             .collect();
-        let form = listing::canonical(&output.stdout, &dynamic);
+        // Substituted first: the sorting must see `$name`, the same on every node, not the
+        // values, which sort differently.
+        let substituted = defines::substitute(&output.stdout, &self.config.defines);
         Ok(Some(
-            defines::substitute(&form, &self.config.defines).into_bytes(),
+            listing::canonical(&substituted, &dynamic).into_bytes(),
         ))
     }
 
