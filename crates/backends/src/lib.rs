@@ -26,7 +26,8 @@ pub mod session;
 
 #[cfg(target_os = "linux")]
 pub use config::nftables::{
-    Generation, NftablesBackend, NftablesChange, NftablesConfig, NftablesWatcher, SetElement,
+    Generation, NftablesBackend, NftablesChange, NftablesConfig, NftablesWatcher,
+    NftablesWatcherStats, SetElement,
 };
 pub use config::{ConfigBackend, ConfigError};
 

@@ -57,7 +57,7 @@ use super::{ConfigBackend, ConfigError};
 
 pub use self::config::NftablesConfig;
 pub use self::element::SetElement;
-pub use self::watcher::{Generation, NftablesChange, NftablesWatcher};
+pub use self::watcher::{Generation, NftablesChange, NftablesWatcher, NftablesWatcherStats};
 
 /// Elements per `add element` line of a script: nft reads any length, but an error points at a
 /// line, and shorter lines keep its excerpt readable.

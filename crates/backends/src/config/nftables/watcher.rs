@@ -53,9 +53,22 @@ pub struct Generation {
 pub enum NftablesChange {
     /// A transaction was committed.
     Generation(Generation),
-    /// Notices were lost (the socket's receive buffer overran, `ENOBUFS`): the ruleset may
-    /// have changed, by anyone.
-    Overrun,
+    /// A change of unknown origin: notices were lost (the socket's receive buffer overran,
+    /// `ENOBUFS`) or a generation event did not parse. The ruleset may have changed, by anyone.
+    Unknown,
+}
+
+/// What a watcher counted, one counter per outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NftablesWatcherStats {
+    /// Generation events reported.
+    pub generations: u64,
+    /// Receive-buffer overruns (`ENOBUFS`), each reported as [`NftablesChange::Unknown`].
+    pub overruns: u64,
+    /// Generation events that did not parse, each reported as [`NftablesChange::Unknown`].
+    pub malformed: u64,
+    /// Other messages, dropped (the socket filter keeps them out, so normally 0).
+    pub other_messages: u64,
 }
 
 /// A netlink socket that hears of every nftables commit in its network namespace (the one the
@@ -68,9 +81,7 @@ pub struct NftablesWatcher {
     socket: Socket,
     buf: Vec<u8>,
     pending: VecDeque<NftablesChange>,
-    /// Messages that were not generation events or did not parse (kept out by the filter, so
-    /// normally 0).
-    ignored: u64,
+    stats: NftablesWatcherStats,
 }
 
 impl NftablesWatcher {
@@ -85,7 +96,7 @@ impl NftablesWatcher {
             socket,
             buf: vec![0; DATAGRAM],
             pending: VecDeque::new(),
-            ignored: 0,
+            stats: NftablesWatcherStats::default(),
         })
     }
 
@@ -107,17 +118,27 @@ impl NftablesWatcher {
                 Ok(len) => {
                     let len = len.min(DATAGRAM);
                     for message in parse_datagram(&self.buf[..len]) {
-                        match message {
-                            Some(generation) => self
-                                .pending
-                                .push_back(NftablesChange::Generation(generation)),
-                            None => self.ignored += 1,
-                        }
+                        let change = match message {
+                            Message::Generation(generation) => {
+                                self.stats.generations += 1;
+                                NftablesChange::Generation(generation)
+                            }
+                            Message::Malformed => {
+                                self.stats.malformed += 1;
+                                NftablesChange::Unknown
+                            }
+                            Message::Other => {
+                                self.stats.other_messages += 1;
+                                continue;
+                            }
+                        };
+                        self.pending.push_back(change);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    return Ok(Some(NftablesChange::Overrun));
+                    self.stats.overruns += 1;
+                    return Ok(Some(NftablesChange::Unknown));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -125,9 +146,9 @@ impl NftablesWatcher {
         }
     }
 
-    /// Messages received that were not generation events or did not parse.
-    pub fn ignored(&self) -> u64 {
-        self.ignored
+    /// What it counted so far.
+    pub fn stats(&self) -> NftablesWatcherStats {
+        self.stats
     }
 }
 
@@ -143,21 +164,32 @@ impl AsFd for NftablesWatcher {
     }
 }
 
-/// The messages of a datagram: each a generation event (`Some`) or anything else (`None`).
-fn parse_datagram(datagram: &[u8]) -> Vec<Option<Generation>> {
+/// One message of a datagram.
+#[derive(Debug, PartialEq, Eq)]
+enum Message {
+    Generation(Generation),
+    /// A generation event, or a datagram's rest, that does not parse.
+    Malformed,
+    /// Any other message.
+    Other,
+}
+
+/// The messages of a datagram.
+fn parse_datagram(datagram: &[u8]) -> Vec<Message> {
     let mut out = Vec::new();
     let mut rest = datagram;
     while !rest.is_empty() {
         let Ok(buffer) = NetlinkBuffer::new_checked(rest) else {
-            out.push(None);
+            out.push(Message::Malformed);
             break;
         };
         let len = buffer.length() as usize;
-        out.push(
-            (buffer.message_type() == MSG_NEWGEN)
-                .then(|| parse_generation(&rest[field::NLMSG_HEADER..len]))
-                .flatten(),
-        );
+        out.push(if buffer.message_type() != MSG_NEWGEN {
+            Message::Other
+        } else {
+            parse_generation(&rest[field::NLMSG_HEADER..len])
+                .map_or(Message::Malformed, Message::Generation)
+        });
         rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
     }
     out
@@ -280,12 +312,12 @@ mod tests {
         assert_eq!(
             parse_datagram(&datagram()),
             [
-                Some(Generation {
+                Message::Generation(Generation {
                     id: 13,
                     pid: Some(12254),
                     process: Some("nft".into()),
                 }),
-                None,
+                Message::Other,
             ]
         );
     }
@@ -294,7 +326,7 @@ mod tests {
     fn truncated_events_do_not_parse() {
         let bytes = datagram();
         // Cut inside the generation id's value: the netlink length no longer fits.
-        assert_eq!(parse_datagram(&bytes[..22]), [None]);
+        assert_eq!(parse_datagram(&bytes[..22]), [Message::Malformed]);
         // No generation id: not a generation.
         assert_eq!(parse_generation(&[0, 0, 0, 0]), None);
         assert_eq!(parse_generation(&[0, 0]), None);
