@@ -718,6 +718,28 @@ fn dynamic_set_elements_are_kept_across_a_recreate() {
     let refreshed = expiry_of(&node.backend.read_elements(BLOCKLIST).unwrap(), "192.0.2.2");
     assert!(refreshed > Duration::from_secs(8 * 60), "{refreshed:?}");
 
+    // An element that would smuggle commands into the transaction is refused, and the set
+    // is unchanged.
+    let held = node.backend.read_elements(BLOCKLIST).unwrap();
+    let smuggled = element(
+        "192.0.2.3 }; delete table inet failover_link; add element inet sync_a blocklist { 192.0.2.4",
+        None,
+        5,
+    );
+    assert!(matches!(
+        node.backend.add_elements(BLOCKLIST, &[smuggled]),
+        Err(ConfigError::Refused { .. })
+    ));
+    assert_eq!(
+        node.backend.read_elements(BLOCKLIST).unwrap().len(),
+        held.len()
+    );
+    assert!(
+        node.ns
+            .nft(&["list", "tables"], "")
+            .contains("failover_link")
+    );
+
     // A set whose type changed cannot take them: the apply goes ahead without.
     node.apply(&[(UNIT_A, Some(&with_blocklist(1, "ipv6_addr")))])
         .unwrap();

@@ -97,6 +97,29 @@ impl SetElement {
         out
     }
 
+    /// Checks that the element's text can be written into a script as one element and nothing
+    /// else: elements come from the peer, and a key such as `1.1.1.1 }; flush ruleset; add
+    /// element ... {` would otherwise run as commands of this node's transaction.
+    pub(super) fn check(&self) -> Result<(), String> {
+        let texts = [Some(&self.key), self.value.as_ref()];
+        for text in texts.into_iter().flatten() {
+            let unquoted: String = text.split('"').step_by(2).collect();
+            if text.is_empty()
+                || text.matches('"').count() % 2 != 0
+                || text.chars().any(char::is_control)
+                || unquoted.contains(|c| ";{},#".contains(c))
+            {
+                return Err(format!("{text:?} is not one element's key or value"));
+            }
+        }
+        if let Some(comment) = &self.comment
+            && (comment.contains('"') || comment.chars().any(char::is_control))
+        {
+            return Err(format!("{comment:?} is not an element's comment"));
+        }
+        Ok(())
+    }
+
     /// Whether it has expired (nft may list an element in its last millisecond).
     pub(super) fn expired(&self) -> bool {
         self.expires.is_some_and(|e| e.as_millis() == 0)
@@ -205,6 +228,29 @@ mod tests {
         let mut e = SetElement::parse("1.1.1.1 timeout 1h").unwrap();
         e.expires = Some(70 * MIN);
         assert_eq!(e.to_nft(), "1.1.1.1 timeout 1h expires 1h");
+    }
+
+    #[test]
+    fn only_one_element_passes_the_check() {
+        let ok = SetElement::parse("\"eth0\" . 10.0.0.1 comment \"x; y\" : jump sub").unwrap();
+        assert_eq!(ok.check(), Ok(()));
+        for key in [
+            "1.1.1.1 }; flush ruleset; add element ip t s { 2.2.2.2",
+            "1.1.1.1, 2.2.2.2",
+            "\"a",
+            "a\nb",
+            "a # b",
+        ] {
+            let mut bad = ok.clone();
+            bad.key = key.into();
+            assert!(bad.check().is_err(), "{key:?} passed");
+        }
+        let mut bad = ok.clone();
+        bad.comment = Some("x\" } ; flush ruleset".into());
+        assert!(bad.check().is_err());
+        let mut bad = ok;
+        bad.value = Some("accept }".into());
+        assert!(bad.check().is_err());
     }
 
     #[test]

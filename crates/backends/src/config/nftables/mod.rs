@@ -109,9 +109,13 @@ impl NftablesBackend {
 
     /// Adds `elements` to dynamic set `set` (`family table set`) in one transaction, each with
     /// its timeout and expiry; an element the set holds already is replaced (its expiry, its
-    /// value in a map). Expired elements are skipped. All or nothing.
+    /// value in a map). Expired elements are skipped. All or nothing; refused if an element's
+    /// text is not one element (it comes from the peer: no `;`, braces or unpaired quotes).
     pub fn add_elements(&mut self, set: &str, elements: &[SetElement]) -> Result<(), ConfigError> {
         let name = self.config.set(set)?;
+        for element in elements {
+            element.check().map_err(|why| refused(set, why))?;
+        }
         let live: Vec<&SetElement> = elements.iter().filter(|e| !e.expired()).collect();
         if live.is_empty() {
             return Ok(());
