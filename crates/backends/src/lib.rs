@@ -19,11 +19,22 @@
 //! # Configuration
 //!
 //! [`ConfigBackend`] is the contract of a kind of configuration unit for configuration sync:
-//! read a unit's canonical form, apply units all or nothing.
+//! read a unit's canonical form, apply units all or nothing. `config::conformance` is the same
+//! contract as tests.
+//!
+//! | backend | units | status |
+//! |---|---|---|
+//! | [`NftablesBackend`] | nftables tables, through `nft` (one transaction per apply) | here (Linux) |
+//! | [`FilesBackend`] | files and directories (staged aside, swapped in atomically) | here (Linux) |
 
 pub mod config;
 pub mod session;
 
+#[cfg(target_os = "linux")]
+pub use config::nftables::{
+    Generation, NftablesBackend, NftablesChange, NftablesConfig, NftablesWatcher,
+    NftablesWatcherStats, SetElement,
+};
 pub use config::{ConfigBackend, ConfigError};
 #[cfg(target_os = "linux")]
 pub use config::{FilesBackend, FilesConfig, FilesConfigError, FilesUnit};

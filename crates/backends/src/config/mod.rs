@@ -10,6 +10,7 @@ use failoverd_wire::UnitKind;
 pub mod conformance;
 #[cfg(target_os = "linux")]
 pub mod files;
+pub mod nftables;
 #[cfg(target_os = "linux")]
 pub use files::{FilesBackend, FilesConfig, FilesConfigError, FilesUnit};
 
