@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::clock::Clock;
+use crate::config_sync::ConfigSyncHost;
 use crate::driver::{self, HeartbeatSetup, NodeRequest, NodeSetup};
 use crate::hellos::HelloPath;
 use crate::takeover::Takeover;
@@ -75,6 +76,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         }
     };
     let takeover = Takeover::start(&config).await?;
+    let config_sync = ConfigSyncHost::open(&config, path, link.0.clone(), seed())?;
     let group = match &config.control.group {
         Some(name) => Some(
             transport::group_id(name)
@@ -129,6 +131,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         takeover,
         hellos,
         heartbeat,
+        config_sync,
     };
     driver::run(setup, request_rx, None, until(stopped)).await;
     let _ = std::fs::remove_file(&config.control.socket);
