@@ -532,9 +532,10 @@ fn auto_mode_sends_each_change_and_repairs_drift() {
 }
 
 /// Content the standby rejects leaves its ruleset byte-identical and is reported with nft's
-/// message: a rule on an interface only the source has, then a per-node value the standby's
-/// kernel refuses (at commit, in the same transaction as a good change of another table). The
-/// next change retries, and applies.
+/// message: a rule on an interface only the source has (nft refuses it), then a per-node value
+/// naming an object the standby's kernel does not hold (the kernel refuses the rule, inside the
+/// transaction that deletes the old table first and also changes another table). The next
+/// change retries, and applies.
 #[test]
 fn a_broken_apply_changes_nothing_on_the_standby_and_is_reported() {
     if !require_root_and_tools() {
@@ -553,14 +554,15 @@ fn a_broken_apply_changes_nothing_on_the_standby_and_is_reported() {
         &recreate("inet b_local", "\tchain c {\n\t\ttcp dport 5002 drop\n\t}"),
     );
     let b_local = lab.nft_table(B, "inet b_local");
-    // `mod`: 7 on A, 0 on B (a modulus of 0 is out of range for the kernel).
+    // `cnt`: the counter object a rule names; A's exists, B's value names none. Written with
+    // the quotes nft lists the name with (the object's own line lists it bare, and keeps it).
     let tables = [GOOD, FILTER];
     let a_sync = ConfigSyncOptions::new("auto", &tables)
         .compare_interval_ms(1000)
-        .define("mod", "7");
+        .define("cnt", "\"cnt_a\"");
     let b_sync = ConfigSyncOptions::new("auto", &tables)
         .compare_interval_ms(1000)
-        .define("mod", "0");
+        .define("cnt", "\"cnt_b\"");
     let (mut a, mut b) = pair(&lab, &a_sync, &b_sync);
     wait_b_equals_a(&lab, &tables, SYNC);
     a.wait_config("A: in sync", SYNC, units_in_sync);
@@ -607,29 +609,31 @@ fn a_broken_apply_changes_nothing_on_the_standby_and_is_reported() {
     );
     assert!(!events_saying(&b, &[EventKind::ConfigFailed], NO_INTERFACE).is_empty());
 
-    // The kernel refuses B's value, at commit; the other table's change in the same
-    // transaction is not applied either.
+    // B's kernel refuses B's value; the other table's change in the same transaction is not
+    // applied either.
     let script = format!(
         "{}add rule inet cfg_accept c tcp dport 5003 accept\n",
         recreate(
             FILTER,
-            &FILTER_BODY.replace(
-                "tcp dport 8080 accept",
-                "tcp dport 8080 accept\n\t\tmeta mark set numgen inc mod 7"
-            )
+            &FILTER_BODY
+                .replace("\tchain input", "\tcounter cnt_a {\n\t}\n\n\tchain input")
+                .replace(
+                    "tcp dport 8080 accept",
+                    "tcp dport 8080 accept\n\t\tcounter name \"cnt_a\""
+                )
         )
     );
     lab.nft(A, &script);
-    const OUT_OF_RANGE: &str = "Numerical result out of range";
+    const NO_OBJECT: &str = "Could not process rule: No such file or directory";
     a.wait_config(
         "A: the second sync failed",
         SYNC,
-        last_result(FILTER, ConfigSyncOutcome::Failed, OUT_OF_RANGE),
+        last_result(FILTER, ConfigSyncOutcome::Failed, NO_OBJECT),
     );
     b.wait_config(
         "B: the second apply failed",
         SYNC,
-        last_result(FILTER, ConfigSyncOutcome::Failed, OUT_OF_RANGE),
+        last_result(FILTER, ConfigSyncOutcome::Failed, NO_OBJECT),
     );
     assert_eq!(
         lab.nft_ruleset(B),
@@ -655,6 +659,8 @@ fn a_broken_apply_changes_nothing_on_the_standby_and_is_reported() {
         daemon.wait_for("still in synchronization", SYNC, in_synchronization);
     }
     assert_eq!(lab.nft_table(B, "inet b_local"), b_local, "B's own table");
+    // The control: the byte comparison sees an apply.
+    assert_ne!(lab.nft_ruleset(B), before);
 }
 
 /// The lockout: a change that drops the failover link's traffic on the standby's input is
@@ -672,6 +678,14 @@ fn a_change_that_cuts_the_failover_link_is_rolled_back() {
     wait_b_equals_a(&lab, &[FILTER], SYNC);
     a.wait_config("A: in sync", SYNC, units_in_sync);
     let b_before = lab.nft_table(B, FILTER);
+    let left = |daemon: &Daemon| {
+        daemon
+            .events_of(&[EventKind::State])
+            .iter()
+            .filter(|e| e.from.as_deref() == Some("synchronization"))
+            .count()
+    };
+    assert_eq!(left(&b), 0);
 
     // On A nothing comes in on `fo` from A's own address: the rules cut B only.
     let port = A.link_addr().port();
@@ -682,6 +696,7 @@ fn a_change_that_cuts_the_failover_link_is_rolled_back() {
              add rule inet cfg_filter input iifname \"fo\" ip saddr 10.0.254.1 tcp dport {port} drop\n"
         ),
     );
+    let changed = Instant::now();
     let within = Duration::from_secs(20);
     b.wait_config("B rolled back", within, |s| {
         let u = unit(s, FILTER)?;
@@ -697,8 +712,20 @@ fn a_change_that_cuts_the_failover_link_is_rolled_back() {
             .then_some(())
             .ok_or_else(|| format!("{now:?}"))
     });
+    let rolled_back = changed.elapsed();
     a.wait_for("A back in synchronization", within, in_synchronization);
     b.wait_for("B back in synchronization", within, in_synchronization);
+    println!(
+        "B rolled back {rolled_back:?} after the change on A; the pair was in synchronization \
+         again after {:?}",
+        changed.elapsed()
+    );
+    // The control: the change did cut the link.
+    assert!(
+        left(&b) >= 1,
+        "B never left synchronization: {:#?}",
+        b.events()
+    );
     assert!(
         !events_saying(&b, &[EventKind::ConfigFailed], "roll").is_empty(),
         "{:#?}",
