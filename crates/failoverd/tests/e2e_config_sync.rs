@@ -10,7 +10,8 @@
 //! prints "skipped: ..." and passes, except under `CI=true`, where it fails.
 //!
 //! The measurement (`measure_config_sync`, ignored by default) runs with
-//! `cargo test -p failoverd --test e2e_config_sync -- --ignored --nocapture`.
+//! `cargo test -p failoverd --test e2e_config_sync -- --ignored --nocapture` (add `--release`
+//! to measure a release daemon: the tests start the daemon of their own build).
 
 use failoverd_lab as support;
 
