@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use failoverd_backends::MemoryBackend;
-use failoverd_control::config::{BackendKind, BackupMode, Config, LogFormat, TakeoverKind};
+use failoverd_control::config::{
+    BackendKind, BackupMode, Config, LogFormat, SyncSource, TakeoverKind,
+};
 use failoverd_control::transport;
 use failoverd_core::{NodeConfig, ReplicationFilter, RoleAuthority};
 use failoverd_link::{HeartbeatConfig, Identity, LinkConfig};
@@ -39,6 +41,17 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     core.peer = Some(NodeId(pins.first().node_id()));
     core.validate()
         .with_context(|| format!("{}: invalid settings", path.display()))?;
+    if let SyncSource::Node(id) = config.config_sync.source
+        && Some(id) != core.peer
+        && id != core.node_id
+    {
+        anyhow::bail!(
+            "{}: config_sync.source = \"{id}\" is neither this node ({}) nor the peer ({})",
+            path.display(),
+            core.node_id,
+            NodeId(pins.first().node_id())
+        );
+    }
 
     let hellos = HelloPath::spawn(&config.node.name, Clock::start())?;
     let heartbeat = match config.link.heartbeat {
