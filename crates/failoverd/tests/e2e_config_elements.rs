@@ -25,12 +25,15 @@ const SET: &str = "inet fosync blocklist";
 const A_LAN: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 /// The port whose packets the rule adds to the blocklist.
 const TRAP_PORT: u16 = 9999;
+/// The port whose packets add or refresh (restart the lifetime of) their source's element.
+const REFRESH_PORT: u16 = 9998;
 const POLL: Duration = Duration::from_millis(100);
 /// Time for an element to reach the standby: a read interval (1 s), the transfer, the apply.
 const REPLICATED: Duration = Duration::from_secs(10);
 
-/// The synced table: packets to the trap port put their source in the blocklist for 10 min;
-/// the set also takes elements with their own timeouts.
+/// The synced table: packets to the trap port put their source in the blocklist for 10 min,
+/// packets to the refresh port also restart an element's lifetime; the set also takes
+/// elements with their own timeouts.
 const RULESET: &str = "table inet fosync {
     set blocklist {
         type ipv4_addr
@@ -40,6 +43,7 @@ const RULESET: &str = "table inet fosync {
     chain input {
         type filter hook input priority -10; policy accept;
         udp dport 9999 add @blocklist { ip saddr timeout 10m }
+        udp dport 9998 update @blocklist { ip saddr timeout 10m }
     }
 }
 ";
@@ -223,6 +227,20 @@ fn blocklist_elements_replicate_with_their_timeouts_and_survive_a_takeover() {
     assert_eq!(config_counter(&b, "elements_sent"), 0);
     assert_eq!(config_counter(&b, "elements_refused"), 0);
     assert_eq!(config_counter(&b, "element_applies_failed"), 0);
+
+    // The packet path restarts the client's lifetime (no event either): the standby's copy
+    // follows, well above what it had left.
+    let aged = wait_blocklist(&lab, Firewall::B, "the element ages", |held| {
+        held.get("10.0.1.10").copied().flatten() <= Some(596)
+    })["10.0.1.10"]
+        .unwrap();
+    client
+        .send_to(b"knock", SocketAddr::new(IpAddr::V4(A_LAN), REFRESH_PORT))
+        .unwrap();
+    wait_blocklist(&lab, Firewall::B, "B's copy is refreshed", |held| {
+        held.get("10.0.1.10").copied().flatten() >= Some(aged + 3)
+    });
+    lifetimes_agree(&lab, "10.0.1.10", Firewall::A, Firewall::B);
 
     // The takeover: A dies; B, now active, still holds what A blocked, with the lifetimes A
     // gave them.
