@@ -282,12 +282,13 @@ fn blocklist_elements_replicate_with_their_timeouts_and_survive_a_takeover() {
 /// daemon's `nft` runs), fields 14-15 and 16-17 of `/proc/PID/stat`.
 fn cpu_ticks(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name's closing parenthesis, the fields from the 3rd on.
+    // After the command name's closing parenthesis, the fields from the 3rd on, each in its
+    // place (the 3rd, the state, is a letter: 0 here).
     let fields: Vec<u64> = stat
         .rsplit_once(')')
         .map(|(_, rest)| {
             rest.split_whitespace()
-                .filter_map(|f| f.parse().ok())
+                .map(|f| f.parse().unwrap_or(0))
                 .collect()
         })
         .unwrap_or_default();
