@@ -45,6 +45,8 @@ mod defines;
 mod element;
 mod listing;
 mod script;
+#[cfg(test)]
+mod tests;
 mod watcher;
 
 use std::collections::HashSet;
