@@ -64,6 +64,9 @@ struct Pair {
     events: [Vec<ConfigSyncEvent>; 2],
     /// Each node's dynamic sets: per set, per key, the element and its deadline.
     sets: [Sets; 2],
+    /// How long each read of the dynamic sets says it took, and how many were made.
+    element_read_took: Duration,
+    element_reads: [u32; 2],
 }
 
 type Sets = BTreeMap<String, BTreeMap<String, (ElementEntry, Option<Instant>)>>;
@@ -87,6 +90,8 @@ impl Pair {
             fate: Box::new(|_| Fate::Keep),
             events: [Vec::new(), Vec::new()],
             sets: [Sets::new(), Sets::new()],
+            element_read_took: Duration::ZERO,
+            element_reads: [0, 0],
         }
     }
 

@@ -44,9 +44,10 @@ impl Pair {
                         (set, Ok(live))
                     })
                     .collect();
+                self.element_reads[n] += 1;
                 let read = ElementsRead {
                     sets,
-                    took: Duration::ZERO,
+                    took: self.element_read_took,
                 };
                 self.nodes[n].handle_elements(now, id, read);
             }
@@ -221,4 +222,24 @@ fn nothing_is_read_or_sent_without_a_comparable_replica() {
     let mut pair = Pair::with_sets([&[BLOCKLIST], &[BLOCKLIST]]);
     pair.run_for(5 * SECOND);
     assert_eq!(pair.nodes[0].poll_timeout(), None);
+}
+
+/// A read that takes long widens the interval to READ_COST_FACTOR times its duration, so
+/// reading costs at most a fifth of the time; a quick one keeps the configured interval (the
+/// control).
+#[test]
+fn slow_reads_widen_the_interval() {
+    for (took, reads) in [(Duration::ZERO, 60), (3 * SECOND, 4)] {
+        let mut pair = Pair::with_sets([&[BLOCKLIST], &[BLOCKLIST]]);
+        pair.element_read_took = took;
+        pair.synchronized();
+        let before = pair.element_reads[0];
+        pair.run_for(60 * SECOND);
+        assert_eq!(
+            pair.element_reads[0] - before,
+            reads,
+            "reads taking {took:?}"
+        );
+        assert_eq!(pair.element_reads[1], 0, "the replica never reads");
+    }
 }
