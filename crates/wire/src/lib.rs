@@ -30,7 +30,8 @@
 //!   elements (kind 6) = set name text | list of element | list of key
 //!                       (adds and removes of a dynamic set; <= 1024 entries in all)
 //! text    = len u16 | UTF-8, no control characters   (names 1..=255 bytes, texts <= 1024)
-//! list    = count u16 (<= 64) | count * entry, each: len u16 (of the rest of the entry) | rest
+//! list    = count u16 (<= 64; an elements message's two: <= 1024 together) | count * entry,
+//!           each: len u16 (of the rest of the entry) | rest
 //! backend = len u16 | unit_kind u8 | 0 | version text
 //! unit    = len u16 | unit_kind u8 | state u8 | hash [32] (zero unless present) | name text
 //! tunit   = len u16 | unit_kind u8 | state u8 | content_len u32 | hash [32] | name text
