@@ -18,8 +18,8 @@
 //! batch   = epoch u32 | flags u8 | 3 zero | seq u64 | sections u16 | 2 zero | section*
 //! section = kind u8 | 0 | record_len u16 | count u32 | count * record
 //! record  = upsert: session record (156) | remove: session key (40) | owner u32
-//! cfgsync = kind u8 | 3 zero | offer | transfer | chunk | result | request (frame kind 8,
-//!           since 1.4)
+//! cfgsync = kind u8 | 3 zero | offer | transfer | chunk | result | request | elements
+//!           (frame kind 8, since 1.4)
 //!   offer    (kind 1) = revision u64 | flags u8 (1 source, 2 auto) | 0 | schema u16
 //!                       | failoverd text | list of backend | list of unit
 //!   transfer (kind 2) = transfer u64 | request u64 | purpose u8 | 0 | list of tunit
@@ -27,12 +27,19 @@
 //!   result   (kind 4) = transfer u64 | outcome u8 | flags u8 (1: failed_unit set)
 //!                       | failed_unit u16 | reason text | list of unit
 //!   request  (kind 5) = request u64 | list of id
+//!   elements (kind 6) = set name text | list of element | list of key
+//!                       (adds and removes of a dynamic set; <= 1024 entries in all)
 //! text    = len u16 | UTF-8, no control characters   (names 1..=255 bytes, texts <= 1024)
-//! list    = count u16 (<= 64) | count * entry, each: len u16 (of the rest of the entry) | rest
+//! list    = count u16 (<= 64; an elements message's two: <= 1024 together) | count * entry,
+//!           each: len u16 (of the rest of the entry) | rest
 //! backend = len u16 | unit_kind u8 | 0 | version text
 //! unit    = len u16 | unit_kind u8 | state u8 | hash [32] (zero unless present) | name text
 //! tunit   = len u16 | unit_kind u8 | state u8 | content_len u32 | hash [32] | name text
 //! id      = len u16 | unit_kind u8 | 0 | name text
+//! element = len u16 | flags u8 (1 timeout, 2 expires) | 0 | timeout_ms u64 | expires_ms u64
+//!           | key text | value text | comment text   (value, comment: empty when none)
+//! key     = len u16 | key text                      (element texts: key 1..=255 bytes,
+//!                                                    value and comment <= 255)
 //! ```
 //! All integers are big-endian. Config-sync codes: unit_kind 1 nftables, 2 files; state 1
 //! absent, 2 present, 3 unreadable; purpose 1 full sync, 2 incremental, 3 readback; outcome 1
@@ -71,9 +78,10 @@ pub use message::{
 };
 pub use message::{
     Chunk, ChunkRef, ConfigOffer, ConfigSyncKind, ConfigSyncMessage, ConfigSyncView,
-    ConfigVersions, MAX_CHUNK_LEN, MAX_CONFIG_TEXT, MAX_CONFIG_UNITS, MAX_UNIT_LEN, MAX_UNIT_NAME,
-    SyncOutcome, SyncResult, TransferHeader, TransferPurpose, TransferUnit, UnitHash, UnitId,
-    UnitKind, UnitState, config_text,
+    ConfigVersions, ElementEntry, MAX_CHUNK_LEN, MAX_CONFIG_TEXT, MAX_CONFIG_UNITS,
+    MAX_ELEMENT_TEXT, MAX_ELEMENTS, MAX_UNIT_LEN, MAX_UNIT_NAME, SetElements, SyncOutcome,
+    SyncResult, TransferHeader, TransferPurpose, TransferUnit, UnitHash, UnitId, UnitKind,
+    UnitState, config_text,
 };
 pub use session::{
     HELPER_NAME_LEN, HelperName, KEY_LEN, NodeId, RECORD_LEN, SeqAdj, SessionKey, SessionOp,

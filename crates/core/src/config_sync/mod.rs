@@ -17,9 +17,13 @@
 //! - A sync that failed, was refused or rolled back is not sent again until the source's unit
 //!   changes, or on a manual full sync.
 //!
+//! Dynamic set elements are runtime state, replicated apart from the units (see `elements`,
+//! [`ConfigSync::with_elements`]).
+//!
 //! Transfers are a header and chunks in order (see `transfer`); a gap aborts one, and the
 //! source sends it again after [`ConfigSyncConfig::retry_after`].
 
+mod elements;
 mod transfer;
 mod types;
 
@@ -34,8 +38,10 @@ use failoverd_wire::{
 };
 
 use crate::time::Instant;
+use elements::ElementSync;
 use transfer::{Assembly, ChunkError, messages};
 
+pub use elements::{ElementAction, ElementsConfig, ElementsRead, READ_COST_FACTOR};
 pub use transfer::{state_of, unit_hash};
 pub use types::{
     ActionId, Applied, ApplyFailed, ConfigAction, ConfigSyncConfig, ConfigSyncEvent,
@@ -156,6 +162,8 @@ pub struct ConfigSync {
     actions: VecDeque<ConfigAction>,
     events: VecDeque<ConfigSyncEvent>,
     stats: ConfigSyncStats,
+    /// Dynamic set elements (see `elements`).
+    elements: ElementSync,
 }
 
 impl ConfigSync {
@@ -198,6 +206,7 @@ impl ConfigSync {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: ConfigSyncStats::default(),
+            elements: ElementSync::default(),
         }
     }
 
@@ -208,6 +217,9 @@ impl ConfigSync {
     pub fn set_link(&mut self, now: Instant, part: Option<Part>) {
         let was = self.part;
         self.part = part;
+        if was != part {
+            self.elements.reset();
+        }
         match (was, part) {
             (Some(_), None) => {
                 self.peer = None;
@@ -268,6 +280,7 @@ impl ConfigSync {
                 self.readback_requests.push(request);
                 self.request_read();
             }
+            ConfigSyncMessage::Elements(elements) => self.receive_elements(elements),
         }
         self.start_ready_apply();
         self.step(now);
@@ -500,6 +513,7 @@ impl ConfigSync {
             self.outgoing
                 .as_ref()
                 .map(|o| o.sent_at + self.config.retry_after),
+            self.elements.timeout(),
         ]
         .into_iter()
         .flatten()
@@ -1044,6 +1058,7 @@ impl ConfigSync {
     /// Decides what to do next and the status that says so.
     fn step(&mut self, now: Instant) {
         let (status, reason) = self.decide(now);
+        self.step_elements(now);
         if (status, &reason) != (self.status, &self.reason) {
             self.events.push_back(ConfigSyncEvent::StatusChanged {
                 from: self.status,

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use failoverd_wire::{ConfigSyncMessage, ConfigVersions, SyncOutcome, UnitId, UnitKind};
+use failoverd_wire::{
+    ConfigSyncMessage, ConfigVersions, ElementEntry, SyncOutcome, UnitId, UnitKind,
+};
 
 use super::*;
 
@@ -60,7 +62,14 @@ struct Pair {
     /// Decides the fate of each message: `Keep`, `Drop` or `Twice`.
     fate: Box<dyn FnMut(&ConfigSyncMessage) -> Fate>,
     events: [Vec<ConfigSyncEvent>; 2],
+    /// Each node's dynamic sets: per set, per key, the element and its deadline.
+    sets: [Sets; 2],
+    /// How long each read of the dynamic sets says it took, and how many were made.
+    element_read_took: Duration,
+    element_reads: [u32; 2],
 }
+
+type Sets = BTreeMap<String, BTreeMap<String, (ElementEntry, Option<Instant>)>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fate {
@@ -80,6 +89,9 @@ impl Pair {
             wire: VecDeque::new(),
             fate: Box::new(|_| Fate::Keep),
             events: [Vec::new(), Vec::new()],
+            sets: [Sets::new(), Sets::new()],
+            element_read_took: Duration::ZERO,
+            element_reads: [0, 0],
         }
     }
 
@@ -119,6 +131,10 @@ impl Pair {
                 while let Some(action) = self.nodes[n].poll_action() {
                     moved = true;
                     self.perform(n, action);
+                }
+                while let Some(action) = self.nodes[n].poll_element_action() {
+                    moved = true;
+                    self.perform_elements(n, action);
                 }
                 while let Some(message) = self.nodes[n].poll_transmit() {
                     moved = true;
@@ -635,3 +651,5 @@ fn a_diff_holds_both_nodes_readbacks() {
             .any(|e| matches!(e, ConfigSyncEvent::DiffFailed { .. }))
     );
 }
+
+mod elements;

@@ -380,8 +380,20 @@ stats! {
             /// Transfers whose content did not match the hash announced (dropped).
             transfers_corrupt,
             /// Messages received that are out of place (a result for no transfer, a transfer
-            /// while not the replica).
+            /// while not the replica, elements while not the replica of a comparable source).
             unexpected_messages,
+            /// Dynamic set elements (adds and removes) sent by the source.
+            elements_sent,
+            /// Dynamic set elements (adds and removes) the replica took to apply.
+            elements_received,
+            /// Elements refused: their set is not one of this node's dynamic sets.
+            elements_refused,
+            /// Elements the source left out: a text beyond the wire's limits.
+            elements_unsendable,
+            /// Reads of a dynamic set that failed on the source.
+            element_reads_failed,
+            /// Element applies that failed on the replica.
+            element_applies_failed,
         }
     }
 }

@@ -16,7 +16,9 @@ use failoverd_backends::{FilesBackend, FilesConfig, NftablesBackend, NftablesCon
 use failoverd_control::config::{Config, ConfigSyncMode, SyncSource};
 use failoverd_control::protocol::{ConfigSyncReply, EventKind, Response};
 use failoverd_control::transport::Answer;
-use failoverd_core::config_sync::{ConfigSync, ConfigSyncConfig, ConfigSyncEvent, Mode, Part};
+use failoverd_core::config_sync::{
+    ConfigSync, ConfigSyncConfig, ConfigSyncEvent, ElementsConfig, Mode, Part,
+};
 use failoverd_core::{Instant, Node};
 use failoverd_link::LinkSender;
 use failoverd_wire::{Channel, ConfigVersions, Message, Role, SyncState};
@@ -24,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use watch::RulesetChanged;
-use worker::{Backends, Worker, WorkerResult};
+use worker::{Backends, Job, Worker, WorkerResult};
 
 /// What a unit's content means on the wire and in its hash: raised when a backend's canonical
 /// form changes meaning (not its tool's version, which the offer carries apart).
@@ -36,6 +38,11 @@ const COALESCE: Duration = Duration::from_millis(100);
 /// The `nft` processes of our own applies whose generation events are ignored: the latest
 /// few (a commit's event arrives after the apply returned, well before the next apply).
 const OWN_PIDS: usize = 8;
+/// The shortest wait between two reads of the dynamic sets on the source (a read taking long
+/// widens it: see `READ_COST_FACTOR`).
+const ELEMENTS_INTERVAL: Duration = Duration::from_secs(1);
+/// An element's lifetime this much above what the last read predicts is a refresh.
+const REFRESH_SLACK: Duration = Duration::from_secs(1);
 /// Config-sync events kept for `failoverctl events`.
 const HISTORY: usize = 64;
 
@@ -93,6 +100,12 @@ impl ConfigSyncHost {
             let protected = vec![config_path.to_path_buf(), config.node.key.clone()];
             Some(FilesBackend::new(FilesConfig { units, protected }).context("config_sync.files")?)
         };
+        let dynamic_sets: Vec<String> = section
+            .nftables
+            .dynamic_sets
+            .iter()
+            .map(|set| format!("{} {}", set.table, set.name))
+            .collect();
         let nftables = if section.nftables.tables.is_empty() {
             None
         } else {
@@ -100,11 +113,7 @@ impl ConfigSyncHost {
             Some(
                 NftablesBackend::new(NftablesConfig {
                     tables: nft.tables.iter().map(ToString::to_string).collect(),
-                    dynamic_sets: nft
-                        .dynamic_sets
-                        .iter()
-                        .map(|set| format!("{} {}", set.table, set.name))
-                        .collect(),
+                    dynamic_sets: dynamic_sets.clone(),
                     defines: nft.defines.clone(),
                     ..NftablesConfig::default()
                 })
@@ -132,7 +141,7 @@ impl ConfigSyncHost {
                 let _ = link.send_async(Channel::Data, frame).await;
             }
         });
-        let machine = ConfigSync::new(ConfigSyncConfig {
+        let mut machine = ConfigSync::new(ConfigSyncConfig {
             mode,
             units: section.units(),
             versions,
@@ -144,6 +153,13 @@ impl ConfigSyncHost {
             coalesce: COALESCE,
             seed,
         });
+        if !dynamic_sets.is_empty() {
+            machine = machine.with_elements(ElementsConfig {
+                sets: dynamic_sets,
+                interval: ELEMENTS_INTERVAL,
+                refresh_slack: REFRESH_SLACK,
+            });
+        }
         Ok(Some(Self {
             name: config.node.name.clone(),
             machine,
@@ -185,19 +201,38 @@ impl ConfigSyncHost {
                 result,
                 nft_pid,
             }) => {
-                if let Some(pid) = nft_pid {
-                    if self.own_pids.len() == OWN_PIDS {
-                        self.own_pids.pop_front();
-                    }
-                    self.own_pids.push_back(pid);
-                }
+                self.own_commit(nft_pid);
                 self.machine.handle_applied(now, id, result);
+            }
+            Input::Worker(WorkerResult::ElementsRead { id, read }) => {
+                self.machine.handle_elements(now, id, read);
+            }
+            Input::Worker(WorkerResult::ElementsApplied { result, nft_pids }) => {
+                for pid in nft_pids {
+                    self.own_commit(Some(pid));
+                }
+                if let Err(message) = &result {
+                    warn!(node = %self.name, "config sync: applying set elements: {message}");
+                }
+                self.machine.handle_elements_applied(result);
             }
             Input::Ruleset(RulesetChanged { pid }) => {
                 if !pid.is_some_and(|pid| self.own_pids.contains(&pid)) {
                     self.machine.local_changed(now);
                 }
             }
+        }
+    }
+
+    /// Notes our own `nft` commit, whose generation event is no change.
+    fn own_commit(&mut self, nft_pid: Option<u32>) {
+        if let Some(pid) = nft_pid
+            && !self.own_pids.contains(&pid)
+        {
+            if self.own_pids.len() == OWN_PIDS {
+                self.own_pids.pop_front();
+            }
+            self.own_pids.push_back(pid);
         }
     }
 
@@ -259,7 +294,10 @@ impl ConfigSyncHost {
             let _ = self.frames.send(frame);
         }
         while let Some(action) = self.machine.poll_action() {
-            self.worker.perform(action);
+            self.worker.perform(Job::Config(action));
+        }
+        while let Some(action) = self.machine.poll_element_action() {
+            self.worker.perform(Job::Elements(action));
         }
         while let Some(event) = self.machine.poll_event() {
             self.on_event(now, event);

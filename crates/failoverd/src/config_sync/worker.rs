@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
+use std::time::{Duration, Instant as WallInstant};
 
-use failoverd_backends::{ConfigBackend, ConfigError, FilesBackend, NftablesBackend};
+use failoverd_backends::{ConfigBackend, ConfigError, FilesBackend, NftablesBackend, SetElement};
 use failoverd_core::config_sync::{
-    ActionId, Applied, ApplyFailed, ConfigAction, Readback, UnitContents,
+    ActionId, Applied, ApplyFailed, ConfigAction, ElementAction, ElementsRead, Readback,
+    UnitContents,
 };
-use failoverd_wire::{UnitId, UnitKind};
+use failoverd_wire::{ElementEntry, UnitId, UnitKind};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -32,6 +34,28 @@ pub(super) enum WorkerResult {
         /// The `nft` process that committed it: its generation event is ours, not a change.
         nft_pid: Option<u32>,
     },
+    /// A read of the dynamic sets.
+    ElementsRead {
+        /// The action.
+        id: ActionId,
+        /// The elements, and how long reading them took.
+        read: ElementsRead,
+    },
+    /// An element apply's result.
+    ElementsApplied {
+        /// The set and the backend's message, if it failed.
+        result: Result<(), String>,
+        /// The `nft` processes of its commits (ours, as for `Applied`).
+        nft_pids: Vec<u32>,
+    },
+}
+
+/// Work for the worker thread.
+pub(super) enum Job {
+    /// A unit read or apply.
+    Config(ConfigAction),
+    /// A dynamic set read or element apply.
+    Elements(ElementAction),
 }
 
 /// One backend's units with their content, as `ConfigBackend::apply` takes them.
@@ -156,6 +180,52 @@ impl Backends {
         (Ok(Applied { previous, readback }), nft_pid)
     }
 
+    /// Reads each dynamic set's elements, timing the whole read.
+    fn read_elements(&mut self, sets: &[String]) -> ElementsRead {
+        let started = WallInstant::now();
+        let sets = sets
+            .iter()
+            .map(|set| {
+                let elements = match &mut self.nftables {
+                    Some(nft) => nft
+                        .read_elements(set)
+                        .map(|elements| elements.iter().map(entry).collect())
+                        .map_err(|err| err.to_string()),
+                    None => Err("no nftables backend on this node".into()),
+                };
+                (set.clone(), elements)
+            })
+            .collect();
+        ElementsRead {
+            sets,
+            took: started.elapsed(),
+        }
+    }
+
+    /// Deletes `removes`, then adds `adds` to `set`; the first failure stops.
+    fn apply_elements(
+        &mut self,
+        set: &str,
+        adds: &[ElementEntry],
+        removes: &[String],
+    ) -> (Result<(), String>, Vec<u32>) {
+        let Some(nft) = &mut self.nftables else {
+            return (Err("no nftables backend on this node".into()), Vec::new());
+        };
+        let adds: Vec<SetElement> = adds.iter().map(set_element).collect();
+        let mut pids = Vec::new();
+        let mut result = Ok(());
+        if !removes.is_empty() {
+            result = nft.delete_elements(set, removes);
+            pids.extend(nft.last_apply_pid());
+        }
+        if result.is_ok() && !adds.is_empty() {
+            result = nft.add_elements(set, &adds);
+            pids.extend(nft.last_apply_pid());
+        }
+        (result.map_err(|err| format!("{set}: {err}")), pids)
+    }
+
     /// Runs the reload command of every files unit applied, in order; the first failure
     /// stops.
     fn reload(&self, done: &[(UnitKind, Batch)]) -> Result<(), (String, ConfigError)> {
@@ -204,9 +274,32 @@ fn failed_unit(err: &ConfigError, kind: UnitKind) -> Option<UnitId> {
     Some(UnitId { kind, name })
 }
 
+/// An element as the wire carries it.
+fn entry(element: &SetElement) -> ElementEntry {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    ElementEntry {
+        key: element.key.clone(),
+        value: element.value.clone(),
+        comment: element.comment.clone(),
+        timeout_ms: element.timeout.map(ms),
+        expires_ms: element.expires.map(ms),
+    }
+}
+
+/// An element from the wire, as the backend writes it.
+fn set_element(entry: &ElementEntry) -> SetElement {
+    SetElement {
+        key: entry.key.clone(),
+        value: entry.value.clone(),
+        timeout: entry.timeout_ms.map(Duration::from_millis),
+        expires: entry.expires_ms.map(Duration::from_millis),
+        comment: entry.comment.clone(),
+    }
+}
+
 /// The worker's end for the driver.
 pub(super) struct Worker {
-    actions: std_mpsc::Sender<ConfigAction>,
+    actions: std_mpsc::Sender<Job>,
 }
 
 impl Worker {
@@ -215,18 +308,28 @@ impl Worker {
         name: &str,
         mut backends: Backends,
     ) -> std::io::Result<(Self, mpsc::UnboundedReceiver<WorkerResult>)> {
-        let (actions, action_rx) = std_mpsc::channel::<ConfigAction>();
+        let (actions, action_rx) = std_mpsc::channel::<Job>();
         let (results, result_rx) = mpsc::unbounded_channel();
         thread::Builder::new()
             .name(format!("{name}-config"))
             .spawn(move || {
                 for action in action_rx {
                     let result = match action {
-                        ConfigAction::Read { id, units } => WorkerResult::Read {
+                        Job::Config(ConfigAction::Read { id, units }) => WorkerResult::Read {
                             id,
                             units: backends.read(&units),
                         },
-                        ConfigAction::Apply { id, units } => {
+                        Job::Elements(ElementAction::Read { id, sets }) => {
+                            WorkerResult::ElementsRead {
+                                id,
+                                read: backends.read_elements(&sets),
+                            }
+                        }
+                        Job::Elements(ElementAction::Apply { set, adds, removes }) => {
+                            let (result, nft_pids) = backends.apply_elements(&set, &adds, &removes);
+                            WorkerResult::ElementsApplied { result, nft_pids }
+                        }
+                        Job::Config(ConfigAction::Apply { id, units }) => {
                             let (result, nft_pid) = backends.apply(units);
                             WorkerResult::Applied {
                                 id,
@@ -243,8 +346,8 @@ impl Worker {
         Ok((Self { actions }, result_rx))
     }
 
-    /// Queues an action.
-    pub(super) fn perform(&self, action: ConfigAction) {
-        let _ = self.actions.send(action);
+    /// Queues a job.
+    pub(super) fn perform(&self, job: Job) {
+        let _ = self.actions.send(job);
     }
 }

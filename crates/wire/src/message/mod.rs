@@ -14,9 +14,10 @@ pub use ack::Ack;
 pub use batch::{BATCH_HEADER_LEN, BatchFlags, BatchView, BatchWriter, Section, SectionKind};
 pub use config_sync::{
     Chunk, ChunkRef, ConfigOffer, ConfigSyncKind, ConfigSyncMessage, ConfigSyncView,
-    ConfigVersions, MAX_CHUNK_LEN, MAX_CONFIG_TEXT, MAX_CONFIG_UNITS, MAX_UNIT_LEN, MAX_UNIT_NAME,
-    SyncOutcome, SyncResult, TransferHeader, TransferPurpose, TransferUnit, UnitHash, UnitId,
-    UnitKind, UnitState, config_text,
+    ConfigVersions, ElementEntry, MAX_CHUNK_LEN, MAX_CONFIG_TEXT, MAX_CONFIG_UNITS,
+    MAX_ELEMENT_TEXT, MAX_ELEMENTS, MAX_UNIT_LEN, MAX_UNIT_NAME, SetElements, SyncOutcome,
+    SyncResult, TransferHeader, TransferPurpose, TransferUnit, UnitHash, UnitId, UnitKind,
+    UnitState, config_text,
 };
 pub use digest::{DIGEST_BUCKETS, DigestView, digest};
 pub use goodbye::{Goodbye, GoodbyeReason};

@@ -29,7 +29,8 @@
 //! Elements that the packet path adds (`add @blocklist { ip saddr timeout 10m }`) produce no
 //! netlink event on the kernels tested (6.18): a daemon learns them by reading the sets
 //! ([`read_elements`](NftablesBackend::read_elements)) at an interval and replicates them with
-//! [`add_elements`](NftablesBackend::add_elements). Elements the packet path adds between the
+//! [`add_elements`](NftablesBackend::add_elements) and
+//! [`delete_elements`](NftablesBackend::delete_elements). Elements the packet path adds between the
 //! read and the commit of an apply are lost with the old set.
 //!
 //! # Change notices
@@ -44,6 +45,8 @@ mod defines;
 mod element;
 mod listing;
 mod script;
+#[cfg(test)]
+mod tests;
 mod watcher;
 
 use std::collections::HashSet;
@@ -140,6 +143,53 @@ impl NftablesBackend {
                 );
             }
             push_elements(&mut script, 0, &name, &live);
+            let output = self.commit(&script)?;
+            if output.success {
+                return Ok(());
+            }
+            last = Some(output.message());
+        }
+        Err(ConfigError::Apply {
+            unit: set.to_owned(),
+            message: last.unwrap_or_default(),
+        })
+    }
+
+    /// Deletes the elements of `keys` that dynamic set `set` (`family table set`) holds, in
+    /// one transaction; a key it does not hold (expired, never added) is no error. Refused if
+    /// a key's text is not one element's key (it comes from the peer).
+    pub fn delete_elements(&mut self, set: &str, keys: &[String]) -> Result<(), ConfigError> {
+        let name = self.config.set(set)?;
+        for key in keys {
+            let element = SetElement {
+                key: key.clone(),
+                value: None,
+                timeout: None,
+                expires: None,
+                comment: None,
+            };
+            element.check().map_err(|why| refused(set, why))?;
+        }
+        // Twice at most: an element present when read may expire before the commit.
+        let mut last = None;
+        for _ in 0..2 {
+            let present = self.elements_of(&name)?;
+            let present: HashSet<&str> = present.iter().map(|e| e.key.as_str()).collect();
+            let held: Vec<&str> = keys
+                .iter()
+                .map(String::as_str)
+                .filter(|k| present.contains(k))
+                .collect();
+            if held.is_empty() {
+                return Ok(());
+            }
+            let mut script = Script::default();
+            for chunk in held.chunks(ELEMENTS_PER_LINE) {
+                script.push(
+                    Part::Elements(0),
+                    &format!("delete element {name} {{ {} }}", chunk.join(", ")),
+                );
+            }
             let output = self.commit(&script)?;
             if output.success {
                 return Ok(());

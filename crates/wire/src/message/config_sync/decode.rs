@@ -1,11 +1,16 @@
 //! Reading a config-sync body: every check is made here, as the owned values are built.
 
+use super::elements::check_key;
 use super::field::transfer_unit as tunit;
-use super::field::{self, backend, chunk, entry, id, offer, request, result, transfer, unit};
+use super::field::{
+    self, backend, chunk, element, elements, entry, id, offer, removed, request, result, transfer,
+    unit,
+};
 use super::{
-    ChunkRef, ConfigOffer, ConfigSyncKind, ConfigSyncMessage, ConfigVersions, MAX_CHUNK_LEN,
-    MAX_CONFIG_TEXT, MAX_CONFIG_UNITS, MAX_UNIT_LEN, SyncOutcome, SyncResult, TransferHeader,
-    TransferPurpose, TransferUnit, UnitId, UnitKind, UnitState, check_name,
+    ChunkRef, ConfigOffer, ConfigSyncKind, ConfigSyncMessage, ConfigVersions, ElementEntry,
+    MAX_CHUNK_LEN, MAX_CONFIG_TEXT, MAX_CONFIG_UNITS, MAX_ELEMENTS, MAX_UNIT_LEN, SetElements,
+    SyncOutcome, SyncResult, TransferHeader, TransferPurpose, TransferUnit, UnitId, UnitKind,
+    UnitState, check_name,
 };
 use crate::{Field, WireError, read_u16, read_u32, read_u64};
 
@@ -49,6 +54,45 @@ pub(super) fn body(body: &[u8]) -> Result<Decoded<'_>, WireError> {
                 units,
             })
         }
+        ConfigSyncKind::Elements => {
+            Decoded::Owned(ConfigSyncMessage::Elements(self::elements(body)?))
+        }
+    })
+}
+
+fn elements(body: &[u8]) -> Result<SetElements, WireError> {
+    fixed(body, elements::TAIL.start)?;
+    let mut tail = Cursor::new(&body[elements::TAIL]);
+    let set = tail.string(check_name)?.to_owned();
+    let adds = tail.list_of(MAX_ELEMENTS, self::element)?;
+    let removes = tail.list_of(MAX_ELEMENTS - adds.len(), |raw| {
+        fixed(raw, removed::KEY.start)?;
+        Ok(Cursor::new(&raw[removed::KEY])
+            .string(check_key)?
+            .to_owned())
+    })?;
+    Ok(SetElements { set, adds, removes })
+}
+
+/// An element to add.
+fn element(raw: &[u8]) -> Result<ElementEntry, WireError> {
+    let head = fixed(raw, element::KEY.start)?;
+    let flags = head[element::FLAGS];
+    let mut texts = Cursor::new(&raw[element::KEY]);
+    let key = texts.string(check_key)?.to_owned();
+    // Empty: none.
+    let mut optional = || -> Result<Option<String>, WireError> {
+        let text = texts.string(|t| if t.is_empty() { Ok(()) } else { check_key(t) })?;
+        Ok((!text.is_empty()).then(|| text.to_owned()))
+    };
+    let value = optional()?;
+    let comment = optional()?;
+    Ok(ElementEntry {
+        key,
+        value,
+        comment,
+        timeout_ms: (flags & element::HAS_TIMEOUT != 0).then(|| read_u64(head, element::TIMEOUT)),
+        expires_ms: (flags & element::HAS_EXPIRES != 0).then(|| read_u64(head, element::EXPIRES)),
     })
 }
 
@@ -240,8 +284,17 @@ impl<'a> Cursor<'a> {
         &mut self,
         read: impl Fn(&'a [u8]) -> Result<T, WireError>,
     ) -> Result<Vec<T>, WireError> {
+        self.list_of(MAX_CONFIG_UNITS, read)
+    }
+
+    /// A list of at most `max` entries, read as [`list`](Self::list) reads them.
+    fn list_of<T>(
+        &mut self,
+        max: usize,
+        read: impl Fn(&'a [u8]) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, WireError> {
         let count = usize::from(self.u16(field::COUNT)?);
-        if count > MAX_CONFIG_UNITS {
+        if count > max {
             return Err(WireError::Malformed("config-sync list too long"));
         }
         self.take(field::COUNT.end)?;

@@ -1,10 +1,14 @@
 //! Writing a config-sync frame.
 
+use super::elements::check_key;
 use super::field::transfer_unit as tunit;
-use super::field::{self, backend, chunk, entry, id, offer, request, result, transfer, unit};
+use super::field::{
+    self, backend, chunk, element, elements, entry, id, offer, removed, request, result, transfer,
+    unit,
+};
 use super::{
-    ChunkRef, ConfigSyncKind, ConfigSyncMessage, MAX_CHUNK_LEN, MAX_CONFIG_UNITS, MAX_UNIT_LEN,
-    UnitId, UnitKind, UnitState, check_name, config_text,
+    ChunkRef, ConfigSyncKind, ConfigSyncMessage, ElementEntry, MAX_CHUNK_LEN, MAX_CONFIG_UNITS,
+    MAX_ELEMENTS, MAX_UNIT_LEN, UnitId, UnitKind, UnitState, check_name, config_text,
 };
 use crate::append_zeroed;
 use crate::message::{MessageKind, emit_frame};
@@ -14,7 +18,10 @@ impl ConfigSyncMessage {
     ///
     /// Panics if a list holds more than [`MAX_CONFIG_UNITS`] entries, a unit name is not one
     /// [`UnitId::new`] accepts, a transfer unit breaks a limit the parser checks, or a chunk
-    /// does (see [`ChunkRef`]): the sender's configuration and its own reads keep to them.
+    /// does (see [`ChunkRef`]), or an elements message holds more than [`MAX_ELEMENTS`]
+    /// entries, a set name a unit name could not be or an element
+    /// [`ElementEntry::check`] refuses: the sender's configuration and its own reads keep to
+    /// them.
     pub fn emit(&self, buf: &mut Vec<u8>) {
         let mut body = Vec::new();
         match self {
@@ -82,6 +89,20 @@ impl ConfigSyncMessage {
                     name(body, &unit.name);
                 });
             }
+            Self::Elements(e) => {
+                assert!(
+                    e.adds.len() + e.removes.len() <= MAX_ELEMENTS,
+                    "config-sync elements message of {} entries",
+                    e.adds.len() + e.removes.len()
+                );
+                start(&mut body, ConfigSyncKind::Elements, elements::TAIL.start);
+                name(&mut body, &e.set);
+                list_of(&mut body, MAX_ELEMENTS, &e.adds, self::element);
+                list_of(&mut body, MAX_ELEMENTS, &e.removes, |body, key| {
+                    append_zeroed(body, removed::KEY.start);
+                    element_text(body, key);
+                });
+            }
         }
         emit_frame(buf, MessageKind::ConfigSync, body.len()).copy_from_slice(&body);
     }
@@ -130,8 +151,13 @@ fn flag(set: bool, bit: u8) -> u8 {
 
 /// Appends a list: its count, then each entry as `write` appends it, with its length.
 fn list<T>(body: &mut Vec<u8>, items: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
+    list_of(body, MAX_CONFIG_UNITS, items, write);
+}
+
+/// Appends a list of at most `max` entries, as [`list`] does.
+fn list_of<T>(body: &mut Vec<u8>, max: usize, items: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
     assert!(
-        items.len() <= MAX_CONFIG_UNITS,
+        items.len() <= max,
         "config-sync list of {} entries",
         items.len()
     );
@@ -140,7 +166,7 @@ fn list<T>(body: &mut Vec<u8>, items: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
     for item in items {
         let at = body.len();
         write(body, item);
-        // Fits: an entry's fixed fields and one string of at most a text's length.
+        // Fits: an entry's fixed fields and at most three strings of at most a text's length.
         let len = (body.len() - at - entry::LEN.end) as u16;
         body[at..][entry::LEN].copy_from_slice(&len.to_be_bytes());
     }
@@ -161,6 +187,27 @@ fn unit_state(body: &mut Vec<u8>, (id, state): &(UnitId, UnitState)) {
     head[entry::STATE] = code;
     head[unit::HASH].copy_from_slice(&hash);
     name(body, &id.name);
+}
+
+/// An element to add: an absent value or comment is sent empty.
+fn element(body: &mut Vec<u8>, e: &ElementEntry) {
+    let head = append_zeroed(body, element::KEY.start);
+    head[element::FLAGS] = flag(e.timeout_ms.is_some(), element::HAS_TIMEOUT)
+        | flag(e.expires_ms.is_some(), element::HAS_EXPIRES);
+    head[element::TIMEOUT].copy_from_slice(&e.timeout_ms.unwrap_or(0).to_be_bytes());
+    head[element::EXPIRES].copy_from_slice(&e.expires_ms.unwrap_or(0).to_be_bytes());
+    element_text(body, &e.key);
+    for text in [&e.value, &e.comment] {
+        match text {
+            Some(text) => element_text(body, text),
+            None => string(body, ""),
+        }
+    }
+}
+
+fn element_text(body: &mut Vec<u8>, text: &str) {
+    assert!(check_key(text).is_ok(), "config-sync element text {text:?}");
+    string(body, text);
 }
 
 fn text(body: &mut Vec<u8>, text: &str) {

@@ -66,6 +66,37 @@ pub(crate) mod request {
     pub(crate) const TAIL: Rest = 12..;
 }
 
+/// [`SetElements`](crate::SetElements): then the set's name (a text), the adds (a list of
+/// [`element`]) and the removes (a list of [`removed`]).
+pub(crate) mod elements {
+    use crate::Rest;
+
+    pub(crate) const TAIL: Rest = 4..;
+}
+
+/// An element to add (a list entry: its length first): then its key, value and comment
+/// (texts; an empty value or comment is none).
+pub(crate) mod element {
+    use crate::{Field, Rest};
+
+    pub(crate) const FLAGS: usize = 2;
+    pub(crate) const TIMEOUT: Field = 4..12;
+    pub(crate) const EXPIRES: Field = 12..20;
+    pub(crate) const KEY: Rest = 20..;
+
+    /// `TIMEOUT` holds the element's own timeout.
+    pub(crate) const HAS_TIMEOUT: u8 = 0x01;
+    /// `EXPIRES` holds its remaining lifetime.
+    pub(crate) const HAS_EXPIRES: u8 = 0x02;
+}
+
+/// A key to delete (a list entry: its length first).
+pub(crate) mod removed {
+    use crate::Rest;
+
+    pub(crate) const KEY: Rest = 2..;
+}
+
 /// A text: its length, then that many bytes of UTF-8.
 pub(crate) mod text {
     use crate::{Field, Rest};

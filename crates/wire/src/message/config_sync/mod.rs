@@ -1,5 +1,6 @@
 //! Configuration sync: what each node holds of the configured units (nftables tables, files),
-//! the transfers that make the standby's units the source's, and their outcome.
+//! the transfers that make the standby's units the source's, and their outcome; and the
+//! elements of dynamic sets, runtime state sent apart from the units (see [`SetElements`]).
 //!
 //! A unit's content is opaque here: the canonical form its backend reads back (`nft -s list
 //! table` text, a files unit's archive). Content travels in chunks, so a unit may be far larger
@@ -18,12 +19,14 @@ use super::{HEADER_LEN, MAX_FRAME_LEN};
 use crate::WireError;
 
 mod decode;
+mod elements;
 mod encode;
 mod field;
 #[cfg(test)]
 mod tests;
 mod view;
 
+pub use elements::{ElementEntry, MAX_ELEMENT_TEXT, MAX_ELEMENTS, SetElements};
 use view::check_name;
 pub use view::{ConfigSyncView, config_text};
 
@@ -40,6 +43,18 @@ pub const MAX_UNIT_LEN: u32 = 64 << 20;
 
 // The largest chunk, with its headers, is one frame.
 const _: () = assert!(HEADER_LEN + field::chunk::DATA.start + MAX_CHUNK_LEN <= MAX_FRAME_LEN);
+// So is the largest elements message: the set's name, both list counts, and every entry an
+// add with its three texts at their limit (a remove is shorter).
+const _: () = assert!(
+    HEADER_LEN
+        + field::elements::TAIL.start
+        + field::text::BYTES.start
+        + MAX_UNIT_NAME
+        + 2 * field::COUNT.end
+        + MAX_ELEMENTS
+            * (field::element::KEY.start + 3 * (field::text::BYTES.start + MAX_ELEMENT_TEXT))
+        <= MAX_FRAME_LEN
+);
 
 /// What kind of unit, which says which backend reads and applies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -334,6 +349,8 @@ pub enum ConfigSyncMessage {
         /// At most [`MAX_CONFIG_UNITS`].
         units: Vec<UnitId>,
     },
+    /// See [`SetElements`] (since 1.4, sub-kind 6).
+    Elements(SetElements),
 }
 
 /// The sub-kind of a config-sync message: which variant of [`ConfigSyncMessage`] it is.
@@ -349,6 +366,8 @@ pub enum ConfigSyncKind {
     Result,
     /// [`ConfigSyncMessage::ReadbackRequest`].
     ReadbackRequest,
+    /// [`ConfigSyncMessage::Elements`].
+    Elements,
 }
 
 impl ConfigSyncKind {
@@ -359,6 +378,7 @@ impl ConfigSyncKind {
             Self::Chunk => 3,
             Self::Result => 4,
             Self::ReadbackRequest => 5,
+            Self::Elements => 6,
         }
     }
 
@@ -369,6 +389,7 @@ impl ConfigSyncKind {
             3 => Ok(Self::Chunk),
             4 => Ok(Self::Result),
             5 => Ok(Self::ReadbackRequest),
+            6 => Ok(Self::Elements),
             _ => Err(UNKNOWN_KIND),
         }
     }
@@ -394,6 +415,7 @@ impl ConfigSyncMessage {
             Self::Chunk(_) => ConfigSyncKind::Chunk,
             Self::Result(_) => ConfigSyncKind::Result,
             Self::ReadbackRequest { .. } => ConfigSyncKind::ReadbackRequest,
+            Self::Elements(_) => ConfigSyncKind::Elements,
         }
     }
 }

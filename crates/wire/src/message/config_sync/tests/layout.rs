@@ -74,3 +74,25 @@ pub(crate) fn offer(failoverd: &str, backends: &[Vec<u8>], units: &[Vec<u8>]) ->
 pub(crate) fn request(ids: &[Vec<u8>]) -> Vec<u8> {
     [&head(5)[..], &4u64.to_be_bytes(), &list(ids)].concat()
 }
+
+/// An elements body of `adds` element entries and `removes` key entries.
+pub(crate) fn elements(set: &str, adds: &[Vec<u8>], removes: &[Vec<u8>]) -> Vec<u8> {
+    [&head(6)[..], &text(set), &list(adds), &list(removes)].concat()
+}
+
+/// An element entry: flags, timeout, expires, then key, value and comment ("": none).
+pub(crate) fn element(flags: u8, timeout: u64, expires: u64, texts: [&str; 3]) -> Vec<u8> {
+    entry(&[
+        &[flags, 0],
+        &timeout.to_be_bytes(),
+        &expires.to_be_bytes(),
+        &text(texts[0]),
+        &text(texts[1]),
+        &text(texts[2]),
+    ])
+}
+
+/// A key entry (a remove).
+pub(crate) fn key(key: &str) -> Vec<u8> {
+    entry(&[&text(key)])
+}

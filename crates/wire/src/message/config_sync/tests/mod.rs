@@ -9,6 +9,7 @@ use super::*;
 use crate::message::tests::appended;
 use crate::message::{Message, MessageKind};
 
+mod elements;
 mod layout;
 mod limits;
 mod strategy;
@@ -67,7 +68,7 @@ fn the_view_borrows_a_chunks_data_and_owns_the_rest() {
 /// known one (the control) is not.
 #[test]
 fn an_unknown_sub_kind_reads_as_an_unknown_message() {
-    let body = [&layout::head(6)[..], &[1, 2, 3, 4]].concat();
+    let body = [&layout::head(7)[..], &[1, 2, 3, 4]].concat();
     let frame = appended(vec![b'F', b'O', 1, 8, 0, 0, 0, 0], &body);
     assert!(matches!(Message::parse(&frame), Ok(Message::Unknown(8))));
     assert_eq!(

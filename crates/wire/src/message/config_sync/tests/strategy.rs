@@ -3,9 +3,9 @@
 use proptest::prelude::*;
 
 use crate::message::config_sync::{
-    Chunk, ConfigOffer, ConfigSyncMessage, ConfigVersions, MAX_CONFIG_UNITS, MAX_UNIT_LEN,
-    SyncOutcome, SyncResult, TransferHeader, TransferPurpose, TransferUnit, UnitHash, UnitId,
-    UnitKind, UnitState,
+    Chunk, ConfigOffer, ConfigSyncMessage, ConfigVersions, ElementEntry, MAX_CONFIG_UNITS,
+    MAX_UNIT_LEN, SetElements, SyncOutcome, SyncResult, TransferHeader, TransferPurpose,
+    TransferUnit, UnitHash, UnitId, UnitKind, UnitState,
 };
 
 fn name() -> impl Strategy<Value = String> {
@@ -14,6 +14,40 @@ fn name() -> impl Strategy<Value = String> {
 
 fn text() -> impl Strategy<Value = String> {
     "\\P{Cc}{0,24}"
+}
+
+/// An element text: 1..=24 characters of at most 4 bytes, within the limit.
+fn element_text() -> impl Strategy<Value = String> {
+    "\\P{Cc}{1,24}"
+}
+
+fn element() -> impl Strategy<Value = ElementEntry> {
+    (
+        element_text(),
+        proptest::option::of(element_text()),
+        proptest::option::of(element_text()),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(
+            |(key, value, comment, timeout_ms, expires_ms)| ElementEntry {
+                key,
+                value,
+                comment,
+                timeout_ms,
+                expires_ms,
+            },
+        )
+}
+
+/// Changes to a set, within the limits.
+pub(crate) fn set_elements() -> impl Strategy<Value = SetElements> {
+    (
+        name(),
+        proptest::collection::vec(element(), 0..8),
+        proptest::collection::vec(element_text(), 0..8),
+    )
+        .prop_map(|(set, adds, removes)| SetElements { set, adds, removes })
 }
 
 fn kind() -> impl Strategy<Value = UnitKind> {
@@ -124,5 +158,6 @@ pub(crate) fn message() -> impl Strategy<Value = ConfigSyncMessage> {
             }),
         (any::<u64>(), proptest::collection::vec(unit_id(), 0..6))
             .prop_map(|(request, units)| ConfigSyncMessage::ReadbackRequest { request, units }),
+        set_elements().prop_map(ConfigSyncMessage::Elements),
     ]
 }
