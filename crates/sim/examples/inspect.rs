@@ -38,6 +38,14 @@ fn main() {
                 println!("  {:>9.3}s node {node}: {line}", at.as_nanos() as f64 / 1e9);
             }
         }
+        for (i, config) in pair.config.iter().enumerate() {
+            let Some(config) = config else { continue };
+            let (status, reason) = config.machine.status();
+            println!("node {i} config sync: {status} ({reason})");
+            for (at, event) in &config.events {
+                println!("  {:>9.3}s {event:?}", at.as_nanos() as f64 / 1e9);
+            }
+        }
         if let Ok(needle) = std::env::var("GREP") {
             for (at, node, line) in pair
                 .trace
