@@ -11,7 +11,9 @@ use failoverd_core::config_sync::{
     Readback, UnitContents,
 };
 use failoverd_core::{Channel, Instant};
-use failoverd_wire::{ConfigSyncMessage, Frame, Message, MessageKind, Role, SyncState, UnitId};
+use failoverd_wire::{
+    ConfigSyncMessage, Frame, Message, MessageKind, Role, SyncState, TransferPurpose, UnitId,
+};
 use rand::Rng;
 
 use super::Pair;
@@ -310,6 +312,12 @@ impl Pair {
         }
         for message in messages {
             self.check_config_message(i, &message, status);
+            if let ConfigSyncMessage::Transfer(header) = &message
+                && header.purpose != TransferPurpose::Readback
+                && let Some(node) = self.config[i].as_mut()
+            {
+                node.transfers_sent += 1;
+            }
             if let Some(trace) = &mut self.trace {
                 trace.push((now, i, format!("send {}", describe(&message))));
             }
@@ -416,6 +424,7 @@ fn describe_action(action: &ConfigAction) -> String {
     }
 }
 
-/// The config-sync knobs of a [`Pair`] at creation: how long a read or apply takes.
+/// How long a config read or apply takes at first ([`Pair::config_latency`]): a small `nft`
+/// transaction, or a few files.
 pub(super) const LATENCY: (Duration, Duration) =
     (Duration::from_micros(500), Duration::from_millis(20));

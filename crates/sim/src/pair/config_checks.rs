@@ -68,9 +68,6 @@ impl Pair {
         let part = self.config_part(i);
         match message {
             ConfigSyncMessage::Transfer(header) if header.purpose != TransferPurpose::Readback => {
-                if let Some(node) = self.config[i].as_mut() {
-                    node.transfers_sent += 1;
-                }
                 if part != Some(Part::Source) {
                     self.violate(format!(
                         "node {i} sent a sync transfer while not the source (part {part:?})"

@@ -129,7 +129,8 @@ pub fn plan(seed: u64, dead_interval: Duration) -> Option<ConfigPlan> {
         compare_interval: ms(&mut rng, 200, 600),
         repair_after: rng.random_range(1..=3),
         max_unit_bytes: 1 << 20,
-        confirm_window: dead_interval + ms(&mut rng, 0, 200),
+        // As the daemon sets it: the peer declared dead, plus the time to notice.
+        confirm_window: 3 * dead_interval,
         retry_after: ms(&mut rng, 300, 1500),
         coalesce: ms(&mut rng, 10, 100),
         seed: 0,
