@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use failoverd_backends::MemoryBackend;
-use failoverd_control::config::{BackendKind, BackupMode, Config, LogFormat, TakeoverKind};
+use failoverd_control::config::{
+    BackendKind, BackupMode, Config, LogFormat, SyncSource, TakeoverKind,
+};
 use failoverd_control::transport;
 use failoverd_core::{NodeConfig, ReplicationFilter, RoleAuthority};
 use failoverd_link::{HeartbeatConfig, Identity, LinkConfig};
@@ -15,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::clock::Clock;
+use crate::config_sync::ConfigSyncHost;
 use crate::driver::{self, HeartbeatSetup, NodeRequest, NodeSetup};
 use crate::hellos::HelloPath;
 use crate::takeover::Takeover;
@@ -38,6 +41,17 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     core.peer = Some(NodeId(pins.first().node_id()));
     core.validate()
         .with_context(|| format!("{}: invalid settings", path.display()))?;
+    if let SyncSource::Node(id) = config.config_sync.source
+        && Some(id) != core.peer
+        && id != core.node_id
+    {
+        anyhow::bail!(
+            "{}: config_sync.source = \"{id}\" is neither this node ({}) nor the peer ({})",
+            path.display(),
+            core.node_id,
+            NodeId(pins.first().node_id())
+        );
+    }
 
     let hellos = HelloPath::spawn(&config.node.name, Clock::start())?;
     let heartbeat = match config.link.heartbeat {
@@ -75,6 +89,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         }
     };
     let takeover = Takeover::start(&config).await?;
+    let config_sync = ConfigSyncHost::open(&config, path, link.0.clone(), seed())?;
     let group = match &config.control.group {
         Some(name) => Some(
             transport::group_id(name)
@@ -129,6 +144,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         takeover,
         hellos,
         heartbeat,
+        config_sync,
     };
     driver::run(setup, request_rx, None, until(stopped)).await;
     let _ = std::fs::remove_file(&config.control.socket);

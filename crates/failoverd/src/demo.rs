@@ -503,6 +503,7 @@ fn start_node(
         takeover: Takeover::default(),
         hellos,
         heartbeat: None,
+        config_sync: None,
     };
     let task = tokio::spawn(driver::run(setup, request_rx, observer, async {
         let _ = stopped.await;

@@ -12,6 +12,7 @@
 //! - [`demo`]: `failoverd demo`, two nodes on loopback.
 
 pub mod clock;
+pub mod config_sync;
 pub mod daemon;
 pub mod demo;
 pub mod driver;

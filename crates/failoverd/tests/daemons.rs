@@ -485,6 +485,47 @@ fn a_wrong_peer_key_never_synchronizes_and_the_right_one_does() {
     wait_for(&b, "synchronization", synchronized);
 }
 
+/// `config_sync.source` naming neither node is refused at start, naming the key; the control:
+/// naming this node, the daemon runs and answers `config status`.
+#[test]
+fn a_config_sync_source_that_is_neither_node_is_refused_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let (fa, fb) = (
+        NodeFiles::new(root.path(), "a"),
+        NodeFiles::new(root.path(), "b"),
+    );
+    let unit = fa.dir.join("synced.conf");
+    std::fs::write(&unit, "x = 1\n").unwrap();
+    let config_sync = |source: String| {
+        format!(
+            "[config_sync]\nmode = \"manual\"\nsource = \"{source}\"\n\n\
+             [[config_sync.files]]\npath = \"{}\"\n",
+            unit.display()
+        )
+    };
+    let stranger = Identity::generate().fingerprint().node_id();
+    let b_key = [fb.identity.fingerprint()];
+    let mut a = fa.start_with(
+        "a",
+        200,
+        &fb,
+        &b_key,
+        &config_sync(format!("{stranger:08x}")),
+    );
+    let status = a.wait_exit(Duration::from_secs(5));
+    assert!(!status.success(), "started with a stranger as the source");
+    let log = a.log();
+    assert!(
+        log.contains("config_sync.source") && log.contains(&format!("{stranger:08x}")),
+        "{log}"
+    );
+    let own = fa.identity.fingerprint().node_id();
+    let a = fa.start_with("a", 200, &fb, &b_key, &config_sync(format!("{own:08x}")));
+    wait_for(&a, "the daemon answering", |_| true);
+    let answer = call(&a, Request::ConfigStatus).unwrap();
+    assert_eq!(answer["mode"], "manual", "{answer}");
+}
+
 #[test]
 fn garbage_and_unauthenticated_clients_do_not_disturb_a_synchronized_pair() {
     let root = tempfile::tempdir().unwrap();

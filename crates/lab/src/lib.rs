@@ -7,12 +7,16 @@
 //! changes as they happen ([`addrwatch`]), forged VRRP adverts from a LAN host ([`forger`]), the
 //! VRRP pair and its status ([`vrrp`]) and the programs the tests run ([`tools`]).
 //!
+//! nftables as `nft` shows it ([`nftables`]) and configuration sync's sections and requests
+//! ([`config_sync`]).
+//!
 //! The fault lab's seeded faults ([`faults`]) and its traffic with its oracle ([`generator`]).
 //!
 //! Test targets name it `support` (`use failoverd_lab as support;`).
 
 pub mod addrwatch;
 pub mod config;
+pub mod config_sync;
 pub mod conntrack;
 pub mod daemon;
 pub mod faults;
@@ -21,6 +25,7 @@ pub mod generator;
 pub mod keepalived;
 pub mod lab;
 pub mod netns;
+pub mod nftables;
 pub mod tables;
 pub mod tools;
 pub mod traffic;

@@ -105,6 +105,7 @@ fn main() {
                 .iter()
                 .filter(|(key, (change, _))| {
                     *change == failoverd_sim::SplitChange::Deleted
+                        && !pair.nodes[1 - x].split_changes.contains_key(key)
                         && pair.nodes.iter().any(|n| n.table.get(key).is_some())
                 })
                 .map(|(key, (_, at))| (*key, *at))

@@ -404,6 +404,7 @@ fn split_brain_seeds_that_brought_deleted_sessions_back_keep_the_merge_rule() {
         (282, Mode::Stream, 2554),
         (304, Mode::StreamVrrp, 844),
         (445, Mode::StreamVrrp, 772),
+        (655, Mode::StreamVrrp, 387),
     ] {
         let outcome = schedule::run_mode(seed, mode, None);
         assert_eq!(

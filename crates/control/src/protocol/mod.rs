@@ -25,9 +25,9 @@
 use serde::{Deserialize, Serialize};
 
 pub use config_sync::{
-    ConfigDiff, ConfigSyncMode, ConfigSyncOutcome, ConfigSyncPart,
-    ConfigSyncReply, ConfigSyncState, ConfigSyncStatus, ConfigUnitDiff, ConfigUnitKind,
-    ConfigUnitState, ConfigUnitView, ConfigVersionsView, hash_hex, unified_diff,
+    ConfigDiff, ConfigSyncMode, ConfigSyncOutcome, ConfigSyncPart, ConfigSyncReply,
+    ConfigSyncState, ConfigSyncStatus, ConfigUnitDiff, ConfigUnitKind, ConfigUnitState,
+    ConfigUnitView, ConfigVersionsView, hash_hex, unified_diff,
 };
 pub use events::{EventKind, EventList, EventView, MaintenanceDone, SwitchoverDone};
 pub use failoverd_wire::NodeId;

@@ -34,9 +34,9 @@ use failoverd_wire::{
 };
 
 use crate::time::Instant;
-use transfer::{Assembly, ChunkError, messages, state_of};
+use transfer::{Assembly, ChunkError, messages};
 
-pub use transfer::unit_hash;
+pub use transfer::{state_of, unit_hash};
 pub use types::{
     ActionId, Applied, ApplyFailed, ConfigAction, ConfigSyncConfig, ConfigSyncEvent,
     ConfigSyncStats, Diff, Mode, Part, Readback, StatusReason, SyncStatus, UnitContents,

@@ -15,7 +15,7 @@ pub fn unit_hash(content: &[u8]) -> UnitHash {
 }
 
 /// What a read-back says of a unit, as offers and results carry it.
-pub(super) fn state_of(content: &Readback) -> UnitState {
+pub fn state_of(content: &Readback) -> UnitState {
     match content {
         Ok(None) => UnitState::Absent,
         Ok(Some(bytes)) => UnitState::Present(unit_hash(bytes)),

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use crate::config_sync::{ConfigSyncHost, HostInput};
 use crate::hellos::{self, HelloPath, PeerDead};
 use crate::table_thread::{self, TableCommand, TableHandle};
 use crate::takeover::{Takeover, TakeoverNews};
@@ -59,6 +60,8 @@ pub struct NodeSetup {
     pub hellos: HelloPath,
     /// The heartbeat path (`link.heartbeat_listen`), already spawned, if configured.
     pub heartbeat: Option<HeartbeatSetup>,
+    /// Configuration sync, unless `config_sync.mode` is `off`.
+    pub config_sync: Option<ConfigSyncHost>,
 }
 
 /// The heartbeat path: a second path for the hellos beside the failover link.
@@ -133,6 +136,7 @@ pub async fn run(
         takeover,
         hellos,
         heartbeat,
+        config_sync,
     } = setup;
     let clock = hellos.clock();
     let mut node = Node::new(core, clock.now());
@@ -168,6 +172,7 @@ pub async fn run(
         blocked_data: None,
         owed_credit: 0,
         turns: Turns::default(),
+        config_sync,
     };
     tokio::pin!(shutdown);
     loop {
@@ -184,10 +189,17 @@ pub async fn run(
             .set_peer_report(driver.node.peer_vrrp_report());
         driver.hand_hello_over();
         driver.turns.end();
-        let deadline = driver
-            .node
-            .poll_timeout()
-            .map(|at| driver.clock.deadline(at));
+        let deadline = [
+            driver.node.poll_timeout(),
+            driver
+                .config_sync
+                .as_ref()
+                .and_then(ConfigSyncHost::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| driver.clock.deadline(at));
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -240,6 +252,12 @@ pub async fn run(
                 driver.begin_turn();
                 driver.on_peer_dead(verdict);
             }
+            Some(input) = next_config_input(&mut driver.config_sync) => {
+                driver.begin_turn();
+                if let Some(host) = &mut driver.config_sync {
+                    host.handle_input(driver.clock.now(), input);
+                }
+            }
             () = std::future::ready(()), if more_data => driver.begin_turn(),
         }
     }
@@ -282,6 +300,7 @@ struct Driver {
     owed_credit: usize,
     /// How promptly the loop runs (status counters).
     turns: Turns,
+    config_sync: Option<ConfigSyncHost>,
 }
 
 /// The loop's own latency: the longest turn and the latest timer, since the start.
@@ -322,6 +341,9 @@ impl Driver {
         {
             self.turns.timer_late = self.turns.timer_late.max(now - at);
             self.node.handle_timeout(now);
+        }
+        if let Some(host) = &mut self.config_sync {
+            host.handle_timeout(now);
         }
     }
 
@@ -402,6 +424,10 @@ impl Driver {
                 sender.send(hello);
             }
         }
+        if let Some(host) = &mut self.config_sync {
+            host.follow(now, &self.node);
+            host.flush(now);
+        }
         while let Some(event) = self.node.poll_event() {
             self.log(&event);
             if let Event::RoleChanged { from, to, reason } = &event {
@@ -443,7 +469,10 @@ impl Driver {
                     self.on_peer_dead(verdict);
                 }
             }
-            LinkEvent::Frame { bytes, .. } => self.node.handle_frame(now, &bytes),
+            LinkEvent::Frame { bytes, .. } => match &mut self.config_sync {
+                Some(host) if is_config_sync(&bytes) => host.handle_frame(now, &bytes),
+                _ => self.node.handle_frame(now, &bytes),
+            },
             LinkEvent::Down { reason } => {
                 self.link_up = false;
                 self.record_link(now, format!("failover link down: {reason}"));
@@ -592,6 +621,18 @@ impl Driver {
                     .send(TableCommand::Generate { count, reply: tx });
                 answer_later(rx, reply);
             }
+            Request::ConfigStatus => match &self.config_sync {
+                Some(host) => answer(reply, Response::ok(&host.status(self.clock.now()))),
+                None => answer(reply, Response::error(CONFIG_SYNC_OFF)),
+            },
+            Request::ConfigDiff => match &mut self.config_sync {
+                Some(host) => host.request_diff(self.clock.now(), reply),
+                None => answer(reply, Response::error(CONFIG_SYNC_OFF)),
+            },
+            Request::ConfigSync => match &mut self.config_sync {
+                Some(host) => answer(reply, Response::ok(&host.request_sync(self.clock.now()))),
+                None => answer(reply, Response::error(CONFIG_SYNC_OFF)),
+            },
             Request::Events { limit } => {
                 answer(reply, Response::ok(&self.events(limit)));
             }
@@ -647,6 +688,20 @@ impl Driver {
     }
 }
 
+/// Whether a frame is config sync's (the node's otherwise, which counts what it cannot read).
+fn is_config_sync(bytes: &[u8]) -> bool {
+    failoverd_wire::Frame::new_checked(bytes)
+        .is_ok_and(|frame| frame.kind() == failoverd_wire::MessageKind::ConfigSync)
+}
+
+/// The next input of config sync's own I/O; never, without config sync.
+async fn next_config_input(host: &mut Option<ConfigSyncHost>) -> Option<HostInput> {
+    match host {
+        Some(host) => host.next_input().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next hello from the heartbeat path, with the key that signed it; never, without one.
 async fn next_heartbeat(events: &mut Option<HeartbeatEvents>) -> Option<(Fingerprint, Vec<u8>)> {
     match events {
@@ -668,6 +723,9 @@ fn answer_later<T: serde::Serialize + Send + 'static>(
         answer(reply, response);
     });
 }
+
+/// The answer to `failoverctl config` without config sync.
+const CONFIG_SYNC_OFF: &str = "config sync is off on this node (config_sync.mode)";
 
 /// The answer when the table's thread is gone.
 const TABLE_GONE: &str = "the session table is not available";

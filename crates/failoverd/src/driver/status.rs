@@ -207,6 +207,16 @@ impl Driver {
                 reason: None,
                 message: message.clone(),
             }))
+            .chain(self.config_sync.iter().flat_map(|host| host.history()).map(
+                |(at, kind, message)| EventView {
+                    at_ms: at.as_nanos() / 1_000_000,
+                    kind: *kind,
+                    from: None,
+                    to: None,
+                    reason: None,
+                    message: message.clone(),
+                },
+            ))
             .chain(self.takeover.history().into_iter().map(|entry| EventView {
                 at_ms: self.clock.at(entry.at).as_nanos() / 1_000_000,
                 kind: entry.kind,

@@ -847,11 +847,16 @@ impl Pair {
             node.split_changes.remove(&key);
             return;
         }
-        if both_active || node.core.state() != SyncState::Synchronization {
-            node.unseen.remove(&key);
+        let synchronized = node.core.state() == SyncState::Synchronization;
+        if both_active || !synchronized {
             node.split_changes.insert(key, (change, now));
-        } else {
+        }
+        if synchronized {
+            // Both active and synchronized: the change also reaches the peer as any other,
+            // and once applied there it is merged (see `note_seen`).
             node.unseen.insert(key, (change, now));
+        } else {
+            node.unseen.remove(&key);
         }
     }
 
@@ -875,6 +880,13 @@ impl Pair {
             };
             if seen {
                 self.nodes[x].unseen.remove(key);
+                // A change made while both were active, applied by a peer that changed the
+                // same session apart: merged, and either side may have won.
+                if self.nodes[x].split_changes.contains_key(key)
+                    && self.nodes[y].split_changes.contains_key(key)
+                {
+                    self.contested.insert(*key);
+                }
             }
         }
     }
