@@ -537,3 +537,32 @@ fn a_transfer_waiting_behind_an_apply_is_not_applied_after_a_switchover() {
     assert_eq!(pair.nodes[B].core.role(), Role::Active);
     assert_clean(&pair);
 }
+
+/// Finding (the core's machine, not fixed here; randomized seed 5589 of the first 10,000-seed
+/// run, through a kernel storing another form): a sync that failed blocks that content, and
+/// the block is lifted only when the source holds other content, not when it changes. Here B
+/// refuses X once; A changes the unit to Y (applied), then back to X: X is never sent again,
+/// and the status says the units differ (the last result is Y's "applied") instead of the
+/// failure. Run it with `--ignored` once a change of the source's unit lifts its block.
+#[test]
+#[ignore = "finding: content whose sync failed once is never sent again, even after a change"]
+fn a_unit_changed_back_to_content_that_failed_before_is_sent_again() {
+    let mut pair = pair(
+        LinkModel::Stream,
+        LinkFaults::clean(Duration::from_micros(100)),
+        Mode::Auto,
+    );
+    settle(&mut pair);
+    let nat = unit("ip nat");
+    let [x, y] = [b"table ip nat { # X }\n", b"table ip nat { # Y }\n"].map(|c| c.to_vec());
+    pair.config[B].as_mut().expect("on").kernel.refuse_applies = 1;
+    pair.edit_unit(A, &nat, Some(x.clone()));
+    pair.run_for(ms(1000));
+    assert!(matches!(status(&pair, A).1, StatusReason::Failed { .. }));
+    pair.edit_unit(A, &nat, Some(y));
+    pair.run_for(ms(1000));
+    assert!(matches!(status(&pair, A).1, StatusReason::InSync));
+    pair.edit_unit(A, &nat, Some(x));
+    pair.run_for(ms(3000));
+    assert_in_sync(&mut pair);
+}
