@@ -1,6 +1,8 @@
 //! Configuration sync in deterministic two-node scenarios: a takeover in the middle of a full
 //! sync, both nodes claiming to be the source, a lossy, duplicating, reordering link, and the
-//! harness's checks shown failing on a planted bug.
+//! harness's checks shown failing on a planted bug. Three findings in the core's machine are
+//! recorded as ignored tests (`cargo test -p failoverd-sim --test config_sync -- --ignored`
+//! fails until they are fixed).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
