@@ -38,6 +38,36 @@ fn main() {
                 println!("  {:>9.3}s node {node}: {line}", at.as_nanos() as f64 / 1e9);
             }
         }
+        for (i, config) in pair.config.iter().enumerate() {
+            let Some(config) = config else { continue };
+            let (status, reason) = config.machine.status();
+            println!("node {i} config sync: {status} ({reason})");
+            for (unit, content) in &config.kernel.units {
+                let hash = failoverd_core::config_sync::unit_hash(content).0;
+                println!(
+                    "  holds {}: {} bytes, {:02x?}",
+                    unit.name,
+                    content.len(),
+                    &hash[..4]
+                );
+            }
+            let short = |state: Option<failoverd_wire::UnitState>| match state {
+                Some(failoverd_wire::UnitState::Present(hash)) => format!("{:02x?}", &hash.0[..4]),
+                other => format!("{other:?}"),
+            };
+            for view in config.machine.units() {
+                println!(
+                    "  sees {}: here {}, peer {}, last {:?}",
+                    view.id.name,
+                    short(view.local),
+                    short(view.peer),
+                    view.last_result.map(|r| (r.outcome, r.message))
+                );
+            }
+            for (at, event) in &config.events {
+                println!("  {:>9.3}s {event:?}", at.as_nanos() as f64 / 1e9);
+            }
+        }
         if let Ok(needle) = std::env::var("GREP") {
             for (at, node, line) in pair
                 .trace

@@ -24,6 +24,24 @@
 //! - a session one node's traffic deleted during a split brain stays deleted unless the other
 //!   node's traffic changed it meanwhile (the merge rule's tombstones).
 //!
+//! Half the schedules also run configuration sync ([`Pair::enable_config_sync`],
+//! [`schedule::config_plan`]): each node's [`failoverd_core::config_sync::ConfigSync`] with an
+//! in-memory kernel of units ([`Kernel`]), its frames over the same failover link (emitted and
+//! parsed as the daemon does), its part following the node's state and role as the daemon sets
+//! it (in Synchronization the active node is the source, the standby the replica), while the
+//! source's units change, the standby's drift, kernels refuse applies, lack a feature or store
+//! another form, and the operator runs `config sync`. Its invariants:
+//!
+//! - only the replica applies (or, right after an apply, restores what it replaced when the
+//!   link is lost within the confirm window), only units its own configuration names, and only
+//!   content the source's machine was given by the source's kernel (hash for hash);
+//! - only the source sends sync transfers; a node claims the source in its offers only while
+//!   active in Synchronization, so a conflict (both claiming it) arises only when both were
+//!   active, and a node in conflict sends no transfer;
+//! - after settling, every unit both nodes name holds the source's content on both, unless
+//!   the last sync of it failed, was refused or was rolled back and the source's status says
+//!   so; with every unit equal the status says in sync.
+//!
 //! Mutants planted in the harness ([`Mutant`]) show each check failing.
 //!
 //! A failing seed replays exactly: `FAILOVERD_SIM_SEED=<seed> cargo test -p failoverd-sim`.
@@ -36,4 +54,4 @@ pub mod schedule;
 
 pub use link::{Link, LinkFaults, LinkModel};
 pub use mutant::Mutant;
-pub use pair::{HeartbeatPath, Lan, Pair, SimNode, SplitChange, same_copy};
+pub use pair::{ConfigNode, HeartbeatPath, Kernel, Lan, Pair, SimNode, SplitChange, same_copy};

@@ -22,6 +22,14 @@ pub enum Mutant {
     /// The backend loses the delete events of a node apart from its peer (not synchronized):
     /// the core keeps no tombstone. For the split-brain merge rule.
     LostApartDeletes,
+    /// The replica's config backend reports, as its read-back after an apply, the content it
+    /// was sent rather than what its kernel holds (the replica hashing what it received). For
+    /// the settled config units: a kernel storing another form goes unnoticed.
+    ReadbackIsReceived,
+    /// The daemon sets the config-sync part from the state only, missing a role change
+    /// within Synchronization (a switchover, a preemption): the old source keeps sending, the
+    /// new active applies. For "applies only on the replica" and "only the source sends".
+    PartIgnoresRole,
 }
 
 /// The ops of an apply that [`Mutant::LostWrites`] drops: every fourth.

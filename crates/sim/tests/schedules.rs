@@ -56,12 +56,14 @@ fn randomized_schedules_keep_every_invariant() {
         }
         total.split_brains += tally.split_brains;
         total.breaches.extend(tally.breaches);
+        total.config.add(&tally.config);
     }
     let Tally {
         mut failures,
         per_mode,
         split_brains,
         mut breaches,
+        config,
     } = total;
     breaches.sort_unstable();
     failures.sort_by_key(|f| f.0);
@@ -80,6 +82,7 @@ fn randomized_schedules_keep_every_invariant() {
         breaches.len(),
         &breaches[..breaches.len().min(40)]
     );
+    println!("config sync: {config}");
     for (seed, mode, faults, violations) in failures.iter().take(5) {
         println!(
             "replay with FAILOVERD_SIM_SEED={seed} ({mode:?})\n  faults: {faults:?}\n  violations: {violations:#?}"
@@ -102,6 +105,80 @@ struct Tally {
     split_brains: u64,
     /// Seeds that breached the merge rule.
     breaches: Vec<u64>,
+    config: ConfigTally,
+}
+
+/// What config sync did over the schedules that ran it.
+#[derive(Default)]
+struct ConfigTally {
+    /// Schedules in auto and in manual mode.
+    schedules: [u64; 2],
+    full_syncs: u64,
+    incremental_syncs: u64,
+    units_sent: u64,
+    transfers_resent: u64,
+    applies_failed: u64,
+    rollbacks: u64,
+    drift_repaired: u64,
+    chunks_dropped: u64,
+    /// Schedules where both nodes claimed the source at some point.
+    conflicted: u64,
+}
+
+impl ConfigTally {
+    fn record(&mut self, outcome: &schedule::ConfigOutcome) {
+        let auto = outcome.mode == failoverd_core::config_sync::Mode::Auto;
+        self.schedules[usize::from(!auto)] += 1;
+        for stats in &outcome.stats {
+            self.full_syncs += stats.full_syncs;
+            self.incremental_syncs += stats.incremental_syncs;
+            self.units_sent += stats.units_sent;
+            self.transfers_resent += stats.transfers_resent;
+            self.applies_failed += stats.applies_failed;
+            self.rollbacks += stats.rollbacks;
+            self.drift_repaired += stats.drift_repaired;
+            self.chunks_dropped += stats.chunks_dropped;
+        }
+        self.conflicted += u64::from(outcome.conflicts > 0);
+    }
+
+    fn add(&mut self, other: &Self) {
+        for (sum, n) in self.schedules.iter_mut().zip(other.schedules) {
+            *sum += n;
+        }
+        self.full_syncs += other.full_syncs;
+        self.incremental_syncs += other.incremental_syncs;
+        self.units_sent += other.units_sent;
+        self.transfers_resent += other.transfers_resent;
+        self.applies_failed += other.applies_failed;
+        self.rollbacks += other.rollbacks;
+        self.drift_repaired += other.drift_repaired;
+        self.chunks_dropped += other.chunks_dropped;
+        self.conflicted += other.conflicted;
+    }
+}
+
+impl std::fmt::Display for ConfigTally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} schedules ({} auto, {} manual): {} full and {} incremental syncs, {} units sent, \
+             {} transfers resent, {} chunks dropped, {} applies failed, {} rolled back, \
+             {} drifts repaired; {} schedules with both nodes claiming the source",
+            self.schedules[0] + self.schedules[1],
+            self.schedules[0],
+            self.schedules[1],
+            self.full_syncs,
+            self.incremental_syncs,
+            self.units_sent,
+            self.transfers_resent,
+            self.chunks_dropped,
+            self.applies_failed,
+            self.rollbacks,
+            self.drift_repaired,
+            self.conflicted
+        )
+    }
 }
 
 impl Tally {
@@ -111,6 +188,9 @@ impl Tally {
         self.split_brains += u64::from(outcome.split_brain);
         if outcome.merge_rule_breaches > 0 {
             self.breaches.push(seed);
+        }
+        if let Some(config) = &outcome.config {
+            self.config.record(config);
         }
         if !outcome.violations.is_empty() {
             self.failures
@@ -156,6 +236,16 @@ fn a_backend_skipping_sweeps_is_caught() {
 #[test]
 fn a_takeover_before_ready_is_caught() {
     caught(Mutant::TakeoverBeforeReady);
+}
+
+#[test]
+fn a_replica_reporting_what_it_received_as_its_readback_is_caught() {
+    caught(Mutant::ReadbackIsReceived);
+}
+
+#[test]
+fn a_config_part_that_misses_role_changes_is_caught() {
+    caught(Mutant::PartIgnoresRole);
 }
 
 /// Finding 13 (issue 10): three of 10,000 schedules failed, each with a switchover. The new
@@ -341,12 +431,13 @@ fn every_seed_replays_exactly() {
         let [first, second] = [0, 1].map(|_| schedule::run(seed, None));
         let fingerprint = |outcome: &schedule::Outcome| {
             format!(
-                "{:?} {:?} {} {} {:?}",
+                "{:?} {:?} {} {} {:?} {:?}",
                 outcome.violations,
                 outcome.sessions,
                 outcome.split_brain,
                 outcome.merge_rule_breaches,
-                outcome.stats
+                outcome.stats,
+                outcome.config
             )
         };
         assert_eq!(

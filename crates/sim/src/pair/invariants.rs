@@ -291,7 +291,7 @@ impl Pair {
         }
     }
 
-    fn violate(&mut self, what: String) {
+    pub(super) fn violate(&mut self, what: String) {
         self.violations
             .push(format!("t={:.3}s {what}", self.now.as_nanos() as f64 / 1e9));
     }

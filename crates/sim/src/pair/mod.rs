@@ -12,7 +12,11 @@ use failoverd_wire::{NodeId, Role, SessionKey, SessionOp, SessionRecord, SyncSta
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+mod config;
+mod config_checks;
 mod invariants;
+
+pub use config::{ConfigNode, Kernel};
 
 use crate::link::{Link, LinkFaults, LinkModel};
 use crate::mutant::{self, Mutant};
@@ -100,6 +104,13 @@ pub struct Pair {
     pub heartbeat: HeartbeatPath,
     /// A fault planted in the harness, to show an invariant check failing.
     pub mutant: Option<Mutant>,
+    /// Each node's config sync, once [`Pair::enable_config_sync`] gave it one.
+    pub config: [Option<ConfigNode>; 2],
+    /// How long a config read or apply takes, at least and at most.
+    pub config_latency: (Duration, Duration),
+    /// Config sync draws from its own generator, so a schedule without it plays exactly as
+    /// before it existed.
+    config_rng: SmallRng,
 }
 
 /// The heartbeat path: the nodes' hellos as authenticated datagrams over a network of their
@@ -243,6 +254,9 @@ impl Pair {
             lan: Lan::default(),
             heartbeat: HeartbeatPath::default(),
             mutant: None,
+            config: [None, None],
+            config_latency: config::LATENCY,
+            config_rng: SmallRng::seed_from_u64(seed ^ 0xc0f1_6000),
         }
     }
 
@@ -384,12 +398,16 @@ impl Pair {
         {
             best = Some(best.map_or(flight, |b| b.min(flight)));
         }
-        for node in self.nodes.iter().filter(|n| n.alive) {
+        for (node, config) in self.nodes.iter().zip(&self.config) {
+            if !node.alive {
+                continue;
+            }
             let vrrp = node.vrrp.as_ref().and_then(Group::poll_timeout);
             for t in [
                 node.core.poll_timeout(),
                 node.work.as_ref().map(|w| w.0),
                 vrrp,
+                config.as_ref().and_then(ConfigNode::next_event),
             ]
             .into_iter()
             .flatten()
@@ -407,7 +425,9 @@ impl Pair {
                 if let Some(trace) = &mut self.trace {
                     trace.push((now, to, describe_frame(&bytes)));
                 }
-                self.nodes[to].core.handle_frame(now, &bytes);
+                if !self.deliver_config(to, &bytes) {
+                    self.nodes[to].core.handle_frame(now, &bytes);
+                }
                 self.flush(to);
             }
         }
@@ -452,6 +472,7 @@ impl Pair {
             if self.nodes[i].work.as_ref().is_some_and(|w| w.0 <= now) {
                 self.complete_work(i);
             }
+            self.config_due(i);
         }
         if self.reconnect_at.is_some_and(|t| t <= now) {
             self.try_connect();
@@ -544,6 +565,7 @@ impl Pair {
             group.set_ready(now, ready);
             group.set_peer(now, node.core.vrrp_peer());
         }
+        self.flush_config(i);
     }
 
     fn start_work(&mut self, i: usize, action: Action) {
@@ -655,6 +677,9 @@ impl Pair {
         node.connected = false;
         node.work = None;
         node.vrrp = None;
+        if let Some(config) = self.config[i].as_mut() {
+            config.stop();
+        }
     }
 
     /// The node starts again with an empty table (a reboot).
@@ -668,6 +693,9 @@ impl Pair {
         self.nodes[i] = SimNode::new(config, self.now);
         let node = &mut self.nodes[i];
         node.events.clear();
+        if let Some(config) = self.config[i].as_mut() {
+            config.restart(self.restarts);
+        }
         self.reconnect_at = Some(self.now);
         self.flush(i);
         self.start_vrrp(i);
@@ -691,6 +719,9 @@ impl Pair {
         node.connected = false;
         node.work = None;
         node.vrrp = None;
+        if let Some(config) = self.config[i].as_mut() {
+            config.stop();
+        }
     }
 
     /// Cuts (or heals) the link silently in both directions.

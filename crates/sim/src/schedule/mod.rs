@@ -3,10 +3,17 @@
 use std::time::Duration;
 
 use failoverd_backends::ApplyError;
+use failoverd_core::config_sync::{
+    ConfigSyncEvent, ConfigSyncStats, Mode as ConfigMode, SyncStatus,
+};
 use failoverd_core::{Instant, NodeConfig, RoleAuthority, Stats};
 use failoverd_wire::{NodeId, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+mod config;
+
+pub use config::{Change, ConfigFault, ConfigPlan, plan as config_plan};
 
 use crate::link::{LinkFaults, LinkModel};
 use crate::mutant::Mutant;
@@ -106,6 +113,19 @@ pub struct Outcome {
     pub merge_rule_breaches: usize,
     /// Both nodes' counters at the end: every run of a seed ends with the same.
     pub stats: [Stats; 2],
+    /// What config sync did, in the seeds that run it ([`config_plan`]).
+    pub config: Option<ConfigOutcome>,
+}
+
+/// What config sync did in one schedule.
+#[derive(Debug)]
+pub struct ConfigOutcome {
+    /// Auto or manual.
+    pub mode: ConfigMode,
+    /// Both machines' counters at the end (of the machine since its node's last restart).
+    pub stats: [ConfigSyncStats; 2],
+    /// Times a node found both nodes claiming the source (a conflict).
+    pub conflicts: usize,
 }
 
 /// The configuration of both nodes for a seed.
@@ -192,6 +212,16 @@ fn random_stream_fault(rng: &mut SmallRng, vrrp: bool) -> Fault {
     }
 }
 
+/// The live node that has role `who` now, if one does.
+fn target(pair: &Pair, who: Who) -> Option<usize> {
+    let want = if who == Who::Active {
+        Role::Active
+    } else {
+        Role::Standby
+    };
+    (0..2).find(|&i| pair.nodes[i].alive && pair.nodes[i].core.role() == want)
+}
+
 /// Runs the schedule of `seed` in the mode [`Mode::of_seed`] gives it, optionally with a
 /// mutant planted in the harness, and checks every invariant.
 pub fn run(seed: u64, mutant: Option<Mutant>) -> Outcome {
@@ -240,6 +270,7 @@ pub fn run_inspect(
         jitter: Duration::from_micros(rng.random_range(0..3000)),
     };
     let silence = configs[0].silence_timer;
+    let config_plan = config::plan(seed, configs[0].dead_interval);
     let mut pair = Pair::with_link(configs, model, faults, rng.random());
     pair.mutant = mutant;
     match mode {
@@ -250,6 +281,8 @@ pub fn run_inspect(
     if std::env::var_os("FAILOVERD_SIM_TRACE").is_some() {
         pair.trace = Some(Vec::new());
     }
+    let config_mode = config_plan.as_ref().map(|plan| plan.mode);
+    let mut config_player = config_plan.map(|plan| config::Player::start(plan, &mut pair));
     let length = Duration::from_millis(rng.random_range(3000..8000));
     let mut schedule: Vec<(Duration, Fault)> = (0..rng.random_range(1..=4))
         .map(|_| {
@@ -277,6 +310,9 @@ pub fn run_inspect(
         pair.run_for(traffic_gap.mul_f64(rng.random_range(0.5..1.5)));
         pair.traffic_step();
         let now = pair.now;
+        if let Some(player) = &mut config_player {
+            player.step(&mut pair, now - Instant::ZERO);
+        }
         restarts.retain(|&(at, node)| {
             if at <= now {
                 pair.restart(node);
@@ -313,14 +349,6 @@ pub fn run_inspect(
         while next_fault < schedule.len() && Instant::ZERO + schedule[next_fault].0 <= now {
             let fault = schedule[next_fault].1;
             next_fault += 1;
-            let target = |pair: &Pair, who: Who| {
-                let want = if who == Who::Active {
-                    Role::Active
-                } else {
-                    Role::Standby
-                };
-                (0..2).find(|&i| pair.nodes[i].alive && pair.nodes[i].core.role() == want)
-            };
             match fault {
                 Fault::Partition(length) => {
                     pair.set_partitioned(true);
@@ -401,9 +429,36 @@ pub fn run_inspect(
             .table
             .refuse_next_ops(0, ApplyError::TableFull);
     }
-    pair.run_for(2 * silence + Duration::from_secs(3));
+    let settle = 2 * silence + Duration::from_secs(3);
+    match config_player {
+        Some(player) => player.settle(&mut pair, settle),
+        None => pair.run_for(settle),
+    }
     pair.check_settled();
     inspect(&pair);
+    let config = config_mode.map(|mode| ConfigOutcome {
+        mode,
+        stats: [0, 1].map(|i| {
+            pair.config[i]
+                .as_ref()
+                .map(|c| c.machine.stats().clone())
+                .unwrap_or_default()
+        }),
+        conflicts: [0, 1]
+            .iter()
+            .filter_map(|&i| pair.config[i].as_ref())
+            .flat_map(|c| &c.events)
+            .filter(|(_, e)| {
+                matches!(
+                    e,
+                    ConfigSyncEvent::StatusChanged {
+                        to: SyncStatus::Conflict,
+                        ..
+                    }
+                )
+            })
+            .count(),
+    });
     Outcome {
         seed,
         violations: std::mem::take(&mut pair.violations),
@@ -412,5 +467,6 @@ pub fn run_inspect(
         split_brain: pair.split_brain_at.is_some(),
         merge_rule_breaches: pair.merge_rule_breaches.len(),
         stats: [0, 1].map(|i| pair.nodes[i].core.stats().clone()),
+        config,
     }
 }
