@@ -1,8 +1,7 @@
 //! Configuration sync in deterministic two-node scenarios: a takeover in the middle of a full
 //! sync, both nodes claiming to be the source, a lossy, duplicating, reordering link, and the
-//! harness's checks shown failing on a planted bug. Three findings in the core's machine are
-//! recorded as ignored tests (`cargo test -p failoverd-sim --test config_sync -- --ignored`
-//! fails until they are fixed).
+//! harness's checks shown failing on a planted bug, and three findings of the simulation in the
+//! core's machine, each failing before its fix.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -479,16 +478,13 @@ fn a_refused_apply_is_reported_and_the_next_change_applies() {
     assert_in_sync(&mut pair);
 }
 
-/// Finding (the core's machine, not fixed here: the simulation may not change the core): a
-/// source whose transfer got no result (lost) resends it after `retry_after` even in
-/// conflict, when the peer claims the source too: "both sources: nothing is sent" is broken
+/// Finding 1 (fixed in the core's machine): a source whose transfer got no result (lost)
+/// resent it after `retry_after` even in conflict, when the peer claims the source too: "both sources: nothing is sent" is broken
 /// (the peer refuses it, "this node is not the replica", so nothing is applied). Here the
 /// transfer is lost in a 60 ms cut of the datagram link, then the LAN is cut, so both VRRP
-/// groups are master with the failover link up; A resends at 3.525 s, in conflict since
-/// 3.192 s. Run it with `--ignored` once `ConfigSync::handle_timeout` holds the resend while
-/// the peer claims the source (or `handle_offer` drops the outgoing transfer).
+/// groups are master with the failover link up; A resent at 3.525 s, in conflict since
+/// 3.192 s. The resend now waits for a comparable replica.
 #[test]
-#[ignore = "finding: the machine resends an unanswered transfer in conflict"]
 fn a_source_in_conflict_does_not_resend_an_unanswered_transfer() {
     let mut pair = Pair::with_link(
         node_configs(RoleAuthority::External, false),
@@ -517,16 +513,13 @@ fn a_source_in_conflict_does_not_resend_an_unanswered_transfer() {
     assert_clean(&pair);
 }
 
-/// Finding (the core's machine, not fixed here): a transfer that completes on the replica while
-/// an apply is under way waits in the machine (`ready`) and is applied when that apply ends,
-/// even if the node is no longer the replica by then: `set_link` drops the transfer being
-/// received on a part change, not one waiting to be applied. Here B's apply takes 700 ms,
+/// Finding 2 (fixed in the core's machine): a transfer that completes on the replica while an
+/// apply is under way waits in the machine (`ready`) and was applied when that apply ended,
+/// even if the node was no longer the replica by then: `set_link` dropped the transfer being
+/// received on a part change, not one waiting to be applied; it drops both now. Here B's apply takes 700 ms,
 /// longer than A's `retry_after` (500 ms), so A resends and the copy completes while B still
-/// applies; A hands over at 4.32 s; B, now the source, applies the resent copy at 4.50 s.
-/// Run it with `--ignored` once `set_link` (a part change, or leaving Synchronization) drops
-/// the waiting transfer.
+/// applies; A hands over at 4.32 s; B, now the source, applied the resent copy at 4.50 s.
 #[test]
-#[ignore = "finding: a transfer waiting behind an apply is applied after the node became the source"]
 fn a_transfer_waiting_behind_an_apply_is_not_applied_after_a_switchover() {
     let mut pair = pair(LinkModel::Datagram, LinkFaults::clean(ms(1)), Mode::Auto);
     settle(&mut pair);
@@ -540,14 +533,14 @@ fn a_transfer_waiting_behind_an_apply_is_not_applied_after_a_switchover() {
     assert_clean(&pair);
 }
 
-/// Finding (the core's machine, not fixed here; randomized seed 5589 of the first 10,000-seed
-/// run, through a kernel storing another form): a sync that failed blocks that content, and
-/// the block is lifted only when the source holds other content, not when it changes. Here B
+/// Finding 3 (fixed in the core's machine; randomized seed 5589 of the first 10,000-seed run,
+/// through a kernel storing another form): a sync that failed blocks that content, and the
+/// block was lifted only when the source held other content, not when it changed; any change
+/// of the unit lifts it now. Here B
 /// refuses X once; A changes the unit to Y (applied), then back to X: X is never sent again,
-/// and the status says the units differ (the last result is Y's "applied") instead of the
-/// failure. Run it with `--ignored` once a change of the source's unit lifts its block.
+/// and the status said the units differ (the last result is Y's "applied") instead of the
+/// failure.
 #[test]
-#[ignore = "finding: content whose sync failed once is never sent again, even after a change"]
 fn a_unit_changed_back_to_content_that_failed_before_is_sent_again() {
     let mut pair = pair(
         LinkModel::Stream,

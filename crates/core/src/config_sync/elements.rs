@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use failoverd_wire::{ConfigSyncMessage, ElementEntry, MAX_ELEMENTS, SetElements};
 
-use super::{ActionId, ConfigSync, Part};
+use super::{ActionId, ConfigSync};
 use crate::time::Instant;
 
 /// A read of the dynamic sets may take at most this share of the time between reads (one
@@ -160,16 +160,12 @@ impl ConfigSync {
     /// The source sends elements: in Synchronization, with a peer that offered as the replica
     /// with the same versions, and sets to read.
     fn elements_source_ready(&self) -> bool {
-        self.part == Some(Part::Source)
+        self.comparable_replica()
             && self
                 .elements
                 .config
                 .as_ref()
                 .is_some_and(|c| !c.sets.is_empty())
-            && self
-                .peer
-                .as_ref()
-                .is_some_and(|p| !p.source && p.versions == self.config.versions)
     }
 
     /// Schedules the source's reads while it is ready, and forgets what was sent while it is
@@ -204,11 +200,7 @@ impl ConfigSync {
     /// versions and names the set.
     pub(super) fn receive_elements(&mut self, message: SetElements) {
         let entries = (message.adds.len() + message.removes.len()) as u64;
-        let from_source = self.part == Some(Part::Replica)
-            && self
-                .peer
-                .as_ref()
-                .is_some_and(|p| p.source && p.versions == self.config.versions);
+        let from_source = self.comparable_source();
         if !from_source {
             self.stats.unexpected_messages += 1;
             return;

@@ -131,8 +131,8 @@ pub struct ConfigSync {
     linked_at: Instant,
     status: SyncStatus,
     reason: StatusReason,
-    /// The latest read-back of each unit.
-    local: BTreeMap<UnitId, Readback>,
+    /// The latest read-back of each unit, with its state (hashed once, when read).
+    local: BTreeMap<UnitId, (Readback, UnitState)>,
     /// Whether `local` was read since the link came up.
     fresh: bool,
     revision: u64,
@@ -225,6 +225,7 @@ impl ConfigSync {
                 self.peer = None;
                 self.outgoing = None;
                 self.incoming = None;
+                self.ready = None;
                 self.readback_requests.clear();
                 self.next_compare = None;
                 if let Some(diff) = self.diff.take() {
@@ -246,9 +247,11 @@ impl ConfigSync {
                 self.request_read();
             }
             (Some(a), Some(b)) if a != b => {
-                // A takeover: what was on its way belongs to the old parts.
+                // A takeover: what was on its way, or received and waiting behind an apply,
+                // belongs to the old parts (simulation finding 2).
                 self.outgoing = None;
                 self.incoming = None;
+                self.ready = None;
                 self.initial_done = false;
                 self.send_offer();
             }
@@ -305,7 +308,7 @@ impl ConfigSync {
                 diff.local = Some(
                     self.local
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .map(|(k, (v, _))| (k.clone(), v.clone()))
                         .collect(),
                 );
             }
@@ -475,8 +478,12 @@ impl ConfigSync {
             let full = out.full;
             let units = out.units.iter().map(|(id, _)| id.clone()).collect();
             self.outgoing = None;
-            self.stats.transfers_resent += 1;
-            self.send(now, full, units);
+            // Only to a replica that takes it: not in a conflict, nor to a peer whose
+            // versions differ now (simulation finding 1).
+            if self.comparable_replica() {
+                self.stats.transfers_resent += 1;
+                self.send(now, full, units);
+            }
         }
         self.step(now);
     }
@@ -556,7 +563,7 @@ impl ConfigSync {
                 let meta = self.meta.get(id);
                 UnitView {
                     id: id.clone(),
-                    local: self.local.get(id).map(state_of),
+                    local: self.local_state(id),
                     peer: self.peer.as_ref().and_then(|p| p.units.get(id).copied()),
                     last_sync: meta.and_then(|m| m.last_sync),
                     last_result: meta.and_then(|m| m.last_result.clone()),
@@ -593,22 +600,42 @@ impl ConfigSync {
     fn store_readback(&mut self, units: Vec<(UnitId, Readback)>) {
         let mut changed = false;
         for (id, content) in units {
-            if !self.meta.contains_key(&id) {
+            let Some(meta) = self.meta.get_mut(&id) else {
                 continue;
-            }
+            };
             let state = state_of(&content);
-            if self.local.get(&id).map(state_of) != Some(state) {
+            if self.local.get(&id).map(|(_, known)| *known) != Some(state) {
                 changed = true;
+                // The unit changed: whatever failed before is tried again, even if it comes
+                // back to content that failed (simulation finding 3).
+                meta.blocked = None;
             }
-            self.local.insert(id, content);
+            self.local.insert(id, (content, state));
         }
         if changed {
             self.revision += 1;
         }
     }
 
+    /// This node is the source and the peer a replica whose units compare with ours.
+    fn comparable_replica(&self) -> bool {
+        self.part == Some(Part::Source) && self.peer_comparable_as(false)
+    }
+
+    /// This node is the replica of a source whose units compare with ours.
+    fn comparable_source(&self) -> bool {
+        self.part == Some(Part::Replica) && self.peer_comparable_as(true)
+    }
+
+    /// The peer offered, claiming the source or not as `source` says, with our versions.
+    fn peer_comparable_as(&self, source: bool) -> bool {
+        self.peer
+            .as_ref()
+            .is_some_and(|p| p.source == source && p.versions == self.config.versions)
+    }
+
     fn local_state(&self, id: &UnitId) -> Option<UnitState> {
-        self.local.get(id).map(state_of)
+        self.local.get(id).map(|(_, state)| *state)
     }
 
     fn send_offer(&mut self) {
@@ -661,7 +688,7 @@ impl ConfigSync {
         let mut drifting = Vec::new();
         for (id, meta) in &mut self.meta {
             let (Some(ours), Some(theirs)) = (
-                self.local.get(id).map(state_of),
+                self.local.get(id).map(|(_, state)| *state),
                 peer.units.get(id).copied(),
             ) else {
                 continue;
@@ -962,7 +989,7 @@ impl ConfigSync {
         let units: Vec<(UnitId, Option<&[u8]>)> = self
             .local
             .iter()
-            .filter_map(|(id, content)| match content {
+            .filter_map(|(id, (content, _))| match content {
                 Ok(content) => Some((id.clone(), content.as_deref())),
                 Err(_) => None,
             })
@@ -1007,7 +1034,7 @@ impl ConfigSync {
             .iter()
             .filter(|(id, meta)| {
                 peer.units.contains_key(*id)
-                    && self.local.get(*id).is_some_and(|c| c.is_ok())
+                    && self.local.get(*id).is_some_and(|(c, _)| c.is_ok())
                     && wanted(id, meta)
             })
             .map(|(id, _)| id.clone())
@@ -1019,20 +1046,14 @@ impl ConfigSync {
             return;
         }
         let transfer = self.next_id();
-        let contents: Vec<(UnitId, Option<&[u8]>)> = units
-            .iter()
-            .filter_map(|id| match self.local.get(id) {
-                Some(Ok(content)) => Some((id.clone(), content.as_deref())),
-                _ => None,
-            })
-            .collect();
-        let sent = contents
-            .iter()
-            .map(|(id, content)| {
-                let state = content.map_or(UnitState::Absent, |c| UnitState::Present(unit_hash(c)));
-                (id.clone(), state)
-            })
-            .collect();
+        let mut contents: Vec<(UnitId, Option<&[u8]>)> = Vec::with_capacity(units.len());
+        let mut sent = Vec::with_capacity(units.len());
+        for id in &units {
+            if let Some((Ok(content), state)) = self.local.get(id) {
+                contents.push((id.clone(), content.as_deref()));
+                sent.push((id.clone(), *state));
+            }
+        }
         let purpose = if full {
             TransferPurpose::FullSync
         } else {
