@@ -9,6 +9,8 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -120,18 +122,20 @@ impl ConfigSyncHost {
                 .context("config_sync.nftables")?,
             )
         };
-        let watching = nftables.is_some();
-        let mut backends = Backends { files, nftables };
+        // Starts set: the first read is a real one.
+        let ruleset_changed = nftables.is_some().then(|| Arc::new(AtomicBool::new(true)));
+        let mut backends = Backends::new(files, nftables, ruleset_changed.clone());
         let versions = ConfigVersions {
             failoverd: env!("CARGO_PKG_VERSION").to_string(),
             schema: SCHEMA,
             backends: backends.versions().context("config_sync")?,
         };
         let (worker, results) = Worker::spawn(&config.node.name, backends)?;
-        let changes = if watching {
-            Some(watch::spawn().context("config_sync: watching the nftables ruleset")?)
-        } else {
-            None
+        let changes = match ruleset_changed {
+            Some(changed) => {
+                Some(watch::spawn(changed).context("config_sync: watching the nftables ruleset")?)
+            }
+            None => None,
         };
         let (frames, mut frame_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         // One task sends them in order on the data connection, waiting for room as session

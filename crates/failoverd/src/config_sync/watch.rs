@@ -3,6 +3,9 @@
 #![allow(unsafe_code)]
 
 use failoverd_backends::{NftablesChange, NftablesWatcher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -16,7 +19,10 @@ pub(super) struct RulesetChanged {
 }
 
 /// Watches the ruleset of this network namespace; each commit comes on the receiver.
-pub(super) fn spawn() -> std::io::Result<mpsc::UnboundedReceiver<RulesetChanged>> {
+/// Each commit also sets `changed` (the worker's cue to read the tables again).
+pub(super) fn spawn(
+    changed: Arc<AtomicBool>,
+) -> std::io::Result<mpsc::UnboundedReceiver<RulesetChanged>> {
     let watcher = NftablesWatcher::open()?;
     // SAFETY: the `AsyncFd` owns the watcher: its socket's descriptor stays open and the same
     // until the `AsyncFd` is dropped.
@@ -32,6 +38,7 @@ pub(super) fn spawn() -> std::io::Result<mpsc::UnboundedReceiver<RulesetChanged>
             loop {
                 match ready.get_inner_mut().next_change() {
                     Ok(Some(change)) => {
+                        changed.store(true, Ordering::SeqCst);
                         let pid = match change {
                             NftablesChange::Generation(generation) => generation.pid,
                             NftablesChange::Unknown => None,

@@ -2,7 +2,8 @@
 //! reads and applies (each `nft` run or tree swap may take a second; the driver never waits).
 
 use std::collections::BTreeMap;
-use std::sync::mpsc as std_mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread;
 use std::time::{Duration, Instant as WallInstant};
 
@@ -61,12 +62,23 @@ pub(super) enum Job {
 /// One backend's units with their content, as `ConfigBackend::apply` takes them.
 type Batch = Vec<(String, Option<Vec<u8>>)>;
 
+/// Without a ruleset change, a table is read again at least every this many reads (a lost
+/// generation event is reported as a change, so this only bounds what a silent watcher costs).
+const FULL_READ_EVERY: u32 = 6;
+
 /// This node's backends, applied in a fixed order: files, then nftables, then the reloads.
 pub(super) struct Backends {
     /// `[[config_sync.files]]`, if any.
     pub(super) files: Option<FilesBackend>,
     /// `[config_sync.nftables]`, if any tables.
     pub(super) nftables: Option<NftablesBackend>,
+    /// Set by the ruleset watcher on every commit: while it is clear, the tables read last
+    /// time are what `nft -s` would print again (counters and expiry are not in the form, and
+    /// dynamic sets' elements are left out), so a periodic comparison costs no `nft` run.
+    pub(super) ruleset_changed: Option<Arc<AtomicBool>>,
+    /// The tables as last read, and the reads served from them since.
+    tables_read: BTreeMap<String, Readback>,
+    reads_from_cache: u32,
 }
 
 impl Backends {
@@ -88,14 +100,50 @@ impl Backends {
         Ok(versions)
     }
 
+    /// The backends of this node.
+    pub(super) fn new(
+        files: Option<FilesBackend>,
+        nftables: Option<NftablesBackend>,
+        ruleset_changed: Option<Arc<AtomicBool>>,
+    ) -> Self {
+        Self {
+            files,
+            nftables,
+            ruleset_changed,
+            tables_read: BTreeMap::new(),
+            reads_from_cache: 0,
+        }
+    }
+
     fn read(&mut self, units: &[UnitId]) -> Vec<(UnitId, Readback)> {
+        // Cleared before reading: a commit during the read sets it again.
+        let unchanged = self
+            .ruleset_changed
+            .as_ref()
+            .is_some_and(|changed| !changed.swap(false, Ordering::SeqCst))
+            && self.reads_from_cache < FULL_READ_EVERY;
+        if unchanged {
+            self.reads_from_cache += 1;
+        } else {
+            self.reads_from_cache = 0;
+            self.tables_read.clear();
+        }
         units
             .iter()
             .map(|unit| {
-                let content = match self.backend(unit.kind) {
-                    Some(backend) => backend.read(&unit.name).map_err(|err| err.to_string()),
-                    None => Err(format!("no {:?} backend on this node", unit.kind)),
+                let cached = (unit.kind == UnitKind::Nftables)
+                    .then(|| self.tables_read.get(&unit.name).cloned())
+                    .flatten();
+                let content = match (cached, self.backend(unit.kind)) {
+                    (Some(content), _) => content,
+                    (None, Some(backend)) => {
+                        backend.read(&unit.name).map_err(|err| err.to_string())
+                    }
+                    (None, None) => Err(format!("no {:?} backend on this node", unit.kind)),
                 };
+                if unit.kind == UnitKind::Nftables {
+                    self.tables_read.insert(unit.name.clone(), content.clone());
+                }
                 (unit.clone(), content)
             })
             .collect()
@@ -105,6 +153,9 @@ impl Backends {
     /// units that changed, and reads back.
     fn apply(&mut self, units: UnitContents) -> (Result<Applied, ApplyFailed>, Option<u32>) {
         let ids: Vec<UnitId> = units.iter().map(|(u, _)| u.clone()).collect();
+        // What this apply reads, before and after, is the kernel's, not what was read before
+        // (its own commit's event may come after the read-back).
+        self.tables_read.clear();
         let mut previous = Vec::with_capacity(units.len());
         for (unit, content) in self.read(&ids) {
             match content {
@@ -176,6 +227,7 @@ impl Backends {
                 nft_pid,
             );
         }
+        self.tables_read.clear();
         let readback = self.read(&ids);
         (Ok(Applied { previous, readback }), nft_pid)
     }
