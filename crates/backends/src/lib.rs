@@ -29,6 +29,8 @@
 
 pub mod config;
 pub mod session;
+#[cfg(target_os = "linux")]
+mod socket_filter;
 
 #[cfg(target_os = "linux")]
 pub use config::nftables::{

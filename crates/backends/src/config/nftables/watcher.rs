@@ -4,15 +4,14 @@
 //! Numbers are the kernel's, from `include/uapi/linux/netfilter/nf_tables.h` and
 //! `nfnetlink.h`.
 
-// A socket filter: setsockopt with a program, which netlink-sys does not wrap.
-#![allow(unsafe_code)]
-
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use netlink_packet_core::{NetlinkBuffer, NlasIterator};
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
+
+use crate::socket_filter::{self, Width};
 
 /// `NFNLGRP_NFTABLES`.
 const GROUP_NFTABLES: u32 = 7;
@@ -89,7 +88,15 @@ impl NftablesWatcher {
     pub fn open() -> io::Result<Self> {
         let mut socket = Socket::new(NETLINK_NETFILTER)?;
         socket.bind_auto()?;
-        attach_newgen_filter(socket.as_raw_fd())?;
+        // Only generation events: the kernel sends each in a datagram of its own, and a
+        // 10,000-rule commit is then one message, not an overrun.
+        socket_filter::attach_field_match(
+            socket.as_raw_fd(),
+            Width::Half,
+            field::NLMSG_TYPE,
+            u32::from(MSG_NEWGEN),
+            true,
+        )?;
         socket.add_membership(GROUP_NFTABLES)?;
         socket.set_non_blocking(true)?;
         Ok(Self {
@@ -218,61 +225,6 @@ fn parse_generation(payload: &[u8]) -> Option<Generation> {
         pid,
         process,
     })
-}
-
-/// A classic BPF socket filter that keeps only datagrams whose (first) message is
-/// `NFT_MSG_NEWGEN`: the kernel sends each generation event in a datagram of its own.
-fn attach_newgen_filter(fd: RawFd) -> io::Result<()> {
-    const LOAD_HALF_AT: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
-    const JUMP_IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    // A half-word load reads network byte order; `nlmsg_type` is in host order.
-    let newgen = u32::from(u16::from_be_bytes(MSG_NEWGEN.to_ne_bytes()));
-    let mut program = [
-        libc::sock_filter {
-            code: LOAD_HALF_AT,
-            jt: 0,
-            jf: 0,
-            k: field::NLMSG_TYPE,
-        },
-        libc::sock_filter {
-            code: JUMP_IF_EQUAL,
-            jt: 0,
-            jf: 1,
-            k: newgen,
-        },
-        libc::sock_filter {
-            code: RETURN,
-            jt: 0,
-            jf: 0,
-            k: u32::MAX,
-        },
-        libc::sock_filter {
-            code: RETURN,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-    ];
-    let filter = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: `filter` and the program it points to outlive the call (the kernel copies
-    // them), and the size of `filter` is passed along.
-    let res = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&filter as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if res < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
+use crate::socket_filter::{self, Width};
+
 /// `NFNLGRP_CONNTRACK_NEW`, `_UPDATE`, `_DESTROY`.
 pub(super) const CONNTRACK_GROUPS: [u32; 3] = [1, 2, 3];
 
@@ -53,58 +55,9 @@ impl NlSocket {
     /// would otherwise cost the reader a wake-up, a copy and a parse each (about 5 us), as many
     /// as the entries a bulk sync writes.
     pub(super) fn drop_port(&self, port: u32) -> io::Result<()> {
-        const LOAD_WORD_AT: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-        const JUMP_IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-        const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
         /// Offset of `nlmsg_pid` in `struct nlmsghdr`.
         const NLMSG_PID: u32 = 12;
-        // A word load reads network byte order; `nlmsg_pid` is in host order.
-        let stamped = u32::from_be_bytes(port.to_ne_bytes());
-        let mut program = [
-            libc::sock_filter {
-                code: LOAD_WORD_AT,
-                jt: 0,
-                jf: 0,
-                k: NLMSG_PID,
-            },
-            libc::sock_filter {
-                code: JUMP_IF_EQUAL,
-                jt: 0,
-                jf: 1,
-                k: stamped,
-            },
-            libc::sock_filter {
-                code: RETURN,
-                jt: 0,
-                jf: 0,
-                k: 0,
-            },
-            libc::sock_filter {
-                code: RETURN,
-                jt: 0,
-                jf: 0,
-                k: u32::MAX,
-            },
-        ];
-        let filter = libc::sock_fprog {
-            len: program.len() as u16,
-            filter: program.as_mut_ptr(),
-        };
-        // SAFETY: `filter` and the program it points to outlive the call (the kernel copies
-        // them), and the size of `filter` is passed along.
-        let res = unsafe {
-            libc::setsockopt(
-                self.fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&filter as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if res < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        socket_filter::attach_field_match(self.fd(), Width::Word, NLMSG_PID, port, false)
     }
 
     pub(super) fn subscribe(&self, groups: &[u32]) -> io::Result<()> {
