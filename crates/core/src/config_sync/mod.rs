@@ -46,7 +46,7 @@ pub use transfer::{state_of, unit_hash};
 pub use types::{
     ActionId, Applied, ApplyFailed, ConfigAction, ConfigSyncConfig, ConfigSyncEvent,
     ConfigSyncStats, Diff, Mode, Part, Readback, StatusReason, SyncStatus, UnitContents,
-    UnitResult, UnitView,
+    UnitResult, UnitView, unit_names,
 };
 
 /// Why a command was refused.

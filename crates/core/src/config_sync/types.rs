@@ -212,7 +212,7 @@ impl fmt::Display for StatusReason {
             Self::NoSource => f.write_str("neither node is the configuration source"),
             Self::Sending { units } => write!(f, "sending {units} units"),
             Self::InSync => f.write_str("every unit is in sync"),
-            Self::Differ { units } => write!(f, "{} differ: {}", units.len(), names(units)),
+            Self::Differ { units } => write!(f, "{} differ: {}", units.len(), unit_names(units)),
             Self::Failed { unit, message } => match unit {
                 Some(unit) => write!(f, "the last sync failed on {}: {message}", unit.name),
                 None => write!(f, "the last sync failed: {message}"),
@@ -220,7 +220,7 @@ impl fmt::Display for StatusReason {
             Self::RolledBack { units } => write!(
                 f,
                 "rolled back {} after the failover link was lost",
-                names(units)
+                unit_names(units)
             ),
             Self::Following => f.write_str("applying what the source sends"),
         }
@@ -236,8 +236,8 @@ fn versions(v: &ConfigVersions) -> String {
     text
 }
 
-/// Unit names, comma-separated.
-pub(super) fn names(units: &[UnitId]) -> String {
+/// Unit names, comma-separated (for reasons, events and logs).
+pub fn unit_names(units: &[UnitId]) -> String {
     units
         .iter()
         .map(|u| u.name.as_str())

@@ -19,7 +19,7 @@ use failoverd_control::config::{Config, ConfigSyncMode, SyncSource};
 use failoverd_control::protocol::{ConfigSyncReply, EventKind, Response};
 use failoverd_control::transport::Answer;
 use failoverd_core::config_sync::{
-    ConfigSync, ConfigSyncConfig, ConfigSyncEvent, ElementsConfig, Mode, Part,
+    ConfigSync, ConfigSyncConfig, ConfigSyncEvent, ElementsConfig, Mode, Part, unit_names,
 };
 use failoverd_core::{Instant, Node};
 use failoverd_link::LinkSender;
@@ -334,13 +334,13 @@ impl ConfigSyncHost {
                 EventKind::ConfigSent,
                 format!(
                     "config sync: sent {} ({})",
-                    view::names(&units),
+                    unit_names(&units),
                     if full { "full" } else { "incremental" }
                 ),
             ),
             ConfigSyncEvent::Applied { units } => (
                 EventKind::ConfigApplied,
-                format!("config sync: applied {}", view::names(&units)),
+                format!("config sync: applied {}", unit_names(&units)),
             ),
             ConfigSyncEvent::Failed { unit, message } => (
                 EventKind::ConfigFailed,
@@ -357,14 +357,14 @@ impl ConfigSyncHost {
                 EventKind::ConfigFailed,
                 format!(
                     "config sync rolled back {}: the failover link was lost after applying",
-                    view::names(&units)
+                    unit_names(&units)
                 ),
             ),
             ConfigSyncEvent::Drift { units, repairing } => (
                 EventKind::ConfigDrift,
                 format!(
                     "config sync: {} differ from the source's{}",
-                    view::names(&units),
+                    unit_names(&units),
                     if repairing { "; repairing" } else { "" }
                 ),
             ),

@@ -5,20 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use failoverd_backends::config::files::archive::ArchiveView;
 use failoverd_control::protocol::{
     ConfigDiff, ConfigSyncMode, ConfigSyncPart, ConfigSyncState, ConfigSyncStatus, ConfigUnitDiff,
-    ConfigUnitState, ConfigUnitView, ConfigVersionsView, unified_diff,
+    ConfigUnitKind, ConfigUnitState, ConfigUnitView, ConfigVersionsView, unified_diff,
 };
 use failoverd_core::Instant;
 use failoverd_core::config_sync::{ConfigSync, Diff, Mode, Part, Readback, SyncStatus, state_of};
-use failoverd_wire::{SyncOutcome, UnitId, UnitKind, UnitState};
-
-/// Unit names, comma-separated.
-pub(super) fn names(units: &[UnitId]) -> String {
-    units
-        .iter()
-        .map(|u| u.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use failoverd_wire::{SyncOutcome, UnitKind, UnitState};
 
 /// Milliseconds since the Unix epoch of the core's `at`, `now` being the core's present.
 fn unix_ms(now: Instant, at: Instant) -> u64 {
@@ -90,8 +81,13 @@ pub(super) fn status(
                         .as_ref()
                         .map(|r| r.message.clone())
                         .unwrap_or_default(),
-                    failed_unit: failed
-                        .then(|| format!("{} {}", kind_name(unit.id.kind), unit.id.name)),
+                    failed_unit: failed.then(|| {
+                        format!(
+                            "{} {}",
+                            ConfigUnitKind::from(unit.id.kind).name(),
+                            unit.id.name
+                        )
+                    }),
                     name: unit.id.name,
                     local_state,
                     local_hash,
@@ -101,13 +97,6 @@ pub(super) fn status(
             })
             .collect(),
         counters,
-    }
-}
-
-fn kind_name(kind: UnitKind) -> &'static str {
-    match kind {
-        UnitKind::Nftables => "nftables",
-        UnitKind::Files => "files",
     }
 }
 
