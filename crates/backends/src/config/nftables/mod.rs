@@ -123,35 +123,16 @@ impl NftablesBackend {
         if live.is_empty() {
             return Ok(());
         }
-        // Twice at most: an element present when read may expire before the commit, and its
-        // delete then fails.
-        let mut last = None;
-        for _ in 0..2 {
-            let present = self.elements_of(&name)?;
-            let present: HashSet<&str> = present.iter().map(|e| e.key.as_str()).collect();
+        self.commit_against_present(set, &name, |present| {
             let mut script = Script::default();
-            let replaced: Vec<&SetElement> = live
+            let replaced: Vec<&str> = live
                 .iter()
-                .copied()
-                .filter(|e| present.contains(e.key.as_str()))
+                .map(|e| e.key.as_str())
+                .filter(|key| present.contains(key))
                 .collect();
-            for chunk in replaced.chunks(ELEMENTS_PER_LINE) {
-                let keys: Vec<&str> = chunk.iter().map(|e| e.key.as_str()).collect();
-                script.push(
-                    Part::Elements(0),
-                    &format!("delete element {name} {{ {} }}", keys.join(", ")),
-                );
-            }
+            push_deletes(&mut script, &name, &replaced);
             push_elements(&mut script, 0, &name, &live);
-            let output = self.commit(&script)?;
-            if output.success {
-                return Ok(());
-            }
-            last = Some(output.message());
-        }
-        Err(ConfigError::Apply {
-            unit: set.to_owned(),
-            message: last.unwrap_or_default(),
+            Some(script)
         })
     }
 
@@ -170,26 +151,37 @@ impl NftablesBackend {
             };
             element.check().map_err(|why| refused(set, why))?;
         }
-        // Twice at most: an element present when read may expire before the commit.
-        let mut last = None;
-        for _ in 0..2 {
-            let present = self.elements_of(&name)?;
-            let present: HashSet<&str> = present.iter().map(|e| e.key.as_str()).collect();
+        self.commit_against_present(set, &name, |present| {
             let held: Vec<&str> = keys
                 .iter()
                 .map(String::as_str)
-                .filter(|k| present.contains(k))
+                .filter(|key| present.contains(key))
                 .collect();
             if held.is_empty() {
-                return Ok(());
+                return None;
             }
             let mut script = Script::default();
-            for chunk in held.chunks(ELEMENTS_PER_LINE) {
-                script.push(
-                    Part::Elements(0),
-                    &format!("delete element {name} {{ {} }}", chunk.join(", ")),
-                );
-            }
+            push_deletes(&mut script, &name, &held);
+            Some(script)
+        })
+    }
+
+    /// Commits the script `build` makes from the keys set `name` holds now (`None`: nothing to
+    /// commit), reading them again and trying once more if the commit fails: an element
+    /// present when read may expire before the commit, and deleting it then fails.
+    fn commit_against_present(
+        &mut self,
+        set: &str,
+        name: &SetName,
+        mut build: impl FnMut(&HashSet<&str>) -> Option<Script>,
+    ) -> Result<(), ConfigError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let present = self.elements_of(name)?;
+            let present: HashSet<&str> = present.iter().map(|e| e.key.as_str()).collect();
+            let Some(script) = build(&present) else {
+                return Ok(());
+            };
             let output = self.commit(&script)?;
             if output.success {
                 return Ok(());
@@ -286,6 +278,16 @@ struct Planned<'a> {
     content: Option<&'a str>,
     /// The elements its dynamic sets held just before, for the sets its content declares.
     kept: Vec<(SetName, Vec<SetElement>)>,
+}
+
+/// `delete element` lines for `keys` of set `name`, a bounded number per line.
+fn push_deletes(script: &mut Script, name: &SetName, keys: &[&str]) {
+    for chunk in keys.chunks(ELEMENTS_PER_LINE) {
+        script.push(
+            Part::Elements(0),
+            &format!("delete element {name} {{ {} }}", chunk.join(", ")),
+        );
+    }
 }
 
 /// Appends `add element` lines for `elements` of `set`, blamed on unit `unit`.
